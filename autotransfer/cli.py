@@ -1,0 +1,203 @@
+"""The ``autotransfer`` command line: a thin front end over the Python API."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from autotransfer import __version__
+from autotransfer.errors import AutotransferError
+from autotransfer.storage import DEFAULT_STORAGE
+
+app = typer.Typer(
+    help="Pick and fine-tune a pretrained backbone with Optuna.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# Leaderboards stay readable when the output goes to a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"autotransfer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Pick and fine-tune a pretrained backbone with Optuna."""
+
+
+class ConsoleProgress:
+    """Live view of a search: a line per epoch of the running trial and per finished trial."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.started: dict[int, float] = {}
+
+    def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None:
+        self.started[number] = time.perf_counter()
+        of = f" of {self.total}" if self.total else ""
+        console.print(
+            f"[bold]trial #{number}{of}[/] {escape(backbone)}  "
+            f"freeze={params['freeze_fraction']:.2f} "
+            f"lr={params['lr']:.2e} head_x={params['head_lr_multiplier']:.3g} "
+            f"decay={params['layer_decay']:.2f} bs={params['batch_size']}"
+        )
+
+    def epoch_done(self, number: int, result, epochs: int) -> None:
+        console.print(
+            f"  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
+            f"acc {result.accuracy:.4f}  f1 {result.macro_f1:.4f}  "
+            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} img/s"
+        )
+
+    def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None:
+        seconds = time.perf_counter() - self.started.get(number, time.perf_counter())
+        colour = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "white")
+        shown = f" {value:.4f}" if value is not None else ""
+        tail = f" ({escape(reason)})" if reason and state != "complete" else ""
+        console.print(f"  [{colour}]{state}[/]{shown} in {seconds:.1f}s{tail}")
+
+
+def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
+    table = Table(title="Leaderboard", title_justify="left")
+    for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
+                   "s/epoch", "state"):
+        table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
+
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for rank, row in enumerate(rows[:limit], start=1):
+        table.add_row(
+            str(rank), str(row["trial"]), row["backbone"], fmt(row["freeze_fraction"], ".2f"),
+            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
+            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"), row["state"],
+        )
+    return table
+
+
+@app.command()
+def search(
+    data: Path = typer.Argument(..., help="Folder of class sub-folders, train/val[/test], or CSV."),
+    space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
+    trials: int | None = typer.Option(None, help="Total finished trials the study should reach."),
+    timeout: float | None = typer.Option(None, help="Stop starting trials after S seconds."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    study: str | None = typer.Option(None, help="Study name; an existing study resumes."),
+    out: Path = typer.Option(Path("autotransfer-out"), help="Folder for best.yaml and results."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, help="Seed of the sampler, the split and the training."),
+) -> None:
+    """Search for the best backbone, freezing depth and learning rates for DATA."""
+    from autotransfer.storage import mask_url
+    from autotransfer.study import search as run_search
+
+    if trials is None and timeout is None:
+        raise AutotransferError("give --trials N or --timeout S (or both) to bound the search")
+    started = time.perf_counter()
+    console.print(f"autotransfer search {data} with {space} -> {mask_url(storage)}")
+    result = run_search(
+        data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
+        out=out, device=device, seed=seed, progress=ConsoleProgress(trials),
+    )
+    metric = result.best["metric"] if result.best else "score"
+    console.print(_leaderboard_table(result.leaderboard, metric))
+    counts = {
+        s: sum(r["state"] == s for r in result.leaderboard) for s in ("complete", "pruned", "fail")
+    }
+    console.print(
+        f"study {result.study.study_name!r}: {counts['complete']} complete, "
+        f"{counts['pruned']} pruned, {counts['fail']} failed; "
+        f"{time.perf_counter() - started:.0f}s"
+    )
+    if result.best is None:
+        raise AutotransferError(
+            f"no trial completed in study {result.study.study_name!r}; see the reasons above"
+        )
+    best = result.best
+    test = f", test {best['test_score']:.4f}" if "test_score" in best else ""
+    backbone = best["backbone"] if isinstance(best["backbone"], str) else best["backbone"]["id"]
+    console.print(
+        f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
+        f" -> {result.best_path}"
+    )
+
+
+@app.command()
+def plugins() -> None:
+    """List the loaded plugins with their versions and hooks."""
+    from autotransfer.plugins import get_plugins, plugin_errors
+
+    table = Table()
+    for column in ("plugin", "version", "hooks"):
+        table.add_column(column)
+    for plugin in get_plugins():
+        table.add_row(str(plugin["name"]), str(plugin["version"]), ", ".join(plugin["hooks"]))
+    console.print(table)
+    for name, error in plugin_errors().items():
+        err_console.print(f"plugin {name!r} failed to load: {error}")
+
+
+@app.command()
+def backbones(
+    pattern: str | None = typer.Argument(None, help="Only ids containing this text."),
+    modality: str | None = typer.Option(None, help="image, text or audio."),
+) -> None:
+    """List the backbone ids that the plugins offer."""
+    from autotransfer.backbones import MODALITIES, get_registry
+
+    if modality is not None and modality not in MODALITIES:
+        raise AutotransferError(
+            f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
+        )
+    entries = [
+        e for e in get_registry().entries(modality) if pattern is None or pattern in e.id
+    ]
+    for entry in entries:
+        params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"
+        console.print(f"{entry.id}\t{entry.modality}\t{params}\t{entry.description}",
+                      highlight=False, soft_wrap=True)
+    err_console.print(f"{len(entries)} backbones")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: domain errors become one line on stderr and exit status 1."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=False)
+    except AutotransferError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; the study is saved and resumes with the same command")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Domain errors. The CLI prints ``str(error)`` as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class AutotransferError(Exception):
+    """Base class: the message names the file, key or id involved and what was expected."""
+
+
+class DataError(AutotransferError):
+    """The user's dataset cannot be read or is not usable for classification."""
+
+
+class SpaceError(AutotransferError):
+    """A search-space file is missing, malformed or out of range."""
+
+
+class BackboneError(AutotransferError):
+    """A backbone id is unknown, or its weights cannot be loaded."""
+
+
+class StorageError(AutotransferError):
+    """A storage URL is malformed or the database cannot be reached."""
+
+
+class PluginError(AutotransferError):
+    """A plugin broke the contract of a hook."""

@@ -1,0 +1,19 @@
+"""The plugin contract: the hooks a zoo implements (pluggy project name ``autotransfer``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from autotransfer.backbones import BackboneEntry
+
+hookspec = pluggy.HookspecMarker("autotransfer")
+hookimpl = pluggy.HookimplMarker("autotransfer")
+
+
+@hookspec
+def register_backbones(register: Callable[[BackboneEntry], None]) -> None:
+    """Offer backbones by calling ``register(BackboneEntry(...))`` once for each."""

@@ -1,0 +1,223 @@
+"""The fine-tuning loop: AdamW with per-group lr scales, warmup + cosine, eval every epoch."""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from autotransfer.backbones import Backbone
+from autotransfer.data import LabelledData, augment, image_tensors, iterate_batches
+from autotransfer.layers import check_groups, freeze, param_groups, train_mode
+
+
+@dataclass
+class EpochResult:
+    """What one epoch produced; ``score`` is the study's metric on the validation split."""
+
+    epoch: int
+    train_loss: float
+    accuracy: float
+    macro_f1: float
+    score: float
+    seconds: float
+    samples_per_second: float
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochResult] = field(default_factory=list)
+    test: dict[str, float] | None = None
+    n_params: int = 0
+    n_trainable: int = 0
+    n_groups: int = 0
+    n_frozen_groups: int = 0
+
+    @property
+    def score(self) -> float:
+        return self.history[-1].score
+
+
+class TransferModel(nn.Module):
+    """A backbone's pooled features followed by a linear head (with optional dropout)."""
+
+    def __init__(self, backbone: Backbone, n_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.body = backbone.model
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.dim, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when there is one; ``cuda`` without a GPU is a ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    elif resolved.type != "cpu":
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return resolved
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """lr factor: linear warmup to 1, then cosine decay to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def classification_scores(preds: torch.Tensor, labels: torch.Tensor, n_classes: int):
+    """``(accuracy, macro_f1)``; macro F1 averages over classes present in labels or preds."""
+    confusion = torch.bincount(labels * n_classes + preds, minlength=n_classes**2)
+    confusion = confusion.view(n_classes, n_classes).double()
+    tp = confusion.diag()
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    present = (support + predicted) > 0
+    f1 = 2 * tp / (support + predicted).clamp(min=1)
+    accuracy = float(tp.sum() / confusion.sum().clamp(min=1))
+    return accuracy, float(f1[present].mean()) if present.any() else 0.0
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory of this trial on CUDA; the process's peak resident memory on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+class Trainer:
+    """Fine-tunes one backbone on one dataset with one set of hyperparameters."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        data: LabelledData,
+        params: dict[str, Any],
+        *,
+        device: torch.device,
+        metric: str = "accuracy",
+        seed: int = 0,
+    ) -> None:
+        self.data, self.params, self.device, self.metric = data, params, device, metric
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.preprocess = backbone.preprocess.with_size(params.get("image_size"))
+        self.model = TransferModel(backbone, data.n_classes, params["dropout"]).to(device)
+        self.memory_format = (
+            torch.channels_last if backbone.channels_last else torch.contiguous_format
+        )
+        self.model.to(memory_format=self.memory_format)
+        self.groups = [[f"body.{n}" for n in group] for group in backbone.groups]
+        check_groups(self.model, self.groups)
+        self.frozen = freeze(self.model, self.groups, params["freeze_fraction"])
+        self.optimizer = torch.optim.AdamW(
+            param_groups(
+                self.model,
+                self.groups,
+                lr=params["lr"],
+                head_lr_multiplier=params["head_lr_multiplier"],
+                layer_decay=params["layer_decay"],
+                weight_decay=params["weight_decay"],
+            ),
+            fused=device.type == "cuda",
+        )
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
+        self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess.normalize(images.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=self.memory_format)
+
+    def fit(
+        self, epochs: int, on_epoch: Callable[[EpochResult], None] | None = None
+    ) -> TrainResult:
+        """Train ``epochs`` epochs; ``on_epoch`` sees each result (and may raise to stop)."""
+        x_train, y_train = image_tensors(self.data, "train", self.preprocess)
+        batch_size = min(int(self.params["batch_size"]), len(y_train))
+        steps = len(y_train) // batch_size + (len(y_train) % batch_size >= 2)
+        total = epochs * steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            warmup_cosine(total, int(self.params["warmup_fraction"] * total)),
+        )
+        result = TrainResult(
+            n_params=sum(p.numel() for p in self.model.parameters()),
+            n_trainable=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            n_groups=len(self.groups),
+            n_frozen_groups=sum(1 for g in self.groups if g[0] in self.frozen),
+        )
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            train_mode(self.model, self.frozen)
+            total_loss, seen = 0.0, 0
+            batches = iterate_batches(
+                x_train, y_train, batch_size, shuffle=True, generator=self.generator
+            )
+            for images, labels in batches:
+                if len(labels) < 2:  # BatchNorm cannot train on a single sample
+                    continue
+                images = augment(images, self.params["augment"], self.generator)
+                labels = labels.to(self.device, non_blocking=True)
+                with self.autocast:
+                    loss = self.loss_fn(self.model(self._inputs(images)), labels)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                scheduler.step()
+                total_loss += loss.item() * len(labels)
+                seen += len(labels)
+            seconds = time.perf_counter() - start
+            accuracy, macro_f1 = self.evaluate("val")
+            epoch_result = EpochResult(
+                epoch=epoch,
+                train_loss=total_loss / max(1, seen),
+                accuracy=accuracy,
+                macro_f1=macro_f1,
+                score=accuracy if self.metric == "accuracy" else macro_f1,
+                seconds=seconds,
+                samples_per_second=seen / seconds if seconds > 0 else 0.0,
+            )
+            result.history.append(epoch_result)
+            if on_epoch is not None:
+                on_epoch(epoch_result)
+        if self.data.test is not None:
+            accuracy, macro_f1 = self.evaluate("test")
+            result.test = {"accuracy": accuracy, "macro_f1": macro_f1}
+        return result
+
+    @torch.inference_mode()
+    def evaluate(self, split: str, batch_size: int = 256) -> tuple[float, float]:
+        """``(accuracy, macro_f1)`` on ``split``."""
+        x, y = image_tensors(self.data, split, self.preprocess)
+        self.model.eval()
+        preds = []
+        for images, _ in iterate_batches(x, y, batch_size, shuffle=False):
+            with self.autocast:
+                preds.append(self.model(self._inputs(images)).argmax(-1).cpu())
+        return classification_scores(torch.cat(preds), y, self.data.n_classes)

@@ -1,0 +1,97 @@
+"""Builtin zoo: every timm model as ``timm/<model name>`` (image).
+
+Pretrained weights come from the Hugging Face hub when online; offline, give a local file with
+``{id: timm/<name>, weights: PATH}`` (safetensors or a plain state dict).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
+from autotransfer.data import ImagePreprocess
+from autotransfer.layers import group_names
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
+def register_backbones(register) -> None:
+    import timm
+
+    tagged = timm.list_models(pretrained=True)
+    architectures = {name.partition(".")[0] for name in tagged}
+    for name in sorted(architectures) + tagged:
+        register(
+            BackboneEntry(
+                id=f"timm/{name}",
+                modality="image",
+                loader=partial(load_timm, name),
+                description="timm; weights from the hub, or a local file with weights: PATH",
+                options=("weights",),
+            )
+        )
+
+
+def load_timm(name: str, *, pretrained: bool = True, weights: str | None = None) -> Backbone:
+    """Create ``name`` with timm without its classifier; weights from ``weights`` or the hub."""
+    import timm
+
+    kwargs = {}
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise BackboneError(f"timm/{name}: weights file {str(path)!r} does not exist")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+        pretrained = True
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise BackboneError(f"timm/{name}: timm has no model of that name") from None
+        raise BackboneError(f"timm/{name}: could not load weights ({_first_line(exc)})") from None
+    except Exception as exc:  # hub unreachable, file in the wrong format, ...
+        raise BackboneError(
+            f"timm/{name}: could not get pretrained weights ({type(exc).__name__}: "
+            f"{_first_line(exc)}); offline, give a local file with "
+            f"{{id: timm/{name}, weights: PATH}} or use pretrained: false"
+        ) from None
+    return backbone_from_timm(model)
+
+
+def backbone_from_timm(model: nn.Module, preprocess: ImagePreprocess | None = None) -> Backbone:
+    """Wrap a timm model created with ``num_classes=0`` as a Backbone.
+
+    Layer groups come from the model's own ``group_matcher(coarse=False)``; preprocessing from
+    its pretrained config unless given.
+    """
+    import timm.data
+    from torch import nn
+
+    names = [n for n, _ in model.named_parameters()]
+    groups = group_names(names, model.group_matcher(coarse=False))
+    if preprocess is None:
+        cfg = timm.data.resolve_data_config({}, model=model)
+        preprocess = ImagePreprocess(
+            size=int(cfg["input_size"][-1]),
+            mean=tuple(cfg["mean"]),
+            std=tuple(cfg["std"]),
+            interpolation=cfg["interpolation"],
+            crop_pct=float(cfg["crop_pct"]),
+        )
+    conv_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))
+    total = sum(p.numel() for p in model.parameters())
+    return Backbone(
+        model=model,
+        dim=int(getattr(model, "head_hidden_size", None) or model.num_features),
+        groups=groups,
+        preprocess=preprocess,
+        channels_last=conv_params > total / 2,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]

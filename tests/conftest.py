@@ -1,0 +1,41 @@
+import os
+
+# Hub lookups retry for about a minute when offline; tests never reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from autotransfer.demo import FASHION_MNIST_DIR, export_fashion_mnist  # noqa: E402
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist(tmp_path_factory) -> Path:
+    """A few hundred real Fashion-MNIST images: train/ (30 per class) and test/ (10 per class)."""
+    if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail("Fashion-MNIST missing: apt-get install dataset-fashion-mnist")
+    out = tmp_path_factory.mktemp("fmnist") / "fashion-mnist"
+    return export_fashion_mnist(out, per_class=30, test_per_class=10, seed=0)
+
+
+def write_images(folder: Path, n: int, *, mode: str = "RGB", size=(20, 16), seed: int = 0):
+    """Write ``n`` small random images of PIL ``mode`` into ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).convert(mode)
+        image.save(folder / f"img{i}.png")
+
+
+@pytest.fixture
+def class_folders(tmp_path) -> Path:
+    """root/<cat|dog>/ with 10 images each."""
+    for cls, seed in (("cat", 1), ("dog", 2)):
+        write_images(tmp_path / "root" / cls, 10, seed=seed)
+    return tmp_path / "root"

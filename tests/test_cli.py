@@ -1,0 +1,198 @@
+"""The real CLI: an end-to-end search on Fashion-MNIST with packaged ImageNet weights, and the
+one-line errors that bad input gets."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import write_images
+
+from autotransfer.cli import main
+from autotransfer.space import HYPERPARAMETERS
+
+SPACE = """
+backbones:
+  - packaged/mobilenetv2_100
+  - {id: packaged/mobilenetv2_100, pretrained: false}
+epochs: 2
+pruner: median
+params:
+  freeze_fraction: {type: float, low: 0.5, high: 1.0}
+  lr: {type: float, low: 3.0e-4, high: 3.0e-3, log: true}
+  batch_size: 32
+  image_size: 64
+"""
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from autotransfer.cli import main; main()", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def searched(fashion_mnist, tmp_path_factory):
+    """One real search of 5 trials, run as a user would run it."""
+    work = tmp_path_factory.mktemp("search")
+    (work / "space.yaml").write_text(SPACE)
+    args = (str(fashion_mnist), "--space", "space.yaml", "--trials", "5", "--seed", "1",
+            "--storage", "sqlite:///study.db", "--study", "fm", "--out", "out")
+    run = _cli("search", *args, cwd=work)
+    assert run.returncode == 0, run.stderr
+    return work, run, args
+
+
+def test_search_records_every_trial_with_its_attributes(searched):
+    work, run, _ = searched
+    study = optuna.load_study(study_name="fm", storage=f"sqlite:///{work / 'study.db'}")
+    trials = study.get_trials()
+    assert len(trials) == 5
+    states = [t.state for t in trials]
+    assert optuna.trial.TrialState.COMPLETE in states
+    for trial in trials:
+        attrs = trial.user_attrs
+        assert attrs["backbone"] == "packaged/mobilenetv2_100"
+        assert attrs["device"] == "cpu" and attrs["parameter_count"] > 2_000_000
+        assert attrs["seconds_per_epoch"] > 0 and attrs["samples_per_second"] > 0
+        assert attrs["peak_memory_mb"] > 0
+        assert len(trial.intermediate_values) >= 1
+    assert "Leaderboard" in run.stdout and "best" in run.stdout
+
+
+def test_a_weak_trial_is_pruned_with_its_reason(searched):
+    work, _, _ = searched
+    study = optuna.load_study(study_name="fm", storage=f"sqlite:///{work / 'study.db'}")
+    pruned = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "the run is sized so that the median pruner stops a weak trial"
+    for trial in pruned:
+        assert len(trial.intermediate_values) < 2
+        assert trial.user_attrs["prune_reason"].startswith("pruned after epoch 1/2")
+
+
+def test_best_yaml_holds_the_best_trial_and_where_it_came_from(searched, fashion_mnist):
+    work, _, _ = searched
+    best = yaml.safe_load((work / "out" / "best.yaml").read_text())
+    study = optuna.load_study(study_name="fm", storage=f"sqlite:///{work / 'study.db'}")
+    assert best["val_score"] == pytest.approx(study.best_value)
+    assert best["backbone"] == "packaged/mobilenetv2_100"  # pretrained beats random init
+    assert set(best["params"]) == set(HYPERPARAMETERS)
+    assert best["params"]["lr"] == pytest.approx(study.best_params["lr"])
+    assert best["params"]["image_size"] == 64 and best["epochs"] == 2
+    assert best["metric"] == "accuracy" and 0.0 <= best["test_score"] <= 1.0
+    assert best["val_score"] > 0.5
+    assert best["source"] == {
+        "study": "fm", "trial": study.best_trial.number, "data": str(fashion_mnist.resolve()),
+        "space": "space.yaml", "storage": "sqlite:///study.db",
+    }
+    assert (work / "out" / "leaderboard.csv").read_text().count("\n") == 6
+
+
+def test_study_resumes_by_name_and_trials_counts_the_total(searched):
+    work, _, args = searched
+    args = list(args)
+    args[args.index("--trials") + 1] = "6"
+    run = _cli("search", *args, cwd=work)
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name="fm", storage=f"sqlite:///{work / 'study.db'}")
+    assert len(study.get_trials()) == 6
+
+
+# -- bad input: one line on stderr, exit status 1, no traceback ------------------------------
+
+
+def _error(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 1, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def space_file(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def test_missing_folder(capsys, tmp_path, space_file):
+    err = _error(capsys, "search", str(tmp_path / "nope"), "--space", str(space_file),
+                 "--trials", "1")
+    assert "nope: no such file or folder" in err
+
+
+def test_empty_class(capsys, class_folders, space_file):
+    (class_folders / "bird").mkdir()
+    err = _error(capsys, "search", str(class_folders), "--space", str(space_file), "--trials", "1")
+    assert "bird: empty class folder" in err
+
+
+def test_single_class(capsys, tmp_path, space_file):
+    write_images(tmp_path / "one" / "cat", 3)
+    err = _error(capsys, "search", str(tmp_path / "one"), "--space", str(space_file),
+                 "--trials", "1")
+    assert "single class 'cat'" in err
+
+
+def test_unreadable_image(capsys, class_folders, space_file):
+    (class_folders / "dog" / "bad.jpg").write_bytes(b"\x00garbage")
+    err = _error(capsys, "search", str(class_folders), "--space", str(space_file), "--trials", "1",
+                 "--storage", "sqlite://")
+    assert "bad.jpg: unreadable image" in err
+
+
+def test_unknown_backbone_suggests_close_ids(capsys, class_folders, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("backbones: [packaged/mobilenet_v2]\nepochs: 1\n")
+    err = _error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1")
+    assert "unknown backbone 'packaged/mobilenet_v2'" in err
+    assert "did you mean packaged/mobilenetv2_100" in err
+
+
+def test_bad_yaml_key_and_range(capsys, class_folders, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("backbones: [packaged/mobilenetv2_100]\nepochs: 1\n"
+                     "params: {layerdecay: 0.9}\n")
+    err = _error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1")
+    assert "s.yaml: params.layerdecay: unknown hyperparameter (did you mean 'layer_decay'?)" in err
+    space.write_text("backbones: [packaged/mobilenetv2_100]\nepochs: 1\n"
+                     "params: {freeze_fraction: {type: float, low: 0, high: 2}}\n")
+    err = _error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1")
+    assert "params.freeze_fraction.high: must be <= 1, got 2.0" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not-a-url", "bad storage URL 'not-a-url': expected an SQLAlchemy URL"),
+        ("mysql+nodriver://u:secret@h/db", "no database driver for 'mysql+nodriver'"),
+        ("sqlite:////no/such/dir/x.db", "folder /no/such/dir does not exist"),
+    ],
+)
+def test_bad_storage_url(capsys, class_folders, space_file, url, message):
+    err = _error(capsys, "search", str(class_folders), "--space", str(space_file),
+                 "--trials", "1", "--storage", url)
+    assert message in err and "secret" not in err
+
+
+def test_unbounded_search_and_bad_device(capsys, class_folders, space_file):
+    assert "--trials N or --timeout S" in _error(
+        capsys, "search", str(class_folders), "--space", str(space_file))
+    assert "--device" in _error(
+        capsys, "search", str(class_folders), "--space", str(space_file), "--trials", "1",
+        "--device", "tpu")
+
+
+def test_backbones_and_plugins_commands(capsys):
+    main(["backbones", "packaged/", "--modality", "image"])
+    out = capsys.readouterr().out
+    assert out.count("packaged/") == 4 and "packaged/tf_efficientnet_lite2" in out
+    main(["plugins"])
+    out = capsys.readouterr().out
+    assert "autotransfer_timm" in out and "register_backbones" in out
+    assert "--modality must be one of" in _error(capsys, "backbones", "--modality", "video")

@@ -1,0 +1,81 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from autotransfer import Backbone, BackboneEntry, hookimpl
+from autotransfer.backbones import get_registry, reset_registry
+from autotransfer.errors import BackboneError, PluginError
+from autotransfer.plugins import get_plugins, pm
+
+
+class FakeZoo:
+    """A fake third-party zoo offering one tiny backbone and one id that clashes."""
+
+    @hookimpl
+    def register_backbones(self, register):
+        register(BackboneEntry("fake/tiny", "image", loader=_tiny, params=12))
+        register(BackboneEntry("packaged/mobilenetv2_100", "image", loader=_tiny))
+
+
+def _tiny(pretrained=True):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    return Backbone(model=model, dim=4, groups=[["1.weight", "1.bias"]], preprocess=None)
+
+
+@pytest.fixture
+def fake_zoo():
+    get_registry()  # builtins first
+    pm.register(FakeZoo(), name="fake-zoo")
+    reset_registry()
+    try:
+        yield get_registry()
+    finally:
+        pm.unregister(name="fake-zoo")
+        reset_registry()
+
+
+def test_builtin_zoos_are_plugins_with_their_hooks():
+    names = {p["name"]: p for p in get_plugins()}
+    for builtin in ("autotransfer_timm", "autotransfer_packaged"):
+        assert names[builtin]["hooks"] == ["register_backbones"]
+
+
+def test_registered_plugin_adds_backbones_and_first_registration_of_an_id_wins(fake_zoo):
+    entry = fake_zoo.get("fake/tiny")
+    assert entry.load().dim == 4 and entry.zoo == "fake"
+    assert "packaged/mobilenetv2_100" in fake_zoo.duplicates
+    assert fake_zoo.get("packaged/mobilenetv2_100").params == 3_504_872  # the builtin
+
+
+def test_unknown_id_suggests_close_ids_and_the_listing_command():
+    with pytest.raises(BackboneError) as info:
+        get_registry().get("packaged/mobilenetv2_10")
+    message = str(info.value)
+    assert "did you mean packaged/mobilenetv2_100" in message
+    assert "autotransfer backbones" in message
+
+
+def test_entry_contract_is_checked():
+    with pytest.raises(PluginError, match="zoo/name"):
+        BackboneEntry("noslash", "image", loader=_tiny)
+    with pytest.raises(PluginError, match="modality"):
+        BackboneEntry("a/b", "video", loader=_tiny)
+    entry = BackboneEntry("a/b", "image", loader=lambda pretrained=True: "nope")
+    with pytest.raises(PluginError, match="expected Backbone"):
+        entry.load()
+    with pytest.raises(BackboneError, match="unknown option 'colour'"):
+        BackboneEntry("a/b", "image", loader=_tiny).load(colour=1)
+
+
+def test_environment_variable_limits_which_plugins_load():
+    code = (
+        "from autotransfer.plugins import get_plugins;"
+        "print(','.join(p['name'] for p in get_plugins()))"
+    )
+    env = {"AUTOTRANSFER_LOAD_PLUGINS": "autotransfer_packaged", "HF_HUB_OFFLINE": "1",
+           "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "autotransfer_packaged"

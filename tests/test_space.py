@@ -1,0 +1,93 @@
+import optuna
+import pytest
+
+from autotransfer.errors import SpaceError
+from autotransfer.space import HYPERPARAMETERS, load_space, parse_space
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _space(**overrides):
+    data = {"backbones": ["packaged/mobilenetv2_100"], "epochs": 2}
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.parametrize("name", ["image.yaml", "image-quick.yaml"])
+def test_shipped_spaces_are_valid(name):
+    space = load_space(REPO / "search_spaces" / name)
+    assert space.backbones and space.epochs >= 1
+
+
+def test_mapping_entry_adds_options_and_gets_its_own_label():
+    space = parse_space(
+        _space(backbones=["packaged/mobilenetv2_100",
+                          {"id": "packaged/mobilenetv2_100", "pretrained": False}])
+    )
+    labels = [b.label for b in space.backbones]
+    assert labels == ["packaged/mobilenetv2_100", "packaged/mobilenetv2_100 (random init)"]
+    assert space.backbones[1].to_yaml() == {"id": "packaged/mobilenetv2_100", "pretrained": False}
+
+
+def test_suggest_samples_distributions_and_fills_fixed_values_and_defaults():
+    space = parse_space(
+        _space(params={
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "batch_size": {"type": "categorical", "choices": [8, 16]},
+            "image_size": {"type": "int", "low": 32, "high": 64, "step": 32},
+            "label_smoothing": 0.2,
+        })
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    spec, params = space.suggest(trial)
+    assert spec.id == "packaged/mobilenetv2_100"
+    assert set(params) == set(HYPERPARAMETERS)
+    assert 1e-4 <= params["lr"] <= 1e-2 and params["batch_size"] in (8, 16)
+    assert params["image_size"] in (32, 64)
+    assert params["label_smoothing"] == 0.2
+    assert params["freeze_fraction"] == HYPERPARAMETERS["freeze_fraction"].default
+    assert set(trial.params) == {"backbone", "lr", "batch_size", "image_size"}
+    assert space.resolve(trial.params) == params
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"params": {"learning_rate": 0.1}}, "params.learning_rate: unknown hyperparameter"),
+        ({"params": {"lrr": 0.1}}, "did you mean 'lr'"),
+        ({"params": {"lr": {"type": "float", "low": -1, "high": 1}}}, "params.lr.low: must be > 0"),
+        ({"params": {"freeze_fraction": 1.5}}, "params.freeze_fraction: must be <= 1"),
+        ({"params": {"lr": {"type": "float", "low": 3, "high": 2}}}, "low must be <= high"),
+        ({"params": {"lr": {"type": "flot", "low": 1, "high": 2}}}, "params.lr.type: must be"),
+        ({"params": {"lr": {"type": "float", "low": 1, "hgh": 2}}},
+         "unknown key 'hgh' in params.lr"),
+        ({"params": {"augment": "rotate"}}, "params.augment: must be one of"),
+        ({"params": {"batch_size": {"type": "categorical", "choices": [16, 0]}}},
+         r"params.batch_size.choices\[1\]: must be >= 1"),
+        ({"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
+        ({"pruner": "sometimes"}, "pruner"),
+        ({"backbones": []}, "backbones"),
+        ({"backbones": [{"id": "x/y", "pretrain": False}]},
+         "unknown key 'pretrain' in backbones.0"),
+        ({"backbones": ["x/y", "x/y"]}, "listed twice"),
+        ({"colour": "red"}, "unknown key 'colour'"),
+    ],
+)
+def test_bad_space_is_one_line_error_naming_the_key(overrides, message):
+    with pytest.raises(SpaceError, match=message) as info:
+        parse_space(_space(**overrides), "space.yaml")
+    assert str(info.value).startswith("space.yaml: ") and "\n" not in str(info.value)
+
+
+def test_missing_key_and_non_mapping_and_bad_yaml(tmp_path):
+    with pytest.raises(SpaceError, match="missing key 'epochs'"):
+        parse_space({"backbones": ["a/b"]})
+    with pytest.raises(SpaceError, match="expected a mapping"):
+        parse_space(["a/b"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backbones: [a/b\nepochs: 2\n")
+    with pytest.raises(SpaceError, match=r"bad\.yaml:\d+: invalid YAML"):
+        load_space(bad)
+    with pytest.raises(SpaceError, match=r"none\.yaml: no such search-space file"):
+        load_space(tmp_path / "none.yaml")
