@@ -177,9 +177,31 @@ def backbones(
     err_console.print(f"{len(entries)} backbones")
 
 
+def _preload_tcmalloc() -> None:
+    """Re-run this command with tcmalloc preloaded when it is installed and not yet in use.
+
+    glibc's allocator returns training buffers to the system and takes them back every step;
+    tcmalloc keeps them (benchmarks/throughput.py measures the gain). AUTOTRANSFER_TCMALLOC=0
+    turns this off.
+    """
+    if os.environ.get("AUTOTRANSFER_TCMALLOC") == "0" or "tcmalloc" in os.environ.get(
+        "LD_PRELOAD", ""
+    ):
+        return
+    import ctypes.util
+
+    if not sys.platform.startswith("linux") or not ctypes.util.find_library("tcmalloc_minimal"):
+        return
+    preload = " ".join(filter(None, ["libtcmalloc_minimal.so.4", os.environ.get("LD_PRELOAD")]))
+    env = {**os.environ, "LD_PRELOAD": preload, "AUTOTRANSFER_TCMALLOC": "0"}
+    os.execve(sys.executable, [sys.executable, "-m", "autotransfer.cli", *sys.argv[1:]], env)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: domain errors become one line on stderr and exit status 1."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if argv is None:
+        _preload_tcmalloc()
     try:
         app(args=argv, standalone_mode=False)
     except AutotransferError as exc:

@@ -66,6 +66,7 @@ def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, pr
     registry = get_registry()
 
     def objective(trial: optuna.Trial) -> float:
+        _release_memory(device)  # whatever the last trial left, before this one allocates
         spec, params = space.suggest(trial)
         entry = registry.get(spec.id)
         trial.set_user_attr("backbone", spec.id)
@@ -75,45 +76,8 @@ def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, pr
         trial.set_user_attr("classes", data.classes)
         if progress:
             progress.trial_started(trial.number, spec.label, params)
-        trainer = None
         try:
-            backbone = entry.load(pretrained=spec.pretrained, **spec.load_options())
-            trainer = Trainer(
-                backbone, data, params, device=device, metric=space.metric,
-                seed=seed + trial.number,
-            )
-            n_params = sum(p.numel() for p in backbone.model.parameters())
-            trial.set_user_attr("parameter_count", n_params)
-            seconds: list[float] = []
-
-            def on_epoch(result: EpochResult) -> None:
-                seconds.append(result.seconds)
-                trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
-                trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
-                trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(device), 1))
-                trial.set_user_attr(f"epoch_{result.epoch}", {
-                    "train_loss": round(result.train_loss, 5),
-                    "accuracy": round(result.accuracy, 5),
-                    "macro_f1": round(result.macro_f1, 5),
-                })
-                if progress:
-                    progress.epoch_done(trial.number, result, space.epochs)
-                trial.report(result.score, result.epoch)
-                if trial.should_prune():
-                    reason = (
-                        f"pruned after epoch {result.epoch}/{space.epochs}: "
-                        f"{space.metric} {result.score:.4f} below the pruner's bar"
-                    )
-                    trial.set_user_attr("prune_reason", reason)
-                    raise optuna.TrialPruned(reason)
-
-            result = trainer.fit(space.epochs, on_epoch)
-            trial.set_user_attr("n_groups", result.n_groups)
-            trial.set_user_attr("n_frozen_groups", result.n_frozen_groups)
-            trial.set_user_attr("trainable_parameters", result.n_trainable)
-            if result.test is not None:
-                trial.set_user_attr("test_score", result.test[space.metric])
-            return result.score
+            return _fine_tune(trial, entry, spec, params, space, data, device, seed, progress)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -121,10 +85,50 @@ def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, pr
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {detail}")
             raise
         finally:
-            del trainer
             _release_memory(device)
 
     return objective
+
+
+def _fine_tune(trial, entry, spec, params, space, data, device, seed, progress) -> float:
+    """One trial's training; the model and optimizer are freed when this returns."""
+    import optuna
+
+    backbone = entry.load(pretrained=spec.pretrained, **spec.load_options())
+    trainer = Trainer(
+        backbone, data, params, device=device, metric=space.metric, seed=seed + trial.number
+    )
+    trial.set_user_attr("parameter_count", sum(p.numel() for p in backbone.model.parameters()))
+    seconds: list[float] = []
+
+    def on_epoch(result: EpochResult) -> None:
+        seconds.append(result.seconds)
+        trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
+        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
+        trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(device), 1))
+        trial.set_user_attr(f"epoch_{result.epoch}", {
+            "train_loss": round(result.train_loss, 5),
+            "accuracy": round(result.accuracy, 5),
+            "macro_f1": round(result.macro_f1, 5),
+        })
+        if progress:
+            progress.epoch_done(trial.number, result, space.epochs)
+        trial.report(result.score, result.epoch)
+        if trial.should_prune():
+            reason = (
+                f"pruned after epoch {result.epoch}/{space.epochs}: "
+                f"{space.metric} {result.score:.4f} below the pruner's bar"
+            )
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+
+    result = trainer.fit(space.epochs, on_epoch)
+    trial.set_user_attr("n_groups", result.n_groups)
+    trial.set_user_attr("n_frozen_groups", result.n_frozen_groups)
+    trial.set_user_attr("trainable_parameters", result.n_trainable)
+    if result.test is not None:
+        trial.set_user_attr("test_score", result.test[space.metric])
+    return result.score
 
 
 def search(

@@ -147,6 +147,16 @@ class Trainer:
         )
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
         self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+        self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split's uint8 images and labels; on a GPU they are copied there once per trial."""
+        images, labels = image_tensors(self.data, split, self.preprocess)
+        if self.device.type == "cuda":
+            if split not in self._on_device:
+                self._on_device[split] = (images.to(self.device), labels)
+            images = self._on_device[split][0]
+        return images, labels
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         x = self.preprocess.normalize(images.to(self.device, non_blocking=True))
@@ -156,7 +166,7 @@ class Trainer:
         self, epochs: int, on_epoch: Callable[[EpochResult], None] | None = None
     ) -> TrainResult:
         """Train ``epochs`` epochs; ``on_epoch`` sees each result (and may raise to stop)."""
-        x_train, y_train = image_tensors(self.data, "train", self.preprocess)
+        x_train, y_train = self._split("train")
         batch_size = min(int(self.params["batch_size"]), len(y_train))
         steps = len(y_train) // batch_size + (len(y_train) % batch_size >= 2)
         total = epochs * steps
@@ -214,7 +224,7 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(self, split: str, batch_size: int = 256) -> tuple[float, float]:
         """``(accuracy, macro_f1)`` on ``split``."""
-        x, y = image_tensors(self.data, split, self.preprocess)
+        x, y = self._split(split)
         self.model.eval()
         preds = []
         for images, _ in iterate_batches(x, y, batch_size, shuffle=False):
