@@ -8,10 +8,10 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import write_images
 
 from autotransfer.cli import main
 from autotransfer.space import HYPERPARAMETERS
+from conftest import write_images
 
 SPACE = """
 backbones:

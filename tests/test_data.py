@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_images
 from PIL import Image
 
 from autotransfer.data import (
@@ -14,6 +13,7 @@ from autotransfer.data import (
     stratified_split,
 )
 from autotransfer.errors import DataError
+from conftest import write_images
 
 PRE = ImagePreprocess(size=16, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0)
 

@@ -1,7 +1,6 @@
 import pytest
 import timm
 import torch
-from autotransfer_timm import backbone_from_timm
 
 from autotransfer.layers import (
     check_groups,
@@ -12,6 +11,7 @@ from autotransfer.layers import (
     param_groups,
     train_mode,
 )
+from autotransfer_timm import backbone_from_timm
 
 MATCHER = {"stem": r"^stem", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
 

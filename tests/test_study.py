@@ -6,7 +6,6 @@ import gc
 import pytest
 import timm
 import yaml
-from autotransfer_timm import backbone_from_timm
 
 from autotransfer import hookimpl
 from autotransfer.backbones import BackboneEntry, reset_registry
@@ -15,6 +14,7 @@ from autotransfer.plugins import pm
 from autotransfer.space import parse_space
 from autotransfer.study import search
 from autotransfer.training import TransferModel
+from autotransfer_timm import backbone_from_timm
 
 
 def _tiny(pretrained=True):

@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from autotransfer_packaged import PACKAGED, map_in_order
-from conftest import ASSETS
 
 from autotransfer.backbones import get_backbone
 from autotransfer.data import load_image
 from autotransfer.errors import BackboneError
 from autotransfer.layers import check_groups
+from autotransfer_packaged import PACKAGED, map_in_order
+from conftest import ASSETS
 
 EGYPTIAN_CAT, TIGER_CAT, TABBY, ESPRESSO = 285, 282, 281, 967
 

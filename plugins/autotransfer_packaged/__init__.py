@@ -100,6 +100,7 @@ def weights_file(spec: Packaged) -> Path:
 def load_packaged(name: str, *, pretrained: bool = True) -> Backbone:
     import timm
     import torch
+
     from autotransfer_timm import backbone_from_timm
 
     spec = PACKAGED[name]
