@@ -1,0 +1,144 @@
+"""Images: decode once to uint8 tensors at the backbone's input size, batch, augment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from autotransfer.data._source import LabelledData, Split
+from autotransfer.errors import DataError
+
+AUGMENTATIONS = ("none", "flip", "crop_flip")
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """Eval-time image transform matching a backbone's pretraining (timm's convention).
+
+    The shorter side is resized to ``size / crop_pct``, the centre ``size`` x ``size`` crop is
+    kept, and pixels are scaled to [0, 1] then normalised with ``mean`` and ``std``.
+    """
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    def with_size(self, size: int | None) -> ImagePreprocess:
+        return self if size is None else replace(self, size=int(size))
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, H, W)`` -> normalised float32 on the same device."""
+        mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1) * 255.0
+        return (batch.float() - mean) / std
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for any PIL mode: grayscale, 16-bit, palette and alpha (composited on white)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() or 1.0
+        image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
+    """Decode ``path`` to a uint8 ``(3, size, size)`` array; a bad file is a DataError."""
+    try:
+        with Image.open(path) as raw:
+            image = to_rgb(raw)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from None
+    size = preprocess.size
+    scale = size / preprocess.crop_pct / min(image.size)
+    width, height = (max(size, round(d * scale)) for d in image.size)
+    image = image.resize((width, height), _RESAMPLE.get(preprocess.interpolation))
+    left, top = (width - size) // 2, (height - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def check_images(data: LabelledData) -> None:
+    """Open every image header once, so that an unreadable file fails before any trial."""
+    for split in data.splits().values():
+        for path in split.paths:
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except Exception as exc:
+                raise DataError(f"{path}: unreadable image ({exc})") from None
+
+
+def image_tensors(
+    data: LabelledData, split: str, preprocess: ImagePreprocess
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split decoded to uint8 ``(N, 3, S, S)`` plus labels, cached on ``data``."""
+    key = ("image", split, preprocess.size, preprocess.crop_pct, preprocess.interpolation)
+    if key not in data.cache:
+        part: Split = data.splits()[split]
+        workers = min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(workers) as pool:  # PIL decodes without the GIL
+            arrays = list(pool.map(lambda p: load_image(p, preprocess), part.paths))
+        images = torch.from_numpy(np.stack(arrays))
+        data.cache[key] = (images, torch.from_numpy(part.labels))
+    return data.cache[key]
+
+
+def iterate_batches(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of ``(uint8 images, labels)``, in a seeded random order when ``shuffle``."""
+    n = len(labels)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        yield images[index], labels[index]
+
+
+def augment(batch: torch.Tensor, kind: str, generator: torch.Generator | None = None):
+    """Train-time augmentation of a uint8 ``(B, 3, H, W)`` batch, on its own device.
+
+    ``flip``: random horizontal flips. ``crop_flip``: flips plus a random shift of up to an
+    eighth of the side (reflect padding), the classic small-image crop.
+    """
+    if kind == "none":
+        return batch
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {kind=}")
+    b, _, h, w = batch.shape
+    flip = torch.rand(b, generator=generator) < 0.5
+    batch = torch.where(flip.to(batch.device).view(b, 1, 1, 1), batch.flip(-1), batch)
+    if kind == "crop_flip":
+        pad = max(1, min(h, w) // 8)
+        padded = torch.nn.functional.pad(batch.float(), (pad, pad, pad, pad), mode="reflect")
+        shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).tolist()
+        batch = torch.stack(
+            [padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(shifts)]
+        ).to(batch.dtype)
+    return batch

@@ -1,0 +1,192 @@
+"""Find the user's labelled files, check them, and split them (stratified, seeded)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotransfer.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+
+
+@dataclass
+class Split:
+    """The files of one split and their class indices."""
+
+    paths: list[Path]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class LabelledData:
+    """A classification dataset: class names and train / val / optional test splits."""
+
+    modality: str
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split | None
+    source: Path
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def splits(self) -> dict[str, Split]:
+        found = {"train": self.train, "val": self.val}
+        if self.test is not None:
+            found["test"] = self.test
+        return found
+
+
+def _class_folders(root: Path) -> dict[str, list[Path]]:
+    """Image files by class from ``root/<class>/*``; errors name the folder at fault."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; expected a folder with one sub-folder per class")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(
+            f"{root}: no class sub-folders; expected one sub-folder of images per class "
+            "(or train/ and val/ folders of that shape, or a CSV with path,label)"
+        )
+    by_class: dict[str, list[Path]] = {}
+    for folder in folders:
+        files = sorted(
+            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not files:
+            raise DataError(
+                f"{folder}: empty class folder; expected image files "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        by_class[folder.name] = files
+    return by_class
+
+
+def _read_csv(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], bool]:
+    """Rows of a ``path,label[,split]`` CSV grouped by split (``train`` when no split column)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            missing = [c for c in ("path", "label") if c not in columns]
+            if missing:
+                raise DataError(
+                    f"{path}: missing column {missing[0]!r}; expected a header with path,label "
+                    f"(and optionally split), found {','.join(columns) or 'nothing'}"
+                )
+            rows: dict[str, list[tuple[Path, str]]] = {}
+            for line, row in enumerate(reader, start=2):
+                file = (path.parent / (row["path"] or "").strip()).resolve()
+                label = (row["label"] or "").strip()
+                split = (row.get("split") or "train").strip().lower()
+                if split not in SPLIT_DIRS:
+                    raise DataError(
+                        f"{path}:{line}: split must be train, val or test, got {split!r}"
+                    )
+                if not label:
+                    raise DataError(f"{path}:{line}: empty label")
+                if not file.is_file():
+                    raise DataError(f"{path}:{line}: no such image file {row['path']!r}")
+                rows.setdefault(split, []).append((file, label))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 CSV file ({exc.reason})") from None
+    if not rows:
+        raise DataError(f"{path}: no rows; expected a header path,label and one row per image")
+    return rows, "split" in columns
+
+
+def _to_split(items: list[tuple[Path, str]], index: dict[str, int], where: Path) -> Split:
+    unknown = sorted({label for _, label in items} - set(index))
+    if unknown:
+        raise DataError(f"{where}: class {unknown[0]!r} is not among the training classes")
+    return Split([p for p, _ in items], np.array([index[c] for _, c in items], dtype=np.int64))
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Indices of a validation split holding ``val_fraction`` of each class (at least one).
+
+    Classes with a single sample stay in training.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction=}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        if len(members) < 2:
+            continue
+        n_val = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
+        chosen.append(rng.permutation(members)[:n_val])
+    return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
+
+
+def load_data(
+    path: str | Path, *, val_fraction: float = 0.2, seed: int = 0, modality: str = "image"
+) -> LabelledData:
+    """Read a labelled image dataset.
+
+    Accepted layouts: ``DATA/<class>/*`` (split here, stratified and seeded);
+    ``DATA/train/<class>/*`` with ``DATA/val/<class>/*`` (optional, else split here) and optional
+    ``DATA/test/<class>/*``; or a CSV file with columns ``path,label`` and optionally ``split``.
+
+    Raises:
+        DataError: with the file or folder at fault and what was expected.
+    """
+    if modality != "image":
+        raise DataError(f"{path}: modality {modality!r} is not supported yet; expected 'image'")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: no such file or folder")
+
+    parts: dict[str, list[tuple[Path, str]]] = {}
+    where: dict[str, Path] = {}
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DataError(f"{root}: expected a folder of class sub-folders or a .csv file")
+        parts, _ = _read_csv(root)
+        where = dict.fromkeys(parts, root)
+    else:
+        split_dirs = {
+            split: next((root / n for n in names if (root / n).is_dir()), None)
+            for split, names in SPLIT_DIRS.items()
+        }
+        if split_dirs["train"] is None:
+            split_dirs = {"train": root}
+        for split, folder in split_dirs.items():
+            if folder is not None:
+                by_class = _class_folders(folder)
+                parts[split] = [(p, c) for c, files in by_class.items() for p in files]
+                where[split] = folder
+    if "train" not in parts:
+        raise DataError(f"{root}: no training rows; expected rows with split 'train'")
+
+    classes = sorted({label for _, label in parts["train"]})
+    if len(classes) < 2:
+        raise DataError(
+            f"{where['train']}: found a single class {classes[0]!r}; "
+            "classification needs at least 2 classes"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    train = _to_split(parts["train"], index, where["train"])
+    if "val" in parts:
+        val = _to_split(parts["val"], index, where["val"])
+    else:
+        val_idx = stratified_split(train.labels, val_fraction, seed)
+        if len(val_idx) == 0:
+            raise DataError(f"{where['train']}: too few images to hold out a validation split")
+        keep = np.setdiff1d(np.arange(len(train)), val_idx)
+        val = Split([train.paths[i] for i in val_idx], train.labels[val_idx])
+        train = Split([train.paths[i] for i in keep], train.labels[keep])
+    test = _to_split(parts["test"], index, where["test"]) if "test" in parts else None
+    return LabelledData("image", classes, train, val, test, root.resolve())
