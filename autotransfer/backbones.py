@@ -6,6 +6,7 @@ import difflib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from autotransfer.errors import BackboneError, PluginError
@@ -88,15 +89,23 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[str, BackboneEntry] = {}
+        self.plugin_of: dict[str, str] = {}
         self.duplicates: list[str] = []
 
-    def register(self, entry: BackboneEntry) -> None:
+    def register(self, entry: BackboneEntry, plugin: str = "?") -> None:
+        """Add ``entry``; an id registered again is reported and the first one is kept."""
         if not isinstance(entry, BackboneEntry):
             raise PluginError(f"register() takes a BackboneEntry, got {type(entry).__name__}")
         if entry.id in self._entries:
-            self.duplicates.append(entry.id)  # first registration wins
+            self.duplicates.append(entry.id)
+            print(
+                f"autotransfer: plugin {plugin!r} registers backbone {entry.id!r}, which plugin "
+                f"{self.plugin_of[entry.id]!r} already registered; the first one is kept",
+                file=sys.stderr,
+            )
             return
         self._entries[entry.id] = entry
+        self.plugin_of[entry.id] = plugin
 
     def __contains__(self, backbone_id: str) -> bool:
         return backbone_id in self._entries
@@ -128,17 +137,13 @@ def get_registry() -> Registry:
     """The registry of every backbone that the loaded plugins offer (built on first use)."""
     global _registry
     if _registry is None:
-        from autotransfer.plugins import load_plugins, pm
+        from autotransfer.plugins import PerPlugin, call_hook_per_plugin
 
-        load_plugins()
         registry = Registry()
-        pm.hook.register_backbones(register=registry.register)
-        for backbone_id in registry.duplicates:
-            print(
-                f"autotransfer: backbone {backbone_id!r} is registered by more than one plugin; "
-                "the first registration is kept",
-                file=sys.stderr,
-            )
+        call_hook_per_plugin(
+            "register_backbones",
+            register=PerPlugin(lambda plugin: partial(registry.register, plugin=plugin)),
+        )
         _registry = registry
     return _registry
 

@@ -39,8 +39,15 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_show_version, is_eager=True, help="Show the version."
     ),
+    trace_hooks: bool = typer.Option(
+        False, "--trace-hooks", help="Print every plugin hook call to stderr."
+    ),
 ) -> None:
     """Pick and fine-tune a pretrained backbone with Optuna."""
+    if trace_hooks:
+        from autotransfer.plugins import enable_tracing
+
+        enable_tracing()
 
 
 class ConsoleProgress:
@@ -172,8 +179,7 @@ def backbones(
     ]
     for entry in entries:
         params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"
-        console.print(f"{entry.id}\t{entry.modality}\t{params}\t{entry.description}",
-                      highlight=False, soft_wrap=True)
+        typer.echo(f"{entry.id}\t{entry.modality}\t{params}\t{entry.description}")
     err_console.print(f"{len(entries)} backbones")
 
 

@@ -41,3 +41,12 @@ def test_ci_runs_the_test_command_that_readme_shows_first():
     commands = re.findall(r"^(make \w+)", readme, flags=re.M)
     assert commands[:2] == ["make demo", "make test"]
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_plugin_tutorial_shows_the_example_plugin_file_for_file():
+    tutorial = (REPO / "docs" / "plugins" / "tutorial.md").read_text()
+    blocks = dict(re.findall(r'```\w+ title="([^"]+)"\n(.*?)\n```', tutorial, flags=re.S))
+    for name in ("pyproject.toml", "autotransfer_example_zoo/__init__.py",
+                 "tests/test_example_zoo.py"):
+        source = (REPO / "plugins" / "example_zoo" / name).read_text().rstrip()
+        assert blocks[name] == source, f"docs/plugins/tutorial.md shows an old {name}"

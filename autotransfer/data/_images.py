@@ -37,9 +37,11 @@ class ImagePreprocess:
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+    fixed_size: bool = False  # the model only takes ``size`` (e.g. a ViT's position table)
 
     def with_size(self, size: int | None) -> ImagePreprocess:
-        return self if size is None else replace(self, size=int(size))
+        """This transform at input side ``size``; a fixed-size model keeps its own size."""
+        return self if size is None or self.fixed_size else replace(self, size=int(size))
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, H, W)`` -> normalised float32 on the same device."""

@@ -23,7 +23,7 @@ def register_backbones(register) -> None:
     import timm
 
     tagged = timm.list_models(pretrained=True)
-    architectures = {name.partition(".")[0] for name in tagged}
+    architectures = set(timm.list_models()) | {name.partition(".")[0] for name in tagged}
     for name in sorted(architectures) + tagged:
         register(
             BackboneEntry(
@@ -81,6 +81,7 @@ def backbone_from_timm(model: nn.Module, preprocess: ImagePreprocess | None = No
             std=tuple(cfg["std"]),
             interpolation=cfg["interpolation"],
             crop_pct=float(cfg["crop_pct"]),
+            fixed_size=bool(model.pretrained_cfg.get("fixed_input_size", False)),
         )
     conv_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))
     total = sum(p.numel() for p in model.parameters())

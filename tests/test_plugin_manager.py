@@ -1,0 +1,130 @@
+"""Plugin manager behaviour with real installed distributions (entry points on sys.path):
+broken plugins are reported by name and the others keep working; hook calls can be traced."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autotransfer.plugins import hook_names
+from autotransfer.testing import DeterministicPruner
+
+PLUGINS = {
+    "good_zoo": """
+        from autotransfer import BackboneEntry, hookimpl
+        from autotransfer.testing import tiny_cnn_backbone
+
+        @hookimpl
+        def register_backbones(register):
+            register(BackboneEntry("good/tiny", "image", loader=tiny_cnn_backbone))
+            register(BackboneEntry("packaged/mobilenetv2_100", "image", loader=tiny_cnn_backbone))
+        """,
+    "import_error_zoo": """
+        import a_module_that_does_not_exist
+        """,
+    "misspelt_zoo": """
+        from autotransfer import hookimpl
+
+        @hookimpl
+        def register_backbone(register):
+            pass
+        """,
+    "raising_zoo": """
+        from autotransfer import hookimpl
+
+        @hookimpl
+        def register_backbones(register):
+            raise RuntimeError("catalogue server down")
+        """,
+}
+
+
+def _install(site: Path, name: str, source: str) -> None:
+    (site / f"{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"{name}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[autotransfer]\n{name} = {name}\n")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    site = tmp_path_factory.mktemp("site")
+    for name, source in PLUGINS.items():
+        _install(site, name, source)
+    return site
+
+
+def _run(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from autotransfer.cli import main; main()", *args],
+        capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path]), **env},
+    )
+
+
+def test_broken_plugins_are_reported_by_name_and_the_others_work(site):
+    run = _run(site, "backbones", "good/")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("good/tiny\timage")
+    err = run.stderr
+    assert "plugin 'import_error_zoo' failed to import: ModuleNotFoundError" in err
+    assert ("plugin 'misspelt_zoo' implements unknown hook 'register_backbone'; "
+            "did you mean 'register_backbones'?") in err
+    assert "plugin 'raising_zoo' failed in register_backbones: RuntimeError: catalogue" in err
+    assert ("plugin 'good_zoo' registers backbone 'packaged/mobilenetv2_100', which plugin "
+            "'autotransfer_packaged' already registered; the first one is kept") in err
+
+
+def test_plugins_command_shows_name_version_and_hooks(site):
+    run = _run(site, "plugins")
+    assert run.returncode == 0, run.stderr
+    line = next(x for x in run.stdout.splitlines() if "good_zoo" in x)
+    assert "1.2.3" in line and "register_backbones" in line
+    assert "misspelt_zoo" not in run.stdout  # left out, and said why on stderr
+
+
+def test_load_plugins_variable_limits_what_loads(site):
+    run = _run(site, "plugins", AUTOTRANSFER_LOAD_PLUGINS="good_zoo")
+    assert "good_zoo" in run.stdout and "autotransfer_timm" not in run.stdout
+    assert run.stderr == ""  # the broken ones were not even imported
+
+
+def test_trace_switch_prints_hook_calls(site):
+    run = _run(site, "--trace-hooks", "backbones", "good/",
+               AUTOTRANSFER_LOAD_PLUGINS="good_zoo")
+    assert re.search(r"autotransfer trace: +register_backbones \[hook\]", run.stderr)
+    assert "plugin='good_zoo'" in run.stderr
+    env_run = _run(site, "backbones", "good/", AUTOTRANSFER_LOAD_PLUGINS="good_zoo",
+                   AUTOTRANSFER_TRACE_HOOKS="1")
+    assert re.search(r"autotransfer trace: +register_backbones \[hook\]", env_run.stderr)
+
+
+def test_deterministic_pruner_prunes_exactly_the_trials_it_is_told():
+    study = optuna.create_study(pruner=DeterministicPruner({1: 2}))
+
+    def objective(trial):
+        for step in range(1, 4):
+            trial.report(float(step), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 1.0
+
+    study.optimize(objective, n_trials=3)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert max(study.trials[1].intermediate_values) == 2
+
+
+def test_every_hook_is_documented_with_its_signature_and_tested():
+    docs = (Path(__file__).parents[1] / "docs" / "plugins" / "index.md").read_text()
+    tests = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    assert hook_names() == ["register_backbones"]
+    for hook in hook_names():
+        assert f"## `{hook}(" in docs, f"docs/plugins/index.md has no section for {hook}"
+        assert f"def {hook}(" in tests, f"no test implements the {hook} hook"
