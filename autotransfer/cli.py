@@ -34,7 +34,8 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]},
+              epilog="Add --debug anywhere to see the traceback of an error.")
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_show_version, is_eager=True, help="Show the version."
@@ -74,6 +75,9 @@ class ConsoleProgress:
             f"{result.seconds:.1f}s  {result.samples_per_second:.0f} img/s"
         )
 
+    def note(self, number: int, message: str) -> None:
+        console.print(f"  [yellow]{escape(message)}[/]")
+
     def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None:
         seconds = time.perf_counter() - self.started.get(number, time.perf_counter())
         colour = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "white")
@@ -111,6 +115,9 @@ def search(
     out: Path = typer.Option(Path("autotransfer-out"), help="Folder for best.yaml and results."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, help="Seed of the sampler, the split and the training."),
+    trust_remote_code: bool = typer.Option(
+        False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -123,6 +130,7 @@ def search(
     result = run_search(
         data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
         out=out, device=device, seed=seed, progress=ConsoleProgress(trials),
+        trust_remote_code=trust_remote_code,
     )
     metric = result.best["metric"] if result.best else "score"
     console.print(_leaderboard_table(result.leaderboard, metric))
@@ -203,28 +211,60 @@ def _preload_tcmalloc() -> None:
     os.execve(sys.executable, [sys.executable, "-m", "autotransfer.cli", *sys.argv[1:]], env)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings for the user are one line on stderr, without the source location."""
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False,
+                      soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: domain errors become one line on stderr and exit status 1."""
+    """Console entry point: every error is one line on stderr and a non-zero exit status.
+
+    Domain errors exit 1, usage errors 2, an interrupted search 130; ``--debug`` (anywhere on
+    the command line) shows the traceback instead.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
     if argv is None:
         _preload_tcmalloc()
-    try:
-        app(args=argv, standalone_mode=False)
-    except AutotransferError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; the study is saved and resumes with the same command")
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and the unexpected
-        import click
+    import warnings
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    warnings.showwarning = _show_warning
+    if hasattr(sys.stdout, "reconfigure"):  # live progress also when piped to a file or tee
+        sys.stdout.reconfigure(line_buffering=True)
+    try:
+        code = app(args=args, standalone_mode=False)  # typer turns Ctrl-C into the code 130
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:
+        code = _report(exc, debug)
+    if code == 130:
+        err_console.print("interrupted; the study is saved and resumes with the same command")
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    """Print ``exc`` as one line (or re-raise it with ``--debug``); return the exit code."""
+    import click
+
+    if isinstance(exc, click.exceptions.ClickException):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.Abort):
+        return 130
+    if debug:
+        raise exc
+    if isinstance(exc, AutotransferError):
+        message = str(exc)
+    else:  # a bug: still one line, and the way to see more
+        message = (f"internal error: {type(exc).__name__}: {exc}; run again with --debug "
+                   "for the traceback, and please report it")
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return 1
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     best = max(completed, key=lambda t: t.value)
     config: dict[str, Any] = {
         "backbone": space.backbone(best.params["backbone"]).to_yaml(),
-        "params": space.resolve(best.params),
+        "params": best.user_attrs.get("params") or space.resolve(best.params),
         "epochs": space.epochs,
         "metric": space.metric,
         "val_score": float(best.value),

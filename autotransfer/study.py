@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from autotransfer.backbones import get_registry
-from autotransfer.data import LabelledData, check_images, load_data
+from autotransfer.data import (
+    LabelledData,
+    check_images,
+    load_data,
+    warn_cross_split_duplicates,
+)
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.report import best_config, leaderboard, write_best, write_leaderboard_csv
 from autotransfer.space import SearchSpace, load_space
@@ -23,6 +28,7 @@ class Progress(Protocol):
     def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None: ...
     def epoch_done(self, number: int, result: EpochResult, epochs: int) -> None: ...
     def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None: ...
+    def note(self, number: int, message: str) -> None: ...
 
 
 @dataclass
@@ -59,11 +65,30 @@ def _space_fingerprint(space: SearchSpace) -> str:
     return json.dumps(space.model_dump(mode="json"), sort_keys=True)
 
 
-def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, progress=None):
+@dataclass
+class TrialContext:
+    """What every trial of one search shares."""
+
+    space: SearchSpace
+    data: LabelledData
+    device: Any  # torch.device
+    seed: int = 0
+    progress: Progress | None = None
+    trust_remote_code: bool = False
+
+    def load_options(self, spec, entry) -> dict[str, Any]:
+        options = spec.load_options()
+        if self.trust_remote_code and "trust_remote_code" in entry.options:
+            options["trust_remote_code"] = True
+        return options
+
+
+def make_objective(ctx: TrialContext):
     """The objective: one trial fine-tunes one sampled backbone and returns its val score."""
     import optuna
 
     registry = get_registry()
+    space, data, device, progress = ctx.space, ctx.data, ctx.device, ctx.progress
 
     def objective(trial: optuna.Trial) -> float:
         _release_memory(device)  # whatever the last trial left, before this one allocates
@@ -77,12 +102,15 @@ def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, pr
         if progress:
             progress.trial_started(trial.number, spec.label, params)
         try:
-            return _fine_tune(trial, entry, spec, params, space, data, device, seed, progress)
+            return _fine_tune_with_retries(trial, entry, spec, params, ctx)
         except optuna.TrialPruned:
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted by the user (Ctrl-C)")
+            trial.set_user_attr("interrupted", True)
+            raise
         except Exception as exc:
-            detail = (str(exc).strip().splitlines() or [""])[0][:300]
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {detail}")
+            trial.set_user_attr("fail_reason", describe(exc))
             raise
         finally:
             _release_memory(device)
@@ -90,13 +118,61 @@ def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, pr
     return objective
 
 
-def _fine_tune(trial, entry, spec, params, space, data, device, seed, progress) -> float:
-    """One trial's training; the model and optimizer are freed when this returns."""
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a trial's recorded reason."""
+    detail = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {detail}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA or host out-of-memory, however the allocator reported it."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> float:
+    """Fine-tune; out of memory retries at half the batch size, a non-finite loss prunes."""
     import optuna
 
-    backbone = entry.load(pretrained=spec.pretrained, **spec.load_options())
+    while True:
+        try:
+            return _fine_tune(trial, entry, spec, params, ctx)
+        except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
+            reason = f"pruned: {exc}"
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason) from None
+        except Exception as exc:
+            if not is_out_of_memory(exc) or params["batch_size"] <= 1:
+                raise
+            failed = params["batch_size"]
+        # out of the except block, so the traceback no longer holds the model
+        _release_memory(ctx.device)
+        params = {**params, "batch_size": max(1, failed // 2)}
+        trial.set_user_attr("params", params)
+        retries = trial.user_attrs.get("oom_retries", 0) + 1
+        trial.set_user_attr("oom_retries", retries)
+        trial.set_user_attr(
+            "oom_note", f"out of memory at batch size {failed}; retried at {params['batch_size']}"
+        )
+        if ctx.progress:
+            ctx.progress.note(trial.number, f"out of memory at batch size {failed}; retrying at "
+                                        f"{params['batch_size']}")
+
+
+def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
+    """One trial's training; the model and optimizer are freed when this returns."""
+    import optuna
+    import torch
+
+    space, device, progress = ctx.space, ctx.device, ctx.progress
+    torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
+    backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
     trainer = Trainer(
-        backbone, data, params, device=device, metric=space.metric, seed=seed + trial.number
+        backbone, ctx.data, params, device=device, metric=space.metric,
+        seed=ctx.seed + trial.number,
     )
     trial.set_user_attr("parameter_count", sum(p.numel() for p in backbone.model.parameters()))
     seconds: list[float] = []
@@ -143,6 +219,7 @@ def search(
     device: str = "auto",
     seed: int = 0,
     progress: Progress | None = None,
+    trust_remote_code: bool = False,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -156,6 +233,9 @@ def search(
         out: where ``best.yaml`` and ``leaderboard.csv`` are written.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds the sampler, the split and each trial's training.
+        progress: receives the live view (trials and epochs).
+        trust_remote_code: passed to backbones whose loader takes it (Hugging Face models);
+            code shipped with a checkpoint never runs otherwise.
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -163,7 +243,6 @@ def search(
         >>> result.best["backbone"], result.best["val_score"]  # doctest: +SKIP
     """
     import optuna
-    from optuna.trial import TrialState
 
     if trials is not None and trials < 1:
         raise AutotransferError(f"--trials must be >= 1, got {trials}")
@@ -178,13 +257,19 @@ def search(
         entry = registry.get(spec.id)
         unknown = sorted(set(spec.load_options()) - set(entry.options))
         if unknown:
-            raise AutotransferError(f"{spec.id}: option {unknown[0]!r} is not supported")
+            raise AutotransferError(
+                f"{spec.id}: option {unknown[0]!r} is not supported; "
+                f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
+            )
+
     study_storage = make_storage(storage)
     dataset = load_data(data, val_fraction=space.val_fraction, seed=seed)
     check_images(dataset)
+    warn_cross_split_duplicates(dataset)
 
     name = study_name or f"{dataset.source.name}-{Path(space_file or 'space').stem}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # failed trials are reported by the progress view with their reason, not as tracebacks
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
         study_name=name,
         storage=study_storage,
@@ -204,10 +289,9 @@ def search(
             "pass a new --study name or the original space file"
         )
 
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     remaining = None
     if trials is not None:
-        remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
+        remaining = trials - count_finished(study)
     if remaining is None or remaining > 0:
         callbacks = []
         if progress:
@@ -217,14 +301,33 @@ def search(
                     t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or "",
                 )
             )
-        study.optimize(
-            make_objective(space, dataset, torch_device, seed, progress),
-            n_trials=remaining,
-            timeout=timeout,
-            catch=(Exception,),
-            callbacks=callbacks,
-        )
+        try:
+            study.optimize(
+                make_objective(TrialContext(space, dataset, torch_device, seed, progress,
+                                            trust_remote_code)),
+                n_trials=remaining,
+                timeout=timeout,
+                catch=(Exception,),
+                callbacks=callbacks,
+            )
+        except KeyboardInterrupt:  # what finished is kept, and the results say so
+            _write_results(study, space, dataset, storage, space_file, out)
+            raise
+    return _write_results(study, space, dataset, storage, space_file, out)
 
+
+def count_finished(study) -> int:
+    """Trials that count towards ``--trials``: finished ones, except those the user interrupted."""
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False, states=finished)
+        if not t.user_attrs.get("interrupted")
+    )
+
+
+def _write_results(study, space, dataset, storage, space_file, out) -> SearchResult:
     rows = leaderboard(study)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

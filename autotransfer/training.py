@@ -168,7 +168,7 @@ class Trainer:
         """Train ``epochs`` epochs; ``on_epoch`` sees each result (and may raise to stop)."""
         x_train, y_train = self._split("train")
         batch_size = min(int(self.params["batch_size"]), len(y_train))
-        steps = len(y_train) // batch_size + (len(y_train) % batch_size >= 2)
+        steps = len(y_train) // batch_size + (len(y_train) % batch_size >= min(2, batch_size))
         total = epochs * steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -188,8 +188,8 @@ class Trainer:
                 x_train, y_train, batch_size, shuffle=True, generator=self.generator
             )
             for images, labels in batches:
-                if len(labels) < 2:  # BatchNorm cannot train on a single sample
-                    continue
+                if len(labels) < min(2, batch_size):  # a lone leftover sample: BatchNorm
+                    continue                             # statistics of one are meaningless
                 images = augment(images, self.params["augment"], self.generator)
                 labels = labels.to(self.device, non_blocking=True)
                 with self.autocast:

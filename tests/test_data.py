@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from autotransfer.data import (
+    DataWarning,
     ImagePreprocess,
     augment,
     check_images,
@@ -11,6 +12,7 @@ from autotransfer.data import (
     load_data,
     load_image,
     stratified_split,
+    warn_cross_split_duplicates,
 )
 from autotransfer.errors import DataError
 from conftest import write_images
@@ -127,11 +129,43 @@ def test_folder_without_class_subfolders_is_an_error(tmp_path):
         load_data(tmp_path / "flat")
 
 
-def test_unreadable_image_is_an_error_naming_the_file(class_folders):
+def test_a_few_unreadable_images_are_skipped_with_a_warning_that_lists_them(class_folders):
     (class_folders / "cat" / "broken.png").write_bytes(b"not a png at all")
     data = load_data(class_folders)
-    with pytest.raises(DataError, match=r"broken\.png: unreadable image"):
+    n = len(data.train) + len(data.val)
+    with pytest.warns(DataWarning, match=r"skipped 1 unreadable image\(s\): .*broken\.png"):
+        skipped = check_images(data, max_unreadable=0.05)
+    assert [p.name for p in skipped] == ["broken.png"]
+    assert len(data.train) + len(data.val) == n - 1
+    assert all(p.name != "broken.png" for p in data.train.paths + data.val.paths)
+
+
+def test_truncated_image_counts_as_unreadable(class_folders):
+    good = class_folders / "cat" / "img0.png"
+    (class_folders / "cat" / "cut.png").write_bytes(good.read_bytes()[:200])
+    data = load_data(class_folders)
+    with pytest.warns(DataWarning, match=r"cut\.png"):
         check_images(data)
+
+
+def test_too_many_unreadable_images_are_an_error_naming_them(class_folders):
+    for i in range(3):
+        (class_folders / "cat" / f"broken{i}.png").write_bytes(b"not a png at all")
+    data = load_data(class_folders)
+    with pytest.raises(DataError, match=r"3 of 23 images are unreadable .*broken0\.png"):
+        check_images(data)
+
+
+def test_the_same_file_in_two_splits_is_reported(tmp_path):
+    for seed, (split, cls) in enumerate([(s, c) for s in ("train", "test") for c in "ab"]):
+        write_images(tmp_path / split / cls, 3, seed=seed)
+    leaked = tmp_path / "test" / "a" / "leak.png"
+    leaked.write_bytes((tmp_path / "train" / "b" / "img1.png").read_bytes())
+    data = load_data(tmp_path)
+    with pytest.warns(DataWarning, match=r"1 file\(s\) appear in two splits.*leak\.png"):
+        pairs = warn_cross_split_duplicates(data)
+    assert [(a.name, b.name) for a, b in pairs] in ([("img1.png", "leak.png")],
+                                                    [("leak.png", "img1.png")])
 
 
 def test_csv_errors_name_the_file_and_row(tmp_path):

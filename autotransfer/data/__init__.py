@@ -12,14 +12,20 @@ from autotransfer.data._images import (
 )
 from autotransfer.data._source import (
     IMAGE_SUFFIXES,
+    DataWarning,
     LabelledData,
     Split,
+    cross_split_duplicates,
     load_data,
     stratified_split,
+    warn_cross_split_duplicates,
 )
 
 __all__ = [
     "AUGMENTATIONS",
+    "DataWarning",
+    "cross_split_duplicates",
+    "warn_cross_split_duplicates",
     "IMAGE_SUFFIXES",
     "ImagePreprocess",
     "LabelledData",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from autotransfer.data._source import LabelledData, Split
+from autotransfer.data._source import DataWarning, LabelledData, Split
 from autotransfer.errors import DataError
 
 AUGMENTATIONS = ("none", "flip", "crop_flip")
@@ -81,15 +82,40 @@ def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
 
-def check_images(data: LabelledData) -> None:
-    """Open every image header once, so that an unreadable file fails before any trial."""
+def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Path]:
+    """Check every image before any trial; drop unreadable ones, warning with their names.
+
+    Up to ``max_unreadable`` (a fraction of all images) are skipped with a ``DataWarning``
+    that lists them; more is a DataError, since the data is then more likely at fault.
+    Returns the skipped files.
+    """
+    bad: dict[Path, str] = {}
     for split in data.splits().values():
         for path in split.paths:
             try:
                 with Image.open(path) as image:
                     image.verify()
+                with Image.open(path) as image:  # verify() misses truncated pixel data
+                    image.load()
             except Exception as exc:
-                raise DataError(f"{path}: unreadable image ({exc})") from None
+                bad[path] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if not bad:
+        return []
+    total = sum(len(s) for s in data.splits().values())
+    listed = ", ".join(f"{p} ({why})" for p, why in list(bad.items())[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if len(bad) > max_unreadable * total:
+        raise DataError(
+            f"{len(bad)} of {total} images are unreadable (more than "
+            f"{max_unreadable:.0%}): {listed}{more}"
+        )
+    for name, split in data.splits().items():
+        keep = [i for i, p in enumerate(split.paths) if p not in bad]
+        if len(keep) < len(split):
+            setattr(data, name, Split([split.paths[i] for i in keep], split.labels[keep]))
+    warnings.warn(DataWarning(f"skipped {len(bad)} unreadable image(s): {listed}{more}"),
+                  stacklevel=2)
+    return list(bad)
 
 
 def image_tensors(
