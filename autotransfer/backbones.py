@@ -6,7 +6,7 @@ import difflib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from autotransfer.errors import BackboneError, PluginError
 
@@ -16,17 +16,55 @@ if TYPE_CHECKING:
 MODALITIES = ("image", "text", "audio")
 
 
+@runtime_checkable
+class Preprocess(Protocol):
+    """What the training loop asks of ``Backbone.preprocess``, for every modality.
+
+    The loop never looks inside a sample: it configures the preprocess for the trial, encodes
+    each split once, selects batches by index (rows of a tensor or of every tensor in a dict),
+    and turns each batch into the model's input on the device.
+
+    Implementations: ``ImagePreprocess`` (uint8 images; augment + normalise per batch),
+    ``TextPreprocess`` (token ids + attention mask at ``max_length``; cut to the longest text per
+    batch), ``AudioPreprocess`` (fixed-length mono clips at the extractor's rate -> features).
+    """
+
+    def configure(self, params: dict[str, Any]) -> Preprocess:
+        """A copy set up for a trial's hyperparameters (``image_size``, ``max_length``, ...)."""
+        ...
+
+    def encode(self, data: Any, split: str) -> tuple[Any, torch.Tensor]:
+        """``(inputs, labels)`` of a split: a tensor or dict of tensors with N rows, cached on
+        ``data.cache`` so that trials sharing a backbone decode the data once."""
+        ...
+
+    def to_input(
+        self, batch: Any, *, device: torch.device, train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Any:
+        """Rows of ``encode``'s output -> what ``Backbone.model`` takes, on ``device``
+        (train-time augmentation when ``train``)."""
+        ...
+
+
 @dataclass
 class Backbone:
     """A loaded backbone, ready to fine-tune.
 
     Attributes:
-        model: maps a preprocessed batch to pooled features of shape ``(B, dim)``.
+        model: maps a preprocessed batch (``preprocess.to_input``'s output: a tensor, or a dict
+            of tensors such as ``input_ids`` and ``attention_mask``) to pooled features of shape
+            ``(B, dim)``.
         dim: feature width ``D``.
         groups: the body as ordered layer groups of parameter names of ``model``, input
             first. Parameters that no group claims form the head and are never frozen.
-        preprocess: the transform matching its pretraining (e.g. an ``ImagePreprocess``).
+        preprocess: the :class:`Preprocess` matching its pretraining (``ImagePreprocess``,
+            ``TextPreprocess``, ``AudioPreprocess``).
         channels_last: whether the model runs faster with channels-last inputs (CNNs).
+        configure: called with a trial's hyperparameters before training, for choices that
+            change the model itself (text ``pooling``; Whisper's positions for ``clip_seconds``).
+        on_freeze: called with the frozen parameter names (of ``model``) after freezing, for
+            models that need more than ``requires_grad_(False)`` (wav2vec2's feature encoder).
     """
 
     model: torch.nn.Module
@@ -34,6 +72,8 @@ class Backbone:
     groups: list[list[str]]
     preprocess: Any
     channels_last: bool = False
+    configure: Callable[[dict[str, Any]], None] | None = None
+    on_freeze: Callable[[set[str]], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from autotransfer.backbones import get_registry
-from autotransfer.data import LabelledData, check_images, load_data
+from autotransfer.data import LabelledData, check_data, load_data
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.report import best_config, leaderboard, write_best, write_leaderboard_csv
 from autotransfer.space import SearchSpace, load_space
@@ -143,11 +143,15 @@ def search(
     device: str = "auto",
     seed: int = 0,
     progress: Progress | None = None,
+    modality: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
     Args:
-        data: a folder of class sub-folders, train/val[/test] folders, or a path,label CSV.
+        data: images or audio (class sub-folders, train/val[/test] folders, a path,label
+            CSV) or text (a CSV, TSV or JSONL file, or a folder of train/val/test files).
         space: a search-space YAML file (or a parsed :class:`SearchSpace`).
         trials: the study's total number of finished trials to reach (None: until timeout).
         timeout: stop starting new trials after this many seconds.
@@ -156,6 +160,9 @@ def search(
         out: where ``best.yaml`` and ``leaderboard.csv`` are written.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds the sampler, the split and each trial's training.
+        modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
+        text_column: the text column of CSV / TSV / JSONL text data.
+        label_column: the label column of CSV / TSV / JSONL text data.
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -180,8 +187,18 @@ def search(
         if unknown:
             raise AutotransferError(f"{spec.id}: option {unknown[0]!r} is not supported")
     study_storage = make_storage(storage)
-    dataset = load_data(data, val_fraction=space.val_fraction, seed=seed)
-    check_images(dataset)
+    dataset = load_data(
+        data, val_fraction=space.val_fraction, seed=seed, modality=modality,
+        text_column=text_column, label_column=label_column,
+    )
+    check_data(dataset)
+    for spec in space.backbones:
+        if registry.get(spec.id).modality != dataset.modality:
+            raise AutotransferError(
+                f"{spec.id} is a {registry.get(spec.id).modality} backbone, but {dataset.source} "
+                f"holds {dataset.modality} data; pick {dataset.modality} backbones "
+                f"(autotransfer backbones --modality {dataset.modality})"
+            )
 
     name = study_name or f"{dataset.source.name}-{Path(space_file or 'space').stem}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
