@@ -126,9 +126,10 @@ class BackboneEntry:
 class Registry:
     """All registered backbones by id; built once from the loaded plugins."""
 
-    def __init__(self) -> None:
+    def __init__(self, resolver: Callable[[str], BackboneEntry | None] | None = None) -> None:
         self._entries: dict[str, BackboneEntry] = {}
         self.duplicates: list[str] = []
+        self.resolver = resolver
 
     def register(self, entry: BackboneEntry) -> None:
         if not isinstance(entry, BackboneEntry):
@@ -139,7 +140,13 @@ class Registry:
         self._entries[entry.id] = entry
 
     def __contains__(self, backbone_id: str) -> bool:
-        return backbone_id in self._entries
+        if backbone_id in self._entries:
+            return True
+        try:
+            self.get(backbone_id)
+        except BackboneError:
+            return False
+        return True
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -148,11 +155,24 @@ class Registry:
         return [e for e in self._entries.values() if modality in (None, e.modality)]
 
     def get(self, backbone_id: str) -> BackboneEntry:
-        """The entry for ``backbone_id``; an unknown id suggests the closest known ones."""
+        """The entry for ``backbone_id``; an unknown id suggests the closest known ones.
+
+        Ids that no plugin registered are offered to the zoos' ``resolve_backbone`` hooks
+        (``hf-text/<hub id or local directory>``), and kept once resolved.
+        """
         try:
             return self._entries[backbone_id]
         except KeyError:
             pass
+        resolved = self.resolver(backbone_id) if self.resolver is not None else None
+        if resolved is not None:
+            if not isinstance(resolved, BackboneEntry):
+                raise PluginError(
+                    f"resolve_backbone({backbone_id!r}) returned {type(resolved).__name__}, "
+                    "expected a BackboneEntry or None"
+                )
+            self._entries[backbone_id] = resolved
+            return resolved
         close = difflib.get_close_matches(backbone_id, list(self._entries), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise BackboneError(
@@ -171,7 +191,7 @@ def get_registry() -> Registry:
         from autotransfer.plugins import load_plugins, pm
 
         load_plugins()
-        registry = Registry()
+        registry = Registry(lambda backbone_id: pm.hook.resolve_backbone(backbone_id=backbone_id))
         pm.hook.register_backbones(register=registry.register)
         for backbone_id in registry.duplicates:
             print(
