@@ -59,7 +59,7 @@ def matcher_for(config) -> dict[str, Any]:
     if model_type == "audio-spectrogram-transformer":
         return {
             "stem": r"^embeddings\.",
-            "blocks": [(r"^encoder\.layer\.(\d+)\.", None),
+            "blocks": [(r"^(?:encoder\.)?layers?\.(\d+)\.", None),
                        (r"^layernorm\.", (MATCH_PREV_GROUP,))],
         }
     if model_type == "whisper":
@@ -159,7 +159,9 @@ def backbone_from_hf_audio(model, extractor, *, name: str, label: str) -> Backbo
         preprocess = AudioPreprocess(extractor, "input_values", rate, name=name)
     else:
         preprocess = AudioPreprocess(extractor, "input_values", rate, name=name)
-        feature_encoder = {f"encoder.{n}" for n, _ in model.feature_extractor.named_parameters()}
+        feature_encoder = {
+            f"encoder.feature_extractor.{n}" for n, _ in model.feature_extractor.named_parameters()
+        }
 
         def on_freeze(frozen: set[str]) -> None:
             if feature_encoder <= frozen:
