@@ -64,7 +64,7 @@ class ConsoleProgress:
         console.print(
             f"  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
             f"acc {result.accuracy:.4f}  f1 {result.macro_f1:.4f}  "
-            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} img/s"
+            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s"
         )
 
     def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None:
@@ -104,6 +104,9 @@ def search(
     out: Path = typer.Option(Path("autotransfer-out"), help="Folder for best.yaml and results."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, help="Seed of the sampler, the split and the training."),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -116,6 +119,7 @@ def search(
     result = run_search(
         data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
         out=out, device=device, seed=seed, progress=ConsoleProgress(trials),
+        modality=modality, text_column=text_column, label_column=label_column,
     )
     metric = result.best["metric"] if result.best else "score"
     console.print(_leaderboard_table(result.leaderboard, metric))
