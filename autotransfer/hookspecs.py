@@ -17,3 +17,9 @@ hookimpl = pluggy.HookimplMarker("autotransfer")
 @hookspec
 def register_backbones(register: Callable[[BackboneEntry], None]) -> None:
     """Offer backbones by calling ``register(BackboneEntry(...))`` once for each."""
+
+
+@hookspec(firstresult=True)
+def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
+    """Return an entry for an id this zoo serves without listing it (a hub id, a local
+    directory), or None; asked only for ids that no plugin registered."""

@@ -20,7 +20,12 @@ import pluggy
 from autotransfer import __version__, hookspecs
 
 #: Builtin zoos are ordinary plugins, loaded by the same manager as third-party ones.
-BUILTIN_PLUGINS: tuple[str, ...] = ("autotransfer_timm", "autotransfer_packaged")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "autotransfer_timm",
+    "autotransfer_packaged",
+    "autotransfer_hf_text",
+    "autotransfer_hf_audio",
+)
 ENTRY_POINT_GROUP = "autotransfer"
 LOAD_ENV = "AUTOTRANSFER_LOAD_PLUGINS"
 TRACE_ENV = "AUTOTRANSFER_TRACE_HOOKS"

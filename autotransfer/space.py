@@ -89,6 +89,17 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         None, "input side in pixels (default: the backbone's pretraining size)",
         kind=int, low=16, high=1024, optional=True,
     ),
+    "max_length": Hyperparameter(
+        128, "text: tokens kept per text (longer texts are truncated)", kind=int, low=8,
+        high=8192,
+    ),
+    "pooling": Hyperparameter(
+        "mean", "text: features are the mean of the token states, or the first token's "
+        "(the last token's for decoder-only models)", kind=str, choices=("mean", "cls"),
+    ),
+    "clip_seconds": Hyperparameter(
+        5.0, "audio: clips are cut or zero-padded to this length", low=0.1, high=60.0,
+    ),
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from autotransfer.backbones import get_registry
 from autotransfer.data import (
     LabelledData,
-    check_images,
+    check_data,
     load_data,
     warn_cross_split_duplicates,
 )
@@ -220,11 +220,15 @@ def search(
     seed: int = 0,
     progress: Progress | None = None,
     trust_remote_code: bool = False,
+    modality: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
     Args:
-        data: a folder of class sub-folders, train/val[/test] folders, or a path,label CSV.
+        data: images or audio (class sub-folders, train/val[/test] folders, a path,label
+            CSV) or text (a CSV, TSV or JSONL file, or a folder of train/val/test files).
         space: a search-space YAML file (or a parsed :class:`SearchSpace`).
         trials: the study's total number of finished trials to reach (None: until timeout).
         timeout: stop starting new trials after this many seconds.
@@ -236,6 +240,9 @@ def search(
         progress: receives the live view (trials and epochs).
         trust_remote_code: passed to backbones whose loader takes it (Hugging Face models);
             code shipped with a checkpoint never runs otherwise.
+        modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
+        text_column: the text column of CSV / TSV / JSONL text data.
+        label_column: the label column of CSV / TSV / JSONL text data.
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -263,9 +270,19 @@ def search(
             )
 
     study_storage = make_storage(storage)
-    dataset = load_data(data, val_fraction=space.val_fraction, seed=seed)
-    check_images(dataset)
+    dataset = load_data(
+        data, val_fraction=space.val_fraction, seed=seed, modality=modality,
+        text_column=text_column, label_column=label_column,
+    )
+    check_data(dataset)
     warn_cross_split_duplicates(dataset)
+    for spec in space.backbones:
+        if registry.get(spec.id).modality != dataset.modality:
+            raise AutotransferError(
+                f"{spec.id} is a {registry.get(spec.id).modality} backbone, but {dataset.source} "
+                f"holds {dataset.modality} data; pick {dataset.modality} backbones "
+                f"(autotransfer backbones --modality {dataset.modality})"
+            )
 
     name = study_name or f"{dataset.source.name}-{Path(space_file or 'space').stem}"
     # failed trials are reported by the progress view with their reason, not as tracebacks

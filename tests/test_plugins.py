@@ -8,6 +8,7 @@ from autotransfer import Backbone, BackboneEntry, hookimpl
 from autotransfer.backbones import get_registry, reset_registry
 from autotransfer.errors import BackboneError, PluginError
 from autotransfer.plugins import get_plugins, pm
+from autotransfer.testing import registered_plugin, tiny_cnn_backbone
 
 
 class FakeZoo:
@@ -47,6 +48,29 @@ def test_registered_plugin_adds_backbones_and_first_registration_of_an_id_wins(f
     assert entry.load().dim == 4 and entry.zoo == "fake"
     assert "packaged/mobilenetv2_100" in fake_zoo.duplicates
     assert fake_zoo.get("packaged/mobilenetv2_100").params == 3_504_872  # the builtin
+
+
+class ResolvingZoo:
+    """Serves any ``acme/w<width>`` id without listing it."""
+
+    @hookimpl
+    def resolve_backbone(self, backbone_id):
+        zoo, _, name = backbone_id.partition("/")
+        if zoo != "acme" or not name.startswith("w"):
+            return None
+        width = int(name[1:])
+        return BackboneEntry(backbone_id, "image",
+                             loader=lambda pretrained=True: tiny_cnn_backbone(width=width))
+
+
+def test_resolve_backbone_serves_ids_that_nobody_listed():
+    with registered_plugin(ResolvingZoo(), "acme"):
+        registry = get_registry()
+        assert "acme/w12" not in {e.id for e in registry.entries()}
+        assert registry.get("acme/w12").load().dim == 12
+        assert "acme/w12" in {e.id for e in registry.entries()}  # kept once resolved
+        with pytest.raises(BackboneError, match="unknown backbone 'acme/x'"):
+            registry.get("acme/x")
 
 
 def test_unknown_id_suggests_close_ids_and_the_listing_command():

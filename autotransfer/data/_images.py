@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,10 +40,33 @@ class ImagePreprocess:
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
     fixed_size: bool = False  # the model only takes ``size`` (e.g. a ViT's position table)
+    augment: str = "none"
 
     def with_size(self, size: int | None) -> ImagePreprocess:
         """This transform at input side ``size``; a fixed-size model keeps its own size."""
         return self if size is None or self.fixed_size else replace(self, size=int(size))
+
+    def configure(self, params: dict) -> ImagePreprocess:
+        """This transform with a trial's ``image_size`` and ``augment``."""
+        configured = self.with_size(params.get("image_size"))
+        return replace(configured, augment=params.get("augment") or "none")
+
+    def encode(self, data: LabelledData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split as uint8 ``(N, 3, S, S)`` images plus labels, cached on ``data``."""
+        return image_tensors(data, split, self)
+
+    def to_input(
+        self,
+        batch: torch.Tensor,
+        *,
+        device: torch.device,
+        train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Augment (when training) on the batch's device, then normalise on ``device``."""
+        if train:
+            batch = augment(batch, self.augment, generator)
+        return self.normalize(batch.to(device, non_blocking=True))
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, H, W)`` -> normalised float32 on the same device."""
@@ -112,7 +136,7 @@ def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Pa
     for name, split in data.splits().items():
         keep = [i for i, p in enumerate(split.paths) if p not in bad]
         if len(keep) < len(split):
-            setattr(data, name, Split([split.paths[i] for i in keep], split.labels[keep]))
+            setattr(data, name, split.subset(np.array(keep, dtype=np.int64)))
     warnings.warn(DataWarning(f"skipped {len(bad)} unreadable image(s): {listed}{more}"),
                   stacklevel=2)
     return list(bad)
@@ -133,20 +157,30 @@ def image_tensors(
     return data.cache[key]
 
 
+def take(inputs: Any, index: torch.Tensor) -> Any:
+    """Rows ``index`` of a tensor, or of every tensor in a dict (text ids, audio features)."""
+    if isinstance(inputs, dict):
+        return {key: value[index] for key, value in inputs.items()}
+    return inputs[index]
+
+
 def iterate_batches(
-    images: torch.Tensor,
+    images: Any,
     labels: torch.Tensor,
     batch_size: int,
     *,
     shuffle: bool,
     generator: torch.Generator | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of ``(uint8 images, labels)``, in a seeded random order when ``shuffle``."""
+) -> Iterator[tuple[Any, torch.Tensor]]:
+    """Batches of ``(encoded inputs, labels)``, in a seeded random order when ``shuffle``.
+
+    ``images`` is what a preprocess's ``encode`` returned: a tensor or a dict of tensors.
+    """
     n = len(labels)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
-        yield images[index], labels[index]
+        yield take(images, index), labels[index]
 
 
 def augment(batch: torch.Tensor, kind: str, generator: torch.Generator | None = None):

@@ -14,6 +14,8 @@ import numpy as np
 from autotransfer.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
+TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl"})
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 
 
@@ -23,13 +25,19 @@ class DataWarning(UserWarning):
 
 @dataclass
 class Split:
-    """The files of one split and their class indices."""
+    """The samples of one split and their class indices: files (images, audio) or texts."""
 
     paths: list[Path]
     labels: np.ndarray
+    texts: list[str] | None = None
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> Split:
+        texts = None if self.texts is None else [self.texts[i] for i in index]
+        paths = [self.paths[i] for i in index] if self.paths else []
+        return Split(paths, self.labels[index], texts)
 
 
 @dataclass
@@ -93,25 +101,26 @@ def warn_cross_split_duplicates(data: LabelledData) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _class_folders(root: Path) -> dict[str, list[Path]]:
-    """Image files by class from ``root/<class>/*``; errors name the folder at fault."""
+def _class_folders(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> dict[str, list[Path]]:
+    """Files by class from ``root/<class>/*``; errors name the folder at fault."""
+    kind = "audio" if suffixes == AUDIO_SUFFIXES else "image"
     if not root.is_dir():
         raise DataError(f"{root}: no such folder; expected a folder with one sub-folder per class")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(
             f"{root}: no class sub-folders; expected one sub-folder of images per class "
-            "(or train/ and val/ folders of that shape, or a CSV with path,label)"
+            "(or train/ and val/ folders of that shape, a CSV with path,label, or text files)"
         )
     by_class: dict[str, list[Path]] = {}
     for folder in folders:
         files = sorted(
-            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
         )
         if not files:
             raise DataError(
-                f"{folder}: empty class folder; expected image files "
-                f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+                f"{folder}: empty class folder; expected {kind} files "
+                f"({', '.join(sorted(suffixes))})"
             )
         by_class[folder.name] = files
     return by_class
@@ -127,7 +136,8 @@ def _read_csv(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], bool]:
             if missing:
                 raise DataError(
                     f"{path}: missing column {missing[0]!r}; expected a header with path,label "
-                    f"(and optionally split), found {','.join(columns) or 'nothing'}"
+                    "(and optionally split) for image or audio files, or text,label for text, "
+                    f"found {','.join(columns) or 'nothing'}"
                 )
             rows: dict[str, list[tuple[Path, str]]] = {}
             for line, row in enumerate(reader, start=2):
@@ -141,7 +151,8 @@ def _read_csv(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], bool]:
                 if not label:
                     raise DataError(f"{path}:{line}: empty label")
                 if not file.is_file():
-                    raise DataError(f"{path}:{line}: no such image file {row['path']!r}")
+                    kind = "audio" if file.suffix.lower() in AUDIO_SUFFIXES else "image"
+                    raise DataError(f"{path}:{line}: no such {kind} file {row['path']!r}")
                 rows.setdefault(split, []).append((file, label))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 CSV file ({exc.reason})") from None
@@ -150,11 +161,15 @@ def _read_csv(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], bool]:
     return rows, "split" in columns
 
 
-def _to_split(items: list[tuple[Path, str]], index: dict[str, int], where: Path) -> Split:
+def _to_split(items: list[tuple[Any, str]], index: dict[str, int], where: Path) -> Split:
+    """``(path or text, label)`` pairs -> a Split; labels must be among the training classes."""
     unknown = sorted({label for _, label in items} - set(index))
     if unknown:
         raise DataError(f"{where}: class {unknown[0]!r} is not among the training classes")
-    return Split([p for p, _ in items], np.array([index[c] for _, c in items], dtype=np.int64))
+    labels = np.array([index[c] for _, c in items], dtype=np.int64)
+    if items and isinstance(items[0][0], str):
+        return Split([], labels, [t for t, _ in items])
+    return Split([p for p, _ in items], labels)
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
@@ -175,32 +190,92 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.n
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
 
 
-def load_data(
-    path: str | Path, *, val_fraction: float = 0.2, seed: int = 0, modality: str = "image"
-) -> LabelledData:
-    """Read a labelled image dataset.
+def _csv_columns(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+            return next(csv.reader(handle, delimiter=delimiter), [])
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 CSV file ({exc.reason})") from None
 
-    Accepted layouts: ``DATA/<class>/*`` (split here, stratified and seeded);
+
+def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
+    """``image``, ``audio`` or ``text``, from the layout and file types under ``path``.
+
+    A folder with ``train.csv``/``.tsv``/``.jsonl`` or a ``.tsv``/``.jsonl`` file is text, as is a
+    ``.csv`` with a ``text_column`` column; a ``.csv`` with ``path`` is image or audio by the
+    suffix of its first file; a folder is audio when its class folders hold audio files.
+    """
+    root = Path(path).expanduser()
+    if root.is_file():
+        suffix = root.suffix.lower()
+        if suffix in (".tsv", ".jsonl"):
+            return "text"
+        if suffix != ".csv":
+            raise DataError(
+                f"{root}: expected a folder of class sub-folders, a .csv (path,label or "
+                "text,label), a .tsv or a .jsonl file"
+            )
+        columns = _csv_columns(root)
+        if text_column in columns and "path" not in columns:
+            return "text"
+        if "path" in columns:
+            with root.open(newline="", encoding="utf-8") as handle:
+                first = next(csv.DictReader(handle), None)
+            if first and Path((first.get("path") or "").strip()).suffix.lower() in AUDIO_SUFFIXES:
+                return "audio"
+        return "image"
+    if root.is_dir():
+        if any((root / f"train{s}").is_file() for s in TEXT_SUFFIXES):
+            return "text"
+        suffixes = {p.suffix.lower() for p in root.rglob("*") if p.is_file()}
+        if suffixes & AUDIO_SUFFIXES and not suffixes & IMAGE_SUFFIXES:
+            return "audio"
+    return "image"
+
+
+def load_data(
+    path: str | Path,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    modality: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+) -> LabelledData:
+    """Read a labelled dataset of images, audio clips or texts.
+
+    Images and audio: ``DATA/<class>/*`` (split here, stratified and seeded);
     ``DATA/train/<class>/*`` with ``DATA/val/<class>/*`` (optional, else split here) and optional
     ``DATA/test/<class>/*``; or a CSV file with columns ``path,label`` and optionally ``split``.
+    Text: a CSV, TSV or JSONL file with ``text_column`` and ``label_column`` (and optionally
+    ``split``), or a folder with ``train``, optional ``val`` and ``test`` files of that kind.
+    ``modality`` is detected from the data when not given (:func:`detect_modality`).
 
     Raises:
-        DataError: with the file or folder at fault and what was expected.
+        DataError: with the file (and row) or folder at fault and what was expected.
     """
-    if modality != "image":
-        raise DataError(f"{path}: modality {modality!r} is not supported yet; expected 'image'")
+    from autotransfer.data._text import read_text_splits
+
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such file or folder")
+    if modality is None:
+        modality = detect_modality(root, text_column=text_column)
+    if modality not in ("image", "audio", "text"):
+        raise DataError(f"{root}: modality must be image, audio or text, got {modality!r}")
 
-    parts: dict[str, list[tuple[Path, str]]] = {}
+    parts: dict[str, list[tuple[Any, str]]] = {}
     where: dict[str, Path] = {}
-    if root.is_file():
+    if modality == "text":
+        parts, where = read_text_splits(root, text_column=text_column, label_column=label_column)
+    elif root.is_file():
         if root.suffix.lower() != ".csv":
             raise DataError(f"{root}: expected a folder of class sub-folders or a .csv file")
         parts, _ = _read_csv(root)
         where = dict.fromkeys(parts, root)
     else:
+        suffixes = AUDIO_SUFFIXES if modality == "audio" else IMAGE_SUFFIXES
         split_dirs = {
             split: next((root / n for n in names if (root / n).is_dir()), None)
             for split, names in SPLIT_DIRS.items()
@@ -209,7 +284,7 @@ def load_data(
             split_dirs = {"train": root}
         for split, folder in split_dirs.items():
             if folder is not None:
-                by_class = _class_folders(folder)
+                by_class = _class_folders(folder, suffixes)
                 parts[split] = [(p, c) for c, files in by_class.items() for p in files]
                 where[split] = folder
     if "train" not in parts:
@@ -228,9 +303,8 @@ def load_data(
     else:
         val_idx = stratified_split(train.labels, val_fraction, seed)
         if len(val_idx) == 0:
-            raise DataError(f"{where['train']}: too few images to hold out a validation split")
+            raise DataError(f"{where['train']}: too few samples to hold out a validation split")
         keep = np.setdiff1d(np.arange(len(train)), val_idx)
-        val = Split([train.paths[i] for i in val_idx], train.labels[val_idx])
-        train = Split([train.paths[i] for i in keep], train.labels[keep])
+        val, train = train.subset(val_idx), train.subset(keep)
     test = _to_split(parts["test"], index, where["test"]) if "test" in parts else None
-    return LabelledData("image", classes, train, val, test, root.resolve())
+    return LabelledData(modality, classes, train, val, test, root.resolve())

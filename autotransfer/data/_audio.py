@@ -1,0 +1,130 @@
+"""Audio: decode once to fixed-length mono clips at the model's rate, then to model features."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from autotransfer.data._source import LabelledData
+from autotransfer.errors import DataError
+
+
+def _soundfile():
+    try:
+        import soundfile
+    except ImportError:  # pragma: no cover - a dependency of autotransfer
+        raise DataError("reading audio needs soundfile: pip install soundfile") from None
+    return soundfile
+
+
+def load_audio(path: Path, sampling_rate: int, n_samples: int) -> np.ndarray:
+    """``path`` as float32 mono at ``sampling_rate``: stereo mixed down, other rates resampled,
+    cut to the first ``n_samples`` or zero-padded to them. A bad file is a DataError."""
+    soundfile = _soundfile()
+    try:
+        wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile's errors for unreadable or unknown formats
+        raise DataError(f"{path}: unreadable audio ({exc})") from None
+    if wave.shape[0] == 0:
+        raise DataError(f"{path}: zero-length audio")
+    mono = wave.mean(axis=1)
+    if rate != sampling_rate:
+        import soxr
+
+        # resample only what the clip keeps (plus a margin for the filter)
+        keep = int(np.ceil(n_samples * rate / sampling_rate)) + 64
+        mono = soxr.resample(mono[:keep], rate, sampling_rate).astype(np.float32)
+    clip = np.zeros(n_samples, dtype=np.float32)
+    clip[: min(n_samples, len(mono))] = mono[:n_samples]
+    return clip
+
+
+def check_audio(data: LabelledData) -> None:
+    """Read every file's header once, so that a bad file fails before any trial."""
+    soundfile = _soundfile()
+    for split in data.splits().values():
+        for path in split.paths:
+            try:
+                info = soundfile.info(path)
+            except Exception as exc:
+                raise DataError(f"{path}: unreadable audio ({exc})") from None
+            if info.frames == 0:
+                raise DataError(f"{path}: zero-length audio")
+
+
+@dataclass(frozen=True)
+class AudioPreprocess:
+    """A checkpoint's feature extractor applied once per split to fixed-length clips.
+
+    Attributes:
+        extractor: a Hugging Face feature extractor (``__call__(clips, sampling_rate=...)``).
+        input_name: the model input it produces (``input_values`` or ``input_features``).
+        sampling_rate: the rate the model was trained at; other rates are resampled.
+        clip_seconds: clips are cut or zero-padded to this length.
+        frame_multiple: the clip length in samples is rounded to a multiple of this (Whisper:
+            two mel hops, so that its convolutions give whole positions).
+        extractor_kwargs: passed to the extractor with the clips.
+        length_kwarg: the extractor's argument that takes the clip length in samples (Whisper:
+            ``max_length``, so that it pads to the clip instead of to 30 s).
+    """
+
+    extractor: Any
+    input_name: str
+    sampling_rate: int
+    clip_seconds: float = 5.0
+    frame_multiple: int = 1
+    extractor_kwargs: tuple[tuple[str, Any], ...] = ()
+    length_kwarg: str | None = None
+    name: str = ""
+
+    @property
+    def n_samples(self) -> int:
+        frames = max(1, round(self.clip_seconds * self.sampling_rate / self.frame_multiple))
+        return frames * self.frame_multiple
+
+    def configure(self, params: dict[str, Any]) -> AudioPreprocess:
+        seconds = params.get("clip_seconds")
+        return self if seconds is None else replace(self, clip_seconds=float(seconds))
+
+    def clips(self, paths: list[Path]) -> np.ndarray:
+        """Decoded clips ``(N, n_samples)``, several files at a time."""
+        workers = min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(workers) as pool:  # libsndfile and soxr release the GIL
+            arrays = list(
+                pool.map(lambda p: load_audio(p, self.sampling_rate, self.n_samples), paths)
+            )
+        return np.stack(arrays) if arrays else np.zeros((0, self.n_samples), np.float32)
+
+    def features(self, clips: np.ndarray) -> torch.Tensor:
+        """The extractor's output for ``clips``, as one float32 tensor."""
+        kwargs = dict(self.extractor_kwargs)
+        if self.length_kwarg:
+            kwargs[self.length_kwarg] = self.n_samples
+        out = []
+        for start in range(0, len(clips), 64):
+            chunk = list(clips[start : start + 64])
+            values = self.extractor(
+                chunk, sampling_rate=self.sampling_rate, return_tensors="np", **kwargs
+            )[self.input_name]
+            out.append(torch.from_numpy(np.asarray(values, dtype=np.float32)))
+        return torch.cat(out)
+
+    def encode(self, data: LabelledData, split: str):
+        """``({input_name: features}, labels)`` for ``split``, cached on ``data``."""
+        key = ("audio", split, self.name or id(self.extractor), self.sampling_rate, self.n_samples)
+        if key not in data.cache:
+            part = data.splits()[split]
+            data.cache[key] = (
+                {self.input_name: self.features(self.clips(part.paths))},
+                torch.from_numpy(part.labels),
+            )
+        return data.cache[key]
+
+    def to_input(self, batch, *, device, train: bool = False, generator=None):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -1,0 +1,211 @@
+r"""Builtin zoo: Hugging Face audio encoders as ``hf-audio/<hub id or local directory>``.
+
+wav2vec2, HuBERT, WavLM (raw waveforms), AST (filter banks) and the Whisper encoder alone
+(log-mel; its positional embeddings are sliced to the clip, not padded to 30 s). Each uses its
+checkpoint's feature extractor; clips are mono, resampled to its rate and cut or padded to
+``clip_seconds``. Features are the mean of the last hidden states.
+
+Layer groups (the same contract as images): the feature encoder / embeddings are the stem, one
+group per block, a final norm joins the last block. wav2vec2-style models freeze their
+convolutional feature encoder with ``freeze_feature_encoder()`` when the stem is frozen:
+``requires_grad_(False)`` alone still sends gradients through it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
+from autotransfer.data import AudioPreprocess
+from autotransfer.layers import MATCH_PREV_GROUP, group_names
+
+ZOO = "hf-audio"
+
+WELL_KNOWN: dict[str, tuple[int, str]] = {
+    "facebook/wav2vec2-base": (94_371_712, "wav2vec2 base"),
+    "facebook/hubert-base-ls960": (94_371_712, "HuBERT base"),
+    "microsoft/wavlm-base-plus": (94_381_936, "WavLM base+"),
+    "MIT/ast-finetuned-audioset-10-10-0.4593": (86_186_496, "AST (AudioSet)"),
+    "openai/whisper-tiny": (8_208_384, "Whisper tiny, encoder only"),
+    "openai/whisper-base": (20_590_592, "Whisper base, encoder only"),
+}
+
+_WAV2VEC2_STEM = (
+    r"^feature_extractor\.|^feature_projection\.|^masked_spec_embed|^encoder\.pos_conv_embed\."
+)
+WAV2VEC2_TYPES = frozenset({"wav2vec2", "hubert", "wavlm", "data2vec-audio"})
+_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+def matcher_for(config) -> dict[str, Any]:
+    """Layer-group matcher (timm's format) for an audio model's parameter names."""
+    model_type = config.model_type
+    if model_type in WAV2VEC2_TYPES:
+        # encoder.layer_norm runs before the blocks in the post-LN (base) variant, after them
+        # in the "stable layer norm" (large) variant
+        if getattr(config, "do_stable_layer_norm", False):
+            return {
+                "stem": _WAV2VEC2_STEM,
+                "blocks": [(r"^encoder\.layers\.(\d+)\.", None),
+                           (r"^encoder\.layer_norm\.", (MATCH_PREV_GROUP,))],
+            }
+        return {
+            "stem": _WAV2VEC2_STEM + r"|^encoder\.layer_norm\.",
+            "blocks": [(r"^encoder\.layers\.(\d+)\.", None)],
+        }
+    if model_type == "audio-spectrogram-transformer":
+        return {
+            "stem": r"^embeddings\.",
+            "blocks": [(r"^(?:encoder\.)?layers?\.(\d+)\.", None),
+                       (r"^layernorm\.", (MATCH_PREV_GROUP,))],
+        }
+    if model_type == "whisper":
+        return {
+            "stem": r"^conv1\.|^conv2\.|^embed_positions\.",
+            "blocks": [(r"^layers\.(\d+)\.", None), (r"^layer_norm\.", (MATCH_PREV_GROUP,))],
+        }
+    raise BackboneError(
+        f"no layer groups for audio model type {model_type!r}; supported: "
+        "wav2vec2, hubert, wavlm, data2vec-audio, audio-spectrogram-transformer, whisper"
+    )
+
+
+def _entry(name: str, params: int | None = None, description: str = "") -> BackboneEntry:
+    return BackboneEntry(
+        id=f"{ZOO}/{name}",
+        modality="audio",
+        loader=partial(load_hf_audio, name),
+        params=params,
+        description=description or "transformers; hub id or local save_pretrained directory",
+    )
+
+
+@hookimpl(tryfirst=True)
+def register_backbones(register) -> None:
+    for name, (params, description) in WELL_KNOWN.items():
+        register(_entry(name, params, f"{description}; weights from the hub"))
+
+
+@hookimpl
+def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
+    zoo, _, name = backbone_id.partition("/")
+    if zoo != ZOO or not name:
+        return None
+    if Path(name).expanduser().is_dir() or _HUB_ID.match(name):
+        return _entry(name)
+    return None
+
+
+def _audio_encoder_class():
+    from torch import nn
+
+    class _AudioEncoder(nn.Module):
+        """An audio encoder + mean pooling over time: ``{input_values|input_features}`` ->
+        ``(B, D)``."""
+
+        def __init__(self, encoder: nn.Module) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, inputs: dict) -> Any:
+            return self.encoder(**inputs).last_hidden_state.mean(1)
+
+    return _AudioEncoder
+
+
+def backbone_from_hf_audio(model, extractor, *, name: str, label: str) -> Backbone:
+    """Wrap a transformers audio encoder and its feature extractor as a Backbone."""
+    import torch
+    from torch import nn
+
+    config = model.config
+    try:
+        matcher = matcher_for(config)
+    except BackboneError as exc:
+        raise BackboneError(f"{label}: {exc}") from None
+    wrapper = _audio_encoder_class()(model)
+    names = [n for n, _ in model.named_parameters()]
+    groups = [[f"encoder.{n}" for n in g] for g in group_names(names, matcher)]
+    rate = int(extractor.sampling_rate)
+    configure = on_freeze = None
+
+    if config.model_type == "whisper":
+        hop = int(extractor.hop_length)
+        full = model.embed_positions.weight.detach().clone()
+        preprocess = AudioPreprocess(
+            extractor, "input_features", rate, frame_multiple=2 * hop,
+            length_kwarg="max_length", name=name,
+        )
+
+        def configure(params: dict[str, Any]) -> None:
+            # positions = mel frames / 2 (conv2 has stride 2); HF checks the input against
+            # max_source_positions, so the table is sliced rather than padded to 30 s
+            positions = preprocess.configure(params).n_samples // hop // 2
+            if positions > full.shape[0]:
+                raise ValueError(
+                    f"clip_seconds gives {positions} positions; Whisper has {full.shape[0]} (30 s)"
+                )
+            table = nn.Embedding(positions, full.shape[1])
+            with torch.no_grad():
+                table.weight.copy_(full[:positions])
+            table.weight.requires_grad_(model.embed_positions.weight.requires_grad)
+            model.embed_positions = table
+            model.config.max_source_positions = positions
+
+    elif config.model_type == "audio-spectrogram-transformer":
+        preprocess = AudioPreprocess(extractor, "input_values", rate, name=name)
+    else:
+        preprocess = AudioPreprocess(extractor, "input_values", rate, name=name)
+        feature_encoder = {
+            f"encoder.feature_extractor.{n}" for n, _ in model.feature_extractor.named_parameters()
+        }
+
+        def on_freeze(frozen: set[str]) -> None:
+            if feature_encoder <= frozen:
+                model.freeze_feature_encoder()
+
+    return Backbone(
+        model=wrapper,
+        dim=int(config.d_model if config.model_type == "whisper" else config.hidden_size),
+        groups=groups,
+        preprocess=preprocess,
+        configure=configure,
+        on_freeze=on_freeze,
+    )
+
+
+def load_hf_audio(name: str, *, pretrained: bool = True, label: str | None = None) -> Backbone:
+    """Load ``name`` (hub id or local directory): its encoder and its feature extractor."""
+    label = label or f"{ZOO}/{name}"
+    try:
+        import transformers
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+    except ImportError:
+        raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
+    transformers.utils.logging.disable_progress_bar()
+    source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        extractor = AutoFeatureExtractor.from_pretrained(source, trust_remote_code=False)
+        if config.model_type == "whisper":
+            from transformers import WhisperModel
+            from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+            if pretrained:
+                model = WhisperModel.from_pretrained(source).get_encoder()
+            else:
+                model = WhisperEncoder(config)
+        elif pretrained:
+            model = AutoModel.from_pretrained(source, trust_remote_code=False)
+        else:
+            model = AutoModel.from_config(config, trust_remote_code=False)
+    except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BackboneError(
+            f"{label}: could not load ({type(exc).__name__}: {detail}); offline, give a local "
+            f"directory saved with save_pretrained: {ZOO}/PATH"
+        ) from None
+    return backbone_from_hf_audio(model, extractor, name=source, label=label)

@@ -1,0 +1,103 @@
+"""Text and audio data: readers, bad input, and real transfer (MiniLM, Whisper tiny.en)."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from autotransfer.backbones import get_backbone
+from autotransfer.data import AudioPreprocess, check_data, detect_modality, load_audio, load_data
+from autotransfer.errors import DataError
+from autotransfer.space import HYPERPARAMETERS
+from autotransfer.training import Trainer
+
+DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
+
+
+def test_text_csv_tsv_jsonl_and_split_files_are_read_with_configurable_columns(tmp_path):
+    rows = [("good film", "pos"), ("bad film", "neg")] * 5
+    (tmp_path / "a.csv").write_text("review,stars\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    data = load_data(tmp_path / "a.csv", text_column="review", label_column="stars")
+    assert data.modality == "text" and data.classes == ["neg", "pos"]
+    assert len(data.train) + len(data.val) == 10 and data.train.texts
+    (tmp_path / "b.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    assert load_data(tmp_path / "b.tsv").modality == "text"
+    folder = tmp_path / "split"
+    folder.mkdir()
+    for split in ("train", "val", "test"):
+        lines = [json.dumps({"text": t, "label": y}) for t, y in rows]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines))
+    data = load_data(folder)
+    assert data.modality == "text" and len(data.test) == 10
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"text,label\nfine,a\n,b\n", r"x\.csv:3: empty text"),
+        (b"words,label\nfine,a\n", r"x\.csv: missing column 'text'"),
+        (b"text,label\none,a\ntwo,a\n", r"single class 'a'"),
+        (b"text,label\nfine,a\ncaf\xe9,b\n", r"x\.csv:3: not UTF-8"),
+    ],
+)
+def test_bad_text_is_one_line_naming_file_and_row(tmp_path, content, message):
+    (tmp_path / "x.csv").write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        load_data(tmp_path / "x.csv", modality="text")
+    assert "\n" not in str(info.value)
+
+
+def test_audio_is_mixed_to_mono_resampled_and_cut_or_padded(tmp_path):
+    t = np.arange(44100 * 3) / 44100
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], 1).astype(np.float32)
+    soundfile.write(tmp_path / "long.flac", stereo, 44100)
+    clip = load_audio(tmp_path / "long.flac", 16000, 16000)  # 3 s at 44.1 kHz -> 1 s at 16 kHz
+    assert clip.shape == (16000,) and abs(np.abs(clip).max() - 0.5) < 0.05
+    soundfile.write(tmp_path / "short.wav", np.ones(800, np.float32) * 0.1, 8000)
+    padded = load_audio(tmp_path / "short.wav", 16000, 16000)
+    assert padded[:1500].mean() == pytest.approx(0.1, abs=0.02) and not padded[2000:].any()
+
+
+def test_bad_audio_is_one_line_naming_the_file(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            soundfile.write(tmp_path / cls / f"{i}.wav", np.zeros(1600, np.float32), 16000)
+    assert detect_modality(tmp_path) == "audio"
+    (tmp_path / "a" / "broken.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(DataError, match=r"broken\.wav: unreadable audio"):
+        check_data(load_data(tmp_path))
+    (tmp_path / "a" / "broken.wav").unlink()
+    soundfile.write(tmp_path / "a" / "empty.wav", np.zeros(0, np.float32), 16000)
+    with pytest.raises(DataError, match=r"empty\.wav: zero-length audio"):
+        check_data(load_data(tmp_path))
+    with pytest.raises(DataError, match=r"empty\.wav: zero-length audio"):
+        AudioPreprocess(None, "input_values", 16000).clips([tmp_path / "a" / "empty.wav"])
+
+
+@pytest.mark.slow
+def test_minilm_fine_tune_beats_chance_on_rotten_tomatoes(rotten_tomatoes):
+    data = load_data(rotten_tomatoes)
+    assert data.modality == "text" and data.classes == ["fresh", "rotten"]
+    backbone = get_backbone("packaged/all-MiniLM-L6-v2").load()
+    params = {**DEFAULTS, "max_length": 48, "lr": 1e-4, "head_lr_multiplier": 10.0,
+              "freeze_fraction": 0.5, "batch_size": 16}
+    result = Trainer(backbone, data, params, device=torch.device("cpu"), seed=0).fit(2)
+    assert result.n_frozen_groups == 3
+    assert result.history[-1].accuracy >= 0.6  # balanced: chance is 0.5
+
+
+@pytest.mark.slow
+def test_whisper_tiny_recognises_keywords_from_unheard_accents(keywords):
+    data = load_data(keywords)
+    assert data.modality == "audio" and len(data.classes) == 8
+    scores = {}
+    for pretrained in (True, False):
+        backbone = get_backbone("packaged/whisper-tiny.en").load(pretrained=pretrained)
+        params = {**DEFAULTS, "clip_seconds": 1.0, "lr": 3e-4, "freeze_fraction": 0.0,
+                  "batch_size": 16}
+        trainer = Trainer(backbone, data, params, device=torch.device("cpu"), seed=0)
+        scores[pretrained] = trainer.fit(1).history[-1].accuracy
+    assert scores[True] >= 0.8 > scores[False] + 0.3  # chance is 0.125
