@@ -241,7 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         _preload_tcmalloc()
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)
+        if status == 130:  # typer turns Ctrl-C into a returned exit status
+            raise KeyboardInterrupt
     except AutotransferError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)

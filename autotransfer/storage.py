@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,20 +79,17 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
         if must_exist and not sqlite_file.is_file():
             raise StorageError(f"storage {shown}: no such database file {sqlite_file}")
         _use_wal(sqlite_file, shown)
-    heartbeat = {}
-    if heartbeat_interval is not None:
-        heartbeat = {
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": GRACE_FACTOR * heartbeat_interval,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRY
-            ),
-        }
     try:
-        import warnings
-
         with warnings.catch_warnings():  # heartbeats are "experimental" since optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            heartbeat = {}
+            if heartbeat_interval is not None:
+                heartbeat = {
+                    "heartbeat_interval": heartbeat_interval,
+                    "grace_period": GRACE_FACTOR * heartbeat_interval,
+                    "heartbeat_stale_trial_callback":
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                }
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError):
         hint = ""

@@ -27,6 +27,7 @@ from autotransfer.workers import (
     join_study,
     run_local_workers,
     run_trials,
+    stop_requested,
     tally,
     worker_device,
 )
@@ -102,6 +103,9 @@ def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, pr
             return _fine_tune(trial, entry, spec, params, space, data, device, seed, progress)
         except optuna.TrialPruned:
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or a stopped worker)")
+            raise
         except Exception as exc:
             detail = (str(exc).strip().splitlines() or [""])[0][:300]
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {detail}")
@@ -135,6 +139,8 @@ def _fine_tune(trial, entry, spec, params, space, data, device, seed, progress) 
         })
         if progress:
             progress.epoch_done(trial.number, result, space.epochs)
+        if stop_requested():
+            raise KeyboardInterrupt
         trial.report(result.score, result.epoch)
         if trial.should_prune():
             reason = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +23,10 @@ from autotransfer.errors import AutotransferError
 from autotransfer.storage import StudyLock, worker_name
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Seconds a stopped worker has to record its trial as failed before it is killed.
+STOP_GRACE = 10
+# Set when this worker process is told to stop: it starts no further trial.
+_STOP = threading.Event()
 
 
 @dataclass
@@ -87,7 +92,7 @@ def run_trials(
         lock.release()
         return objective(trial)
 
-    while timeout is None or time.monotonic() - started < timeout:
+    while (timeout is None or time.monotonic() - started < timeout) and not _STOP.is_set():
         lock.acquire()
         try:
             with warnings.catch_warnings():
@@ -145,15 +150,22 @@ class WorkerSpec:
     progress: Any = None
 
 
+def stop_requested() -> bool:
+    """True in a worker process that was told to stop (its trial ends at the next epoch)."""
+    return _STOP.is_set()
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    _STOP.set()
+    raise KeyboardInterrupt  # may be swallowed (e.g. inside a gc callback): the flag stays
 
 
 def worker_main(spec: WorkerSpec) -> None:
     """Entry point of a worker process: its threads, its device, then the shared trial loop."""
     import torch
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a stopped worker fails its trial cleanly
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a stopped worker fails its trial cleanly
+        signal.signal(signum, _interrupt)
     torch.set_num_threads(spec.threads)
     from autotransfer.study import run_worker
 
@@ -171,6 +183,7 @@ def worker_main(spec: WorkerSpec) -> None:
 def run_local_workers(specs: list[WorkerSpec]) -> list[int]:
     """Start one process per spec and wait for all; Ctrl-C stops them. Returns exit codes."""
     import multiprocessing
+    import multiprocessing.connection
 
     context = multiprocessing.get_context("spawn")
     saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
@@ -189,16 +202,30 @@ def run_local_workers(specs: list[WorkerSpec]) -> list[int]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+    # Ctrl-C and SIGTERM only set a flag here: an exception raised from a signal handler can
+    # land in a gc callback and be swallowed. The wait below sees the flag.
+    stop = threading.Event()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handlers[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
-        for process in processes:
-            process.join()
-    finally:  # Ctrl-C or an error here: stop the workers, then wait for them
+        waiting = {p.sentinel: p for p in processes}
+        while waiting and not stop.is_set():
+            for sentinel in multiprocessing.connection.wait(list(waiting), timeout=0.5):
+                waiting.pop(sentinel).join()
+    finally:  # interrupted, or an error here: stop the workers (their trials fail), wait for them
         alive = [p for p in processes if p.is_alive()]
         for process in alive:
             process.terminate()
+        deadline = time.monotonic() + STOP_GRACE
         for process in alive:
-            process.join(timeout=30)
-            if process.is_alive():
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():  # its trial turns FAIL with its heartbeat, and is retried
                 process.kill()
                 process.join()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if stop.is_set():
+        raise KeyboardInterrupt
     return [p.exitcode for p in processes]

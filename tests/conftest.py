@@ -41,46 +41,20 @@ def class_folders(tmp_path) -> Path:
     return tmp_path / "root"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway PostgreSQL cluster on 127.0.0.1: the URL of a database owned by a user with a
     password (``s3cret``), so that tests can check that it never shows."""
-    import glob
-    import shutil
-    import subprocess
-    import tempfile
+    from autotransfer.errors import AutotransferError
+    from autotransfer.testing import throwaway_postgres
 
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL missing: apt-get install postgresql (make test installs it)")
-    bindir = Path(found[-1]).parent
-    as_postgres: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="autotransfer-pg-"))
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-    port = free_port()
-    data = root / "data"
-
-    def run(*args: str) -> None:
-        subprocess.run([*as_postgres, *args], check=True, capture_output=True, timeout=120)
-
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100", "start")
     try:
-        for sql in ("CREATE USER at PASSWORD 's3cret'", "CREATE DATABASE at OWNER at"):
-            run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                "-v", "ON_ERROR_STOP=1", "-c", sql)
-        yield f"postgresql+psycopg://at:s3cret@127.0.0.1:{port}/at"
+        server = throwaway_postgres("s3cret")
+        url = server.__enter__()
+    except AutotransferError as exc:
+        pytest.fail(f"{exc} (make test installs it)")
+    try:
+        yield url
     finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+        server.__exit__(None, None, None)

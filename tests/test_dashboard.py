@@ -12,7 +12,7 @@ import pytest
 from autotransfer.cli import main
 from autotransfer.space import parse_space
 from autotransfer.study import search
-from conftest import free_port
+from autotransfer.testing import free_port
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

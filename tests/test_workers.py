@@ -211,3 +211,40 @@ def test_bad_worker_count_and_unreachable_server(capsys, class_folders, tmp_path
                  "--storage", "postgresql+psycopg://at:s3cret@127.0.0.1:1/at")
     assert err.startswith("error: cannot open storage postgresql+psycopg://at:***@127.0.0.1:1/at")
     assert "s3cret" not in err
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_what_finished(fashion_mnist, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    parent = subprocess.Popen(
+        _command("search", str(fashion_mnist), "--space", str(_space(tmp_path, epochs=3)),
+                 "--trials", "50", "--workers", "2", "--storage", storage, "--study", "c"),
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        def both_workers_mid_trial():
+            try:
+                study = optuna.load_study(study_name="c", storage=storage)
+            except KeyError:
+                return None
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            pids = {t.user_attrs.get("worker_pid") for t in running if "epoch_1" in t.user_attrs}
+            return pids if len(pids) == 2 else None
+
+        pids = _wait_for(both_workers_mid_trial, 300, "both workers in the middle of a trial")
+        parent.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        output = parent.communicate(timeout=120)[0]
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert parent.returncode == 130, output
+    assert "interrupted; the study is saved" in output
+    for pid in pids:  # the workers are gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    trials = optuna.load_study(study_name="c", storage=storage).get_trials()
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2
+    assert all(t.user_attrs["fail_reason"].startswith("interrupted") for t in failed)
