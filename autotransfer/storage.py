@@ -71,6 +71,8 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
     sqlite_file = _sqlite_file(parsed)
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}
+        if sqlite_file is None:  # in memory: one process, and a connection per thread
+            heartbeat_interval = None
     else:
         engine_kwargs = {"pool_pre_ping": True}
     if sqlite_file is not None:

@@ -105,6 +105,7 @@ def make_objective(space: SearchSpace, data: LabelledData, device, seed: int, pr
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or a stopped worker)")
+            trial.set_user_attr("interrupted", True)  # does not count towards --trials
             raise
         except Exception as exc:
             detail = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -3,8 +3,9 @@
 Every worker, in this process or another one on any machine, runs :func:`run_trials` on the same
 storage. The study's total (``--trials``) is kept exact by a study-wide lock
 (:class:`autotransfer.storage.StudyLock`) around "count, then take the next trial". A trial that
-counts is any trial of the study except a failed one that was retried: the retry (a copy queued
-by Optuna's ``RetryHeartbeatStaleTrialCallback``) takes its place.
+counts is any trial of the study (running and queued ones included) except a failed one that was
+retried, whose retry (a copy queued by Optuna's ``RetryHeartbeatStaleTrialCallback``) takes its
+place, and one interrupted by Ctrl-C, which the next run makes up for.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _STOP = threading.Event()
 
 @dataclass
 class Tally:
-    counted: int  # trials that count towards --trials
+    counted: int  # trials that count towards --trials (retried and interrupted ones do not)
     running: int
     waiting: int
     retried: int  # failed trials replaced by a retry
@@ -44,7 +45,8 @@ def tally(study) -> Tally:
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     return Tally(
-        counted=sum(t.number not in retried for t in trials),
+        counted=sum(t.number not in retried and not t.user_attrs.get("interrupted")
+                    for t in trials),
         running=sum(t.state == TrialState.RUNNING for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
         retried=len(retried),
@@ -87,8 +89,10 @@ def run_trials(
         trial.set_user_attr("worker_pid", os.getpid())
         system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
         retry_of = system_attrs.get("failed_trial")  # set by RetryHeartbeatStaleTrialCallback
-        if retry_of is not None:
+        if retry_of is not None:  # a copy of a dead worker's trial, with its user attrs
             trial.set_user_attr("retry_of", retry_of)
+            if trial.user_attrs.get("interrupted"):
+                trial.set_user_attr("interrupted", False)
         lock.release()
         return objective(trial)
 
