@@ -136,6 +136,8 @@ class StudyLock:
         self._release = None
 
     def acquire(self) -> None:
+        if self._release is not None:  # already held by this object
+            return
         engine = self._storage.engine
         backend = engine.dialect.name
         if backend == "sqlite":
