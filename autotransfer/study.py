@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,8 +18,24 @@ from autotransfer.data import (
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.report import best_config, leaderboard, write_best, write_leaderboard_csv
 from autotransfer.space import SearchSpace, load_space
-from autotransfer.storage import DEFAULT_STORAGE, make_storage, mask_url
+from autotransfer.storage import (
+    DEFAULT_HEARTBEAT,
+    DEFAULT_STORAGE,
+    StudyLock,
+    make_storage,
+    mask_url,
+)
 from autotransfer.training import EpochResult, Trainer, peak_memory_mb, resolve_device
+from autotransfer.workers import (
+    WorkerSpec,
+    cpu_threads,
+    join_study,
+    run_local_workers,
+    run_trials,
+    stop_requested,
+    tally,
+    worker_device,
+)
 
 
 class Progress(Protocol):
@@ -37,6 +53,7 @@ class SearchResult:
     best: dict[str, Any] | None
     best_path: Path | None
     leaderboard: list[dict[str, Any]]
+    worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
 
 
 def make_pruner(space: SearchSpace):
@@ -59,6 +76,12 @@ def _release_memory(device) -> None:
 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def make_sampler(seed: int):
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
 
 
 def _space_fingerprint(space: SearchSpace) -> str:
@@ -106,8 +129,8 @@ def make_objective(ctx: TrialContext):
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted by the user (Ctrl-C)")
-            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or a stopped worker)")
+            trial.set_user_attr("interrupted", True)  # does not count towards --trials
             raise
         except Exception as exc:
             trial.set_user_attr("fail_reason", describe(exc))
@@ -189,6 +212,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         })
         if progress:
             progress.epoch_done(trial.number, result, space.epochs)
+        if stop_requested():
+            raise KeyboardInterrupt
         trial.report(result.score, result.epoch)
         if trial.should_prune():
             reason = (
@@ -218,6 +243,8 @@ def search(
     out: str | Path = "autotransfer-out",
     device: str = "auto",
     seed: int = 0,
+    workers: int = 1,
+    heartbeat: int = DEFAULT_HEARTBEAT,
     progress: Progress | None = None,
     trust_remote_code: bool = False,
     modality: str | None = None,
@@ -230,13 +257,21 @@ def search(
         data: images or audio (class sub-folders, train/val[/test] folders, a path,label
             CSV) or text (a CSV, TSV or JSONL file, or a folder of train/val/test files).
         space: a search-space YAML file (or a parsed :class:`SearchSpace`).
-        trials: the study's total number of finished trials to reach (None: until timeout).
+        trials: the study's total number of trials, over all workers (None: until timeout).
+            A trial of a dead worker that is retried is replaced by its retry.
         timeout: stop starting new trials after this many seconds.
-        storage: an SQLAlchemy URL; the study resumes when its name exists there.
+        storage: an SQLAlchemy URL; the study resumes when its name exists there, and workers
+            started anywhere with the same storage and study name join it.
         study_name: defaults to ``<data folder>-<space file>``.
         out: where ``best.yaml`` and ``leaderboard.csv`` are written.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        seed: seeds the sampler, the split and each trial's training.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; with several GPUs, ``auto`` and
+            ``cuda`` give worker i the GPU ``i % n_gpus``.
+        seed: seeds the split and each trial's training; a worker's sampler is seeded with
+            ``seed`` plus its worker number in the study, so that workers sample differently.
+        workers: worker processes on this machine (1: trials run in this process). Each gets
+            ``cores // workers`` torch threads.
+        heartbeat: seconds between heartbeats of a running trial; a trial silent for three
+            intervals is failed and retried by the next worker that starts a trial.
         progress: receives the live view (trials and epochs).
         trust_remote_code: passed to backbones whose loader takes it (Hugging Face models);
             code shipped with a checkpoint never runs otherwise.
@@ -246,13 +281,16 @@ def search(
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
-        ...                 trials=8)  # doctest: +SKIP
+        ...                 trials=8, workers=2)  # doctest: +SKIP
         >>> result.best["backbone"], result.best["val_score"]  # doctest: +SKIP
     """
     import optuna
 
+    failed: list[str] = []
     if trials is not None and trials < 1:
         raise AutotransferError(f"--trials must be >= 1, got {trials}")
+    if workers < 1:
+        raise AutotransferError(f"--workers must be >= 1, got {workers}")
     space_file = None if isinstance(space, SearchSpace) else str(space)
     space = space if isinstance(space, SearchSpace) else load_space(space)
     try:
@@ -269,11 +307,10 @@ def search(
                 f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
             )
 
-    study_storage = make_storage(storage)
-    dataset = load_data(
-        data, val_fraction=space.val_fraction, seed=seed, modality=modality,
-        text_column=text_column, label_column=label_column,
-    )
+    study_storage = make_storage(storage, heartbeat_interval=heartbeat)
+    data_options = {"modality": modality, "text_column": text_column,
+                    "label_column": label_column}
+    dataset = load_data(data, val_fraction=space.val_fraction, seed=seed, **data_options)
     check_data(dataset)
     warn_cross_split_duplicates(dataset)
     for spec in space.backbones:
@@ -292,7 +329,7 @@ def search(
         storage=study_storage,
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5),
+        sampler=make_sampler(seed),
         pruner=make_pruner(space),
     )
     fingerprint = _space_fingerprint(space)
@@ -305,46 +342,45 @@ def search(
             f"study {name!r} in {mask_url(storage)} was created with another search space; "
             "pass a new --study name or the original space file"
         )
+    lock = StudyLock(study_storage, name)
+    note = StudyNote(dataset, space, space_file=space_file, storage=mask_url(storage),
+                     trials=trials)
+    with lock.held():
+        note.save(study)
 
-    remaining = None
-    if trials is not None:
-        remaining = trials - count_finished(study)
-    if remaining is None or remaining > 0:
-        callbacks = []
-        if progress:
-            callbacks.append(
-                lambda _study, t: progress.trial_done(
-                    t.number, t.state.name.lower(), t.value,
-                    t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or "",
+    try:
+        if workers == 1:
+            study.sampler = make_sampler(seed + join_study(study, lock))
+            context = TrialContext(space, dataset, torch_device, seed, progress,
+                                   trust_remote_code)
+            run_trials(
+                study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
+                poll=min(heartbeat, 5), callbacks=_callbacks(progress, note, lock),
+            )
+        else:
+            threads = cpu_threads(workers)
+            codes = run_local_workers([
+                WorkerSpec(
+                    index=i, data=str(data), space=space, storage=storage, study_name=name,
+                    trials=trials, timeout=timeout, device=worker_device(device, i),
+                    seed=seed, threads=threads, heartbeat=heartbeat, progress=progress,
+                    trust_remote_code=trust_remote_code, data_options=data_options,
                 )
-            )
-        try:
-            study.optimize(
-                make_objective(TrialContext(space, dataset, torch_device, seed, progress,
-                                            trust_remote_code)),
-                n_trials=remaining,
-                timeout=timeout,
-                catch=(Exception,),
-                callbacks=callbacks,
-            )
-        except KeyboardInterrupt:  # what finished is kept, and the results say so
-            _write_results(study, space, dataset, storage, space_file, out)
-            raise
-    return _write_results(study, space, dataset, storage, space_file, out)
+                for i in range(workers)
+            ])
+            failed = [f"worker {i} exited with status {c}" for i, c in enumerate(codes) if c]
+            if failed and all(codes):
+                raise AutotransferError("; ".join(failed))
+    except KeyboardInterrupt:  # what finished is kept, and the results say so
+        _write_results(study, space, dataset, storage, space_file, out)
+        raise
+    return _write_results(study, space, dataset, storage, space_file, out, failed)
 
 
-def count_finished(study) -> int:
-    """Trials that count towards ``--trials``: finished ones, except those the user interrupted."""
-    from optuna.trial import TrialState
-
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(
-        1 for t in study.get_trials(deepcopy=False, states=finished)
-        if not t.user_attrs.get("interrupted")
-    )
-
-
-def _write_results(study, space, dataset, storage, space_file, out) -> SearchResult:
+def _write_results(
+    study, space, dataset, storage, space_file, out, failed: list[str] | None = None
+) -> SearchResult:
+    """The leaderboard and best.yaml of what the study holds now."""
     rows = leaderboard(study)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,4 +392,104 @@ def _write_results(study, space, dataset, storage, space_file, out) -> SearchRes
     if best is not None:
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
-    return SearchResult(study=study, best=best, best_path=best_path, leaderboard=rows)
+    return SearchResult(study=study, best=best, best_path=best_path, leaderboard=rows,
+                        worker_errors=failed or [])
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """The body of one worker process started by ``search(..., workers=N)``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study_storage = make_storage(spec.storage, heartbeat_interval=spec.heartbeat)
+    dataset = load_data(spec.data, val_fraction=spec.space.val_fraction, seed=spec.seed,
+                        **spec.data_options)
+    check_data(dataset)
+    try:
+        torch_device = resolve_device(spec.device)
+    except ValueError as exc:
+        raise AutotransferError(f"--device: {exc}") from None
+    lock = StudyLock(study_storage, spec.study_name)
+    study = optuna.load_study(study_name=spec.study_name, storage=study_storage,
+                              pruner=make_pruner(spec.space))
+    study.sampler = make_sampler(spec.seed + join_study(study, lock))
+    note = StudyNote(dataset, spec.space, space_file=None, storage=mask_url(spec.storage),
+                     trials=spec.trials)
+    run_trials(
+        study,
+        make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
+                                    spec.trust_remote_code)),
+        lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
+        callbacks=_callbacks(spec.progress, note, lock),
+    )
+
+
+def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
+    from optuna.trial import TrialState
+
+    def show(_study, t) -> None:
+        progress.trial_done(
+            t.number, t.state.name.lower(), t.value,
+            t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or "",
+        )
+
+    def update_note(study, t) -> None:
+        if t.state == TrialState.COMPLETE and study.best_trial.number == t.number:
+            with lock.held():
+                note.save(study)
+
+    return [update_note] + ([show] if progress else [])
+
+
+class StudyNote:
+    """The study's note in optuna-dashboard: data, space, storage (masked) and the best so far."""
+
+    def __init__(self, dataset: LabelledData, space: SearchSpace, *, space_file: str | None,
+                 storage: str, trials: int | None) -> None:
+        import yaml
+
+        sizes = ", ".join(f"{len(s.paths)} {k}" for k, s in dataset.splits().items())
+        self.head = "\n".join([
+            "# autotransfer study",
+            "",
+            f"- **data**: `{dataset.source}` ({len(dataset.classes)} classes; {sizes})",
+            f"- **storage**: `{storage}`",
+            f"- **trials**: {trials if trials is not None else 'until timeout'}",
+            "",
+            "## Search space" + (f" (`{space_file}`)" if space_file else ""),
+            "",
+            "```yaml",
+            yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False).rstrip(),
+            "```",
+        ])
+
+    def body(self, study) -> str:
+        from optuna.trial import TrialState
+
+        done = tally(study)
+        lines = [self.head, "", "## Best so far", ""]
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not completed:
+            lines.append("no completed trial yet")
+        else:
+            best = max(completed, key=lambda t: t.value)
+            attrs = best.user_attrs
+            test = attrs.get("test_score")
+            lines.append(
+                f"trial {best.number}: `{attrs.get('backbone', '?')}` val {best.value:.4f}"
+                + (f", test {test:.4f}" if test is not None else "")
+                + f" ({done.counted} trials so far)"
+            )
+            lines += ["", "```yaml", _yaml(attrs.get("params", best.params)), "```"]
+        return "\n".join(lines) + "\n"
+
+    def save(self, study) -> None:
+        from optuna_dashboard import save_note
+
+        save_note(study, self.body(study))
+
+
+def _yaml(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False).rstrip()

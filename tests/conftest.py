@@ -56,3 +56,20 @@ def keywords(tmp_path_factory) -> Path:
     from autotransfer.demo import export_keywords
 
     return export_keywords(tmp_path_factory.mktemp("kw") / "keywords")
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster on 127.0.0.1: the URL of a database owned by a user with a
+    password (``s3cret``), so that tests can check that it never shows."""
+    from autotransfer.errors import AutotransferError
+    from autotransfer.testing import throwaway_postgres
+
+    try:
+        server = throwaway_postgres("s3cret")
+        url = server.__enter__()
+    except AutotransferError as exc:
+        pytest.fail(f"{exc} (make test installs it)")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)

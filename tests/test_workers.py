@@ -1,0 +1,253 @@
+"""Many workers, one study: worker processes on SQLite and on a real PostgreSQL server, a worker
+killed with SIGKILL in the middle of a trial, the exact study-wide total, and masked passwords."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from autotransfer.cli import main
+from autotransfer.storage import StudyLock, make_storage
+from autotransfer.workers import cpu_threads, tally
+
+# A tiny random-init timm model: real training, no hub, a couple of seconds per trial.
+SPACE = """
+backbones:
+  - {id: timm/test_efficientnet, pretrained: false}
+epochs: EPOCHS
+pruner: none
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  batch_size: 32
+  image_size: SIZE
+"""
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _space(folder: Path, epochs: int = 1, size: int = 32) -> Path:
+    path = folder / "space.yaml"
+    path.write_text(SPACE.replace("EPOCHS", str(epochs)).replace("SIZE", str(size)))
+    return path
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from autotransfer.cli import main; main()", *args]
+
+
+def _storage(kind: str, work: Path, request) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{work / 'study.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_workers_on_one_machine_reach_the_exact_total(kind, fashion_mnist, tmp_path, request):
+    # --workers 2 starts two processes that share the study; --trials counts the study's total.
+    storage = _storage(kind, tmp_path, request)
+    study_name = f"two-{kind}"
+    run = subprocess.run(
+        _command("search", str(fashion_mnist), "--space", str(_space(tmp_path)),
+                 "--trials", "7", "--workers", "2", "--storage", storage, "--study", study_name,
+                 "--out", str(tmp_path / "out")),
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = study.get_trials()
+    assert len(trials) == 7 and all(t.state == TrialState.COMPLETE for t in trials)
+    pids = {t.user_attrs["worker_pid"] for t in trials}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers ran trials
+    assert study.user_attrs["workers_joined"] == 2
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert best["val_score"] == pytest.approx(study.best_value)
+    assert "Leaderboard" in run.stdout and "w0 trial #" in run.stdout and "w1 " in run.stdout
+    # the password of the PostgreSQL URL shows nowhere: output, best.yaml, the dashboard's note
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    note = get_note_from_system_attrs(
+        study._storage.get_study_system_attrs(study._study_id), None)["body"]
+    assert "## Best so far" in note and "timm/test_efficientnet" in note
+    for text in (run.stdout, run.stderr, yaml.safe_dump(best), note, str(study.user_attrs)):
+        assert "s3cret" not in text
+    if kind == "postgresql":
+        assert best["source"]["storage"] == storage.replace("s3cret", "***")
+        assert "at:***@127.0.0.1" in run.stdout and "at:***@127.0.0.1" in note
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_a_killed_worker_loses_nothing(fashion_mnist, tmp_path, postgres_url):
+    # Two workers (as on two machines) share a PostgreSQL study; one is SIGKILLed in the middle
+    # of a trial. Its trial turns FAIL when its heartbeat stops, a retry takes its place, and the
+    # survivor finishes the study: every trial accounted for, none lost.
+    total = 6
+    args = ("search", str(fashion_mnist), "--space", str(_space(tmp_path, epochs=3)),
+            "--trials", str(total), "--heartbeat", "1", "--storage", postgres_url,
+            "--study", "kill")
+    logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]  # noqa: SIM115
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # two "machines" share this one's cores
+    workers = [
+        subprocess.Popen(_command(*args, "--out", str(tmp_path / f"out{i}")), cwd=tmp_path,
+                         stdout=logs[i], stderr=subprocess.STDOUT, env=one_thread)
+        for i in range(2)
+    ]
+    victim, survivor = workers
+    try:
+        storage = make_storage(postgres_url)
+
+        def victim_mid_trial():
+            try:
+                study = optuna.load_study(study_name="kill", storage=storage)
+            except KeyError:  # not created yet
+                return None
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                # one epoch of three reported: the kill lands in the middle of this trial
+                if t.user_attrs.get("worker_pid") == victim.pid and "epoch_1" in t.user_attrs:
+                    return t.number
+            return None
+
+        killed = _wait_for(victim_mid_trial, 300, "a running trial of the first worker")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        assert survivor.wait(timeout=600) == 0, (tmp_path / "worker1.log").read_text()
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        for log in logs:
+            log.close()
+    assert victim.returncode == -signal.SIGKILL
+
+    study = optuna.load_study(study_name="kill", storage=postgres_url)
+    trials = study.get_trials()
+    by_number = {t.number: t for t in trials}
+    assert all(t.state in FINISHED for t in trials)  # nothing left running or waiting
+    assert by_number[killed].state == TrialState.FAIL
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.system_attrs["failed_trial"] == killed  # RetryHeartbeatStaleTrialCallback
+    assert retry.params == by_number[killed].params
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["worker_pid"] == survivor.pid
+    counts = tally(study)
+    assert counts.counted == total and counts.retried == 1 and len(trials) == total + 1
+    lost = total - sum(t.state in FINISHED for t in trials if t.number != killed)
+    print(f"\nkill test: {sum(t.state == TrialState.COMPLETE for t in trials)} finished, "
+          f"{sum(t.state == TrialState.FAIL for t in trials)} failed, {counts.retried} retried, "
+          f"{lost} lost")
+    assert lost == 0
+    best = yaml.safe_load((tmp_path / "out1" / "best.yaml").read_text())
+    assert best["val_score"] == pytest.approx(study.best_value)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_tally_counts_a_retry_in_place_of_the_trial_it_retries(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1)
+    study = optuna.create_study(storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    failed = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(failed, state=TrialState.FAIL)
+    callback = storage.get_heartbeat_stale_trial_callback()
+    callback(study, study.trials[failed.number])  # what a dead worker's trial goes through
+    counts = tally(study)
+    assert (counts.counted, counts.waiting, counts.retried) == (3, 1, 1)
+    assert len(study.trials) == 4
+
+
+def test_study_lock_excludes_other_processes(postgres_url, tmp_path):
+    # While this process holds the lock, another process cannot take it.
+    for url in (postgres_url, f"sqlite:///{tmp_path / 'lock.db'}"):
+        lock = StudyLock(make_storage(url), "s")
+        probe = (
+            "import sys, threading; from autotransfer.storage import StudyLock, make_storage\n"
+            f"lock = StudyLock(make_storage({url!r}), 's')\n"
+            "t = threading.Thread(target=lock.acquire, daemon=True); t.start(); t.join(2)\n"
+            "sys.exit(3 if t.is_alive() else 0)\n"
+        )
+        with lock.held():
+            blocked = subprocess.run([sys.executable, "-c", probe], timeout=60)
+        assert blocked.returncode == 3, url
+        free = subprocess.run([sys.executable, "-c", probe], timeout=60)
+        assert free.returncode == 0, url
+
+
+def test_threads_split_the_cores():
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_threads(1) == cores and cpu_threads(cores) == 1
+    assert cpu_threads(4 * cores) == 1
+
+
+def _error(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 1, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_worker_count_and_unreachable_server(capsys, class_folders, tmp_path):
+    space = str(_space(tmp_path))
+    assert "--workers must be >= 1, got 0" in _error(
+        capsys, "search", str(class_folders), "--space", space, "--trials", "1",
+        "--workers", "0")
+    err = _error(capsys, "search", str(class_folders), "--space", space, "--trials", "1",
+                 "--storage", "postgresql+psycopg://at:s3cret@127.0.0.1:1/at")
+    assert err.startswith("error: cannot open storage postgresql+psycopg://at:***@127.0.0.1:1/at")
+    assert "s3cret" not in err
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_what_finished(fashion_mnist, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    parent = subprocess.Popen(
+        _command("search", str(fashion_mnist), "--space", str(_space(tmp_path, epochs=5)),
+                 "--trials", "50", "--workers", "2", "--storage", storage, "--study", "c"),
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        def both_workers_mid_trial():
+            try:
+                study = optuna.load_study(study_name="c", storage=storage)
+            except KeyError:
+                return None
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            # an epoch or more to go: a stopped worker ends its trial at the next epoch at latest
+            pids = {t.user_attrs.get("worker_pid") for t in running
+                    if "epoch_1" in t.user_attrs and "epoch_4" not in t.user_attrs}
+            return pids if len(pids) == 2 else None
+
+        pids = _wait_for(both_workers_mid_trial, 300, "both workers in the middle of a trial")
+        parent.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        output = parent.communicate(timeout=120)[0]
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert parent.returncode == 130, output
+    assert "interrupted; the study is saved" in output
+    for pid in pids:  # the workers are gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    trials = optuna.load_study(study_name="c", storage=storage).get_trials()
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2
+    assert all(t.user_attrs["fail_reason"].startswith("interrupted") for t in failed)
+    assert tally(optuna.load_study(study_name="c", storage=storage)).counted == len(trials) - 2
