@@ -13,7 +13,7 @@ def _space(**overrides):
     return data
 
 
-@pytest.mark.parametrize("name", ["image.yaml", "image-quick.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "search_spaces").glob("*.yaml")))
 def test_shipped_spaces_are_valid(name):
     space = load_space(REPO / "search_spaces" / name)
     assert space.backbones and space.epochs >= 1

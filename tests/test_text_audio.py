@@ -101,3 +101,55 @@ def test_whisper_tiny_recognises_keywords_from_unheard_accents(keywords):
         trainer = Trainer(backbone, data, params, device=torch.device("cpu"), seed=0)
         scores[pretrained] = trainer.fit(1).history[-1].accuracy
     assert scores[True] >= 0.8 > scores[False] + 0.3  # chance is 0.125
+
+
+# -- the real CLI on text and audio data, as a user runs it ------------------------------------
+
+TEXT_SPACE = """
+backbones: [packaged/all-MiniLM-L6-v2]
+epochs: 1
+pruner: none
+params:
+  freeze_fraction: {type: float, low: 0.5, high: 1.0}
+  lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+  max_length: 32
+  batch_size: 16
+"""
+
+AUDIO_SPACE = """
+backbones: [packaged/whisper-tiny.en]
+epochs: 1
+pruner: none
+params:
+  lr: 3.0e-4
+  freeze_fraction: {type: float, low: 0.0, high: 0.5}
+  clip_seconds: 1.0
+  batch_size: 16
+"""
+
+
+@pytest.mark.parametrize(
+    ("fixture", "space", "modality", "floor"),
+    [("rotten_tomatoes", TEXT_SPACE, "text", 0.55), ("keywords", AUDIO_SPACE, "audio", 0.6)],
+)
+def test_cli_search_on_real_text_and_audio(request, tmp_path, fixture, space, modality, floor):
+    import subprocess
+    import sys
+
+    import optuna
+    import yaml
+
+    data = request.getfixturevalue(fixture)
+    (tmp_path / "space.yaml").write_text(space)
+    run = subprocess.run(
+        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search", str(data),
+         "--space", "space.yaml", "--trials", "2", "--storage", "sqlite:///s.db", "--study",
+         modality, "--out", "out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name=modality, storage=f"sqlite:///{tmp_path}/s.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert best["val_score"] == pytest.approx(study.best_value) and best["val_score"] > floor
+    assert set(best["params"]) == set(HYPERPARAMETERS)
