@@ -164,3 +164,39 @@ def test_ctrl_c_marks_the_running_trial_and_the_study_resumes(fashion_mnist, tmp
     states = [t.state.name for t in optuna.load_study(
         study_name="ctrl-c", storage=f"sqlite:///{tmp_path}/s.db").trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE"]  # the interrupted one does not count
+
+
+def test_remote_code_in_a_checkpoint_does_not_run_without_the_flag(tmp_path):
+    import json
+
+    marker = tmp_path / "ran"
+    model_dir = tmp_path / "remote-model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({
+        "model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}}))
+    (model_dir / "configuration_evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\n"
+        "from transformers import PretrainedConfig\n"
+        "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n")
+    entry = get_backbone(f"hf-text/{model_dir}")
+    assert "trust_remote_code" in entry.options
+    with pytest.raises(BackboneError, match="contains custom code which must be executed"):
+        entry.load()
+    assert not marker.exists()
+    with pytest.raises(BackboneError):  # the flag lets it run (it then lacks a tokenizer)
+        entry.load(trust_remote_code=True)
+    assert marker.exists()
+
+
+def test_trust_remote_code_flag_reaches_only_loaders_that_take_it():
+    from autotransfer.space import BackboneSpec
+    from autotransfer.study import TrialContext
+
+    hf = get_backbone("hf-text/bert-base-uncased")
+    timm_entry = get_backbone("timm/test_vit")
+    spec = BackboneSpec(id="x/y")
+    off = TrialContext(space=None, data=None, device=None)
+    on = TrialContext(space=None, data=None, device=None, trust_remote_code=True)
+    assert off.load_options(spec, hf) == {}
+    assert on.load_options(spec, hf) == {"trust_remote_code": True}
+    assert on.load_options(spec, timm_entry) == {}

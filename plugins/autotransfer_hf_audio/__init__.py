@@ -80,6 +80,7 @@ def _entry(name: str, params: int | None = None, description: str = "") -> Backb
         loader=partial(load_hf_audio, name),
         params=params,
         description=description or "transformers; hub id or local save_pretrained directory",
+        options=("trust_remote_code",),  # only --trust-remote-code turns it on
     )
 
 
@@ -177,7 +178,10 @@ def backbone_from_hf_audio(model, extractor, *, name: str, label: str) -> Backbo
     )
 
 
-def load_hf_audio(name: str, *, pretrained: bool = True, label: str | None = None) -> Backbone:
+def load_hf_audio(
+    name: str, *, pretrained: bool = True, label: str | None = None,
+    trust_remote_code: bool = False,
+) -> Backbone:
     """Load ``name`` (hub id or local directory): its encoder and its feature extractor."""
     label = label or f"{ZOO}/{name}"
     try:
@@ -188,8 +192,10 @@ def load_hf_audio(name: str, *, pretrained: bool = True, label: str | None = Non
     transformers.utils.logging.disable_progress_bar()
     source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-        extractor = AutoFeatureExtractor.from_pretrained(source, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        extractor = AutoFeatureExtractor.from_pretrained(
+            source, trust_remote_code=trust_remote_code
+        )
         if config.model_type == "whisper":
             from transformers import WhisperModel
             from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -199,9 +205,9 @@ def load_hf_audio(name: str, *, pretrained: bool = True, label: str | None = Non
             else:
                 model = WhisperEncoder(config)
         elif pretrained:
-            model = AutoModel.from_pretrained(source, trust_remote_code=False)
+            model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
         else:
-            model = AutoModel.from_config(config, trust_remote_code=False)
+            model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
         detail = (str(exc).strip().splitlines() or [""])[0][:200]
         raise BackboneError(

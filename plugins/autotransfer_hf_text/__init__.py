@@ -72,6 +72,7 @@ def _entry(name: str, params: int | None = None, description: str = "") -> Backb
         loader=partial(load_hf_text, name),
         params=params,
         description=description or "transformers; hub id or local save_pretrained directory",
+        options=("trust_remote_code",),  # only --trust-remote-code turns it on
     )
 
 
@@ -153,7 +154,10 @@ def backbone_from_hf_text(model, tokenizer, *, name: str, label: str) -> Backbon
     )
 
 
-def load_hf_text(name: str, *, pretrained: bool = True, label: str | None = None) -> Backbone:
+def load_hf_text(
+    name: str, *, pretrained: bool = True, label: str | None = None,
+    trust_remote_code: bool = False,
+) -> Backbone:
     """Load ``name`` (hub id or local directory) with AutoModel and AutoTokenizer."""
     label = label or f"{ZOO}/{name}"
     try:
@@ -164,12 +168,12 @@ def load_hf_text(name: str, *, pretrained: bool = True, label: str | None = None
     transformers.utils.logging.disable_progress_bar()
     source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         if pretrained:
-            model = AutoModel.from_pretrained(source, trust_remote_code=False)
+            model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
         else:
-            model = AutoModel.from_config(config, trust_remote_code=False)
+            model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
         detail = (str(exc).strip().splitlines() or [""])[0][:200]
         raise BackboneError(
