@@ -448,7 +448,7 @@ class StudyNote:
                  storage: str, trials: int | None) -> None:
         import yaml
 
-        sizes = ", ".join(f"{len(s.paths)} {k}" for k, s in dataset.splits().items())
+        sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())
         self.head = "\n".join([
             "# autotransfer study",
             "",
