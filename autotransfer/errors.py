@@ -25,3 +25,8 @@ class StorageError(AutotransferError):
 
 class PluginError(AutotransferError):
     """A plugin broke the contract of a hook."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (for one-line errors)."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from autotransfer.errors import StorageError
+from autotransfer.errors import StorageError, first_line
 
 DEFAULT_STORAGE = "sqlite:///autotransfer.db"
 _EXAMPLES = "sqlite:///autotransfer.db or postgresql+psycopg://user@host/dbname"
@@ -101,7 +101,7 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
             f"storage {shown}: no database driver for {parsed.drivername!r}{hint}"
         ) from None
     except Exception as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        detail = first_line(exc) or type(exc).__name__
         raise StorageError(f"cannot open storage {shown}: {detail}") from None
 
 

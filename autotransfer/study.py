@@ -15,7 +15,7 @@ from autotransfer.data import (
     load_data,
     warn_cross_split_duplicates,
 )
-from autotransfer.errors import AutotransferError, StorageError
+from autotransfer.errors import AutotransferError, StorageError, first_line
 from autotransfer.report import best_config, leaderboard, write_best, write_leaderboard_csv
 from autotransfer.space import SearchSpace, load_space
 from autotransfer.storage import (
@@ -143,8 +143,7 @@ def make_objective(ctx: TrialContext):
 
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message``, for a trial's recorded reason."""
-    detail = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}: {detail}"
+    return f"{type(exc).__name__}: {first_line(exc, 300)}"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

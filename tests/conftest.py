@@ -73,3 +73,15 @@ def postgres_url():
         yield url
     finally:
         server.__exit__(None, None, None)
+
+
+def cli_error(capsys, *args: str) -> str:
+    """Run the real CLI and check that it failed the way users should see: one line, exit 1."""
+    from autotransfer.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 1, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err

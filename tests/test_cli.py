@@ -11,6 +11,7 @@ import yaml
 
 from autotransfer.cli import main
 from autotransfer.space import HYPERPARAMETERS
+from conftest import cli_error as _error
 from conftest import write_images
 
 SPACE = """
@@ -102,15 +103,6 @@ def test_study_resumes_by_name_and_trials_counts_the_total(searched):
 
 
 # -- bad input: one line on stderr, exit status 1, no traceback ------------------------------
-
-
-def _error(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert info.value.code == 1, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 @pytest.fixture

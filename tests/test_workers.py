@@ -13,9 +13,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from autotransfer.cli import main
 from autotransfer.storage import StudyLock, make_storage
 from autotransfer.workers import cpu_threads, tally
+from conftest import cli_error as _error
 
 # A tiny random-init timm model: real training, no hub, a couple of seconds per trial.
 SPACE = """
@@ -191,15 +191,6 @@ def test_threads_split_the_cores():
     cores = len(os.sched_getaffinity(0))
     assert cpu_threads(1) == cores and cpu_threads(cores) == 1
     assert cpu_threads(4 * cores) == 1
-
-
-def _error(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert info.value.code == 1, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_bad_worker_count_and_unreachable_server(capsys, class_folders, tmp_path):

@@ -13,13 +13,12 @@ convolutional feature encoder with ``freeze_feature_encoder()`` when the stem is
 
 from __future__ import annotations
 
-import re
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
 from autotransfer.data import AudioPreprocess
+from autotransfer.hub import hub_entry, load_error, served_name
+from autotransfer.hub import source as hub_source
 from autotransfer.layers import MATCH_PREV_GROUP, group_names
 
 ZOO = "hf-audio"
@@ -37,7 +36,6 @@ _WAV2VEC2_STEM = (
     r"^feature_extractor\.|^feature_projection\.|^masked_spec_embed|^encoder\.pos_conv_embed\."
 )
 WAV2VEC2_TYPES = frozenset({"wav2vec2", "hubert", "wavlm", "data2vec-audio"})
-_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
 def matcher_for(config) -> dict[str, Any]:
@@ -74,14 +72,7 @@ def matcher_for(config) -> dict[str, Any]:
 
 
 def _entry(name: str, params: int | None = None, description: str = "") -> BackboneEntry:
-    return BackboneEntry(
-        id=f"{ZOO}/{name}",
-        modality="audio",
-        loader=partial(load_hf_audio, name),
-        params=params,
-        description=description or "transformers; hub id or local save_pretrained directory",
-        options=("trust_remote_code",),  # only --trust-remote-code turns it on
-    )
+    return hub_entry(ZOO, "audio", load_hf_audio, name, params, description)
 
 
 @hookimpl(tryfirst=True)
@@ -92,12 +83,8 @@ def register_backbones(register) -> None:
 
 @hookimpl
 def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
-    zoo, _, name = backbone_id.partition("/")
-    if zoo != ZOO or not name:
-        return None
-    if Path(name).expanduser().is_dir() or _HUB_ID.match(name):
-        return _entry(name)
-    return None
+    name = served_name(backbone_id, ZOO)
+    return None if name is None else _entry(name)
 
 
 def _audio_encoder_class():
@@ -190,7 +177,7 @@ def load_hf_audio(
     except ImportError:
         raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
     transformers.utils.logging.disable_progress_bar()
-    source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+    source = hub_source(name)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         extractor = AutoFeatureExtractor.from_pretrained(
@@ -209,9 +196,5 @@ def load_hf_audio(
         else:
             model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise BackboneError(
-            f"{label}: could not load ({type(exc).__name__}: {detail}); offline, give a local "
-            f"directory saved with save_pretrained: {ZOO}/PATH"
-        ) from None
+        raise load_error(label, ZOO, exc) from None
     return backbone_from_hf_audio(model, extractor, name=source, label=label)

@@ -12,13 +12,12 @@ final norm joins the last block, everything else (a pooler) is the head.
 
 from __future__ import annotations
 
-import re
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
 from autotransfer.data import TextPreprocess
+from autotransfer.hub import hub_entry, load_error, served_name
+from autotransfer.hub import source as hub_source
 from autotransfer.layers import MATCH_PREV_GROUP, group_names
 
 ZOO = "hf-text"
@@ -62,18 +61,10 @@ MATCHERS: dict[str, dict[str, Any]] = {
     },
 }
 DECODER_ONLY = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "gpt2"})
-_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
 def _entry(name: str, params: int | None = None, description: str = "") -> BackboneEntry:
-    return BackboneEntry(
-        id=f"{ZOO}/{name}",
-        modality="text",
-        loader=partial(load_hf_text, name),
-        params=params,
-        description=description or "transformers; hub id or local save_pretrained directory",
-        options=("trust_remote_code",),  # only --trust-remote-code turns it on
-    )
+    return hub_entry(ZOO, "text", load_hf_text, name, params, description)
 
 
 @hookimpl(tryfirst=True)
@@ -84,12 +75,8 @@ def register_backbones(register) -> None:
 
 @hookimpl
 def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
-    zoo, _, name = backbone_id.partition("/")
-    if zoo != ZOO or not name:
-        return None
-    if Path(name).expanduser().is_dir() or _HUB_ID.match(name):
-        return _entry(name)
-    return None
+    name = served_name(backbone_id, ZOO)
+    return None if name is None else _entry(name)
 
 
 def _text_encoder_class():
@@ -166,7 +153,7 @@ def load_hf_text(
     except ImportError:
         raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
     transformers.utils.logging.disable_progress_bar()
-    source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+    source = hub_source(name)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -175,9 +162,5 @@ def load_hf_text(
         else:
             model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise BackboneError(
-            f"{label}: could not load ({type(exc).__name__}: {detail}); offline, give a local "
-            f"directory saved with save_pretrained: {ZOO}/PATH"
-        ) from None
+        raise load_error(label, ZOO, exc) from None
     return backbone_from_hf_text(model, tokenizer, name=source, label=label)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
 from autotransfer.data import ImagePreprocess
+from autotransfer.errors import first_line
 from autotransfer.layers import group_names
 
 if TYPE_CHECKING:
@@ -52,11 +53,11 @@ def load_timm(name: str, *, pretrained: bool = True, weights: str | None = None)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise BackboneError(f"timm/{name}: timm has no model of that name") from None
-        raise BackboneError(f"timm/{name}: could not load weights ({_first_line(exc)})") from None
+        raise BackboneError(f"timm/{name}: could not load weights ({first_line(exc)})") from None
     except Exception as exc:  # hub unreachable, file in the wrong format, ...
         raise BackboneError(
             f"timm/{name}: could not get pretrained weights ({type(exc).__name__}: "
-            f"{_first_line(exc)}); offline, give a local file with "
+            f"{first_line(exc)}); offline, give a local file with "
             f"{{id: timm/{name}, weights: PATH}} or use pretrained: false"
         ) from None
     return backbone_from_timm(model)
@@ -93,6 +94,3 @@ def backbone_from_timm(model: nn.Module, preprocess: ImagePreprocess | None = No
         channels_last=conv_params > total / 2,
     )
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
