@@ -16,7 +16,13 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.errors import AutotransferError, StorageError, first_line
-from autotransfer.report import best_config, leaderboard, write_best, write_leaderboard_csv
+from autotransfer.report import (
+    best_config,
+    leaderboard,
+    write_best,
+    write_leaderboard_csv,
+    write_report,
+)
 from autotransfer.space import SearchSpace, load_space
 from autotransfer.storage import (
     DEFAULT_HEARTBEAT,
@@ -391,6 +397,12 @@ def _write_results(
     if best is not None:
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
+    try:  # plots and report.md; results above are already saved whatever happens here
+        write_report(study, out_dir, metric=space.metric, best=best)
+    except Exception as exc:
+        import warnings
+
+        warnings.warn(f"report not written to {out_dir}: {first_line(exc)}", stacklevel=2)
     return SearchResult(study=study, best=best, best_path=best_path, leaderboard=rows,
                         worker_errors=failed or [])
 
