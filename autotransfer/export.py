@@ -280,7 +280,15 @@ def _load_transformers(directory: Path, meta: dict[str, Any], trust_remote_code:
     zoo = "hf-text" if meta["modality"] == "text" else "hf-audio"
     entry = get_registry().get(f"{zoo}/{directory.resolve()}")
     options = {"trust_remote_code": True} if trust_remote_code else {}
-    backbone = entry.load(pretrained=True, **options)
+    import transformers
+
+    # the unused pooler of BERT-like encoders is not saved; its "missing" report is noise here
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        backbone = entry.load(pretrained=True, **options)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     params = meta["params"]
     preprocess = backbone.preprocess.configure(params)
     if backbone.configure is not None:
