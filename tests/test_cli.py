@@ -87,9 +87,17 @@ def test_best_yaml_holds_the_best_trial_and_where_it_came_from(searched, fashion
     assert best["val_score"] > 0.5
     assert best["source"] == {
         "study": "fm", "trial": study.best_trial.number, "data": str(fashion_mnist.resolve()),
-        "space": "space.yaml", "storage": "sqlite:///study.db",
+        "space": "space.yaml", "val_fraction": 0.2, "storage": "sqlite:///study.db",
     }
     assert (work / "out" / "leaderboard.csv").read_text().count("\n") == 6
+
+
+def test_search_ends_with_the_report(searched):
+    work, _, _ = searched
+    out = work / "out"
+    assert "## Best configuration" in (out / "report.md").read_text()
+    for name in ("optimization_history", "score_per_backbone"):
+        assert (out / f"{name}.png").is_file() and (out / f"{name}.html").is_file()
 
 
 def test_study_resumes_by_name_and_trials_counts_the_total(searched):

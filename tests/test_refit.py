@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,19 +167,6 @@ def test_train_errors_are_one_line(tmp_path, capsys, fashion_mnist):
         assert expected in cli_error(capsys, "train", best, "--out", str(tmp_path / "m")), best
 
 
-def test_refit_on_train_only_keeps_the_validation_split(fashion_mnist, tmp_path, capsys):
-    best = tmp_path / "best.yaml"
-    params = {**IMAGE_BEST["params"], "freeze_fraction": 1.0, "image_size": 32}
-    best.write_text(yaml.safe_dump({**IMAGE_BEST, "params": params,
-                                    "source": {"data": str(fashion_mnist)}}))
-    main(["train", str(best), "--out", str(tmp_path / "m"), "--refit-on", "train"])
-    out = capsys.readouterr().out
-    meta = json.loads((tmp_path / "m" / "autotransfer.json").read_text())
-    assert meta["metrics"]["refit_on"] == "train" and meta["metrics"]["n_train"] == 240
-    assert 0.0 <= meta["metrics"]["val"]["accuracy"] <= 1.0
-    assert "refit val accuracy" in out and "test accuracy" in out
-
-
 @pytest.fixture(scope="module")
 def text_model(rotten_tomatoes, tmp_path_factory):
     """A 2-layer BERT (MiniLM's real tokenizer) refit on real review snippets."""
@@ -211,6 +197,23 @@ def test_transformers_alone_loads_the_text_export_and_predicts_the_same(text_mod
     assert np.abs(mine - np.array(direct["probs"])).max() < 1e-5
     assert (text_model.model_dir / "tokenizer.json").is_file()
     assert not list(text_model.model_dir.glob("*.bin"))
+
+
+def test_refit_on_train_only_keeps_the_validation_split(text_model, rotten_tomatoes, tmp_path,
+                                                       capsys):
+    assert text_model.refit_on == "train+val" and text_model.test is None  # no test split
+    best = tmp_path / "best.yaml"
+    best.write_text(yaml.safe_dump({
+        "backbone": f"hf-text/{text_model.model_dir.parent / 'tiny-bert'}", "epochs": 1,
+        "params": {"lr": 1e-3, "batch_size": 32, "max_length": 32}, "val_score": 0.61,
+    }))
+    main(["train", str(best), "--data", str(rotten_tomatoes), "--out", str(tmp_path / "m"),
+          "--refit-on", "train"])
+    out = capsys.readouterr().out
+    meta = json.loads((tmp_path / "m" / "autotransfer.json").read_text())
+    assert meta["metrics"]["refit_on"] == "train" and meta["metrics"]["n_train"] == 160
+    assert 0.0 <= meta["metrics"]["val"]["accuracy"] <= 1.0
+    assert "search val accuracy 0.6100; refit val accuracy" in out and "no test split" in out
 
 
 def test_predict_reads_text_csv_jsonl_and_txt(text_model, tmp_path, capsys):
