@@ -130,6 +130,9 @@ def search(
     heartbeat: int = typer.Option(
         DEFAULT_HEARTBEAT, help="Seconds between heartbeats; a trial silent 3x is retried."
     ),
+    keep_best: bool = typer.Option(
+        False, help="Keep the best trial's model (OUT/best-model, ready for predict)."
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -144,6 +147,7 @@ def search(
         out=out, device=device, seed=seed, workers=workers, heartbeat=heartbeat,
         progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
         modality=modality, text_column=text_column, label_column=label_column,
+        keep_best=keep_best,
     )
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
@@ -168,6 +172,9 @@ def search(
         f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
         f" -> {result.best_path}"
     )
+    if keep_best and (out / "best-model").is_dir():
+        console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
+                      f"{out / 'best-model'} FILES)", highlight=False)
 
 
 @app.command()
