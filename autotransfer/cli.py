@@ -248,7 +248,9 @@ def train(
                                  "split, which reproduces its validation score)."),
     epochs: int | None = typer.Option(None, help="Epochs (default: the search's per trial)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, help="Seed of the split and the training."),
+    seed: int | None = typer.Option(
+        None, help="Seed of the training (default: the best trial's, which it repeats)."
+    ),
     trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
     modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),

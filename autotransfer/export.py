@@ -167,7 +167,9 @@ def _export_timm(model: TransferModel, preprocess: dict[str, Any], out: Path,
 def _export_transformers(model: TransferModel, preprocess: Any, out: Path,
                          classes: list[str]) -> None:
     import safetensors.torch
+    import transformers
 
+    transformers.utils.logging.disable_progress_bar()
     encoder = model.body.encoder
     encoder.config.id2label = dict(enumerate(classes))
     encoder.config.label2id = {c: i for i, c in enumerate(classes)}

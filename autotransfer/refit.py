@@ -72,7 +72,7 @@ def train(
     refit_on: str = "train+val",
     epochs: int | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     trust_remote_code: bool = False,
     modality: str | None = None,
     text_column: str = "text",
@@ -90,7 +90,9 @@ def train(
             ``train`` (the search's exact split, so the validation score is reproduced).
         epochs: default: the search's epochs per trial.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        seed: seeds the split (as in the search) and the training.
+        seed: seeds the training; default: the best trial's own (the search's seed plus the
+            trial number), so that ``refit_on="train"`` repeats the trial. The split always
+            uses the search's seed (``source.seed``), as the search did.
         trust_remote_code: let a Hugging Face checkpoint run its own code.
         modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
         text_column: the text column of CSV / TSV / JSONL text data.
@@ -137,7 +139,11 @@ def train(
         raise AutotransferError(f"--device: {exc}") from None
 
     entry = get_registry().get(spec.id)
-    dataset = load_data(data, val_fraction=float(source.get("val_fraction", 0.2)), seed=seed,
+    split_seed = int(source.get("seed", 0))
+    if seed is None:
+        seed = split_seed + int(source.get("trial", 0))
+    dataset = load_data(data, val_fraction=float(source.get("val_fraction", 0.2)),
+                        seed=split_seed,
                         modality=modality, text_column=text_column, label_column=label_column)
     check_data(dataset)
     if entry.modality != dataset.modality:

@@ -68,6 +68,7 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     config["source"] = {
         "study": study.study_name,
         "trial": best.number,
+        "seed": best.user_attrs.get("seed", 0),
         "data": data,
         "space": space_file,
         "val_fraction": space.val_fraction,  # train --refit-on train re-creates the same split
@@ -164,7 +165,7 @@ def write_report(study, out: str | Path, *, metric: str = "score",
         warnings.simplefilter("ignore")  # optuna's experimental-API warnings
         for name, (html, png) in _plots(study, found).items():
             try:
-                html().write_html(out / f"{name}.html", include_plotlyjs="cdn")
+                html().write_html(out / f"{name}.html", include_plotlyjs="directory")
                 axes = png()
                 figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
                 figure.set_size_inches(8, 5)

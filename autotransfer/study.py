@@ -129,6 +129,7 @@ def make_objective(ctx: TrialContext):
         trial.set_user_attr("params", params)
         trial.set_user_attr("device", str(device))
         trial.set_user_attr("classes", data.classes)
+        trial.set_user_attr("seed", ctx.seed)  # the split's; training used seed + trial number
         if progress:
             progress.trial_started(trial.number, spec.label, params)
         try:

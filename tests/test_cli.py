@@ -88,7 +88,7 @@ def test_best_yaml_holds_the_best_trial_and_where_it_came_from(searched, fashion
     assert best["val_score"] > 0.5
     assert best["source"] == {
         "study": "fm", "trial": study.best_trial.number, "data": str(fashion_mnist.resolve()),
-        "space": "space.yaml", "val_fraction": 0.2, "storage": "sqlite:///study.db",
+        "space": "space.yaml", "val_fraction": 0.2, "seed": 1, "storage": "sqlite:///study.db",
     }
     assert (work / "out" / "leaderboard.csv").read_text().count("\n") == 6
 
