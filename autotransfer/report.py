@@ -84,10 +84,10 @@ def write_best(config: dict[str, Any], path: Path) -> None:
 
 
 def best_per_backbone(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The best completed leaderboard row of each backbone, best first."""
+    """Each backbone's best leaderboard row (completed before pruned before failed)."""
     best: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row["state"] == "complete" and row["backbone"] not in best:
+        if row["backbone"] not in best:
             best[row["backbone"]] = row
     return list(best.values())
 
@@ -115,7 +115,55 @@ def importances(study) -> tuple[dict[str, float], str | None]:
     return dict(found), None
 
 
-def _plots(study, params_importance: dict[str, float]) -> dict[str, tuple[Any, Any]]:
+def _score_points(rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, float, int]]]:
+    """backbone -> (state, score, trial) of its completed and pruned trials (pruned trials at
+    their last reported score, so that a backbone the pruner always stopped still shows)."""
+    points: dict[str, list[tuple[str, float, int]]] = {}
+    for r in sorted(rows, key=lambda r: r["backbone"]):
+        if r["state"] in ("complete", "pruned") and r["val_score"] is not None:
+            points.setdefault(r["backbone"], []).append((r["state"], r["val_score"], r["trial"]))
+    return points
+
+
+def _backbone_plotly(rows, metric: str):
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for state, symbol in (("complete", "circle"), ("pruned", "circle-open")):
+        xs, ys, text = [], [], []
+        for backbone, points in _score_points(rows).items():
+            for s, score, trial in points:
+                if s == state:
+                    xs.append(backbone)
+                    ys.append(score)
+                    text.append(f"trial {trial}")
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=state, text=text,
+                                    marker={"symbol": symbol, "size": 10}))
+    figure.update_layout(title="Score per backbone", xaxis_title="backbone",
+                         yaxis_title=f"validation {metric} (pruned: last reported)")
+    return figure
+
+
+def _backbone_matplotlib(rows, metric: str):
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    points = _score_points(rows)
+    for i, (_backbone, found) in enumerate(points.items()):
+        for state, face in (("complete", "C0"), ("pruned", "none")):
+            ys = [score for s, score, _ in found if s == state]
+            axes.scatter([i] * len(ys), ys, facecolors=face, edgecolors="C0", s=40,
+                         label=state if i == 0 else None)
+    axes.set_xticks(range(len(points)), list(points), rotation=15, ha="right")
+    axes.set_xlim(-0.5, len(points) - 0.5)
+    axes.set_xlabel("backbone")
+    axes.set_ylabel(f"validation {metric} (pruned: last reported)")
+    axes.set_title("Score per backbone")
+    axes.legend()
+    return axes
+
+
+def _plots(study, params_importance: dict[str, float], rows, metric: str):
     """name -> (plotly figure builder, matplotlib figure builder)."""
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
@@ -124,9 +172,9 @@ def _plots(study, params_importance: dict[str, float]) -> dict[str, tuple[Any, A
         "optimization_history": (lambda: vis.plot_optimization_history(study),
                                  lambda: vis_mpl.plot_optimization_history(study)),
     }
-    if "backbone" in {p for t in study.trials for p in t.params}:
-        plots["score_per_backbone"] = (lambda: vis.plot_slice(study, params=["backbone"]),
-                                       lambda: vis_mpl.plot_slice(study, params=["backbone"]))
+    if _score_points(rows):
+        plots["score_per_backbone"] = (lambda: _backbone_plotly(rows, metric),
+                                       lambda: _backbone_matplotlib(rows, metric))
     if params_importance:
         from optuna.importance import PedAnovaImportanceEvaluator
 
@@ -163,7 +211,7 @@ def write_report(study, out: str | Path, *, metric: str = "score",
     drawn, failed = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna's experimental-API warnings
-        for name, (html, png) in _plots(study, found).items():
+        for name, (html, png) in _plots(study, found, rows, metric).items():
             try:
                 html().write_html(out / f"{name}.html", include_plotlyjs="directory")
                 axes = png()
@@ -198,14 +246,13 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
                   f"`{backbone}`: val {best['val_score']:.4f}{test} (`best.yaml`; refit it "
                   "with `autotransfer train best.yaml --out model`)", "",
                   "```yaml", yaml.safe_dump(best["params"], sort_keys=False).rstrip(), "```", ""]
-    lines += ["## Best per backbone", "", "| backbone | trial | val | test | freeze | lr |",
-              "|---|---|---|---|---|---|"]
+    lines += ["## Best per backbone", "",
+              "| backbone | trial | state | val | test | epochs | freeze | lr |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in per_backbone:
-        lines.append(f"| `{r['backbone']}` | {r['trial']} | {_fmt(r['val_score'])} | "
-                     f"{_fmt(r['test_score'])} | {_fmt(r['freeze_fraction'], '.2f')} | "
-                     f"{_fmt(r['lr'], '.1e')} |")
-    if not per_backbone:
-        lines.append("| no completed trial | | | | | |")
+        lines.append(f"| `{r['backbone']}` | {r['trial']} | {r['state']} | "
+                     f"{_fmt(r['val_score'])} | {_fmt(r['test_score'])} | {r['epochs']} | "
+                     f"{_fmt(r['freeze_fraction'], '.2f')} | {_fmt(r['lr'], '.1e')} |")
     lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | why |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
