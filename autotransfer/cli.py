@@ -130,6 +130,9 @@ def search(
     heartbeat: int = typer.Option(
         DEFAULT_HEARTBEAT, help="Seconds between heartbeats; a trial silent 3x is retried."
     ),
+    keep_best: bool = typer.Option(
+        False, help="Keep the best trial's model (OUT/best-model, ready for predict)."
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -144,6 +147,7 @@ def search(
         out=out, device=device, seed=seed, workers=workers, heartbeat=heartbeat,
         progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
         modality=modality, text_column=text_column, label_column=label_column,
+        keep_best=keep_best,
     )
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
@@ -168,6 +172,9 @@ def search(
         f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
         f" -> {result.best_path}"
     )
+    if keep_best and (out / "best-model").is_dir():
+        console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
+                      f"{out / 'best-model'} FILES)", highlight=False)
 
 
 @app.command()
@@ -230,6 +237,99 @@ def backbones(
         params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"
         typer.echo(f"{entry.id}\t{entry.modality}\t{params}\t{entry.description}")
     err_console.print(f"{len(entries)} backbones")
+
+
+@app.command()
+def train(
+    best: Path = typer.Argument(..., help="best.yaml written by autotransfer search."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    data: Path | None = typer.Option(None, help="Dataset (default: the search's, from best.yaml)."),
+    refit_on: str = typer.Option("train+val", help="train+val (default) or train (the search's "
+                                 "split, which reproduces its validation score)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the search's per trial)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    seed: int | None = typer.Option(
+        None, help="Seed of the training (default: the best trial's, which it repeats)."
+    ),
+    trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+) -> None:
+    """Refit the best configuration, evaluate it on the test split, save the model."""
+    from autotransfer.refit import train as run_train
+
+    started = time.perf_counter()
+    console.print(f"autotransfer train {best} on {refit_on} -> {out}")
+
+    def on_epoch(result) -> None:
+        val = "" if result.accuracy != result.accuracy else f"  val acc {result.accuracy:.4f}"
+        console.print(f"  epoch {result.epoch}  loss {result.train_loss:.4f}{val}  "
+                      f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s")
+
+    outcome = run_train(
+        best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
+        trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
+        label_column=label_column, on_epoch=on_epoch,
+    )
+    search_val = "-" if outcome.val_score is None else f"{outcome.val_score:.4f}"
+    parts = [f"search val {outcome.metric} {search_val}"]
+    if outcome.val is not None:
+        parts.append(f"refit val {outcome.metric} {outcome.val[outcome.metric]:.4f}")
+    if outcome.test is not None:
+        parts.append(f"test accuracy {outcome.test['accuracy']:.4f}, "
+                     f"macro F1 {outcome.test['macro_f1']:.4f}")
+    else:
+        parts.append("no test split")
+    console.print(f"[bold green]{escape(outcome.backbone)}[/]: " + "; ".join(parts)
+                  + f"; {time.perf_counter() - started:.0f}s -> {outcome.model_dir}",
+                  highlight=False)
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train."),
+    inputs: list[str] = typer.Argument(None, help="Files, folders or CSV files."),
+    text: list[str] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON with every class probability."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL inputs."),
+    batch_size: int = typer.Option(64, help="Inputs per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Predict the class of each input, with its probability."""
+    import json
+
+    from autotransfer.inference import predict as run_predict
+
+    predictions = run_predict(model_dir, inputs or [], texts=text or [],
+                              text_column=text_column, batch_size=batch_size, device=device)
+    if as_json:
+        typer.echo(json.dumps([
+            {"input": p.input, "label": p.label, "probabilities": p.probabilities}
+            for p in predictions
+        ], indent=2))
+        return
+    table = Table(show_edge=False)
+    for column in ("input", "label", "probability", "runner-up"):
+        table.add_column(column, justify="right" if column == "probability" else "left")
+    for p in predictions:
+        ranked = sorted(p.probabilities.items(), key=lambda kv: -kv[1])
+        second = f"{ranked[1][0]} {ranked[1][1]:.3f}" if len(ranked) > 1 else ""
+        table.add_row(escape(p.input), escape(p.label), f"{p.probability:.3f}", escape(second))
+    console.print(table)
+
+
+@app.command()
+def report(
+    study: str = typer.Option(..., help="Study name."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the report."),
+) -> None:
+    """Leaderboard, best per backbone, importances and plots (PNG + HTML) of a study."""
+    from autotransfer.report import report_study
+
+    path = report_study(study, storage=storage, out=out)
+    console.print(f"report of study {study!r} -> {path}", highlight=False)
 
 
 def _preload_tcmalloc() -> None:

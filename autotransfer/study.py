@@ -16,7 +16,13 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.errors import AutotransferError, StorageError, first_line
-from autotransfer.report import best_config, leaderboard, write_best, write_leaderboard_csv
+from autotransfer.report import (
+    best_config,
+    leaderboard,
+    write_best,
+    write_leaderboard_csv,
+    write_report,
+)
 from autotransfer.space import SearchSpace, load_space
 from autotransfer.storage import (
     DEFAULT_HEARTBEAT,
@@ -98,6 +104,7 @@ class TrialContext:
     seed: int = 0
     progress: Progress | None = None
     trust_remote_code: bool = False
+    keep_best: str | None = None  # artifact folder of --keep-best
 
     def load_options(self, spec, entry) -> dict[str, Any]:
         options = spec.load_options()
@@ -122,6 +129,7 @@ def make_objective(ctx: TrialContext):
         trial.set_user_attr("params", params)
         trial.set_user_attr("device", str(device))
         trial.set_user_attr("classes", data.classes)
+        trial.set_user_attr("seed", ctx.seed)  # the split's; training used seed + trial number
         if progress:
             progress.trial_started(trial.number, spec.label, params)
         try:
@@ -228,6 +236,11 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     trial.set_user_attr("trainable_parameters", result.n_trainable)
     if result.test is not None:
         trial.set_user_attr("test_score", result.test[space.metric])
+    if ctx.keep_best is not None:
+        from autotransfer.keep import keep_if_best
+
+        keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
+                     metric=space.metric, test=result.test, store_dir=ctx.keep_best)
     return result.score
 
 
@@ -249,6 +262,7 @@ def search(
     modality: str | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    keep_best: bool = False,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -277,6 +291,8 @@ def search(
         modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
         text_column: the text column of CSV / TSV / JSONL text data.
         label_column: the label column of CSV / TSV / JSONL text data.
+        keep_best: keep the best trial's model (an Optuna artifact under ``out/artifacts``,
+            replaced when a better trial finishes) and unpack it into ``out/best-model``.
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -307,6 +323,7 @@ def search(
             )
 
     study_storage = make_storage(storage, heartbeat_interval=heartbeat)
+    keep_dir = str((Path(out) / "artifacts").resolve()) if keep_best else None
     data_options = {"modality": modality, "text_column": text_column,
                     "label_column": label_column}
     dataset = load_data(data, val_fraction=space.val_fraction, seed=seed, **data_options)
@@ -351,7 +368,7 @@ def search(
         if workers == 1:
             study.sampler = make_sampler(seed + join_study(study, lock))
             context = TrialContext(space, dataset, torch_device, seed, progress,
-                                   trust_remote_code)
+                                   trust_remote_code, keep_dir)
             run_trials(
                 study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
                 poll=min(heartbeat, 5), callbacks=_callbacks(progress, note, lock),
@@ -364,6 +381,7 @@ def search(
                     trials=trials, timeout=timeout, device=worker_device(device, i),
                     seed=seed, threads=threads, heartbeat=heartbeat, progress=progress,
                     trust_remote_code=trust_remote_code, data_options=data_options,
+                    keep_best=keep_dir,
                 )
                 for i in range(workers)
             ])
@@ -371,13 +389,15 @@ def search(
             if failed and all(codes):
                 raise AutotransferError("; ".join(failed))
     except KeyboardInterrupt:  # what finished is kept, and the results say so
-        _write_results(study, space, dataset, storage, space_file, out)
+        _write_results(study, space, dataset, storage, space_file, out, keep_dir=keep_dir)
         raise
-    return _write_results(study, space, dataset, storage, space_file, out, failed)
+    return _write_results(study, space, dataset, storage, space_file, out, failed,
+                          keep_dir=keep_dir)
 
 
 def _write_results(
-    study, space, dataset, storage, space_file, out, failed: list[str] | None = None
+    study, space, dataset, storage, space_file, out, failed: list[str] | None = None,
+    keep_dir: str | None = None,
 ) -> SearchResult:
     """The leaderboard and best.yaml of what the study holds now."""
     rows = leaderboard(study)
@@ -391,6 +411,16 @@ def _write_results(
     if best is not None:
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
+    if keep_dir is not None:
+        from autotransfer.keep import fetch_best
+
+        fetch_best(study, keep_dir, out_dir / "best-model")
+    try:  # plots and report.md; results above are already saved whatever happens here
+        write_report(study, out_dir, metric=space.metric, best=best)
+    except Exception as exc:
+        import warnings
+
+        warnings.warn(f"report not written to {out_dir}: {first_line(exc)}", stacklevel=2)
     return SearchResult(study=study, best=best, best_path=best_path, leaderboard=rows,
                         worker_errors=failed or [])
 
@@ -417,7 +447,7 @@ def run_worker(spec: WorkerSpec) -> None:
     run_trials(
         study,
         make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
-                                    spec.trust_remote_code)),
+                                    spec.trust_remote_code, spec.keep_best)),
         lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
         callbacks=_callbacks(spec.progress, note, lock),
     )

@@ -154,6 +154,7 @@ class WorkerSpec:
     progress: Any = None
     trust_remote_code: bool = False
     data_options: dict[str, Any] = field(default_factory=dict)  # modality, text columns
+    keep_best: str | None = None  # artifact folder of --keep-best
 
 
 def stop_requested() -> bool:

@@ -1,6 +1,7 @@
 """The real CLI: an end-to-end search on Fashion-MNIST with packaged ImageNet weights, and the
 one-line errors that bad input gets."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def searched(fashion_mnist, tmp_path_factory):
     work = tmp_path_factory.mktemp("search")
     (work / "space.yaml").write_text(SPACE)
     args = (str(fashion_mnist), "--space", "space.yaml", "--trials", "5", "--seed", "1",
-            "--storage", "sqlite:///study.db", "--study", "fm", "--out", "out")
+            "--storage", "sqlite:///study.db", "--study", "fm", "--out", "out", "--keep-best")
     run = _cli("search", *args, cwd=work)
     assert run.returncode == 0, run.stderr
     return work, run, args
@@ -87,9 +88,33 @@ def test_best_yaml_holds_the_best_trial_and_where_it_came_from(searched, fashion
     assert best["val_score"] > 0.5
     assert best["source"] == {
         "study": "fm", "trial": study.best_trial.number, "data": str(fashion_mnist.resolve()),
-        "space": "space.yaml", "storage": "sqlite:///study.db",
+        "space": "space.yaml", "val_fraction": 0.2, "seed": 1, "storage": "sqlite:///study.db",
     }
     assert (work / "out" / "leaderboard.csv").read_text().count("\n") == 6
+
+
+def test_search_ends_with_the_report(searched):
+    work, _, _ = searched
+    out = work / "out"
+    assert "## Best configuration" in (out / "report.md").read_text()
+    for name in ("optimization_history", "score_per_backbone"):
+        assert (out / f"{name}.png").is_file() and (out / f"{name}.html").is_file()
+
+
+def test_keep_best_leaves_the_best_trials_model_ready_for_predict(searched, fashion_mnist):
+    import autotransfer
+
+    work, run, _ = searched
+    best = yaml.safe_load((work / "out" / "best.yaml").read_text())
+    meta = json.loads((work / "out" / "best-model" / "autotransfer.json").read_text())
+    assert meta["metrics"]["trial"] == best["source"]["trial"]
+    assert meta["metrics"]["search_val_score"] == pytest.approx(best["val_score"])
+    assert len(list((work / "out" / "artifacts").rglob("*"))) == 1  # the best only
+    predictions = autotransfer.predict(work / "out" / "best-model", [fashion_mnist / "test"])
+    correct = [p.label == Path(p.input).parent.name for p in predictions]
+    # the kept network is the trial's own: it scores the trial's test accuracy again
+    assert sum(correct) / len(correct) == pytest.approx(best["test_score"], abs=0.011)
+    assert "best trial's model ->" in run.stdout
 
 
 def test_study_resumes_by_name_and_trials_counts_the_total(searched):

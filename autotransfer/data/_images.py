@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -97,11 +98,18 @@ def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
             image = to_rgb(raw)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
+    # timm's eval transform step for step (Resize(floor(size / crop_pct)) of the shorter side,
+    # then CenterCrop), so that an exported model gets the same input from timm's own transforms
     size = preprocess.size
-    scale = size / preprocess.crop_pct / min(image.size)
-    width, height = (max(size, round(d * scale)) for d in image.size)
-    image = image.resize((width, height), _RESAMPLE.get(preprocess.interpolation))
-    left, top = (width - size) // 2, (height - size) // 2
+    short = max(size, math.floor(size / preprocess.crop_pct))
+    width, height = image.size
+    if width <= height:
+        width, height = short, int(short * height / width)
+    else:
+        width, height = int(short * width / height), short
+    if (width, height) != image.size:
+        image = image.resize((width, height), _RESAMPLE.get(preprocess.interpolation))
+    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
     image = image.crop((left, top, left + size, top + size))
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 

@@ -187,7 +187,9 @@ def load_hf_audio(
             from transformers import WhisperModel
             from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-            if pretrained:
+            if pretrained and "WhisperEncoder" in (config.architectures or ()):
+                model = WhisperEncoder.from_pretrained(source)  # saved by autotransfer train
+            elif pretrained:
                 model = WhisperModel.from_pretrained(source).get_encoder()
             else:
                 model = WhisperEncoder(config)
