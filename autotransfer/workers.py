@@ -154,6 +154,8 @@ class WorkerSpec:
     progress: Any = None
     trust_remote_code: bool = False
     data_options: dict[str, Any] = field(default_factory=dict)  # modality, text columns
+    cache: dict[str, Any] | None = field(default_factory=dict)  # ActivationCache options
+    compile: bool = False
 
 
 def stop_requested() -> bool:
