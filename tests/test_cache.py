@@ -6,11 +6,12 @@ import pytest
 import timm
 import torch
 
-from autotransfer.backbones import get_backbone
-from autotransfer.cache import ActivationCache, cache_key, nbytes
+from autotransfer.backbones import BackboneEntry, get_backbone
+from autotransfer.cache import ActivationCache, Stage, cache_key, nbytes, sequential_split
 from autotransfer.cli import main
 from autotransfer.data import ImagePreprocess, load_data
 from autotransfer.space import HYPERPARAMETERS
+from autotransfer.testing import ConformanceError, check_backbone, tiny_cnn_backbone
 from autotransfer.training import Trainer
 from autotransfer_timm import backbone_from_timm
 
@@ -25,6 +26,8 @@ TINY_TIMM = {  # one small model per family that the timm zoo can cut into a pre
 
 
 def _tiny(family: str):
+    if family == "tinycnn":  # a third-party zoo's split, with dropout in the trained blocks
+        return _tiny_cnn_with_split()
     name, kwargs = TINY_TIMM[family]
     torch.manual_seed(0)
     model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
@@ -66,7 +69,7 @@ def test_timm_split_reproduces_the_forward_at_every_depth(family):
 
 
 @pytest.mark.parametrize(("family", "fraction"), [("vit", 0.5), ("mobilenetv3", 1.0),
-                                                  ("mobilenetv3", 0.5)])
+                                                  ("mobilenetv3", 0.5), ("tinycnn", 0.5)])
 def test_cached_and_uncached_training_give_the_same_scores(data, family, fraction):
     params = _params(freeze_fraction=fraction)
     plain, uncached = _fit(_tiny(family), data, params, cache=False)
@@ -176,3 +179,56 @@ def test_cli_trials_reuse_features_and_no_cache_gives_the_same_scores(fashion_mn
     for cached, plain in zip(runs["cached"], runs["plain"], strict=True):
         assert cached.params == plain.params
         assert cached.value == pytest.approx(plain.value, abs=1e-6)
+
+
+def _tiny_cnn_with_split(broken: bool = False):
+    backbone = tiny_cnn_backbone()
+    model = backbone.model
+    stages = [model.stem]
+    for block in model.blocks:
+        residual = (lambda b: (lambda x: b(x)) if broken else (lambda x: x + b(x)))(block)
+        stages.append(Stage(residual, {"block": block}))
+    stages.append(model.norm)
+    backbone.split = sequential_split(model, backbone.groups, stages, lambda x: x.mean((2, 3)))
+    return backbone
+
+
+def test_conformance_checks_a_zoo_split():
+    # a third-party zoo's split through sequential_split: conforms, and trains with the cache
+    assert check_backbone(BackboneEntry("fake/split-cnn", "image",
+                                        loader=lambda pretrained=True: _tiny_cnn_with_split()))
+    with pytest.raises(ConformanceError, match=r"split\(1\): rest\(prefix\(x\)\) differs"):
+        check_backbone(BackboneEntry("fake/broken-split", "image",
+                                     loader=lambda pretrained=True: _tiny_cnn_with_split(True)))
+
+
+def test_text_linear_probe_cached_matches_uncached_and_pooling_is_part_of_the_key(
+        rotten_tomatoes):
+    # batches are cut to their longest text, so the cached features saw other padding than
+    # the training batches: equal within float tolerance
+    import transformers
+
+    from autotransfer_hf_text import backbone_from_hf_text
+    from autotransfer_packaged import PACKAGED_HF, packaged_files
+
+    folder = packaged_files(PACKAGED_HF["all-MiniLM-L6-v2"])[0].parent
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=37, vocab_size=tokenizer.vocab_size)
+
+    def tiny_bert():
+        torch.manual_seed(0)
+        model = transformers.AutoModel.from_config(config)
+        return backbone_from_hf_text(model, tokenizer, name="tiny-bert", label="tiny-bert")
+
+    text = load_data(rotten_tomatoes, seed=0)
+    params = _params(freeze_fraction=1.0, max_length=32, lr=1e-2)
+    cache = ActivationCache()
+    _, plain = _fit(tiny_bert(), text, params, cache=False)
+    trainer, cached = _fit(tiny_bert(), text, params, cache)
+    assert trainer.cache_status == "miss"
+    for a, b in zip(plain.history, cached.history, strict=True):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+        assert b.score == pytest.approx(a.score, abs=1e-6)
+    cls, _ = _fit(tiny_bert(), text, {**params, "pooling": "cls"}, cache, epochs=1)
+    assert cls.cache_status == "miss" and cache.stats.computed == 4  # train+val, twice
