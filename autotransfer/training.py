@@ -202,9 +202,12 @@ class Trainer:
         self._activations: dict[str, Any] = {}
         self.cache_seconds = 0.0  # spent computing prefix activations (misses)
         self._run = torch.compile(self._forward) if compile else self._forward
-        # batches without autograd: large ones fill a GPU; on a CPU, beyond ~32 images the
+        # batches without autograd: large ones fill a GPU (and shrink with the batch size when
+        # a trial is retried after running out of memory); on a CPU, beyond ~32 images the
         # activations fall out of the caches (256 was 1.8x slower than 32 on mobilenetv2)
-        self.inference_batch_size = 256 if device.type == "cuda" else 32
+        self.inference_batch_size = (
+            min(256, 4 * int(params["batch_size"])) if device.type == "cuda" else 32
+        )
 
     def _forward(self, x: Any) -> torch.Tensor:
         if self.prefix is None:
