@@ -14,6 +14,7 @@ from autotransfer.space import HYPERPARAMETERS
 from autotransfer.testing import ConformanceError, check_backbone, tiny_cnn_backbone
 from autotransfer.training import Trainer
 from autotransfer_timm import backbone_from_timm
+from conftest import cli_error
 
 DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
 CPU = torch.device("cpu")
@@ -232,3 +233,9 @@ def test_text_linear_probe_cached_matches_uncached_and_pooling_is_part_of_the_ke
         assert b.score == pytest.approx(a.score, abs=1e-6)
     cls, _ = _fit(tiny_bert(), text, {**params, "pooling": "cls"}, cache, epochs=1)
     assert cls.cache_status == "miss" and cache.stats.computed == 4  # train+val, twice
+
+
+def test_a_bad_cache_size_is_a_one_line_error(capsys, tmp_path):
+    err = cli_error(capsys, "search", str(tmp_path), "--space", "space.yaml", "--trials", "1",
+                    "--cache-memory", "lots")
+    assert "--cache-memory must be a size such as 512M or 2G, got 'lots'" in err
