@@ -94,6 +94,9 @@ def main() -> None:
     print(f"\nunpruned: best {target:.4f}, {total_epochs} epochs, {total_seconds:.0f} s")
     print(f"hyperband: best {pruned_best:.4f}, {sum(t['epochs'] for t in pruned)} epochs, "
           f"{sum(t['seconds'] for t in pruned):.0f} s, {n_pruned} of {len(pruned)} trials pruned")
+    print(f"whole hyperband search: {sum(t['epochs'] for t in pruned) / total_epochs:.2f} of "
+          f"the unpruned epochs, {sum(t['seconds'] for t in pruned) / total_seconds:.2f} of its "
+          "seconds")
     if reached is None:
         print("hyperband never reached the unpruned best "
               f"({pruned_best:.4f} < {target:.4f}); compute ratio not defined")
