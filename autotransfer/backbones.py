@@ -25,6 +25,9 @@ class Preprocess(Protocol):
     each split once, selects batches by index (rows of a tensor or of every tensor in a dict),
     and turns each batch into the model's input on the device.
 
+    ``random_in_training`` (optional, default True) tells whether ``to_input(train=True)`` is
+    random (augmentation): only when it is not can the frozen-prefix cache serve the trial.
+
     Implementations: ``ImagePreprocess`` (uint8 images; augment + normalise per batch),
     ``TextPreprocess`` (token ids + attention mask at ``max_length``; cut to the longest text per
     batch), ``AudioPreprocess`` (fixed-length mono clips at the extractor's rate -> features).
@@ -66,6 +69,12 @@ class Backbone:
             change the model itself (text ``pooling``; Whisper's positions for ``clip_seconds``).
         on_freeze: called with the frozen parameter names (of ``model``) after freezing, for
             models that need more than ``requires_grad_(False)`` (wav2vec2's feature encoder).
+        split: optional; ``split(k)`` cuts the body after its first ``k`` groups into
+            ``(prefix, rest)``: ``prefix`` an ``nn.Module`` holding only parameters of those
+            groups, ``rest`` a callable, with ``rest(prefix(x)) == model(x)``; None when the
+            body cannot be cut there. It lets the frozen-prefix cache serve partial freezes
+            (a linear probe needs no split). ``autotransfer.cache.sequential_split`` builds one
+            from a list of stages.
     """
 
     model: torch.nn.Module
@@ -75,6 +84,7 @@ class Backbone:
     channels_last: bool = False
     configure: Callable[[dict[str, Any]], None] | None = None
     on_freeze: Callable[[set[str]], None] | None = None
+    split: Callable[[int], tuple[torch.nn.Module, Callable[[Any], Any]] | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,18 @@ def search(
     keep_best: bool = typer.Option(
         False, help="Keep the best trial's model (OUT/best-model, ready for predict)."
     ),
+    cache: bool = typer.Option(
+        True, "--cache/--no-cache",
+        help="Compute the frozen layers' outputs once and reuse them across epochs and trials.",
+    ),
+    cache_memory: str | None = typer.Option(
+        None, help="Memory bound of that cache per process, e.g. 4G (default 2G, at most 1/4 "
+        "of the device's memory)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, help="Disk tier for that cache, shared by the workers (default: none)."
+    ),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the trained layers."),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -148,6 +160,7 @@ def search(
         progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
         modality=modality, text_column=text_column, label_column=label_column,
         keep_best=keep_best,
+        cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
     )
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from autotransfer.backbones import get_registry
+from autotransfer.cache import parse_size
 from autotransfer.data import (
     LabelledData,
     check_data,
@@ -84,6 +85,13 @@ def _release_memory(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def make_cache(options: dict[str, Any] | None):
+    """The activation cache shared by a process's trials (None: caching is off)."""
+    from autotransfer.cache import ActivationCache
+
+    return None if options is None else ActivationCache(**options)
+
+
 def make_sampler(seed: int):
     import optuna
 
@@ -105,6 +113,8 @@ class TrialContext:
     progress: Progress | None = None
     trust_remote_code: bool = False
     keep_best: str | None = None  # artifact folder of --keep-best
+    cache: Any = None  # an ActivationCache shared by the trials; None: --no-cache
+    compile: bool = False  # torch.compile the trained part
 
     def load_options(self, spec, entry) -> dict[str, Any]:
         options = spec.load_options()
@@ -202,13 +212,16 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
     trainer = Trainer(
         backbone, ctx.data, params, device=device, metric=space.metric,
-        seed=ctx.seed + trial.number,
+        seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
+        compile=ctx.compile, label=spec.id,
     )
     trial.set_user_attr("parameter_count", sum(p.numel() for p in backbone.model.parameters()))
     seconds: list[float] = []
 
     def on_epoch(result: EpochResult) -> None:
         seconds.append(result.seconds)
+        trial.set_user_attr("activation_cache", trainer.cache_status)
+        trial.set_user_attr("cache_seconds", round(trainer.cache_seconds, 3))
         trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
         trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
         trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(device), 1))
@@ -263,6 +276,10 @@ def search(
     text_column: str = "text",
     label_column: str = "label",
     keep_best: bool = False,
+    cache: bool = True,
+    cache_memory: str | int | None = None,
+    cache_dir: str | Path | None = None,
+    compile: bool = False,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -293,6 +310,12 @@ def search(
         label_column: the label column of CSV / TSV / JSONL text data.
         keep_best: keep the best trial's model (an Optuna artifact under ``out/artifacts``,
             replaced when a better trial finishes) and unpack it into ``out/best-model``.
+        cache: reuse the frozen groups' outputs across epochs and trials (see
+            :mod:`autotransfer.cache`); False computes them every step, as without a cache.
+        cache_memory: the cache's memory bound per process, e.g. ``"2G"`` (default: 2 GiB,
+            at most a quarter of the device's memory).
+        cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
+        compile: run the trained part of each trial through ``torch.compile``.
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -306,6 +329,9 @@ def search(
         raise AutotransferError(f"--trials must be >= 1, got {trials}")
     if workers < 1:
         raise AutotransferError(f"--workers must be >= 1, got {workers}")
+    cache_options = (
+        {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
+    )
     space_file = None if isinstance(space, SearchSpace) else str(space)
     space = space if isinstance(space, SearchSpace) else load_space(space)
     try:
@@ -368,7 +394,8 @@ def search(
         if workers == 1:
             study.sampler = make_sampler(seed + join_study(study, lock))
             context = TrialContext(space, dataset, torch_device, seed, progress,
-                                   trust_remote_code, keep_dir)
+                                   trust_remote_code, keep_best=keep_dir,
+                                   cache=make_cache(cache_options), compile=compile)
             run_trials(
                 study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
                 poll=min(heartbeat, 5), callbacks=_callbacks(progress, note, lock),
@@ -382,6 +409,7 @@ def search(
                     seed=seed, threads=threads, heartbeat=heartbeat, progress=progress,
                     trust_remote_code=trust_remote_code, data_options=data_options,
                     keep_best=keep_dir,
+                    cache=cache_options, compile=compile,
                 )
                 for i in range(workers)
             ])
@@ -447,7 +475,8 @@ def run_worker(spec: WorkerSpec) -> None:
     run_trials(
         study,
         make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
-                                    spec.trust_remote_code, spec.keep_best)),
+                                    spec.trust_remote_code, keep_best=spec.keep_best,
+                                    cache=make_cache(spec.cache), compile=spec.compile)),
         lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
         callbacks=_callbacks(spec.progress, note, lock),
     )

@@ -189,6 +189,8 @@ def _check_loaded(entry, backbone: Backbone, batch_size: int, image_size) -> Con
     if not torch.isfinite(features).all():
         _fail(entry.id, "forward", "features are not finite")
 
+    if backbone.split is not None:
+        _check_split(entry.id, backbone, x, features)
     for fraction in FREEZE_FRACTIONS:
         _check_freezing(entry.id, backbone, x, fraction)
     return ConformanceReport(
@@ -197,6 +199,24 @@ def _check_loaded(entry, backbone: Backbone, batch_size: int, image_size) -> Con
         n_head_params=sum(p.numel() for n, p in model.named_parameters() if n in set(head)),
         seconds=0.0,
     )
+
+
+def _check_split(backbone_id: str, backbone: Backbone, x, features) -> None:
+    """``split(k)``: a prefix of frozen groups only, and ``rest(prefix(x)) == model(x)``."""
+    n = len(backbone.groups)
+    by_name = dict(backbone.model.named_parameters())
+    for k in sorted({1, n // 2, n} - {0}):
+        found = backbone.split(k)
+        if found is None:
+            continue
+        prefix, rest = found
+        allowed = {id(by_name[name]) for group in backbone.groups[:k] for name in group}
+        if any(id(p) not in allowed for p in prefix.parameters()):
+            _fail(backbone_id, f"split({k})", "the prefix holds parameters of later groups")
+        with torch.inference_mode():
+            again = rest(prefix(x))
+        if not torch.allclose(again, features, rtol=1e-4, atol=1e-4):
+            _fail(backbone_id, f"split({k})", "rest(prefix(x)) differs from model(x)")
 
 
 def _check_freezing(backbone_id: str, backbone: Backbone, x, fraction: float) -> None:

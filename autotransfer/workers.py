@@ -155,6 +155,8 @@ class WorkerSpec:
     trust_remote_code: bool = False
     data_options: dict[str, Any] = field(default_factory=dict)  # modality, text columns
     keep_best: str | None = None  # artifact folder of --keep-best
+    cache: dict[str, Any] | None = field(default_factory=dict)  # ActivationCache options
+    compile: bool = False
 
 
 def stop_requested() -> bool:

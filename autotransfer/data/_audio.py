@@ -88,6 +88,8 @@ class AudioPreprocess:
         frames = max(1, round(self.clip_seconds * self.sampling_rate / self.frame_multiple))
         return frames * self.frame_multiple
 
+    random_in_training = False  # to_input(train=True) is deterministic
+
     def configure(self, params: dict[str, Any]) -> AudioPreprocess:
         seconds = params.get("clip_seconds")
         return self if seconds is None else replace(self, clip_seconds=float(seconds))

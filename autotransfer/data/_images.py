@@ -43,6 +43,11 @@ class ImagePreprocess:
     fixed_size: bool = False  # the model only takes ``size`` (e.g. a ViT's position table)
     augment: str = "none"
 
+    @property
+    def random_in_training(self) -> bool:
+        """Whether training batches are augmented (then frozen outputs cannot be cached)."""
+        return self.augment != "none"
+
     def with_size(self, size: int | None) -> ImagePreprocess:
         """This transform at input side ``size``; a fixed-size model keeps its own size."""
         return self if size is None or self.fixed_size else replace(self, size=int(size))

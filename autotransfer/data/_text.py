@@ -127,6 +127,8 @@ class TextPreprocess:
     max_length: int = 128
     name: str = ""
 
+    random_in_training = False  # to_input(train=True) is deterministic
+
     def configure(self, params: dict[str, Any]) -> TextPreprocess:
         max_length = params.get("max_length")
         return self if max_length is None else replace(self, max_length=int(max_length))

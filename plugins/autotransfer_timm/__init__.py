@@ -72,6 +72,8 @@ def backbone_from_timm(model: nn.Module, preprocess: ImagePreprocess | None = No
     import timm.data
     from torch import nn
 
+    from autotransfer.cache import sequential_split
+
     names = [n for n, _ in model.named_parameters()]
     groups = group_names(names, model.group_matcher(coarse=False))
     if preprocess is None:
@@ -86,11 +88,55 @@ def backbone_from_timm(model: nn.Module, preprocess: ImagePreprocess | None = No
         )
     conv_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))
     total = sum(p.numel() for p in model.parameters())
+    stages = timm_stages(model)
     return Backbone(
         model=model,
         dim=int(getattr(model, "head_hidden_size", None) or model.num_features),
         groups=groups,
         preprocess=preprocess,
         channels_last=conv_params > total / 2,
+        split=None if stages is None else sequential_split(
+            model, groups, stages, model.forward_head
+        ),
     )
+
+
+def timm_stages(model: nn.Module) -> list[nn.Module] | None:
+    """``model.forward_features`` as a list of stages, for the families whose forward is a
+    plain sequence (EfficientNet / MobileNet, ResNet, ViT); None for the others.
+
+    ``forward_head(stages...(x)) == model(x)``; the frozen-prefix cache cuts this list.
+    """
+    from timm.models.efficientnet import EfficientNet
+    from timm.models.mobilenetv3 import MobileNetV3
+    from timm.models.resnet import ResNet
+    from timm.models.vision_transformer import VisionTransformer
+
+    from autotransfer.cache import Stage
+
+    if getattr(model, "grad_checkpointing", False):
+        return None
+    if isinstance(model, (EfficientNet, MobileNetV3)):
+        stages = [Stage(lambda x: model.bn1(model.conv_stem(x)),
+                        {"conv_stem": model.conv_stem, "bn1": model.bn1})]
+        stages += [block for stage in model.blocks for block in stage]
+        if isinstance(model, EfficientNet):  # its conv_head is in forward_features
+            stages.append(Stage(lambda x: model.bn2(model.conv_head(x)),
+                                {"conv_head": model.conv_head, "bn2": model.bn2}))
+        return stages
+    if isinstance(model, ResNet):
+        stem = {name: getattr(model, name) for name in ("conv1", "bn1", "act1", "maxpool")}
+        stages = [Stage(lambda x: model.maxpool(model.act1(model.bn1(model.conv1(x)))), stem)]
+        return stages + [block for layer in (model.layer1, model.layer2, model.layer3,
+                                             model.layer4) for block in layer]
+    if isinstance(model, VisionTransformer):
+        embed = Stage(
+            lambda x: model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x)))),
+            {"patch_embed": model.patch_embed, "norm_pre": model.norm_pre,
+             "patch_drop": model.patch_drop, "pos_drop": model.pos_drop},
+            {"cls_token": model.cls_token, "reg_token": model.reg_token,
+             "pos_embed": model.pos_embed},
+        )
+        return [embed, *model.blocks, model.norm]
+    return None
 
