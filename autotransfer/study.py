@@ -249,6 +249,10 @@ def search(
     modality: str | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    prescreen: int | None = None,
+    prescreen_by: str | None = None,
+    history: bool = True,
+    warm_start: int | None = None,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -277,6 +281,13 @@ def search(
         modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
         text_column: the text column of CSV / TSV / JSONL text data.
         label_column: the label column of CSV / TSV / JSONL text data.
+        prescreen: keep the K backbones that rank best on frozen features (see
+            :mod:`autotransfer.prescreen`); a study keeps its first pre-screen when resumed.
+        prescreen_by: the pre-screen's ranking (default ``prescreen.DEFAULT_BY``).
+        history: record every completed trial and the dataset's meta-features in the
+            storage's transfer-history tables (:mod:`autotransfer.history`).
+        warm_start: enqueue up to N best configurations of the most similar past datasets in
+            the transfer history (once per study).
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -290,6 +301,9 @@ def search(
         raise AutotransferError(f"--trials must be >= 1, got {trials}")
     if workers < 1:
         raise AutotransferError(f"--workers must be >= 1, got {workers}")
+    from autotransfer.budget import check_options, spend_budget_well
+
+    check_options(prescreen=prescreen, prescreen_by=prescreen_by, warm_start=warm_start)
     space_file = None if isinstance(space, SearchSpace) else str(space)
     space = space if isinstance(space, SearchSpace) else load_space(space)
     try:
@@ -346,6 +360,11 @@ def search(
                      trials=trials)
     with lock.held():
         note.save(study)
+    space, recorder = spend_budget_well(
+        study, study_storage, lock, space, dataset, progress, prescreen=prescreen,
+        prescreen_by=prescreen_by, history=history, warm_start=warm_start, device=torch_device,
+        seed=seed, trust_remote_code=trust_remote_code,
+    )
 
     try:
         if workers == 1:
@@ -354,7 +373,8 @@ def search(
                                    trust_remote_code)
             run_trials(
                 study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
-                poll=min(heartbeat, 5), callbacks=_callbacks(progress, note, lock),
+                poll=min(heartbeat, 5),
+                callbacks=_callbacks(progress, note, lock) + ([recorder] if recorder else []),
             )
         else:
             threads = cpu_threads(workers)
@@ -414,12 +434,15 @@ def run_worker(spec: WorkerSpec) -> None:
     study.sampler = make_sampler(spec.seed + join_study(study, lock))
     note = StudyNote(dataset, spec.space, space_file=None, storage=mask_url(spec.storage),
                      trials=spec.trials)
+    from autotransfer.history import recorder_for
+
+    recorder = recorder_for(study, study_storage.engine, spec.space)
     run_trials(
         study,
         make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
                                     spec.trust_remote_code)),
         lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
-        callbacks=_callbacks(spec.progress, note, lock),
+        callbacks=_callbacks(spec.progress, note, lock) + ([recorder] if recorder else []),
     )
 
 
