@@ -1,6 +1,7 @@
 """Transferability pre-screen: LogME and k-NN on real frozen features, and ``--prescreen K``."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ from autotransfer.prescreen import (
     stratified_sample,
 )
 from autotransfer.space import parse_space
+from conftest import cli_error
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _evidence(f, y, alpha, beta):
@@ -90,3 +94,15 @@ def test_a_backbone_that_fails_is_ranked_last_with_its_reason(fashion_mnist):
     assert ranking[1].label == "broken" and "'weights'" in ranking[1].error
     _, dropped = keep_top(space, ranking, 1, "logme")
     assert dropped == [(ranking[1].label, ranking[1].error)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "--trials", "1", "--prescreen", "0"], "--prescreen must be >= 1, got 0"),
+    (["search", "--trials", "1", "--prescreen-by", "size"], "--prescreen-by must be one of"),
+    (["search", "--trials", "1", "--warm-start", "0"], "--warm-start must be >= 1, got 0"),
+    (["prescreen", "--by", "leep"], "--by must be one of logme, knn, params, imagenet"),
+])
+def test_bad_budget_options_are_one_line_errors(capsys, class_folders, args, message):
+    space = str(REPO / "search_spaces" / "image-quick.yaml")
+    err = cli_error(capsys, args[0], str(class_folders), "--space", space, *args[1:])
+    assert message in err
