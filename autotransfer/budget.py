@@ -3,6 +3,8 @@ record this study's trials in the transfer history (``search --prescreen/--warm-
 
 from __future__ import annotations
 
+import os
+
 from autotransfer.errors import AutotransferError, first_line
 
 
@@ -28,6 +30,8 @@ def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, p
     from autotransfer import history as transfer_history
     from autotransfer.prescreen import DEFAULT_BY, narrow_space
 
+    if history is None:
+        history = os.environ.get("AUTOTRANSFER_HISTORY", "1") != "0"
     say = progress.note if progress else (lambda number, message: None)
     engine = study_storage.engine
     recorder = None

@@ -139,8 +139,10 @@ def search(
     warm_start: int | None = typer.Option(
         None, help="Enqueue the N best configurations of the most similar past datasets."
     ),
-    history: bool = typer.Option(
-        True, help="Record finished trials and dataset meta-features in the storage."
+    history: bool | None = typer.Option(
+        None, "--history/--no-history",
+        help="Record finished trials and dataset meta-features in the storage "
+        "(default: on, unless AUTOTRANSFER_HISTORY=0).",
     ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""

@@ -251,7 +251,7 @@ def search(
     label_column: str = "label",
     prescreen: int | None = None,
     prescreen_by: str | None = None,
-    history: bool = True,
+    history: bool | None = None,
     warm_start: int | None = None,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
@@ -285,7 +285,8 @@ def search(
             :mod:`autotransfer.prescreen`); a study keeps its first pre-screen when resumed.
         prescreen_by: the pre-screen's ranking (default ``prescreen.DEFAULT_BY``).
         history: record every completed trial and the dataset's meta-features in the
-            storage's transfer-history tables (:mod:`autotransfer.history`).
+            storage's transfer-history tables (:mod:`autotransfer.history`); None: yes,
+            unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
 

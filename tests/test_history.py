@@ -31,14 +31,14 @@ def test_warm_start_enqueues_the_best_configuration_of_an_earlier_study(fashion_
     storage = f"sqlite:///{tmp_path}/history.db"
     space_a = parse_space({**SPACE, "backbones": ["packaged/mobilenetv2_100"]})
     a = search(fashion_mnist, space_a, trials=2, storage=storage, study_name="a",
-               out=tmp_path / "a", seed=0)
+               out=tmp_path / "a", seed=0, history=True)
     best = a.study.best_trial
 
     # dataset B: other Fashion-MNIST images; pre-screen to 1 of 2 backbones, then warm start
     other = export_fashion_mnist(tmp_path / "b", per_class=8, seed=1)
     b = search(other, parse_space(SPACE), trials=1, storage=storage, study_name="b",
                out=tmp_path / "b-out", seed=1, warm_start=1, prescreen=1,
-               prescreen_by="params")
+               prescreen_by="params", history=True)
     assert b.study.user_attrs["prescreen"]["kept"] == ["packaged/mobilenetv2_100"]
     assert {t.params["backbone"] for t in b.study.trials} == {"packaged/mobilenetv2_100"}
     first = b.study.trials[0]
