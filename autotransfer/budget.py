@@ -46,9 +46,9 @@ def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, p
         space, ranking, dropped = narrow_space(
             study, space, dataset, prescreen or len(space.backbones), by=by, device=device,
             seed=seed, trust_remote_code=trust_remote_code,
-            on_score=lambda s: say(-1, f"pre-screen {s.label}: {by} "
-                                       f"{s.scores.get(by) or 0:.4f} in {s.seconds:.1f}s"
-                                       + (f" ({s.error})" if s.error else "")),
+            on_score=lambda s: say(-1, f"pre-screen {s.label}: " + (
+                s.error or f"knn {s.scores['knn']:.4f}, logme {s.scores['logme']:.4f}")
+                + f" in {s.seconds:.1f}s"),
         )
         for label, why in dropped:
             say(-1, f"pre-screen dropped {label}: {why}")
