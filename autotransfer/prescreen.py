@@ -29,7 +29,7 @@ import numpy as np
 from autotransfer.errors import AutotransferError, first_line
 
 METHODS = ("logme", "knn", "params", "imagenet")
-DEFAULT_BY = "knn"
+DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
 
 # Published ImageNet-1k top-1 (%) of the weights shipped as packaged/ backbones, the baseline
