@@ -145,6 +145,20 @@ def search(
         None, help="Disk tier for that cache, shared by the workers (default: none)."
     ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the trained layers."),
+    prescreen: int | None = typer.Option(
+        None, help="Keep the K backbones that rank best on frozen features (see prescreen)."
+    ),
+    prescreen_by: str | None = typer.Option(
+        None, help="Pre-screen ranking: logme, knn, params or imagenet."
+    ),
+    warm_start: int | None = typer.Option(
+        None, help="Enqueue the N best configurations of the most similar past datasets."
+    ),
+    history: bool | None = typer.Option(
+        None, "--history/--no-history",
+        help="Record finished trials and dataset meta-features in the storage "
+        "(default: on, unless AUTOTRANSFER_HISTORY=0).",
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -161,6 +175,7 @@ def search(
         modality=modality, text_column=text_column, label_column=label_column,
         keep_best=keep_best,
         cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
+        prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,
     )
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
@@ -188,6 +203,75 @@ def search(
     if keep_best and (out / "best-model").is_dir():
         console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
                       f"{out / 'best-model'} FILES)", highlight=False)
+
+
+@app.command()
+def prescreen(
+    data: Path = typer.Argument(..., help="Folder of class sub-folders, train/val[/test], or CSV."),
+    space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
+    by: str | None = typer.Option(
+        None, help="Ranking: logme, knn, params or imagenet (default: the benchmark's winner)."
+    ),
+    samples: int = typer.Option(300, help="Training samples embedded per backbone (stratified)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, help="Seed of the sample and the split."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+    trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+) -> None:
+    """Rank the space's backbones by transferability from frozen features, seconds each."""
+    import json
+
+    from autotransfer import prescreen as ps
+    from autotransfer.data import check_data, load_data
+    from autotransfer.space import load_space
+    from autotransfer.training import resolve_device
+
+    by = by or ps.DEFAULT_BY
+    if by not in ps.METHODS:
+        raise AutotransferError(f"--by must be one of {', '.join(ps.METHODS)}, got {by!r}")
+    parsed = load_space(space)
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as exc:
+        raise AutotransferError(f"--device: {exc}") from None
+    dataset = load_data(data, val_fraction=parsed.val_fraction, seed=seed, modality=modality,
+                        text_column=text_column, label_column=label_column)
+    check_data(dataset)
+    ps.check_modality(parsed, dataset)
+
+    def show(score) -> None:
+        if not as_json:
+            state = f"[red]{escape(score.error)}[/]" if score.error else "ok"
+            err_console.print(f"  {escape(score.label)}: {score.seconds:.1f}s {state}",
+                              highlight=False)
+
+    ranking = ps.prescreen(dataset, parsed, samples=samples, by=by, device=torch_device,
+                           seed=seed, trust_remote_code=trust_remote_code, on_score=show)
+    if as_json:
+        typer.echo(json.dumps(ps.as_json(ranking, by), indent=2))
+        return
+    console.print(_prescreen_table(ranking, by))
+
+
+def _prescreen_table(ranking, by: str) -> Table:
+    table = Table(title=f"Pre-screen, ranked by {by}", title_justify="left")
+    for column in ("#", "backbone", "params", "logme", "knn", "imagenet top-1", "seconds"):
+        table.add_column(column, justify="left" if column == "backbone" else "right")
+
+    def fmt(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for place, s in enumerate(ranking, start=1):
+        table.add_row(
+            str(place), escape(s.label) + (f" [red]({escape(s.error)})[/]" if s.error else ""),
+            f"{s.parameters / 1e6:.2f}M", fmt(s.scores.get("logme"), ".4f"),
+            fmt(s.scores.get("knn"), ".4f"), fmt(s.scores.get("imagenet"), ".1f"),
+            f"{s.seconds:.1f}",
+        )
+    return table
 
 
 @app.command()

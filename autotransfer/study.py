@@ -280,6 +280,10 @@ def search(
     cache_memory: str | int | None = None,
     cache_dir: str | Path | None = None,
     compile: bool = False,
+    prescreen: int | None = None,
+    prescreen_by: str | None = None,
+    history: bool | None = None,
+    warm_start: int | None = None,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -316,6 +320,14 @@ def search(
             at most a quarter of the device's memory).
         cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
         compile: run the trained part of each trial through ``torch.compile``.
+        prescreen: keep the K backbones that rank best on frozen features (see
+            :mod:`autotransfer.prescreen`); a study keeps its first pre-screen when resumed.
+        prescreen_by: the pre-screen's ranking (default ``prescreen.DEFAULT_BY``).
+        history: record every completed trial and the dataset's meta-features in the
+            storage's transfer-history tables (:mod:`autotransfer.history`); None: yes,
+            unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
+        warm_start: enqueue up to N best configurations of the most similar past datasets in
+            the transfer history (once per study).
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -332,6 +344,9 @@ def search(
     cache_options = (
         {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
     )
+    from autotransfer.budget import check_options, spend_budget_well
+
+    check_options(prescreen=prescreen, prescreen_by=prescreen_by, warm_start=warm_start)
     space_file = None if isinstance(space, SearchSpace) else str(space)
     space = space if isinstance(space, SearchSpace) else load_space(space)
     try:
@@ -389,6 +404,11 @@ def search(
                      trials=trials)
     with lock.held():
         note.save(study)
+    space, recorder = spend_budget_well(
+        study, study_storage, lock, space, dataset, progress, prescreen=prescreen,
+        prescreen_by=prescreen_by, history=history, warm_start=warm_start, device=torch_device,
+        seed=seed, trust_remote_code=trust_remote_code,
+    )
 
     try:
         if workers == 1:
@@ -398,7 +418,8 @@ def search(
                                    cache=make_cache(cache_options), compile=compile)
             run_trials(
                 study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
-                poll=min(heartbeat, 5), callbacks=_callbacks(progress, note, lock),
+                poll=min(heartbeat, 5),
+                callbacks=_callbacks(progress, note, lock) + ([recorder] if recorder else []),
             )
         else:
             threads = cpu_threads(workers)
@@ -472,13 +493,16 @@ def run_worker(spec: WorkerSpec) -> None:
     study.sampler = make_sampler(spec.seed + join_study(study, lock))
     note = StudyNote(dataset, spec.space, space_file=None, storage=mask_url(spec.storage),
                      trials=spec.trials)
+    from autotransfer.history import recorder_for
+
+    recorder = recorder_for(study, study_storage.engine, spec.space)
     run_trials(
         study,
         make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
                                     spec.trust_remote_code, keep_best=spec.keep_best,
                                     cache=make_cache(spec.cache), compile=spec.compile)),
         lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
-        callbacks=_callbacks(spec.progress, note, lock),
+        callbacks=_callbacks(spec.progress, note, lock) + ([recorder] if recorder else []),
     )
 
 

@@ -2,6 +2,9 @@ import os
 
 # Hub lookups retry for about a minute when offline; tests never reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The transfer history embeds a sample with a reference backbone at the start of each search
+# (seconds); tests that are about it turn it on (tests/test_history.py).
+os.environ.setdefault("AUTOTRANSFER_HISTORY", "0")
 
 from pathlib import Path  # noqa: E402
 
