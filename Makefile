@@ -49,7 +49,7 @@ services:
 	  apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check autotransfer plugins tests benchmarks
+	$(BIN)/ruff check autotransfer plugins tests benchmarks docs
 
 # The user guide as a site, built strictly (a broken link or a page missing from the nav fails);
 # tests/test_docs.py runs every code block in it.

@@ -1,6 +1,7 @@
 """Run the fenced code blocks of a markdown page, in order, the way a reader would.
 
-    python tests/docblocks.py docs/quickstart.md     # run one page, print what ran
+    python tests/docblocks.py docs/quickstart.md          # run one page, print what ran
+    python tests/docblocks.py --show docs/quickstart.md   # ... and what each block printed
 
 What each block does:
 
@@ -167,7 +168,7 @@ def make_workdir(root: Path, data: Path | None) -> Path:
     return root
 
 
-def run_page(page: Path, workdir: Path, *, log=None) -> PageResult:
+def run_page(page: Path, workdir: Path, *, log=None, show: bool = False) -> PageResult:
     """Run every block of ``page`` in ``workdir``; raise :class:`BlockFailed` at the first
     block that does not do what the page says."""
     blocks = parse(page)
@@ -214,7 +215,9 @@ def run_page(page: Path, workdir: Path, *, log=None) -> PageResult:
         elif marker and marker != "needs cuda":
             raise BlockFailed(f"{block.where}: unknown docs-test marker {marker!r}")
         else:
-            _run(block, cwd, env, cwd_file)
+            done = _run(block, cwd, env, cwd_file)
+            if log and show:
+                log(done.stdout + done.stderr)
         if log:
             log(f"    {time.perf_counter() - started:.1f}s wall, "
                 f"{_children_cpu() - cpu:.1f}s CPU")
@@ -313,12 +316,13 @@ def _serve(block: Block, url: str, cwd: Path, env: dict[str, str]) -> None:
 def main(argv: list[str]) -> None:
     import tempfile
 
-    for name in argv:
+    show = "--show" in argv  # print what each block printed
+    for name in [a for a in argv if a != "--show"]:
         page = Path(name).resolve()
         with tempfile.TemporaryDirectory() as tmp:
             data = REPO / "data"
             workdir = make_workdir(Path(tmp) / "work", data if data.is_dir() else None)
-            result = run_page(page, workdir, log=print)
+            result = run_page(page, workdir, log=print, show=show)
         print(f"{_display(page)}: {len(result.ran)} run, {len(result.written)} files written, "
               f"{len(result.not_run)} not run")
         for block, reason in result.not_run:

@@ -210,7 +210,7 @@ def test_every_code_block_in_the_docs_runs(tmp_path):
     from autotransfer.demo import export_fashion_mnist
 
     data = tmp_path / "data"
-    export_fashion_mnist(data / "fashion-mnist", per_class=20, test_per_class=5, seed=0)
+    export_fashion_mnist(data / "fashion-mnist", per_class=10, test_per_class=3, seed=0)
     failures, ran, written, not_run, seconds = [], 0, 0, [], {}
     for page in _pages():
         started = time.perf_counter()

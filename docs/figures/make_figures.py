@@ -67,13 +67,13 @@ def layer_groups_figure(out: Path, backbone_id: str = "packaged/mobilenetv2_100"
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(SETTINGS), 1, figsize=(9, 7.5), sharex=True)
-    for ax, (title, f, decay, head) in zip(axes, SETTINGS):
+    for ax, (title, f, decay, head) in zip(axes, SETTINGS, strict=True):
         labels, counts, lrs = group_learning_rates(backbone_id, f, decay, head)
         x = range(len(labels))
         frozen = [lr is None for lr in lrs]
         heights = [LR * 1e-3 if lr is None else lr for lr in lrs]
         colours = ["#bbbbbb" if fz else ("#d95f02" if lab == "head" else "#1b9e77")
-                   for fz, lab in zip(frozen, labels)]
+                   for fz, lab in zip(frozen, labels, strict=True)]
         ax.bar(x, heights, color=colours, hatch=None)
         for i, fz in enumerate(frozen):
             if fz:
