@@ -230,3 +230,31 @@ def test_every_code_block_in_the_docs_runs(tmp_path):
     print(summary, *not_run, sep="\n  ")
     assert not failures, "\n\n".join(failures)
     assert ran >= 40, summary
+
+
+def test_every_search_space_shown_in_the_docs_is_valid():
+    """Spaces shown but not run (``yaml`` blocks with ``backbones:``) still match the schema."""
+    import yaml
+
+    import docblocks
+    from autotransfer.space import parse_space
+
+    checked = 0
+    for page in _pages():
+        for block in docblocks.parse(page):
+            if block.lang != "yaml":
+                continue
+            data = yaml.safe_load(block.code)
+            if isinstance(data, dict) and "backbones" in data:
+                parse_space(data, block.where)  # a SpaceError names the page and line
+                checked += 1
+    assert checked >= 5
+
+
+def test_every_shipped_search_space_is_listed_and_valid():
+    from autotransfer.space import load_space
+
+    page = (REPO / "docs" / "search-spaces.md").read_text()
+    for path in sorted((REPO / "search_spaces").glob("*.yaml")):
+        assert f"`{path.name}`" in page or f"`search_spaces/{path.name}`" in page, path.name
+        load_space(path)
