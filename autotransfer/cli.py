@@ -111,7 +111,10 @@ def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15)
 
 @app.command()
 def search(
-    data: Path = typer.Argument(..., help="Folder of class sub-folders, train/val[/test], or CSV."),
+    data: Path = typer.Argument(
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), or a CSV, TSV or "
+        "JSONL file."
+    ),
     space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
     trials: int | None = typer.Option(None, help="Total finished trials the study should reach."),
     timeout: float | None = typer.Option(None, help="Stop starting trials after S seconds."),
