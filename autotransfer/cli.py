@@ -210,7 +210,9 @@ def search(
 
 @app.command()
 def prescreen(
-    data: Path = typer.Argument(..., help="Folder of class sub-folders, train/val[/test], or CSV."),
+    data: Path = typer.Argument(
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), or CSV."
+    ),
     space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
     by: str | None = typer.Option(
         None, help="Ranking: logme, knn, params or imagenet (default: the benchmark's winner)."
