@@ -7,12 +7,12 @@ from ``autotransfer.json``.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autotransfer.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from autotransfer.data._text import decode_text, table_records
 from autotransfer.errors import DataError
 
 TEXT_FILE_SUFFIXES = frozenset({".txt", ".csv", ".tsv", ".jsonl"})
@@ -140,7 +140,7 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str)
     suffix = file.suffix.lower()
     if modality == "text":
         if suffix == ".txt":
-            text = _decode(file).strip()
+            text = decode_text(file).strip()
             if not text:
                 raise DataError(f"{file}: empty text file")
             return [(str(file), text)]
@@ -156,39 +156,11 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str)
                     f"expected {expected} or a folder of them")
 
 
-def _decode(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
-
-
 def _text_rows(path: Path, column: str) -> list[tuple[int, str]]:
     """``(line, text)`` of a CSV / TSV (header with ``column``) or JSONL file."""
-    content = _decode(path)
-    rows = []
-    if path.suffix.lower() == ".jsonl":
-        for line, raw in enumerate(content.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or column not in record:
-                raise DataError(f"{path}:{line}: missing key {column!r}; expected a JSON object "
-                                f"with {column!r} (--text-column)")
-            rows.append((line, str(record[column])))
-    else:
-        reader = csv.DictReader(content.splitlines(keepends=True),
-                                delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        if column not in (reader.fieldnames or []):
-            raise DataError(f"{path}: missing column {column!r} (--text-column), found "
-                            f"{','.join(reader.fieldnames or []) or 'nothing'}")
-        try:
-            rows = [(reader.line_num, row[column] or "") for row in reader]
-        except csv.Error as exc:
-            raise DataError(f"{path}:{reader.line_num}: malformed row ({exc})") from None
+    expected = f"expected {column!r} in every row (--text-column)"
+    rows = [(line, str(record[column] or "")) for line, record
+            in table_records(path, (column,), expected)]
     for line, text in rows:
         if not text.strip():
             raise DataError(f"{path}:{line}: empty text")

@@ -17,7 +17,7 @@ from autotransfer.errors import DataError
 Rows = dict[str, list[tuple[str, str]]]
 
 
-def _decode(path: Path) -> str:
+def decode_text(path: Path) -> str:
     """The file as text; a non-UTF-8 byte is an error naming its line."""
     raw = path.read_bytes()
     try:
@@ -43,18 +43,14 @@ def _add(rows: Rows, path: Path, line: int, text: Any, label: Any, split: Any) -
     rows.setdefault(split, []).append((text, label))
 
 
-def read_text_table(path: Path, *, text_column: str = "text", label_column: str = "label") -> Rows:
-    """Rows of a CSV, TSV or JSONL file grouped by its optional ``split`` column.
+def table_records(path: Path, columns: tuple[str, ...], expected: str):
+    """``(line, record)`` for each row of a CSV, TSV or JSONL file that has ``columns``.
 
-    Errors are one line naming the file and the row (its line number in the file).
+    Errors are one line naming the file and the row (its line number in the file);
+    ``expected`` says what the file should hold.
     """
-    suffix = path.suffix.lower()
-    if suffix not in TEXT_SUFFIXES:
-        raise DataError(f"{path}: expected a .csv, .tsv or .jsonl text file")
-    content = _decode(path)
-    rows: Rows = {}
-    expected = f"expected {text_column} and {label_column} (and optionally split)"
-    if suffix == ".jsonl":
+    content = decode_text(path)
+    if path.suffix.lower() == ".jsonl":
         for line, raw in enumerate(content.splitlines(), start=1):
             if not raw.strip():
                 continue
@@ -64,28 +60,39 @@ def read_text_table(path: Path, *, text_column: str = "text", label_column: str 
                 raise DataError(f"{path}:{line}: invalid JSON ({exc.msg})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{line}: expected a JSON object; {expected}")
-            for column in (text_column, label_column):
+            for column in columns:
                 if column not in record:
                     raise DataError(f"{path}:{line}: missing key {column!r}; {expected}")
-            _add(rows, path, line, record[text_column], record[label_column], record.get("split"))
-    else:
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        reader = csv.DictReader(
-            content.splitlines(keepends=True), delimiter="\t" if suffix == ".tsv" else ","
-        )
-        columns = reader.fieldnames or []
-        for column in (text_column, label_column):
-            if column not in columns:
-                raise DataError(
-                    f"{path}: missing column {column!r}; {expected}, "
-                    f"found {','.join(columns) or 'nothing'}"
-                )
-        try:
-            for row in reader:
-                _add(rows, path, reader.line_num, row[text_column], row[label_column],
-                     row.get("split"))
-        except csv.Error as exc:
-            raise DataError(f"{path}:{reader.line_num}: malformed row ({exc})") from None
+            yield line, record
+        return
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.DictReader(
+        content.splitlines(keepends=True),
+        delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
+    )
+    found = reader.fieldnames or []
+    for column in columns:
+        if column not in found:
+            shown = ",".join(found) or "nothing"
+            raise DataError(f"{path}: missing column {column!r}; {expected}, found {shown}")
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: malformed row ({exc})") from None
+
+
+def read_text_table(path: Path, *, text_column: str = "text", label_column: str = "label") -> Rows:
+    """Rows of a CSV, TSV or JSONL file grouped by its optional ``split`` column.
+
+    Errors are one line naming the file and the row (its line number in the file).
+    """
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        raise DataError(f"{path}: expected a .csv, .tsv or .jsonl text file")
+    rows: Rows = {}
+    expected = f"expected {text_column} and {label_column} (and optionally split)"
+    for line, record in table_records(path, (text_column, label_column), expected):
+        _add(rows, path, line, record[text_column], record[label_column], record.get("split"))
     if not rows:
         raise DataError(f"{path}: no rows; {expected}, one row per sample")
     return rows
