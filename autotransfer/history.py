@@ -136,7 +136,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
         import torch
 
         from autotransfer.backbones import get_registry
-        from autotransfer.prescreen import frozen_features, knn_accuracy, logme, stratified_sample
+        from autotransfer.prescreen import feature_scores, frozen_features, stratified_sample
         from autotransfer.space import HYPERPARAMETERS
 
         start = time.perf_counter()
@@ -146,10 +146,11 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
         params = {**{k: h.default for k, h in HYPERPARAMETERS.items()}, **options}
         features, sample_labels = frozen_features(backbone, data, index, params, device=device)
         mean = features.mean(0)
+        scores = feature_scores(features, sample_labels)
         meta.update({
             "ref_backbone": backbone_id,
-            "ref_knn": knn_accuracy(features, sample_labels),
-            "ref_logme": logme(features, sample_labels),
+            "ref_knn": scores["knn"],
+            "ref_logme": scores["logme"],
             "ref_norm": float(np.linalg.norm(features, axis=1).mean()),
             "ref_mean": [round(float(v), 5) for v in mean],
             "ref_seconds": round(time.perf_counter() - start, 2),

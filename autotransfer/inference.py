@@ -6,7 +6,6 @@ from ``autotransfer.json``.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,18 +168,14 @@ def _text_rows(path: Path, column: str) -> list[tuple[int, str]]:
 
 def _path_rows(path: Path, suffixes, modality: str) -> list[Path]:
     """The files of a CSV's ``path`` column, relative to the CSV."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if "path" not in (reader.fieldnames or []):
-            raise DataError(f"{path}: missing column 'path'; expected a CSV with a path column "
-                            f"of {modality} files")
-        files = []
-        for row in reader:
-            file = (path.parent / (row["path"] or "").strip()).resolve()
-            if not file.is_file():
-                raise DataError(f"{path}:{reader.line_num}: no such file {row['path']!r}")
-            if file.suffix.lower() not in suffixes:
-                raise DataError(f"{path}:{reader.line_num}: {row['path']!r} is not {modality} "
-                                f"({', '.join(sorted(suffixes))})")
-            files.append(file)
+    expected = f"expected a CSV with a path column of {modality} files"
+    files = []
+    for line, row in table_records(path, ("path",), expected):
+        file = (path.parent / (row["path"] or "").strip()).resolve()
+        if not file.is_file():
+            raise DataError(f"{path}:{line}: no such file {row['path']!r}")
+        if file.suffix.lower() not in suffixes:
+            raise DataError(f"{path}:{line}: {row['path']!r} is not {modality} "
+                            f"({', '.join(sorted(suffixes))})")
+        files.append(file)
     return files
