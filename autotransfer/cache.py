@@ -307,6 +307,11 @@ class ActivationCache:
         """:func:`value_digest` of encoded inputs, remembered while they live (they are cached
         on the data, so each split is hashed once per search)."""
         anchor = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+        from autotransfer.data.store import known_digest
+
+        stored = known_digest(anchor)  # mapped from the encoded-data store: its key
+        if stored is not None:
+            return stored
         known = self._digests.get(id(anchor))
         if known is not None and known[0]() is anchor:
             return known[1]

@@ -112,8 +112,9 @@ def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15)
 @app.command()
 def search(
     data: Path = typer.Argument(
-        ..., help="Folder of class sub-folders, train/ and val/ (and test/), or a CSV, TSV or "
-        "JSONL file."
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), a CSV, TSV or "
+        "JSONL file, or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, "
+        "hf://datasets/OWNER/NAME[:CONFIG])."
     ),
     space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
     trials: int | None = typer.Option(None, help="Total finished trials the study should reach."),
@@ -128,7 +129,19 @@ def search(
     ),
     modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
-    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option(
+        "label", help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset."
+    ),
+    image_column: str | None = typer.Option(
+        None, help="Image column of a Hugging Face dataset (default: its Image feature)."
+    ),
+    audio_column: str | None = typer.Option(
+        None, help="Audio column of a Hugging Face dataset (default: its Audio feature)."
+    ),
+    data_store: str | None = typer.Option(
+        None, help="Folder where encoded splits are memory-mapped, shared by the workers, or "
+        "'memory' (default: AUTOTRANSFER_DATA_STORE, else ~/.cache/autotransfer/encoded)."
+    ),
     workers: int = typer.Option(1, help="Worker processes on this machine (threads split)."),
     heartbeat: int = typer.Option(
         DEFAULT_HEARTBEAT, help="Seconds between heartbeats; a trial silent 3x is retried."
@@ -176,6 +189,7 @@ def search(
         out=out, device=device, seed=seed, workers=workers, heartbeat=heartbeat,
         progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
         modality=modality, text_column=text_column, label_column=label_column,
+        image_column=image_column, audio_column=audio_column, data_store=data_store,
         keep_best=keep_best,
         cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
         prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,

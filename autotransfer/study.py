@@ -275,6 +275,9 @@ def search(
     modality: str | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    image_column: str | None = None,
+    audio_column: str | None = None,
+    data_store: str | Path | None = None,
     keep_best: bool = False,
     cache: bool = True,
     cache_memory: str | int | None = None,
@@ -311,7 +314,14 @@ def search(
             code shipped with a checkpoint never runs otherwise.
         modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
         text_column: the text column of CSV / TSV / JSONL text data.
-        label_column: the label column of CSV / TSV / JSONL text data.
+        label_column: the label column of CSV / TSV / JSONL text data (and of a Hugging Face
+            dataset, where ``text_column``, ``image_column`` and ``audio_column`` choose among
+            its columns; see :mod:`autotransfer.data.hf`).
+        image_column: the image column of a Hugging Face dataset (default: from its features).
+        audio_column: the audio column of a Hugging Face dataset (default: from its features).
+        data_store: the folder of the encoded-data store shared by this machine's workers, or
+            ``"memory"`` to decode each split in each process's memory (default: see
+            :mod:`autotransfer.data.store`).
         keep_best: keep the best trial's model (an Optuna artifact under ``out/artifacts``,
             replaced when a better trial finishes) and unpack it into ``out/best-model``.
         cache: reuse the frozen groups' outputs across epochs and trials (see
@@ -366,8 +376,10 @@ def search(
     study_storage = make_storage(storage, heartbeat_interval=heartbeat)
     keep_dir = str((Path(out) / "artifacts").resolve()) if keep_best else None
     data_options = {"modality": modality, "text_column": text_column,
-                    "label_column": label_column}
+                    "label_column": label_column, "image_column": image_column,
+                    "audio_column": audio_column}
     dataset = load_data(data, val_fraction=space.val_fraction, seed=seed, **data_options)
+    dataset.store = None if data_store is None else str(data_store)
     check_data(dataset)
     warn_cross_split_duplicates(dataset)
     for spec in space.backbones:
@@ -429,7 +441,7 @@ def search(
                     trials=trials, timeout=timeout, device=worker_device(device, i),
                     seed=seed, threads=threads, heartbeat=heartbeat, progress=progress,
                     trust_remote_code=trust_remote_code, data_options=data_options,
-                    keep_best=keep_dir,
+                    keep_best=keep_dir, data_store=dataset.store,
                     cache=cache_options, compile=compile,
                 )
                 for i in range(workers)
@@ -482,6 +494,7 @@ def run_worker(spec: WorkerSpec) -> None:
     study_storage = make_storage(spec.storage, heartbeat_interval=spec.heartbeat)
     dataset = load_data(spec.data, val_fraction=spec.space.val_fraction, seed=spec.seed,
                         **spec.data_options)
+    dataset.store = spec.data_store
     check_data(dataset)
     try:
         torch_device = resolve_device(spec.device)

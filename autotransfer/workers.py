@@ -157,6 +157,7 @@ class WorkerSpec:
     keep_best: str | None = None  # artifact folder of --keep-best
     cache: dict[str, Any] | None = field(default_factory=dict)  # ActivationCache options
     compile: bool = False
+    data_store: str | None = None  # see autotransfer.data.store
 
 
 def stop_requested() -> bool:

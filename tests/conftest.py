@@ -5,6 +5,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The transfer history embeds a sample with a reference backbone at the start of each search
 # (seconds); tests that are about it turn it on (tests/test_history.py).
 os.environ.setdefault("AUTOTRANSFER_HISTORY", "0")
+# Encoded splits go to a store shared by the processes of a machine (autotransfer.data.store):
+# one per test session, not the user's ~/.cache.
+if "AUTOTRANSFER_DATA_STORE" not in os.environ:
+    import tempfile
+
+    os.environ["AUTOTRANSFER_DATA_STORE"] = tempfile.mkdtemp(prefix="autotransfer-store-")
 
 from pathlib import Path  # noqa: E402
 

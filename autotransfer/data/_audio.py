@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from autotransfer.data._source import LabelledData
+from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
 
@@ -28,7 +29,8 @@ def load_audio(path: Path, sampling_rate: int, n_samples: int) -> np.ndarray:
     cut to the first ``n_samples`` or zero-padded to them. A bad file is a DataError."""
     soundfile = _soundfile()
     try:
-        wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        with path.open("rb") as handle:  # a Path, or a dataset row (data.hf.HFRow)
+            wave, rate = soundfile.read(handle, dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile's errors for unreadable or unknown formats
         raise DataError(f"{path}: unreadable audio ({exc})") from None
     if wave.shape[0] == 0:
@@ -51,7 +53,8 @@ def check_audio(data: LabelledData) -> None:
     for split in data.splits().values():
         for path in split.paths:
             try:
-                info = soundfile.info(path)
+                with path.open("rb") as handle:
+                    info = soundfile.info(handle)
             except Exception as exc:
                 raise DataError(f"{path}: unreadable audio ({exc})") from None
             if info.frames == 0:
@@ -122,11 +125,17 @@ class AudioPreprocess:
         key = ("audio", split, self.name or id(self.extractor), self.sampling_rate, self.n_samples)
         if key not in data.cache:
             part = data.splits()[split]
-            data.cache[key] = (
-                {self.input_name: self.features(self.clips(part.paths))},
-                torch.from_numpy(part.labels),
-            )
+            named = ["audio", self.name, self.input_name, self.sampling_rate, self.n_samples,
+                     dict(self.extractor_kwargs), self.length_kwarg] if self.name else None
+            encoded = encode_split(data, part, named, lambda: self.chunks(part.paths))
+            data.cache[key] = (encoded, torch.from_numpy(part.labels))
         return data.cache[key]
+
+    def chunks(self, paths: list[Path], chunk: int = 64):
+        """``{input_name: features}`` for ``chunk`` files at a time."""
+        for start in range(0, len(paths), chunk):
+            features = self.features(self.clips(paths[start : start + chunk]))
+            yield {self.input_name: features.numpy()}
 
     def to_input(self, batch, *, device, train: bool = False, generator=None):
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from autotransfer.data._source import DataWarning, LabelledData, Split
+from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
 AUGMENTATIONS = ("none", "flip", "crop_flip")
@@ -98,8 +99,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
     """Decode ``path`` to a uint8 ``(3, size, size)`` array; a bad file is a DataError."""
-    try:
-        with Image.open(path) as raw:
+    try:  # path: a Path, or a dataset row (autotransfer.data.hf.HFRow) opened like one
+        with path.open("rb") as handle, Image.open(handle) as raw:
             image = to_rgb(raw)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
@@ -130,10 +131,10 @@ def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Pa
     for split in data.splits().values():
         for path in split.paths:
             try:
-                with Image.open(path) as image:
+                with path.open("rb") as handle, Image.open(handle) as image:
                     image.verify()
-                with Image.open(path) as image:  # verify() misses truncated pixel data
-                    image.load()
+                with path.open("rb") as handle, Image.open(handle) as image:
+                    image.load()  # verify() misses truncated pixel data
             except Exception as exc:
                 bad[path] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if not bad:
@@ -162,12 +163,20 @@ def image_tensors(
     key = ("image", split, preprocess.size, preprocess.crop_pct, preprocess.interpolation)
     if key not in data.cache:
         part: Split = data.splits()[split]
-        workers = min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(workers) as pool:  # PIL decodes without the GIL
-            arrays = list(pool.map(lambda p: load_image(p, preprocess), part.paths))
-        images = torch.from_numpy(np.stack(arrays))
-        data.cache[key] = (images, torch.from_numpy(part.labels))
+        encoded = encode_split(data, part, ["image", *key[2:]],
+                               lambda: image_chunks(part.paths, preprocess))
+        data.cache[key] = (encoded["images"], torch.from_numpy(part.labels))
     return data.cache[key]
+
+
+def image_chunks(paths: list[Path], preprocess: ImagePreprocess, chunk: int = 256):
+    """``{"images": uint8 (b, 3, S, S)}`` for ``chunk`` files at a time, decoded by threads
+    (PIL decodes and resizes without the GIL), so that a split never sits in memory whole."""
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(paths), chunk):
+            arrays = list(pool.map(lambda p: load_image(p, preprocess),
+                                   paths[start : start + chunk]))
+            yield {"images": np.stack(arrays)}
 
 
 def take(inputs: Any, index: torch.Tensor) -> Any:

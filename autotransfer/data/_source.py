@@ -51,6 +51,8 @@ class LabelledData:
     test: Split | None
     source: Path
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: where encoded splits are kept: None (the default store), a folder, or "memory"
+    store: Any = field(default=None, repr=False)
 
     @property
     def n_classes(self) -> int:
@@ -242,6 +244,8 @@ def load_data(
     modality: str | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    image_column: str | None = None,
+    audio_column: str | None = None,
 ) -> LabelledData:
     """Read a labelled dataset of images, audio clips or texts.
 
@@ -251,12 +255,20 @@ def load_data(
     Text: a CSV, TSV or JSONL file with ``text_column`` and ``label_column`` (and optionally
     ``split``), or a folder with ``train``, optional ``val`` and ``test`` files of that kind.
     ``modality`` is detected from the data when not given (:func:`detect_modality`).
+    A Hugging Face dataset (a ``save_to_disk`` folder, Parquet / Arrow files, an
+    ``hf://datasets/OWNER/NAME[:CONFIG]`` id) is read by :func:`autotransfer.data.hf.load_hf`,
+    which also takes ``image_column`` and ``audio_column``.
 
     Raises:
         DataError: with the file (and row) or folder at fault and what was expected.
     """
     from autotransfer.data._text import read_text_splits
+    from autotransfer.data.hf import is_hf_source, load_hf
 
+    if is_hf_source(path):
+        return load_hf(path, val_fraction=val_fraction, seed=seed, modality=modality,
+                       image_column=image_column, audio_column=audio_column,
+                       text_column=text_column, label_column=label_column)
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such file or folder")

@@ -9,9 +9,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from autotransfer.data._source import SPLIT_DIRS, TEXT_SUFFIXES, LabelledData
+from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
 Rows = dict[str, list[tuple[str, str]]]
@@ -145,20 +147,21 @@ class TextPreprocess:
         key = ("text", split, self.name or id(self.tokenizer), self.max_length)
         if key not in data.cache:
             part = data.splits()[split]
-            ids, masks = [], []
-            texts = part.texts or []
-            for start in range(0, len(texts), 1024):
-                out = self.tokenizer(
-                    texts[start : start + 1024], truncation=True, max_length=self.max_length,
-                    padding="max_length", return_tensors="pt",
-                )
-                ids.append(out["input_ids"])
-                masks.append(out["attention_mask"])
-            data.cache[key] = (
-                {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks)},
-                torch.from_numpy(part.labels),
-            )
+            named = (["text", self.name, type(self.tokenizer).__name__, len(self.tokenizer),
+                      self.max_length] if self.name else None)
+            encoded = encode_split(data, part, named, lambda: self.chunks(part.texts or []))
+            data.cache[key] = (encoded, torch.from_numpy(part.labels))
         return data.cache[key]
+
+    def chunks(self, texts: list[str], chunk: int = 1024):
+        """``{input_ids, attention_mask}`` int64 ``(b, max_length)`` for ``chunk`` texts."""
+        for start in range(0, len(texts), chunk):
+            out = self.tokenizer(
+                texts[start : start + chunk], truncation=True, max_length=self.max_length,
+                padding="max_length", return_tensors="np",
+            )
+            yield {name: np.asarray(out[name], dtype=np.int64)
+                   for name in ("input_ids", "attention_mask")}
 
     def to_input(self, batch, *, device, train: bool = False, generator=None):
         """Move the batch to ``device``, cut to its longest text (padding is on the right)."""
