@@ -8,9 +8,12 @@ os.environ.setdefault("AUTOTRANSFER_HISTORY", "0")
 # Encoded splits go to a store shared by the processes of a machine (autotransfer.data.store):
 # one per test session, not the user's ~/.cache.
 if "AUTOTRANSFER_DATA_STORE" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["AUTOTRANSFER_DATA_STORE"] = tempfile.mkdtemp(prefix="autotransfer-store-")
+    atexit.register(shutil.rmtree, os.environ["AUTOTRANSFER_DATA_STORE"], True)
 
 from pathlib import Path  # noqa: E402
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from autotransfer.data._source import LabelledData
+from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
@@ -29,8 +30,8 @@ def load_audio(path: Path, sampling_rate: int, n_samples: int) -> np.ndarray:
     cut to the first ``n_samples`` or zero-padded to them. A bad file is a DataError."""
     soundfile = _soundfile()
     try:
-        with path.open("rb") as handle:  # a Path, or a dataset row (data.hf.HFRow)
-            wave, rate = soundfile.read(handle, dtype="float32", always_2d=True)
+        # a Path, or a dataset row (autotransfer.data.hf.HFRow)
+        wave, rate = soundfile.read(readable(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile's errors for unreadable or unknown formats
         raise DataError(f"{path}: unreadable audio ({exc})") from None
     if wave.shape[0] == 0:
@@ -53,8 +54,7 @@ def check_audio(data: LabelledData) -> None:
     for split in data.splits().values():
         for path in split.paths:
             try:
-                with path.open("rb") as handle:
-                    info = soundfile.info(handle)
+                info = soundfile.info(readable(path))
             except Exception as exc:
                 raise DataError(f"{path}: unreadable audio ({exc})") from None
             if info.frames == 0:

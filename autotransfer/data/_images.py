@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from autotransfer.data._source import DataWarning, LabelledData, Split
+from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
@@ -99,8 +100,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
     """Decode ``path`` to a uint8 ``(3, size, size)`` array; a bad file is a DataError."""
-    try:  # path: a Path, or a dataset row (autotransfer.data.hf.HFRow) opened like one
-        with path.open("rb") as handle, Image.open(handle) as raw:
+    try:  # path: a Path, or a dataset row (autotransfer.data.hf.HFRow)
+        with Image.open(readable(path)) as raw:
             image = to_rgb(raw)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
@@ -131,10 +132,10 @@ def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Pa
     for split in data.splits().values():
         for path in split.paths:
             try:
-                with path.open("rb") as handle, Image.open(handle) as image:
+                with Image.open(readable(path)) as image:
                     image.verify()
-                with path.open("rb") as handle, Image.open(handle) as image:
-                    image.load()  # verify() misses truncated pixel data
+                with Image.open(readable(path)) as image:  # verify() misses truncated pixels
+                    image.load()
             except Exception as exc:
                 bad[path] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if not bad:

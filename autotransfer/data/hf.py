@@ -23,6 +23,7 @@ Images and audio stay in the dataset's Arrow files (memory-mapped): each split l
 from __future__ import annotations
 
 import io
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -192,6 +193,12 @@ def choose_columns(features: Any, where: str, *, split: str = "train",
     else:
         raise DataError(f"{where}: modality must be image, audio or text, got {modality!r}")
     return Columns(modality, column, label)
+
+
+def readable(path: Any) -> Any:
+    """What Pillow and soundfile open: a path as it is (their messages name it), a dataset
+    row (:class:`HFRow`) as a binary stream of its bytes."""
+    return path if isinstance(path, (str, os.PathLike)) else path.open("rb")
 
 
 class HFRow:
