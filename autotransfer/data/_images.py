@@ -163,7 +163,7 @@ def image_problem(path: Path) -> tuple[str | None, str | None]:
     try:
         open_image(path)
     except DataError as exc:
-        return str(exc).removeprefix(f"{path}: "), None
+        return str(exc).removeprefix(f"{path}: ").replace(f" '{path}'", ""), None
     return None, None
 
 

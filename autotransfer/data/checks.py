@@ -36,12 +36,13 @@ class CheckReport:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    noun: str = "file"
 
     def message(self) -> str | None:
         """All skipped files and warnings as one line (None when there is nothing to say)."""
         parts = []
         if self.skipped:
-            parts.append(f"skipped {len(self.skipped)} unusable file(s): "
+            parts.append(f"skipped {len(self.skipped)} unusable {self.noun}(s): "
                          + _listed(self.skipped))
         parts += self.warnings
         return "; ".join(parts) or None
@@ -67,7 +68,7 @@ def examine(data, *, max_unusable: float = 0.05) -> CheckReport:
     from autotransfer.data.modality import get_modality
 
     modality = get_modality(data.modality)
-    report = CheckReport(warnings=list(getattr(data, "notes", [])))
+    report = CheckReport(warnings=list(getattr(data, "notes", [])), noun=modality.noun)
     if modality.check is not None:
         bad, noted = _file_problems(data, modality.check)
         report.skipped = bad
