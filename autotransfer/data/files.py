@@ -27,14 +27,15 @@ def is_junk(name: str) -> bool:
 def walk_files(root: Path) -> Iterator[Path]:
     """Every non-junk file under ``root``, sorted, following symlinked folders and files.
 
-    A symlink cycle is walked once: a folder whose real path was already visited is skipped.
-    Broken symlinks are not files and are left out.
+    No loop: a folder whose real path was already visited, or that holds the folder it is
+    linked from (a link to a parent), is skipped. Broken symlinks are not files and are left
+    out.
     """
     seen: set[str] = set()
 
-    def walk(folder: Path) -> Iterator[Path]:
+    def walk(folder: Path, parent: str = "") -> Iterator[Path]:
         real = os.path.realpath(folder)
-        if real in seen:
+        if real in seen or (parent + os.sep).startswith(real + os.sep):
             return
         seen.add(real)
         try:
@@ -46,7 +47,7 @@ def walk_files(root: Path) -> Iterator[Path]:
                 continue
             path = Path(entry.path)
             if entry.is_dir(follow_symlinks=True):
-                yield from walk(path)
+                yield from walk(path, real)
             elif entry.is_file(follow_symlinks=True):
                 yield path
 
