@@ -16,6 +16,7 @@ from autotransfer.data.tables import TABLE_SUFFIXES, table_records
 from autotransfer.errors import DataError
 
 TEXT_SUFFIXES = TABLE_SUFFIXES
+_COMMON = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".wav", ".flac", ".mp3", ".ogg")
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 
 
@@ -118,9 +119,10 @@ def _class_folders(root: Path, modality, unused: Unused) -> dict[str, list[Path]
     for folder in folders:
         files = class_files(folder, modality.suffixes, kind, unused)
         if not files:
-            shown = ", ".join(sorted(modality.suffixes)[:12])
-            raise DataError(f"{folder}: empty class folder; expected {kind} files ({shown}, "
-                            f"... {len(modality.suffixes)} suffixes in all)")
+            common = [s for s in _COMMON if s in modality.suffixes]
+            raise DataError(f"{folder}: empty class folder; expected {kind} files ("
+                            f"{', '.join(common)} or any of the {len(modality.suffixes)} "
+                            "suffixes its decoder reads)")
         by_class.setdefault(folder.name, []).extend(files)
     for loose in (p for p in root.iterdir() if p.is_file() and p.suffix.lower() in
                   modality.suffixes and not p.name.startswith((".", "_"))):
