@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 
 from autotransfer.data.files import Unused, class_files, sub_folders
-from autotransfer.data.labels import label_warnings, normalize_label, sort_classes
+from autotransfer.data.labels import (
+    label_warnings,
+    normalize_label,
+    normalize_parts,
+    sort_classes,
+)
 from autotransfer.data.tables import TABLE_SUFFIXES, table_records
 from autotransfer.errors import DataError
 
@@ -130,6 +135,36 @@ def _class_folders(root: Path, modality, unused: Unused) -> dict[str, list[Path]
     return by_class
 
 
+@dataclass
+class ReadResult:
+    """What a modality's reader found: ``(sample, raw label)`` pairs by split, the file or
+    folder each split came from, and the files it did not use."""
+
+    parts: dict[str, list[tuple[Any, Any]]]
+    where: dict[str, Path]
+    unused: Unused = field(default_factory=Unused)
+
+
+def read_files(root: Path, modality, **_options) -> ReadResult:
+    """The image or audio reader: class folders, split folders, or a ``path,label`` table."""
+    if root.is_file():
+        parts = _read_path_table(root)
+        return ReadResult(parts, dict.fromkeys(parts, root))
+    result = ReadResult({}, {})
+    split_dirs = {
+        split: next((root / n for n in names if (root / n).is_dir()), None)
+        for split, names in SPLIT_DIRS.items()
+    }
+    if split_dirs["train"] is None:
+        split_dirs = {"train": root}
+    for split, folder in split_dirs.items():
+        if folder is not None:
+            by_class = _class_folders(folder, modality, result.unused)
+            result.parts[split] = [(p, c) for c, files in by_class.items() for p in files]
+            result.where[split] = folder
+    return result
+
+
 def _read_path_table(path: Path) -> dict[str, list[tuple[Path, Any]]]:
     """Rows of a ``path,label[,split]`` table grouped by split (``train`` when no split)."""
     expected = ("expected a header with path,label (and optionally split) for image or "
@@ -212,7 +247,6 @@ def load_data(
     Raises:
         DataError: with the file (and row) or folder at fault and what was expected.
     """
-    from autotransfer.data._text import read_text_splits
     from autotransfer.data.modality import get_modality
 
     root = Path(path).expanduser()
@@ -220,39 +254,13 @@ def load_data(
         raise DataError(f"{root}: no such file or folder")
     if modality is None:
         modality = detect_modality(root, text_column=text_column)
-    kind = get_modality(modality)
-
-    parts: dict[str, list[tuple[Any, Any]]] = {}
-    where: dict[str, Path] = {}
-    unused = Unused()
-    if modality == "text":
-        parts, where = read_text_splits(root, text_column=text_column, label_column=label_column)
-    elif root.is_file():
-        parts = _read_path_table(root)
-        where = dict.fromkeys(parts, root)
-    else:
-        split_dirs = {
-            split: next((root / n for n in names if (root / n).is_dir()), None)
-            for split, names in SPLIT_DIRS.items()
-        }
-        if split_dirs["train"] is None:
-            split_dirs = {"train": root}
-        for split, folder in split_dirs.items():
-            if folder is not None:
-                by_class = _class_folders(folder, kind, unused)
-                parts[split] = [(p, c) for c, files in by_class.items() for p in files]
-                where[split] = folder
+    read = get_modality(modality).read(root, text_column=text_column,
+                                       label_column=label_column)
+    parts, where = read.parts, read.where
     if "train" not in parts:
         raise DataError(f"{root}: no training rows; expected rows with split 'train'")
 
-    spellings: dict[str, set[str]] = {}
-    for split, items in parts.items():
-        normalised = []
-        for sample, raw in items:
-            label = normalize_label(raw)
-            spellings.setdefault(label, set()).add(normalize_label_spelling(raw))
-            normalised.append((sample, label))
-        parts[split] = normalised
+    parts, spellings = normalize_parts(parts)
     classes = sort_classes({label for _, label in parts["train"]})
     if len(classes) < 2:
         raise DataError(
@@ -270,13 +278,6 @@ def load_data(
         keep = np.setdiff1d(np.arange(len(train)), val_idx)
         val, train = train.subset(val_idx), train.subset(keep)
     test = _to_split(parts["test"], index, where["test"]) if "test" in parts else None
-    notes = [m for m in [unused.message()] if m]
+    notes = [m for m in [read.unused.message()] if m]
     notes += label_warnings({c: r for c, r in spellings.items() if c in index})
     return LabelledData(modality, classes, train, val, test, root.resolve(), notes=notes)
-
-
-def normalize_label_spelling(raw: Any) -> str:
-    """The label as written (NFC, not stripped), for warnings about spellings."""
-    import unicodedata
-
-    return unicodedata.normalize("NFC", raw) if isinstance(raw, str) else str(raw)

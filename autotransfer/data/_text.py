@@ -72,6 +72,20 @@ def read_text_splits(
     return rows, where
 
 
+def read_texts(root: Path, modality=None, *, text_column: str = "text",
+               label_column: str = "label", **_options):
+    """The text modality's reader (see :func:`read_text_splits`), as a ``ReadResult``."""
+    from autotransfer.data._source import ReadResult
+
+    parts, where = read_text_splits(root, text_column=text_column, label_column=label_column)
+    return ReadResult(parts, where)
+
+
+def sample_texts(folder: Path, n: int) -> list[str]:
+    """``n`` short texts of growing length (conformance tests; ``folder`` is not used)."""
+    return [f"sample text number {i}, a little longer each time" + " more" * i for i in range(n)]
+
+
 @dataclass(frozen=True)
 class TextPreprocess:
     """Tokenises each split once (truncated to ``max_length``) and trims padding per batch.

@@ -49,6 +49,22 @@ def normalize_label(raw: Any) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
+def normalize_parts(parts: dict[str, list[tuple[Any, Any]]]
+                    ) -> tuple[dict[str, list[tuple[Any, str]]], dict[str, set[str]]]:
+    """``(sample, raw label)`` pairs by split -> ``(sample, class)`` pairs, plus the spellings
+    (NFC, unstripped) read as each class, for :func:`label_warnings`."""
+    spellings: dict[str, set[str]] = {}
+    out = {}
+    for split, items in parts.items():
+        out[split] = []
+        for sample, raw in items:
+            label = normalize_label(raw)
+            written = unicodedata.normalize("NFC", raw) if isinstance(raw, str) else str(raw)
+            spellings.setdefault(label, set()).add(written)
+            out[split].append((sample, label))
+    return out, spellings
+
+
 def sort_classes(classes: set[str] | list[str]) -> list[str]:
     """Classes sorted as numbers when all are numbers (``1, 2, 10``), else as text."""
     values = [_number(c) for c in classes]

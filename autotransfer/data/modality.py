@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autotransfer.data.files import describe_counts, suffix_counts, walk_files
 from autotransfer.data.tables import TABLE_SUFFIXES, table_columns, table_records
@@ -34,6 +35,8 @@ class Modality:
         check: the per-file check before trial 1 (None: nothing to check per file).
         sample: writes ``n`` tiny samples into a folder and returns their paths (images,
             audio) or texts, for conformance tests.
+        reader: ``reader(root, modality, text_column=, label_column=)`` -> ``ReadResult``
+            (samples with raw labels by split); labels are normalised by ``load_data``.
     """
 
     name: str
@@ -41,6 +44,13 @@ class Modality:
     noun: str
     check: Check | None = None
     sample: Callable[[Path, int], list] | None = None
+    reader: Callable[..., Any] | None = None
+
+    def read(self, root: Path, **options: Any):
+        """This modality's reader applied to ``root`` (a ``ReadResult``)."""
+        if self.reader is None:
+            raise DataError(f"{root}: the {self.name} modality has no reader")
+        return self.reader(root, self, **options)
 
 
 MODALITIES: dict[str, Modality] = {}
@@ -171,12 +181,12 @@ def _audio_suffixes() -> frozenset[str]:
 def _register_builtins() -> None:
     if {"image", "audio", "text"} <= set(MODALITIES):
         return
-    from autotransfer.data import _audio, _images
+    from autotransfer.data import _audio, _images, _text
+    from autotransfer.data._source import read_files
 
     register_modality(Modality("image", _image_suffixes(), "image", _images.image_problem,
-                               _images.write_samples))
+                               _images.write_samples, read_files))
     register_modality(Modality("audio", _audio_suffixes(), "audio clip", _audio.audio_problem,
-                               _audio.write_samples))
+                               _audio.write_samples, read_files))
     register_modality(Modality("text", TABLE_SUFFIXES | {".txt"}, "text", None,
-                               lambda folder, n: [f"sample text number {i}, a little longer "
-                                                  "each time" + " more" * i for i in range(n)]))
+                               _text.sample_texts, _text.read_texts))
