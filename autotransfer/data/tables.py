@@ -125,11 +125,12 @@ def table_records(path: Path, columns: tuple[str, ...], expected: str
             start, end = end + 1, reader.line_num
             if not row or all(not cell.strip() for cell in row):
                 continue
-            if len(row) > len(header):
+            if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
                 raise DataError(f"{path}:{start}: {len(row)} fields but the header has "
                                 f"{len(header)} ({_NAMES[delimiter]}-separated); quote texts "
                                 "that hold the delimiter")
-            yield start, dict(zip(header, row + [""] * (len(header) - len(row)), strict=True))
+            cells = (row + [""] * len(header))[: len(header)]  # Excel's trailing empty cells
+            yield start, dict(zip(header, cells, strict=True))
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: malformed row ({exc})") from None
 
