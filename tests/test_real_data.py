@@ -406,11 +406,13 @@ def test_case_a_bom_path_table_behaves_exactly_like_its_twin(tmp_path, kind, mod
     assert len(names) == 10
 
 
-def test_bom_text_table_is_read_like_its_twin(tmp_path):
-    _write_table(tmp_path / "plain.csv", _reviews(), bom=False)
-    _write_table(tmp_path / "bom.csv", _reviews(), bom=True, newline="\r\n")
-    assert detect_modality(tmp_path / "bom.csv") == "text"
-    assert read_text_table(tmp_path / "bom.csv") == read_text_table(tmp_path / "plain.csv")
+@pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t"), (".jsonl", ",")])
+def test_bom_text_table_is_read_like_its_twin(tmp_path, suffix, delimiter):
+    _write_table(tmp_path / f"plain{suffix}", _reviews(), delimiter, bom=False)
+    _write_table(tmp_path / f"bom{suffix}", _reviews(), delimiter, bom=True, newline="\r\n")
+    assert detect_modality(tmp_path / f"bom{suffix}") == "text"
+    assert (read_text_table(tmp_path / f"bom{suffix}")
+            == read_text_table(tmp_path / f"plain{suffix}"))
 
 
 @pytest.mark.parametrize("encoding, bom, name", [
