@@ -19,11 +19,13 @@ from autotransfer.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 #: The Python API that mirrors the CLI, imported on first use so that ``import autotransfer``
-#: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``.
+#: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``,
+#: ``autotransfer.inspect``.
 _API = {
     "search": "autotransfer.study",
     "train": "autotransfer.refit",
     "predict": "autotransfer.inference",
+    "inspect": "autotransfer.data.inspect",
 }
 
 
@@ -53,6 +55,7 @@ __all__ = [
     "get_backbone",
     "get_registry",
     "hookimpl",
+    "inspect",
     "predict",
     "search",
     "train",

@@ -294,6 +294,55 @@ def _prescreen_table(ranking, by: str) -> Table:
 
 
 @app.command()
+def inspect(
+    data: Path = typer.Argument(
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), CSV/TSV/JSONL, "
+        "or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, hf://datasets/...)."
+    ),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option(
+        "label", help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset."
+    ),
+    image_column: str | None = typer.Option(
+        None, help="Image column of a Hugging Face dataset (default: its Image feature)."
+    ),
+    audio_column: str | None = typer.Option(
+        None, help="Audio column of a Hugging Face dataset (default: its Audio feature)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show what a search would read from DATA (classes, counts, skipped files), no training."""
+    import json
+
+    from autotransfer.data.inspect import inspect as run_inspect
+
+    found = run_inspect(data, modality=modality, text_column=text_column,
+                        label_column=label_column, image_column=image_column,
+                        audio_column=audio_column)
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+    else:
+        console.print(f"{escape(str(data))}: {found.modality}, {len(found.classes)} classes",
+                      highlight=False, soft_wrap=True)
+        if found.origin:
+            console.print(escape(found.origin), highlight=False, soft_wrap=True)
+        table = Table()
+        table.add_column("class")
+        for split in found.counts:
+            table.add_column(split, justify="right")
+        for cls in found.classes:
+            table.add_row(escape(cls), *(str(c[cls]) for c in found.counts.values()))
+        console.print(table)
+        for path, reason in found.skipped:
+            console.print(f"skipped {escape(str(path))}: {escape(reason)}", highlight=False)
+        for warning in found.warnings:
+            console.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
+    if found.error:
+        raise AutotransferError(found.error)
+
+
+@app.command()
 def dashboard(
     storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
     port: int = typer.Option(8080, help="Port to listen on."),

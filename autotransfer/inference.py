@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotransfer.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
-from autotransfer.data._text import decode_text, table_records
+from autotransfer.data.files import Unused, walk_files
+from autotransfer.data.modality import get_modality, modality_of_suffix
+from autotransfer.data.tables import decode_text, table_records
 from autotransfer.errors import DataError
 
 TEXT_FILE_SUFFIXES = frozenset({".txt", ".csv", ".tsv", ".jsonl"})
-_KIND = {**dict.fromkeys(IMAGE_SUFFIXES, "an image"), **dict.fromkeys(AUDIO_SUFFIXES, "an audio"),
-         **dict.fromkeys(TEXT_FILE_SUFFIXES, "a text")}
 
 
 @dataclass
@@ -114,24 +113,29 @@ def collect_inputs(
     for text in texts:
         names.append(text)
         samples.append(text)
-    suffixes = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES}.get(modality,
-                                                                    TEXT_FILE_SUFFIXES)
+    suffixes = get_modality(modality).suffixes
+    unused = Unused()
     for raw in inputs:
         path = Path(raw).expanduser()
         if not path.exists():
             raise DataError(f"{path}: no such file or folder")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in suffixes)
+        if path.is_dir():  # the training reader's discovery: junk ignored, symlinks followed
+            files = []
+            for file in walk_files(path):
+                if file.suffix.lower() in suffixes:
+                    files.append(file)
+                else:
+                    unused.add(file, f"not {modality} file(s) ({file.suffix.lower() or 'none'})")
             if not files:
                 raise DataError(f"{path}: no {modality} files in this folder; expected "
-                                + ", ".join(sorted(suffixes)))
+                                + ", ".join(sorted(suffixes)[:12]) + ", ...")
         else:
             files = [path]
         for file in files:
             for name, sample in _read(file, modality, suffixes, text_column, model_dir):
                 names.append(name)
                 samples.append(sample)
+    unused.warn()
     return names, samples
 
 
@@ -149,8 +153,10 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str)
         return [(str(file), file)]
     elif suffix == ".csv":
         return [(str(p), p) for p in _path_rows(file, suffixes, modality)]
-    kind = _KIND.get(suffix, f"a {suffix or 'suffix-less'}")
-    expected = ", ".join(sorted(suffixes | ({".csv"} if modality != "text" else set())))
+    found = modality_of_suffix(suffix) or ("text" if suffix in TEXT_FILE_SUFFIXES else None)
+    kind = f"an {found}" if found in ("image", "audio") else f"a {found or suffix or 'suffix-less'}"
+    shown = sorted(suffixes)[:12] + ([".csv"] if modality != "text" else [])
+    expected = ", ".join(shown) + (", ..." if len(suffixes) > 12 else "")
     raise DataError(f"{file}: {kind} file, but {model_dir} classifies {modality}; "
                     f"expected {expected} or a folder of them")
 

@@ -110,28 +110,13 @@ def check_backbone(
 
 
 def _sample_data(modality: str, folder: Path, n: int) -> LabelledData:
-    """A tiny real dataset of ``n`` samples of ``modality`` written under ``folder``."""
-    rng = np.random.default_rng(0)
+    """A tiny real dataset of ``n`` samples of ``modality`` written under ``folder`` by the
+    modality registry's sample writer."""
+    from autotransfer.data import get_modality
+
+    samples = get_modality(modality).sample(folder, n)
     labels = np.arange(n) % 2
-    paths: list[Path] = []
-    texts = None
-    if modality == "image":
-        from PIL import Image
-
-        for i in range(n):
-            paths.append(folder / f"{i}.png")
-            Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(paths[-1])
-    elif modality == "audio":
-        import soundfile
-
-        for i in range(n):
-            paths.append(folder / f"{i}.wav")
-            t = np.arange(16_000) / 16_000
-            soundfile.write(paths[-1], 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t), 16_000)
-    else:
-        texts = [f"sample text number {i}, a little longer each time" + " more" * i
-                 for i in range(n)]
-    split = Split(paths, labels, texts)
+    split = (Split([], labels, samples) if modality == "text" else Split(samples, labels))
     return LabelledData(modality, ["a", "b"], split, split, None, folder)
 
 

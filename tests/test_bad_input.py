@@ -63,7 +63,7 @@ CASES = {
     "unreadable images": (
         lambda r: [(_data(r) / "cat" / f"x{i}.png").write_bytes(b"junk") for i in range(3)]
         and _search(r, data=r / "data"),
-        "3 of 15 images are unreadable (more than 5%)"),
+        "3 of 15 images are unusable (more than 5%)"),
     "not a csv file": (lambda r: (r / "a.txt").write_text("x") and _search(r, data=r / "a.txt"),
                        "a.txt: expected a folder of class sub-folders, a .csv"),
     "csv missing column": (lambda r: _search(r, data=_csv(r, "file,label\nimgs/img0.png,a\n")),
@@ -71,7 +71,7 @@ CASES = {
     "csv missing image": (lambda r: _search(r, data=_csv(r, "path,label\nmissing.png,a\n")),
                           "labels.csv:2: no such image file 'missing.png'"),
     "csv not utf-8": (lambda r: _search(r, data=_csv(r, "", raw=b"path,label\n\xff.png,a\n")),
-                      "labels.csv: not a UTF-8 CSV file"),
+                      "labels.csv:2: not UTF-8 text (byte 0xff)"),
     "csv bad split": (lambda r: _search(r, data=_csv(
         r, "path,label,split\nimgs/img0.png,a,dev\n")),
         "labels.csv:2: split must be train, val or test, got 'dev'"),

@@ -161,7 +161,7 @@ def test_unreadable_images_beyond_the_threshold(capsys, class_folders, space_fil
         (class_folders / "dog" / f"bad{i}.jpg").write_bytes(b"\x00garbage")
     err = _error(capsys, "search", str(class_folders), "--space", str(space_file), "--trials", "1",
                  "--storage", "sqlite://")
-    assert "3 of 23 images are unreadable (more than 5%)" in err and "bad0.jpg" in err
+    assert "3 of 23 images are unusable (more than 5%)" in err and "bad0.jpg" in err
 
 
 def test_unknown_backbone_suggests_close_ids(capsys, class_folders, tmp_path):

@@ -133,7 +133,7 @@ def test_a_few_unreadable_images_are_skipped_with_a_warning_that_lists_them(clas
     (class_folders / "cat" / "broken.png").write_bytes(b"not a png at all")
     data = load_data(class_folders)
     n = len(data.train) + len(data.val)
-    with pytest.warns(DataWarning, match=r"skipped 1 unreadable image\(s\): .*broken\.png"):
+    with pytest.warns(DataWarning, match=r"skipped 1 unusable image\(s\): .*broken\.png"):
         skipped = check_images(data, max_unreadable=0.05)
     assert [p.name for p in skipped] == ["broken.png"]
     assert len(data.train) + len(data.val) == n - 1
@@ -152,7 +152,7 @@ def test_too_many_unreadable_images_are_an_error_naming_them(class_folders):
     for i in range(3):
         (class_folders / "cat" / f"broken{i}.png").write_bytes(b"not a png at all")
     data = load_data(class_folders)
-    with pytest.raises(DataError, match=r"3 of 23 images are unreadable .*broken0\.png"):
+    with pytest.raises(DataError, match=r"3 of 23 images are unusable .*broken0\.png"):
         check_images(data)
 
 
@@ -176,7 +176,7 @@ def test_csv_errors_name_the_file_and_row(tmp_path):
     with pytest.raises(DataError, match=r"b\.csv:2: no such image file 'missing\.png'"):
         load_data(tmp_path / "b.csv")
     (tmp_path / "c.csv").write_bytes(b"path,label\n\xff\xfe.png,cat\n")
-    with pytest.raises(DataError, match=r"c\.csv: not a UTF-8"):
+    with pytest.raises(DataError, match=r"c\.csv:2: not UTF-8 text"):
         load_data(tmp_path / "c.csv")
 
 

@@ -115,9 +115,23 @@ def test_rows_without_label_are_left_out_and_an_unlabelled_test_split_dropped(tm
         train=datasets.Dataset.from_dict(rows, features=features),
         test=datasets.Dataset.from_dict(unlabelled, features=features),
     ).save_to_disk(str(tmp_path / "d"))
-    with pytest.warns(UserWarning, match=r"split 'test': left out 3 row\(s\) without a label"):
-        data = load_data(tmp_path / "d")
+    data = load_data(tmp_path / "d")
     assert data.test is None and len(data.train) + len(data.val) == 12
+    # reported with the other findings of the checks before trial 1
+    with pytest.warns(UserWarning, match=r"split 'test': left out 3 row\(s\) without a label"):
+        check_data(data)
+
+
+def test_inspect_reports_a_hugging_face_dataset(saved_images, capsys):
+    from autotransfer.cli import main
+    from autotransfer.data.inspect import inspect
+
+    found = inspect(saved_images)
+    assert found.modality == "image" and found.counts["test"]["bag"] == 10
+    assert found.origin.endswith("Hugging Face dataset, image column 'picture' (Image), "
+                                 "label column 'kind' (ClassLabel)")
+    main(["inspect", str(saved_images), "--json"])
+    assert '"origin"' in capsys.readouterr().out
 
 
 def test_hub_ids_go_through_load_dataset_and_fail_in_one_line_offline(monkeypatch):

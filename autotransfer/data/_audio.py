@@ -25,17 +25,38 @@ def _soundfile():
     return soundfile
 
 
-def load_audio(path: Path, sampling_rate: int, n_samples: int) -> np.ndarray:
-    """``path`` as float32 mono at ``sampling_rate``: stereo mixed down, other rates resampled,
-    cut to the first ``n_samples`` or zero-padded to them. A bad file is a DataError."""
+#: a sample beyond this magnitude is absurd (full scale is 1.0; 1000 is 60 dB above it)
+ABSURD_SAMPLE = 1e3
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """``(samples (frames, channels) float32, rate)``; a DataError says why a file is unusable."""
     soundfile = _soundfile()
     try:
         # a Path, or a dataset row (autotransfer.data.hf.HFRow)
         wave, rate = soundfile.read(readable(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile's errors for unreadable or unknown formats
-        raise DataError(f"{path}: unreadable audio ({exc})") from None
+        reason = str(exc).split(": ", 1)[-1] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not readable audio ({reason})") from None
     if wave.shape[0] == 0:
-        raise DataError(f"{path}: zero-length audio")
+        raise DataError(f"{path}: empty audio (no samples)")
+    if not np.isfinite(wave).all():
+        raise DataError(f"{path}: holds NaN or infinite samples")
+    peak = float(np.abs(wave).max())
+    if peak > ABSURD_SAMPLE:
+        raise DataError(f"{path}: absurd sample values (up to {peak:.3g}; full scale is 1)")
+    return wave, rate
+
+
+def load_audio(path: Path, sampling_rate: int, n_samples: int) -> np.ndarray:
+    """``path`` as float32 mono at ``sampling_rate``: stereo mixed down (the channels'
+    mean, as Hugging Face ``datasets`` does), other rates resampled, cut to the first
+    ``n_samples`` or zero-padded to them.
+
+    Raises:
+        DataError: the file is not audio, empty, or holds NaN, infinite or absurd samples.
+    """
+    wave, rate = _read(path)
     mono = wave.mean(axis=1)
     if rate != sampling_rate:
         import soxr
@@ -48,17 +69,39 @@ def load_audio(path: Path, sampling_rate: int, n_samples: int) -> np.ndarray:
     return clip
 
 
-def check_audio(data: LabelledData) -> None:
-    """Read every file's header once, so that a bad file fails before any trial."""
+def audio_problem(path: Path) -> tuple[str | None, str | None]:
+    """``(problem, note)`` of one clip, decoded whole: a problem makes it unusable (not audio,
+    empty, NaN / infinite / absurd samples); the note flags a clip whose channels cancel out
+    in the stereo downmix (silent to the model although not silent)."""
+    try:
+        wave, _ = _read(path)
+    except DataError as exc:
+        return str(exc).removeprefix(f"{path}: "), None
+    peak = float(np.abs(wave).max())
+    if wave.shape[1] > 1 and peak > 1e-4 and float(np.abs(wave.mean(axis=1)).max()) < 1e-4 * peak:
+        return None, "silent after the stereo downmix (its channels cancel out)"
+    return None, None
+
+
+def write_samples(folder: Path, n: int) -> list[Path]:
+    """``n`` one-second 16 kHz sine WAVs in ``folder`` (conformance tests)."""
     soundfile = _soundfile()
-    for split in data.splits().values():
-        for path in split.paths:
-            try:
-                info = soundfile.info(readable(path))
-            except Exception as exc:
-                raise DataError(f"{path}: unreadable audio ({exc})") from None
-            if info.frames == 0:
-                raise DataError(f"{path}: zero-length audio")
+    paths = []
+    t = np.arange(16_000) / 16_000
+    for i in range(n):
+        paths.append(folder / f"{i}.wav")
+        soundfile.write(paths[-1], 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t), 16_000)
+    return paths
+
+
+def check_audio(data: LabelledData) -> list[Path]:
+    """Check every clip before any trial (see :func:`autotransfer.data.checks.check_data`).
+
+    Returns the skipped files.
+    """
+    from autotransfer.data.checks import check_data
+
+    return [p for p, _ in check_data(data).skipped]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -13,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from autotransfer.data._source import DataWarning, LabelledData, Split
+from autotransfer.data._source import LabelledData, Split
 from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
@@ -83,28 +82,67 @@ class ImagePreprocess:
         return (batch.float() - mean) / std
 
 
+def _scaled_to_uint8(image: Image.Image) -> Image.Image:
+    """A 16/32-bit integer or float (``F``) image as 8-bit grayscale, by the rule in the docs.
+
+    ``I;16*``: divided by 257 (65535 -> 255), the bit depth and not the brightest pixel, as
+    torchvision's ``ToDtype`` does for 16-bit PNGs. ``I`` (32-bit integer): values within
+    0..255 are kept, within 0..65535 treated as 16-bit, otherwise the value range is stretched
+    to 0..255. ``F``: values within 0..1 are multiplied by 255, otherwise the value range is
+    stretched. NaN becomes 0.
+    """
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        scaled = array / 257.0
+    else:
+        array = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if image.mode == "F" and low >= 0.0 and high <= 1.0:
+            scaled = array * 255.0
+        elif image.mode == "I" and low >= 0.0 and high <= 255.0:
+            scaled = array
+        elif image.mode == "I" and low >= 0.0 and high <= 65535.0:
+            scaled = array / 257.0
+        else:
+            scaled = (array - low) * (255.0 / (high - low)) if high > low else array * 0.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB for any PIL mode: grayscale, 16-bit, palette and alpha (composited on white)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() or 1.0
-        image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8))
+    """RGB for any PIL mode: grayscale, 16/32-bit and float (scaled, see ``_scaled_to_uint8``),
+    CMYK, palette with transparency and alpha (composited on white)."""
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _scaled_to_uint8(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
 
 
-def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
-    """Decode ``path`` to a uint8 ``(3, size, size)`` array; a bad file is a DataError."""
+def open_image(path: Path) -> Image.Image:
+    """The image at ``path`` as a photo viewer shows it, in RGB: the one decoder of the package.
+
+    The first frame of an animated GIF or multi-page TIFF; EXIF orientation applied
+    (``PIL.ImageOps.exif_transpose``); then :func:`to_rgb`.
+
+    Raises:
+        DataError: the file cannot be decoded (names it and Pillow's reason).
+    """
     try:  # path: a Path, or a dataset row (autotransfer.data.hf.HFRow)
         with Image.open(readable(path)) as raw:
-            image = to_rgb(raw)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raw.seek(0)
+            return to_rgb(ImageOps.exif_transpose(raw))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
+
+
+def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
+    """Decode ``path`` to a uint8 ``(3, size, size)`` array; a bad file is a DataError."""
+    image = open_image(path)
     # timm's eval transform step for step (Resize(floor(size / crop_pct)) of the shorter side,
     # then CenterCrop), so that an exported model gets the same input from timm's own transforms
     size = preprocess.size
@@ -121,40 +159,34 @@ def load_image(path: Path, preprocess: ImagePreprocess) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
 
-def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Path]:
-    """Check every image before any trial; drop unreadable ones, warning with their names.
+def image_problem(path: Path) -> tuple[str | None, str | None]:
+    """``(problem, None)``: why the image cannot be used (decoded fully, as training will), or
+    ``(None, None)``."""
+    try:
+        open_image(path)
+    except DataError as exc:
+        return str(exc).removeprefix(f"{path}: ").replace(f" '{path}'", ""), None
+    return None, None
 
-    Up to ``max_unreadable`` (a fraction of all images) are skipped with a ``DataWarning``
-    that lists them; more is a DataError, since the data is then more likely at fault.
+
+def write_samples(folder: Path, n: int) -> list[Path]:
+    """``n`` small random RGB PNGs in ``folder`` (conformance tests)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Path]:
+    """Check every image before any trial (see :func:`autotransfer.data.checks.check_data`).
+
     Returns the skipped files.
     """
-    bad: dict[Path, str] = {}
-    for split in data.splits().values():
-        for path in split.paths:
-            try:
-                with Image.open(readable(path)) as image:
-                    image.verify()
-                with Image.open(readable(path)) as image:  # verify() misses truncated pixels
-                    image.load()
-            except Exception as exc:
-                bad[path] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if not bad:
-        return []
-    total = sum(len(s) for s in data.splits().values())
-    listed = ", ".join(f"{p} ({why})" for p, why in list(bad.items())[:5])
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    if len(bad) > max_unreadable * total:
-        raise DataError(
-            f"{len(bad)} of {total} images are unreadable (more than "
-            f"{max_unreadable:.0%}): {listed}{more}"
-        )
-    for name, split in data.splits().items():
-        keep = [i for i, p in enumerate(split.paths) if p not in bad]
-        if len(keep) < len(split):
-            setattr(data, name, split.subset(np.array(keep, dtype=np.int64)))
-    warnings.warn(DataWarning(f"skipped {len(bad)} unreadable image(s): {listed}{more}"),
-                  stacklevel=2)
-    return list(bad)
+    from autotransfer.data.checks import check_data
+
+    return [p for p, _ in check_data(data, max_unusable=max_unreadable).skipped]
 
 
 def image_tensors(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import warnings
 from dataclasses import dataclass, field
@@ -11,11 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.data.files import Unused, class_files, sub_folders
+from autotransfer.data.labels import (
+    label_warnings,
+    normalize_label,
+    normalize_parts,
+    sort_classes,
+)
+from autotransfer.data.tables import TABLE_SUFFIXES, table_records
 from autotransfer.errors import DataError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
-TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl"})
+TEXT_SUFFIXES = TABLE_SUFFIXES
+_COMMON = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".wav", ".flac", ".mp3", ".ogg")
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 
 
@@ -51,8 +57,12 @@ class LabelledData:
     test: Split | None
     source: Path
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: what reading noticed (files not used, label spellings); reported by ``check_data``
+    notes: list[str] = field(default_factory=list, repr=False)
     #: where encoded splits are kept: None (the default store), a folder, or "memory"
     store: Any = field(default=None, repr=False)
+    #: how the data was read, when a reader has more to say than the modality (``inspect``)
+    origin: str = field(default="", repr=False)
 
     @property
     def n_classes(self) -> int:
@@ -103,68 +113,89 @@ def warn_cross_split_duplicates(data: LabelledData) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _class_folders(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> dict[str, list[Path]]:
-    """Files by class from ``root/<class>/*``; errors name the folder at fault."""
-    kind = "audio" if suffixes == AUDIO_SUFFIXES else "image"
+def _class_folders(root: Path, modality, unused: Unused) -> dict[str, list[Path]]:
+    """Files by raw class name from ``root/<class>/**``; errors name the folder at fault."""
+    kind = modality.noun
     if not root.is_dir():
         raise DataError(f"{root}: no such folder; expected a folder with one sub-folder per class")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sub_folders(root)
     if not folders:
         raise DataError(
-            f"{root}: no class sub-folders; expected one sub-folder of images per class "
+            f"{root}: no class sub-folders; expected one sub-folder of {kind}s per class "
             "(or train/ and val/ folders of that shape, a CSV with path,label, or text files)"
         )
     by_class: dict[str, list[Path]] = {}
     for folder in folders:
-        files = sorted(
-            p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
-        )
+        files = class_files(folder, modality.suffixes, kind, unused)
         if not files:
-            raise DataError(
-                f"{folder}: empty class folder; expected {kind} files "
-                f"({', '.join(sorted(suffixes))})"
-            )
-        by_class[folder.name] = files
+            common = [s for s in _COMMON if s in modality.suffixes]
+            raise DataError(f"{folder}: empty class folder; expected {kind} files ("
+                            f"{', '.join(common)} or any of the {len(modality.suffixes)} "
+                            "suffixes its decoder reads)")
+        by_class.setdefault(folder.name, []).extend(files)
+    for loose in (p for p in root.iterdir() if p.is_file() and p.suffix.lower() in
+                  modality.suffixes and not p.name.startswith((".", "_"))):
+        unused.add(loose, f"{kind} file(s) outside a class folder")
     return by_class
 
 
-def _read_csv(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], bool]:
-    """Rows of a ``path,label[,split]`` CSV grouped by split (``train`` when no split column)."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            missing = [c for c in ("path", "label") if c not in columns]
-            if missing:
-                raise DataError(
-                    f"{path}: missing column {missing[0]!r}; expected a header with path,label "
-                    "(and optionally split) for image or audio files, or text,label for text, "
-                    f"found {','.join(columns) or 'nothing'}"
-                )
-            rows: dict[str, list[tuple[Path, str]]] = {}
-            for line, row in enumerate(reader, start=2):
-                file = (path.parent / (row["path"] or "").strip()).resolve()
-                label = (row["label"] or "").strip()
-                split = (row.get("split") or "train").strip().lower()
-                if split not in SPLIT_DIRS:
-                    raise DataError(
-                        f"{path}:{line}: split must be train, val or test, got {split!r}"
-                    )
-                if not label:
-                    raise DataError(f"{path}:{line}: empty label")
-                if not file.is_file():
-                    kind = "audio" if file.suffix.lower() in AUDIO_SUFFIXES else "image"
-                    raise DataError(f"{path}:{line}: no such {kind} file {row['path']!r}")
-                rows.setdefault(split, []).append((file, label))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a UTF-8 CSV file ({exc.reason})") from None
+@dataclass
+class ReadResult:
+    """What a modality's reader found: ``(sample, raw label)`` pairs by split, the file or
+    folder each split came from, and the files it did not use."""
+
+    parts: dict[str, list[tuple[Any, Any]]]
+    where: dict[str, Path]
+    unused: Unused = field(default_factory=Unused)
+
+
+def read_files(root: Path, modality, **_options) -> ReadResult:
+    """The image or audio reader: class folders, split folders, or a ``path,label`` table."""
+    if root.is_file():
+        parts = _read_path_table(root)
+        return ReadResult(parts, dict.fromkeys(parts, root))
+    result = ReadResult({}, {})
+    split_dirs = {
+        split: next((root / n for n in names if (root / n).is_dir()), None)
+        for split, names in SPLIT_DIRS.items()
+    }
+    if split_dirs["train"] is None:
+        split_dirs = {"train": root}
+    for split, folder in split_dirs.items():
+        if folder is not None:
+            by_class = _class_folders(folder, modality, result.unused)
+            result.parts[split] = [(p, c) for c, files in by_class.items() for p in files]
+            result.where[split] = folder
+    return result
+
+
+def _read_path_table(path: Path) -> dict[str, list[tuple[Path, Any]]]:
+    """Rows of a ``path,label[,split]`` table grouped by split (``train`` when no split)."""
+    expected = ("expected a header with path,label (and optionally split) for image or "
+                "audio files, or text,label for text")
+    rows: dict[str, list[tuple[Path, Any]]] = {}
+    for line, row in table_records(path, ("path", "label"), expected):
+        name = str(row["path"] or "").strip()
+        file = (path.parent / name).resolve()
+        label = row["label"]
+        split = str(row.get("split") or "train").strip().lower()
+        if split not in SPLIT_DIRS:
+            raise DataError(f"{path}:{line}: split must be train, val or test, got {split!r}")
+        if not normalize_label(label):
+            raise DataError(f"{path}:{line}: empty label")
+        if not file.is_file():
+            from autotransfer.data.modality import modality_of_suffix
+
+            kind = modality_of_suffix(file.suffix) or "image or audio"
+            raise DataError(f"{path}:{line}: no such {kind} file {name!r}")
+        rows.setdefault(split, []).append((file, label))
     if not rows:
-        raise DataError(f"{path}: no rows; expected a header path,label and one row per image")
-    return rows, "split" in columns
+        raise DataError(f"{path}: no rows; expected a header path,label and one row per file")
+    return rows
 
 
 def _to_split(items: list[tuple[Any, str]], index: dict[str, int], where: Path) -> Split:
-    """``(path or text, label)`` pairs -> a Split; labels must be among the training classes."""
+    """``(path or text, class)`` pairs -> a Split; classes must be among the training classes."""
     unknown = sorted({label for _, label in items} - set(index))
     if unknown:
         raise DataError(f"{where}: class {unknown[0]!r} is not among the training classes")
@@ -192,48 +223,11 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.n
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
 
 
-def _csv_columns(path: Path) -> list[str]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-            return next(csv.reader(handle, delimiter=delimiter), [])
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a UTF-8 CSV file ({exc.reason})") from None
-
-
 def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
-    """``image``, ``audio`` or ``text``, from the layout and file types under ``path``.
+    """See :func:`autotransfer.data.modality.detect_modality`."""
+    from autotransfer.data.modality import detect_modality as detect
 
-    A folder with ``train.csv``/``.tsv``/``.jsonl`` or a ``.tsv``/``.jsonl`` file is text, as is a
-    ``.csv`` with a ``text_column`` column; a ``.csv`` with ``path`` is image or audio by the
-    suffix of its first file; a folder is audio when its class folders hold audio files.
-    """
-    root = Path(path).expanduser()
-    if root.is_file():
-        suffix = root.suffix.lower()
-        if suffix in (".tsv", ".jsonl"):
-            return "text"
-        if suffix != ".csv":
-            raise DataError(
-                f"{root}: expected a folder of class sub-folders, a .csv (path,label or "
-                "text,label), a .tsv or a .jsonl file"
-            )
-        columns = _csv_columns(root)
-        if text_column in columns and "path" not in columns:
-            return "text"
-        if "path" in columns:
-            with root.open(newline="", encoding="utf-8") as handle:
-                first = next(csv.DictReader(handle), None)
-            if first and Path((first.get("path") or "").strip()).suffix.lower() in AUDIO_SUFFIXES:
-                return "audio"
-        return "image"
-    if root.is_dir():
-        if any((root / f"train{s}").is_file() for s in TEXT_SUFFIXES):
-            return "text"
-        suffixes = {p.suffix.lower() for p in root.rglob("*") if p.is_file()}
-        if suffixes & AUDIO_SUFFIXES and not suffixes & IMAGE_SUFFIXES:
-            return "audio"
-    return "image"
+    return detect(path, text_column=text_column)
 
 
 def load_data(
@@ -262,8 +256,8 @@ def load_data(
     Raises:
         DataError: with the file (and row) or folder at fault and what was expected.
     """
-    from autotransfer.data._text import read_text_splits
     from autotransfer.data.hf import is_hf_source, load_hf
+    from autotransfer.data.modality import get_modality
 
     if is_hf_source(path):
         return load_hf(path, val_fraction=val_fraction, seed=seed, modality=modality,
@@ -274,35 +268,14 @@ def load_data(
         raise DataError(f"{root}: no such file or folder")
     if modality is None:
         modality = detect_modality(root, text_column=text_column)
-    if modality not in ("image", "audio", "text"):
-        raise DataError(f"{root}: modality must be image, audio or text, got {modality!r}")
-
-    parts: dict[str, list[tuple[Any, str]]] = {}
-    where: dict[str, Path] = {}
-    if modality == "text":
-        parts, where = read_text_splits(root, text_column=text_column, label_column=label_column)
-    elif root.is_file():
-        if root.suffix.lower() != ".csv":
-            raise DataError(f"{root}: expected a folder of class sub-folders or a .csv file")
-        parts, _ = _read_csv(root)
-        where = dict.fromkeys(parts, root)
-    else:
-        suffixes = AUDIO_SUFFIXES if modality == "audio" else IMAGE_SUFFIXES
-        split_dirs = {
-            split: next((root / n for n in names if (root / n).is_dir()), None)
-            for split, names in SPLIT_DIRS.items()
-        }
-        if split_dirs["train"] is None:
-            split_dirs = {"train": root}
-        for split, folder in split_dirs.items():
-            if folder is not None:
-                by_class = _class_folders(folder, suffixes)
-                parts[split] = [(p, c) for c, files in by_class.items() for p in files]
-                where[split] = folder
+    read = get_modality(modality).read(root, text_column=text_column,
+                                       label_column=label_column)
+    parts, where = read.parts, read.where
     if "train" not in parts:
         raise DataError(f"{root}: no training rows; expected rows with split 'train'")
 
-    classes = sorted({label for _, label in parts["train"]})
+    parts, spellings = normalize_parts(parts)
+    classes = sort_classes({label for _, label in parts["train"]})
     if len(classes) < 2:
         raise DataError(
             f"{where['train']}: found a single class {classes[0]!r}; "
@@ -319,4 +292,6 @@ def load_data(
         keep = np.setdiff1d(np.arange(len(train)), val_idx)
         val, train = train.subset(val_idx), train.subset(keep)
     test = _to_split(parts["test"], index, where["test"]) if "test" in parts else None
-    return LabelledData(modality, classes, train, val, test, root.resolve())
+    notes = [m for m in [read.unused.message()] if m]
+    notes += label_warnings({c: r for c, r in spellings.items() if c in index})
+    return LabelledData(modality, classes, train, val, test, root.resolve(), notes=notes)

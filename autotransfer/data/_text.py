@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,75 +10,27 @@ import numpy as np
 import torch
 
 from autotransfer.data._source import SPLIT_DIRS, TEXT_SUFFIXES, LabelledData
+from autotransfer.data.labels import normalize_label
 from autotransfer.data.store import encode_split
+from autotransfer.data.tables import decode_text, table_records
 from autotransfer.errors import DataError
 
-Rows = dict[str, list[tuple[str, str]]]
+__all__ = ["TextPreprocess", "decode_text", "read_text_splits", "read_text_table",
+           "table_records"]
 
-
-def decode_text(path: Path) -> str:
-    """The file as text; a non-UTF-8 byte is an error naming its line."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-            "save the file as UTF-8"
-        ) from None
+Rows = dict[str, list[tuple[str, Any]]]
 
 
 def _add(rows: Rows, path: Path, line: int, text: Any, label: Any, split: Any) -> None:
     text = "" if text is None else str(text).strip()
-    label = "" if label is None else str(label).strip()
     split = "train" if split in (None, "") else str(split).strip().lower()
     if not text:
         raise DataError(f"{path}:{line}: empty text")
-    if not label:
+    if label is None or not normalize_label(label):
         raise DataError(f"{path}:{line}: empty label")
     if split not in SPLIT_DIRS:
         raise DataError(f"{path}:{line}: split must be train, val or test, got {split!r}")
     rows.setdefault(split, []).append((text, label))
-
-
-def table_records(path: Path, columns: tuple[str, ...], expected: str):
-    """``(line, record)`` for each row of a CSV, TSV or JSONL file that has ``columns``.
-
-    Errors are one line naming the file and the row (its line number in the file);
-    ``expected`` says what the file should hold.
-    """
-    content = decode_text(path)
-    if path.suffix.lower() == ".jsonl":
-        for line, raw in enumerate(content.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{line}: expected a JSON object; {expected}")
-            for column in columns:
-                if column not in record:
-                    raise DataError(f"{path}:{line}: missing key {column!r}; {expected}")
-            yield line, record
-        return
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.DictReader(
-        content.splitlines(keepends=True),
-        delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
-    )
-    found = reader.fieldnames or []
-    for column in columns:
-        if column not in found:
-            shown = ",".join(found) or "nothing"
-            raise DataError(f"{path}: missing column {column!r}; {expected}, found {shown}")
-    try:
-        for row in reader:
-            yield reader.line_num, row
-    except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: malformed row ({exc})") from None
 
 
 def read_text_table(path: Path, *, text_column: str = "text", label_column: str = "label") -> Rows:
@@ -123,6 +72,20 @@ def read_text_splits(
             f"{text_column},{label_column}"
         )
     return rows, where
+
+
+def read_texts(root: Path, modality=None, *, text_column: str = "text",
+               label_column: str = "label", **_options):
+    """The text modality's reader (see :func:`read_text_splits`), as a ``ReadResult``."""
+    from autotransfer.data._source import ReadResult
+
+    parts, where = read_text_splits(root, text_column=text_column, label_column=label_column)
+    return ReadResult(parts, where)
+
+
+def sample_texts(folder: Path, n: int) -> list[str]:
+    """``n`` short texts of growing length (conformance tests; ``folder`` is not used)."""
+    return [f"sample text number {i}, a little longer each time" + " more" * i for i in range(n)]
 
 
 @dataclass(frozen=True)

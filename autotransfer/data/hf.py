@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,11 @@ import numpy as np
 
 from autotransfer.data._source import (
     SPLIT_DIRS,
-    DataWarning,
     LabelledData,
     Split,
     stratified_split,
 )
+from autotransfer.data.labels import normalize_label, sort_classes
 from autotransfer.errors import DataError
 
 HF_SUFFIXES = (".parquet", ".arrow")
@@ -258,12 +257,13 @@ def _labels(dataset: Any, column: str) -> tuple[np.ndarray, list[str] | None]:
     values = dataset.with_format("arrow")[column].to_pylist()
     if _feature_kind(feature) == "ClassLabel":
         return np.array([-1 if v is None else v for v in values], dtype=np.int64), feature.names
-    return np.array(["" if v is None else str(v).strip() for v in values], dtype=object), None
+    return np.array(["" if v is None else normalize_label(v) for v in values], dtype=object), None
 
 
 def _split(dataset: Any, name: str, columns: Columns, where: str,
-           index: dict[str, int]) -> Split:
-    """One split as a :class:`Split`; rows without a label are left out (with a warning)."""
+           index: dict[str, int], notes: list[str]) -> Split:
+    """One split as a :class:`Split`; rows without a label are left out (named in ``notes``,
+    which ``check_data`` reports with its other findings)."""
     for column in (columns.input, columns.label):
         if column not in dataset.features:
             raise DataError(f"{where} split {name!r}: no column {column!r}; columns: "
@@ -280,9 +280,8 @@ def _split(dataset: Any, name: str, columns: Columns, where: str,
         labels = raw
     keep = np.flatnonzero(labels >= 0)
     if len(keep) < len(labels):
-        warnings.warn(DataWarning(f"{where} split {name!r}: left out {len(labels) - len(keep)} "
-                                  f"row(s) without a label in column {columns.label!r}"),
-                      stacklevel=3)
+        notes.append(f"{where} split {name!r}: left out {len(labels) - len(keep)} row(s) "
+                     f"without a label in column {columns.label!r}")
     if columns.modality == "text":
         texts = dataset.with_format("arrow")[columns.input].to_pylist()
         return Split([], labels[keep], ["" if texts[i] is None else texts[i] for i in keep])
@@ -324,11 +323,15 @@ def load_hf(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
                              image_column=image_column, audio_column=audio_column,
                              text_column=text_column, label_column=label_column)
     raw, names = _labels(train, columns.label)
-    if names is None:
-        names = sorted({v for v in raw if v != ""},
-                       key=lambda v: (0, int(v)) if v.lstrip("-").isdigit() else (1, v))
+    if names is None:  # string or number labels: the same class rule as files and tables
+        names = sort_classes({v for v in raw if v != ""})
     index = {c: i for i, c in enumerate(names)}
-    parts = {ours_name: _split(dataset, name, columns, where, index)
+    notes: list[str] = []
+    unused = [n for n in splits if n not in {name for name, _ in ours.values()}]
+    if unused:
+        notes.append(f"{where}: split(s) {', '.join(map(repr, unused))} not used (only train, "
+                     "validation / val / valid and test are)")
+    parts = {ours_name: _split(dataset, name, columns, where, index, notes)
              for ours_name, (name, dataset) in ours.items()}
     train_part = parts["train"]
     if len(np.unique(train_part.labels)) < 2:
@@ -346,7 +349,18 @@ def load_hf(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
     if test is not None and len(test) == 0:
         test = None
     source = Path(where) if _HUB.match(str(path)) else Path(where).resolve()
-    return LabelledData(columns.modality, list(names), train_part, val, test, source)
+    return LabelledData(columns.modality, list(names), train_part, val, test, source,
+                        notes=notes, origin=describe_reading(where, columns, train.features))
+
+
+def describe_reading(where: str, columns: Columns, features: Any) -> str:
+    """``DATA: Hugging Face dataset, image column 'img' (Image), label column 'label'
+    (ClassLabel)``: what a search reads, for ``inspect``."""
+    def shown(column: str) -> str:
+        return f"{column!r} ({_feature_kind(features[column])})"
+
+    return (f"{where}: Hugging Face dataset, {columns.modality} column {shown(columns.input)}, "
+            f"label column {shown(columns.label)}")
 
 def describe_hf(path: str | Path) -> list[str]:
     """Lines for ``inspect``: the splits with their sizes and the columns of the first."""

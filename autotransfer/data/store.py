@@ -12,9 +12,11 @@ C-speed gather (``tensor[index]``), exactly as from memory. Arrow would store th
 and convert every batch through its formatter (a Python-level copy per batch).
 
 Layout: ``DIR/<key>/`` holds one ``<name>.npy`` per input tensor and ``meta.json``, where
-``<key>`` is a SHA-256 of the format version, the split's content (each file's path, size and
-modification time in nanoseconds, each text, or each dataset row's fingerprint; in order) and the
-preprocessing (e.g. image size, crop, interpolation; tokenizer and ``max_length``). Writing goes
+``<key>`` is a SHA-256 of the format version, the versions of the decoding libraries
+(autotransfer, Pillow, soundfile, soxr, transformers, tokenizers), the split's content (each
+file's path, size and modification time in nanoseconds, each text, or each dataset row's
+fingerprint; in order) and the preprocessing (e.g. image size, crop, interpolation; tokenizer
+and ``max_length``). Writing goes
 to ``DIR/<key>.<pid>.tmp/`` then one ``rename``, under an exclusive ``flock`` on ``DIR/<key>.lock``
 so that concurrent workers encode a split once and the others wait and map it; a reader sees a
 whole entry or none. The folder is bounded (``AUTOTRANSFER_STORE_DISK``, default 20 GiB): after a
@@ -31,6 +33,7 @@ cannot be written (read-only, full disk) falls back to memory with a ``DataWarni
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -48,7 +51,7 @@ import torch
 from autotransfer.data._source import DataWarning, LabelledData, Split
 from autotransfer.errors import DataError
 
-FORMAT = 1  # bump when what an entry holds changes
+FORMAT = 1  # bump when what an entry holds, or how samples are decoded, changes
 MEMORY = "memory"
 DEFAULT_DISK = 20 * 2**30
 Chunks = Iterable[dict[str, np.ndarray]]
@@ -88,10 +91,24 @@ def split_fingerprint(part: Split) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def decoder_versions() -> tuple[str, ...]:
+    """Versions of what decodes and encodes samples: a new one may encode differently."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("autotransfer", "pillow", "soundfile", "soxr", "transformers", "tokenizers"):
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name}=-")
+    return tuple(found)
+
+
 def store_key(part: Split, preprocessing: Any) -> str:
     """The entry of ``part`` encoded with ``preprocessing`` (a JSON-able description)."""
-    payload = json.dumps([FORMAT, split_fingerprint(part), len(part), preprocessing],
-                         sort_keys=True, default=str)
+    payload = json.dumps([FORMAT, decoder_versions(), split_fingerprint(part), len(part),
+                          preprocessing], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -1,0 +1,120 @@
+"""One way to find a dataset's files: junk ignored, symlinks followed, unused files named.
+
+Every reader (search, prescreen, predict, modality detection, ``inspect``) lists files through
+:func:`walk_files` and :func:`class_files`, so they all see the same files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Names ignored silently at any depth: operating-system and notebook droppings. Dotfiles and
+#: dot-folders (``.DS_Store``, ``.git/``, ``.ipynb_checkpoints/``) are ignored as well.
+JUNK_NAMES = ("__MACOSX", "Thumbs.db", "thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini",
+              "$RECYCLE.BIN", "System Volume Information", "__pycache__", "*~")
+
+
+def is_junk(name: str) -> bool:
+    """Whether a file or folder name is ignored silently (dotfiles, ``._*``, ``Thumbs.db``...)."""
+    return name.startswith(".") or any(fnmatch.fnmatchcase(name, p) for p in JUNK_NAMES)
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every non-junk file under ``root``, sorted, following symlinked folders and files.
+
+    No loop: a folder whose real path was already visited, or that holds the folder it is
+    linked from (a link to a parent), is skipped. Broken symlinks are not files and are left
+    out.
+    """
+    seen: set[str] = set()
+
+    def walk(folder: Path, parent: str = "") -> Iterator[Path]:
+        real = os.path.realpath(folder)
+        if real in seen or (parent + os.sep).startswith(real + os.sep):
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if is_junk(entry.name):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=True):
+                yield from walk(path, real)
+            elif entry.is_file(follow_symlinks=True):
+                yield path
+
+    yield from walk(Path(root))
+
+
+def sub_folders(root: Path) -> list[Path]:
+    """The non-junk folders (or symlinks to folders) directly in ``root``, sorted by name."""
+    return sorted((p for p in Path(root).iterdir() if not is_junk(p.name) and p.is_dir()),
+                  key=lambda p: p.name)
+
+
+def suffix_counts(files: Iterable[Path]) -> dict[str, int]:
+    """``{suffix: n}`` of ``files``, lower-cased, most frequent first (``(none)`` for none)."""
+    counts: dict[str, int] = {}
+    for file in files:
+        key = file.suffix.lower() or "(none)"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """``"12 .png, 3 .txt"`` or ``"no files"``."""
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no files"
+
+
+@dataclass
+class Unused:
+    """Files found where data was expected but not used, with why; named in one warning."""
+
+    files: list[tuple[Path, str]] = field(default_factory=list)
+
+    def add(self, path: Path, reason: str) -> None:
+        self.files.append((path, reason))
+
+    def message(self) -> str | None:
+        """One line grouping the files by reason, with counts and a few names; None if none."""
+        if not self.files:
+            return None
+        groups: dict[str, list[Path]] = {}
+        for path, reason in self.files:
+            groups.setdefault(reason, []).append(path)
+        parts = []
+        for reason, paths in groups.items():
+            names = ", ".join(str(p) for p in paths[:3])
+            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+            parts.append(f"{len(paths)} {reason} ({names}{more})")
+        return f"not used: {len(self.files)} file(s): " + "; ".join(parts)
+
+    def warn(self) -> None:
+        from autotransfer.data._source import DataWarning
+
+        text = self.message()
+        if text:
+            warnings.warn(DataWarning(text), stacklevel=3)
+
+
+def class_files(folder: Path, suffixes: frozenset[str], kind: str, unused: Unused) -> list[Path]:
+    """The files of one class folder (any depth) whose suffix is in ``suffixes``.
+
+    Other non-junk files are added to ``unused`` with the reason ``not <kind> files (.txt)``.
+    """
+    used = []
+    for file in walk_files(folder):
+        suffix = file.suffix.lower()
+        if suffix in suffixes:
+            used.append(file)
+        else:
+            unused.add(file, f"not {kind} file(s) ({suffix or 'no suffix'})")
+    return used

@@ -1,0 +1,105 @@
+"""``autotransfer inspect``: what a search would read from DATA, without training.
+
+The same code path as ``search``: :func:`~autotransfer.data.load_data` then the checks before
+trial 1 (:func:`~autotransfer.data.checks.examine`) and the cross-split duplicate check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Inspection:
+    """What a search would read.
+
+    Attributes:
+        modality: ``image``, ``audio`` or ``text``.
+        classes: class names in the model's order.
+        counts: ``{split: {class: n}}`` after skipping unusable files.
+        skipped: ``(path, reason)`` of every file a search would skip.
+        warnings: everything else worth knowing (files not used, label spellings, imbalance...).
+        error: why a search would stop before trial 1 (too many unusable files), or None.
+    """
+
+    modality: str
+    classes: list[str]
+    counts: dict[str, dict[str, int]]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    origin: str = ""  # how it was read, e.g. a Hugging Face dataset's columns
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: modality, classes, counts, skipped [{path, reason}], warnings,
+        error."""
+        return {
+            "modality": self.modality,
+            "classes": list(self.classes),
+            "counts": self.counts,
+            "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
+            "warnings": list(self.warnings),
+            "error": self.error,
+            "origin": self.origin,
+        }
+
+
+def inspect(
+    data: str | Path,
+    *,
+    modality: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    image_column: str | None = None,
+    audio_column: str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Inspection:
+    """Read ``data`` as ``autotransfer search`` would and say what it holds, without training.
+
+    Args:
+        data: a folder of class folders, split folders, or a CSV / TSV / JSONL table.
+        modality: ``image``, ``audio`` or ``text`` (default: detected).
+        text_column, label_column: columns of text tables (and of a Hugging Face dataset).
+        image_column, audio_column: columns of a Hugging Face dataset (default: from its
+            features; see :mod:`autotransfer.data.hf`).
+        val_fraction, seed: how a validation split is held out when there is none.
+
+    Returns:
+        An :class:`Inspection`; its ``error`` is set when a search would stop at the checks.
+
+    Raises:
+        DataError: the data cannot be read at all (one line naming the file, line or folder).
+
+    Example:
+        >>> import autotransfer
+        >>> autotransfer.inspect("data/fashion-mnist").classes[:2]  # doctest: +SKIP
+        ['ankle_boot', 'bag']
+    """
+    from autotransfer.data._source import cross_split_duplicates, load_data
+    from autotransfer.data.checks import drop, examine
+
+    dataset = load_data(data, val_fraction=val_fraction, seed=seed, modality=modality,
+                        text_column=text_column, label_column=label_column,
+                        image_column=image_column, audio_column=audio_column)
+    report = examine(dataset)
+    if report.error is None:
+        drop(dataset, {p for p, _ in report.skipped})
+        pairs = cross_split_duplicates(dataset) if dataset.modality != "text" else []
+        if pairs:
+            shown = ", ".join(f"{a} = {b}" for a, b in pairs[:5])
+            report.warnings.append(f"{len(pairs)} file(s) appear in two splits: {shown}")
+    counts = {}
+    for name, split in dataset.splits().items():
+        n = [int(x) for x in _bincount(split.labels, dataset.n_classes)]
+        counts[name] = dict(zip(dataset.classes, n, strict=True))
+    return Inspection(dataset.modality, list(dataset.classes), counts, report.skipped,
+                      report.warnings, report.error, dataset.origin)
+
+
+def _bincount(labels, n: int):
+    import numpy as np
+
+    return np.bincount(labels, minlength=n)
