@@ -1,4 +1,4 @@
-"""Real-world data (issue 15), part 2: labels, the checks before trial 1, ``inspect``.
+"""Real-world data (issue 15), part 3: labels, the checks before trial 1, ``inspect``.
 
 Every fixture is built here; handed cases are one test each, other instances of each kind too.
 """
