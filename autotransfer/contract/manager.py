@@ -17,7 +17,8 @@ from typing import Any
 
 import pluggy
 
-from autotransfer import __version__, hookspecs
+from autotransfer import __version__
+from autotransfer.contract import hookspecs
 
 #: Builtin zoos are ordinary plugins, loaded by the same manager as third-party ones.
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -47,7 +48,7 @@ _state = _State()
 
 
 def hook_names() -> list[str]:
-    """The hooks of the plugin contract (``autotransfer.hookspecs``)."""
+    """The hooks of the plugin contract (``autotransfer.contract.hookspecs``)."""
     return sorted(n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "autotransfer_spec"))
 
 

@@ -66,8 +66,8 @@ def predict(
 
     from autotransfer.data import LabelledData, Split, iterate_batches
     from autotransfer.errors import AutotransferError
-    from autotransfer.export import load_model
-    from autotransfer.training import resolve_device
+    from autotransfer.model.export import load_model
+    from autotransfer.train.device import resolve_device
 
     if batch_size < 1:
         raise AutotransferError(f"--batch-size must be >= 1, got {batch_size}")

@@ -1,4 +1,4 @@
-"""Conformance checks and fakes for plugin authors' tests (and this project's own).
+"""The conformance check a zoo's test suite runs on each of its backbones.
 
 In a plugin's test suite::
 
@@ -6,26 +6,15 @@ In a plugin's test suite::
 
     def test_my_backbones_conform():
         check_backbone("myzoo/tiny-net")   # raises ConformanceError naming what broke
-
-Fakes: :class:`FakeZoo` (a plugin offering tiny real CNNs), :func:`registered_plugin`
-(register a plugin for the duration of a ``with`` block) and :class:`DeterministicPruner`.
-Services: :func:`throwaway_postgres` (a real PostgreSQL server for the length of a ``with``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import gc
-import glob
-import os
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,17 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from autotransfer.backbones import (
-    Backbone,
-    BackboneEntry,
-    Preprocess,
-    get_registry,
-    reset_registry,
-)
-from autotransfer.data import ImagePreprocess, LabelledData, Split, take
-from autotransfer.errors import AutotransferError
-from autotransfer.hookspecs import hookimpl
-from autotransfer.layers import check_groups, freeze, group_names, param_groups, train_mode
+from autotransfer.contract.backbone import Backbone, BackboneEntry, Preprocess
+from autotransfer.contract.groups import check_groups
+from autotransfer.contract.registry import get_registry
+from autotransfer.data import LabelledData, Split, take
+from autotransfer.train.freezing import freeze, train_mode
+from autotransfer.train.optim import param_groups
 
 FREEZE_FRACTIONS = (0.0, 0.5, 1.0)
 
@@ -255,138 +239,18 @@ def _check_freezing(backbone_id: str, backbone: Backbone, x, fraction: float) ->
 # -- fakes ------------------------------------------------------------------------------------
 
 
-class TinyCNN(nn.Module):
-    """A real, tiny CNN (stem, blocks with BatchNorm and dropout, pooled features)."""
-
-    def __init__(self, width: int = 8, depth: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU())
-        self.blocks = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(width, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(),
-                nn.Dropout(0.1),
-            )
-            for _ in range(depth)
-        )
-        self.norm = nn.BatchNorm2d(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
-            x = x + block(x)
-        return self.norm(x).mean((2, 3))
 
 
-def tiny_cnn_backbone(pretrained: bool = True, width: int = 8, depth: int = 3) -> Backbone:
-    """A TinyCNN as a Backbone; ``pretrained`` only changes the seed of its weights."""
-    torch.manual_seed(1 if pretrained else 2)
-    model = TinyCNN(width, depth)
-    matcher = {"stem": r"^stem", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
-    return Backbone(
-        model=model,
-        dim=width,
-        groups=group_names([n for n, _ in model.named_parameters()], matcher),
-        preprocess=ImagePreprocess(32, (0.5,) * 3, (0.5,) * 3, "bilinear", 1.0),
-        channels_last=True,
-    )
 
 
-class FakeZoo:
-    """A plugin offering ``fake/tiny-cnn`` and ``fake/tiny-cnn-wide`` (tiny real CNNs)."""
-
-    @hookimpl
-    def register_backbones(self, register: Callable[[BackboneEntry], None]) -> None:
-        register(BackboneEntry("fake/tiny-cnn", "image", loader=tiny_cnn_backbone, params=1_600,
-                               description="a tiny CNN for tests"))
-        register(BackboneEntry(
-            "fake/tiny-cnn-wide", "image",
-            loader=lambda pretrained=True: tiny_cnn_backbone(pretrained, width=16),
-            description="a wider tiny CNN for tests",
-        ))
 
 
-@contextlib.contextmanager
-def registered_plugin(plugin: object, name: str = "fake-zoo") -> Iterator[object]:
-    """Register ``plugin`` and rebuild the registry; always unregister afterwards."""
-    from autotransfer.plugins import load_plugins, pm
-
-    load_plugins()
-    pm.register(plugin, name=name)
-    reset_registry()
-    try:
-        yield plugin
-    finally:
-        pm.unregister(name=name)
-        reset_registry()
 
 
-class DeterministicPruner:
-    """An Optuna pruner that prunes exactly the trials it is told to, at a given step.
-
-    ``DeterministicPruner({1: 1})`` prunes trial 1 once it has reported step 1; a callable
-    ``(trial_number, step) -> bool`` works too.
-    """
-
-    def __new__(cls, prune_at: dict[int, int] | Callable[[int, int], bool]):
-        import optuna
-
-        class _Pruner(optuna.pruners.BasePruner):
-            def prune(self, study, trial) -> bool:
-                step = trial.last_step
-                if step is None:
-                    return False
-                if callable(prune_at):
-                    return bool(prune_at(trial.number, step))
-                return trial.number in prune_at and step >= prune_at[trial.number]
-
-        return _Pruner()
 
 
 # -- services ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def throwaway_postgres(password: str = "s3cret") -> Iterator[str]:
-    """Start a PostgreSQL cluster in a temporary folder on 127.0.0.1 and a free port; yield the
-    URL of a database owned by user ``at`` with ``password``; stop and delete it afterwards.
-
-    Needs the server binaries (Debian: ``apt-get install postgresql``); as root, the server runs
-    as the ``postgres`` user, since ``initdb`` refuses root.
-    """
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise AutotransferError("PostgreSQL server missing: apt-get install postgresql")
-    bindir = Path(found[-1]).parent
-    as_postgres: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="autotransfer-pg-"))
-    if os.geteuid() == 0:
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-    port = free_port()
-    data = root / "data"
-
-    def run(*args: str) -> None:
-        subprocess.run([*as_postgres, *args], check=True, capture_output=True, timeout=120)
-
-    try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            "start")
-        try:
-            for sql in (f"CREATE USER at PASSWORD '{password}'", "CREATE DATABASE at OWNER at"):
-                run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                    "-v", "ON_ERROR_STOP=1", "-c", sql)
-            yield f"postgresql+psycopg://at:{password}@127.0.0.1:{port}/at"
-        finally:
-            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)

@@ -14,13 +14,11 @@ Names that no entry matches belong to the head.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 MATCH_PREV_GROUP = 99999
@@ -105,94 +103,11 @@ def check_groups(model: nn.Module, groups: list[list[str]]) -> list[str]:
     return [name for name in known if name not in seen]
 
 
-def n_frozen_groups(n_groups: int, freeze_fraction: float) -> int:
-    """``floor(freeze_fraction * n_groups)``: how many groups, input first, are frozen."""
-    if not 0.0 <= freeze_fraction <= 1.0:
-        raise ValueError(f"freeze_fraction must be in [0, 1], got {freeze_fraction=}")
-    return math.floor(freeze_fraction * n_groups + 1e-9)
 
 
-def freeze(model: nn.Module, groups: list[list[str]], freeze_fraction: float) -> set[str]:
-    """Freeze the first ``floor(freeze_fraction * len(groups))`` groups; return their names.
-
-    Frozen parameters get ``requires_grad=False``; call :func:`train_mode` instead of
-    ``model.train()`` so that the frozen part also stays in eval mode.
-    """
-    frozen = {n for g in groups[: n_frozen_groups(len(groups), freeze_fraction)] for n in g}
-    for name, param in model.named_parameters():
-        param.requires_grad_(name not in frozen)
-    return frozen
 
 
-def frozen_modules(model: nn.Module, frozen: set[str]) -> list[nn.Module]:
-    """The largest sub-modules whose parameters are all frozen (to run in eval mode)."""
-    found: list[nn.Module] = []
-
-    def visit(prefix: str, module: nn.Module) -> None:
-        names = [prefix + n for n, _ in module.named_parameters()]
-        if names and all(n in frozen for n in names):
-            found.append(module)
-            return
-        for child_name, child in module.named_children():
-            visit(f"{prefix}{child_name}.", child)
-
-    if frozen:
-        visit("", model)
-    return found
 
 
-def train_mode(model: nn.Module, frozen: set[str]) -> None:
-    """``model.train()``, except that fully frozen sub-modules stay in eval mode.
-
-    Their BatchNorm statistics and dropout are then fixed, so their output is deterministic.
-    """
-    model.train()
-    for module in frozen_modules(model, frozen):
-        module.eval()
 
 
-def param_groups(
-    model: nn.Module,
-    groups: list[list[str]],
-    *,
-    lr: float,
-    head_lr_multiplier: float = 1.0,
-    layer_decay: float = 1.0,
-    weight_decay: float = 0.0,
-) -> list[dict[str, Any]]:
-    """Optimizer parameter groups for the trainable parameters of ``model``.
-
-    Body group ``i`` of ``n`` trains at ``lr * layer_decay ** (n - 1 - i)``; the head (what no
-    group claims) at ``lr * head_lr_multiplier``. Parameters with fewer than two dimensions
-    (biases, norms) get no weight decay. Each group carries its ``lr_scale`` and a ``name``.
-    """
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr=}")
-    if not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay=}")
-    index_of = {name: i for i, group in enumerate(groups) for name in group}
-    n = len(groups)
-    buckets: dict[tuple[str, bool], list[torch.nn.Parameter]] = defaultdict(list)
-    scales: dict[str, float] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if name in index_of:
-            key = f"group{index_of[name]}"
-            scales[key] = layer_decay ** (n - 1 - index_of[name])
-        else:
-            key = "head"
-            scales[key] = head_lr_multiplier
-        buckets[(key, param.ndim <= 1)].append(param)
-    result = []
-    for (key, no_decay), params in buckets.items():
-        result.append(
-            {
-                "name": f"{key}.{'no_decay' if no_decay else 'decay'}",
-                "params": params,
-                "lr": lr * scales[key],
-                "lr_scale": scales[key],
-                "weight_decay": 0.0 if no_decay else weight_decay,
-            }
-        )
-    return result

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from autotransfer.backbones import BackboneEntry
+    from autotransfer.contract.backbone import BackboneEntry
 
 hookspec = pluggy.HookspecMarker("autotransfer")
 hookimpl = pluggy.HookimplMarker("autotransfer")

@@ -199,7 +199,7 @@ def prescreen(
 
     Args:
         data: a :class:`~autotransfer.data.LabelledData`.
-        space: a :class:`~autotransfer.space.SearchSpace`; its fixed preprocessing values
+        space: a :class:`~autotransfer.contract.space.SearchSpace`; its fixed preprocessing values
             (``image_size``, ``max_length``, ``clip_seconds``) are used.
         samples: training samples embedded per backbone (stratified, seeded).
         by: the ranking: ``logme``, ``knn``, ``params`` or ``imagenet``.
@@ -218,7 +218,7 @@ def prescreen(
     """
     import torch
 
-    from autotransfer.backbones import get_registry
+    from autotransfer.contract.registry import get_registry
 
     if by not in METHODS:
         raise AutotransferError(f"--by must be one of {', '.join(METHODS)}, got {by!r}")
@@ -258,7 +258,7 @@ def prescreen(
 
 def check_modality(space, data) -> None:
     """Every backbone of ``space`` takes ``data``'s modality (a one-line error otherwise)."""
-    from autotransfer.backbones import get_registry
+    from autotransfer.contract.registry import get_registry
 
     for spec in space.backbones:
         modality = get_registry().get(spec.id).modality

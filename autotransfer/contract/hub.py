@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from autotransfer.backbones import BackboneEntry
+from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.errors import BackboneError, first_line
 
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")

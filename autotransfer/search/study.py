@@ -2,47 +2,47 @@
 
 from __future__ import annotations
 
-import gc
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from autotransfer.backbones import get_registry
-from autotransfer.cache import parse_size
+from autotransfer.contract.registry import get_registry
+from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data import (
-    LabelledData,
     check_data,
     load_data,
     warn_cross_split_duplicates,
 )
 from autotransfer.errors import AutotransferError, StorageError, first_line
-from autotransfer.report import (
+from autotransfer.search.dashboard import StudyNote
+from autotransfer.search.objective import TrialContext, make_cache, make_objective
+from autotransfer.search.pruners import make_pruner, make_sampler
+from autotransfer.search.report import (
     best_config,
     leaderboard,
     write_best,
     write_leaderboard_csv,
     write_report,
 )
-from autotransfer.space import SearchSpace, load_space
-from autotransfer.storage import (
+from autotransfer.search.storage import (
     DEFAULT_HEARTBEAT,
     DEFAULT_STORAGE,
     StudyLock,
     make_storage,
     mask_url,
 )
-from autotransfer.training import EpochResult, Trainer, peak_memory_mb, resolve_device
-from autotransfer.workers import (
+from autotransfer.search.workers import (
     WorkerSpec,
     cpu_threads,
     join_study,
     run_local_workers,
     run_trials,
-    stop_requested,
-    tally,
     worker_device,
 )
+from autotransfer.train.cache import parse_size
+from autotransfer.train.device import resolve_device
+from autotransfer.train.trainer import EpochResult
 
 
 class Progress(Protocol):
@@ -63,198 +63,28 @@ class SearchResult:
     worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
 
 
-def make_pruner(space: SearchSpace):
-    """The pruner named by the space; its resource is the epoch."""
-    import optuna
-
-    if space.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=space.epochs, reduction_factor=3
-        )
-    if space.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    return optuna.pruners.NopPruner()
 
 
-def _release_memory(device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
 
 
-def make_cache(options: dict[str, Any] | None):
-    """The activation cache shared by a process's trials (None: caching is off)."""
-    from autotransfer.cache import ActivationCache
-
-    return None if options is None else ActivationCache(**options)
 
 
-def make_sampler(seed: int):
-    import optuna
-
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
 
 
 def _space_fingerprint(space: SearchSpace) -> str:
     return json.dumps(space.model_dump(mode="json"), sort_keys=True)
 
 
-@dataclass
-class TrialContext:
-    """What every trial of one search shares."""
-
-    space: SearchSpace
-    data: LabelledData
-    device: Any  # torch.device
-    seed: int = 0
-    progress: Progress | None = None
-    trust_remote_code: bool = False
-    keep_best: str | None = None  # artifact folder of --keep-best
-    cache: Any = None  # an ActivationCache shared by the trials; None: --no-cache
-    compile: bool = False  # torch.compile the trained part
-
-    def load_options(self, spec, entry) -> dict[str, Any]:
-        options = spec.load_options()
-        if self.trust_remote_code and "trust_remote_code" in entry.options:
-            options["trust_remote_code"] = True
-        return options
 
 
-def make_objective(ctx: TrialContext):
-    """The objective: one trial fine-tunes one sampled backbone and returns its val score."""
-    import optuna
-
-    registry = get_registry()
-    space, data, device, progress = ctx.space, ctx.data, ctx.device, ctx.progress
-
-    def objective(trial: optuna.Trial) -> float:
-        _release_memory(device)  # whatever the last trial left, before this one allocates
-        spec, params = space.suggest(trial)
-        entry = registry.get(spec.id)
-        trial.set_user_attr("backbone", spec.id)
-        trial.set_user_attr("pretrained", spec.pretrained)
-        trial.set_user_attr("params", params)
-        trial.set_user_attr("device", str(device))
-        trial.set_user_attr("classes", data.classes)
-        trial.set_user_attr("seed", ctx.seed)  # the split's; training used seed + trial number
-        if progress:
-            progress.trial_started(trial.number, spec.label, params)
-        try:
-            return _fine_tune_with_retries(trial, entry, spec, params, ctx)
-        except optuna.TrialPruned:
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or a stopped worker)")
-            trial.set_user_attr("interrupted", True)  # does not count towards --trials
-            raise
-        except Exception as exc:
-            trial.set_user_attr("fail_reason", describe(exc))
-            raise
-        finally:
-            _release_memory(device)
-
-    return objective
 
 
-def describe(exc: BaseException) -> str:
-    """``Type: first line of the message``, for a trial's recorded reason."""
-    return f"{type(exc).__name__}: {first_line(exc, 300)}"
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA or host out-of-memory, however the allocator reported it."""
-    import torch
-
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> float:
-    """Fine-tune; out of memory retries at half the batch size, a non-finite loss prunes."""
-    import optuna
-
-    while True:
-        try:
-            return _fine_tune(trial, entry, spec, params, ctx)
-        except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
-            reason = f"pruned: {exc}"
-            trial.set_user_attr("prune_reason", reason)
-            raise optuna.TrialPruned(reason) from None
-        except Exception as exc:
-            if not is_out_of_memory(exc) or params["batch_size"] <= 1:
-                raise
-            failed = params["batch_size"]
-        # out of the except block, so the traceback no longer holds the model
-        _release_memory(ctx.device)
-        params = {**params, "batch_size": max(1, failed // 2)}
-        trial.set_user_attr("params", params)
-        retries = trial.user_attrs.get("oom_retries", 0) + 1
-        trial.set_user_attr("oom_retries", retries)
-        trial.set_user_attr(
-            "oom_note", f"out of memory at batch size {failed}; retried at {params['batch_size']}"
-        )
-        if ctx.progress:
-            ctx.progress.note(trial.number, f"out of memory at batch size {failed}; retrying at "
-                                        f"{params['batch_size']}")
 
 
-def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
-    """One trial's training; the model and optimizer are freed when this returns."""
-    import optuna
-    import torch
-
-    space, device, progress = ctx.space, ctx.device, ctx.progress
-    torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
-    backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
-    trainer = Trainer(
-        backbone, ctx.data, params, device=device, metric=space.metric,
-        seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
-        compile=ctx.compile, label=spec.id,
-    )
-    trial.set_user_attr("parameter_count", sum(p.numel() for p in backbone.model.parameters()))
-    seconds: list[float] = []
-
-    def on_epoch(result: EpochResult) -> None:
-        seconds.append(result.seconds)
-        trial.set_user_attr("activation_cache", trainer.cache_status)
-        trial.set_user_attr("cache_seconds", round(trainer.cache_seconds, 3))
-        trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
-        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
-        trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(device), 1))
-        trial.set_user_attr(f"epoch_{result.epoch}", {
-            "train_loss": round(result.train_loss, 5),
-            "accuracy": round(result.accuracy, 5),
-            "macro_f1": round(result.macro_f1, 5),
-        })
-        if progress:
-            progress.epoch_done(trial.number, result, space.epochs)
-        if stop_requested():
-            raise KeyboardInterrupt
-        trial.report(result.score, result.epoch)
-        if trial.should_prune():
-            reason = (
-                f"pruned after epoch {result.epoch}/{space.epochs}: "
-                f"{space.metric} {result.score:.4f} below the pruner's bar"
-            )
-            trial.set_user_attr("prune_reason", reason)
-            raise optuna.TrialPruned(reason)
-
-    result = trainer.fit(space.epochs, on_epoch)
-    trial.set_user_attr("n_groups", result.n_groups)
-    trial.set_user_attr("n_frozen_groups", result.n_frozen_groups)
-    trial.set_user_attr("trainable_parameters", result.n_trainable)
-    if result.test is not None:
-        trial.set_user_attr("test_score", result.test[space.metric])
-    if ctx.keep_best is not None:
-        from autotransfer.keep import keep_if_best
-
-        keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
-                     metric=space.metric, test=result.test, store_dir=ctx.keep_best)
-    return result.score
 
 
 def search(
@@ -315,16 +145,16 @@ def search(
         keep_best: keep the best trial's model (an Optuna artifact under ``out/artifacts``,
             replaced when a better trial finishes) and unpack it into ``out/best-model``.
         cache: reuse the frozen groups' outputs across epochs and trials (see
-            :mod:`autotransfer.cache`); False computes them every step, as without a cache.
+            :mod:`autotransfer.train.cache`); False computes them every step, as without a cache.
         cache_memory: the cache's memory bound per process, e.g. ``"2G"`` (default: 2 GiB,
             at most a quarter of the device's memory).
         cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
         compile: run the trained part of each trial through ``torch.compile``.
         prescreen: keep the K backbones that rank best on frozen features (see
-            :mod:`autotransfer.prescreen`); a study keeps its first pre-screen when resumed.
+            :mod:`autotransfer.search.prescreen`); a study keeps its first pre-screen when resumed.
         prescreen_by: the pre-screen's ranking (default ``prescreen.DEFAULT_BY``).
         history: record every completed trial and the dataset's meta-features in the
-            storage's transfer-history tables (:mod:`autotransfer.history`); None: yes,
+            storage's transfer-history tables (:mod:`autotransfer.search.history`); None: yes,
             unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
@@ -344,7 +174,7 @@ def search(
     cache_options = (
         {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
     )
-    from autotransfer.budget import check_options, spend_budget_well
+    from autotransfer.search.warm_start import check_options, spend_budget_well
 
     check_options(prescreen=prescreen, prescreen_by=prescreen_by, warm_start=warm_start)
     space_file = None if isinstance(space, SearchSpace) else str(space)
@@ -461,7 +291,7 @@ def _write_results(
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
     if keep_dir is not None:
-        from autotransfer.keep import fetch_best
+        from autotransfer.search.artifacts import fetch_best
 
         fetch_best(study, keep_dir, out_dir / "best-model")
     try:  # plots and report.md; results above are already saved whatever happens here
@@ -493,7 +323,7 @@ def run_worker(spec: WorkerSpec) -> None:
     study.sampler = make_sampler(spec.seed + join_study(study, lock))
     note = StudyNote(dataset, spec.space, space_file=None, storage=mask_url(spec.storage),
                      trials=spec.trials)
-    from autotransfer.history import recorder_for
+    from autotransfer.search.history import recorder_for
 
     recorder = recorder_for(study, study_storage.engine, spec.space)
     run_trials(
@@ -523,55 +353,5 @@ def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
     return [update_note] + ([show] if progress else [])
 
 
-class StudyNote:
-    """The study's note in optuna-dashboard: data, space, storage (masked) and the best so far."""
-
-    def __init__(self, dataset: LabelledData, space: SearchSpace, *, space_file: str | None,
-                 storage: str, trials: int | None) -> None:
-        import yaml
-
-        sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())
-        self.head = "\n".join([
-            "# autotransfer study",
-            "",
-            f"- **data**: `{dataset.source}` ({len(dataset.classes)} classes; {sizes})",
-            f"- **storage**: `{storage}`",
-            f"- **trials**: {trials if trials is not None else 'until timeout'}",
-            "",
-            "## Search space" + (f" (`{space_file}`)" if space_file else ""),
-            "",
-            "```yaml",
-            yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False).rstrip(),
-            "```",
-        ])
-
-    def body(self, study) -> str:
-        from optuna.trial import TrialState
-
-        done = tally(study)
-        lines = [self.head, "", "## Best so far", ""]
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not completed:
-            lines.append("no completed trial yet")
-        else:
-            best = max(completed, key=lambda t: t.value)
-            attrs = best.user_attrs
-            test = attrs.get("test_score")
-            lines.append(
-                f"trial {best.number}: `{attrs.get('backbone', '?')}` val {best.value:.4f}"
-                + (f", test {test:.4f}" if test is not None else "")
-                + f" ({done.counted} trials so far)"
-            )
-            lines += ["", "```yaml", _yaml(attrs.get("params", best.params)), "```"]
-        return "\n".join(lines) + "\n"
-
-    def save(self, study) -> None:
-        from optuna_dashboard import save_note
-
-        save_note(study, self.body(study))
 
 
-def _yaml(value) -> str:
-    import yaml
-
-    return yaml.safe_dump(value, sort_keys=False).rstrip()

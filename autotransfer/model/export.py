@@ -28,7 +28,7 @@ from autotransfer.errors import AutotransferError, BackboneError, first_line
 if TYPE_CHECKING:
     import torch
 
-    from autotransfer.training import TransferModel
+    from autotransfer.train.trainer import TransferModel
 
 FORMAT = "autotransfer-model"
 FORMAT_VERSION = 1
@@ -276,8 +276,8 @@ def _load_timm(directory: Path, meta: dict[str, Any]):
 def _load_transformers(directory: Path, meta: dict[str, Any], trust_remote_code: bool):
     import safetensors.torch
 
-    from autotransfer.backbones import get_registry
-    from autotransfer.training import TransferModel
+    from autotransfer.contract.registry import get_registry
+    from autotransfer.train.trainer import TransferModel
 
     zoo = "hf-text" if meta["modality"] == "text" else "hf-audio"
     entry = get_registry().get(f"{zoo}/{directory.resolve()}")

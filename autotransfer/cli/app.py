@@ -6,16 +6,21 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from autotransfer import __version__
+from autotransfer.cli.console import (
+    ConsoleProgress,
+    _leaderboard_table,
+    _prescreen_table,
+    console,
+    err_console,
+)
 from autotransfer.errors import AutotransferError
-from autotransfer.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
 app = typer.Typer(
     help="Pick and fine-tune a pretrained backbone with Optuna.",
@@ -23,9 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Leaderboards stay readable when the output goes to a file or a CI log.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _show_version(value: bool) -> None:
@@ -46,67 +48,13 @@ def _root(
 ) -> None:
     """Pick and fine-tune a pretrained backbone with Optuna."""
     if trace_hooks:
-        from autotransfer.plugins import enable_tracing
+        from autotransfer.contract.manager import enable_tracing
 
         enable_tracing()
 
 
-class ConsoleProgress:
-    """Live view of a search: a line per epoch of the running trial and per finished trial."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.started: dict[int, float] = {}
-        self.worker: int | None = None  # set in each worker process of --workers N
-
-    def _tag(self) -> str:
-        return "" if self.worker is None else f"[dim]w{self.worker}[/] "
-
-    def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None:
-        self.started[number] = time.perf_counter()
-        of = f" of {self.total}" if self.total else ""
-        console.print(
-            f"{self._tag()}[bold]trial #{number}{of}[/] {escape(backbone)}  "
-            f"freeze={params['freeze_fraction']:.2f} "
-            f"lr={params['lr']:.2e} head_x={params['head_lr_multiplier']:.3g} "
-            f"decay={params['layer_decay']:.2f} bs={params['batch_size']}"
-        )
-
-    def epoch_done(self, number: int, result, epochs: int) -> None:
-        console.print(
-            f"{self._tag()}  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
-            f"acc {result.accuracy:.4f}  f1 {result.macro_f1:.4f}  "
-            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s"
-        )
-
-    def note(self, number: int, message: str) -> None:
-        console.print(f"  [yellow]{escape(message)}[/]")
-
-    def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None:
-        seconds = time.perf_counter() - self.started.get(number, time.perf_counter())
-        colour = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "white")
-        shown = f" {value:.4f}" if value is not None else ""
-        tail = f" ({escape(reason)})" if reason and state != "complete" else ""
-        which = "" if self.worker is None else f"#{number} "
-        console.print(f"{self._tag()}  {which}[{colour}]{state}[/]{shown} in {seconds:.1f}s{tail}")
 
 
-def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
-    table = Table(title="Leaderboard", title_justify="left")
-    for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
-                   "s/epoch", "state"):
-        table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
-
-    def fmt(value: Any, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
-    for rank, row in enumerate(rows[:limit], start=1):
-        table.add_row(
-            str(rank), str(row["trial"]), row["backbone"], fmt(row["freeze_fraction"], ".2f"),
-            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
-            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"), row["state"],
-        )
-    return table
 
 
 @app.command()
@@ -164,8 +112,8 @@ def search(
     ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
-    from autotransfer.storage import mask_url
-    from autotransfer.study import search as run_search
+    from autotransfer.search.storage import mask_url
+    from autotransfer.search.study import search as run_search
 
     if trials is None and timeout is None:
         raise AutotransferError("give --trials N or --timeout S (or both) to bound the search")
@@ -229,10 +177,10 @@ def prescreen(
     """Rank the space's backbones by transferability from frozen features, seconds each."""
     import json
 
-    from autotransfer import prescreen as ps
+    from autotransfer.contract.space import load_space
     from autotransfer.data import check_data, load_data
-    from autotransfer.space import load_space
-    from autotransfer.training import resolve_device
+    from autotransfer.search import prescreen as ps
+    from autotransfer.train.device import resolve_device
 
     by = by or ps.DEFAULT_BY
     if by not in ps.METHODS:
@@ -261,22 +209,6 @@ def prescreen(
     console.print(_prescreen_table(ranking, by))
 
 
-def _prescreen_table(ranking, by: str) -> Table:
-    table = Table(title=f"Pre-screen, ranked by {by}", title_justify="left")
-    for column in ("#", "backbone", "params", "logme", "knn", "imagenet top-1", "seconds"):
-        table.add_column(column, justify="left" if column == "backbone" else "right")
-
-    def fmt(value, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
-    for place, s in enumerate(ranking, start=1):
-        table.add_row(
-            str(place), escape(s.label) + (f" [red]({escape(s.error)})[/]" if s.error else ""),
-            f"{s.parameters / 1e6:.2f}M", fmt(s.scores.get("logme"), ".4f"),
-            fmt(s.scores.get("knn"), ".4f"), fmt(s.scores.get("imagenet"), ".1f"),
-            f"{s.seconds:.1f}",
-        )
-    return table
 
 
 @app.command()
@@ -286,7 +218,7 @@ def dashboard(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens it to all."),
 ) -> None:
     """Watch the studies in STORAGE live in optuna-dashboard."""
-    from autotransfer.storage import make_storage, mask_url
+    from autotransfer.search.storage import make_storage, mask_url
 
     if not 0 < port < 65536:
         raise AutotransferError(f"--port must be in 1..65535, got {port}")
@@ -308,7 +240,7 @@ def dashboard(
 @app.command()
 def plugins() -> None:
     """List the loaded plugins with their versions and hooks."""
-    from autotransfer.plugins import get_plugins, plugin_errors
+    from autotransfer.contract.manager import get_plugins, plugin_errors
 
     table = Table()
     for column in ("plugin", "version", "hooks"):
@@ -326,7 +258,8 @@ def backbones(
     modality: str | None = typer.Option(None, help="image, text or audio."),
 ) -> None:
     """List the backbone ids that the plugins offer."""
-    from autotransfer.backbones import MODALITIES, get_registry
+    from autotransfer.contract.backbone import MODALITIES
+    from autotransfer.contract.registry import get_registry
 
     if modality is not None and modality not in MODALITIES:
         raise AutotransferError(
@@ -359,7 +292,7 @@ def train(
     label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model."""
-    from autotransfer.refit import train as run_train
+    from autotransfer.model.refit import train as run_train
 
     started = time.perf_counter()
     console.print(f"autotransfer train {best} on {refit_on} -> {out}")
@@ -401,7 +334,7 @@ def predict(
     """Predict the class of each input, with its probability."""
     import json
 
-    from autotransfer.inference import predict as run_predict
+    from autotransfer.model.predict import predict as run_predict
 
     predictions = run_predict(model_dir, inputs or [], texts=text or [],
                               text_column=text_column, batch_size=batch_size, device=device)
@@ -428,7 +361,7 @@ def report(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the report."),
 ) -> None:
     """Leaderboard, best per backbone, importances and plots (PNG + HTML) of a study."""
-    from autotransfer.report import report_study
+    from autotransfer.search.report import report_study
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)

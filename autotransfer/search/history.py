@@ -135,9 +135,13 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
     try:
         import torch
 
-        from autotransfer.backbones import get_registry
-        from autotransfer.prescreen import feature_scores, frozen_features, stratified_sample
-        from autotransfer.space import HYPERPARAMETERS
+        from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+        from autotransfer.contract.registry import get_registry
+        from autotransfer.search.prescreen import (
+            feature_scores,
+            frozen_features,
+            stratified_sample,
+        )
 
         start = time.perf_counter()
         torch.manual_seed(seed)
@@ -334,7 +338,11 @@ def _cosine_distance(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 def fits(space, label: str, params: dict[str, Any]) -> dict[str, Any] | None:
     """The part of a past configuration that ``space`` can express: its backbone (None when the
     space lacks it) plus each sampled value inside the space's distribution for it."""
-    from autotransfer.space import CategoricalDistribution, FloatDistribution, IntDistribution
+    from autotransfer.contract.space import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
 
     if label not in {b.label for b in space.backbones}:
         return None

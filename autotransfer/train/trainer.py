@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import resource
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,16 +10,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from autotransfer.backbones import Backbone
-from autotransfer.cache import (
+from autotransfer.contract.backbone import Backbone
+from autotransfer.contract.groups import check_groups
+from autotransfer.data import LabelledData, iterate_batches
+from autotransfer.train.cache import (
     ActivationCache,
     FrozenPrefix,
     cache_key,
     compute_activations,
     frozen_prefix,
 )
-from autotransfer.data import LabelledData, iterate_batches
-from autotransfer.layers import check_groups, freeze, n_frozen_groups, param_groups, train_mode
+from autotransfer.train.device import _to_device
+from autotransfer.train.freezing import freeze, n_frozen_groups, train_mode
+from autotransfer.train.metrics import classification_scores
+from autotransfer.train.optim import param_groups, warmup_cosine
 
 
 @dataclass
@@ -64,69 +65,21 @@ class TransferModel(nn.Module):
         return self.head(self.body(x))
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when there is one; ``cuda`` without a GPU is a ValueError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist"
-            )
-    elif resolved.type != "cpu":
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return resolved
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """lr factor: linear warmup to 1, then cosine decay to 0 at ``total_steps``."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
-def classification_scores(preds: torch.Tensor, labels: torch.Tensor, n_classes: int):
-    """``(accuracy, macro_f1)``; macro F1 averages over classes present in labels or preds."""
-    confusion = torch.bincount(labels * n_classes + preds, minlength=n_classes**2)
-    confusion = confusion.view(n_classes, n_classes).double()
-    tp = confusion.diag()
-    support, predicted = confusion.sum(1), confusion.sum(0)
-    present = (support + predicted) > 0
-    f1 = 2 * tp / (support + predicted).clamp(min=1)
-    accuracy = float(tp.sum() / confusion.sum().clamp(min=1))
-    return accuracy, float(f1[present].mean()) if present.any() else 0.0
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory of this trial on CUDA; the process's peak resident memory on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def _to_device(inputs: Any, device: torch.device) -> Any:
-    if isinstance(inputs, dict):
-        return {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
-    return inputs.to(device, non_blocking=True)
 
 
 class Trainer:
     """Fine-tunes one backbone on one dataset with one set of hyperparameters.
 
     The loop is the same for every modality: the backbone's ``preprocess`` (the
-    :class:`~autotransfer.backbones.Preprocess` protocol) encodes each split once and turns
+    :class:`~autotransfer.contract.backbone.Preprocess` protocol) encodes each split once and turns
     batches into model input.
     """
 
@@ -146,7 +99,7 @@ class Trainer:
         """Set up the model, freezing and optimizer for one trial.
 
         Args:
-            cache: an :class:`~autotransfer.cache.ActivationCache` shared with other trials,
+            cache: an :class:`~autotransfer.train.cache.ActivationCache` shared with other trials,
                 True for one of this trainer's own (reused across its epochs), False for none.
             compile: run the trained part through ``torch.compile``.
             label: the backbone's id, for messages.

@@ -1,7 +1,7 @@
 """``search --keep-best``: the best trial's model kept as an Optuna artifact, best only.
 
 When a trial finishes with a score above every model kept so far, its network is exported
-(:func:`autotransfer.export.export_model`), zipped and uploaded to a
+(:func:`autotransfer.model.export.export_model`), zipped and uploaded to a
 ``FileSystemArtifactStore``; the previously kept model is removed. The study's user attribute
 ``kept_model`` says which trial it is. At the end of the search it is unpacked into
 ``OUT/best-model``, ready for ``autotransfer predict``: no ``train`` is needed when the search's
@@ -25,7 +25,7 @@ def keep_if_best(trial, trainer, *, backbone: Any, params: dict[str, Any], score
     """Export and upload this trial's model when it beats the kept one; True when kept."""
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-    from autotransfer.export import export_model
+    from autotransfer.model.export import export_model
 
     study = trial.study
     kept = study.user_attrs.get(KEPT)

@@ -2,10 +2,10 @@
 
 Every worker, in this process or another one on any machine, runs :func:`run_trials` on the same
 storage. The study's total (``--trials``) is kept exact by a study-wide lock
-(:class:`autotransfer.storage.StudyLock`) around "count, then take the next trial". A trial that
-counts is any trial of the study (running and queued ones included) except a failed one that was
-retried, whose retry (a copy queued by Optuna's ``RetryHeartbeatStaleTrialCallback``) takes its
-place, and one interrupted by Ctrl-C, which the next run makes up for.
+(:class:`autotransfer.search.storage.StudyLock`) around "count, then take the next trial". A
+trial that counts is any trial of the study (running and queued ones included) except a failed
+one that was retried, whose retry (a copy queued by Optuna's ``RetryHeartbeatStaleTrialCallback``)
+takes its place, and one interrupted by Ctrl-C, which the next run makes up for.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autotransfer.errors import AutotransferError
-from autotransfer.storage import StudyLock, worker_name
+from autotransfer.search.storage import StudyLock, worker_name
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Seconds a stopped worker has to record its trial as failed before it is killed.
@@ -176,7 +176,7 @@ def worker_main(spec: WorkerSpec) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):  # a stopped worker fails its trial cleanly
         signal.signal(signum, _interrupt)
     torch.set_num_threads(spec.threads)
-    from autotransfer.study import run_worker
+    from autotransfer.search.study import run_worker
 
     try:
         if spec.progress is not None and hasattr(spec.progress, "worker"):

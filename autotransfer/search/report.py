@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from autotransfer.space import SearchSpace
+from autotransfer.contract.space import SearchSpace
 
 
 def leaderboard(study) -> list[dict[str, Any]]:
@@ -280,7 +280,7 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
     """:func:`write_report` for a study in ``storage`` (also ``best.yaml`` when one completed).
 
     Example:
-        >>> from autotransfer.report import report_study
+        >>> from autotransfer.search.report import report_study
         >>> report_study("fashion-mnist-image-quick", storage="sqlite:///demo.db",
         ...              out="demo-report")  # doctest: +SKIP
     """
@@ -288,9 +288,9 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
 
     import optuna
 
+    from autotransfer.contract.space import parse_space
     from autotransfer.errors import SpaceError, StorageError
-    from autotransfer.space import parse_space
-    from autotransfer.storage import make_storage, mask_url
+    from autotransfer.search.storage import make_storage, mask_url
 
     study_storage = make_storage(storage, must_exist=True)
     names = [s.study_name for s in optuna.get_all_study_summaries(study_storage)]

@@ -11,7 +11,7 @@ from autotransfer.errors import AutotransferError, first_line
 def check_options(*, prescreen: int | None, prescreen_by: str | None,
                   warm_start: int | None) -> None:
     """Bad values of ``--prescreen``, ``--prescreen-by`` and ``--warm-start`` fail at the door."""
-    from autotransfer.prescreen import METHODS
+    from autotransfer.search.prescreen import METHODS
 
     if prescreen is not None and prescreen < 1:
         raise AutotransferError(f"--prescreen must be >= 1, got {prescreen}")
@@ -27,8 +27,8 @@ def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, p
                       prescreen_by, history, warm_start, device, seed, trust_remote_code):
     """``search --prescreen K`` narrows the space, ``--warm-start N`` enqueues past bests; the
     recorder (or None) adds each completed trial to the transfer history."""
-    from autotransfer import history as transfer_history
-    from autotransfer.prescreen import DEFAULT_BY, narrow_space
+    from autotransfer.search import history as transfer_history
+    from autotransfer.search.prescreen import DEFAULT_BY, narrow_space
 
     if history is None:
         history = os.environ.get("AUTOTRANSFER_HISTORY", "1") != "0"

@@ -84,7 +84,7 @@ def train(
     Args:
         best: a ``best.yaml`` path (or its parsed mapping) written by ``autotransfer search``.
         out: the model directory to write (timm or transformers native format plus
-            ``autotransfer.json``; see :mod:`autotransfer.export`).
+            ``autotransfer.json``; see :mod:`autotransfer.model.export`).
         data: the dataset; default: the one the search used (``source.data`` in ``best.yaml``).
         refit_on: ``train+val`` (default: the validation split joins the training data) or
             ``train`` (the search's exact split, so the validation score is reproduced).
@@ -97,7 +97,7 @@ def train(
         modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
         text_column: the text column of CSV / TSV / JSONL text data.
         label_column: the label column of CSV / TSV / JSONL text data.
-        on_epoch: called with each epoch's :class:`~autotransfer.training.EpochResult`.
+        on_epoch: called with each epoch's :class:`~autotransfer.train.trainer.EpochResult`.
 
     Returns:
         A :class:`TrainOutcome` with the model directory and the test scores.
@@ -107,11 +107,11 @@ def train(
         >>> outcome = autotransfer.train("demo-out/best.yaml", out="model")  # doctest: +SKIP
         >>> outcome.test["accuracy"]  # doctest: +SKIP
     """
-    from autotransfer.backbones import get_registry
+    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.space import BackboneSpec, parse_space
     from autotransfer.data import check_data, load_data
-    from autotransfer.export import export_model
-    from autotransfer.space import BackboneSpec, parse_space
-    from autotransfer.training import resolve_device
+    from autotransfer.model.export import export_model
+    from autotransfer.train.device import resolve_device
 
     config = read_best(best)
     if refit_on not in REFIT_ON:
@@ -210,7 +210,7 @@ def _merge_val(dataset):
 
 def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_val: bool):
     """A Trainer; without a validation split, epochs report NaN instead of evaluating it."""
-    from autotransfer.training import Trainer
+    from autotransfer.train.trainer import Trainer
 
     class RefitTrainer(Trainer):
         def evaluate(self, split: str, batch_size: int = 256) -> tuple[float, float]:
