@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar
+from autotransfer.contract.strategies import build
 from autotransfer.errors import SpaceError
 
 
@@ -95,13 +96,21 @@ class BackboneSpec(_Strict):
         return self.id if data == {"id": self.id} else data
 
 
+class StrategySpec(BaseModel):
+    """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
 class SearchSpace(_Strict):
     """A validated search space (see the module docstring for the YAML form)."""
 
     backbones: list[BackboneSpec] = Field(min_length=1)
     epochs: int = Field(ge=1, le=1000)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
-    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pruner: str | StrategySpec = "hyperband"
+    sampler: str | StrategySpec = "tpe"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     params: dict[str, Distribution | Scalar] = Field(default_factory=dict)
 
@@ -114,6 +123,11 @@ class SearchSpace(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
+        for kind in ("pruner", "sampler"):  # Optuna's own constructors check the settings
+            try:
+                build(kind, getattr(self, kind), epochs=self.epochs)
+            except ValueError as exc:
+                raise ValueError(f"{kind}: {exc}") from None
         labels = [b.label for b in self.backbones]
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
