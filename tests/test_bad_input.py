@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from autotransfer import BackboneEntry, hookimpl
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from autotransfer.testing import registered_plugin
 from conftest import write_images
 

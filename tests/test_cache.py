@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from autotransfer.contract.registry import get_backbone

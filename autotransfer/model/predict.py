@@ -56,6 +56,12 @@ def predict(
     Returns:
         One :class:`Prediction` per input, in order (folders sorted by path).
 
+    Raises:
+        OptionError: ``batch_size`` < 1, a bad ``device``, or ``texts`` for a model that does
+            not classify text.
+        ModelDirError: ``model_dir`` is not a model directory written by ``autotransfer train``.
+        DataError: an input file is missing or unreadable, or there are no inputs.
+
     Example:
         >>> import autotransfer
         >>> for p in autotransfer.predict("model", ["photo.png"]):  # doctest: +SKIP

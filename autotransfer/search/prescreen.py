@@ -151,7 +151,10 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
 
 def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     """Leave-one-out accuracy of a cosine k-nearest-neighbour vote on centred features (ties go
-    to the class with the larger summed similarity)."""
+    to the class with the larger summed similarity).
+
+    ``features`` is ``(N, D)``, ``labels`` ``(N,)`` integer classes; returns a fraction in
+    [0, 1]."""
     z = np.asarray(features, dtype=np.float64)
     z = z - z.mean(0)
     z /= np.linalg.norm(z, axis=1, keepdims=True).clip(min=1e-12)

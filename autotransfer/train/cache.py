@@ -192,11 +192,12 @@ def compute_activations(
 
 @dataclass
 class CacheStats:
+    """Counts of an activation cache's lookups: memory hits, disk hits, computed, evicted."""
+
     hits: int = 0        # served from memory
     disk_hits: int = 0   # served from the disk tier
     computed: int = 0    # prefix passes run over a whole split
     evicted: int = 0
-    seconds: float = 0.0  # spent computing activations
 
 
 class ActivationCache:
