@@ -66,6 +66,9 @@ def predict(
         >>> import autotransfer
         >>> for p in autotransfer.predict("model", ["photo.png"]):  # doctest: +SKIP
         ...     print(p.input, p.label, round(p.probability, 3))
+
+    Long (as a reason): a linear story (check, load the model, collect inputs,
+    encode, run, rank) that reads best top to bottom.
     """
     import numpy as np
     import torch

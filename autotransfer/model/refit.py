@@ -112,6 +112,9 @@ def train(
         >>> import autotransfer
         >>> outcome = autotransfer.train("demo-out/best.yaml", out="model")  # doctest: +SKIP
         >>> outcome.test["accuracy"]  # doctest: +SKIP
+
+    Long (as a reason): one linear story (read best.yaml, check, load the data and the
+    backbone, train, score, export) that reads best top to bottom.
     """
     from autotransfer.contract.registry import get_registry
     from autotransfer.contract.space import BackboneSpec, parse_space

@@ -206,6 +206,9 @@ def prescreen(
         >>> ranking = prescreen(load_data("data/fashion-mnist"),
         ...                     load_space("search_spaces/image-quick.yaml"))  # doctest: +SKIP
         >>> [(s.label, s.scores["knn"]) for s in ranking]  # doctest: +SKIP
+
+    Long (as a reason): one loop over the candidates, each isolated (a broken one
+    is scored as an error, never stops the pre-screen).
     """
     import torch
 

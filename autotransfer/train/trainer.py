@@ -107,12 +107,15 @@ class Trainer:
         """Set up the model, freezing and optimizer for one trial.
 
         Args:
-            evaluate_val: False: epochs report NaN validation scores instead of evaluating
-                (a refit on train+val has no validation split).
             cache: an :class:`~autotransfer.train.cache.ActivationCache` shared with other trials,
                 True for one of this trainer's own (reused across its epochs), False for none.
             compile: run the trained part through ``torch.compile``.
             label: the backbone's id, for messages.
+            evaluate_val: False: epochs report NaN validation scores instead of evaluating
+                (a refit on train+val has no validation split).
+
+        Long (as a reason): a linear setup (preprocessing, model, freezing, cache plan,
+        optimizer, precision), each step commented.
         """
         self.data, self.params, self.device, self.metric = data, params, device, metric
         self.evaluate_val = evaluate_val
@@ -241,6 +244,9 @@ class Trainer:
         Raises:
             FloatingPointError: the loss became NaN or infinite (a diverged setting; the search
                 prunes such a trial).
+
+        Long (as a reason): the training loop in one piece, so that every step of an
+        epoch is visible in order.
         """
         x_train, y_train = self._split("train")
         batch_size = min(int(self.params["batch_size"]), len(y_train))
