@@ -18,6 +18,7 @@ from autotransfer.cli.console import (
     err_console,
 )
 from autotransfer.errors import AutotransferError, OptionError
+from autotransfer.search.report import fmt
 from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
 app = typer.Typer(
@@ -301,7 +302,7 @@ def train(
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
         label_column=label_column, on_epoch=on_epoch,
     )
-    search_val = "-" if outcome.val_score is None else f"{outcome.val_score:.4f}"
+    search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]
     if outcome.val is not None:
         parts.append(f"refit val {outcome.metric} {outcome.val[outcome.metric]:.4f}")

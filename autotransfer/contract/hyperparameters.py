@@ -101,3 +101,8 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         5.0, "audio: clips are cut or zero-padded to this length", low=0.1, high=60.0,
     ),
 }
+
+
+def defaults() -> dict[str, Scalar]:
+    """Every hyperparameter at its default value (a new dict each call)."""
+    return {name: h.default for name, h in HYPERPARAMETERS.items()}

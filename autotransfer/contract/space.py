@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar, defaults
 from autotransfer.contract.strategies import build
 from autotransfer.errors import SpaceError
 
@@ -88,8 +88,14 @@ class BackboneSpec(_Strict):
             return self.name
         return self.id if self.pretrained else f"{self.id} (random init)"
 
-    def load_options(self) -> dict[str, Any]:
-        return {"weights": self.weights} if self.weights is not None else {}
+    def load_options(self, entry: Any = None, *, trust_remote_code: bool = False
+                     ) -> dict[str, Any]:
+        """The loader's options for this candidate; ``trust_remote_code`` is passed only to an
+        ``entry`` whose loader takes it (code shipped with a checkpoint never runs otherwise)."""
+        options: dict[str, Any] = {"weights": self.weights} if self.weights is not None else {}
+        if trust_remote_code and entry is not None and "trust_remote_code" in entry.options:
+            options["trust_remote_code"] = True
+        return options
 
     def to_yaml(self) -> str | dict[str, Any]:
         data = self.model_dump(exclude_defaults=True)
@@ -171,7 +177,7 @@ class SearchSpace(_Strict):
 
     def resolve(self, sampled: dict[str, Any]) -> dict[str, Any]:
         """Every hyperparameter: ``sampled`` values, then fixed ones, then defaults."""
-        values = {name: h.default for name, h in HYPERPARAMETERS.items()}
+        values = defaults()
         values.update({k: v for k, v in self.params.items() if not isinstance(v, BaseModel)})
         values.update({k: v for k, v in sampled.items() if k in HYPERPARAMETERS})
         return values

@@ -166,9 +166,7 @@ def train(
     import torch
 
     torch.manual_seed(seed)
-    options = spec.load_options()
-    if trust_remote_code and "trust_remote_code" in entry.options:
-        options["trust_remote_code"] = True
+    options = spec.load_options(entry, trust_remote_code=trust_remote_code)
     backbone = entry.load(pretrained=spec.pretrained, **options)
     trainer = _refit_trainer(backbone, dataset, params, torch_device, metric, seed,
                              evaluate_val=refit_on == "train")

@@ -134,7 +134,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
     try:
         import torch
 
-        from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+        from autotransfer.contract.hyperparameters import defaults
         from autotransfer.contract.registry import get_registry
         from autotransfer.search.prescreen import (
             feature_scores,
@@ -146,7 +146,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
         torch.manual_seed(seed)
         backbone = get_registry().get(backbone_id).load(pretrained=True)
         index = stratified_sample(labels, REFERENCE_SAMPLES, seed)
-        params = {**{k: h.default for k, h in HYPERPARAMETERS.items()}, **options}
+        params = {**defaults(), **options}
         features, sample_labels = frozen_features(backbone, data, index, params, device=device)
         mean = features.mean(0)
         scores = feature_scores(features, sample_labels)

@@ -222,9 +222,7 @@ def prescreen(
     results = []
     for spec in space.backbones:
         entry = registry.get(spec.id)
-        options = spec.load_options()
-        if trust_remote_code and "trust_remote_code" in entry.options:
-            options["trust_remote_code"] = True
+        options = spec.load_options(entry, trust_remote_code=trust_remote_code)
         score = Score(spec.label, spec.id, spec.pretrained, entry.params or 0, samples=len(index))
         start = time.perf_counter()
         try:
@@ -276,12 +274,14 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     order, plus the dropped ones with the reason."""
     if k < 1:
         raise OptionError("k", f" must be >= 1, got {k}")
+    from autotransfer.search.report import fmt
+
     kept = {s.label for s in ranking[:k]}
     dropped = []
     for place, s in enumerate(ranking, start=1):
         if s.label in kept:
             continue
-        why = s.error or f"{by} {_fmt(s.scores.get(by))} ranks #{place} of {len(ranking)}"
+        why = s.error or f"{by} {fmt(s.scores.get(by), '.4g')} ranks #{place} of {len(ranking)}"
         dropped.append((s.label, why))
     narrowed = space.model_copy(update={
         "backbones": [b for b in space.backbones if b.label in kept]
@@ -289,8 +289,7 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     return narrowed, dropped
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+
 
 
 def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: int =
