@@ -6,11 +6,11 @@ import datasets  # the [hf] extra, which the [test] extra includes
 import numpy as np
 import pytest
 
-from autotransfer.backbones import get_backbone
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.space import parse_space
 from autotransfer.data import check_data, load_data
 from autotransfer.errors import DataError
-from autotransfer.space import parse_space
-from autotransfer.study import search
+from autotransfer.search.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 
 

@@ -9,21 +9,22 @@ from pathlib import Path
 import torch
 
 import autotransfer.data._images as images_module
-from autotransfer.cache import ActivationCache
+from autotransfer.contract.hyperparameters import defaults
+from autotransfer.contract.space import parse_space
 from autotransfer.data import ImagePreprocess, load_data
 from autotransfer.data.store import store_directory
-from autotransfer.space import HYPERPARAMETERS, parse_space
-from autotransfer.study import search
+from autotransfer.search.study import search
 from autotransfer.testing import FakeZoo, registered_plugin, tiny_cnn_backbone
-from autotransfer.training import Trainer
+from autotransfer.train.cache import ActivationCache
+from autotransfer.train.trainer import Trainer
 
 PREPROCESS = ImagePreprocess(32, (0.5,) * 3, (0.5,) * 3, "bilinear", 1.0)
 SPACE = {"backbones": ["fake/tiny-cnn"], "epochs": 1, "pruner": "none",
          "params": {"lr": 3e-3, "freeze_fraction": 0.0}}
 SEARCH_IN_A_PROCESS = """
 import sys
-from autotransfer.space import parse_space
-from autotransfer.study import search
+from autotransfer.contract.space import parse_space
+from autotransfer.search.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 data, store, out = sys.argv[1:4]
 space = parse_space({space!r})
@@ -128,7 +129,7 @@ def test_the_activation_cache_works_on_stored_inputs(fashion_mnist, tmp_path):
     data = load_data(fashion_mnist, seed=0)
     data.store = str(tmp_path / "store")
     cache = ActivationCache(directory=tmp_path / "activations")
-    params = {name: h.default for name, h in HYPERPARAMETERS.items()}
+    params = defaults()
     params.update(augment="none", image_size=32, lr=1e-3, batch_size=32, freeze_fraction=1.0)
     first = Trainer(tiny_cnn_backbone(), data, params, device=torch.device("cpu"), cache=cache)
     first.fit(1)

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from autotransfer.contract.hyperparameters import AUGMENTATIONS
 from autotransfer.data._source import LabelledData, Split
 from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
-AUGMENTATIONS = ("none", "flip", "crop_flip")
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
