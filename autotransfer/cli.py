@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from rich.console import Console
@@ -14,8 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from autotransfer import __version__
+from autotransfer.backbones import MODALITIES
 from autotransfer.errors import AutotransferError
 from autotransfer.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+
+# Options with a fixed set of values: click rejects any other value as a usage error (exit 2).
+Modality = Literal[MODALITIES]  # type: ignore[valid-type]
+RankBy = Literal["logme", "knn", "params", "imagenet"]  # prescreen.METHODS (a test checks)
+RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 
 app = typer.Typer(
     help="Pick and fine-tune a pretrained backbone with Optuna.",
@@ -34,7 +40,7 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(context_settings={"help_option_names": ["-h", "--help"]},
+@app.callback(context_settings={"help_option_names": ["--help", "-h"]},
               epilog="Add --debug anywhere to see the traceback of an error.")
 def _root(
     version: bool = typer.Option(
@@ -126,7 +132,9 @@ def search(
     trust_remote_code: bool = typer.Option(
         False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
     ),
-    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    modality: Modality | None = typer.Option(
+        None, help="image, text or audio (default: detected)."
+    ),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
     workers: int = typer.Option(1, help="Worker processes on this machine (threads split)."),
@@ -151,7 +159,7 @@ def search(
     prescreen: int | None = typer.Option(
         None, help="Keep the K backbones that rank best on frozen features (see prescreen)."
     ),
-    prescreen_by: str | None = typer.Option(
+    prescreen_by: RankBy | None = typer.Option(
         None, help="Pre-screen ranking: logme, knn, params or imagenet."
     ),
     warm_start: int | None = typer.Option(
@@ -214,7 +222,7 @@ def prescreen(
         ..., help="Folder of class sub-folders, train/ and val/ (and test/), or CSV."
     ),
     space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
-    by: str | None = typer.Option(
+    by: RankBy | None = typer.Option(
         None, help="Ranking: logme, knn, params or imagenet (default: the benchmark's winner)."
     ),
     samples: int = typer.Option(300, help="Training samples embedded per backbone (stratified)."),
@@ -222,7 +230,9 @@ def prescreen(
     seed: int = typer.Option(0, help="Seed of the sample and the split."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
     trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
-    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    modality: Modality | None = typer.Option(
+        None, help="image, text or audio (default: detected)."
+    ),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
 ) -> None:
@@ -235,8 +245,6 @@ def prescreen(
     from autotransfer.training import resolve_device
 
     by = by or ps.DEFAULT_BY
-    if by not in ps.METHODS:
-        raise AutotransferError(f"--by must be one of {', '.join(ps.METHODS)}, got {by!r}")
     parsed = load_space(space)
     try:
         torch_device = resolve_device(device)
@@ -323,15 +331,11 @@ def plugins() -> None:
 @app.command()
 def backbones(
     pattern: str | None = typer.Argument(None, help="Only ids containing this text."),
-    modality: str | None = typer.Option(None, help="image, text or audio."),
+    modality: Modality | None = typer.Option(None, help="image, text or audio."),
 ) -> None:
     """List the backbone ids that the plugins offer."""
-    from autotransfer.backbones import MODALITIES, get_registry
+    from autotransfer.backbones import get_registry
 
-    if modality is not None and modality not in MODALITIES:
-        raise AutotransferError(
-            f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
-        )
     entries = [
         e for e in get_registry().entries(modality) if pattern is None or pattern in e.id
     ]
@@ -346,7 +350,7 @@ def train(
     best: Path = typer.Argument(..., help="best.yaml written by autotransfer search."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     data: Path | None = typer.Option(None, help="Dataset (default: the search's, from best.yaml)."),
-    refit_on: str = typer.Option("train+val", help="train+val (default) or train (the search's "
+    refit_on: RefitOn = typer.Option("train+val", help="train+val (default) or train (the search's "
                                  "split, which reproduces its validation score)."),
     epochs: int | None = typer.Option(None, help="Epochs (default: the search's per trial)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -354,7 +358,9 @@ def train(
         None, help="Seed of the training (default: the best trial's, which it repeats)."
     ),
     trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
-    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    modality: Modality | None = typer.Option(
+        None, help="image, text or audio (default: detected)."
+    ),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
 ) -> None:
@@ -479,7 +485,8 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(sys.stdout, "reconfigure"):  # live progress also when piped to a file or tee
         sys.stdout.reconfigure(line_buffering=True)
     try:
-        code = app(args=args, standalone_mode=False)  # typer turns Ctrl-C into the code 130
+        # typer turns Ctrl-C into the code 130; usage errors come out as exceptions
+        code = app(args=args, prog_name="autotransfer", standalone_mode=False)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
@@ -490,14 +497,67 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
 
-def _report(exc: Exception, debug: bool) -> int:
-    """Print ``exc`` as one line (or re-raise it with ``--debug``); return the exit code."""
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """``(ClickException, Abort)`` classes of click and of the copy that typer >= 0.2x vendors
+    (``typer._click``): the usage errors of the command line are raised as the latter."""
     import click
 
-    if isinstance(exc, click.exceptions.ClickException):
-        exc.show()
-        return exc.exit_code
-    if isinstance(exc, click.exceptions.Abort):
+    errors: list[type] = [click.exceptions.ClickException]
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # a typer that uses click itself
+        pass
+    else:
+        errors.append(ClickException)
+    return tuple(errors), (click.exceptions.Abort, typer.Abort)
+
+
+def _find_context(exc: Exception) -> None:
+    """Give a usage error raised without its command's context (click's parser does so for
+    ``--port`` without a value) the context of the command being parsed, found in the
+    traceback, so that it prints that command's usage line too."""
+    if not hasattr(exc, "ctx") or exc.ctx is not None:
+        return
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        ctx = tb.tb_frame.f_locals.get("ctx")
+        if ctx is not None and hasattr(ctx, "get_usage") and hasattr(ctx, "command_path"):
+            found = ctx  # the innermost: the sub-command's
+        tb = tb.tb_next
+    if found is not None:
+        exc.ctx, exc.cmd = found, found.command  # type: ignore[attr-defined]
+
+
+def _name_the_value(exc: Exception) -> None:
+    """typer checks values with pydantic, whose messages leave out the value: add it
+    (``Invalid value for '--workers': Input should be a valid integer, got 'abc'``)."""
+    cause = exc.__cause__
+    message = getattr(exc, "message", None)
+    if not isinstance(message, str) or not hasattr(cause, "errors"):
+        return
+    try:
+        given = cause.errors()[0]["input"]  # type: ignore[union-attr]
+    except Exception:  # not pydantic's ValidationError after all
+        return
+    message = message.removeprefix("Value error, ")
+    if repr(given) not in message:
+        message = f"{message.rstrip('.')}, got {given!r}"
+    exc.message = message  # type: ignore[attr-defined]
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    """Print ``exc`` as one line (or re-raise it with ``--debug``); return the exit code.
+
+    A usage error of the command line (unknown command or option, missing argument, bad
+    value) is the user's: click's usage line, the error and ``Try '... --help'``, exit 2.
+    """
+    errors, aborts = _click_exceptions()
+    if isinstance(exc, errors):
+        _name_the_value(exc)
+        _find_context(exc)
+        exc.show()  # type: ignore[attr-defined]
+        return exc.exit_code  # type: ignore[attr-defined]
+    if isinstance(exc, aborts):
         return 130
     if debug:
         raise exc
