@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from autotransfer import timebudget
 from autotransfer.backbones import get_registry
 from autotransfer.cache import parse_size
 from autotransfer.data import (
@@ -115,6 +117,8 @@ class TrialContext:
     keep_best: str | None = None  # artifact folder of --keep-best
     cache: Any = None  # an ActivationCache shared by the trials; None: --no-cache
     compile: bool = False  # torch.compile the trained part
+    deadline: timebudget.Deadline | None = None  # --time-budget
+    started_at: float = 0.0  # the running trial's start (timebudget.now())
 
     def load_options(self, spec, entry) -> dict[str, Any]:
         options = spec.load_options()
@@ -132,6 +136,9 @@ def make_objective(ctx: TrialContext):
 
     def objective(trial: optuna.Trial) -> float:
         _release_memory(device)  # whatever the last trial left, before this one allocates
+        ctx.started_at = timebudget.now()
+        if ctx.deadline is not None:
+            ctx.deadline.trial_started()
         spec, params = space.suggest(trial)
         entry = registry.get(spec.id)
         trial.set_user_attr("backbone", spec.id)
@@ -140,6 +147,11 @@ def make_objective(ctx: TrialContext):
         trial.set_user_attr("device", str(device))
         trial.set_user_attr("classes", data.classes)
         trial.set_user_attr("seed", ctx.seed)  # the split's; training used seed + trial number
+        skip = timebudget.not_starting(ctx.deadline, trial.study, spec.id, params)
+        if skip is not None:  # does not count towards --trials
+            trial.set_user_attr(timebudget.NOT_STARTED_ATTR, True)
+            trial.set_user_attr("prune_reason", skip)
+            raise optuna.TrialPruned(skip)
         if progress:
             progress.trial_started(trial.number, spec.label, params)
         try:
@@ -214,12 +226,17 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         backbone, ctx.data, params, device=device, metric=space.metric,
         seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
         compile=ctx.compile, label=spec.id,
+        batch_check=ctx.deadline.check if ctx.deadline is not None else None,
     )
     trial.set_user_attr("parameter_count", sum(p.numel() for p in backbone.model.parameters()))
     seconds: list[float] = []
+    marks = [ctx.started_at]  # when the trial started, then when each epoch was reported
 
     def on_epoch(result: EpochResult) -> None:
         seconds.append(result.seconds)
+        marks.append(timebudget.now())
+        if result.epoch == 1:  # load, cache, one epoch and validation: the start rule's measure
+            trial.set_user_attr(timebudget.FIRST_REPORT_ATTR, round(marks[1] - marks[0], 3))
         trial.set_user_attr("activation_cache", trainer.cache_status)
         trial.set_user_attr("cache_seconds", round(trainer.cache_seconds, 3))
         trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
@@ -235,6 +252,13 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         if stop_requested():
             raise KeyboardInterrupt
         trial.report(result.score, result.epoch)
+        # the next epoch lasts as long as this one did, validation included (the first one
+        # also loaded the backbone: its training time, plus a quarter for validation)
+        last = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
+        stop = timebudget.stopping_after(ctx.deadline, result.epoch, space.epochs, last)
+        if stop is not None:
+            trial.set_user_attr("prune_reason", stop)
+            raise optuna.TrialPruned(stop)
         if trial.should_prune():
             reason = (
                 f"pruned after epoch {result.epoch}/{space.epochs}: "
@@ -243,7 +267,18 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)
 
-    result = trainer.fit(space.epochs, on_epoch)
+    try:
+        result = trainer.fit(space.epochs, on_epoch)
+    except timebudget.TimeBudgetSpent:  # at a batch boundary: pruned with its last score
+        done = len(seconds)
+        reason = (f"time budget: stopped in epoch {done + 1}/{space.epochs}"
+                  + (f", scored after epoch {done}" if done else ", before its first score"))
+        if not done:  # its first report needs more than this: the start rule's lower bound
+            trial.set_user_attr(timebudget.FIRST_REPORT_ATTR,
+                                round(timebudget.now() - ctx.started_at, 3))
+            trial.set_user_attr("first_report_unreached", True)
+        trial.set_user_attr("prune_reason", reason)
+        raise optuna.TrialPruned(reason) from None
     trial.set_user_attr("n_groups", result.n_groups)
     trial.set_user_attr("n_frozen_groups", result.n_frozen_groups)
     trial.set_user_attr("trainable_parameters", result.n_trainable)
@@ -263,6 +298,7 @@ def search(
     *,
     trials: int | None = None,
     timeout: float | None = None,
+    time_budget: float | None = None,
     storage: str = DEFAULT_STORAGE,
     study_name: str | None = None,
     out: str | Path = "autotransfer-out",
@@ -293,7 +329,13 @@ def search(
         space: a search-space YAML file (or a parsed :class:`SearchSpace`).
         trials: the study's total number of trials, over all workers (None: until timeout).
             A trial of a dead worker that is retried is replaced by its retry.
-        timeout: stop starting new trials after this many seconds.
+        timeout: stop starting new trials after this many seconds (Optuna's meaning: the trial
+            running then finishes, and the results are written after it).
+        time_budget: the whole call, from now to the last file written, ends within this many
+            seconds (:mod:`autotransfer.timebudget`): the running trial stops at an epoch or
+            batch boundary, pruned with its last score (reason ``time budget: ...``), a trial
+            that cannot reach its first report in time does not start, and the deadline is
+            stored with the study so that every worker of it stops by the same time.
         storage: an SQLAlchemy URL; the study resumes when its name exists there, and workers
             started anywhere with the same storage and study name join it.
         study_name: defaults to ``<data folder>-<space file>``.
@@ -337,6 +379,9 @@ def search(
     import optuna
 
     failed: list[str] = []
+    if time_budget is not None and not time_budget > 0:
+        raise AutotransferError(f"--time-budget must be > 0 seconds, got {time_budget}")
+    own_deadline = None if time_budget is None else timebudget.now() + time_budget
     if trials is not None and trials < 1:
         raise AutotransferError(f"--trials must be >= 1, got {trials}")
     if workers < 1:
@@ -404,6 +449,9 @@ def search(
                      trials=trials)
     with lock.held():
         note.save(study)
+    deadline = timebudget.make_deadline(study, lock, own_deadline, time_budget)
+    if deadline is not None and hasattr(progress, "deadline"):
+        progress.deadline = deadline.at  # type: ignore[union-attr]
     space, recorder = spend_budget_well(
         study, study_storage, lock, space, dataset, progress, prescreen=prescreen,
         prescreen_by=prescreen_by, history=history, warm_start=warm_start, device=torch_device,
@@ -415,11 +463,15 @@ def search(
             study.sampler = make_sampler(seed + join_study(study, lock))
             context = TrialContext(space, dataset, torch_device, seed, progress,
                                    trust_remote_code, keep_best=keep_dir,
-                                   cache=make_cache(cache_options), compile=compile)
+                                   cache=make_cache(cache_options), compile=compile,
+                                   deadline=deadline)
+            write = partial(_write_results, study, space, dataset, storage, space_file, out,
+                            keep_dir=keep_dir)
             run_trials(
                 study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
-                poll=min(heartbeat, 5),
-                callbacks=_callbacks(progress, note, lock) + ([recorder] if recorder else []),
+                poll=min(heartbeat, 5), deadline=deadline,
+                callbacks=_callbacks(progress, note, lock) + ([recorder] if recorder else [])
+                + _measure_write(deadline, write),
             )
         else:
             threads = cpu_threads(workers)
@@ -431,17 +483,42 @@ def search(
                     trust_remote_code=trust_remote_code, data_options=data_options,
                     keep_best=keep_dir,
                     cache=cache_options, compile=compile,
+                    deadline=deadline.at if deadline else None,
+                    reserve=deadline.reserve if deadline else 0.0,
                 )
                 for i in range(workers)
-            ])
+            ], stop_at=deadline.at - deadline.reserve / 2 if deadline else None)
             failed = [f"worker {i} exited with status {c}" for i, c in enumerate(codes) if c]
-            if failed and all(codes):
+            if deadline is not None and deadline.left() <= 0:  # stopped by the last resort
+                failed = [f"{f} (stopped at the time budget)" for f in failed]
+            elif failed and all(codes):
                 raise AutotransferError("; ".join(failed))
     except KeyboardInterrupt:  # what finished is kept, and the results say so
         _write_results(study, space, dataset, storage, space_file, out, keep_dir=keep_dir)
         raise
-    return _write_results(study, space, dataset, storage, space_file, out, failed,
-                          keep_dir=keep_dir)
+    started = timebudget.now()
+    result = _write_results(study, space, dataset, storage, space_file, out, failed,
+                            keep_dir=keep_dir)
+    if deadline is not None:  # the next run of this study reserves what this write took
+        study.set_user_attr(timebudget.WRITE_ATTR, round(timebudget.now() - started, 3))
+    return result
+
+
+def _measure_write(deadline, write) -> list:
+    """With a time budget: a callback that writes the results once, after the first completed
+    trial (a checkpoint), and sizes the budget's reserve for the final write by it."""
+    from optuna.trial import TrialState
+
+    if deadline is None:
+        return []
+
+    def checkpoint(_study, t) -> None:
+        if t.state == TrialState.COMPLETE and not deadline.measured:
+            started = timebudget.now()
+            write()
+            deadline.measured_write(timebudget.now() - started)
+
+    return [checkpoint]
 
 
 def _write_results(
@@ -496,12 +573,17 @@ def run_worker(spec: WorkerSpec) -> None:
     from autotransfer.history import recorder_for
 
     recorder = recorder_for(study, study_storage.engine, spec.space)
+    deadline = timebudget.make_deadline(study, lock, spec.deadline, None)
+    if deadline is not None and spec.reserve:
+        deadline.reserve = spec.reserve  # the parent writes the results: its reserve
     run_trials(
         study,
         make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
                                     spec.trust_remote_code, keep_best=spec.keep_best,
-                                    cache=make_cache(spec.cache), compile=spec.compile)),
+                                    cache=make_cache(spec.cache), compile=spec.compile,
+                                    deadline=deadline)),
         lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
+        deadline=deadline,
         callbacks=_callbacks(spec.progress, note, lock) + ([recorder] if recorder else []),
     )
 

@@ -142,6 +142,7 @@ class Trainer:
         cache: ActivationCache | bool = True,
         compile: bool = False,
         label: str = "backbone",
+        batch_check: Callable[[], None] | None = None,
     ) -> None:
         """Set up the model, freezing and optimizer for one trial.
 
@@ -150,8 +151,11 @@ class Trainer:
                 True for one of this trainer's own (reused across its epochs), False for none.
             compile: run the trained part through ``torch.compile``.
             label: the backbone's id, for messages.
+            batch_check: run before every training batch and every batch of the activation
+                cache's computation; it raises to stop the training there (a time budget).
         """
         self.data, self.params, self.device, self.metric = data, params, device, metric
+        self.batch_check = batch_check
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.preprocess = backbone.preprocess.configure(params)
@@ -244,7 +248,7 @@ class Trainer:
         activations = compute_activations(
             self.prefix.prefix, self.preprocess, inputs, device=self.device,
             autocast=self.autocast, memory_format=self.memory_format,
-            batch_size=self.inference_batch_size,
+            batch_size=self.inference_batch_size, batch_check=self.batch_check,
         )
         seconds = time.perf_counter() - start
         self.cache_seconds += seconds
@@ -298,6 +302,8 @@ class Trainer:
             for batch, labels in batches:
                 if len(labels) < min(2, batch_size):  # a lone leftover sample: BatchNorm
                     continue                             # statistics of one are meaningless
+                if self.batch_check is not None:
+                    self.batch_check()
                 inputs = self._inputs(batch, train=True)
                 labels = labels.to(self.device, non_blocking=True)
                 with self.autocast:
@@ -324,6 +330,7 @@ class Trainer:
             result.history.append(epoch_result)
             if on_epoch is not None:
                 on_epoch(epoch_result)
+        self.batch_check = None  # the training is done: its test score is always computed
         if self.data.test is not None:
             accuracy, macro_f1 = self.evaluate("test")
             result.test = {"accuracy": accuracy, "macro_f1": macro_f1}

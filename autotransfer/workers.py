@@ -5,7 +5,8 @@ storage. The study's total (``--trials``) is kept exact by a study-wide lock
 (:class:`autotransfer.storage.StudyLock`) around "count, then take the next trial". A trial that
 counts is any trial of the study (running and queued ones included) except a failed one that was
 retried, whose retry (a copy queued by Optuna's ``RetryHeartbeatStaleTrialCallback``) takes its
-place, and one interrupted by Ctrl-C, which the next run makes up for.
+place, one interrupted by Ctrl-C, which the next run makes up for, and one that a time budget
+did not let start (:mod:`autotransfer.timebudget`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _STOP = threading.Event()
 
 @dataclass
 class Tally:
-    counted: int  # trials that count towards --trials (retried and interrupted ones do not)
+    counted: int  # trials that count towards --trials (retried, interrupted, not started: not)
     running: int
     waiting: int
     retried: int  # failed trials replaced by a retry
@@ -46,7 +47,7 @@ def tally(study) -> Tally:
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     return Tally(
         counted=sum(t.number not in retried and not t.user_attrs.get("interrupted")
-                    for t in trials),
+                    and not t.user_attrs.get("not_started") for t in trials),
         running=sum(t.state == TrialState.RUNNING for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
         retried=len(retried),
@@ -70,13 +71,16 @@ def run_trials(
     timeout: float | None,
     callbacks: list[Callable] = (),  # type: ignore[assignment]
     poll: float = 1.0,
+    deadline=None,
 ) -> None:
     """Run trials until the study holds ``trials`` counted trials, none of them running.
 
     Each step, under the study lock: fail the trials of dead workers (which queues their
     retries), count, and take a queued retry or a new trial when there is room. When the study
     is full but other workers' trials still run, wait for them: one of them may die and need a
-    retry. ``timeout`` stops starting trials (and waiting) after that many seconds.
+    retry. ``timeout`` stops starting trials (and waiting) after that many seconds; a
+    ``deadline`` (:class:`autotransfer.timebudget.Deadline`) when no trial can reach its first
+    report before it.
     """
     import optuna
 
@@ -96,7 +100,8 @@ def run_trials(
         lock.release()
         return objective(trial)
 
-    while (timeout is None or time.monotonic() - started < timeout) and not _STOP.is_set():
+    while ((timeout is None or time.monotonic() - started < timeout) and not _STOP.is_set()
+           and (deadline is None or deadline.can_start(study))):
         lock.acquire()
         try:
             with warnings.catch_warnings():
@@ -157,6 +162,8 @@ class WorkerSpec:
     keep_best: str | None = None  # artifact folder of --keep-best
     cache: dict[str, Any] | None = field(default_factory=dict)  # ActivationCache options
     compile: bool = False
+    deadline: float | None = None  # --time-budget: the study's deadline (time.time() seconds)
+    reserve: float = 0.0  # seconds of it kept for the final writes
 
 
 def stop_requested() -> bool:
@@ -189,8 +196,10 @@ def worker_main(spec: WorkerSpec) -> None:
         sys.exit(130)
 
 
-def run_local_workers(specs: list[WorkerSpec]) -> list[int]:
-    """Start one process per spec and wait for all; Ctrl-C stops them. Returns exit codes."""
+def run_local_workers(specs: list[WorkerSpec], stop_at: float | None = None) -> list[int]:
+    """Start one process per spec and wait for all; Ctrl-C stops them, and so does the wall
+    clock (``time.time()``) passing ``stop_at`` (a time budget's last resort: the workers stop
+    their trials themselves before it). Returns exit codes."""
     import multiprocessing
     import multiprocessing.connection
 
@@ -221,13 +230,15 @@ def run_local_workers(specs: list[WorkerSpec]) -> list[int]:
     try:
         waiting = {p.sentinel: p for p in processes}
         while waiting and not stop.is_set():
+            if stop_at is not None and time.time() > stop_at:
+                break
             for sentinel in multiprocessing.connection.wait(list(waiting), timeout=0.5):
                 waiting.pop(sentinel).join()
     finally:  # interrupted, or an error here: stop the workers (their trials fail), wait for them
         alive = [p for p in processes if p.is_alive()]
         for process in alive:
             process.terminate()
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + (STOP_GRACE if stop_at is None else 2.0)
         for process in alive:
             process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():  # its trial turns FAIL with its heartbeat, and is retried

@@ -44,8 +44,10 @@ def _with_space(text):
 CASES = {
     # the command line
     "unbounded search": (lambda r: _search(r)[:-6] + ["--out", str(r / "o")],
-                         "give --trials N or --timeout S"),
+                         "give --trials N, --timeout S or --time-budget S"),
     "zero trials": (lambda r: _search(r)[:4] + ["--trials", "0"], "--trials must be >= 1, got 0"),
+    "zero time budget": (lambda r: _search(r)[:4] + ["--time-budget", "0"],
+                         "--time-budget must be > 0 seconds, got 0.0"),
     "unknown device": (lambda r: _search(r, "--device", "tpu"),
                        "--device: device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     "cuda without a GPU": (lambda r: _search(r, "--device", "cuda:3"),
