@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from autotransfer import BackboneEntry, hookimpl
-from autotransfer.cli import main
+from autotransfer.cli.app import main
 from autotransfer.testing import registered_plugin
 from conftest import write_images
 
@@ -163,12 +163,12 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_an_internal_error_is_still_one_line(tmp_path, capsys, monkeypatch):
-    import autotransfer.study
+    from autotransfer.search import study
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(autotransfer.study, "search", broken)
+    monkeypatch.setattr(study, "search", broken)
     with pytest.raises(SystemExit) as info:
         main(_search(tmp_path))
     err = capsys.readouterr().err.strip()
@@ -265,7 +265,7 @@ def test_a_command_line_mistake_is_a_usage_error(case, tmp_path, monkeypatch, ca
 def test_every_command_has_its_usage_errors_in_the_inventory():
     import typer
 
-    from autotransfer.cli import app
+    from autotransfer.cli.app import app
 
     commands = set(typer.main.get_command(app).commands)
     assert commands == {case.split(":")[0] for case in USAGE_CASES if ":" in case}
@@ -274,10 +274,10 @@ def test_every_command_has_its_usage_errors_in_the_inventory():
 def test_the_fixed_choices_are_the_librarys():
     from typing import get_args
 
-    from autotransfer.backbones import MODALITIES
-    from autotransfer.cli import Modality, RankBy, RefitOn
-    from autotransfer.prescreen import METHODS
-    from autotransfer.refit import REFIT_ON
+    from autotransfer.cli.app import Modality, RankBy, RefitOn
+    from autotransfer.contract.backbone import MODALITIES
+    from autotransfer.model.refit import REFIT_ON
+    from autotransfer.search.prescreen import METHODS
 
     assert (get_args(Modality), get_args(RankBy), get_args(RefitOn)) == (
         MODALITIES, METHODS, REFIT_ON)
@@ -286,12 +286,12 @@ def test_the_fixed_choices_are_the_librarys():
 def test_a_bug_is_an_internal_error_even_when_the_command_line_is_fine(tmp_path, capsys,
                                                                       monkeypatch):
     """The other path: the same command line, valid, reaching code that fails unexpectedly."""
-    import autotransfer.study
+    from autotransfer.search import study
 
     def broken(*args, **kwargs):
         raise ValueError("invalid literal for int() with base 10: 'abc'")
 
-    monkeypatch.setattr(autotransfer.study, "search", broken)
+    monkeypatch.setattr(study, "search", broken)
     with pytest.raises(SystemExit) as info:
         main(_search(tmp_path, "--workers", "2"))
     err = capsys.readouterr().err

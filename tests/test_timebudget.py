@@ -1,7 +1,7 @@
 """``search --time-budget``: the plumbing of the stop at an epoch or batch boundary, the pruned
 record with its reason, the start rule and the deadline shared through the study, on a fake
-clock (:func:`autotransfer.timebudget.now`) that only moves when a test says so. No test here
-measures time; benchmarks/time_budget.py does."""
+clock (:func:`autotransfer.search.timebudget.now`) that only moves when a test says so. No test
+here measures time; benchmarks/time_budget.py does."""
 
 import time
 
@@ -11,14 +11,15 @@ import torch
 import yaml
 from optuna.trial import TrialState, create_trial
 
-from autotransfer import timebudget
-from autotransfer.backbones import get_backbone
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.space import HYPERPARAMETERS, parse_space
 from autotransfer.data import load_data
-from autotransfer.space import HYPERPARAMETERS, parse_space
-from autotransfer.storage import StudyLock, make_storage
-from autotransfer.study import run_worker, search
-from autotransfer.training import Trainer
-from autotransfer.workers import WorkerSpec, tally
+from autotransfer.search import records, timebudget
+from autotransfer.search.options import SearchOptions
+from autotransfer.search.storage import StudyLock, make_storage
+from autotransfer.search.study import run_worker, search
+from autotransfer.search.workers import WorkerSpec, tally
+from autotransfer.train.trainer import Trainer
 
 DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
 SPACE = {
@@ -119,9 +120,9 @@ def test_the_trainer_stops_before_the_batch_its_check_refuses(class_folders):
     params = {**DEFAULTS, "image_size": 32, "batch_size": 4, "freeze_fraction": 0.0}
     calls, steps = [], []
 
-    def check() -> None:
+    def check() -> None:  # once before the training split is prepared, then before each batch
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 4:
             raise timebudget.TimeBudgetSpent
 
     trainer = Trainer(backbone, data, params, device=torch.device("cpu"), seed=0, cache=False,
@@ -130,7 +131,7 @@ def test_the_trainer_stops_before_the_batch_its_check_refuses(class_folders):
     epochs = []
     with pytest.raises(timebudget.TimeBudgetSpent):
         trainer.fit(2, epochs.append)
-    assert (len(calls), len(steps), epochs) == (3, 2, [])
+    assert (len(calls), len(steps), epochs) == (4, 2, [])
 
 
 def test_a_batch_check_stops_when_the_next_batch_would_overrun(clock):
@@ -145,12 +146,12 @@ def test_a_batch_check_stops_when_the_next_batch_would_overrun(clock):
     deadline.check()
 
 
-def _study_with(records):
+def _study_with(measured):
     study = optuna.create_study(direction="maximize")
-    for backbone, size, freeze, batch, seconds in records:
+    for backbone, size, freeze, batch, seconds in measured:
         study.add_trial(create_trial(
             state=TrialState.COMPLETE, value=0.5,
-            user_attrs={"backbone": backbone, timebudget.FIRST_REPORT_ATTR: seconds,
+            user_attrs={"backbone": backbone, records.FIRST_REPORT_SECONDS: seconds,
                         "params": {"image_size": size, "freeze_fraction": freeze,
                                    "batch_size": batch}}))
     return study
@@ -194,7 +195,7 @@ def test_a_worker_stops_after_too_many_configurations_too_slow_to_start(clock):
 def test_a_trial_not_started_does_not_count_towards_trials(clock):
     study = optuna.create_study()
     study.add_trial(create_trial(state=TrialState.PRUNED,
-                                 user_attrs={timebudget.NOT_STARTED_ATTR: True}))
+                                 user_attrs={records.NOT_STARTED: True}))
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0))
     assert tally(study).counted == 1
 
@@ -213,7 +214,7 @@ def test_the_deadline_is_shared_through_the_study(tmp_path, clock):
     clock.jump(60)  # the deadline of a run that is over does not bind the next one
     assert timebudget.share(study, lock, None) is None
     assert timebudget.share(study, lock, clock.t + 10) == clock.t + 10
-    study.set_user_attr(timebudget.WRITE_ATTR, 2.0)  # measured by an earlier write
+    records.set_write_seconds(study, 2.0)  # measured by an earlier write
     deadline = timebudget.make_deadline(study, lock, None, None)
     assert deadline.reserve == timebudget.reserve_for(2.0) == 5.0
 
@@ -223,10 +224,11 @@ def test_a_worker_without_a_budget_stops_by_the_study_deadline(class_folders, tm
     deadline that the run with ``--time-budget`` stored with the study."""
     storage = f"sqlite:///{tmp_path}/s.db"
     _search(tmp_path, class_folders, None, trials=1, time_budget=1000)
-    spec = WorkerSpec(index=0, data=str(class_folders), space=parse_space(SPACE),
-                      storage=storage, study_name="s", trials=2, timeout=None, device="cpu",
-                      seed=0, threads=1, heartbeat=60, progress=Jumps(clock, ("start", 1)),
-                      cache=None)
+    options = SearchOptions(data=str(class_folders), space=parse_space(SPACE), trials=2,
+                            storage=storage, study_name="s", out=tmp_path / "out", cache=False,
+                            history=False)
+    spec = WorkerSpec(options, index=0, device="cpu", threads=1,
+                      progress=Jumps(clock, ("start", 1)))
     run_worker(spec)
     study = optuna.load_study(study_name="s", storage=storage)
     first, second = study.trials
@@ -238,7 +240,7 @@ def test_a_worker_without_a_budget_stops_by_the_study_deadline(class_folders, tm
 def test_a_budget_must_be_positive(class_folders, tmp_path):
     from autotransfer.errors import AutotransferError
 
-    with pytest.raises(AutotransferError, match="--time-budget must be > 0 seconds, got 0"):
+    with pytest.raises(AutotransferError, match="time_budget must be > 0 seconds, got 0"):
         _search(tmp_path, class_folders, None, time_budget=0)
 
 
@@ -248,7 +250,7 @@ def test_process_age_counts_this_process(clock):
 
 def test_the_command_line_counts_from_the_process_start_and_shows_the_time_left(
         class_folders, tmp_path, capsys):
-    from autotransfer.cli import main
+    from autotransfer.cli.app import main
 
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
@@ -261,3 +263,14 @@ def test_the_command_line_counts_from_the_process_start_and_shows_the_time_left(
                                  ).user_attrs["deadline"]
     started = time.time() - timebudget.process_age()  # this process's start
     assert started + 3600 - 5 < deadline <= started + 3600 + 5
+
+
+def test_the_report_skips_the_plots_that_would_end_after_the_budget(tmp_path, clock):
+    from autotransfer.search.report import write_report
+
+    study = _study_with([("a", 96, 0.0, 32, 8.0), ("a", 96, 0.5, 32, 6.0)])
+    path = write_report(study, tmp_path, metric="accuracy", until=clock.t - 1)
+    text = path.read_text()
+    assert "not drawn, the time budget was spent" in text
+    assert not list(tmp_path.glob("*.png"))
+    assert (tmp_path / "leaderboard.csv").is_file()  # the tables are always written
