@@ -11,8 +11,9 @@ import torch
 import yaml
 from optuna.trial import TrialState, create_trial
 
+from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
-from autotransfer.contract.space import HYPERPARAMETERS, parse_space
+from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.search import records, timebudget
 from autotransfer.search.options import SearchOptions
@@ -21,7 +22,6 @@ from autotransfer.search.study import run_worker, search
 from autotransfer.search.workers import WorkerSpec, tally
 from autotransfer.train.trainer import Trainer
 
-DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
 SPACE = {
     "backbones": [{"id": "timm/test_efficientnet", "pretrained": False}],
     "epochs": 2,
@@ -117,7 +117,7 @@ def test_the_running_trial_stops_at_a_batch_boundary_before_its_first_score(
 def test_the_trainer_stops_before_the_batch_its_check_refuses(class_folders):
     data = load_data(class_folders, seed=0)  # 16 training images: 4 batches of 4
     backbone = get_backbone("timm/test_efficientnet").load(pretrained=False)
-    params = {**DEFAULTS, "image_size": 32, "batch_size": 4, "freeze_fraction": 0.0}
+    params = {**defaults(), "image_size": 32, "batch_size": 4, "freeze_fraction": 0.0}
     calls, steps = [], []
 
     def check() -> None:  # once before the training split is prepared, then before each batch
@@ -250,7 +250,7 @@ def test_process_age_counts_this_process(clock):
 
 def test_the_command_line_counts_from_the_process_start_and_shows_the_time_left(
         class_folders, tmp_path, capsys):
-    from autotransfer.cli.app import main
+    from autotransfer.cli import main
 
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
