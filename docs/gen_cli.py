@@ -9,6 +9,7 @@ tests/test_docs.py fails when the committed page differs from what this prints.
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
 
 PAGE = Path(__file__).resolve().parent / "cli.md"
@@ -47,6 +48,8 @@ def _type(param) -> str:
     if _is_flag(param):
         return "flag"
     annotation = param.type_descriptor.annotation
+    if typing.get_origin(annotation) is typing.Literal:  # a fixed set of values
+        return " \\| ".join(f"`{value}`" for value in typing.get_args(annotation))
     return {str: "text", int: "int", float: "float", Path: "path"}.get(
         annotation, getattr(annotation, "__name__", str(annotation))
     )

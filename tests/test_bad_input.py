@@ -44,14 +44,14 @@ def _with_space(text):
 CASES = {
     # the command line
     "unbounded search": (lambda r: _search(r)[:-6] + ["--out", str(r / "o")],
-                         "give --trials N or --timeout S"),
+                         "give --trials N, --timeout S or --time-budget S"),
     "zero trials": (lambda r: _search(r)[:4] + ["--trials", "0"], "--trials must be >= 1, got 0"),
+    "zero time budget": (lambda r: _search(r)[:4] + ["--time-budget", "0"],
+                         "--time-budget must be > 0 seconds, got 0.0"),
     "unknown device": (lambda r: _search(r, "--device", "tpu"),
                        "--device: device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     "cuda without a GPU": (lambda r: _search(r, "--device", "cuda:3"),
                            "--device: device 'cuda:3' asked for, but"),
-    "unknown modality": (lambda r: ["backbones", "--modality", "video"],
-                         "--modality must be one of image, text, audio, got 'video'"),
     # data
     "missing folder": (lambda r: _search(r, data=r / "nope"), "nope: no such file or folder"),
     "empty class": (lambda r: (_data(r) / "bird").mkdir() or _search(r, data=r / "data"),
@@ -134,7 +134,7 @@ class BadIds:
 
 
 def test_the_inventory_is_large():
-    assert len(CASES) >= 25
+    assert len(CASES) >= 25 and len(USAGE_CASES) >= 25
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -176,3 +176,126 @@ def test_an_internal_error_is_still_one_line(tmp_path, capsys, monkeypatch):
     assert info.value.code == 1
     assert err == ("error: internal error: ZeroDivisionError: division by zero; run again "
                    "with --debug for the traceback, and please report it")
+
+
+# Mistakes on the command line itself are usage errors, as in every click program: the usage
+# line, "Try '... --help'", the error naming the option or argument (and the value given, and the
+# closest spelling), exit 2; never "internal error". Every command, each kind that applies: a
+# typo'd option, a missing argument (or an option's missing value), a bad type, a bad choice.
+USAGE_CASES = {
+    "unknown command": ([], ["serch", "x"], "No such command 'serch'. Did you mean 'search'?"),
+    "search: typo": (["search"], ["search", "d", "--trails", "3"],
+                     "No such option: --trails (Possible options: --trials)"),
+    "search: missing argument": (["search"], ["search", "--trials", "3"],
+                                 "Missing argument 'data'."),
+    "search: missing option": (["search"], ["search", "d", "--trials", "3"],
+                               "Missing option '--space' / '-s'."),
+    "search: bad type": (["search"], ["search", "d", "-s", "s.yaml", "--workers", "abc"],
+                         "Invalid value for '--workers': Input should be a valid integer, "
+                         "unable to parse string as an integer, got 'abc'"),
+    "search: bad number": (["search"], ["search", "d", "-s", "s.yaml", "--timeout", "soon"],
+                           "Invalid value for '--timeout': Input should be a valid number"),
+    "search: bad choice": (["search"], ["search", "d", "-s", "s.yaml", "--modality", "video"],
+                           "Invalid value for '--modality': 'video' is not one of 'image', "
+                           "'text', 'audio'."),
+    "search: bad ranking": (["search"], ["search", "d", "-s", "s.yaml", "--prescreen-by", "x"],
+                            "Invalid value for '--prescreen-by': 'x' is not one of 'logme', "
+                            "'knn', 'params', 'imagenet'."),
+    "prescreen: typo": (["prescreen"], ["prescreen", "d", "-s", "s.yaml", "--sample", "9"],
+                        "No such option: --sample (Possible options: --samples, --space)"),
+    "prescreen: missing argument": (["prescreen"], ["prescreen", "-s", "s.yaml"],
+                                    "Missing argument 'data'."),
+    "prescreen: bad type": (["prescreen"], ["prescreen", "d", "-s", "s.yaml", "--samples", "x"],
+                            "Invalid value for '--samples': Input should be a valid integer"),
+    "prescreen: bad choice": (["prescreen"], ["prescreen", "d", "-s", "s.yaml", "--by", "auc"],
+                              "Invalid value for '--by': 'auc' is not one of 'logme', 'knn', "
+                              "'params', 'imagenet'."),
+    "dashboard: typo": (["dashboard"], ["dashboard", "--prot", "80"],
+                        "No such option: --prot (Possible options: --host, --port)"),
+    "dashboard: missing value": (["dashboard"], ["dashboard", "--port"],
+                                 "Option '--port' requires an argument."),
+    "dashboard: bad type": (["dashboard"], ["dashboard", "--port", "http"],
+                            "Invalid value for '--port': Input should be a valid integer, "
+                            "unable to parse string as an integer, got 'http'"),
+    "plugins: typo": (["plugins"], ["plugins", "--verbose"], "No such option: --verbose"),
+    "plugins: extra argument": (["plugins"], ["plugins", "all"],
+                                "Got unexpected extra argument(s) (all)"),
+    "backbones: typo": (["backbones"], ["backbones", "--modalty", "image"],
+                        "No such option: --modalty (Possible options: --modality)"),
+    "backbones: missing value": (["backbones"], ["backbones", "--modality"],
+                                 "Option '--modality' requires an argument."),
+    "backbones: bad choice": (["backbones"], ["backbones", "--modality", "video"],
+                              "Invalid value for '--modality': 'video' is not one of 'image', "
+                              "'text', 'audio'."),
+    "train: typo": (["train"], ["train", "b.yaml", "-o", "m", "--epoch", "3"],
+                    "No such option: --epoch (Possible options: --epochs)"),
+    "train: missing argument": (["train"], ["train", "-o", "m"], "Missing argument 'best'."),
+    "train: bad type": (["train"], ["train", "b.yaml", "-o", "m", "--epochs", "1.5"],
+                        "Invalid value for '--epochs': Input should be a valid integer, "
+                        "unable to parse string as an integer, got '1.5'"),
+    "train: bad choice": (["train"], ["train", "b.yaml", "-o", "m", "--refit-on", "all"],
+                          "Invalid value for '--refit-on': 'all' is not one of 'train+val', "
+                          "'train'."),
+    "predict: typo": (["predict"], ["predict", "m", "x.png", "--batchsize", "8"],
+                      "No such option: --batchsize (Possible options: --batch-size)"),
+    "predict: missing argument": (["predict"], ["predict", "--json"],
+                                  "Missing argument 'model_dir'."),
+    "predict: bad type": (["predict"], ["predict", "m", "x.png", "--batch-size", "big"],
+                          "Invalid value for '--batch-size': Input should be a valid integer"),
+    "report: typo": (["report"], ["report", "--studdy", "s", "-o", "r"],
+                     "No such option: --studdy (Possible options: --study)"),
+    "report: missing option": (["report"], ["report", "-o", "r"], "Missing option '--study'."),
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE_CASES))
+def test_a_command_line_mistake_is_a_usage_error(case, tmp_path, monkeypatch, capsys):
+    command, args, expected = USAGE_CASES[case]
+    monkeypatch.chdir(tmp_path)  # nothing it names exists: the command line is checked first
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    path = " ".join(["autotransfer", *command])
+    assert info.value.code == 2, err
+    assert err.startswith(f"Usage: {path} [OPTIONS]"), err
+    assert f"Try '{path} --help' for help." in err
+    assert f"Error: {expected}" in err, err
+    assert "internal error" not in err and "please report" not in err and "Traceback" not in err
+
+
+def test_every_command_has_its_usage_errors_in_the_inventory():
+    import typer
+
+    from autotransfer.cli.app import app
+
+    commands = set(typer.main.get_command(app).commands)
+    assert commands == {case.split(":")[0] for case in USAGE_CASES if ":" in case}
+
+
+def test_the_fixed_choices_are_the_librarys():
+    from typing import get_args
+
+    from autotransfer.cli.app import Modality, RankBy, RefitOn
+    from autotransfer.contract.backbone import MODALITIES
+    from autotransfer.model.refit import REFIT_ON
+    from autotransfer.search.prescreen import METHODS
+
+    assert (get_args(Modality), get_args(RankBy), get_args(RefitOn)) == (
+        MODALITIES, METHODS, REFIT_ON)
+
+
+def test_a_bug_is_an_internal_error_even_when_the_command_line_is_fine(tmp_path, capsys,
+                                                                      monkeypatch):
+    """The other path: the same command line, valid, reaching code that fails unexpectedly."""
+    from autotransfer.search import study
+
+    def broken(*args, **kwargs):
+        raise ValueError("invalid literal for int() with base 10: 'abc'")
+
+    monkeypatch.setattr(study, "search", broken)
+    with pytest.raises(SystemExit) as info:
+        main(_search(tmp_path, "--workers", "2"))
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert err.startswith("error: internal error: ValueError: ") and "please report it" in err
+    assert "Usage:" not in err

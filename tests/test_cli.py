@@ -213,4 +213,7 @@ def test_backbones_and_plugins_commands(capsys):
     main(["plugins"])
     out = capsys.readouterr().out
     assert "autotransfer_timm" in out and "register_backbones" in out
-    assert "--modality must be one of" in _error(capsys, "backbones", "--modality", "video")
+    with pytest.raises(SystemExit) as info:  # a bad choice is a usage error (test_bad_input)
+        main(["backbones", "--modality", "video"])
+    assert info.value.code == 2
+    assert "'video' is not one of 'image', 'text', 'audio'" in capsys.readouterr().err

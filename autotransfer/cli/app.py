@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.markup import escape
@@ -17,9 +18,15 @@ from autotransfer.cli.console import (
     console,
     err_console,
 )
+from autotransfer.contract.backbone import MODALITIES
 from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.search.report import fmt
 from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+
+# Options with a fixed set of values: click rejects any other value as a usage error (exit 2).
+Modality = Literal[MODALITIES]  # type: ignore[valid-type]
+RankBy = Literal["logme", "knn", "params", "imagenet"]  # prescreen.METHODS (a test checks)
+RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 
 app = typer.Typer(
     help="Pick and fine-tune a pretrained backbone with Optuna.",
@@ -35,7 +42,7 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(context_settings={"help_option_names": ["-h", "--help"]},
+@app.callback(context_settings={"help_option_names": ["--help", "-h"]},
               epilog="Add --debug anywhere to see the traceback of an error.")
 def _root(
     version: bool = typer.Option(
@@ -52,10 +59,6 @@ def _root(
         enable_tracing()
 
 
-
-
-
-
 @app.command()
 def search(
     data: Path = typer.Argument(
@@ -65,7 +68,15 @@ def search(
     ),
     space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
     trials: int | None = typer.Option(None, help="Total finished trials the study should reach."),
-    timeout: float | None = typer.Option(None, help="Stop starting trials after S seconds."),
+    timeout: float | None = typer.Option(
+        None, help="Stop starting trials after S seconds (Optuna's meaning: the running trial "
+        "finishes, then the results are written)."
+    ),
+    time_budget: float | None = typer.Option(
+        None, help="End the whole run, start-up and final writes included, within S seconds: "
+        "the running trial stops at an epoch or batch boundary (pruned, reason 'time budget'); "
+        "shared by every worker of the study."
+    ),
     storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
     study: str | None = typer.Option(None, help="Study name; an existing study resumes."),
     out: Path = typer.Option(Path("autotransfer-out"), help="Folder for best.yaml and results."),
@@ -74,7 +85,9 @@ def search(
     trust_remote_code: bool = typer.Option(
         False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
     ),
-    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    modality: Modality | None = typer.Option(
+        None, help="image, text or audio (default: detected)."
+    ),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option(
         "label", help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset."
@@ -111,7 +124,7 @@ def search(
     prescreen: int | None = typer.Option(
         None, help="Keep the K backbones that rank best on frozen features (see prescreen)."
     ),
-    prescreen_by: str | None = typer.Option(
+    prescreen_by: RankBy | None = typer.Option(
         None, help="Pre-screen ranking: logme, knn, params or imagenet."
     ),
     warm_start: int | None = typer.Option(
@@ -128,12 +141,21 @@ def search(
     from autotransfer.search.storage import mask_url
     from autotransfer.search.study import search as run_search
 
-    if trials is None and timeout is None:
-        raise AutotransferError("give --trials N or --timeout S (or both) to bound the search")
+    if trials is None and timeout is None and time_budget is None:
+        raise AutotransferError(
+            "give --trials N, --timeout S or --time-budget S (or several) to bound the search")
+    if time_budget is not None:
+        from autotransfer.search.timebudget import process_age
+
+        if not time_budget > 0:
+            raise OptionError("time_budget", f" must be > 0 seconds, got {time_budget}")
+        # the budget counts from this process's start: the interpreter and imports are in it
+        time_budget = max(1e-3, time_budget - process_age())
     started = time.perf_counter()
     console.print(f"autotransfer search {data} with {space} -> {mask_url(storage)}")
     result = run_search(
-        data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
+        data, space, trials=trials, timeout=timeout, time_budget=time_budget,
+        storage=storage, study_name=study,
         out=out, device=device, seed=seed, workers=workers, heartbeat=heartbeat,
         progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
         modality=modality, text_column=text_column, label_column=label_column,
@@ -174,7 +196,7 @@ def prescreen(
         ..., help="Folder of class sub-folders, train/ and val/ (and test/), or CSV."
     ),
     space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
-    by: str | None = typer.Option(
+    by: RankBy | None = typer.Option(
         None, help="Ranking: logme, knn, params or imagenet (default: the benchmark's winner)."
     ),
     samples: int = typer.Option(300, help="Training samples embedded per backbone (stratified)."),
@@ -182,7 +204,9 @@ def prescreen(
     seed: int = typer.Option(0, help="Seed of the sample and the split."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
     trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
-    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    modality: Modality | None = typer.Option(
+        None, help="image, text or audio (default: detected)."
+    ),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
 ) -> None:
@@ -195,8 +219,6 @@ def prescreen(
     from autotransfer.train.device import device_for
 
     by = by or ps.DEFAULT_BY
-    if by not in ps.METHODS:
-        raise OptionError("by", f" must be one of {', '.join(ps.METHODS)}, got {by!r}")
     parsed = load_space(space)
     torch_device = device_for(device)
     dataset = load_data(data, val_fraction=parsed.val_fraction, seed=seed, modality=modality,
@@ -216,8 +238,6 @@ def prescreen(
         typer.echo(json.dumps(ps.as_json(ranking, by), indent=2))
         return
     console.print(_prescreen_table(ranking, by))
-
-
 
 
 @app.command()
@@ -313,16 +333,11 @@ def plugins() -> None:
 @app.command()
 def backbones(
     pattern: str | None = typer.Argument(None, help="Only ids containing this text."),
-    modality: str | None = typer.Option(None, help="image, text or audio."),
+    modality: Modality | None = typer.Option(None, help="image, text or audio."),
 ) -> None:
     """List the backbone ids that the plugins offer."""
-    from autotransfer.contract.backbone import MODALITIES
     from autotransfer.contract.registry import get_registry
 
-    if modality is not None and modality not in MODALITIES:
-        raise AutotransferError(
-            f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
-        )
     entries = [
         e for e in get_registry().entries(modality) if pattern is None or pattern in e.id
     ]
@@ -337,7 +352,7 @@ def train(
     best: Path = typer.Argument(..., help="best.yaml written by autotransfer search."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     data: Path | None = typer.Option(None, help="Dataset (default: the search's, from best.yaml)."),
-    refit_on: str = typer.Option("train+val", help="train+val (default) or train (the search's "
+    refit_on: RefitOn = typer.Option("train+val", help="train+val (default) or train (the search's "
                                  "split, which reproduces its validation score)."),
     epochs: int | None = typer.Option(None, help="Epochs (default: the search's per trial)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -345,7 +360,9 @@ def train(
         None, help="Seed of the training (default: the best trial's, which it repeats)."
     ),
     trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
-    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    modality: Modality | None = typer.Option(
+        None, help="image, text or audio (default: detected)."
+    ),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
 ) -> None:
@@ -423,18 +440,6 @@ def report(
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 if __name__ == "__main__":

@@ -24,9 +24,15 @@ class ConsoleProgress:
         self.total = total
         self.started: dict[int, float] = {}
         self.worker: int | None = None  # set in each worker process of --workers N
+        self.deadline: float | None = None  # --time-budget: the run's end (time.time())
 
     def _tag(self) -> str:
         return "" if self.worker is None else f"[dim]w{self.worker}[/] "
+
+    def _left(self) -> str:
+        if self.deadline is None:
+            return ""
+        return f"  [dim]{max(0.0, self.deadline - time.time()):.0f}s left[/]"
 
     def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None:
         self.started[number] = time.perf_counter()
@@ -35,14 +41,14 @@ class ConsoleProgress:
             f"{self._tag()}[bold]trial #{number}{of}[/] {escape(backbone)}  "
             f"freeze={params['freeze_fraction']:.2f} "
             f"lr={params['lr']:.2e} head_x={params['head_lr_multiplier']:.3g} "
-            f"decay={params['layer_decay']:.2f} bs={params['batch_size']}"
+            f"decay={params['layer_decay']:.2f} bs={params['batch_size']}{self._left()}"
         )
 
     def epoch_done(self, number: int, result, epochs: int) -> None:
         console.print(
             f"{self._tag()}  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
             f"acc {result.accuracy:.4f}  f1 {result.macro_f1:.4f}  "
-            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s"
+            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s{self._left()}"
         )
 
     def note(self, number: int, message: str) -> None:

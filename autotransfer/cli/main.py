@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from autotransfer.cli.app import app
 from autotransfer.cli.console import err_console
+from autotransfer.cli.usage import click_exceptions, exit_at_once, show_usage_error
 from autotransfer.errors import AutotransferError, OptionError
 
 
@@ -58,14 +59,18 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(sys.stdout, "reconfigure"):  # live progress also when piped to a file or tee
         sys.stdout.reconfigure(line_buffering=True)
     try:
-        code = app(args=args, standalone_mode=False)  # typer turns Ctrl-C into the code 130
+        # typer turns Ctrl-C into the code 130; usage errors come out as exceptions
+        code = app(args=args, prog_name="autotransfer", standalone_mode=False)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
         code = _report(exc, debug)
     if code == 130:
         err_console.print("interrupted; the study is saved and resumes with the same command")
-    if isinstance(code, int) and code:
+    code = code if isinstance(code, int) else 0
+    if argv is None and any(a.split("=")[0] == "--time-budget" for a in args):
+        exit_at_once(code)
+    if code:
         sys.exit(code)
 
 
@@ -83,13 +88,15 @@ def flag(option: str) -> str:
 
 
 def _report(exc: Exception, debug: bool) -> int:
-    """Print ``exc`` as one line (or re-raise it with ``--debug``); return the exit code."""
-    import click
+    """Print ``exc`` as one line (or re-raise it with ``--debug``); return the exit code.
 
-    if isinstance(exc, click.exceptions.ClickException):
-        exc.show()
-        return exc.exit_code
-    if isinstance(exc, click.exceptions.Abort):
+    A usage error of the command line (unknown command or option, missing argument, bad
+    value) is the user's: click's usage line, the error and ``Try '... --help'``, exit 2.
+    """
+    errors, aborts = click_exceptions()
+    if isinstance(exc, errors):
+        return show_usage_error(exc)
+    if isinstance(exc, aborts):
         return 130
     if debug:
         raise exc

@@ -12,6 +12,7 @@ from autotransfer.data import (
     LabelledData,
 )
 from autotransfer.errors import first_line
+from autotransfer.search import timebudget
 from autotransfer.search.records import EpochMetrics, TrialWriter
 from autotransfer.search.workers import (
     stop_requested,
@@ -52,6 +53,8 @@ class TrialContext:
     keep_best: str | None = None  # artifact folder of --keep-best
     cache: Any = None  # an ActivationCache shared by the trials; None: --no-cache
     compile: bool = False  # torch.compile the trained part
+    deadline: timebudget.Deadline | None = None  # --time-budget
+    started_at: float = 0.0  # the running trial's start (timebudget.now())
 
     def load_options(self, spec, entry) -> dict[str, Any]:
         return spec.load_options(entry, trust_remote_code=self.trust_remote_code)
@@ -66,11 +69,18 @@ def make_objective(ctx: TrialContext):
 
     def objective(trial: optuna.Trial) -> float:
         _release_memory(device)  # whatever the last trial left, before this one allocates
+        ctx.started_at = timebudget.now()
+        if ctx.deadline is not None:
+            ctx.deadline.trial_started()
         spec, params = space.suggest(trial)
         entry = registry.get(spec.id)
         record = TrialWriter(trial)
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
                        device=str(device), classes=data.classes, seed=ctx.seed)
+        skip = timebudget.not_starting(ctx.deadline, trial.study, spec.id, params)
+        if skip is not None:  # does not count towards --trials
+            record.not_started(skip)
+            raise optuna.TrialPruned(skip)
         if progress:
             progress.trial_started(trial.number, spec.label, params)
         try:
@@ -140,13 +150,18 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         backbone, ctx.data, params, device=device, metric=space.metric,
         seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
         compile=ctx.compile, label=spec.id,
+        batch_check=ctx.deadline.check if ctx.deadline is not None else None,
     )
     record = TrialWriter(trial)
     record.loaded(sum(p.numel() for p in backbone.model.parameters()))
     seconds: list[float] = []
+    marks = [ctx.started_at]  # when the trial started, then when each epoch was reported
 
     def on_epoch(result: EpochResult) -> None:
         seconds.append(result.seconds)
+        marks.append(timebudget.now())
+        if result.epoch == 1:  # load, cache, one epoch and validation: the start rule's measure
+            record.first_report(marks[1] - marks[0])
         record.epoch(
             result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1),
             activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
@@ -159,6 +174,13 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         if stop_requested():
             raise KeyboardInterrupt
         trial.report(result.score, result.epoch)
+        # the next epoch lasts as long as this one did, validation included (the first one
+        # also loaded the backbone: its training time, plus a quarter for validation)
+        last = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
+        stop = timebudget.stopping_after(ctx.deadline, result.epoch, space.epochs, last)
+        if stop is not None:
+            record.pruned(stop)
+            raise optuna.TrialPruned(stop)
         if trial.should_prune():
             reason = (
                 f"pruned after epoch {result.epoch}/{space.epochs}: "
@@ -167,7 +189,16 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
             record.pruned(reason)
             raise optuna.TrialPruned(reason)
 
-    result = trainer.fit(space.epochs, on_epoch)
+    try:
+        result = trainer.fit(space.epochs, on_epoch)
+    except timebudget.TimeBudgetSpent:  # at a batch boundary: pruned with its last score
+        done = len(seconds)
+        reason = (f"time budget: stopped in epoch {done + 1}/{space.epochs}"
+                  + (f", scored after epoch {done}" if done else ", before its first score"))
+        if not done:  # its first report needs more than this: the start rule's lower bound
+            record.first_report(timebudget.now() - ctx.started_at, reached=False)
+        record.pruned(reason)
+        raise optuna.TrialPruned(reason) from None
     record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
                     trainable_parameters=result.n_trainable,
                     test_score=None if result.test is None else result.test[space.metric])

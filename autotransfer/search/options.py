@@ -31,6 +31,7 @@ class SearchOptions:
     space: Any  # a YAML path or a parsed SearchSpace
     trials: int | None = None
     timeout: float | None = None
+    time_budget: float | None = None
     storage: str = DEFAULT_STORAGE
     study_name: str | None = None
     out: str | Path = "autotransfer-out"
@@ -62,6 +63,8 @@ class SearchOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(name, f" must be >= 1, got {value}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise OptionError("time_budget", f" must be > 0 seconds, got {self.time_budget}")
         if self.heartbeat < 1:
             raise OptionError("heartbeat", f" must be >= 1 second, got {self.heartbeat}")
         if self.prescreen_by is not None and self.prescreen_by not in PRESCREEN_METHODS:

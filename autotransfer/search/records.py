@@ -42,6 +42,9 @@ WORKER = "worker"
 WORKER_PID = "worker_pid"
 RETRY_OF = "retry_of"  # the failed trial this one retries (a dead worker's)
 WARM_START = "warm_start"  # where an enqueued warm-start configuration came from
+FIRST_REPORT_SECONDS = "first_report_seconds"  # start to first report (--time-budget's estimate)
+FIRST_REPORT_UNREACHED = "first_report_unreached"  # stopped before it: the seconds are a minimum
+NOT_STARTED = "not_started"  # --time-budget did not let it start: does not count
 
 # Study user attributes.
 STUDY_SPACE = "space"  # the search space as sorted JSON: a resumed study must use the same
@@ -50,6 +53,8 @@ STUDY_PRESCREEN = "prescreen"
 STUDY_WARM_START = "warm_start"
 STUDY_KEPT_MODEL = "kept_model"
 STUDY_WORKERS_JOINED = "workers_joined"
+STUDY_DEADLINE = "deadline"  # --time-budget: the end of the run, time.time() seconds
+STUDY_WRITE_SECONDS = "write_seconds"  # the last measured write of the results
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ class TrialRecord:
     retry_of: int | None = None
     warm_start: dict[str, Any] | None = None
     duration_seconds: float | None = None
+    first_report_seconds: float | None = None
+    first_report_unreached: bool = False
+    not_started: bool = False
 
     @property
     def reason(self) -> str:
@@ -156,6 +164,9 @@ class TrialRecord:
             retry_of=attrs.get(RETRY_OF),
             warm_start=attrs.get(WARM_START),
             duration_seconds=trial.duration.total_seconds() if trial.duration else None,
+            first_report_seconds=attrs.get(FIRST_REPORT_SECONDS),
+            first_report_unreached=bool(attrs.get(FIRST_REPORT_UNREACHED, False)),
+            not_started=bool(attrs.get(NOT_STARTED, False)),
         )
 
 
@@ -233,6 +244,18 @@ class TrialWriter:
     def pruned(self, reason: str) -> None:
         self._set(PRUNE_REASON, reason)
 
+    def first_report(self, seconds: float, *, reached: bool = True) -> None:
+        """Seconds from the trial's start to its first report; when it was stopped before
+        one (``reached=False``), the seconds it ran: a lower bound."""
+        self._set(FIRST_REPORT_SECONDS, round(seconds, 3))
+        if not reached:
+            self._set(FIRST_REPORT_UNREACHED, True)
+
+    def not_started(self, reason: str) -> None:
+        """A time budget did not let the trial start; it does not count towards the total."""
+        self._set(NOT_STARTED, True)
+        self._set(PRUNE_REASON, reason)
+
     def failed(self, reason: str, *, interrupted: bool = False) -> None:
         """Why the trial failed; an interrupted one does not count towards the total."""
         self._set(FAIL_REASON, reason)
@@ -255,6 +278,8 @@ class StudyRecord:
     warm_start: list[dict[str, Any]] | None = None  # study, trial, value of each enqueued one
     kept_model: dict[str, Any] | None = None  # trial, score, artifact (--keep-best)
     workers_joined: int = 0
+    deadline: float | None = None  # --time-budget's end of the run (time.time() seconds)
+    write_seconds: float | None = None
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -266,6 +291,8 @@ class StudyRecord:
             warm_start=attrs.get(STUDY_WARM_START),
             kept_model=attrs.get(STUDY_KEPT_MODEL),
             workers_joined=int(attrs.get(STUDY_WORKERS_JOINED, 0)),
+            deadline=attrs.get(STUDY_DEADLINE),
+            write_seconds=attrs.get(STUDY_WRITE_SECONDS),
         )
 
 
@@ -285,6 +312,14 @@ def set_warm_start(study, enqueued: list[dict[str, Any]]) -> None:
 
 def set_kept_model(study, kept: dict[str, Any]) -> None:
     study.set_user_attr(STUDY_KEPT_MODEL, kept)
+
+
+def set_deadline(study, at: float) -> None:
+    study.set_user_attr(STUDY_DEADLINE, at)
+
+
+def set_write_seconds(study, seconds: float) -> None:
+    study.set_user_attr(STUDY_WRITE_SECONDS, round(seconds, 3))
 
 
 def next_worker_number(study) -> int:

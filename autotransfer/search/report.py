@@ -198,19 +198,18 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str):
 
 
 def write_report(study, out: str | Path, *, metric: str = "score",
-                 best: dict[str, Any] | None = None) -> Path:
+                 best: dict[str, Any] | None = None, until: float | None = None) -> Path:
     """Leaderboard, best per backbone, importances, plots (HTML and PNG) and ``report.md``.
 
     Plots use optuna.visualization (plotly, HTML) and optuna.visualization.matplotlib (PNG), so
     no browser is needed. A plot that cannot be drawn is named in the report, never fatal.
-    Returns the path of ``report.md``.
+    ``until`` (wall-clock seconds, a time budget's end) skips the plots that would end after
+    it, as long as the last one drawn took (the report names them). Returns the path of
+    ``report.md``.
     """
     import warnings
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from autotransfer.search.timebudget import now
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,24 +219,40 @@ def write_report(study, out: str | Path, *, metric: str = "score",
     write_leaderboard_csv(per_backbone, out / "best_per_backbone.csv")
     found, why_not = importances(study)
     drawn, failed = [], []
+    last = 0.0  # seconds the last plot took
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna's experimental-API warnings
         for name, (html, png) in _plots(study, found, rows, metric).items():
+            started = now()
+            if until is not None and started + last > until:
+                failed.append(f"{name}: not drawn, the time budget was spent")
+                continue
             try:
-                html().write_html(out / f"{name}.html", include_plotlyjs="directory")
-                axes = png()
-                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
-                figure.set_size_inches(8, 5)
-                figure.tight_layout()
-                figure.savefig(out / f"{name}.png", dpi=100)
-                plt.close(figure)
+                _draw(html, png, out, name)
                 drawn.append(name)
             except Exception as exc:  # an empty or degenerate study: say so, keep the rest
                 failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            last = now() - started
     path = out / "report.md"
     path.write_text(_markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric,
                               best), encoding="utf-8")
     return path
+
+
+def _draw(html, png, out: Path, name: str) -> None:
+    """One plot as ``name.html`` (plotly) and ``name.png`` (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    html().write_html(out / f"{name}.html", include_plotlyjs="directory")
+    axes = png()
+    figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+    figure.set_size_inches(8, 5)
+    figure.tight_layout()
+    figure.savefig(out / f"{name}.png", dpi=100)
+    plt.close(figure)
 
 
 def fmt(value: Any, spec: str = ".4f") -> str:

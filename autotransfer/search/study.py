@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,12 +16,18 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.errors import AutotransferError, StorageError, first_line
+from autotransfer.search import timebudget
 from autotransfer.search.dashboard import StudyNote
 from autotransfer.search.objective import TrialContext, make_cache, make_objective
 from autotransfer.search.options import SearchOptions
 from autotransfer.search.prescreen import check_modality
 from autotransfer.search.pruners import make_pruner, make_sampler
-from autotransfer.search.records import StudyRecord, TrialRecord, set_study_origin
+from autotransfer.search.records import (
+    StudyRecord,
+    TrialRecord,
+    set_study_origin,
+    set_write_seconds,
+)
 from autotransfer.search.report import (
     best_config,
     leaderboard,
@@ -83,6 +90,7 @@ def search(
     *,
     trials: int | None = None,
     timeout: float | None = None,
+    time_budget: float | None = None,
     storage: str = DEFAULT_STORAGE,
     study_name: str | None = None,
     out: str | Path = "autotransfer-out",
@@ -120,7 +128,13 @@ def search(
         space: a search-space YAML file (or a parsed :class:`SearchSpace`).
         trials: the study's total number of trials, over all workers (None: until timeout).
             A trial of a dead worker that is retried is replaced by its retry.
-        timeout: stop starting new trials after this many seconds.
+        timeout: stop starting new trials after this many seconds (Optuna's meaning: the trial
+            running then finishes, and the results are written after it).
+        time_budget: the whole call, from now to the last file written, ends within this many
+            seconds (:mod:`autotransfer.search.timebudget`): the running trial stops at an
+            epoch or batch boundary, pruned with its last score (reason ``time budget: ...``),
+            a trial that cannot reach its first report in time does not start, and the
+            deadline is stored with the study so that every worker of it stops by the same time.
         storage: an SQLAlchemy URL; the study resumes when its name exists there, and workers
             started anywhere with the same storage and study name join it.
         study_name: defaults to ``<data folder>-<space file>``.
@@ -187,21 +201,31 @@ def search(
     three steps.
     """
     options = SearchOptions(
-        data=data, space=space, trials=trials, timeout=timeout, storage=storage,
-        study_name=study_name, out=out, device=device, seed=seed, workers=workers,
-        heartbeat=heartbeat, trust_remote_code=trust_remote_code, modality=modality,
-        text_column=text_column, label_column=label_column, image_column=image_column,
-        audio_column=audio_column, data_store=data_store, keep_best=keep_best, cache=cache,
+        data=data, space=space, trials=trials, timeout=timeout, time_budget=time_budget,
+        storage=storage, study_name=study_name, out=out, device=device, seed=seed,
+        workers=workers, heartbeat=heartbeat, trust_remote_code=trust_remote_code,
+        modality=modality, text_column=text_column, label_column=label_column,
+        image_column=image_column, audio_column=audio_column, data_store=data_store,
+        keep_best=keep_best, cache=cache,
         cache_memory=cache_memory, cache_dir=cache_dir, compile=compile, prescreen=prescreen,
         prescreen_by=prescreen_by, history=history, warm_start=warm_start,
     )
+    own_deadline = None if time_budget is None else timebudget.now() + time_budget
     prepared = prepare(options, progress)
+    prepared.deadline = timebudget.make_deadline(prepared.study, prepared.lock, own_deadline,
+                                                 time_budget)
+    if prepared.deadline is not None and hasattr(progress, "deadline"):
+        progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
     try:
         failed = run(prepared, progress)
     except KeyboardInterrupt:  # what finished is kept, and the results say so
         write_results(prepared)
         raise
-    return write_results(prepared, failed)
+    started = timebudget.now()
+    result = write_results(prepared, failed)
+    if prepared.deadline is not None:  # the next run of this study reserves what this took
+        set_write_seconds(prepared.study, timebudget.now() - started)
+    return result
 
 
 @dataclass
@@ -217,6 +241,7 @@ class Prepared:
     note: StudyNote
     device: Any  # torch.device
     recorder: Any = None  # the transfer-history callback, or None
+    deadline: timebudget.Deadline | None = None  # --time-budget (the study's deadline)
 
 
 def prepare(options: SearchOptions, progress: Progress | None = None, *,
@@ -320,35 +345,61 @@ def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
     Raises:
         AutotransferError: every worker process failed.
     """
-    options, study = prepared.options, prepared.study
+    options, study, deadline = prepared.options, prepared.study, prepared.deadline
     if options.workers == 1:
-        _run_trials(prepared, progress, options.seed + join_study(study, prepared.lock))
+        _run_trials(prepared, progress, options.seed + join_study(study, prepared.lock),
+                    checkpoint=True)
         return []
     threads = cpu_threads(options.workers)
     codes = run_local_workers([
         WorkerSpec(options, index=i, device=worker_device(options.device, i), threads=threads,
-                   progress=progress)
+                   progress=progress, reserve=deadline.reserve if deadline else 0.0)
         for i in range(options.workers)
-    ], target=run_worker)
+    ], target=run_worker, stop_at=deadline.at - deadline.reserve / 2 if deadline else None)
     failed = [f"worker {i} exited with status {c}" for i, c in enumerate(codes) if c]
-    if failed and all(codes):
+    if deadline is not None and deadline.left() <= 0:  # stopped by the last resort
+        failed = [f"{f} (stopped at the time budget)" for f in failed]
+    elif failed and all(codes):
         raise AutotransferError("; ".join(failed))
     return failed
 
 
-def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int) -> None:
-    """This process's share of the trials (the trial loop of :mod:`.workers`)."""
+def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int,
+                checkpoint: bool = False) -> None:
+    """This process's share of the trials (the trial loop of :mod:`.workers`); with a time
+    budget, ``checkpoint`` writes the results after the first completed trial (the search's
+    own process, not a worker's) to size the reserve for the final write."""
     options, study = prepared.options, prepared.study
     study.sampler = make_sampler(options.space, sampler_seed)
     context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
                            progress, options.trust_remote_code, keep_best=options.keep_dir,
-                           cache=make_cache(options.cache_options), compile=options.compile)
+                           cache=make_cache(options.cache_options), compile=options.compile,
+                           deadline=prepared.deadline)
     recorder = [prepared.recorder] if prepared.recorder else []
+    if checkpoint:
+        recorder += _measure_write(prepared.deadline, partial(write_results, prepared))
     run_trials(
         study, make_objective(context), lock=prepared.lock, trials=options.trials,
-        timeout=options.timeout, poll=min(options.heartbeat, 5),
+        timeout=options.timeout, poll=min(options.heartbeat, 5), deadline=prepared.deadline,
         callbacks=_callbacks(progress, prepared.note, prepared.lock) + recorder,
     )
+
+
+def _measure_write(deadline, write) -> list:
+    """With a time budget: a callback that writes the results once, after the first completed
+    trial (a checkpoint), and sizes the budget's reserve for the final write by it."""
+    from optuna.trial import TrialState
+
+    if deadline is None:
+        return []
+
+    def checkpoint(_study, t) -> None:
+        if t.state == TrialState.COMPLETE and not deadline.measured:
+            started = timebudget.now()
+            write()
+            deadline.measured_write(timebudget.now() - started)
+
+    return [checkpoint]
 
 
 def write_results(prepared: Prepared, failed: list[str] | None = None) -> SearchResult:
@@ -369,7 +420,8 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
 
         fetch_best(study, options.keep_dir, out_dir / "best-model")
     try:  # plots and report.md; results above are already saved whatever happens here
-        write_report(study, out_dir, metric=options.space.metric, best=best)
+        until = None if prepared.deadline is None else prepared.deadline.at - 2.0
+        write_report(study, out_dir, metric=options.space.metric, best=best, until=until)
     except Exception as exc:
         import warnings
 
@@ -383,6 +435,10 @@ def run_worker(spec: WorkerSpec) -> None:
     :func:`prepare` as the search (joining its study), then the shared trial loop."""
     options = replace(spec.options, device=spec.device)
     prepared = prepare(options, spec.progress, worker=True)
+    # the deadline the search stored with the study (a worker has no budget of its own)
+    prepared.deadline = timebudget.make_deadline(prepared.study, prepared.lock, None, None)
+    if prepared.deadline is not None and spec.reserve:
+        prepared.deadline.reserve = spec.reserve  # the search writes the results: its reserve
     _run_trials(prepared, spec.progress, options.seed + join_study(prepared.study,
                                                                    prepared.lock))
 

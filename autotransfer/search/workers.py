@@ -5,7 +5,8 @@ storage. The study's total (``--trials``) is kept exact by a study-wide lock
 (:class:`autotransfer.search.storage.StudyLock`) around "count, then take the next trial". A
 trial that counts is any trial of the study (running and queued ones included) except a failed
 one that was retried, whose retry (a copy queued by Optuna's ``RetryHeartbeatStaleTrialCallback``)
-takes its place, and one interrupted by Ctrl-C, which the next run makes up for.
+takes its place, one interrupted by Ctrl-C, which the next run makes up for, and one that a
+time budget did not let start (:mod:`autotransfer.search.timebudget`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _STOP = threading.Event()
 
 @dataclass
 class Tally:
-    counted: int  # trials that count towards --trials (retried and interrupted ones do not)
+    counted: int  # trials that count towards --trials (retried, interrupted, not started: not)
     running: int
     waiting: int
     retried: int  # failed trials replaced by a retry
@@ -47,7 +48,8 @@ def tally(study) -> Tally:
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     records = [TrialRecord.from_frozen(t) for t in trials]
     return Tally(
-        counted=sum(r.number not in retried and not r.interrupted for r in records),
+        counted=sum(r.number not in retried and not r.interrupted and not r.not_started
+                    for r in records),
         running=sum(t.state == TrialState.RUNNING for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
         retried=len(retried),
@@ -79,13 +81,16 @@ def run_trials(
     timeout: float | None,
     callbacks: list[Callable] = (),  # type: ignore[assignment]
     poll: float = 1.0,
+    deadline=None,
 ) -> None:
     """Run trials until the study holds ``trials`` counted trials, none of them running.
 
     Each step, under the study lock: fail the trials of dead workers (which queues their
     retries), count, and take a queued retry or a new trial when there is room. When the study
     is full but other workers' trials still run, wait for them: one of them may die and need a
-    retry. ``timeout`` stops starting trials (and waiting) after that many seconds.
+    retry. ``timeout`` stops starting trials (and waiting) after that many seconds; a
+    ``deadline`` (:class:`autotransfer.search.timebudget.Deadline`) when no trial can reach its
+    first report before it.
     """
     import optuna
 
@@ -98,7 +103,8 @@ def run_trials(
         lock.release()
         return objective(trial)
 
-    while (timeout is None or time.monotonic() - started < timeout) and not _STOP.is_set():
+    while ((timeout is None or time.monotonic() - started < timeout) and not _STOP.is_set()
+           and (deadline is None or deadline.can_start(study))):
         lock.acquire()
         try:
             with warnings.catch_warnings():
@@ -151,6 +157,7 @@ class WorkerSpec:
     device: str
     threads: int
     progress: Any = None
+    reserve: float = 0.0  # --time-budget: the seconds the search keeps for its final writes
 
 
 def stop_requested() -> bool:
@@ -182,10 +189,12 @@ def worker_main(target: Callable[[WorkerSpec], None], spec: WorkerSpec) -> None:
         sys.exit(130)
 
 
-def run_local_workers(specs: list[WorkerSpec],
-                      target: Callable[[WorkerSpec], None]) -> list[int]:
+def run_local_workers(specs: list[WorkerSpec], target: Callable[[WorkerSpec], None],
+                      stop_at: float | None = None) -> list[int]:
     """Start one process per spec running ``target(spec)`` (a module-level function) and wait
-    for all; Ctrl-C stops them. Returns exit codes."""
+    for all; Ctrl-C stops them, and so does the wall clock (``time.time()``) passing
+    ``stop_at`` (a time budget's last resort: the workers stop their trials themselves before
+    it). Returns exit codes."""
     import multiprocessing
     import multiprocessing.connection
 
@@ -216,13 +225,15 @@ def run_local_workers(specs: list[WorkerSpec],
     try:
         waiting = {p.sentinel: p for p in processes}
         while waiting and not stop.is_set():
+            if stop_at is not None and time.time() > stop_at:
+                break
             for sentinel in multiprocessing.connection.wait(list(waiting), timeout=0.5):
                 waiting.pop(sentinel).join()
     finally:  # interrupted, or an error here: stop the workers (their trials fail), wait for them
         alive = [p for p in processes if p.is_alive()]
         for process in alive:
             process.terminate()
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + (STOP_GRACE if stop_at is None else 2.0)
         for process in alive:
             process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():  # its trial turns FAIL with its heartbeat, and is retried

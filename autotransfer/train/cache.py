@@ -164,14 +164,18 @@ def frozen_prefix(backbone, frozen_ids: set[int], n_frozen: int, preprocess,
 def compute_activations(
     prefix: nn.Module, preprocess, inputs: Any, *, device: torch.device, autocast,
     memory_format: torch.memory_format = torch.contiguous_format, batch_size: int = 256,
+    batch_check: Callable[[], None] | None = None,
 ) -> Any:
-    """``prefix`` over every row of ``inputs`` (eval mode, no autograd), on ``device``."""
+    """``prefix`` over every row of ``inputs`` (eval mode, no autograd), on ``device``;
+    ``batch_check`` runs before each batch (it raises to stop, e.g. at a time budget)."""
     was_training = prefix.training
     prefix.eval()
     n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
     outputs = []
     try:
         for start in range(0, n, batch_size):
+            if batch_check is not None:
+                batch_check()
             rows = slice(start, start + batch_size)
             batch = ({k: v[rows] for k, v in inputs.items()} if isinstance(inputs, dict)
                      else inputs[rows])

@@ -103,6 +103,7 @@ class Trainer:
         compile: bool = False,
         label: str = "backbone",
         evaluate_val: bool = True,
+        batch_check: Callable[[], None] | None = None,
     ) -> None:
         """Set up the model, freezing and optimizer for one trial.
 
@@ -113,12 +114,15 @@ class Trainer:
             label: the backbone's id, for messages.
             evaluate_val: False: epochs report NaN validation scores instead of evaluating
                 (a refit on train+val has no validation split).
+            batch_check: run before every training batch and every batch of the activation
+                cache's computation; it raises to stop the training there (a time budget).
 
         Long (as a reason): a linear setup (preprocessing, model, freezing, cache plan,
         optimizer, precision), each step commented.
         """
         self.data, self.params, self.device, self.metric = data, params, device, metric
         self.evaluate_val = evaluate_val
+        self.batch_check = batch_check
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.preprocess = backbone.preprocess.configure(params)
@@ -211,7 +215,7 @@ class Trainer:
         activations = compute_activations(
             self.prefix.prefix, self.preprocess, inputs, device=self.device,
             autocast=self.autocast, memory_format=self.memory_format,
-            batch_size=self.inference_batch_size,
+            batch_size=self.inference_batch_size, batch_check=self.batch_check,
         )
         seconds = time.perf_counter() - start
         self.cache_seconds += seconds
@@ -244,10 +248,13 @@ class Trainer:
         Raises:
             FloatingPointError: the loss became NaN or infinite (a diverged setting; the search
                 prunes such a trial).
+            Whatever ``batch_check`` raises (the search's ``TimeBudgetSpent``).
 
         Long (as a reason): the training loop in one piece, so that every step of an
         epoch is visible in order.
         """
+        if self.batch_check is not None:  # loading the backbone may have used the time up
+            self.batch_check()
         x_train, y_train = self._split("train")
         batch_size = min(int(self.params["batch_size"]), len(y_train))
         steps = len(y_train) // batch_size + (len(y_train) % batch_size >= min(2, batch_size))
@@ -271,6 +278,8 @@ class Trainer:
             for batch, labels in batches:
                 if len(labels) < min(2, batch_size):  # a lone leftover sample: BatchNorm
                     continue                             # statistics of one are meaningless
+                if self.batch_check is not None:
+                    self.batch_check()
                 inputs = self._inputs(batch, train=True)
                 labels = labels.to(self.device, non_blocking=True)
                 with self.autocast:
@@ -298,6 +307,7 @@ class Trainer:
             result.history.append(epoch_result)
             if on_epoch is not None:
                 on_epoch(epoch_result)
+        self.batch_check = None  # the training is done: its test score is always computed
         if self.data.test is not None:
             accuracy, macro_f1 = self.evaluate("test")
             result.test = {"accuracy": accuracy, "macro_f1": macro_f1}

@@ -1,0 +1,209 @@
+"""A time budget the whole run keeps (``search --time-budget S``).
+
+``--timeout S`` is Optuna's: no trial starts after S seconds, and the one running then finishes.
+``--time-budget S`` bounds the whole run, start-up, data preparation and the final writes
+included:
+
+- the deadline is an absolute wall-clock time stored with the study (``StudyRecord.deadline``
+  in :mod:`autotransfer.search.records`), so that every worker of the study, local
+  (``--workers N``) or on another machine sharing the storage, stops by the same time;
+- a few seconds before it are kept for writing ``best.yaml``, the leaderboard and the report
+  (the reserve: the measured time of the last write, 1.5x, plus 2 s; a default until measured);
+- a trial stops at an epoch boundary when its next epoch cannot end in time, and at a batch
+  boundary (training, or computing the activation cache) when its next batch cannot; it is
+  recorded as pruned with its last score and the reason ``time budget: ...``;
+- a trial does not start when its configuration cannot reach its first report (load, cache,
+  one epoch, validation) in the time left, estimated from the study's trials that did.
+
+:func:`now` is the one clock of all this (tests replace it with a fake one).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from autotransfer.search.records import StudyRecord, set_deadline, trial_records
+
+MAX_SKIPS = 3  # consecutive configurations too slow to start before a worker stops
+
+
+def now() -> float:
+    """Wall-clock seconds (``time.time()``); the clock of every budget decision."""
+    return time.time()
+
+
+class TimeBudgetSpent(Exception):  # noqa: N818 - a signal, like StopIteration, not an error
+    """Raised at a batch boundary when the time for trials is spent."""
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0.0 elsewhere), so that the
+    interpreter's start-up and imports count against a budget given on the command line."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            # the command name (field 2) may hold spaces: fields after its closing ")"
+            start_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def default_reserve(budget: float) -> float:
+    """Seconds kept for the final writes before any has been measured: 10% of the budget,
+    between 5 and 15 s (the report's plots take seconds on a loaded machine)."""
+    return min(15.0, max(5.0, 0.1 * budget))
+
+
+def reserve_for(write_seconds: float) -> float:
+    """The reserve for a write measured at ``write_seconds``: 1.5x plus 2 s (the batch that
+    is running at the stop, and the bookkeeping of the stopped trial)."""
+    return 1.5 * write_seconds + 2.0
+
+
+@dataclass
+class Deadline:
+    """The end of the run (``at``, wall-clock seconds) and the seconds kept before it for the
+    final writes (``reserve``); trials use the time up to ``at - reserve``."""
+
+    at: float
+    reserve: float
+    skipped: int = 0  # consecutive trials not started by the start rule (this worker)
+    measured: bool = False  # the reserve is sized by a write of this process
+    _last: float | None = None  # the running trial's last batch check
+    _steps: list[float] = field(default_factory=list)  # its last seconds between checks
+
+    def left(self) -> float:
+        """Seconds left for trials (negative once spent)."""
+        return self.at - self.reserve - now()
+
+    def trial_started(self) -> None:
+        """Forget the batch times of the previous trial."""
+        self._last, self._steps = None, []
+
+    def check(self) -> None:
+        """Run at every batch boundary: raise :class:`TimeBudgetSpent` when the next batch,
+        as long as the longest of the last three, would end after the time for trials."""
+        t = now()
+        if self._last is not None:
+            self._steps = [*self._steps[-2:], t - self._last]
+        self._last = t
+        if self.at - self.reserve - t <= max(self._steps, default=0.0):
+            raise TimeBudgetSpent
+
+    def can_start(self, study) -> bool:
+        """Whether this worker may take another trial: time is left, the fastest configuration
+        measured so far can reach its first report in it, and the last :data:`MAX_SKIPS`
+        sampled configurations were not all too slow."""
+        left = self.left()
+        if left <= 0 or self.skipped >= MAX_SKIPS:
+            return False
+        fastest = min((r.seconds for r in _records(study)), default=None)
+        return fastest is None or fastest <= left
+
+    def measured_write(self, seconds: float) -> None:
+        """Size the reserve by a write of the results that took ``seconds`` (a first write,
+        which also imports the plotting libraries, is the slowest)."""
+        self.reserve = reserve_for(seconds)
+        self.measured = True
+
+
+@dataclass
+class _Record:
+    backbone: str
+    size: Any  # image_size or max_length, None when the space does not set one
+    freeze: float
+    batch_size: int
+    seconds: float  # trial start to its first report
+
+
+def _size(params: dict[str, Any]) -> Any:
+    return params.get("image_size", params.get("max_length"))
+
+
+def _records(study) -> list[_Record]:
+    return [
+        _Record(r.backbone or "?", _size(r.params), float(r.params.get("freeze_fraction", 0.0)),
+                int(r.params.get("batch_size", 1)), float(r.first_report_seconds))
+        for r in trial_records(study) if r.first_report_seconds is not None and r.params
+    ]
+
+
+def estimate_first_report(study, backbone: str, params: dict[str, Any]) -> float | None:
+    """Seconds from a trial's start to its first report for this configuration, from the
+    study's trials that reached one: those with the same backbone and input size, the nearest
+    in freezing depth and batch size (the slowest of equally near ones; the activation cache's
+    cost is part of what they measured). None when no such trial exists yet."""
+    same = [r for r in _records(study) if r.backbone == backbone and r.size == _size(params)]
+    if not same:
+        return None
+    freeze = float(params.get("freeze_fraction", 0.0))
+    batch = math.log2(max(1, int(params.get("batch_size", 1))))
+
+    def distance(r: _Record) -> float:
+        return round(abs(r.freeze - freeze) + 0.25 * abs(math.log2(r.batch_size) - batch), 6)
+
+    nearest = min(distance(r) for r in same)
+    return max(r.seconds for r in same if distance(r) == nearest)
+
+
+def share(study, lock, own_at: float | None) -> float | None:
+    """The study's deadline for this worker: the earlier of its own (``own_at``, None without
+    ``--time-budget``) and one stored by another run of the study that has not passed yet;
+    stored for the other workers. None: no budget applies."""
+    with lock.held():
+        stored = StudyRecord.of(study).deadline
+        current = stored if stored is not None and stored > now() else None
+        if own_at is not None and (current is None or own_at < current):
+            set_deadline(study, own_at)
+            current = own_at
+    return current
+
+
+def make_deadline(study, lock, own_at: float | None, budget: float | None) -> Deadline | None:
+    """The :class:`Deadline` of this process (see :func:`share`), with the reserve measured by
+    earlier writes of this study's results or :func:`default_reserve`."""
+    at = share(study, lock, own_at)
+    if at is None:
+        return None
+    written = StudyRecord.of(study).write_seconds
+    if written is not None:
+        return Deadline(at, reserve_for(float(written)))
+    return Deadline(at, default_reserve(budget if budget is not None else max(0.0, at - now())))
+
+
+def not_starting(deadline: Deadline | None, study, backbone: str,
+                 params: dict[str, Any]) -> str | None:
+    """Why a sampled configuration must not start (its reason, ``time budget: ...``), or None.
+    A trial without a measured configuration like it starts while time is left."""
+    if deadline is None:
+        return None
+    left = deadline.left()
+    need = estimate_first_report(study, backbone, params)
+    if left > 0 and (need is None or need <= left):
+        deadline.skipped = 0
+        return None
+    deadline.skipped += 1
+    if left <= 0:
+        return "time budget: not started, the time for trials is spent"
+    return (f"time budget: not started, {backbone} needs ~{need:.0f}s to its first report and "
+            f"{left:.0f}s are left")
+
+
+def stopping_after(deadline: Deadline | None, epoch: int, epochs: int,
+                   epoch_seconds: float) -> str | None:
+    """Why a trial stops at the end of ``epoch`` (``time budget: ...``), or None: the time is
+    spent, or its next epoch (as long as this one, ``epoch_seconds`` with validation) cannot
+    end in the time left."""
+    if deadline is None or epoch >= epochs:
+        return None
+    left = deadline.left()
+    if left >= epoch_seconds:
+        return None
+    return (f"time budget: stopped after epoch {epoch}/{epochs}, the next needs "
+            f"~{epoch_seconds:.0f}s and {max(0.0, left):.0f}s are left")

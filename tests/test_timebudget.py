@@ -1,0 +1,276 @@
+"""``search --time-budget``: the plumbing of the stop at an epoch or batch boundary, the pruned
+record with its reason, the start rule and the deadline shared through the study, on a fake
+clock (:func:`autotransfer.search.timebudget.now`) that only moves when a test says so. No test
+here measures time; benchmarks/time_budget.py does."""
+
+import time
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState, create_trial
+
+from autotransfer.contract.hyperparameters import defaults
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.space import parse_space
+from autotransfer.data import load_data
+from autotransfer.search import records, timebudget
+from autotransfer.search.options import SearchOptions
+from autotransfer.search.storage import StudyLock, make_storage
+from autotransfer.search.study import run_worker, search
+from autotransfer.search.workers import WorkerSpec, tally
+from autotransfer.train.trainer import Trainer
+
+SPACE = {
+    "backbones": [{"id": "timm/test_efficientnet", "pretrained": False}],
+    "epochs": 2,
+    "pruner": "none",
+    "params": {"image_size": 32, "batch_size": 4, "freeze_fraction": 0.0},
+}
+
+
+class Clock:
+    """A wall clock that stands still until :meth:`jump`."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def jump(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(timebudget, "now", fake)
+    return fake
+
+
+class Jumps:
+    """A progress view that moves the clock past any deadline at chosen points of the run:
+    ``("start", trial)`` or ``("epoch", trial, epoch)``."""
+
+    def __init__(self, clock: Clock, *points) -> None:
+        self.clock, self.points = clock, set(points)
+
+    def trial_started(self, number, backbone, params) -> None:
+        if ("start", number) in self.points:
+            self.clock.jump(1e6)
+
+    def epoch_done(self, number, result, epochs) -> None:
+        if ("epoch", number, result.epoch) in self.points:
+            self.clock.jump(1e6)
+
+    def trial_done(self, number, state, value, reason) -> None:
+        pass
+
+    def note(self, number, message) -> None:
+        pass
+
+
+def _search(root, data, progress, **options):
+    return search(data, parse_space(SPACE), storage=f"sqlite:///{root}/s.db", study_name="s",
+                  out=root / "out", progress=progress, history=False, **options)
+
+
+def test_the_running_trial_stops_at_an_epoch_boundary_pruned_with_its_last_score(
+        class_folders, tmp_path, clock):
+    result = _search(tmp_path, class_folders, Jumps(clock, ("epoch", 1, 1)), trials=3,
+                     time_budget=1000)
+    trials = result.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]  # no third
+    stopped = trials[1]
+    assert stopped.value == stopped.intermediate_values[1]  # the last score is its value
+    assert stopped.user_attrs["prune_reason"].startswith(
+        "time budget: stopped after epoch 1/2, the next needs ~")
+    rows = {r["trial"]: r for r in result.leaderboard}
+    assert rows[1]["state"] == "pruned" and rows[1]["reason"].startswith("time budget")
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert best["source"]["trial"] == 0
+    assert "time budget: stopped after epoch 1/2" in (tmp_path / "out" / "leaderboard.csv"
+                                                      ).read_text()
+    attrs = result.study.user_attrs
+    assert attrs["deadline"] == pytest.approx(clock.t - 1e6 + 1000, abs=1e-6)
+    assert attrs["write_seconds"] >= 0  # measured for the reserve of the next run
+
+
+def test_the_running_trial_stops_at_a_batch_boundary_before_its_first_score(
+        class_folders, tmp_path, clock):
+    result = _search(tmp_path, class_folders, Jumps(clock, ("start", 1)), trials=2,
+                     time_budget=1000)
+    first, stopped = result.study.trials
+    assert first.state == TrialState.COMPLETE
+    assert stopped.state == TrialState.PRUNED and stopped.value is None
+    assert stopped.intermediate_values == {}
+    assert stopped.user_attrs["prune_reason"] == (
+        "time budget: stopped in epoch 1/2, before its first score")
+    # what it ran without reaching a report is a lower bound for the start rule
+    assert stopped.user_attrs["first_report_unreached"] is True
+    assert "first_report_seconds" in first.user_attrs
+    assert (tmp_path / "out" / "best.yaml").is_file()
+
+
+def test_the_trainer_stops_before_the_batch_its_check_refuses(class_folders):
+    data = load_data(class_folders, seed=0)  # 16 training images: 4 batches of 4
+    backbone = get_backbone("timm/test_efficientnet").load(pretrained=False)
+    params = {**defaults(), "image_size": 32, "batch_size": 4, "freeze_fraction": 0.0}
+    calls, steps = [], []
+
+    def check() -> None:  # once before the training split is prepared, then before each batch
+        calls.append(1)
+        if len(calls) == 4:
+            raise timebudget.TimeBudgetSpent
+
+    trainer = Trainer(backbone, data, params, device=torch.device("cpu"), seed=0, cache=False,
+                      batch_check=check)
+    trainer.optimizer.register_step_post_hook(lambda *_: steps.append(1))
+    epochs = []
+    with pytest.raises(timebudget.TimeBudgetSpent):
+        trainer.fit(2, epochs.append)
+    assert (len(calls), len(steps), epochs) == (4, 2, [])
+
+
+def test_a_batch_check_stops_when_the_next_batch_would_overrun(clock):
+    deadline = timebudget.Deadline(at=clock.t + 100, reserve=10)  # 90 s for trials
+    deadline.trial_started()
+    for _ in range(8):  # batches of 10 s at 0, 10, ..., 70: the one at 80 would end at 90
+        deadline.check()
+        clock.jump(10)
+    with pytest.raises(timebudget.TimeBudgetSpent):
+        deadline.check()
+    deadline.trial_started()  # a new trial: the old batch times are forgotten
+    deadline.check()
+
+
+def _study_with(measured):
+    study = optuna.create_study(direction="maximize")
+    for backbone, size, freeze, batch, seconds in measured:
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, value=0.5,
+            user_attrs={"backbone": backbone, records.FIRST_REPORT_SECONDS: seconds,
+                        "params": {"image_size": size, "freeze_fraction": freeze,
+                                   "batch_size": batch}}))
+    return study
+
+
+def test_the_start_rule_estimates_from_the_nearest_measured_configuration(clock):
+    study = _study_with([("a", 96, 0.0, 32, 80.0), ("a", 96, 0.9, 32, 20.0),
+                         ("a", 224, 0.9, 32, 200.0), ("b", 96, 0.5, 32, 5.0)])
+    estimate = timebudget.estimate_first_report
+    assert estimate(study, "a", {"image_size": 96, "freeze_fraction": 0.8, "batch_size": 32}) \
+        == 20.0
+    assert estimate(study, "a", {"image_size": 96, "freeze_fraction": 0.1, "batch_size": 32}) \
+        == 80.0
+    assert estimate(study, "a", {"image_size": 224, "freeze_fraction": 0.1,
+                                 "batch_size": 64}) == 200.0
+    assert estimate(study, "a", {"image_size": 128, "freeze_fraction": 0.1}) is None
+    assert estimate(study, "c", {"image_size": 96}) is None
+
+    deadline = timebudget.Deadline(at=clock.t + 60, reserve=10)  # 50 s for trials
+    slow = {"image_size": 96, "freeze_fraction": 0.0, "batch_size": 32}
+    fast = {"image_size": 96, "freeze_fraction": 0.9, "batch_size": 32}
+    assert timebudget.not_starting(deadline, study, "a", fast) is None
+    assert timebudget.not_starting(deadline, study, "c", slow) is None  # not measured: starts
+    assert timebudget.not_starting(deadline, study, "a", slow) == (
+        "time budget: not started, a needs ~80s to its first report and 50s are left")
+    assert deadline.can_start(study)  # "b" fits
+    clock.jump(46)  # 4 s left: not even the fastest configuration reaches a report
+    assert not deadline.can_start(study)
+
+
+def test_a_worker_stops_after_too_many_configurations_too_slow_to_start(clock):
+    study = _study_with([("a", 96, 0.0, 32, 80.0), ("b", 96, 0.0, 32, 5.0)])
+    deadline = timebudget.Deadline(at=clock.t + 60, reserve=10)
+    slow = {"image_size": 96, "freeze_fraction": 0.0, "batch_size": 32}
+    for _ in range(timebudget.MAX_SKIPS):
+        assert deadline.can_start(study)
+        assert timebudget.not_starting(deadline, study, "a", slow) is not None
+    assert not deadline.can_start(study)
+
+
+def test_a_trial_not_started_does_not_count_towards_trials(clock):
+    study = optuna.create_study()
+    study.add_trial(create_trial(state=TrialState.PRUNED,
+                                 user_attrs={records.NOT_STARTED: True}))
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0))
+    assert tally(study).counted == 1
+
+
+def test_the_deadline_is_shared_through_the_study(tmp_path, clock):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    lock = StudyLock(storage, "s")
+    t = clock.t
+    assert timebudget.share(study, lock, None) is None  # no budget anywhere
+    assert timebudget.share(study, lock, t + 100) == t + 100  # stored for the others
+    assert timebudget.share(study, lock, None) == t + 100  # a worker without a budget obeys
+    assert timebudget.share(study, lock, t + 500) == t + 100  # the earlier one holds
+    assert timebudget.share(study, lock, t + 50) == t + 50
+    assert study.user_attrs["deadline"] == t + 50
+    clock.jump(60)  # the deadline of a run that is over does not bind the next one
+    assert timebudget.share(study, lock, None) is None
+    assert timebudget.share(study, lock, clock.t + 10) == clock.t + 10
+    records.set_write_seconds(study, 2.0)  # measured by an earlier write
+    deadline = timebudget.make_deadline(study, lock, None, None)
+    assert deadline.reserve == timebudget.reserve_for(2.0) == 5.0
+
+
+def test_a_worker_without_a_budget_stops_by_the_study_deadline(class_folders, tmp_path, clock):
+    """What every worker process of ``--workers N`` (or on another machine) runs: it reads the
+    deadline that the run with ``--time-budget`` stored with the study."""
+    storage = f"sqlite:///{tmp_path}/s.db"
+    _search(tmp_path, class_folders, None, trials=1, time_budget=1000)
+    options = SearchOptions(data=str(class_folders), space=parse_space(SPACE), trials=2,
+                            storage=storage, study_name="s", out=tmp_path / "out", cache=False,
+                            history=False)
+    spec = WorkerSpec(options, index=0, device="cpu", threads=1,
+                      progress=Jumps(clock, ("start", 1)))
+    run_worker(spec)
+    study = optuna.load_study(study_name="s", storage=storage)
+    first, second = study.trials
+    assert first.state == TrialState.COMPLETE
+    assert second.state == TrialState.PRUNED
+    assert second.user_attrs["prune_reason"].startswith("time budget: stopped in epoch 1/2")
+
+
+def test_a_budget_must_be_positive(class_folders, tmp_path):
+    from autotransfer.errors import AutotransferError
+
+    with pytest.raises(AutotransferError, match="time_budget must be > 0 seconds, got 0"):
+        _search(tmp_path, class_folders, None, time_budget=0)
+
+
+def test_process_age_counts_this_process(clock):
+    assert 0.0 < timebudget.process_age() < 24 * 3600
+
+
+def test_the_command_line_counts_from_the_process_start_and_shows_the_time_left(
+        class_folders, tmp_path, capsys):
+    from autotransfer.cli import main
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    main(["search", str(class_folders), "--space", str(space), "--trials", "1",
+          "--time-budget", "3600", "--storage", f"sqlite:///{tmp_path}/s.db", "--study", "s",
+          "--out", str(tmp_path / "out"), "--no-history"])
+    out = capsys.readouterr().out
+    assert "trial #0 of 1" in out and "s left" in out
+    deadline = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db"
+                                 ).user_attrs["deadline"]
+    started = time.time() - timebudget.process_age()  # this process's start
+    assert started + 3600 - 5 < deadline <= started + 3600 + 5
+
+
+def test_the_report_skips_the_plots_that_would_end_after_the_budget(tmp_path, clock):
+    from autotransfer.search.report import write_report
+
+    study = _study_with([("a", 96, 0.0, 32, 8.0), ("a", 96, 0.5, 32, 6.0)])
+    path = write_report(study, tmp_path, metric="accuracy", until=clock.t - 1)
+    text = path.read_text()
+    assert "not drawn, the time budget was spent" in text
+    assert not list(tmp_path.glob("*.png"))
+    assert (tmp_path / "leaderboard.csv").is_file()  # the tables are always written
