@@ -24,9 +24,11 @@ def check_options(*, prescreen: int | None, prescreen_by: str | None,
 
 
 def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, prescreen,
-                      prescreen_by, history, warm_start, device, seed, trust_remote_code):
-    """``search --prescreen K`` narrows the space, ``--warm-start N`` enqueues past bests; the
-    recorder (or None) adds each completed trial to the transfer history."""
+                      prescreen_by, history, warm_start, device, seed, trust_remote_code,
+                      references=False, trials=None):
+    """``search --prescreen K`` narrows the space, ``--warm-start N`` enqueues past bests,
+    then the reference trials (``references``) in the room ``trials`` leaves; the recorder (or
+    None) adds each completed trial to the transfer history."""
     from autotransfer import history as transfer_history
     from autotransfer.prescreen import DEFAULT_BY, narrow_space
 
@@ -62,6 +64,11 @@ def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, p
                     f"distance {config.distance:.2f})")
         if not chosen and study.user_attrs.get("warm_start") == []:
             say(-1, "warm start: no past configuration fits this space")
+    if references:
+        from autotransfer.references import enqueue_references
+
+        for line in enqueue_references(study, lock, space, trials):
+            say(-1, line)
     if not history:
         recorder = None
     return space, recorder

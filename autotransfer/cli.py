@@ -162,6 +162,16 @@ def search(
         help="Record finished trials and dataset meta-features in the storage "
         "(default: on, unless AUTOTRANSFER_HISTORY=0).",
     ),
+    references: bool = typer.Option(
+        True, "--references/--no-references",
+        help="First run a linear probe and the default configuration of each backbone "
+        "(they count towards --trials).",
+    ),
+    transfer_effect: bool | None = typer.Option(
+        None, "--transfer-effect/--no-transfer-effect",
+        help="Train the best configuration again from random weights and report the "
+        "difference (default: when at least 8 trials completed).",
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
@@ -179,6 +189,7 @@ def search(
         keep_best=keep_best,
         cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
         prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,
+        references=references, transfer_effect=transfer_effect,
     )
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
@@ -203,9 +214,35 @@ def search(
         f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
         f" -> {result.best_path}"
     )
+    for line in _outcome_lines(best):
+        console.print(line, highlight=False)
     if keep_best and (out / "best-model").is_dir():
         console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
                       f"{out / 'best-model'} FILES)", highlight=False)
+
+
+def _outcome_lines(best: dict[str, Any]) -> list[str]:
+    """Macro-F1, the worst class (when its recall is below half the metric), the references
+    and the transfer effect of ``best.yaml``'s mapping."""
+    from autotransfer.scores import worst_class
+
+    lines = []
+    if best.get("macro_f1") is not None:
+        lines.append(f"  macro-F1 (val) {best['macro_f1']:.4f}")
+    worst = worst_class(best.get("per_class") or {})
+    if worst is not None and worst[1] < best["val_score"] / 2:
+        lines.append(f"  [yellow]worst class[/]: {escape(worst[0])} recall {worst[1]:.4f} (val)")
+    for kind, ref in (best.get("references") or {}).items():
+        test = f", test {ref['test_score']:.4f}" if ref["test_score"] is not None else ""
+        lines.append(f"  best {kind.replace('_', ' ')}: {escape(ref['backbone'])} val "
+                     f"{ref['val_score']:.4f}{test} (trial {ref['trial']}); search gain "
+                     f"{best['val_score'] - ref['val_score']:+.4f}")
+    effect = best.get("transfer_effect")
+    if effect:
+        test = f", test {effect['test']:+.4f}" if effect["test"] is not None else ""
+        lines.append(f"  transfer effect: {effect['val']:+.4f} val{test} (from scratch: val "
+                     f"{effect['scratch_val_score']:.4f})")
+    return lines
 
 
 @app.command()

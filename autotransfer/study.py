@@ -17,6 +17,7 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.errors import AutotransferError, StorageError, first_line
+from autotransfer.references import apply_reference
 from autotransfer.report import (
     best_config,
     leaderboard,
@@ -24,6 +25,7 @@ from autotransfer.report import (
     write_leaderboard_csv,
     write_report,
 )
+from autotransfer.scores import confusion, divergence
 from autotransfer.space import SearchSpace, load_space
 from autotransfer.storage import (
     DEFAULT_HEARTBEAT,
@@ -61,6 +63,8 @@ class SearchResult:
     best_path: Path | None
     leaderboard: list[dict[str, Any]]
     worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
+    warnings: list[str] = field(default_factory=list)  # e.g. every trial at chance level
+    transfer_effect: dict[str, Any] | None = None  # see autotransfer.references
 
 
 def make_pruner(space: SearchSpace):
@@ -133,6 +137,7 @@ def make_objective(ctx: TrialContext):
     def objective(trial: optuna.Trial) -> float:
         _release_memory(device)  # whatever the last trial left, before this one allocates
         spec, params = space.suggest(trial)
+        params = apply_reference(trial, params)
         entry = registry.get(spec.id)
         trial.set_user_attr("backbone", spec.id)
         trial.set_user_attr("pretrained", spec.pretrained)
@@ -181,7 +186,7 @@ def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> fl
         try:
             return _fine_tune(trial, entry, spec, params, ctx)
         except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
-            reason = f"pruned: {exc}"
+            reason = f"diverged: {exc}"
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason) from None
         except Exception as exc:
@@ -230,12 +235,18 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
             "accuracy": round(result.accuracy, 5),
             "macro_f1": round(result.macro_f1, 5),
         })
+        trial.set_user_attr("macro_f1", round(result.macro_f1, 5))
         if progress:
             progress.epoch_done(trial.number, result, space.epochs)
         if stop_requested():
             raise KeyboardInterrupt
+        diverged = divergence(result.train_loss, trainer.first_loss, result.epoch)
+        if diverged:
+            trial.set_user_attr("prune_reason", diverged)
+            raise optuna.TrialPruned(diverged)
         trial.report(result.score, result.epoch)
-        if trial.should_prune():
+        # a reference trial always finishes: it is what the search is compared with
+        if not trial.user_attrs.get("reference") and trial.should_prune():
             reason = (
                 f"pruned after epoch {result.epoch}/{space.epochs}: "
                 f"{space.metric} {result.score:.4f} below the pruner's bar"
@@ -249,6 +260,11 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     trial.set_user_attr("trainable_parameters", result.n_trainable)
     if result.test is not None:
         trial.set_user_attr("test_score", result.test[space.metric])
+        trial.set_user_attr("test_macro_f1", round(result.test["macro_f1"], 5))
+    trial.set_user_attr("confusion", {
+        split: confusion(preds, labels, ctx.data.n_classes)
+        for split, (preds, labels) in trainer.predictions.items()
+    })
     if ctx.keep_best is not None:
         from autotransfer.keep import keep_if_best
 
@@ -284,6 +300,8 @@ def search(
     prescreen_by: str | None = None,
     history: bool | None = None,
     warm_start: int | None = None,
+    references: bool = True,
+    transfer_effect: bool | None = None,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -328,6 +346,10 @@ def search(
             unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
+        references: enqueue a linear probe and the default configuration of each backbone
+            before any trial is sampled (once per study; see :mod:`autotransfer.references`).
+        transfer_effect: train the best configuration again from random weights at the end
+            and report the difference; None: when at least 8 trials completed.
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
@@ -407,7 +429,7 @@ def search(
     space, recorder = spend_budget_well(
         study, study_storage, lock, space, dataset, progress, prescreen=prescreen,
         prescreen_by=prescreen_by, history=history, warm_start=warm_start, device=torch_device,
-        seed=seed, trust_remote_code=trust_remote_code,
+        seed=seed, trust_remote_code=trust_remote_code, references=references, trials=trials,
     )
 
     try:
@@ -440,8 +462,15 @@ def search(
     except KeyboardInterrupt:  # what finished is kept, and the results say so
         _write_results(study, space, dataset, storage, space_file, out, keep_dir=keep_dir)
         raise
-    return _write_results(study, space, dataset, storage, space_file, out, failed,
-                          keep_dir=keep_dir)
+    from autotransfer.references import conclude
+
+    effect, problems = conclude(study, space, dataset, torch_device, seed=seed,
+                                transfer_effect=transfer_effect,
+                                trust_remote_code=trust_remote_code, progress=progress)
+    result = _write_results(study, space, dataset, storage, space_file, out, failed,
+                            keep_dir=keep_dir)
+    result.warnings, result.transfer_effect = problems, effect
+    return result
 
 
 def _write_results(
