@@ -33,6 +33,7 @@ def leaderboard(study) -> list[dict[str, Any]]:
                 "epochs": len(t.intermediate_values),
                 "seconds_per_epoch": attrs.get("seconds_per_epoch"),
                 "reason": attrs.get("fail_reason") or attrs.get("prune_reason") or "",
+                "reference": attrs.get("reference") or "",  # linear_probe, default or empty
             }
         )
     order = {"complete": 0, "pruned": 1, "fail": 2}
@@ -292,7 +293,7 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | why |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
-        reason = r["reason"].replace("|", "/")
+        reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
                      f"{_fmt(r['val_score'])} | {_fmt(r['test_score'])} | {r['epochs']} | "
                      f"{reason} |")

@@ -146,7 +146,9 @@ def make_objective(ctx: TrialContext):
         trial.set_user_attr("classes", data.classes)
         trial.set_user_attr("seed", ctx.seed)  # the split's; training used seed + trial number
         if progress:
-            progress.trial_started(trial.number, spec.label, params)
+            kind = trial.user_attrs.get("reference")
+            label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
+            progress.trial_started(trial.number, label, params)
         try:
             return _fine_tune_with_retries(trial, entry, spec, params, ctx)
         except optuna.TrialPruned:
