@@ -2,13 +2,13 @@
 transfer effect) against the same search without them (today's search), same data, budget and
 seeds, side by side in one run.
 
-    python benchmarks/references.py image|text [--trials 10] [--seeds 0 1 2]
+    python benchmarks/references.py image|text [--trials 10] [--seeds 0 1 2] [--variants on off]
 
 Prints one row per seed and variant: the best, the best linear probe and default
 configuration, the best trained from scratch, the gain of the search over the best reference,
 the seconds until the best trial completed, and the wall time. Data comes from
 ``python -m autotransfer.demo`` (Fashion-MNIST 100 per class + 30 test per class; Rotten
-Tomatoes 150 + 75 per class).
+Tomatoes 100 + 50 per class).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AUTOTRANSFER_HISTORY", "0")
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.scores import best_so_far  # noqa: E402
-from autotransfer.study import search  # noqa: E402
+from autotransfer.search.scores import best_so_far  # noqa: E402
+from autotransfer.search.study import search  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = {
     "image": lambda out: demo.export_fashion_mnist(out, per_class=100, test_per_class=30),
-    "text": lambda out: demo.export_rotten_tomatoes(out, per_class=150, val_per_class=75),
+    "text": lambda out: demo.export_rotten_tomatoes(out, per_class=100, val_per_class=50),
 }
 
 
@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("modality", choices=sorted(DATA))
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variants", nargs="+", choices=["on", "off"], default=["on", "off"],
+                        help="with references (and the transfer effect), without, or both")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp())
@@ -51,7 +53,7 @@ def main() -> None:
           "val | scratch val (test) | gain over best reference | best reached at s | wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
-        for references in (True, False):
+        for references in [v == "on" for v in args.variants]:
             name = f"{'on' if references else 'off'}-{seed}"
             start = time.perf_counter()
             result = search(data, space, trials=args.trials, seed=seed,

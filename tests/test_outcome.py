@@ -9,14 +9,15 @@ import torch
 import yaml
 
 from autotransfer import hookimpl
-from autotransfer.backbones import BackboneEntry, reset_registry
-from autotransfer.cli import main
-from autotransfer.plugins import pm
-from autotransfer.references import enqueue_references, reference_params
-from autotransfer.scores import chance_level, divergence, per_class_scores, worst_class
-from autotransfer.space import parse_space
-from autotransfer.storage import StudyLock, make_storage
-from autotransfer.study import search
+from autotransfer.cli.app import main
+from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.manager import pm
+from autotransfer.contract.registry import reset_registry
+from autotransfer.contract.space import parse_space
+from autotransfer.search.references import enqueue_references, reference_params
+from autotransfer.search.scores import chance_level, divergence, per_class_scores, worst_class
+from autotransfer.search.storage import StudyLock, make_storage
+from autotransfer.search.study import search
 from autotransfer_timm import backbone_from_timm
 from conftest import write_images
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
+from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
+from autotransfer.contract.hub import hub_entry, load_error, served_name
+from autotransfer.contract.hub import source as hub_source
 from autotransfer.data import AudioPreprocess
-from autotransfer.hub import hub_entry, load_error, served_name
-from autotransfer.hub import source as hub_source
-from autotransfer.layers import MATCH_PREV_GROUP, group_names
 
 ZOO = "hf-audio"
 

@@ -11,8 +11,8 @@ import importlib.metadata
 from pathlib import Path
 
 from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
+from autotransfer.contract.groups import group_names
 from autotransfer.data import ImagePreprocess
-from autotransfer.layers import group_names
 
 # Layer groups in timm's group_matcher format: features.0 is the stem, features.1-17 the
 # inverted-residual blocks, and the final 1x1 conv (features.18) joins the last block.

@@ -1,0 +1,209 @@
+"""A trial's objective: build the backbone, fine-tune it (retrying on out-of-memory), record it."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from autotransfer.contract.registry import get_registry
+from autotransfer.contract.space import SearchSpace
+from autotransfer.data import (
+    LabelledData,
+)
+from autotransfer.errors import first_line
+from autotransfer.search.references import apply_reference
+from autotransfer.search.scores import confusion, divergence
+from autotransfer.search.workers import (
+    stop_requested,
+)
+from autotransfer.train.device import peak_memory_mb
+from autotransfer.train.trainer import EpochResult, Trainer
+
+if TYPE_CHECKING:
+    from autotransfer.search.study import Progress
+
+
+def _release_memory(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def make_cache(options: dict[str, Any] | None):
+    """The activation cache shared by a process's trials (None: caching is off)."""
+    from autotransfer.train.cache import ActivationCache
+
+    return None if options is None else ActivationCache(**options)
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one search shares."""
+
+    space: SearchSpace
+    data: LabelledData
+    device: Any  # torch.device
+    seed: int = 0
+    progress: Progress | None = None
+    trust_remote_code: bool = False
+    keep_best: str | None = None  # artifact folder of --keep-best
+    cache: Any = None  # an ActivationCache shared by the trials; None: --no-cache
+    compile: bool = False  # torch.compile the trained part
+
+    def load_options(self, spec, entry) -> dict[str, Any]:
+        options = spec.load_options()
+        if self.trust_remote_code and "trust_remote_code" in entry.options:
+            options["trust_remote_code"] = True
+        return options
+
+
+def make_objective(ctx: TrialContext):
+    """The objective: one trial fine-tunes one sampled backbone and returns its val score."""
+    import optuna
+
+    registry = get_registry()
+    space, data, device, progress = ctx.space, ctx.data, ctx.device, ctx.progress
+
+    def objective(trial: optuna.Trial) -> float:
+        _release_memory(device)  # whatever the last trial left, before this one allocates
+        spec, params = space.suggest(trial)
+        params = apply_reference(trial, params)
+        entry = registry.get(spec.id)
+        trial.set_user_attr("backbone", spec.id)
+        trial.set_user_attr("pretrained", spec.pretrained)
+        trial.set_user_attr("params", params)
+        trial.set_user_attr("device", str(device))
+        trial.set_user_attr("classes", data.classes)
+        trial.set_user_attr("seed", ctx.seed)  # the split's; training used seed + trial number
+        if progress:
+            kind = trial.user_attrs.get("reference")
+            label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
+            progress.trial_started(trial.number, label, params)
+        try:
+            return _fine_tune_with_retries(trial, entry, spec, params, ctx)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or a stopped worker)")
+            trial.set_user_attr("interrupted", True)  # does not count towards --trials
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", describe(exc))
+            raise
+        finally:
+            _release_memory(device)
+
+    return objective
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a trial's recorded reason."""
+    return f"{type(exc).__name__}: {first_line(exc, 300)}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA or host out-of-memory, however the allocator reported it."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> float:
+    """Fine-tune; out of memory retries at half the batch size, a non-finite loss prunes."""
+    import optuna
+
+    while True:
+        try:
+            return _fine_tune(trial, entry, spec, params, ctx)
+        except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
+            reason = f"diverged: {exc}"
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason) from None
+        except Exception as exc:
+            if not is_out_of_memory(exc) or params["batch_size"] <= 1:
+                raise
+            failed = params["batch_size"]
+        # out of the except block, so the traceback no longer holds the model
+        _release_memory(ctx.device)
+        params = {**params, "batch_size": max(1, failed // 2)}
+        trial.set_user_attr("params", params)
+        retries = trial.user_attrs.get("oom_retries", 0) + 1
+        trial.set_user_attr("oom_retries", retries)
+        trial.set_user_attr(
+            "oom_note", f"out of memory at batch size {failed}; retried at {params['batch_size']}"
+        )
+        if ctx.progress:
+            ctx.progress.note(trial.number, f"out of memory at batch size {failed}; retrying at "
+                                        f"{params['batch_size']}")
+
+
+def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
+    """One trial's training; the model and optimizer are freed when this returns."""
+    import optuna
+    import torch
+
+    space, device, progress = ctx.space, ctx.device, ctx.progress
+    torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
+    backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
+    trainer = Trainer(
+        backbone, ctx.data, params, device=device, metric=space.metric,
+        seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
+        compile=ctx.compile, label=spec.id,
+    )
+    trial.set_user_attr("parameter_count", sum(p.numel() for p in backbone.model.parameters()))
+    seconds: list[float] = []
+
+    def on_epoch(result: EpochResult) -> None:
+        seconds.append(result.seconds)
+        trial.set_user_attr("activation_cache", trainer.cache_status)
+        trial.set_user_attr("cache_seconds", round(trainer.cache_seconds, 3))
+        trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
+        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
+        trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(device), 1))
+        trial.set_user_attr(f"epoch_{result.epoch}", {
+            "train_loss": round(result.train_loss, 5),
+            "accuracy": round(result.accuracy, 5),
+            "macro_f1": round(result.macro_f1, 5),
+        })
+        trial.set_user_attr("macro_f1", round(result.macro_f1, 5))
+        if progress:
+            progress.epoch_done(trial.number, result, space.epochs)
+        if stop_requested():
+            raise KeyboardInterrupt
+        diverged = divergence(result.train_loss, trainer.first_loss, result.epoch)
+        if diverged:
+            trial.set_user_attr("prune_reason", diverged)
+            raise optuna.TrialPruned(diverged)
+        trial.report(result.score, result.epoch)
+        # a reference trial always finishes: it is what the search is compared with
+        if not trial.user_attrs.get("reference") and trial.should_prune():
+            reason = (
+                f"pruned after epoch {result.epoch}/{space.epochs}: "
+                f"{space.metric} {result.score:.4f} below the pruner's bar"
+            )
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+
+    result = trainer.fit(space.epochs, on_epoch)
+    trial.set_user_attr("n_groups", result.n_groups)
+    trial.set_user_attr("n_frozen_groups", result.n_frozen_groups)
+    trial.set_user_attr("trainable_parameters", result.n_trainable)
+    if result.test is not None:
+        trial.set_user_attr("test_score", result.test[space.metric])
+        trial.set_user_attr("test_macro_f1", round(result.test["macro_f1"], 5))
+    trial.set_user_attr("confusion", {
+        split: confusion(preds, labels, ctx.data.n_classes)
+        for split, (preds, labels) in trainer.predictions.items()
+    })
+    if ctx.keep_best is not None:
+        from autotransfer.search.artifacts import keep_if_best
+
+        keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
+                     metric=space.metric, test=result.test, store_dir=ctx.keep_best)
+    return result.score

@@ -1,0 +1,372 @@
+"""The search: an Optuna study whose trials fine-tune candidate backbones."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from autotransfer.contract.registry import get_registry
+from autotransfer.contract.space import SearchSpace, load_space
+from autotransfer.data import (
+    check_data,
+    load_data,
+    warn_cross_split_duplicates,
+)
+from autotransfer.errors import AutotransferError, StorageError, first_line
+from autotransfer.search.dashboard import StudyNote
+from autotransfer.search.objective import TrialContext, make_cache, make_objective
+from autotransfer.search.pruners import make_pruner, make_sampler
+from autotransfer.search.report import (
+    best_config,
+    leaderboard,
+    write_best,
+    write_leaderboard_csv,
+    write_report,
+)
+from autotransfer.search.storage import (
+    DEFAULT_HEARTBEAT,
+    DEFAULT_STORAGE,
+    StudyLock,
+    make_storage,
+    mask_url,
+)
+from autotransfer.search.workers import (
+    WorkerSpec,
+    cpu_threads,
+    join_study,
+    run_local_workers,
+    run_trials,
+    worker_device,
+)
+from autotransfer.train.cache import parse_size
+from autotransfer.train.device import resolve_device
+from autotransfer.train.trainer import EpochResult
+
+
+class Progress(Protocol):
+    """Receives the live view of a search: trials, and the epochs of the running trial."""
+
+    def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None: ...
+    def epoch_done(self, number: int, result: EpochResult, epochs: int) -> None: ...
+    def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None: ...
+    def note(self, number: int, message: str) -> None: ...
+
+
+@dataclass
+class SearchResult:
+    study: Any  # optuna.Study
+    best: dict[str, Any] | None
+    best_path: Path | None
+    leaderboard: list[dict[str, Any]]
+    worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
+    warnings: list[str] = field(default_factory=list)  # e.g. every trial at chance level
+    transfer_effect: dict[str, Any] | None = None  # see autotransfer.search.references
+
+
+
+
+
+
+
+
+
+
+def _space_fingerprint(space: SearchSpace) -> str:
+    return json.dumps(space.model_dump(mode="json"), sort_keys=True)
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def search(
+    data: str | Path,
+    space: str | Path | SearchSpace,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    storage: str = DEFAULT_STORAGE,
+    study_name: str | None = None,
+    out: str | Path = "autotransfer-out",
+    device: str = "auto",
+    seed: int = 0,
+    workers: int = 1,
+    heartbeat: int = DEFAULT_HEARTBEAT,
+    progress: Progress | None = None,
+    trust_remote_code: bool = False,
+    modality: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    keep_best: bool = False,
+    cache: bool = True,
+    cache_memory: str | int | None = None,
+    cache_dir: str | Path | None = None,
+    compile: bool = False,
+    prescreen: int | None = None,
+    prescreen_by: str | None = None,
+    history: bool | None = None,
+    warm_start: int | None = None,
+    references: bool = True,
+    transfer_effect: bool | None = None,
+) -> SearchResult:
+    """Search for the best transfer configuration of ``data`` over ``space``.
+
+    Args:
+        data: images or audio (class sub-folders, train/val[/test] folders, a path,label
+            CSV) or text (a CSV, TSV or JSONL file, or a folder of train/val/test files).
+        space: a search-space YAML file (or a parsed :class:`SearchSpace`).
+        trials: the study's total number of trials, over all workers (None: until timeout).
+            A trial of a dead worker that is retried is replaced by its retry.
+        timeout: stop starting new trials after this many seconds.
+        storage: an SQLAlchemy URL; the study resumes when its name exists there, and workers
+            started anywhere with the same storage and study name join it.
+        study_name: defaults to ``<data folder>-<space file>``.
+        out: where ``best.yaml`` and ``leaderboard.csv`` are written.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; with several GPUs, ``auto`` and
+            ``cuda`` give worker i the GPU ``i % n_gpus``.
+        seed: seeds the split and each trial's training; a worker's sampler is seeded with
+            ``seed`` plus its worker number in the study, so that workers sample differently.
+        workers: worker processes on this machine (1: trials run in this process). Each gets
+            ``cores // workers`` torch threads.
+        heartbeat: seconds between heartbeats of a running trial; a trial silent for three
+            intervals is failed and retried by the next worker that starts a trial.
+        progress: receives the live view (trials and epochs).
+        trust_remote_code: passed to backbones whose loader takes it (Hugging Face models);
+            code shipped with a checkpoint never runs otherwise.
+        modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
+        text_column: the text column of CSV / TSV / JSONL text data.
+        label_column: the label column of CSV / TSV / JSONL text data.
+        keep_best: keep the best trial's model (an Optuna artifact under ``out/artifacts``,
+            replaced when a better trial finishes) and unpack it into ``out/best-model``.
+        cache: reuse the frozen groups' outputs across epochs and trials (see
+            :mod:`autotransfer.train.cache`); False computes them every step, as without a cache.
+        cache_memory: the cache's memory bound per process, e.g. ``"2G"`` (default: 2 GiB,
+            at most a quarter of the device's memory).
+        cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
+        compile: run the trained part of each trial through ``torch.compile``.
+        prescreen: keep the K backbones that rank best on frozen features (see
+            :mod:`autotransfer.search.prescreen`); a study keeps its first pre-screen when resumed.
+        prescreen_by: the pre-screen's ranking (default ``prescreen.DEFAULT_BY``).
+        history: record every completed trial and the dataset's meta-features in the
+            storage's transfer-history tables (:mod:`autotransfer.search.history`); None: yes,
+            unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
+        warm_start: enqueue up to N best configurations of the most similar past datasets in
+            the transfer history (once per study).
+        references: enqueue a linear probe and the default configuration of each backbone
+            before any trial is sampled (once per study; see :mod:`autotransfer.search.references`).
+        transfer_effect: train the best configuration again from random weights at the end
+            and report the difference; None: when at least 8 trials completed.
+
+    Example:
+        >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
+        ...                 trials=8, workers=2)  # doctest: +SKIP
+        >>> result.best["backbone"], result.best["val_score"]  # doctest: +SKIP
+    """
+    import optuna
+
+    failed: list[str] = []
+    if trials is not None and trials < 1:
+        raise AutotransferError(f"--trials must be >= 1, got {trials}")
+    if workers < 1:
+        raise AutotransferError(f"--workers must be >= 1, got {workers}")
+    cache_options = (
+        {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
+    )
+    from autotransfer.search.warm_start import check_options, spend_budget_well
+
+    check_options(prescreen=prescreen, prescreen_by=prescreen_by, warm_start=warm_start)
+    space_file = None if isinstance(space, SearchSpace) else str(space)
+    space = space if isinstance(space, SearchSpace) else load_space(space)
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as exc:
+        raise AutotransferError(f"--device: {exc}") from None
+    registry = get_registry()
+    for spec in space.backbones:  # unknown ids and options fail before any trial runs
+        entry = registry.get(spec.id)
+        unknown = sorted(set(spec.load_options()) - set(entry.options))
+        if unknown:
+            raise AutotransferError(
+                f"{spec.id}: option {unknown[0]!r} is not supported; "
+                f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
+            )
+
+    study_storage = make_storage(storage, heartbeat_interval=heartbeat)
+    keep_dir = str((Path(out) / "artifacts").resolve()) if keep_best else None
+    data_options = {"modality": modality, "text_column": text_column,
+                    "label_column": label_column}
+    dataset = load_data(data, val_fraction=space.val_fraction, seed=seed, **data_options)
+    check_data(dataset)
+    warn_cross_split_duplicates(dataset)
+    for spec in space.backbones:
+        if registry.get(spec.id).modality != dataset.modality:
+            raise AutotransferError(
+                f"{spec.id} is a {registry.get(spec.id).modality} backbone, but {dataset.source} "
+                f"holds {dataset.modality} data; pick {dataset.modality} backbones "
+                f"(autotransfer backbones --modality {dataset.modality})"
+            )
+
+    name = study_name or f"{dataset.source.name}-{Path(space_file or 'space').stem}"
+    # failed trials are reported by the progress view with their reason, not as tracebacks
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        study_name=name,
+        storage=study_storage,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=make_sampler(seed),
+        pruner=make_pruner(space),
+    )
+    fingerprint = _space_fingerprint(space)
+    known = study.user_attrs.get("space")
+    if known is None:
+        study.set_user_attr("space", fingerprint)
+        study.set_user_attr("data", str(dataset.source))
+    elif known != fingerprint:
+        raise StorageError(
+            f"study {name!r} in {mask_url(storage)} was created with another search space; "
+            "pass a new --study name or the original space file"
+        )
+    lock = StudyLock(study_storage, name)
+    note = StudyNote(dataset, space, space_file=space_file, storage=mask_url(storage),
+                     trials=trials)
+    with lock.held():
+        note.save(study)
+    space, recorder = spend_budget_well(
+        study, study_storage, lock, space, dataset, progress, prescreen=prescreen,
+        prescreen_by=prescreen_by, history=history, warm_start=warm_start, device=torch_device,
+        seed=seed, trust_remote_code=trust_remote_code, references=references, trials=trials,
+    )
+
+    try:
+        if workers == 1:
+            study.sampler = make_sampler(seed + join_study(study, lock))
+            context = TrialContext(space, dataset, torch_device, seed, progress,
+                                   trust_remote_code, keep_best=keep_dir,
+                                   cache=make_cache(cache_options), compile=compile)
+            run_trials(
+                study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
+                poll=min(heartbeat, 5),
+                callbacks=_callbacks(progress, note, lock) + ([recorder] if recorder else []),
+            )
+        else:
+            threads = cpu_threads(workers)
+            codes = run_local_workers([
+                WorkerSpec(
+                    index=i, data=str(data), space=space, storage=storage, study_name=name,
+                    trials=trials, timeout=timeout, device=worker_device(device, i),
+                    seed=seed, threads=threads, heartbeat=heartbeat, progress=progress,
+                    trust_remote_code=trust_remote_code, data_options=data_options,
+                    keep_best=keep_dir,
+                    cache=cache_options, compile=compile,
+                )
+                for i in range(workers)
+            ])
+            failed = [f"worker {i} exited with status {c}" for i, c in enumerate(codes) if c]
+            if failed and all(codes):
+                raise AutotransferError("; ".join(failed))
+    except KeyboardInterrupt:  # what finished is kept, and the results say so
+        _write_results(study, space, dataset, storage, space_file, out, keep_dir=keep_dir)
+        raise
+    from autotransfer.search.references import conclude
+
+    effect, problems = conclude(study, space, dataset, torch_device, seed=seed,
+                                transfer_effect=transfer_effect,
+                                trust_remote_code=trust_remote_code, progress=progress)
+    result = _write_results(study, space, dataset, storage, space_file, out, failed,
+                            keep_dir=keep_dir)
+    result.warnings, result.transfer_effect = problems, effect
+    return result
+
+
+def _write_results(
+    study, space, dataset, storage, space_file, out, failed: list[str] | None = None,
+    keep_dir: str | None = None,
+) -> SearchResult:
+    """The leaderboard and best.yaml of what the study holds now."""
+    rows = leaderboard(study)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_leaderboard_csv(rows, out_dir / "leaderboard.csv")
+    best = best_config(
+        study, space, data=str(dataset.source), storage=mask_url(storage), space_file=space_file
+    )
+    best_path = None
+    if best is not None:
+        best_path = out_dir / "best.yaml"
+        write_best(best, best_path)
+    if keep_dir is not None:
+        from autotransfer.search.artifacts import fetch_best
+
+        fetch_best(study, keep_dir, out_dir / "best-model")
+    try:  # plots and report.md; results above are already saved whatever happens here
+        write_report(study, out_dir, metric=space.metric, best=best)
+    except Exception as exc:
+        import warnings
+
+        warnings.warn(f"report not written to {out_dir}: {first_line(exc)}", stacklevel=2)
+    return SearchResult(study=study, best=best, best_path=best_path, leaderboard=rows,
+                        worker_errors=failed or [])
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """The body of one worker process started by ``search(..., workers=N)``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study_storage = make_storage(spec.storage, heartbeat_interval=spec.heartbeat)
+    dataset = load_data(spec.data, val_fraction=spec.space.val_fraction, seed=spec.seed,
+                        **spec.data_options)
+    check_data(dataset)
+    try:
+        torch_device = resolve_device(spec.device)
+    except ValueError as exc:
+        raise AutotransferError(f"--device: {exc}") from None
+    lock = StudyLock(study_storage, spec.study_name)
+    study = optuna.load_study(study_name=spec.study_name, storage=study_storage,
+                              pruner=make_pruner(spec.space))
+    study.sampler = make_sampler(spec.seed + join_study(study, lock))
+    note = StudyNote(dataset, spec.space, space_file=None, storage=mask_url(spec.storage),
+                     trials=spec.trials)
+    from autotransfer.search.history import recorder_for
+
+    recorder = recorder_for(study, study_storage.engine, spec.space)
+    run_trials(
+        study,
+        make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
+                                    spec.trust_remote_code, keep_best=spec.keep_best,
+                                    cache=make_cache(spec.cache), compile=spec.compile)),
+        lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
+        callbacks=_callbacks(spec.progress, note, lock) + ([recorder] if recorder else []),
+    )
+
+
+def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
+    from optuna.trial import TrialState
+
+    def show(_study, t) -> None:
+        progress.trial_done(
+            t.number, t.state.name.lower(), t.value,
+            t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or "",
+        )
+
+    def update_note(study, t) -> None:
+        if t.state == TrialState.COMPLETE and study.best_trial.number == t.number:
+            with lock.held():
+                note.save(study)
+
+    return [update_note] + ([show] if progress else [])
+
+
+
+
