@@ -20,7 +20,7 @@ from autotransfer.cli.console import (
     console,
     err_console,
 )
-from autotransfer.errors import AutotransferError
+from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
 app = typer.Typer(
@@ -123,6 +123,7 @@ def search(
     ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
+    from autotransfer.search.report import backbone_id, state_counts
     from autotransfer.search.storage import mask_url
     from autotransfer.search.study import search as run_search
 
@@ -144,9 +145,7 @@ def search(
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     metric = result.best["metric"] if result.best else "score"
     console.print(_leaderboard_table(result.leaderboard, metric))
-    counts = {
-        s: sum(r["state"] == s for r in result.leaderboard) for s in ("complete", "pruned", "fail")
-    }
+    counts = state_counts(result.leaderboard)
     console.print(
         f"study {result.study.study_name!r}: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed; "
@@ -158,7 +157,7 @@ def search(
         )
     best = result.best
     test = f", test {best['test_score']:.4f}" if "test_score" in best else ""
-    backbone = best["backbone"] if isinstance(best["backbone"], str) else best["backbone"]["id"]
+    backbone = backbone_id(best)
     console.print(
         f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
         f" -> {result.best_path}"
@@ -194,16 +193,13 @@ def prescreen(
     from autotransfer.contract.space import load_space
     from autotransfer.data import check_data, load_data
     from autotransfer.search import prescreen as ps
-    from autotransfer.train.device import resolve_device
+    from autotransfer.train.device import device_for
 
     by = by or ps.DEFAULT_BY
     if by not in ps.METHODS:
-        raise AutotransferError(f"--by must be one of {', '.join(ps.METHODS)}, got {by!r}")
+        raise OptionError("by", f" must be one of {', '.join(ps.METHODS)}, got {by!r}")
     parsed = load_space(space)
-    try:
-        torch_device = resolve_device(device)
-    except ValueError as exc:
-        raise AutotransferError(f"--device: {exc}") from None
+    torch_device = device_for(device)
     dataset = load_data(data, val_fraction=parsed.val_fraction, seed=seed, modality=modality,
                         text_column=text_column, label_column=label_column)
     check_data(dataset)
@@ -437,6 +433,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
 
+#: Python parameter -> CLI flag, where the flag is not ``--`` plus the name with dashes.
+FLAGS = {"study_name": "--study", "texts": "--text", "k": "--prescreen"}
+
+
+def flag(option: str) -> str:
+    """The command-line flag of a Python API parameter (``cache_memory`` -> ``--cache-memory``);
+    anything else (an environment variable) is shown as it is. The one place where Python
+    names become flags."""
+    if option in FLAGS:
+        return FLAGS[option]
+    return "--" + option.replace("_", "-") if option.islower() else option
+
+
 def _report(exc: Exception, debug: bool) -> int:
     """Print ``exc`` as one line (or re-raise it with ``--debug``); return the exit code."""
     import click
@@ -448,7 +457,9 @@ def _report(exc: Exception, debug: bool) -> int:
         return 130
     if debug:
         raise exc
-    if isinstance(exc, AutotransferError):
+    if isinstance(exc, OptionError):  # the Python name of the option becomes its flag
+        message = flag(exc.option) + exc.problem
+    elif isinstance(exc, AutotransferError):
         message = str(exc)
     else:  # a bug: still one line, and the way to see more
         message = (f"internal error: {type(exc).__name__}: {exc}; run again with --debug "

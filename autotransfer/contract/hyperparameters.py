@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from autotransfer.data import AUGMENTATIONS
+#: The train-time augmentations (``augment``) the data layer implements.
+AUGMENTATIONS = ("none", "flip", "crop_flip")
 
 Scalar = bool | int | float | str | None
 

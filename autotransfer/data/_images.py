@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from autotransfer.contract.hyperparameters import AUGMENTATIONS
 from autotransfer.data._source import DataWarning, LabelledData, Split
 from autotransfer.errors import DataError
 
-AUGMENTATIONS = ("none", "flip", "crop_flip")
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,

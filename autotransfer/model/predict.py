@@ -12,7 +12,7 @@ from typing import Any
 
 from autotransfer.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from autotransfer.data._text import decode_text, table_records
-from autotransfer.errors import DataError
+from autotransfer.errors import DataError, OptionError
 
 TEXT_FILE_SUFFIXES = frozenset({".txt", ".csv", ".tsv", ".jsonl"})
 _KIND = {**dict.fromkeys(IMAGE_SUFFIXES, "an image"), **dict.fromkeys(AUDIO_SUFFIXES, "an audio"),
@@ -65,22 +65,18 @@ def predict(
     import torch
 
     from autotransfer.data import LabelledData, Split, iterate_batches
-    from autotransfer.errors import AutotransferError
     from autotransfer.model.export import load_model
-    from autotransfer.train.device import resolve_device
+    from autotransfer.train.device import device_for
 
     if batch_size < 1:
-        raise AutotransferError(f"--batch-size must be >= 1, got {batch_size}")
-    try:
-        torch_device = resolve_device(device)
-    except ValueError as exc:
-        raise AutotransferError(f"--device: {exc}") from None
+        raise OptionError("batch_size", f" must be >= 1, got {batch_size}")
+    torch_device = device_for(device)
     loaded = load_model(model_dir)
     names, samples = collect_inputs(loaded.modality, inputs or [], texts or [],
                                     text_column=text_column, model_dir=str(model_dir))
     if not samples:
         raise DataError("no inputs; give files, folders or CSV files"
-                        + (" (or --text)" if loaded.modality == "text" else ""))
+                        + (" (or texts)" if loaded.modality == "text" else ""))
     labels = np.zeros(len(samples), dtype=np.int64)
     split = (Split([], labels, list(samples)) if loaded.modality == "text"
              else Split(list(samples), labels))
@@ -110,7 +106,7 @@ def collect_inputs(
     names: list[str] = []
     samples: list[Any] = []
     if texts and modality != "text":
-        raise DataError(f"--text given, but {model_dir} classifies {modality}")
+        raise OptionError("texts", f" given, but {model_dir} classifies {modality}")
     for text in texts:
         names.append(text)
         samples.append(text)
@@ -157,7 +153,7 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str)
 
 def _text_rows(path: Path, column: str) -> list[tuple[int, str]]:
     """``(line, text)`` of a CSV / TSV (header with ``column``) or JSONL file."""
-    expected = f"expected {column!r} in every row (--text-column)"
+    expected = f"expected {column!r} in every row (text_column)"
     rows = [(line, str(record[column] or "")) for line, record
             in table_records(path, (column,), expected)]
     for line, text in rows:

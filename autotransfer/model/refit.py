@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from autotransfer.errors import AutotransferError, SpaceError, first_line
+from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
 
 REFIT_ON = ("train+val", "train")
 
@@ -111,7 +111,7 @@ def train(
     from autotransfer.contract.space import BackboneSpec, parse_space
     from autotransfer.data import check_data, load_data
     from autotransfer.model.export import export_model
-    from autotransfer.train.device import resolve_device
+    from autotransfer.train.device import device_for
 
     config = read_best(best)
     if refit_on not in REFIT_ON:
@@ -120,10 +120,10 @@ def train(
     source = config.get("source") or {}
     data = data if data is not None else source.get("data")
     if data is None:
-        raise AutotransferError("best.yaml names no data (source.data); give --data DATA")
+        raise OptionError("data", ": best.yaml names no data (source.data); give the data")
     epochs = int(epochs if epochs is not None else config.get("epochs", 1))
     if epochs < 1:
-        raise AutotransferError(f"--epochs must be >= 1, got {epochs}")
+        raise OptionError("epochs", f" must be >= 1, got {epochs}")
     spec_yaml = config["backbone"]
     spec = BackboneSpec.model_validate({"id": spec_yaml} if isinstance(spec_yaml, str)
                                        else spec_yaml)
@@ -133,10 +133,7 @@ def train(
         str(best) if not isinstance(best, dict) else "<best configuration>",
     ).resolve({})
     metric = config.get("metric", "accuracy")
-    try:
-        torch_device = resolve_device(device)
-    except ValueError as exc:
-        raise AutotransferError(f"--device: {exc}") from None
+    torch_device = device_for(device)
 
     entry = get_registry().get(spec.id)
     split_seed = int(source.get("seed", 0))

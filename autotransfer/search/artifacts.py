@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-KEPT = "kept_model"
+from autotransfer.search.records import StudyRecord, set_kept_model
 
 
 def keep_if_best(trial, trainer, *, backbone: Any, params: dict[str, Any], score: float,
@@ -28,7 +28,7 @@ def keep_if_best(trial, trainer, *, backbone: Any, params: dict[str, Any], score
     from autotransfer.model.export import export_model
 
     study = trial.study
-    kept = study.user_attrs.get(KEPT)
+    kept = StudyRecord.of(study).kept_model
     if kept is not None and kept["score"] >= score:
         return False
     store_dir = Path(store_dir)
@@ -50,7 +50,7 @@ def keep_if_best(trial, trainer, *, backbone: Any, params: dict[str, Any], score
                 handle.write(file, file.name)
         artifact_id = upload_artifact(artifact_store=store, file_path=str(archive),
                                       study_or_trial=trial)
-    study.set_user_attr(KEPT, {"trial": trial.number, "score": score, "artifact": artifact_id})
+    set_kept_model(study, {"trial": trial.number, "score": score, "artifact": artifact_id})
     if kept is not None:
         with contextlib.suppress(Exception):  # already gone (removed by hand)
             store.remove(kept["artifact"])
@@ -61,7 +61,7 @@ def fetch_best(study, store_dir: str | Path, out: str | Path) -> Path | None:
     """Unpack the kept model into ``out`` (replacing it); None when no model was kept."""
     from optuna.artifacts import FileSystemArtifactStore, download_artifact
 
-    kept = study.user_attrs.get(KEPT)
+    kept = StudyRecord.of(study).kept_model
     if kept is None:
         return None
     out = Path(out)

@@ -6,6 +6,7 @@ from autotransfer.contract.space import SearchSpace
 from autotransfer.data import (
     LabelledData,
 )
+from autotransfer.search.report import best_trial
 from autotransfer.search.workers import (
     tally,
 )
@@ -34,23 +35,19 @@ class StudyNote:
         ])
 
     def body(self, study) -> str:
-        from optuna.trial import TrialState
-
         done = tally(study)
         lines = [self.head, "", "## Best so far", ""]
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not completed:
+        best = best_trial(study)
+        if best is None:
             lines.append("no completed trial yet")
         else:
-            best = max(completed, key=lambda t: t.value)
-            attrs = best.user_attrs
-            test = attrs.get("test_score")
+            test = best.test_score
             lines.append(
-                f"trial {best.number}: `{attrs.get('backbone', '?')}` val {best.value:.4f}"
+                f"trial {best.number}: `{best.backbone or '?'}` val {best.value:.4f}"
                 + (f", test {test:.4f}" if test is not None else "")
                 + f" ({done.counted} trials so far)"
             )
-            lines += ["", "```yaml", _yaml(attrs.get("params", best.params)), "```"]
+            lines += ["", "```yaml", _yaml(best.params or best.sampled), "```"]
         return "\n".join(lines) + "\n"
 
     def save(self, study) -> None:

@@ -25,6 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.search.records import (
+    StudyRecord,
+    TrialRecord,
+    set_warm_start,
+    warm_start_attrs,
+)
+
 logger = logging.getLogger(__name__)
 
 # Reference backbone per modality: meta-features are comparable between datasets only when the
@@ -189,19 +196,17 @@ class Recorder:
         from sqlalchemy.exc import IntegrityError
 
         _, _, transfers = tables()
-        attrs = trial.user_attrs
-        label = trial.params.get("backbone", attrs.get("backbone", "?"))
-        sampled = {k: v for k, v in trial.params.items() if k != "backbone"}
-        duration = trial.duration.total_seconds() if trial.duration else None
+        record = TrialRecord.from_frozen(trial)
+        sampled = {k: v for k, v in record.sampled.items() if k != "backbone"}
         row = {
-            "dataset_id": self.dataset_id, "study": self.study_name, "trial": trial.number,
-            "backbone": label, "backbone_id": attrs.get("backbone", label),
-            "pretrained": bool(attrs.get("pretrained", True)),
-            "params": json.dumps(sampled), "all_params": json.dumps(attrs.get("params", {})),
-            "metric": self.metric, "value": float(trial.value),
-            "test_score": attrs.get("test_score"),
-            "epochs": sum(1 for k in attrs if k.startswith("epoch_")) or self.epochs,
-            "seconds": duration, "created": _now(),
+            "dataset_id": self.dataset_id, "study": self.study_name, "trial": record.number,
+            "backbone": record.label, "backbone_id": record.backbone or record.label,
+            "pretrained": record.pretrained,
+            "params": json.dumps(sampled), "all_params": json.dumps(record.params),
+            "metric": self.metric, "value": float(record.value),
+            "test_score": record.test_score,
+            "epochs": len(record.epochs) or self.epochs,
+            "seconds": record.duration_seconds, "created": _now(),
         }
         try:
             with self.engine.begin() as connection:
@@ -414,16 +419,16 @@ def warm_start_configs(engine, study_name: str, current_meta: dict[str, Any], sp
 def warm_start(study, engine, current_meta: dict[str, Any], space, n: int) -> list[WarmStart]:
     """Enqueue up to ``n`` past configurations on ``study`` (once per study); returns them."""
     if n < 1:
-        raise ValueError(f"--warm-start must be >= 1, got {n=}")
-    if study.user_attrs.get("warm_start") is not None:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if StudyRecord.of(study).warm_start is not None:
         return []
     chosen = warm_start_configs(engine, study.study_name, current_meta, space, n)
     for config in chosen:
-        study.enqueue_trial(config.params, user_attrs={"warm_start": {
+        study.enqueue_trial(config.params, user_attrs=warm_start_attrs({
             "study": config.study, "trial": config.trial, "value": config.value,
             "distance": round(config.distance, 4), "data": config.source,
-        }})
-    study.set_user_attr("warm_start", [
+        }))
+    set_warm_start(study, [
         {"study": c.study, "trial": c.trial, "value": c.value} for c in chosen
     ])
     return chosen

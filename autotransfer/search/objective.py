@@ -12,12 +12,13 @@ from autotransfer.data import (
     LabelledData,
 )
 from autotransfer.errors import first_line
+from autotransfer.search.records import REFERENCE, EpochMetrics, TrialWriter
 from autotransfer.search.references import apply_reference
 from autotransfer.search.scores import confusion, divergence
 from autotransfer.search.workers import (
     stop_requested,
 )
-from autotransfer.train.device import peak_memory_mb
+from autotransfer.train.device import peak_memory_mib
 from autotransfer.train.trainer import EpochResult, Trainer
 
 if TYPE_CHECKING:
@@ -73,14 +74,11 @@ def make_objective(ctx: TrialContext):
         spec, params = space.suggest(trial)
         params = apply_reference(trial, params)
         entry = registry.get(spec.id)
-        trial.set_user_attr("backbone", spec.id)
-        trial.set_user_attr("pretrained", spec.pretrained)
-        trial.set_user_attr("params", params)
-        trial.set_user_attr("device", str(device))
-        trial.set_user_attr("classes", data.classes)
-        trial.set_user_attr("seed", ctx.seed)  # the split's; training used seed + trial number
+        record = TrialWriter(trial)
+        record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
+                       device=str(device), classes=data.classes, seed=ctx.seed)
         if progress:
-            kind = trial.user_attrs.get("reference")
+            kind = trial.user_attrs.get(REFERENCE)
             label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
             progress.trial_started(trial.number, label, params)
         try:
@@ -88,11 +86,10 @@ def make_objective(ctx: TrialContext):
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or a stopped worker)")
-            trial.set_user_attr("interrupted", True)  # does not count towards --trials
+            record.failed("interrupted (Ctrl-C or a stopped worker)", interrupted=True)
             raise
         except Exception as exc:
-            trial.set_user_attr("fail_reason", describe(exc))
+            record.failed(describe(exc))
             raise
         finally:
             _release_memory(device)
@@ -118,12 +115,13 @@ def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> fl
     """Fine-tune; out of memory retries at half the batch size, a non-finite loss prunes."""
     import optuna
 
+    record = TrialWriter(trial)
     while True:
         try:
             return _fine_tune(trial, entry, spec, params, ctx)
         except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
             reason = f"diverged: {exc}"
-            trial.set_user_attr("prune_reason", reason)
+            record.pruned(reason)
             raise optuna.TrialPruned(reason) from None
         except Exception as exc:
             if not is_out_of_memory(exc) or params["batch_size"] <= 1:
@@ -132,12 +130,7 @@ def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> fl
         # out of the except block, so the traceback no longer holds the model
         _release_memory(ctx.device)
         params = {**params, "batch_size": max(1, failed // 2)}
-        trial.set_user_attr("params", params)
-        retries = trial.user_attrs.get("oom_retries", 0) + 1
-        trial.set_user_attr("oom_retries", retries)
-        trial.set_user_attr(
-            "oom_note", f"out of memory at batch size {failed}; retried at {params['batch_size']}"
-        )
+        record.retried_out_of_memory(params, failed)
         if ctx.progress:
             ctx.progress.note(trial.number, f"out of memory at batch size {failed}; retrying at "
                                         f"{params['batch_size']}")
@@ -156,51 +149,44 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
         compile=ctx.compile, label=spec.id,
     )
-    trial.set_user_attr("parameter_count", sum(p.numel() for p in backbone.model.parameters()))
+    record = TrialWriter(trial)
+    record.loaded(sum(p.numel() for p in backbone.model.parameters()))
     seconds: list[float] = []
 
     def on_epoch(result: EpochResult) -> None:
         seconds.append(result.seconds)
-        trial.set_user_attr("activation_cache", trainer.cache_status)
-        trial.set_user_attr("cache_seconds", round(trainer.cache_seconds, 3))
-        trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
-        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
-        trial.set_user_attr("peak_memory_mb", round(peak_memory_mb(device), 1))
-        trial.set_user_attr(f"epoch_{result.epoch}", {
-            "train_loss": round(result.train_loss, 5),
-            "accuracy": round(result.accuracy, 5),
-            "macro_f1": round(result.macro_f1, 5),
-        })
-        trial.set_user_attr("macro_f1", round(result.macro_f1, 5))
+        record.epoch(
+            result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1),
+            activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
+            seconds_per_epoch=sum(seconds) / len(seconds),
+            samples_per_second=result.samples_per_second,
+            peak_memory_mib=peak_memory_mib(device),
+        )
         if progress:
             progress.epoch_done(trial.number, result, space.epochs)
         if stop_requested():
             raise KeyboardInterrupt
         diverged = divergence(result.train_loss, trainer.first_loss, result.epoch)
         if diverged:
-            trial.set_user_attr("prune_reason", diverged)
+            record.pruned(diverged)
             raise optuna.TrialPruned(diverged)
         trial.report(result.score, result.epoch)
         # a reference trial always finishes: it is what the search is compared with
-        if not trial.user_attrs.get("reference") and trial.should_prune():
+        if not trial.user_attrs.get(REFERENCE) and trial.should_prune():
             reason = (
                 f"pruned after epoch {result.epoch}/{space.epochs}: "
                 f"{space.metric} {result.score:.4f} below the pruner's bar"
             )
-            trial.set_user_attr("prune_reason", reason)
+            record.pruned(reason)
             raise optuna.TrialPruned(reason)
 
     result = trainer.fit(space.epochs, on_epoch)
-    trial.set_user_attr("n_groups", result.n_groups)
-    trial.set_user_attr("n_frozen_groups", result.n_frozen_groups)
-    trial.set_user_attr("trainable_parameters", result.n_trainable)
-    if result.test is not None:
-        trial.set_user_attr("test_score", result.test[space.metric])
-        trial.set_user_attr("test_macro_f1", round(result.test["macro_f1"], 5))
-    trial.set_user_attr("confusion", {
-        split: confusion(preds, labels, ctx.data.n_classes)
-        for split, (preds, labels) in trainer.predictions.items()
-    })
+    record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
+                    trainable_parameters=result.n_trainable,
+                    test_score=None if result.test is None else result.test[space.metric])
+    record.scored({split: confusion(preds, labels, ctx.data.n_classes)
+                   for split, (preds, labels) in trainer.predictions.items()},
+                  test_macro_f1=None if result.test is None else result.test["macro_f1"])
     if ctx.keep_best is not None:
         from autotransfer.search.artifacts import keep_if_best
 

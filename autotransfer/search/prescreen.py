@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer.errors import AutotransferError, first_line
+from autotransfer.errors import AutotransferError, OptionError, first_line
+from autotransfer.search.options import PRESCREEN_METHODS
 
-METHODS = ("logme", "knn", "params", "imagenet")
+METHODS = PRESCREEN_METHODS
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
 
@@ -69,7 +70,7 @@ def stratified_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Indices of about ``n`` samples, each class in proportion but with at least 2 when it has
     them (so that leave-one-out neighbours exist); all indices when ``n >= len(labels)``."""
     if n < 2:
-        raise AutotransferError(f"--samples must be >= 2, got {n}")
+        raise OptionError("samples", f" must be >= 2, got {n}")
     if n >= len(labels):
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
@@ -221,7 +222,7 @@ def prescreen(
     from autotransfer.contract.registry import get_registry
 
     if by not in METHODS:
-        raise AutotransferError(f"--by must be one of {', '.join(METHODS)}, got {by!r}")
+        raise OptionError("by", f" must be one of {', '.join(METHODS)}, got {by!r}")
     registry = get_registry()
     index = stratified_sample(data.train.labels, samples, seed)
     params = feature_params(space)
@@ -279,7 +280,7 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     """A copy of ``space`` with only the ``k`` best backbones of ``ranking``, in ``space``
     order, plus the dropped ones with the reason."""
     if k < 1:
-        raise AutotransferError(f"--prescreen must be >= 1, got {k}")
+        raise OptionError("k", f" must be >= 1, got {k}")
     kept = {s.label for s in ranking[:k]}
     dropped = []
     for place, s in enumerate(ranking, start=1):
@@ -306,7 +307,9 @@ def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: i
     a resumed search (or another worker) reuses them, since a study's backbone choices must
     never change. Returns ``(space, ranking, dropped)``; ``ranking`` is empty when reused.
     """
-    saved = study.user_attrs.get("prescreen")
+    from autotransfer.search.records import StudyRecord, set_prescreen
+
+    saved = StudyRecord.of(study).prescreen
     if saved is not None:
         kept = set(saved["kept"])
         known = {b.label for b in space.backbones}
@@ -324,7 +327,7 @@ def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: i
     ranking = prescreen(data, space, samples=samples, by=by, device=device, seed=seed,
                         trust_remote_code=trust_remote_code, on_score=on_score)
     narrowed, dropped = keep_top(space, ranking, k, by)
-    study.set_user_attr("prescreen", {
+    set_prescreen(study, {
         "by": by, "k": k, "samples": samples, "kept": [b.label for b in narrowed.backbones],
         "scores": {s.label: {**s.scores, "seconds": round(s.seconds, 2)} for s in ranking},
     })

@@ -25,6 +25,14 @@ from autotransfer.contract.space import (
     IntDistribution,
     SearchSpace,
 )
+from autotransfer.search.records import (
+    REFERENCE,
+    StudyRecord,
+    reference_attrs,
+    set_references,
+    set_transfer_effect,
+    trial_records,
+)
 
 KINDS = ("linear_probe", "default")
 # transfer effect by default from this many completed trials on (--transfer-effect forces it)
@@ -66,14 +74,14 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None) -> l
     from autotransfer.search.workers import tally
 
     with lock.held():
-        if study.user_attrs.get("references") is not None:
+        if StudyRecord.of(study).references is not None:
             return []
         planned = reference_params(space)
         room = len(planned) if trials is None else max(0, trials - tally(study).counted)
         chosen = planned[:room]
         for kind, params in chosen:
-            study.enqueue_trial(params, user_attrs={"reference": kind})
-        study.set_user_attr("references", [kind for kind, _ in chosen])
+            study.enqueue_trial(params, user_attrs=reference_attrs(kind))
+        set_references(study, [kind for kind, _ in chosen])
     return [f"reference: enqueued the {kind.replace('_', ' ')} of {params['backbone']}"
             for kind, params in chosen]
 
@@ -81,7 +89,7 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None) -> l
 def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:
     """A linear probe freezes the whole backbone even where the space fixes
     ``freeze_fraction`` or keeps it below 1."""
-    if trial.user_attrs.get("reference") == "linear_probe":
+    if trial.user_attrs.get(REFERENCE) == "linear_probe":
         return {**params, "freeze_fraction": 1.0}
     return params
 
@@ -89,16 +97,12 @@ def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:
 def best_references(study) -> dict[str, dict[str, Any]]:
     """The best completed reference trial of each kind:
     ``{kind: {backbone, val_score, test_score, trial}}`` (kinds without one are left out)."""
-    from optuna.trial import TrialState
-
     found: dict[str, dict[str, Any]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        kind = t.user_attrs.get("reference")
+    for t in trial_records(study, ("complete",)):
+        kind = t.reference
         if kind in KINDS and (kind not in found or t.value > found[kind]["val_score"]):
-            test = t.user_attrs.get("test_score")
-            found[kind] = {"backbone": t.user_attrs.get("backbone", t.params.get("backbone")),
-                           "val_score": float(t.value),
-                           "test_score": None if test is None else float(test),
+            found[kind] = {"backbone": t.backbone or t.label, "val_score": float(t.value),
+                           "test_score": None if t.test_score is None else float(t.test_score),
                            "trial": t.number}
     return {kind: found[kind] for kind in KINDS if kind in found}
 
@@ -119,10 +123,10 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
     best = _best_trial(study)
     if best is None:
         return None
-    known = study.user_attrs.get("transfer_effect")
+    known = StudyRecord.of(study).transfer_effect
     if known and known.get("trial") == best.number:
         return known
-    spec = space.backbone(best.params["backbone"])
+    spec = space.backbone(best.sampled["backbone"])
     if not spec.pretrained:
         return None
     if say:
@@ -134,7 +138,7 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
     trial_seed = seed + best.number
     torch.manual_seed(trial_seed)
     backbone = entry.load(pretrained=False, **options)
-    params = best.user_attrs.get("params") or space.resolve(best.params)
+    params = best.params or space.resolve(best.sampled)
     trainer = Trainer(backbone, data, params, device=device, metric=space.metric,
                       seed=trial_seed, cache=False, label=spec.id)
     try:
@@ -145,7 +149,7 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
         return None
     scratch_val = float(result.score)
     scratch_test = None if result.test is None else float(result.test[space.metric])
-    test = best.user_attrs.get("test_score")
+    test = best.test_score
     effect = {
         "trial": best.number,
         "val": round(float(best.value) - scratch_val, 6),
@@ -153,13 +157,13 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
         "scratch_val_score": scratch_val,
         "scratch_test_score": scratch_test,
     }
-    study.set_user_attr("transfer_effect", effect)
+    set_transfer_effect(study, effect)
     return effect
 
 
 def transfer_effect_of(study) -> dict[str, Any] | None:
     """The stored transfer effect when it belongs to the current best trial, else None."""
-    known = study.user_attrs.get("transfer_effect")
+    known = StudyRecord.of(study).transfer_effect
     best = _best_trial(study)
     if not known or best is None or known.get("trial") != best.number:
         return None
@@ -167,9 +171,7 @@ def transfer_effect_of(study) -> dict[str, Any] | None:
 
 
 def _best_trial(study):
-    from optuna.trial import TrialState
-
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    completed = trial_records(study, ("complete",))
     return max(completed, key=lambda t: t.value) if completed else None
 
 

@@ -9,33 +9,30 @@ from typing import Any
 import yaml
 
 from autotransfer.contract.space import SearchSpace
+from autotransfer.search.records import StudyRecord, TrialRecord, trial_records
+
+#: The states a finished trial can end in, as the leaderboard orders them.
+FINISHED = ("complete", "pruned", "fail")
 
 
 def leaderboard(study) -> list[dict[str, Any]]:
     """One row per finished trial, best first: completed by value, then pruned, then failed."""
-    from optuna.trial import TrialState
-
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
-            continue
-        attrs = t.user_attrs
-        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
-        rows.append(
-            {
-                "trial": t.number,
-                "state": t.state.name.lower(),
-                "backbone": t.params.get("backbone", attrs.get("backbone", "?")),
-                "freeze_fraction": attrs.get("params", {}).get("freeze_fraction"),
-                "lr": attrs.get("params", {}).get("lr"),
-                "val_score": t.value if t.state == TrialState.COMPLETE else last,
-                "test_score": attrs.get("test_score"),
-                "epochs": len(t.intermediate_values),
-                "seconds_per_epoch": attrs.get("seconds_per_epoch"),
-                "reason": attrs.get("fail_reason") or attrs.get("prune_reason") or "",
-                "reference": attrs.get("reference") or "",  # linear_probe, default or empty
-            }
-        )
+    rows = [
+        {
+            "trial": r.number,
+            "state": r.state,
+            "backbone": r.label,
+            "freeze_fraction": r.params.get("freeze_fraction"),
+            "lr": r.params.get("lr"),
+            "val_score": r.score,
+            "test_score": r.test_score,
+            "epochs": r.epochs_reported,
+            "seconds_per_epoch": r.seconds_per_epoch,
+            "reason": r.reason,
+            "reference": r.reference or "",  # linear_probe, default or empty
+        }
+        for r in trial_records(study, FINISHED)
+    ]
     order = {"complete": 0, "pruned": 1, "fail": 2}
     rows.sort(key=lambda r: (order[r["state"]], -(r["val_score"] or 0.0)))
     return rows
@@ -50,27 +47,24 @@ def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 def best_config(study, space: SearchSpace, *, data: str, storage: str, space_file: str | None):
     """The best completed trial as the ``best.yaml`` mapping (None when no trial completed)."""
-    from optuna.trial import TrialState
-
-    completed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    if not completed:
+    best = best_trial(study)
+    if best is None:
         return None
-    best = max(completed, key=lambda t: t.value)
     config: dict[str, Any] = {
-        "backbone": space.backbone(best.params["backbone"]).to_yaml(),
-        "params": best.user_attrs.get("params") or space.resolve(best.params),
+        "backbone": space.backbone(best.sampled["backbone"]).to_yaml(),
+        "params": best.params or space.resolve(best.sampled),
         "epochs": space.epochs,
         "metric": space.metric,
         "val_score": float(best.value),
     }
-    if best.user_attrs.get("test_score") is not None:
-        config["test_score"] = float(best.user_attrs["test_score"])
-    config["classes"] = best.user_attrs.get("classes")
+    if best.test_score is not None:
+        config["test_score"] = float(best.test_score)
+    config["classes"] = best.classes
     config.update(outcome(study, best))
     config["source"] = {
         "study": study.study_name,
         "trial": best.number,
-        "seed": best.user_attrs.get("seed", 0),
+        "seed": best.seed,
         "data": data,
         "space": space_file,
         "val_fraction": space.val_fraction,  # train --refit-on train re-creates the same split
@@ -79,28 +73,43 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     return config
 
 
-def outcome(study, best) -> dict[str, Any]:
+def outcome(study, best: TrialRecord) -> dict[str, Any]:
     """best.yaml's ``macro_f1`` and ``per_class`` (val), ``test_macro_f1`` and
     ``test_per_class``, ``references`` and ``transfer_effect`` (each when known)."""
     from autotransfer.search.references import best_references, transfer_effect_of
     from autotransfer.search.scores import macro_f1, per_class_scores
 
     found: dict[str, Any] = {}
-    classes = best.user_attrs.get("classes") or []
-    matrices = best.user_attrs.get("confusion", {})
     for split, prefix in (("val", ""), ("test", "test_")):
-        if matrices.get(split):
-            per_class = per_class_scores(matrices[split], classes)
+        if best.confusion.get(split):
+            per_class = per_class_scores(best.confusion[split], best.classes or [])
             found[f"{prefix}macro_f1"] = macro_f1(per_class)
             found[f"{prefix}per_class"] = per_class
-    if "macro_f1" not in found and best.user_attrs.get("macro_f1") is not None:
-        found["macro_f1"] = best.user_attrs["macro_f1"]  # a trial recorded before per-class
+    if "macro_f1" not in found and best.macro_f1 is not None:
+        found["macro_f1"] = best.macro_f1  # a trial recorded before per-class scores
     found["references"] = best_references(study)
     effect = transfer_effect_of(study)
     if effect is not None:
         found["transfer_effect"] = {k: effect[k] for k in
                                     ("val", "test", "scratch_val_score", "scratch_test_score")}
     return found
+
+
+def best_trial(study) -> TrialRecord | None:
+    """The record of the study's best completed trial (None when none completed)."""
+    completed = trial_records(study, ("complete",))
+    return max(completed, key=lambda r: r.value) if completed else None
+
+
+def backbone_id(config: dict[str, Any]) -> str:
+    """The backbone id of a ``best.yaml`` mapping (its ``backbone`` is an id or a mapping)."""
+    backbone = config["backbone"]
+    return backbone if isinstance(backbone, str) else backbone["id"]
+
+
+def state_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many leaderboard rows are complete, pruned and failed."""
+    return {s: sum(r["state"] == s for r in rows) for s in FINISHED}
 
 
 def write_best(config: dict[str, Any], path: Path) -> None:
@@ -264,14 +273,14 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 
 
 def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, best) -> str:
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail")}
+    counts = state_counts(rows)
     lines = [f"# autotransfer report: study `{study.study_name}`", ""]
     lines.append(f"{len(rows)} trials: {counts['complete']} complete, {counts['pruned']} "
                  f"pruned, {counts['fail']} failed. Scores are validation {metric}.")
     lines.append("")
     if best is not None:
         lines += _summary_table(best)
-        backbone = best["backbone"] if isinstance(best["backbone"], str) else best["backbone"]
+        backbone = backbone_id(best)
         test = f", test {best['test_score']:.4f}" if best.get("test_score") is not None else ""
         lines += ["## Best configuration", "",
                   f"`{backbone}`: val {best['val_score']:.4f}{test} (`best.yaml`; refit it "
@@ -318,7 +327,7 @@ def _summary_table(best: dict[str, Any]) -> list[str]:
     def row(what, backbone, val, test, trial) -> str:
         return f"| {what} | `{backbone}` | {_fmt(val)} | {_fmt(test)} | {_fmt(trial, 'd')} |"
 
-    name = best["backbone"] if isinstance(best["backbone"], str) else best["backbone"]["id"]
+    name = backbone_id(best)
     trial = best["source"]["trial"]
     lines = ["| | backbone | val | test | trial |", "|---|---|---|---|---|",
              row("best", name, best["val_score"], best.get("test_score"), trial)]
@@ -371,14 +380,14 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
                            f"{shown}")
     study = optuna.load_study(study_name=study_name, storage=study_storage)
     best = None
-    known = study.user_attrs.get("space")
-    if known is not None:
+    origin = StudyRecord.of(study)
+    if origin.space is not None:
         try:
-            space = parse_space(json.loads(known), f"study {study_name!r}")
+            space = parse_space(json.loads(origin.space), f"study {study_name!r}")
         except (SpaceError, ValueError):
             space = None
         if space is not None:
-            best = best_config(study, space, data=study.user_attrs.get("data", ""),
+            best = best_config(study, space, data=origin.data or "",
                                storage=mask_url(storage), space_file=None)
     out = Path(out)
     if best is not None:

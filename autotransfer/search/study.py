@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,7 +17,10 @@ from autotransfer.data import (
 from autotransfer.errors import AutotransferError, StorageError, first_line
 from autotransfer.search.dashboard import StudyNote
 from autotransfer.search.objective import TrialContext, make_cache, make_objective
+from autotransfer.search.options import SearchOptions
+from autotransfer.search.prescreen import check_modality
 from autotransfer.search.pruners import make_pruner, make_sampler
+from autotransfer.search.records import StudyRecord, TrialRecord, set_study_origin
 from autotransfer.search.report import (
     best_config,
     leaderboard,
@@ -40,8 +43,7 @@ from autotransfer.search.workers import (
     run_trials,
     worker_device,
 )
-from autotransfer.train.cache import parse_size
-from autotransfer.train.device import resolve_device
+from autotransfer.train.device import device_for
 from autotransfer.train.trainer import EpochResult
 
 
@@ -65,28 +67,8 @@ class SearchResult:
     transfer_effect: dict[str, Any] | None = None  # see autotransfer.search.references
 
 
-
-
-
-
-
-
-
-
 def _space_fingerprint(space: SearchSpace) -> str:
     return json.dumps(space.model_dump(mode="json"), sort_keys=True)
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def search(
@@ -120,6 +102,10 @@ def search(
     transfer_effect: bool | None = None,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
+
+    The steps: the options are checked (:class:`SearchOptions`), :func:`prepare` loads the
+    space, the data and the study, :func:`run` runs the trials here or in worker processes,
+    and :func:`write_results` writes ``leaderboard.csv``, ``best.yaml`` and the report.
 
     Args:
         data: images or audio (class sub-folders, train/val[/test] folders, a path,label
@@ -163,36 +149,145 @@ def search(
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
         references: enqueue a linear probe and the default configuration of each backbone
-            before any trial is sampled (once per study; see :mod:`autotransfer.search.references`).
+            before any trial is sampled (once per study; :mod:`autotransfer.search.references`).
         transfer_effect: train the best configuration again from random weights at the end
             and report the difference; None: when at least 8 trials completed.
+
+    Returns:
+        The study, the best configuration (``best.yaml``'s mapping, None when no trial
+        completed), its path, the leaderboard rows, the workers that exited abnormally, the
+        warnings about the study as a whole and the transfer effect (None when not measured).
+
+    Raises:
+        OptionError: an argument out of range (named by its Python name), or a bad ``device``.
+        SpaceError: the space file is missing or invalid.
+        DataError: the data cannot be read or is unusable for classification.
+        BackboneError: a backbone id of the space is unknown.
+        StorageError: the storage cannot be reached, or the study was created with another
+            space.
+        AutotransferError: a backbone does not take the data's modality or an option it was
+            given, or every worker process failed.
+        KeyboardInterrupt: after writing the results of what finished.
 
     Example:
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
         ...                 trials=8, workers=2)  # doctest: +SKIP
         >>> result.best["backbone"], result.best["val_score"]  # doctest: +SKIP
     """
+    options = SearchOptions(
+        data=data, space=space, trials=trials, timeout=timeout, storage=storage,
+        study_name=study_name, out=out, device=device, seed=seed, workers=workers,
+        heartbeat=heartbeat, trust_remote_code=trust_remote_code, modality=modality,
+        text_column=text_column, label_column=label_column, keep_best=keep_best, cache=cache,
+        cache_memory=cache_memory, cache_dir=cache_dir, compile=compile, prescreen=prescreen,
+        prescreen_by=prescreen_by, history=history, warm_start=warm_start,
+        references=references, transfer_effect=transfer_effect,
+    )
+    prepared = prepare(options, progress)
+    try:
+        failed = run(prepared, progress)
+    except KeyboardInterrupt:  # what finished is kept, and the results say so
+        write_results(prepared)
+        raise
+    from autotransfer.search.references import conclude
+
+    effect, problems = conclude(
+        prepared.study, prepared.options.space, prepared.dataset, prepared.device,
+        seed=options.seed, transfer_effect=options.transfer_effect,
+        trust_remote_code=options.trust_remote_code, progress=progress,
+    )
+    result = write_results(prepared, failed)
+    result.warnings, result.transfer_effect = problems, effect
+    return result
+
+
+@dataclass
+class Prepared:
+    """A search ready to run: what :func:`prepare` built from the options."""
+
+    options: SearchOptions  # space: the parsed (and pre-screened) SearchSpace
+    space_file: str | None
+    dataset: Any  # LabelledData
+    storage: Any  # the Optuna storage
+    study: Any  # optuna.Study
+    lock: StudyLock
+    note: StudyNote
+    device: Any  # torch.device
+    recorder: Any = None  # the transfer-history callback, or None
+
+
+def prepare(options: SearchOptions, progress: Progress | None = None, *,
+            worker: bool = False) -> Prepared:
+    """Load the space, the data and the study; in a worker process, join the existing study.
+
+    The search itself (``worker=False``) also checks the backbones against the registry and
+    the data, creates the study or checks that a resumed one has the same space, writes the
+    dashboard note and runs the pre-screen and warm start (:mod:`.warm_start`).
+
+    Raises:
+        The errors of :func:`search`, before any trial runs.
+    """
     import optuna
 
-    failed: list[str] = []
-    if trials is not None and trials < 1:
-        raise AutotransferError(f"--trials must be >= 1, got {trials}")
-    if workers < 1:
-        raise AutotransferError(f"--workers must be >= 1, got {workers}")
-    cache_options = (
-        {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
-    )
-    from autotransfer.search.warm_start import check_options, spend_budget_well
-
-    check_options(prescreen=prescreen, prescreen_by=prescreen_by, warm_start=warm_start)
+    space = options.space
     space_file = None if isinstance(space, SearchSpace) else str(space)
     space = space if isinstance(space, SearchSpace) else load_space(space)
-    try:
-        torch_device = resolve_device(device)
-    except ValueError as exc:
-        raise AutotransferError(f"--device: {exc}") from None
+    torch_device = device_for(options.device)
+    if not worker:
+        check_backbones(space)
+    study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
+    dataset = load_data(options.data, val_fraction=space.val_fraction, seed=options.seed,
+                        **options.data_options)
+    check_data(dataset)
+    # failed trials are reported by the progress view with their reason, not as tracebacks
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    masked = mask_url(options.storage)
+    if worker:
+        study = optuna.load_study(study_name=options.study_name, storage=study_storage,
+                                  pruner=make_pruner(space))
+    else:
+        warn_cross_split_duplicates(dataset)
+        check_modality(space, dataset)
+        name = (options.study_name
+                or f"{dataset.source.name}-{Path(space_file or 'space').stem}")
+        study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
+                                    direction="maximize", sampler=make_sampler(options.seed),
+                                    pruner=make_pruner(space))
+        _check_same_space(study, space, dataset, masked)
+    lock = StudyLock(study_storage, study.study_name)
+    note = StudyNote(dataset, space, space_file=space_file, storage=masked,
+                     trials=options.trials)
+    prepared = Prepared(replace(options, space=space, study_name=study.study_name), space_file,
+                        dataset, study_storage, study, lock, note, torch_device)
+    if worker:
+        from autotransfer.search.history import recorder_for
+
+        prepared.recorder = recorder_for(study, study_storage.engine, space)
+        return prepared
+    with lock.held():
+        note.save(study)
+    from autotransfer.search.warm_start import prepare_study
+
+    space, prepared.recorder = prepare_study(
+        study, study_storage, lock, space, dataset, progress, prescreen=options.prescreen,
+        prescreen_by=options.prescreen_by, history=options.history,
+        warm_start=options.warm_start, device=torch_device, seed=options.seed,
+        trust_remote_code=options.trust_remote_code, references=options.references,
+        trials=options.trials,
+    )
+    prepared.options = replace(prepared.options, space=space)
+    return prepared
+
+
+def check_backbones(space: SearchSpace) -> None:
+    """Unknown backbone ids and options fail before any trial runs.
+
+    Raises:
+        BackboneError: an id no plugin registers.
+        AutotransferError: an option the backbone's loader does not take.
+    """
     registry = get_registry()
-    for spec in space.backbones:  # unknown ids and options fail before any trial runs
+    for spec in space.backbones:
         entry = registry.get(spec.id)
         unknown = sorted(set(spec.load_options()) - set(entry.options))
         if unknown:
@@ -201,116 +296,77 @@ def search(
                 f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
             )
 
-    study_storage = make_storage(storage, heartbeat_interval=heartbeat)
-    keep_dir = str((Path(out) / "artifacts").resolve()) if keep_best else None
-    data_options = {"modality": modality, "text_column": text_column,
-                    "label_column": label_column}
-    dataset = load_data(data, val_fraction=space.val_fraction, seed=seed, **data_options)
-    check_data(dataset)
-    warn_cross_split_duplicates(dataset)
-    for spec in space.backbones:
-        if registry.get(spec.id).modality != dataset.modality:
-            raise AutotransferError(
-                f"{spec.id} is a {registry.get(spec.id).modality} backbone, but {dataset.source} "
-                f"holds {dataset.modality} data; pick {dataset.modality} backbones "
-                f"(autotransfer backbones --modality {dataset.modality})"
-            )
 
-    name = study_name or f"{dataset.source.name}-{Path(space_file or 'space').stem}"
-    # failed trials are reported by the progress view with their reason, not as tracebacks
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(
-        study_name=name,
-        storage=study_storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=make_sampler(seed),
-        pruner=make_pruner(space),
-    )
+def _check_same_space(study, space: SearchSpace, dataset, masked_storage: str) -> None:
+    """Record a new study's space and data; a resumed study must have the same space."""
     fingerprint = _space_fingerprint(space)
-    known = study.user_attrs.get("space")
+    known = StudyRecord.of(study).space
     if known is None:
-        study.set_user_attr("space", fingerprint)
-        study.set_user_attr("data", str(dataset.source))
+        set_study_origin(study, fingerprint, str(dataset.source))
     elif known != fingerprint:
         raise StorageError(
-            f"study {name!r} in {mask_url(storage)} was created with another search space; "
-            "pass a new --study name or the original space file"
+            f"study {study.study_name!r} in {masked_storage} was created with another search "
+            "space; pass a new study name or the original space file"
         )
-    lock = StudyLock(study_storage, name)
-    note = StudyNote(dataset, space, space_file=space_file, storage=mask_url(storage),
-                     trials=trials)
-    with lock.held():
-        note.save(study)
-    space, recorder = spend_budget_well(
-        study, study_storage, lock, space, dataset, progress, prescreen=prescreen,
-        prescreen_by=prescreen_by, history=history, warm_start=warm_start, device=torch_device,
-        seed=seed, trust_remote_code=trust_remote_code, references=references, trials=trials,
+
+
+def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
+    """Run the trials, here (one worker) or in local worker processes; returns the workers
+    that exited abnormally.
+
+    Raises:
+        AutotransferError: every worker process failed.
+    """
+    options, study = prepared.options, prepared.study
+    if options.workers == 1:
+        _run_trials(prepared, progress, options.seed + join_study(study, prepared.lock))
+        return []
+    threads = cpu_threads(options.workers)
+    codes = run_local_workers([
+        WorkerSpec(options, index=i, device=worker_device(options.device, i), threads=threads,
+                   progress=progress)
+        for i in range(options.workers)
+    ], target=run_worker)
+    failed = [f"worker {i} exited with status {c}" for i, c in enumerate(codes) if c]
+    if failed and all(codes):
+        raise AutotransferError("; ".join(failed))
+    return failed
+
+
+def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int) -> None:
+    """This process's share of the trials (the trial loop of :mod:`.workers`)."""
+    options, study = prepared.options, prepared.study
+    study.sampler = make_sampler(sampler_seed)
+    context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
+                           progress, options.trust_remote_code, keep_best=options.keep_dir,
+                           cache=make_cache(options.cache_options), compile=options.compile)
+    recorder = [prepared.recorder] if prepared.recorder else []
+    run_trials(
+        study, make_objective(context), lock=prepared.lock, trials=options.trials,
+        timeout=options.timeout, poll=min(options.heartbeat, 5),
+        callbacks=_callbacks(progress, prepared.note, prepared.lock) + recorder,
     )
 
-    try:
-        if workers == 1:
-            study.sampler = make_sampler(seed + join_study(study, lock))
-            context = TrialContext(space, dataset, torch_device, seed, progress,
-                                   trust_remote_code, keep_best=keep_dir,
-                                   cache=make_cache(cache_options), compile=compile)
-            run_trials(
-                study, make_objective(context), lock=lock, trials=trials, timeout=timeout,
-                poll=min(heartbeat, 5),
-                callbacks=_callbacks(progress, note, lock) + ([recorder] if recorder else []),
-            )
-        else:
-            threads = cpu_threads(workers)
-            codes = run_local_workers([
-                WorkerSpec(
-                    index=i, data=str(data), space=space, storage=storage, study_name=name,
-                    trials=trials, timeout=timeout, device=worker_device(device, i),
-                    seed=seed, threads=threads, heartbeat=heartbeat, progress=progress,
-                    trust_remote_code=trust_remote_code, data_options=data_options,
-                    keep_best=keep_dir,
-                    cache=cache_options, compile=compile,
-                )
-                for i in range(workers)
-            ])
-            failed = [f"worker {i} exited with status {c}" for i, c in enumerate(codes) if c]
-            if failed and all(codes):
-                raise AutotransferError("; ".join(failed))
-    except KeyboardInterrupt:  # what finished is kept, and the results say so
-        _write_results(study, space, dataset, storage, space_file, out, keep_dir=keep_dir)
-        raise
-    from autotransfer.search.references import conclude
 
-    effect, problems = conclude(study, space, dataset, torch_device, seed=seed,
-                                transfer_effect=transfer_effect,
-                                trust_remote_code=trust_remote_code, progress=progress)
-    result = _write_results(study, space, dataset, storage, space_file, out, failed,
-                            keep_dir=keep_dir)
-    result.warnings, result.transfer_effect = problems, effect
-    return result
-
-
-def _write_results(
-    study, space, dataset, storage, space_file, out, failed: list[str] | None = None,
-    keep_dir: str | None = None,
-) -> SearchResult:
+def write_results(prepared: Prepared, failed: list[str] | None = None) -> SearchResult:
     """The leaderboard and best.yaml of what the study holds now."""
+    options, study = prepared.options, prepared.study
     rows = leaderboard(study)
-    out_dir = Path(out)
+    out_dir = Path(options.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_leaderboard_csv(rows, out_dir / "leaderboard.csv")
-    best = best_config(
-        study, space, data=str(dataset.source), storage=mask_url(storage), space_file=space_file
-    )
+    best = best_config(study, options.space, data=str(prepared.dataset.source),
+                       storage=mask_url(options.storage), space_file=prepared.space_file)
     best_path = None
     if best is not None:
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
-    if keep_dir is not None:
+    if options.keep_dir is not None:
         from autotransfer.search.artifacts import fetch_best
 
-        fetch_best(study, keep_dir, out_dir / "best-model")
+        fetch_best(study, options.keep_dir, out_dir / "best-model")
     try:  # plots and report.md; results above are already saved whatever happens here
-        write_report(study, out_dir, metric=space.metric, best=best)
+        write_report(study, out_dir, metric=options.space.metric, best=best)
     except Exception as exc:
         import warnings
 
@@ -320,45 +376,20 @@ def _write_results(
 
 
 def run_worker(spec: WorkerSpec) -> None:
-    """The body of one worker process started by ``search(..., workers=N)``."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study_storage = make_storage(spec.storage, heartbeat_interval=spec.heartbeat)
-    dataset = load_data(spec.data, val_fraction=spec.space.val_fraction, seed=spec.seed,
-                        **spec.data_options)
-    check_data(dataset)
-    try:
-        torch_device = resolve_device(spec.device)
-    except ValueError as exc:
-        raise AutotransferError(f"--device: {exc}") from None
-    lock = StudyLock(study_storage, spec.study_name)
-    study = optuna.load_study(study_name=spec.study_name, storage=study_storage,
-                              pruner=make_pruner(spec.space))
-    study.sampler = make_sampler(spec.seed + join_study(study, lock))
-    note = StudyNote(dataset, spec.space, space_file=None, storage=mask_url(spec.storage),
-                     trials=spec.trials)
-    from autotransfer.search.history import recorder_for
-
-    recorder = recorder_for(study, study_storage.engine, spec.space)
-    run_trials(
-        study,
-        make_objective(TrialContext(spec.space, dataset, torch_device, spec.seed, spec.progress,
-                                    spec.trust_remote_code, keep_best=spec.keep_best,
-                                    cache=make_cache(spec.cache), compile=spec.compile)),
-        lock=lock, trials=spec.trials, timeout=spec.timeout, poll=min(spec.heartbeat, 5),
-        callbacks=_callbacks(spec.progress, note, lock) + ([recorder] if recorder else []),
-    )
+    """The body of one worker process started by ``search(..., workers=N)``: the same
+    :func:`prepare` as the search (joining its study), then the shared trial loop."""
+    options = replace(spec.options, device=spec.device)
+    prepared = prepare(options, spec.progress, worker=True)
+    _run_trials(prepared, spec.progress, options.seed + join_study(prepared.study,
+                                                                   prepared.lock))
 
 
 def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
     from optuna.trial import TrialState
 
     def show(_study, t) -> None:
-        progress.trial_done(
-            t.number, t.state.name.lower(), t.value,
-            t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or "",
-        )
+        record = TrialRecord.from_frozen(t)
+        progress.trial_done(t.number, record.state, record.value, record.reason)
 
     def update_note(study, t) -> None:
         if t.state == TrialState.COMPLETE and study.best_trial.number == t.number:
@@ -366,7 +397,3 @@ def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
                 note.save(study)
 
     return [update_note] + ([show] if progress else [])
-
-
-
-

@@ -1,33 +1,21 @@
-"""Spend the search budget well: pre-screen the backbones, warm-start from past studies, and
-record this study's trials in the transfer history (``search --prescreen/--warm-start``)."""
+"""Preparing a study to spend its budget well: pre-screen the backbones, warm-start from past
+studies (meta-learning), and record this study's trials in the transfer history."""
 
 from __future__ import annotations
 
 import os
 
-from autotransfer.errors import AutotransferError, first_line
+from autotransfer.errors import first_line
+from autotransfer.search.records import StudyRecord
 
 
-def check_options(*, prescreen: int | None, prescreen_by: str | None,
-                  warm_start: int | None) -> None:
-    """Bad values of ``--prescreen``, ``--prescreen-by`` and ``--warm-start`` fail at the door."""
-    from autotransfer.search.prescreen import METHODS
-
-    if prescreen is not None and prescreen < 1:
-        raise AutotransferError(f"--prescreen must be >= 1, got {prescreen}")
-    if prescreen_by is not None and prescreen_by not in METHODS:
-        raise AutotransferError(
-            f"--prescreen-by must be one of {', '.join(METHODS)}, got {prescreen_by!r}"
-        )
-    if warm_start is not None and warm_start < 1:
-        raise AutotransferError(f"--warm-start must be >= 1, got {warm_start}")
-
-
-def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, prescreen,
-                      prescreen_by, history, warm_start, device, seed, trust_remote_code,
-                      references=False, trials=None):
-    """``search --prescreen K`` narrows the space, ``--warm-start N`` enqueues past bests,
-    then the reference trials (``references``) in the room ``trials`` leaves; the recorder (or
+def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
+                  prescreen_by, history, warm_start, device, seed, trust_remote_code,
+                  references=False, trials=None):
+    """Before the first trial: ``prescreen=K`` narrows the space to the K backbones that rank
+    best on frozen features, ``warm_start=N`` enqueues the best configurations of the most
+    similar past datasets, then ``references`` enqueues the reference trials in the room that
+    ``trials`` leaves (:mod:`.references`). Returns ``(space, recorder)``; the recorder (or
     None) adds each completed trial to the transfer history."""
     from autotransfer.search import history as transfer_history
     from autotransfer.search.prescreen import DEFAULT_BY, narrow_space
@@ -43,7 +31,8 @@ def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, p
                                                          device=device, seed=seed)
         except Exception as exc:  # the history helps a search; it never stops one
             say(-1, f"transfer history unavailable: {type(exc).__name__}: {first_line(exc)}")
-    if prescreen is not None or "prescreen" in study.user_attrs:
+    recorded = StudyRecord.of(study)
+    if prescreen is not None or recorded.prescreen is not None:
         by = prescreen_by or DEFAULT_BY
         space, ranking, dropped = narrow_space(
             study, space, dataset, prescreen or len(space.backbones), by=by, device=device,
@@ -62,7 +51,7 @@ def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, p
             say(-1, f"warm start: enqueued trial {config.trial} of study {config.study!r} "
                     f"({config.params['backbone']}, {config.value:.4f}; "
                     f"distance {config.distance:.2f})")
-        if not chosen and study.user_attrs.get("warm_start") == []:
+        if not chosen and StudyRecord.of(study).warm_start == []:
             say(-1, "warm start: no past configuration fits this space")
     if references:
         from autotransfer.search.references import enqueue_references
@@ -72,3 +61,7 @@ def spend_budget_well(study, study_storage, lock, space, dataset, progress, *, p
     if not history:
         recorder = None
     return space, recorder
+
+
+#: The 0.1 name of :func:`prepare_study` (one release).
+spend_budget_well = prepare_study

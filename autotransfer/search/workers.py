@@ -17,10 +17,11 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from autotransfer.errors import AutotransferError
+from autotransfer.search.records import TrialRecord, TrialWriter, next_worker_number
 from autotransfer.search.storage import StudyLock, worker_name
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -44,21 +45,29 @@ def tally(study) -> Tally:
 
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    records = [TrialRecord.from_frozen(t) for t in trials]
     return Tally(
-        counted=sum(t.number not in retried and not t.user_attrs.get("interrupted")
-                    for t in trials),
+        counted=sum(r.number not in retried and not r.interrupted for r in records),
         running=sum(t.state == TrialState.RUNNING for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
         retried=len(retried),
     )
 
 
+def _retry_of(trial) -> int | None:
+    """The failed trial that ``trial`` retries (None for a new trial).
+
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` records it as the system attribute
+    ``failed_trial``, which a running ``optuna.Trial`` does not expose; this reads it through
+    the private ``trial._trial_id``, the one such access here (check it on an Optuna upgrade).
+    """
+    return trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+
+
 def join_study(study, lock: StudyLock) -> int:
     """Give this worker the study's next worker number (0 for the first worker ever)."""
     with lock.held():
-        number = int(study.user_attrs.get("workers_joined", 0))
-        study.set_user_attr("workers_joined", number + 1)
-    return number
+        return next_worker_number(study)
 
 
 def run_trials(
@@ -85,14 +94,7 @@ def run_trials(
 
     def locked_objective(trial: optuna.Trial) -> float:
         # The trial exists and its heartbeat runs: the next worker may count it now.
-        trial.set_user_attr("worker", me)
-        trial.set_user_attr("worker_pid", os.getpid())
-        system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-        retry_of = system_attrs.get("failed_trial")  # set by RetryHeartbeatStaleTrialCallback
-        if retry_of is not None:  # a copy of a dead worker's trial, with its user attrs
-            trial.set_user_attr("retry_of", retry_of)
-            if trial.user_attrs.get("interrupted"):
-                trial.set_user_attr("interrupted", False)
+        TrialWriter(trial).worker(me, os.getpid(), _retry_of(trial))
         lock.release()
         return objective(trial)
 
@@ -138,25 +140,17 @@ def worker_device(device: str, index: int) -> str:
 
 @dataclass
 class WorkerSpec:
-    """What a worker process needs to rebuild the search (everything picklable)."""
+    """What a worker process needs to rebuild the search (everything picklable).
 
+    ``options`` are the search's (``SearchOptions``, with the study's name and the parsed,
+    pre-screened space); ``device`` is this worker's (``cuda:i`` spreads workers over GPUs).
+    """
+
+    options: Any  # SearchOptions
     index: int
-    data: str
-    space: Any  # SearchSpace
-    storage: str
-    study_name: str
-    trials: int | None
-    timeout: float | None
     device: str
-    seed: int
     threads: int
-    heartbeat: int
     progress: Any = None
-    trust_remote_code: bool = False
-    data_options: dict[str, Any] = field(default_factory=dict)  # modality, text columns
-    keep_best: str | None = None  # artifact folder of --keep-best
-    cache: dict[str, Any] | None = field(default_factory=dict)  # ActivationCache options
-    compile: bool = False
 
 
 def stop_requested() -> bool:
@@ -169,19 +163,18 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # may be swallowed (e.g. inside a gc callback): the flag stays
 
 
-def worker_main(spec: WorkerSpec) -> None:
-    """Entry point of a worker process: its threads, its device, then the shared trial loop."""
+def worker_main(target: Callable[[WorkerSpec], None], spec: WorkerSpec) -> None:
+    """Entry point of a worker process: its threads, then ``target(spec)`` (the search's
+    ``run_worker``: the shared trial loop)."""
     import torch
 
     for signum in (signal.SIGTERM, signal.SIGINT):  # a stopped worker fails its trial cleanly
         signal.signal(signum, _interrupt)
     torch.set_num_threads(spec.threads)
-    from autotransfer.search.study import run_worker
-
     try:
         if spec.progress is not None and hasattr(spec.progress, "worker"):
-            spec.progress.worker = spec.index
-        run_worker(spec)
+            spec.progress.worker = spec.index  # tags its lines (the CLI's ConsoleProgress)
+        target(spec)
     except AutotransferError as exc:
         print(f"error: worker {spec.index}: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -189,8 +182,10 @@ def worker_main(spec: WorkerSpec) -> None:
         sys.exit(130)
 
 
-def run_local_workers(specs: list[WorkerSpec]) -> list[int]:
-    """Start one process per spec and wait for all; Ctrl-C stops them. Returns exit codes."""
+def run_local_workers(specs: list[WorkerSpec],
+                      target: Callable[[WorkerSpec], None]) -> list[int]:
+    """Start one process per spec running ``target(spec)`` (a module-level function) and wait
+    for all; Ctrl-C stops them. Returns exit codes."""
     import multiprocessing
     import multiprocessing.connection
 
@@ -201,7 +196,7 @@ def run_local_workers(specs: list[WorkerSpec]) -> list[int]:
         for spec in specs:
             for name in THREAD_VARIABLES:  # read by the child's libraries when they load
                 os.environ[name] = str(spec.threads)
-            process = context.Process(target=worker_main, args=(spec,),
+            process = context.Process(target=worker_main, args=(target, spec),
                                       name=f"autotransfer-worker-{spec.index}")
             process.start()
             processes.append(process)

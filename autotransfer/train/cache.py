@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autotransfer.errors import AutotransferError, PluginError
+from autotransfer.errors import OptionError, PluginError
 
 FORMAT = 1  # bump when what a cached entry holds changes
 #: Hyperparameters that change only how the unfrozen part trains, never what the frozen
@@ -52,13 +52,18 @@ DEFAULT_DISK = 10 * 2**30
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
-def parse_size(value: str | int | None, *, what: str = "--cache-memory") -> int | None:
-    """``"512M"``, ``"2G"``, ``"1.5g"`` or a byte count -> bytes; None stays None."""
+def parse_size(value: str | int | None, *, what: str = "max_bytes") -> int | None:
+    """``"512M"``, ``"2G"``, ``"1.5g"`` or a byte count -> bytes; None stays None.
+
+    Raises:
+        OptionError: ``value`` is not a size; the message names ``what`` (the parameter or
+            environment variable it came from).
+    """
     if value is None or isinstance(value, int):
         return value
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", str(value).lower())
     if not found:
-        raise AutotransferError(f"{what} must be a size such as 512M or 2G, got {value!r}")
+        raise OptionError(what, f" must be a size such as 512M or 2G, got {value!r}")
     return int(float(found.group(1)) * _UNITS[found.group(2)])
 
 
@@ -218,7 +223,8 @@ class ActivationCache:
     def __init__(self, max_bytes: int | str | None = None, *, directory: str | Path | None = None,
                  max_disk_bytes: int | str | None = None) -> None:
         self.max_bytes = parse_size(
-            max_bytes if max_bytes is not None else os.environ.get("AUTOTRANSFER_CACHE_MEMORY"))
+            max_bytes if max_bytes is not None else os.environ.get("AUTOTRANSFER_CACHE_MEMORY"),
+            what="max_bytes" if max_bytes is not None else "AUTOTRANSFER_CACHE_MEMORY")
         directory = directory or os.environ.get("AUTOTRANSFER_CACHE_DIR") or None
         self.directory = Path(directory).expanduser() if directory else None
         self.max_disk_bytes = parse_size(

@@ -8,9 +8,16 @@ from typing import Any
 
 import torch
 
+from autotransfer.errors import OptionError
+
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when there is one; ``cuda`` without a GPU is a ValueError."""
+    """``auto`` picks CUDA when there is one; ``cuda`` without a GPU is a ValueError.
+
+    Raises:
+        ValueError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or a GPU asked for that
+            this machine does not have.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -29,12 +36,34 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory of this trial on CUDA; the process's peak resident memory on CPU."""
+def device_for(device: str) -> torch.device:
+    """:func:`resolve_device` for an API argument named ``device``.
+
+    Raises:
+        OptionError: naming ``device``, with what :func:`resolve_device` found wrong.
+    """
+    try:
+        return resolve_device(device)
+    except ValueError as exc:
+        raise OptionError("device", f": {exc}") from None
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory in MiB (2**20 bytes): of this trial on CUDA (``max_memory_allocated``, reset
+    between trials); the process's peak resident set size on CPU (``getrusage``)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Deprecated name of :func:`peak_memory_mib` (the value was always MiB); one release."""
+    import warnings
+
+    warnings.warn("peak_memory_mb is deprecated; use peak_memory_mib (the same MiB value)",
+                  FutureWarning, stacklevel=2)
+    return peak_memory_mib(device)
 
 
 def _to_device(inputs: Any, device: torch.device) -> Any:

@@ -14,11 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
-from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
-from autotransfer.contract.hub import hub_entry, load_error, served_name
-from autotransfer.contract.hub import source as hub_source
-from autotransfer.data import TextPreprocess
+from autotransfer.plugin import (
+    MATCH_PREV_GROUP,
+    Backbone,
+    BackboneEntry,
+    BackboneError,
+    TextPreprocess,
+    group_names,
+    hookimpl,
+    hub_entry,
+    hub_source,
+    load_error,
+    served_name,
+)
 
 ZOO = "hf-text"
 
