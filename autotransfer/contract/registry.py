@@ -35,19 +35,11 @@ class Registry:
         self._entries[entry.id] = entry
         self.plugin_of[entry.id] = plugin
 
-    def __contains__(self, backbone_id: str) -> bool:
-        if backbone_id in self._entries:
-            return True
-        try:
-            self.get(backbone_id)
-        except BackboneError:
-            return False
-        return True
-
     def __len__(self) -> int:
         return len(self._entries)
 
     def entries(self, modality: str | None = None) -> list[BackboneEntry]:
+        """The registered entries (of ``modality``), in registration order."""
         return [e for e in self._entries.values() if modality in (None, e.modality)]
 
     def get(self, backbone_id: str) -> BackboneEntry:
@@ -55,6 +47,10 @@ class Registry:
 
         Ids that no plugin registered are offered to the zoos' ``resolve_backbone`` hooks
         (``hf-text/<hub id or local directory>``), and kept once resolved.
+
+        Raises:
+            BackboneError: no plugin registers or resolves ``backbone_id``.
+            PluginError: a ``resolve_backbone`` hook returned something else than an entry.
         """
         try:
             return self._entries[backbone_id]
@@ -99,6 +95,9 @@ def reset_registry() -> None:
     """Forget the registry so that it is rebuilt (after registering or removing a plugin)."""
     global _registry
     _registry = None
+    from autotransfer.contract.formats import reset_formats
+
+    reset_formats()
 
 
 def get_backbone(backbone_id: str) -> BackboneEntry:

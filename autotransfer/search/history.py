@@ -34,13 +34,10 @@ from autotransfer.search.records import (
 
 logger = logging.getLogger(__name__)
 
-# Reference backbone per modality: meta-features are comparable between datasets only when the
-# same network embedded them, with the same preprocessing.
-REFERENCE = {
-    "image": ("packaged/mobilenetv2_100", {"image_size": 64}),
-    "text": ("packaged/all-MiniLM-L6-v2", {"max_length": 64}),
-    "audio": ("packaged/whisper-tiny.en", {"clip_seconds": 2.0}),
-}
+# The reference backbone per modality comes from the zoos (entry metadata ``reference_for``):
+# meta-features are comparable between datasets only when the same network embedded them, with
+# the same preprocessing. A mapping here (modality -> (id, options)) overrides the zoos'.
+REFERENCE: dict[str, tuple[str, dict[str, Any]]] | None = None
 REFERENCE_SAMPLES = 128
 # The scalar meta-features compared between datasets (z-scored over the candidates).
 SCALARS = ("log_classes", "log_samples", "log_imbalance", "ref_knn", "ref_logme")
@@ -135,7 +132,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
     meta["log_classes"] = math.log2(meta["n_classes"])
     meta["log_samples"] = math.log2(max(1, meta["n_samples"]))
     meta["log_imbalance"] = math.log2(meta["imbalance"])
-    reference = REFERENCE.get(data.modality)
+    reference = reference_backbone(data.modality)
     if reference is None:
         return meta
     backbone_id, options = reference
@@ -169,6 +166,19 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
     except Exception as exc:  # meta-features are a help, never a reason to stop a search
         meta["ref_error"] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
     return meta
+
+
+def reference_backbone(modality: str) -> tuple[str, dict[str, Any]] | None:
+    """``(id, preprocessing options)`` of the backbone that embeds datasets of ``modality`` for
+    meta-features: the first entry whose zoo marks it ``reference_for`` that modality."""
+    if REFERENCE is not None:
+        return REFERENCE.get(modality)
+    from autotransfer.contract.registry import get_registry
+
+    for entry in get_registry().entries(modality):
+        if entry.metadata.get("reference_for") == modality:
+            return entry.id, dict(entry.metadata.get("reference_options", {}))
+    return None
 
 
 @dataclass

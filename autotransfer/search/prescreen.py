@@ -33,19 +33,6 @@ METHODS = PRESCREEN_METHODS
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
 
-# Published ImageNet-1k top-1 (%) of the weights shipped as packaged/ backbones, the baseline
-# "better on ImageNet transfers better" (Kornblith et al., CVPR 2019):
-# EfficientNet-Lite0/1/2: 75.1 / 76.7 / 77.6 (tensorflow/tpu, models/official/efficientnet/lite
-# README, float models); MobileNetV2 (torchvision mobilenet_v2-b0353104, IMAGENET1K_V1): 71.878
-# (torchvision model docs).
-IMAGENET_TOP1: dict[str, float] = {
-    "packaged/tf_efficientnet_lite0": 75.1,
-    "packaged/tf_efficientnet_lite1": 76.7,
-    "packaged/tf_efficientnet_lite2": 77.6,
-    "packaged/mobilenetv2_100": 71.878,
-}
-
-
 @dataclass
 class Score:
     """One candidate's pre-screen result."""
@@ -249,7 +236,9 @@ def prescreen(
         score.seconds = time.perf_counter() - start
         # baselines: bigger first (pretrained before random init), published ImageNet top-1
         score.scores["params"] = float(score.parameters) + (1e12 if spec.pretrained else 0.0)
-        top1 = IMAGENET_TOP1.get(spec.id) if spec.pretrained and not spec.weights else None
+        # the zoo's published figure (entry metadata) holds for its own weights only
+        top1 = (entry.metadata.get("imagenet_top1") if spec.pretrained and not spec.weights
+                else None)
         score.scores["imagenet"] = top1
         results.append(score)
         if on_score is not None:
