@@ -184,18 +184,18 @@ def search(
         references=references, transfer_effect=transfer_effect,
     )
     prepared = prepare(options, progress)
+    from autotransfer.search.references import conclude
+
     try:
         failed = run(prepared, progress)
+        effect, problems = conclude(  # the transfer effect and warnings about the whole study
+            prepared.study, prepared.options.space, prepared.dataset, prepared.device,
+            seed=options.seed, transfer_effect=options.transfer_effect,
+            trust_remote_code=options.trust_remote_code, progress=progress,
+        )
     except KeyboardInterrupt:  # what finished is kept, and the results say so
         write_results(prepared)
         raise
-    from autotransfer.search.references import conclude
-
-    effect, problems = conclude(
-        prepared.study, prepared.options.space, prepared.dataset, prepared.device,
-        seed=options.seed, transfer_effect=options.transfer_effect,
-        trust_remote_code=options.trust_remote_code, progress=progress,
-    )
     result = write_results(prepared, failed)
     result.warnings, result.transfer_effect = problems, effect
     return result
