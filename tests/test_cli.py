@@ -42,7 +42,8 @@ def searched(fashion_mnist, tmp_path_factory):
     work = tmp_path_factory.mktemp("search")
     (work / "space.yaml").write_text(SPACE)
     args = (str(fashion_mnist), "--space", "space.yaml", "--trials", "5", "--seed", "1",
-            "--storage", "sqlite:///study.db", "--study", "fm", "--out", "out", "--keep-best")
+            "--storage", "sqlite:///study.db", "--study", "fm", "--out", "out", "--keep-best",
+            "--no-references")  # five sampled trials, so that the median pruner has work
     run = _cli("search", *args, cwd=work)
     assert run.returncode == 0, run.stderr
     return work, run, args
@@ -97,7 +98,13 @@ def test_search_ends_with_the_report(searched):
     work, _, _ = searched
     out = work / "out"
     assert "## Best configuration" in (out / "report.md").read_text()
-    for name in ("optimization_history", "score_per_backbone"):
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert set(best["per_class"]) == set(best["classes"])
+    # 300 training images, val_fraction 0.2
+    assert sum(c["support"] for c in best["per_class"].values()) == 60
+    assert 0.0 <= best["macro_f1"] <= 1.0 and best["references"] == {}
+    for name in ("optimization_history", "score_per_backbone", "best_so_far",
+                 "confusion_matrix"):
         assert (out / f"{name}.png").is_file() and (out / f"{name}.html").is_file()
 
 

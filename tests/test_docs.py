@@ -140,8 +140,11 @@ def _finished_study(tmp_path):
         distributions={"backbone": CategoricalDistribution(["packaged/mobilenetv2_100"])},
         value=0.8, intermediate_values={1: 0.7, 2: 0.8},
         user_attrs={"params": params, "test_score": 0.75, "classes": ["a", "b"],
-                    "seconds_per_epoch": 1.0},
+                    "seconds_per_epoch": 1.0, "reference": "default",
+                    "confusion": {"val": [[4, 1], [1, 4]], "test": [[3, 1], [1, 3]]}},
     ))
+    study.set_user_attr("transfer_effect", {"trial": 0, "val": 0.3, "test": 0.25,
+                                            "scratch_val_score": 0.5, "scratch_test_score": 0.5})
     return study
 
 

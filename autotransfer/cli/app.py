@@ -14,6 +14,7 @@ from autotransfer import __version__
 from autotransfer.cli.console import (
     ConsoleProgress,
     _leaderboard_table,
+    _outcome_lines,
     _prescreen_table,
     console,
     err_console,
@@ -135,6 +136,16 @@ def search(
         help="Record finished trials and dataset meta-features in the storage "
         "(default: on, unless AUTOTRANSFER_HISTORY=0).",
     ),
+    references: bool = typer.Option(
+        True, "--references/--no-references",
+        help="First run a linear probe and the default configuration of each backbone "
+        "(they count towards --trials).",
+    ),
+    transfer_effect: bool | None = typer.Option(
+        None, "--transfer-effect/--no-transfer-effect",
+        help="Train the best configuration again from random weights and report the "
+        "difference (default: when at least 8 trials completed).",
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.search.report import backbone_id, state_counts
@@ -163,6 +174,7 @@ def search(
         keep_best=keep_best,
         cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
         prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,
+        references=references, transfer_effect=transfer_effect,
     )
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
@@ -185,6 +197,8 @@ def search(
         f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
         f" -> {result.best_path}"
     )
+    for line in _outcome_lines(best):
+        console.print(line, highlight=False)
     if keep_best and (out / "best-model").is_dir():
         console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
                       f"{out / 'best-model'} FILES)", highlight=False)

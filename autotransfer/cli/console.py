@@ -90,3 +90,27 @@ def _prescreen_table(ranking, by: str) -> Table:
             f"{s.seconds:.1f}",
         )
     return table
+
+
+def _outcome_lines(best: dict[str, Any]) -> list[str]:
+    """Macro-F1, the worst class (when its recall is below half the metric), the references
+    and the transfer effect of ``best.yaml``'s mapping."""
+    from autotransfer.search.scores import worst_class
+
+    lines = []
+    if best.get("macro_f1") is not None:
+        lines.append(f"  macro-F1 (val) {best['macro_f1']:.4f}")
+    worst = worst_class(best.get("per_class") or {})
+    if worst is not None and worst[1] < best["val_score"] / 2:
+        lines.append(f"  [yellow]worst class[/]: {escape(worst[0])} recall {worst[1]:.4f} (val)")
+    for kind, ref in (best.get("references") or {}).items():
+        test = f", test {ref['test_score']:.4f}" if ref["test_score"] is not None else ""
+        lines.append(f"  best {kind.replace('_', ' ')}: {escape(ref['backbone'])} val "
+                     f"{ref['val_score']:.4f}{test} (trial {ref['trial']}); search gain "
+                     f"{best['val_score'] - ref['val_score']:+.4f}")
+    effect = best.get("transfer_effect")
+    if effect:
+        test = f", test {effect['test']:+.4f}" if effect["test"] is not None else ""
+        lines.append(f"  transfer effect: {effect['val']:+.4f} val{test} (from scratch: val "
+                     f"{effect['scratch_val_score']:.4f})")
+    return lines

@@ -13,7 +13,9 @@ from autotransfer.data import (
 )
 from autotransfer.errors import first_line
 from autotransfer.search import timebudget
-from autotransfer.search.records import EpochMetrics, TrialWriter
+from autotransfer.search.records import REFERENCE, EpochMetrics, TrialWriter
+from autotransfer.search.references import apply_reference
+from autotransfer.search.scores import confusion, divergence
 from autotransfer.search.workers import (
     stop_requested,
 )
@@ -73,6 +75,7 @@ def make_objective(ctx: TrialContext):
         if ctx.deadline is not None:
             ctx.deadline.trial_started()
         spec, params = space.suggest(trial)
+        params = apply_reference(trial, params)
         entry = registry.get(spec.id)
         record = TrialWriter(trial)
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
@@ -82,7 +85,9 @@ def make_objective(ctx: TrialContext):
             record.not_started(skip)
             raise optuna.TrialPruned(skip)
         if progress:
-            progress.trial_started(trial.number, spec.label, params)
+            kind = trial.user_attrs.get(REFERENCE)
+            label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
+            progress.trial_started(trial.number, label, params)
         try:
             return _fine_tune_with_retries(trial, entry, spec, params, ctx)
         except optuna.TrialPruned:
@@ -122,7 +127,7 @@ def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> fl
         try:
             return _fine_tune(trial, entry, spec, params, ctx)
         except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
-            reason = f"pruned: {exc}"
+            reason = f"diverged: {exc}"
             record.pruned(reason)
             raise optuna.TrialPruned(reason) from None
         except Exception as exc:
@@ -173,6 +178,10 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
             progress.epoch_done(trial.number, result, space.epochs)
         if stop_requested():
             raise KeyboardInterrupt
+        diverged = divergence(result.train_loss, trainer.first_loss, result.epoch)
+        if diverged:
+            record.pruned(diverged)
+            raise optuna.TrialPruned(diverged)
         trial.report(result.score, result.epoch)
         # the next epoch lasts as long as this one did, validation included (the first one
         # also loaded the backbone: its training time, plus a quarter for validation)
@@ -181,7 +190,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         if stop is not None:
             record.pruned(stop)
             raise optuna.TrialPruned(stop)
-        if trial.should_prune():
+        # a reference trial always finishes: it is what the search is compared with
+        if not trial.user_attrs.get(REFERENCE) and trial.should_prune():
             reason = (
                 f"pruned after epoch {result.epoch}/{space.epochs}: "
                 f"{space.metric} {result.score:.4f} below the pruner's bar"
@@ -202,6 +212,9 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
                     trainable_parameters=result.n_trainable,
                     test_score=None if result.test is None else result.test[space.metric])
+    record.scored({split: confusion(preds, labels, ctx.data.n_classes)
+                   for split, (preds, labels) in trainer.predictions.items()},
+                  test_macro_f1=None if result.test is None else result.test["macro_f1"])
     if ctx.keep_best is not None:
         from autotransfer.search.artifacts import keep_if_best
 

@@ -55,6 +55,8 @@ class SearchOptions:
     prescreen_by: str | None = None
     history: bool | None = None
     warm_start: int | None = None
+    references: bool = True  # enqueue the reference trials (autotransfer.search.references)
+    transfer_effect: bool | None = None  # None: when enough trials completed
 
     def __post_init__(self) -> None:
         from autotransfer.train.cache import parse_size

@@ -45,6 +45,10 @@ WARM_START = "warm_start"  # where an enqueued warm-start configuration came fro
 FIRST_REPORT_SECONDS = "first_report_seconds"  # start to first report (--time-budget's estimate)
 FIRST_REPORT_UNREACHED = "first_report_unreached"  # stopped before it: the seconds are a minimum
 NOT_STARTED = "not_started"  # --time-budget did not let it start: does not count
+REFERENCE = "reference"  # "linear_probe" or "default": an enqueued reference trial
+MACRO_F1 = "macro_f1"  # the last epoch's validation macro-F1
+TEST_MACRO_F1 = "test_macro_f1"
+CONFUSION = "confusion"  # {"val": [[...]], "test": [[...]]}: rows true, columns predicted
 
 # Study user attributes.
 STUDY_SPACE = "space"  # the search space as sorted JSON: a resumed study must use the same
@@ -55,6 +59,8 @@ STUDY_KEPT_MODEL = "kept_model"
 STUDY_WORKERS_JOINED = "workers_joined"
 STUDY_DEADLINE = "deadline"  # --time-budget: the end of the run, time.time() seconds
 STUDY_WRITE_SECONDS = "write_seconds"  # the last measured write of the results
+STUDY_REFERENCES = "references"  # the kinds of the enqueued reference trials, in order
+STUDY_TRANSFER_EFFECT = "transfer_effect"  # trial, val, test, scratch_val/test_score
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,10 @@ class TrialRecord:
     worker_pid: int | None = None
     retry_of: int | None = None
     warm_start: dict[str, Any] | None = None
+    reference: str | None = None
+    macro_f1: float | None = None
+    test_macro_f1: float | None = None
+    confusion: dict[str, list[list[int]]] = field(default_factory=dict)
     duration_seconds: float | None = None
     first_report_seconds: float | None = None
     first_report_unreached: bool = False
@@ -163,6 +173,10 @@ class TrialRecord:
             worker_pid=attrs.get(WORKER_PID),
             retry_of=attrs.get(RETRY_OF),
             warm_start=attrs.get(WARM_START),
+            reference=attrs.get(REFERENCE),
+            macro_f1=attrs.get(MACRO_F1),
+            test_macro_f1=attrs.get(TEST_MACRO_F1),
+            confusion=dict(attrs.get(CONFUSION) or {}),
             duration_seconds=trial.duration.total_seconds() if trial.duration else None,
             first_report_seconds=attrs.get(FIRST_REPORT_SECONDS),
             first_report_unreached=bool(attrs.get(FIRST_REPORT_UNREACHED, False)),
@@ -231,6 +245,7 @@ class TrialWriter:
             "accuracy": round(metrics.accuracy, 5),
             "macro_f1": round(metrics.macro_f1, 5),
         })
+        self._set(MACRO_F1, round(metrics.macro_f1, 5))
 
     def finished(self, *, n_groups: int, n_frozen_groups: int, trainable_parameters: int,
                  test_score: float | None) -> None:
@@ -240,6 +255,13 @@ class TrialWriter:
         self._set(TRAINABLE_PARAMETERS, trainable_parameters)
         if test_score is not None:
             self._set(TEST_SCORE, test_score)
+
+    def scored(self, confusion: dict[str, list[list[int]]],
+               test_macro_f1: float | None) -> None:
+        """The trained model's confusion matrices (per split) and its test macro-F1."""
+        self._set(CONFUSION, confusion)
+        if test_macro_f1 is not None:
+            self._set(TEST_MACRO_F1, round(test_macro_f1, 5))
 
     def pruned(self, reason: str) -> None:
         self._set(PRUNE_REASON, reason)
@@ -268,6 +290,11 @@ def warm_start_attrs(source: dict[str, Any]) -> dict[str, Any]:
     return {WARM_START: source}
 
 
+def reference_attrs(kind: str) -> dict[str, Any]:
+    """The user attributes of an enqueued reference trial (``study.enqueue_trial``)."""
+    return {REFERENCE: kind}
+
+
 @dataclass(frozen=True)
 class StudyRecord:
     """What the study recorded about itself, read back from ``study.user_attrs``."""
@@ -280,6 +307,8 @@ class StudyRecord:
     workers_joined: int = 0
     deadline: float | None = None  # --time-budget's end of the run (time.time() seconds)
     write_seconds: float | None = None
+    references: list[str] | None = None  # None: not enqueued yet
+    transfer_effect: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -293,6 +322,8 @@ class StudyRecord:
             workers_joined=int(attrs.get(STUDY_WORKERS_JOINED, 0)),
             deadline=attrs.get(STUDY_DEADLINE),
             write_seconds=attrs.get(STUDY_WRITE_SECONDS),
+            references=attrs.get(STUDY_REFERENCES),
+            transfer_effect=attrs.get(STUDY_TRANSFER_EFFECT),
         )
 
 
@@ -308,6 +339,14 @@ def set_prescreen(study, prescreen: dict[str, Any]) -> None:
 
 def set_warm_start(study, enqueued: list[dict[str, Any]]) -> None:
     study.set_user_attr(STUDY_WARM_START, enqueued)
+
+
+def set_references(study, kinds: list[str]) -> None:
+    study.set_user_attr(STUDY_REFERENCES, kinds)
+
+
+def set_transfer_effect(study, effect: dict[str, Any]) -> None:
+    study.set_user_attr(STUDY_TRANSFER_EFFECT, effect)
 
 
 def set_kept_model(study, kept: dict[str, Any]) -> None:

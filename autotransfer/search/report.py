@@ -29,6 +29,7 @@ def leaderboard(study) -> list[dict[str, Any]]:
             "epochs": r.epochs_reported,
             "seconds_per_epoch": r.seconds_per_epoch,
             "reason": r.reason,
+            "reference": r.reference or "",  # linear_probe, default or empty
         }
         for r in trial_records(study, FINISHED)
     ]
@@ -59,6 +60,7 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     if best.test_score is not None:
         config["test_score"] = float(best.test_score)
     config["classes"] = best.classes
+    config.update(outcome(study, best))
     config["source"] = {
         "study": study.study_name,
         "trial": best.number,
@@ -69,6 +71,28 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
         "storage": storage,  # already masked by the caller
     }
     return config
+
+
+def outcome(study, best: TrialRecord) -> dict[str, Any]:
+    """best.yaml's ``macro_f1`` and ``per_class`` (val), ``test_macro_f1`` and
+    ``test_per_class``, ``references`` and ``transfer_effect`` (each when known)."""
+    from autotransfer.search.references import best_references, transfer_effect_of
+    from autotransfer.search.scores import macro_f1, per_class_scores
+
+    found: dict[str, Any] = {}
+    for split, prefix in (("val", ""), ("test", "test_")):
+        if best.confusion.get(split):
+            per_class = per_class_scores(best.confusion[split], best.classes or [])
+            found[f"{prefix}macro_f1"] = macro_f1(per_class)
+            found[f"{prefix}per_class"] = per_class
+    if "macro_f1" not in found and best.macro_f1 is not None:
+        found["macro_f1"] = best.macro_f1  # a trial recorded before per-class scores
+    found["references"] = best_references(study)
+    effect = transfer_effect_of(study)
+    if effect is not None:
+        found["transfer_effect"] = {k: effect[k] for k in
+                                    ("val", "test", "scratch_val_score", "scratch_test_score")}
+    return found
 
 
 def best_trial(study) -> TrialRecord | None:
@@ -174,10 +198,12 @@ def _backbone_matplotlib(rows, metric: str):
     return axes
 
 
-def _plots(study, params_importance: dict[str, float], rows, metric: str):
+def _plots(study, params_importance: dict[str, float], rows, metric: str, best=None):
     """name -> (plotly figure builder, matplotlib figure builder)."""
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
+
+    from autotransfer.search.scores import outcome_plots
 
     plots: dict[str, tuple[Any, Any]] = {
         "optimization_history": (lambda: vis.plot_optimization_history(study),
@@ -194,6 +220,8 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str):
             lambda: vis_mpl.plot_param_importances(study,
                                                    evaluator=PedAnovaImportanceEvaluator()),
         )
+    trial = None if best is None else study.get_trials(deepcopy=False)[best["source"]["trial"]]
+    plots.update(outcome_plots(study, metric, (best or {}).get("references", {}), trial))
     return plots
 
 
@@ -222,7 +250,7 @@ def write_report(study, out: str | Path, *, metric: str = "score",
     last = 0.0  # seconds the last plot took
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna's experimental-API warnings
-        for name, (html, png) in _plots(study, found, rows, metric).items():
+        for name, (html, png) in _plots(study, found, rows, metric, best).items():
             started = now()
             if until is not None and started + last > until:
                 failed.append(f"{name}: not drawn, the time budget was spent")
@@ -267,12 +295,19 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
                  f"pruned, {counts['fail']} failed. Scores are validation {metric}.")
     lines.append("")
     if best is not None:
+        lines += _summary_table(best)
         backbone = backbone_id(best)
         test = f", test {best['test_score']:.4f}" if best.get("test_score") is not None else ""
         lines += ["## Best configuration", "",
                   f"`{backbone}`: val {best['val_score']:.4f}{test} (`best.yaml`; refit it "
                   "with `autotransfer train best.yaml --out model`)", "",
                   "```yaml", yaml.safe_dump(best["params"], sort_keys=False).rstrip(), "```", ""]
+        if best.get("per_class"):
+            lines += ["## Per-class scores of the best (validation)", "",
+                      "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+            lines += [f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | "
+                      f"{c['support']} |" for name, c in best["per_class"].items()]
+            lines.append("")
     lines += ["## Best per backbone", "",
               "| backbone | trial | state | val | test | epochs | freeze | lr |",
               "|---|---|---|---|---|---|---|---|"]
@@ -283,7 +318,7 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | why |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
-        reason = r["reason"].replace("|", "/")
+        reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
                      f"{reason} |")
@@ -301,6 +336,40 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     for problem in failed:
         lines.append(f"- not drawn: {problem}")
     return "\n".join(lines) + "\n"
+
+
+def _summary_table(best: dict[str, Any]) -> list[str]:
+    """What the search bought: the best, the best reference of each kind, from scratch."""
+    def row(what, backbone, val, test, trial) -> str:
+        return f"| {what} | `{backbone}` | {fmt(val)} | {fmt(test)} | {fmt(trial, 'd')} |"
+
+    name = backbone_id(best)
+    trial = best["source"]["trial"]
+    lines = ["| | backbone | val | test | trial |", "|---|---|---|---|---|",
+             row("best", name, best["val_score"], best.get("test_score"), trial)]
+    refs = best.get("references", {})
+    for kind, ref in refs.items():
+        lines.append(row(f"best {kind.replace('_', ' ')}", ref["backbone"], ref["val_score"],
+                         ref["test_score"], ref["trial"]))
+    effect = best.get("transfer_effect")
+    if effect:
+        lines.append(row("from scratch (random weights)", name, effect["scratch_val_score"],
+                         effect["scratch_test_score"], trial))
+    notes = []
+    if refs:
+        top = max(refs.values(), key=lambda r: r["val_score"])
+        gain = best["val_score"] - top["val_score"]
+        test_gain = (None if top["test_score"] is None or best.get("test_score") is None
+                     else best["test_score"] - top["test_score"])
+        notes.append(f"Gain of the search over the best reference: val {gain:+.4f}"
+                     + (f", test {test_gain:+.4f}" if test_gain is not None else "") + ".")
+    if effect:
+        notes.append(f"Transfer effect (pretrained minus scratch): val {effect['val']:+.4f}"
+                     + (f", test {effect['test']:+.4f}" if effect["test"] is not None else "")
+                     + ".")
+    if best.get("macro_f1") is not None:
+        notes.append(f"Macro-F1 of the best (val): {best['macro_f1']:.4f}.")
+    return lines + [""] + ([" ".join(notes), ""] if notes else [])
 
 
 def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:

@@ -73,6 +73,8 @@ class SearchResult:
     best_path: Path | None
     leaderboard: list[dict[str, Any]]
     worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
+    warnings: list[str] = field(default_factory=list)  # e.g. every trial at chance level
+    transfer_effect: dict[str, Any] | None = None  # see autotransfer.search.references
 
 
 def _space_fingerprint(space: SearchSpace) -> str:
@@ -115,6 +117,8 @@ def search(
     prescreen_by: str | None = None,
     history: bool | None = None,
     warm_start: int | None = None,
+    references: bool = True,
+    transfer_effect: bool | None = None,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -176,10 +180,15 @@ def search(
             unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
+        references: enqueue a linear probe and the default configuration of each backbone
+            before any trial is sampled (once per study; :mod:`autotransfer.search.references`).
+        transfer_effect: train the best configuration again from random weights at the end
+            and report the difference; None: when at least 8 trials completed.
 
     Returns:
         The study, the best configuration (``best.yaml``'s mapping, None when no trial
-        completed), its path, the leaderboard rows and the workers that exited abnormally.
+        completed), its path, the leaderboard rows, the workers that exited abnormally, the
+        warnings about the study as a whole and the transfer effect (None when not measured).
 
     Raises:
         OptionError: an argument out of range (named by its Python name), or a bad ``device``.
@@ -209,6 +218,7 @@ def search(
         keep_best=keep_best, cache=cache,
         cache_memory=cache_memory, cache_dir=cache_dir, compile=compile, prescreen=prescreen,
         prescreen_by=prescreen_by, history=history, warm_start=warm_start,
+        references=references, transfer_effect=transfer_effect,
     )
     own_deadline = None if time_budget is None else timebudget.now() + time_budget
     prepared = prepare(options, progress)
@@ -216,8 +226,17 @@ def search(
                                                  time_budget)
     if prepared.deadline is not None and hasattr(progress, "deadline"):
         progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
+    from autotransfer.search.references import conclude
+
     try:
         failed = run(prepared, progress)
+        effect, problems = conclude(  # the transfer effect and warnings about the whole study
+            prepared.study, prepared.options.space, prepared.dataset, prepared.device,
+            seed=options.seed,
+            transfer_effect=timebudget.transfer_effect_fits(
+                prepared.deadline, prepared.study, options.transfer_effect, progress),
+            trust_remote_code=options.trust_remote_code, progress=progress,
+        )
     except KeyboardInterrupt:  # what finished is kept, and the results say so
         write_results(prepared)
         raise
@@ -225,6 +244,7 @@ def search(
     result = write_results(prepared, failed)
     if prepared.deadline is not None:  # the next run of this study reserves what this took
         set_write_seconds(prepared.study, timebudget.now() - started)
+    result.warnings, result.transfer_effect = problems, effect
     return result
 
 
@@ -301,7 +321,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         study, study_storage, lock, space, dataset, progress, prescreen=options.prescreen,
         prescreen_by=options.prescreen_by, history=options.history,
         warm_start=options.warm_start, device=torch_device, seed=options.seed,
-        trust_remote_code=options.trust_remote_code,
+        trust_remote_code=options.trust_remote_code, references=options.references,
+        trials=options.trials,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared

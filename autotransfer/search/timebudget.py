@@ -207,3 +207,29 @@ def stopping_after(deadline: Deadline | None, epoch: int, epochs: int,
         return None
     return (f"time budget: stopped after epoch {epoch}/{epochs}, the next needs "
             f"~{epoch_seconds:.0f}s and {max(0.0, left):.0f}s are left")
+
+
+def transfer_effect_fits(deadline: Deadline | None, study, wanted: bool | None,
+                         progress=None) -> bool | None:
+    """Whether the end-of-search transfer-effect run (the best configuration once more from
+    random weights) may run: ``wanted`` as asked when there is no budget; under a budget, only
+    when the best trial's duration fits in the time left (it is skipped, with a note, when not).
+
+    Returns:
+        ``wanted`` (``None`` keeps the default rule of
+        :func:`autotransfer.search.references.conclude`) or ``False`` when the budget leaves
+        too little time.
+    """
+    if deadline is None or wanted is False:
+        return wanted
+    durations = [r.duration_seconds for r in trial_records(study, ("complete",))
+                 if r.duration_seconds]
+    if not durations:
+        return wanted
+    needs, left = max(durations), deadline.left()
+    if needs <= left:
+        return wanted
+    if progress:
+        progress.note(-1, f"transfer effect not measured: the time budget leaves "
+                          f"{max(0.0, left):.0f}s and a trial takes ~{needs:.0f}s")
+    return False

@@ -17,11 +17,13 @@ from autotransfer.search.records import StudyRecord, set_warm_start, warm_start_
 
 
 def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
-                  prescreen_by, history, warm_start, device, seed, trust_remote_code):
+                  prescreen_by, history, warm_start, device, seed, trust_remote_code,
+                  references=False, trials=None):
     """Before the first trial: ``prescreen=K`` narrows the space to the K backbones that rank
     best on frozen features, ``warm_start=N`` enqueues the best configurations of the most
-    similar past datasets. Returns ``(space, recorder)``; the recorder (or None) adds each
-    completed trial to the transfer history."""
+    similar past datasets, then ``references`` enqueues the reference trials in the room that
+    ``trials`` leaves (:mod:`.references`). Returns ``(space, recorder)``; the recorder (or
+    None) adds each completed trial to the transfer history."""
     from autotransfer.search import history as transfer_history
     from autotransfer.search.prescreen import DEFAULT_BY, narrow_space
 
@@ -58,6 +60,11 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
                     f"distance {config.distance:.2f})")
         if not chosen and StudyRecord.of(study).warm_start == []:
             say(-1, "warm start: no past configuration fits this space")
+    if references:
+        from autotransfer.search.references import enqueue_references
+
+        for line in enqueue_references(study, lock, space, trials):
+            say(-1, line)
     if not history:
         recorder = None
     return space, recorder

@@ -1,0 +1,206 @@
+"""What the search bought: reference trials, and the transfer effect of the best configuration.
+
+Reference trials are enqueued once per study before any trial is sampled (Optuna's
+``Study.enqueue_trial``), per backbone of the space: a *linear probe* (``freeze_fraction: 1``,
+every other hyperparameter at its default) and the space's *default configuration* (every
+searched hyperparameter at its documented default, clipped into the searched range). They are
+ordinary trials: the sampler learns from them and they count towards ``--trials``. Their trial
+holds ``user_attrs["reference"]`` (``linear_probe`` or ``default``); the pruner does not stop
+them, so that each one ends with a score to compare the search with.
+
+The *transfer effect* (what the source task's weights add on the target task) is measured by
+training the best configuration once more from random weights, with the same seed and budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from autotransfer.contract.space import (
+    HYPERPARAMETERS,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    SearchSpace,
+)
+from autotransfer.search.records import (
+    REFERENCE,
+    StudyRecord,
+    reference_attrs,
+    set_references,
+    set_transfer_effect,
+    trial_records,
+)
+
+KINDS = ("linear_probe", "default")
+# transfer effect by default from this many completed trials on (--transfer-effect forces it)
+TRANSFER_EFFECT_FROM = 8
+
+
+def _default_in(name: str, spec: Any) -> Any:
+    """The documented default of ``name``, moved into ``spec``'s range when it lies outside."""
+    default = HYPERPARAMETERS[name].default
+    if isinstance(spec, CategoricalDistribution):
+        return default if default in spec.choices else spec.choices[0]
+    if default is None:  # image_size: the backbone's own size; the largest searched is nearest
+        return spec.high
+    return type(spec.low)(min(max(default, spec.low), spec.high))
+
+
+def reference_params(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
+    """``(kind, enqueued params)`` of every reference trial: the linear probes of all backbones
+    first, then their default configurations (a default that equals the probe is left out)."""
+    searched = {n: s for n, s in space.params.items() if isinstance(s, BaseModel)}
+    defaults = {name: _default_in(name, spec) for name, spec in searched.items()}
+    probe = dict(defaults)
+    if "freeze_fraction" in searched:
+        probe["freeze_fraction"] = _clip(searched["freeze_fraction"], 1.0)
+    same = space.resolve(defaults)["freeze_fraction"] >= 1.0
+    found = [("linear_probe", {"backbone": b.label, **probe}) for b in space.backbones]
+    if not same:
+        found += [("default", {"backbone": b.label, **defaults}) for b in space.backbones]
+    return found
+
+
+def _clip(spec: FloatDistribution | IntDistribution, value: float) -> float:
+    return min(max(value, spec.low), spec.high)
+
+
+def enqueue_references(study, lock, space: SearchSpace, trials: int | None) -> list[str]:
+    """Enqueue the reference trials on ``study`` (once per study, as many as ``trials`` leaves
+    room for, linear probes first); returns one line per enqueued reference."""
+    from autotransfer.search.workers import tally
+
+    with lock.held():
+        if StudyRecord.of(study).references is not None:
+            return []
+        planned = reference_params(space)
+        room = len(planned) if trials is None else max(0, trials - tally(study).counted)
+        chosen = planned[:room]
+        for kind, params in chosen:
+            study.enqueue_trial(params, user_attrs=reference_attrs(kind))
+        set_references(study, [kind for kind, _ in chosen])
+    return [f"reference: enqueued the {kind.replace('_', ' ')} of {params['backbone']}"
+            for kind, params in chosen]
+
+
+def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:
+    """A linear probe freezes the whole backbone even where the space fixes
+    ``freeze_fraction`` or keeps it below 1."""
+    if trial.user_attrs.get(REFERENCE) == "linear_probe":
+        return {**params, "freeze_fraction": 1.0}
+    return params
+
+
+def best_references(study) -> dict[str, dict[str, Any]]:
+    """The best completed reference trial of each kind:
+    ``{kind: {backbone, val_score, test_score, trial}}`` (kinds without one are left out)."""
+    found: dict[str, dict[str, Any]] = {}
+    for t in trial_records(study, ("complete",)):
+        kind = t.reference
+        if kind in KINDS and (kind not in found or t.value > found[kind]["val_score"]):
+            found[kind] = {"backbone": t.backbone or t.label, "val_score": float(t.value),
+                           "test_score": None if t.test_score is None else float(t.test_score),
+                           "trial": t.number}
+    return {kind: found[kind] for kind in KINDS if kind in found}
+
+
+def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: int,
+                            trust_remote_code: bool = False, say=None) -> dict[str, Any] | None:
+    """Train the best trial's configuration again from random weights (same seed, epochs and
+    hyperparameters) and store ``{trial, val, test, scratch_val_score, scratch_test_score}``
+    in the study's ``transfer_effect`` user attribute; returns it (None when no trial completed
+    or the best backbone is randomly initialised already). ``val`` and ``test`` are pretrained
+    minus scratch; ``test`` is None without a test split. A result already measured for the
+    same best trial is returned as it is."""
+    import torch
+
+    from autotransfer.contract.registry import get_registry
+    from autotransfer.train.trainer import Trainer
+
+    best = _best_trial(study)
+    if best is None:
+        return None
+    known = StudyRecord.of(study).transfer_effect
+    if known and known.get("trial") == best.number:
+        return known
+    spec = space.backbone(best.sampled["backbone"])
+    if not spec.pretrained:
+        return None
+    if say:
+        say(f"transfer effect: training trial {best.number}'s configuration from random weights")
+    entry = get_registry().get(spec.id)
+    options = spec.load_options()
+    if trust_remote_code and "trust_remote_code" in entry.options:
+        options["trust_remote_code"] = True
+    trial_seed = seed + best.number
+    torch.manual_seed(trial_seed)
+    backbone = entry.load(pretrained=False, **options)
+    params = best.params or space.resolve(best.sampled)
+    trainer = Trainer(backbone, data, params, device=device, metric=space.metric,
+                      seed=trial_seed, cache=False, label=spec.id)
+    try:
+        result = trainer.fit(space.epochs)
+    except FloatingPointError as exc:
+        if say:
+            say(f"transfer effect: not measured, training from random weights diverged ({exc})")
+        return None
+    scratch_val = float(result.score)
+    scratch_test = None if result.test is None else float(result.test[space.metric])
+    test = best.test_score
+    effect = {
+        "trial": best.number,
+        "val": round(float(best.value) - scratch_val, 6),
+        "test": None if test is None or scratch_test is None else round(test - scratch_test, 6),
+        "scratch_val_score": scratch_val,
+        "scratch_test_score": scratch_test,
+    }
+    set_transfer_effect(study, effect)
+    return effect
+
+
+def transfer_effect_of(study) -> dict[str, Any] | None:
+    """The stored transfer effect when it belongs to the current best trial, else None."""
+    known = StudyRecord.of(study).transfer_effect
+    best = _best_trial(study)
+    if not known or best is None or known.get("trial") != best.number:
+        return None
+    return known
+
+
+def _best_trial(study):
+    completed = trial_records(study, ("complete",))
+    return max(completed, key=lambda t: t.value) if completed else None
+
+
+def conclude(study, space: SearchSpace, data, device, *, seed: int,
+             transfer_effect: bool | None, trust_remote_code: bool = False,
+             progress=None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The end of a search: the transfer effect (when asked for, or by default from
+    ``TRANSFER_EFFECT_FROM`` completed trials on) and the warnings of the study as a whole
+    (each also issued with ``warnings.warn``). Returns ``(transfer effect or None, warnings)``."""
+    import warnings
+
+    from optuna.trial import TrialState
+
+    from autotransfer.search.scores import chance_level, chance_warning
+
+    def say(message: str) -> None:
+        if progress:
+            progress.note(-1, message)
+
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    effect = transfer_effect_of(study)
+    wanted = completed >= TRANSFER_EFFECT_FROM if transfer_effect is None else transfer_effect
+    if wanted and effect is None and completed:
+        effect = measure_transfer_effect(study, space, data, device, seed=seed,
+                                         trust_remote_code=trust_remote_code, say=say)
+    problems = []
+    chance = chance_level(data.val.labels, data.n_classes, space.metric)
+    problem = chance_warning(study, chance, space.metric)
+    if problem:
+        problems.append(problem)
+        warnings.warn(problem, stacklevel=3)
+    return effect, problems

@@ -1,0 +1,183 @@
+"""Scores beyond the study's metric: per-class scores and the confusion matrix of a trial,
+divergence, chance level, and the plots that show them (scikit-learn computes the scores)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+# a trial whose epoch loss exceeds this many times its first step's loss has diverged
+DIVERGENCE_FACTOR = 10.0
+
+
+def confusion(predictions: Any, labels: Any, n_classes: int) -> list[list[int]]:
+    """The ``n_classes x n_classes`` confusion matrix (rows: true class, columns: predicted),
+    from ``sklearn.metrics.confusion_matrix``, as lists (JSON for a trial's user attrs)."""
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(np.asarray(labels), np.asarray(predictions),
+                            labels=list(range(n_classes))).tolist()
+
+
+def per_class_scores(matrix: list[list[int]], classes: list[str]) -> dict[str, dict[str, Any]]:
+    """``{class: {precision, recall, f1, support}}`` of a confusion matrix (scikit-learn's
+    ``precision_recall_fscore_support``; 0 where a score is undefined, e.g. never predicted)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    counts = np.asarray(matrix)
+    n = len(counts)
+    true = np.repeat(np.arange(n), counts.sum(1))
+    pred = np.concatenate([np.repeat(np.arange(n), row) for row in counts]) if n else []
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, pred, labels=list(range(n)), zero_division=0
+    )
+    return {
+        name: {"precision": round(float(p), 4), "recall": round(float(r), 4),
+               "f1": round(float(f), 4), "support": int(s)}
+        for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+    }
+
+
+def macro_f1(per_class: dict[str, dict[str, Any]]) -> float:
+    """The mean F1 over the classes that occur in the split."""
+    present = [c["f1"] for c in per_class.values() if c["support"] > 0]
+    return round(float(np.mean(present)), 4) if present else 0.0
+
+
+def worst_class(per_class: dict[str, dict[str, Any]]) -> tuple[str, float] | None:
+    """The class with the lowest recall among those in the split, and that recall."""
+    present = [(c["recall"], name) for name, c in per_class.items() if c["support"] > 0]
+    return (min(present)[1], min(present)[0]) if present else None
+
+
+def divergence(train_loss: float, first_loss: float | None, epoch: int) -> str | None:
+    """``diverged: ...`` when an epoch's mean training loss is non-finite or above
+    ``DIVERGENCE_FACTOR`` times the first step's loss, else None."""
+    if not math.isfinite(train_loss):
+        return f"diverged: training loss {train_loss} at epoch {epoch}"
+    if first_loss is not None and train_loss > DIVERGENCE_FACTOR * max(first_loss, 1e-8):
+        return (f"diverged: training loss {train_loss:.3g} at epoch {epoch} is over "
+                f"{DIVERGENCE_FACTOR:g}x its start ({first_loss:.3g})")
+    return None
+
+
+def chance_level(labels: Any, n_classes: int, metric: str) -> float:
+    """The ``metric`` of always predicting the majority class of ``labels`` (the majority-class
+    rate for accuracy)."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return 0.0
+    majority = np.bincount(labels, minlength=n_classes).argmax()
+    if metric == "accuracy":
+        return float((labels == majority).mean())
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, np.full_like(labels, majority), average="macro",
+                          labels=sorted(set(labels.tolist())), zero_division=0))
+
+
+def chance_warning(study, chance: float, metric: str) -> str | None:
+    """One line when every finished trial of ``study`` scored at chance level (or diverged)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if not trials:
+        return None
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    diverged = [t for t in trials if str(t.user_attrs.get("prune_reason", "")).startswith(
+        "diverged")]
+    at_chance = all(t.value <= chance + 1e-6 for t in complete)
+    advice = "try a lower learning-rate range (e.g. params.lr high: 1.0e-3)"
+    if complete and at_chance:
+        return (f"every finished trial scored at chance level (val {metric} <= {chance:.4f}, "
+                f"what always predicting the majority class scores): {advice}")
+    if not complete and len(diverged) == len(trials):
+        return f"every finished trial diverged (its training loss blew up): {advice}"
+    return None
+
+
+def best_so_far(study) -> tuple[list[float], list[float]]:
+    """Wall-clock seconds since the study's first trial started, and the best validation score
+    up to then, at each completed trial."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE
+                   and t.datetime_complete is not None), key=lambda t: t.datetime_complete)
+    if not starts or not done:
+        return [], []
+    origin = min(starts)
+    seconds, best = [], []
+    for t in done:
+        seconds.append((t.datetime_complete - origin).total_seconds())
+        best.append(max(t.value, best[-1]) if best else t.value)
+    return seconds, best
+
+
+def outcome_plots(study, metric: str, references: dict[str, dict[str, Any]],
+                  best_trial) -> dict[str, tuple[Any, Any]]:
+    """name -> (plotly figure builder, matplotlib axes builder) of ``best_so_far`` and the best
+    trial's validation ``confusion_matrix`` (when recorded)."""
+    plots: dict[str, tuple[Any, Any]] = {}
+    seconds, best = best_so_far(study)
+    if seconds:
+        plots["best_so_far"] = (lambda: _best_so_far_plotly(seconds, best, references, metric),
+                                lambda: _best_so_far_matplotlib(seconds, best, references,
+                                                                metric))
+    matrix = None if best_trial is None else best_trial.user_attrs.get("confusion", {}).get("val")
+    classes = None if best_trial is None else best_trial.user_attrs.get("classes")
+    if matrix and classes:
+        title = f"Confusion matrix of trial {best_trial.number} (validation)"
+        plots["confusion_matrix"] = (lambda: _confusion_plotly(matrix, classes, title),
+                                     lambda: _confusion_matplotlib(matrix, classes, title))
+    return plots
+
+
+def _best_so_far_plotly(seconds, best, references, metric):
+    import plotly.graph_objects as go
+
+    figure = go.Figure(go.Scatter(x=seconds, y=best, mode="lines+markers", line_shape="hv",
+                                  name="best so far"))
+    for kind, ref in references.items():
+        figure.add_hline(y=ref["val_score"], line_dash="dash",
+                         annotation_text=f"{kind.replace('_', ' ')} ({ref['backbone']})")
+    figure.update_layout(title="Best so far", xaxis_title="wall-clock seconds",
+                         yaxis_title=f"best validation {metric}")
+    return figure
+
+
+def _best_so_far_matplotlib(seconds, best, references, metric):
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots()
+    axes.step(seconds, best, where="post", marker="o", label="best so far")
+    for i, (kind, ref) in enumerate(references.items()):
+        axes.axhline(ref["val_score"], linestyle="--", color=f"C{i + 1}",
+                     label=f"{kind.replace('_', ' ')} ({ref['backbone']})")
+    axes.set_xlabel("wall-clock seconds")
+    axes.set_ylabel(f"best validation {metric}")
+    axes.set_title("Best so far")
+    axes.legend()
+    return axes
+
+
+def _confusion_plotly(matrix, classes, title):
+    import plotly.graph_objects as go
+
+    figure = go.Figure(go.Heatmap(z=matrix, x=classes, y=classes, colorscale="Blues",
+                                  text=matrix, texttemplate="%{text}"))
+    figure.update_layout(title=title, xaxis_title="predicted", yaxis_title="true",
+                         yaxis_autorange="reversed")
+    return figure
+
+
+def _confusion_matplotlib(matrix, classes, title):
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes)
+    display.plot(cmap="Blues", xticks_rotation=45, colorbar=False)
+    display.ax_.set_title(title)
+    return display.ax_
