@@ -202,9 +202,26 @@ def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> fl
                                         f"{params['batch_size']}")
 
 
+def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str) -> None:
+    """Report an epoch's val ``score`` to the pruner; prune unless it was the last epoch.
+
+    A trial that trained all its epochs is complete whatever the pruner thinks: its score
+    costs nothing more, and Hyperband's top rung would otherwise discard it.
+
+    Raises:
+        optuna.TrialPruned: after an epoch before the last one, when the pruner says so.
+    """
+    import optuna
+
+    trial.report(score, epoch)
+    if epoch < epochs and trial.should_prune():
+        reason = f"pruned after epoch {epoch}/{epochs}: {metric} {score:.4f} below the pruner's bar"
+        trial.set_user_attr("prune_reason", reason)
+        raise optuna.TrialPruned(reason)
+
+
 def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     """One trial's training; the model and optimizer are freed when this returns."""
-    import optuna
     import torch
 
     space, device, progress = ctx.space, ctx.device, ctx.progress
@@ -234,14 +251,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
             progress.epoch_done(trial.number, result, space.epochs)
         if stop_requested():
             raise KeyboardInterrupt
-        trial.report(result.score, result.epoch)
-        if trial.should_prune():
-            reason = (
-                f"pruned after epoch {result.epoch}/{space.epochs}: "
-                f"{space.metric} {result.score:.4f} below the pruner's bar"
-            )
-            trial.set_user_attr("prune_reason", reason)
-            raise optuna.TrialPruned(reason)
+        report_epoch(trial, result.score, result.epoch, space.epochs, space.metric)
 
     result = trainer.fit(space.epochs, on_epoch)
     trial.set_user_attr("n_groups", result.n_groups)
