@@ -2,6 +2,7 @@
 
 from autotransfer.backbones import (
     Backbone,
+    BackboneCatalogue,
     BackboneEntry,
     get_backbone,
     get_registry,
@@ -43,6 +44,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AutotransferError",
     "Backbone",
+    "BackboneCatalogue",
     "BackboneEntry",
     "BackboneError",
     "DataError",

@@ -165,11 +165,15 @@ def search(
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.storage import mask_url
+    from autotransfer.study import check_space
     from autotransfer.study import search as run_search
 
+    started, started_at = time.perf_counter(), time.time()
     if trials is None and timeout is None:
         raise AutotransferError("give --trials N or --timeout S (or both) to bound the search")
-    started = time.perf_counter()
+    check_space(space)  # a bad space is reported before torch and the storage load
+    if _standalone:
+        _preload_tcmalloc()  # now that the search will run
     console.print(f"autotransfer search {data} with {space} -> {mask_url(storage)}")
     result = run_search(
         data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
@@ -187,10 +191,14 @@ def search(
     counts = {
         s: sum(r["state"] == s for r in result.leaderboard) for s in ("complete", "pruned", "fail")
     }
+    first = [t.user_attrs.get("first_batch_at") or 0 for t in result.study.get_trials(
+        deepcopy=False)]
+    first = [at - started_at for at in first if at >= started_at]  # this run's trials
     console.print(
         f"study {result.study.study_name!r}: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed; "
         f"{time.perf_counter() - started:.0f}s"
+        + (f" (first trial's first batch after {min(first):.1f}s)" if first else "")
     )
     if result.best is None:
         raise AutotransferError(
@@ -322,7 +330,9 @@ def plugins() -> None:
 
 @app.command()
 def backbones(
-    pattern: str | None = typer.Argument(None, help="Only ids containing this text."),
+    pattern: str | None = typer.Argument(
+        None, help="Only ids containing this text; ZOO/... lists that zoo only (e.g. packaged/)."
+    ),
     modality: str | None = typer.Option(None, help="image, text or audio."),
 ) -> None:
     """List the backbone ids that the plugins offer."""
@@ -332,8 +342,12 @@ def backbones(
         raise AutotransferError(
             f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
         )
+    registry = get_registry()
+    zoo = (pattern or "").partition("/")[0] if "/" in (pattern or "") else None
+    if zoo not in registry.zoos():  # a pattern that names no zoo: every zoo is listed
+        zoo = None
     entries = [
-        e for e in get_registry().entries(modality) if pattern is None or pattern in e.id
+        e for e in registry.entries(modality, zoo) if pattern is None or pattern in e.id
     ]
     for entry in entries:
         params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"
@@ -434,6 +448,12 @@ def report(
     console.print(f"report of study {study!r} -> {path}", highlight=False)
 
 
+#: Commands that run models (the allocator matters); the others start once, without torch.
+#: ``search`` re-executes itself once its space is checked.
+_COMPUTES = frozenset({"train", "predict", "prescreen"})
+_standalone = False  # run as the ``autotransfer`` command (not ``main([...])`` in a test)
+
+
 def _preload_tcmalloc() -> None:
     """Re-run this command with tcmalloc preloaded when it is installed and not yet in use.
 
@@ -471,7 +491,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
-    if argv is None:
+    global _standalone
+    _standalone = argv is None
+    if _standalone and set(args) & _COMPUTES:  # listing, --help and errors start only once
         _preload_tcmalloc()
     import warnings
 

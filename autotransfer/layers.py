@@ -18,10 +18,11 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # annotations only: zoos import group_names without loading torch
+    import torch
+    from torch import nn
 
 MATCH_PREV_GROUP = 99999
 

@@ -6,10 +6,9 @@ import gc
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from autotransfer.backbones import get_registry
-from autotransfer.cache import parse_size
 from autotransfer.data import (
     LabelledData,
     check_data,
@@ -32,7 +31,6 @@ from autotransfer.storage import (
     make_storage,
     mask_url,
 )
-from autotransfer.training import EpochResult, Trainer, peak_memory_mb, resolve_device
 from autotransfer.workers import (
     WorkerSpec,
     cpu_threads,
@@ -43,6 +41,9 @@ from autotransfer.workers import (
     tally,
     worker_device,
 )
+
+if TYPE_CHECKING:  # torch loads once the space and its backbones are known to be valid
+    from autotransfer.training import EpochResult
 
 
 class Progress(Protocol):
@@ -224,6 +225,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     """One trial's training; the model and optimizer are freed when this returns."""
     import torch
 
+    from autotransfer.training import Trainer, peak_memory_mb
+
     space, device, progress = ctx.space, ctx.device, ctx.progress
     torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
     backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
@@ -238,6 +241,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     def on_epoch(result: EpochResult) -> None:
         seconds.append(result.seconds)
         trial.set_user_attr("activation_cache", trainer.cache_status)
+        trial.set_user_attr("first_batch_at", trainer.first_batch_at)
         trial.set_user_attr("cache_seconds", round(trainer.cache_seconds, 3))
         trial.set_user_attr("seconds_per_epoch", round(sum(seconds) / len(seconds), 3))
         trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
@@ -265,6 +269,30 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
                      metric=space.metric, test=result.test, store_dir=ctx.keep_best)
     return result.score
+
+
+def check_space(space: str | Path | SearchSpace) -> SearchSpace:
+    """The parsed space, its backbone ids known and their options supported.
+
+    Loads no model library (only the zoos of the space's ids are asked), so that a bad space
+    is reported at once.
+
+    Raises:
+        SpaceError: the file is missing or invalid.
+        BackboneError: an id that no zoo serves.
+        AutotransferError: an option that the backbone's loader does not take.
+    """
+    space = space if isinstance(space, SearchSpace) else load_space(space)
+    registry = get_registry()
+    for spec in space.backbones:  # unknown ids and options fail before any trial runs
+        entry = registry.get(spec.id)
+        unknown = sorted(set(spec.load_options()) - set(entry.options))
+        if unknown:
+            raise AutotransferError(
+                f"{spec.id}: option {unknown[0]!r} is not supported; "
+                f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
+            )
+    return space
 
 
 def search(
@@ -351,27 +379,22 @@ def search(
         raise AutotransferError(f"--trials must be >= 1, got {trials}")
     if workers < 1:
         raise AutotransferError(f"--workers must be >= 1, got {workers}")
-    cache_options = (
-        {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
-    )
     from autotransfer.budget import check_options, spend_budget_well
 
     check_options(prescreen=prescreen, prescreen_by=prescreen_by, warm_start=warm_start)
     space_file = None if isinstance(space, SearchSpace) else str(space)
-    space = space if isinstance(space, SearchSpace) else load_space(space)
+    space = check_space(space)
+    registry = get_registry()
+    from autotransfer.cache import parse_size
+    from autotransfer.training import resolve_device
+
+    cache_options = (
+        {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
+    )
     try:
         torch_device = resolve_device(device)
     except ValueError as exc:
         raise AutotransferError(f"--device: {exc}") from None
-    registry = get_registry()
-    for spec in space.backbones:  # unknown ids and options fail before any trial runs
-        entry = registry.get(spec.id)
-        unknown = sorted(set(spec.load_options()) - set(entry.options))
-        if unknown:
-            raise AutotransferError(
-                f"{spec.id}: option {unknown[0]!r} is not supported; "
-                f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
-            )
 
     study_storage = make_storage(storage, heartbeat_interval=heartbeat)
     keep_dir = str((Path(out) / "artifacts").resolve()) if keep_best else None
@@ -493,6 +516,8 @@ def run_worker(spec: WorkerSpec) -> None:
     dataset = load_data(spec.data, val_fraction=spec.space.val_fraction, seed=spec.seed,
                         **spec.data_options)
     check_data(dataset)
+    from autotransfer.training import resolve_device
+
     try:
         torch_device = resolve_device(spec.device)
     except ValueError as exc:

@@ -7,6 +7,10 @@ In a plugin's test suite::
     def test_my_backbones_conform():
         check_backbone("myzoo/tiny-net")   # raises ConformanceError naming what broke
 
+Lazy catalogues: :func:`check_catalogue` (a zoo's ``BackboneCatalogue`` lists and looks up
+what it should, and building the registry does not list it) and :func:`check_plugin_is_light`
+(loading the plugin imports no model library).
+
 Fakes: :class:`FakeZoo` (a plugin offering tiny real CNNs), :func:`registered_plugin`
 (register a plugin for the duration of a ``with`` block) and :class:`DeterministicPruner`.
 Services: :func:`throwaway_postgres` (a real PostgreSQL server for the length of a ``with``).
@@ -34,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from autotransfer._catalogue_check import check_catalogue as check_catalogue
+from autotransfer._catalogue_check import check_plugin_is_light as check_plugin_is_light
 from autotransfer.backbones import (
     Backbone,
     BackboneEntry,

@@ -9,14 +9,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from autotransfer.data._source import DataWarning, LabelledData, Split
 from autotransfer.errors import DataError
+
+if TYPE_CHECKING:  # torch loads on first use: listing backbones and zoos never needs it
+    import torch
 
 AUGMENTATIONS = ("none", "flip", "crop_flip")
 _RESAMPLE = {
@@ -76,6 +78,8 @@ class ImagePreprocess:
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, H, W)`` -> normalised float32 on the same device."""
+        import torch
+
         mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1) * 255.0
         return (batch.float() - mean) / std
@@ -159,6 +163,8 @@ def image_tensors(
     data: LabelledData, split: str, preprocess: ImagePreprocess
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The split decoded to uint8 ``(N, 3, S, S)`` plus labels, cached on ``data``."""
+    import torch
+
     key = ("image", split, preprocess.size, preprocess.crop_pct, preprocess.interpolation)
     if key not in data.cache:
         part: Split = data.splits()[split]
@@ -189,6 +195,8 @@ def iterate_batches(
 
     ``images`` is what a preprocess's ``encode`` returned: a tensor or a dict of tensors.
     """
+    import torch
+
     n = len(labels)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
@@ -202,6 +210,8 @@ def augment(batch: torch.Tensor, kind: str, generator: torch.Generator | None = 
     ``flip``: random horizontal flips. ``crop_flip``: flips plus a random shift of up to an
     eighth of the side (reflect padding), the classic small-image crop.
     """
+    import torch
+
     if kind == "none":
         return batch
     if kind not in AUGMENTATIONS:

@@ -9,8 +9,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from autotransfer.data._source import SPLIT_DIRS, TEXT_SUFFIXES, LabelledData
 from autotransfer.errors import DataError
 
@@ -142,6 +140,8 @@ class TextPreprocess:
 
     def encode(self, data: LabelledData, split: str):
         """``({input_ids, attention_mask}, labels)`` for ``split``, cached on ``data``."""
+        import torch
+
         key = ("text", split, self.name or id(self.tokenizer), self.max_length)
         if key not in data.cache:
             part = data.splits()[split]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
+from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, BackboneError, hookimpl
 from autotransfer.data import TextPreprocess
 from autotransfer.hub import hub_entry, load_error, served_name
 from autotransfer.hub import source as hub_source
@@ -69,8 +69,13 @@ def _entry(name: str, params: int | None = None, description: str = "") -> Backb
 
 @hookimpl(tryfirst=True)
 def register_backbones(register) -> None:
-    for name, (params, description) in WELL_KNOWN.items():
-        register(_entry(name, params, f"{description}; weights from the hub"))
+    register(BackboneCatalogue(ZOO, ("text",), well_known))
+
+
+def well_known() -> list[BackboneEntry]:
+    """The listed ids (any other hub id or local directory resolves too)."""
+    return [_entry(name, params, f"{description}; weights from the hub")
+            for name, (params, description) in WELL_KNOWN.items()]
 
 
 @hookimpl

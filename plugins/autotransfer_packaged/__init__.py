@@ -11,11 +11,12 @@ demos and of the tests.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
+from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, BackboneError, hookimpl
 from autotransfer.data import ImagePreprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -112,8 +113,13 @@ PACKAGED_HF: dict[str, PackagedHF] = {
 
 @hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
 def register_backbones(register) -> None:
+    register(BackboneCatalogue("packaged", ("image", "text", "audio"), packaged_entries))
+
+
+def packaged_entries() -> Iterator[BackboneEntry]:
+    """Every ``packaged/...`` entry (no package is opened until one loads)."""
     for name, spec in PACKAGED.items():
-        register(
+        yield (
             BackboneEntry(
                 id=f"packaged/{name}",
                 modality="image",
@@ -123,7 +129,7 @@ def register_backbones(register) -> None:
             )
         )
     for name, hf in PACKAGED_HF.items():
-        register(
+        yield (
             BackboneEntry(
                 id=f"packaged/{name}",
                 modality=hf.modality,
