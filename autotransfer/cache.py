@@ -1,7 +1,7 @@
 """Frozen-prefix activation cache: what the frozen groups output, computed once.
 
-Frozen groups run in eval mode and never change, so when nothing random stands in front of
-them (no augmentation), their output for a split is a pure function of
+Frozen groups run in eval mode and never change, so their output for a split (under a given
+augmented view, :mod:`autotransfer.cache_views`) is a pure function of
 
 - the frozen part's tensors (parameters and buffers: a digest, so that other weights, a
   random init or a sliced position table are other entries),
@@ -9,6 +9,8 @@ them (no augmentation), their output for a split is a pure function of
 - the split's encoded inputs (a digest of the tensors that ``Preprocess.encode`` returned: it
   covers the files, the texts, ``image_size``, ``max_length``, ``clip_seconds``, the tokenizer),
 - the trial's hyperparameters that are not pure training settings (``pooling``, ...),
+- for the training split under augmentation, which views it holds (every flip, or a bank of
+  K random crops made with fixed seeds),
 - the device and the autocast precision.
 
 The cache key is a SHA-256 of exactly these, so any change is a miss. A trial computes its
@@ -40,7 +42,7 @@ from torch import nn
 
 from autotransfer.errors import AutotransferError, PluginError
 
-FORMAT = 1  # bump when what a cached entry holds changes
+FORMAT = 2  # bump when what a cached entry holds changes (2: augmented views)
 #: Hyperparameters that change only how the unfrozen part trains, never what the frozen
 #: prefix outputs. Every other hyperparameter is part of the key (a new one is safe: a miss).
 TRAINING_ONLY = frozenset({
@@ -190,12 +192,12 @@ def frozen_prefix(backbone, frozen_ids: set[int], n_frozen: int, preprocess,
     """The cacheable frozen part of a trial, or why there is none (a short reason).
 
     All groups frozen and every body parameter in them: the body itself (any zoo). Fewer:
-    the zoo's ``Backbone.split``, checked to hold frozen parameters only.
+    the zoo's ``Backbone.split``, checked to hold frozen parameters only. Random training
+    input is planned apart (:func:`autotransfer.cache_views.plan_views`); ``preprocess`` is
+    kept for callers.
     """
     if n_frozen == 0:
         return "nothing frozen"
-    if getattr(preprocess, "random_in_training", True):
-        return f"training input is random (augment={getattr(preprocess, 'augment', '?')})"
     body = backbone.model
     n_groups = len(backbone.groups)
     if n_frozen == n_groups and all(id(p) in frozen_ids for p in body.parameters()):
@@ -220,8 +222,13 @@ def frozen_prefix(backbone, frozen_ids: set[int], n_frozen: int, preprocess,
 def compute_activations(
     prefix: nn.Module, preprocess, inputs: Any, *, device: torch.device, autocast,
     memory_format: torch.memory_format = torch.contiguous_format, batch_size: int = 256,
+    to_input: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """``prefix`` over every row of ``inputs`` (eval mode, no autograd), on ``device``."""
+    """``prefix`` over every row of ``inputs`` (eval mode, no autograd), on ``device``.
+
+    ``to_input(rows)`` makes the model input of a batch (default: the eval transform); an
+    augmented view passes its own (see :mod:`autotransfer.cache_views`).
+    """
     was_training = prefix.training
     prefix.eval()
     n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
@@ -231,7 +238,8 @@ def compute_activations(
             rows = slice(start, start + batch_size)
             batch = ({k: v[rows] for k, v in inputs.items()} if isinstance(inputs, dict)
                      else inputs[rows])
-            x = preprocess.to_input(batch, device=device, train=False)
+            x = (to_input(batch) if to_input is not None
+                 else preprocess.to_input(batch, device=device, train=False))
             if isinstance(x, torch.Tensor) and x.ndim == 4:
                 x = x.contiguous(memory_format=memory_format)
             with autocast:
@@ -265,6 +273,8 @@ class ActivationCache:
             ``AUTOTRANSFER_CACHE_MEMORY``). 0 keeps nothing across trials.
         directory: disk tier folder (None: ``AUTOTRANSFER_CACHE_DIR``, or no disk tier).
         max_disk_bytes: disk bound (None: ``AUTOTRANSFER_CACHE_DISK``, or 10 GiB).
+        views: K of a bank of random augmented views (None: ``AUTOTRANSFER_CACHE_VIEWS``, or
+            :data:`~autotransfer.cache_views.DEFAULT_BANK_VIEWS`); 0: no bank.
 
     Example:
         >>> cache = ActivationCache(max_bytes=2**20)
@@ -276,7 +286,13 @@ class ActivationCache:
     """
 
     def __init__(self, max_bytes: int | str | None = None, *, directory: str | Path | None = None,
-                 max_disk_bytes: int | str | None = None) -> None:
+                 max_disk_bytes: int | str | None = None, views: int | None = None) -> None:
+        from autotransfer.cache_views import DEFAULT_BANK_VIEWS
+
+        views = views if views is not None else os.environ.get("AUTOTRANSFER_CACHE_VIEWS")
+        if views is not None and (not str(views).isdigit()):
+            raise AutotransferError(f"--cache-views must be a whole number >= 0, got {views!r}")
+        self.views = DEFAULT_BANK_VIEWS if views is None else int(views)
         self.max_bytes = parse_size(
             max_bytes if max_bytes is not None else os.environ.get("AUTOTRANSFER_CACHE_MEMORY"))
         directory = directory or os.environ.get("AUTOTRANSFER_CACHE_DIR") or None
@@ -391,11 +407,19 @@ class ActivationCache:
 
 
 def cache_key(digest: str, n_frozen: int, n_groups: int, split_digest: str,
-              params: dict[str, Any], device: torch.device, precision: str) -> str:
-    """SHA-256 of everything the prefix output depends on (see the module docstring)."""
-    relevant = {k: v for k, v in sorted(params.items()) if k not in TRAINING_ONLY}
+              params: dict[str, Any], device: torch.device, precision: str,
+              views: str = "") -> str:
+    """SHA-256 of everything the prefix output depends on (see the module docstring).
+
+    ``views`` names the augmented views an entry holds (``""``: the input as is, as for
+    validation; ``ViewPlan.key`` otherwise); ``augment`` counts only through it, so that
+    trials with other augmentations share their validation activations.
+    """
+    relevant = {k: v for k, v in sorted(params.items())
+                if k not in TRAINING_ONLY and k != "augment"}
     payload = json.dumps(
-        [FORMAT, digest, n_frozen, n_groups, split_digest, relevant, str(device), precision],
+        [FORMAT, digest, n_frozen, n_groups, split_digest, relevant, str(device), precision,
+         views],
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()

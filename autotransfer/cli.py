@@ -147,6 +147,10 @@ def search(
     cache_dir: Path | None = typer.Option(
         None, help="Disk tier for that cache, shared by the workers (default: none)."
     ),
+    cache_views: int | None = typer.Option(
+        None, min=0, help="Random augmented views per image that the cache holds for crop_flip "
+        "(an approximation; default 8, at most the epochs; 0: train such trials live)."
+    ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the trained layers."),
     prescreen: int | None = typer.Option(
         None, help="Keep the K backbones that rank best on frozen features (see prescreen)."
@@ -181,7 +185,8 @@ def search(
         progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
         modality=modality, text_column=text_column, label_column=label_column,
         keep_best=keep_best,
-        cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
+        cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, cache_views=cache_views,
+        compile=compile,
         prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,
     )
     for problem in result.worker_errors:

@@ -317,6 +317,7 @@ def search(
     cache: bool = True,
     cache_memory: str | int | None = None,
     cache_dir: str | Path | None = None,
+    cache_views: int | None = None,
     compile: bool = False,
     prescreen: int | None = None,
     prescreen_by: str | None = None,
@@ -357,6 +358,10 @@ def search(
         cache_memory: the cache's memory bound per process, e.g. ``"2G"`` (default: 2 GiB,
             at most a quarter of the device's memory).
         cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
+        cache_views: K, the random augmented views per training sample that the cache holds
+            for ``crop_flip`` and other continuous augmentations (an approximation of live
+            augmentation; default 8, at most the epochs; 0: such trials train live). Finite
+            augmentations (``flip``) always cache every view (:mod:`autotransfer.cache_views`).
         compile: run the trained part of each trial through ``torch.compile``.
         prescreen: keep the K backbones that rank best on frozen features (see
             :mod:`autotransfer.prescreen`); a study keeps its first pre-screen when resumed.
@@ -388,9 +393,9 @@ def search(
     from autotransfer.cache import parse_size
     from autotransfer.training import resolve_device
 
-    cache_options = (
-        {"max_bytes": parse_size(cache_memory), "directory": cache_dir} if cache else None
-    )
+    cache_options = ({"max_bytes": parse_size(cache_memory), "directory": cache_dir,
+                      "views": cache_views} if cache else None)
+    make_cache(cache_options)  # a bad --cache-views fails here, before any trial
     try:
         torch_device = resolve_device(device)
     except ValueError as exc:

@@ -47,8 +47,25 @@ class ImagePreprocess:
 
     @property
     def random_in_training(self) -> bool:
-        """Whether training batches are augmented (then frozen outputs cannot be cached)."""
+        """Whether training batches are augmented (``to_input(train=True)`` is random)."""
         return self.augment != "none"
+
+    @property
+    def training_views(self) -> int | None:
+        """How many distinct inputs training can make of one image when that is finite:
+        ``none`` 1, ``flip`` 2 (as is, mirrored); None for ``crop_flip`` (continuous)."""
+        return {"none": 1, "flip": 2}.get(self.augment)
+
+    def draw_views(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Which training view each of ``n`` images gets: int64 ``(n,)`` drawn with the very
+        generator calls ``to_input(train=True)`` makes, so a cache of every view trains on
+        exactly the inputs live augmentation would give (``flip`` only)."""
+        return _draw_flips(n, generator).long()
+
+    def to_view(self, batch: torch.Tensor, view: int, *, device: torch.device) -> torch.Tensor:
+        """Training view ``view`` (< ``training_views``) of a uint8 batch, normalised on
+        ``device``: 0 as is, 1 mirrored."""
+        return self.normalize((batch.flip(-1) if view else batch).to(device, non_blocking=True))
 
     def with_size(self, size: int | None) -> ImagePreprocess:
         """This transform at input side ``size``; a fixed-size model keeps its own size."""
@@ -204,6 +221,12 @@ def iterate_batches(
         yield take(images, index), labels[index]
 
 
+def _draw_flips(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    import torch
+
+    return torch.rand(n, generator=generator) < 0.5
+
+
 def augment(batch: torch.Tensor, kind: str, generator: torch.Generator | None = None):
     """Train-time augmentation of a uint8 ``(B, 3, H, W)`` batch, on its own device.
 
@@ -217,7 +240,7 @@ def augment(batch: torch.Tensor, kind: str, generator: torch.Generator | None = 
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {kind=}")
     b, _, h, w = batch.shape
-    flip = torch.rand(b, generator=generator) < 0.5
+    flip = _draw_flips(b, generator)
     batch = torch.where(flip.to(batch.device).view(b, 1, 1, 1), batch.flip(-1), batch)
     if kind == "crop_flip":
         pad = max(1, min(h, w) // 8)
