@@ -26,7 +26,12 @@ class Preprocess(Protocol):
     and turns each batch into the model's input on the device.
 
     ``random_in_training`` (optional, default True) tells whether ``to_input(train=True)`` is
-    random (augmentation): only when it is not can the frozen-prefix cache serve the trial.
+    random (augmentation). When it is, the frozen-prefix cache holds a bank of views made by
+    ``to_input(train=True)`` with fixed seeds, unless the preprocess declares its views as
+    finite: ``training_views`` (an int), ``draw_views(n, generator)`` (the view of each of
+    ``n`` samples, drawn with the generator calls that ``to_input`` makes) and
+    ``to_view(batch, view, device=...)``; then every view is cached
+    (:mod:`autotransfer.cache_views`).
 
     Implementations: ``ImagePreprocess`` (uint8 images; augment + normalise per batch),
     ``TextPreprocess`` (token ids + attention mask at ``max_length``; cut to the longest text per

@@ -53,7 +53,8 @@ class ViewPlan:
 
     def describe(self) -> str:
         """``flip: 2 views`` / ``crop_flip: bank of 8 views``, for ``activation_cache``."""
-        return f"{self.augment}: {'bank of ' if self.bank else ''}{self.count} views"
+        plural = "s" if self.count != 1 else ""
+        return f"{self.augment}: {'bank of ' if self.bank else ''}{self.count} view{plural}"
 
     def view_inputs(self, preprocess, device: torch.device) -> list:
         """For each view, ``to_input(rows)`` making its model input (for compute_activations)."""

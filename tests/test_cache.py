@@ -233,7 +233,9 @@ def test_text_linear_probe_cached_matches_uncached_and_pooling_is_part_of_the_ke
     assert cls.cache_status == "miss" and cache.stats.computed == 4  # train+val, twice
 
 
-def test_a_bad_cache_size_is_a_one_line_error(capsys, tmp_path):
+def test_a_bad_cache_size_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPACE)
     err = cli_error(capsys, "search", str(tmp_path), "--space", "space.yaml", "--trials", "1",
                     "--cache-memory", "lots")
     assert "--cache-memory must be a size such as 512M or 2G, got 'lots'" in err

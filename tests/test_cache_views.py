@@ -29,8 +29,7 @@ def test_flip_views_are_drawn_with_the_generator_calls_of_live_flips():
     torch.testing.assert_close(drawn, pre.normalize(live))
 
 
-@pytest.mark.parametrize(("family", "fraction"), [("mobilenetv3", 1.0), ("mobilenetv3", 0.5),
-                                                  ("tinycnn", 0.5)])
+@pytest.mark.parametrize(("family", "fraction"), [("mobilenetv3", 1.0), ("tinycnn", 0.5)])
 def test_flip_with_the_cache_trains_exactly_as_live_flips(data, family, fraction):
     params = _params(freeze_fraction=fraction, augment="flip")
     plain, uncached = _fit(_tiny(family), data, params, cache=False)
@@ -49,8 +48,8 @@ def test_flip_with_the_cache_trains_exactly_as_live_flips(data, family, fraction
 def test_crop_flip_bank_is_shared_drawn_per_epoch_and_keyed_by_its_size(data):
     load = get_backbone("packaged/mobilenetv2_100").load
     cache = ActivationCache(views=3)
-    probe = _params(freeze_fraction=1.0, augment="crop_flip")
-    first, result = _fit(load(), data, probe, cache, epochs=4)
+    probe = _params(freeze_fraction=1.0, augment="crop_flip", lr=1e-2)
+    first, result = _fit(load(), data, probe, cache, epochs=3)
     assert first.cache_status == "miss (crop_flip: bank of 3 views)"
     bank = first._activations["train"]
     assert bank.shape[:2] == (3, len(data.train))
@@ -64,12 +63,12 @@ def test_crop_flip_bank_is_shared_drawn_per_epoch_and_keyed_by_its_size(data):
                                    rtol=1e-4)
     assert not torch.equal(bank[0], bank[1])
     computed = cache.stats.computed  # train bank, val, test
-    other, _ = _fit(load(), data, {**probe, "lr": 3e-3}, cache, epochs=4)
+    other, _ = _fit(load(), data, {**probe, "lr": 3e-3}, cache, epochs=3)
     assert other.cache_status == "hit (crop_flip: bank of 3 views)"
     assert cache.stats.computed == computed
     # fewer epochs than K: a smaller bank (another entry); flip shares val and test
-    short, _ = _fit(load(), data, probe, cache, epochs=2)
-    assert short.cache_status == "miss (crop_flip: bank of 2 views)"
+    short, _ = _fit(load(), data, probe, cache, epochs=1)
+    assert short.cache_status == "miss (crop_flip: bank of 1 view)"
     flip, _ = _fit(load(), data, {**probe, "augment": "flip"}, cache, epochs=1)
     assert flip.cache_status == "miss (flip: 2 views)"
     assert cache.stats.computed == computed + 2  # the two train entries only
