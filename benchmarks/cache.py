@@ -38,11 +38,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.backbones import get_backbone  # noqa: E402
-from autotransfer.cache import ActivationCache  # noqa: E402
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data  # noqa: E402
-from autotransfer.space import HYPERPARAMETERS  # noqa: E402
-from autotransfer.training import Trainer  # noqa: E402
+from autotransfer.train.cache import ActivationCache
+from autotransfer.train.trainer import Trainer
 
 LRS = (1e-3, 3e-3, 3e-4, 2e-3, 5e-4, 1e-2)
 

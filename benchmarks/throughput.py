@@ -22,10 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.backbones import get_backbone  # noqa: E402
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data, take  # noqa: E402
-from autotransfer.space import HYPERPARAMETERS  # noqa: E402
-from autotransfer.training import Trainer  # noqa: E402
+from autotransfer.train.trainer import Trainer
 
 SETUPS = {  # modality: (default backbone, data export, hyperparameters)
     "image": ("packaged/mobilenetv2_100",

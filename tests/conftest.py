@@ -65,7 +65,7 @@ def postgres_url():
     """A throwaway PostgreSQL cluster on 127.0.0.1: the URL of a database owned by a user with a
     password (``s3cret``), so that tests can check that it never shows."""
     from autotransfer.errors import AutotransferError
-    from autotransfer.testing import throwaway_postgres
+    from services import throwaway_postgres
 
     try:
         server = throwaway_postgres("s3cret")
@@ -80,7 +80,7 @@ def postgres_url():
 
 def cli_error(capsys, *args: str) -> str:
     """Run the real CLI and check that it failed the way users should see: one line, exit 1."""
-    from autotransfer.cli import main
+    from autotransfer.cli.app import main
 
     with pytest.raises(SystemExit) as info:
         main(list(args))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from autotransfer import BackboneEntry, hookimpl
-from autotransfer.cli import main
+from autotransfer.cli.app import main
 from autotransfer.testing import registered_plugin
 from conftest import write_images
 
@@ -163,12 +163,12 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_an_internal_error_is_still_one_line(tmp_path, capsys, monkeypatch):
-    import autotransfer.study
+    from autotransfer.search import study
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(autotransfer.study, "search", broken)
+    monkeypatch.setattr(study, "search", broken)
     with pytest.raises(SystemExit) as info:
         main(_search(tmp_path))
     err = capsys.readouterr().err.strip()

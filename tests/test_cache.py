@@ -6,13 +6,15 @@ import pytest
 import timm
 import torch
 
-from autotransfer.backbones import BackboneEntry, get_backbone
-from autotransfer.cache import ActivationCache, Stage, cache_key, nbytes, sequential_split
-from autotransfer.cli import main
+from autotransfer.cli.app import main
+from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.stages import Stage, sequential_split
 from autotransfer.data import ImagePreprocess, load_data
-from autotransfer.space import HYPERPARAMETERS
 from autotransfer.testing import ConformanceError, check_backbone, tiny_cnn_backbone
-from autotransfer.training import Trainer
+from autotransfer.train.cache import ActivationCache, cache_key, nbytes
+from autotransfer.train.trainer import Trainer
 from autotransfer_timm import backbone_from_timm
 from conftest import cli_error
 

@@ -5,11 +5,11 @@ import optuna
 import pytest
 import torch
 
-from autotransfer.backbones import get_backbone
-from autotransfer.cache import ActivationCache
-from autotransfer.cache_views import BANK_SEED, ViewPlan, plan_views
 from autotransfer.cli import main
+from autotransfer.contract.registry import get_backbone
 from autotransfer.data import ImagePreprocess, augment, load_data
+from autotransfer.train.cache import ActivationCache
+from autotransfer.train.cache_views import BANK_SEED, ViewPlan, plan_views
 from test_cache import CPU, _fit, _params, _tiny
 
 

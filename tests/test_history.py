@@ -6,12 +6,12 @@ import optuna
 import pytest
 import sqlalchemy
 
-from autotransfer import history
+from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.demo import export_fashion_mnist
-from autotransfer.space import parse_space
-from autotransfer.storage import make_storage
-from autotransfer.study import search
+from autotransfer.search import history
+from autotransfer.search.storage import make_storage
+from autotransfer.search.study import search
 
 SPACE = {
     "backbones": ["packaged/mobilenetv2_100",

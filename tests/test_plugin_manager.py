@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotransfer.plugins import hook_names
+from autotransfer.contract.manager import hook_names
 from autotransfer.testing import DeterministicPruner
 
 PLUGINS = {

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, hookimpl
-from autotransfer.backbones import get_registry, reset_registry
+from autotransfer.contract.manager import _state, get_plugins, plugin_errors, pm
+from autotransfer.contract.registry import get_registry, reset_registry
 from autotransfer.errors import BackboneError, PluginError
-from autotransfer.plugins import _state, get_plugins, plugin_errors, pm
 from autotransfer.testing import registered_plugin, tiny_cnn_backbone
 
 
@@ -95,7 +95,7 @@ def test_entry_contract_is_checked():
 
 def test_environment_variable_limits_which_plugins_load():
     code = (
-        "from autotransfer.plugins import get_plugins;"
+        "from autotransfer.contract.manager import get_plugins;"
         "print(','.join(p['name'] for p in get_plugins()))"
     )
     env = {"AUTOTRANSFER_LOAD_PLUGINS": "autotransfer_packaged", "HF_HUB_OFFLINE": "1",

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotransfer.prescreen import (
+from autotransfer.contract.space import parse_space
+from autotransfer.search.prescreen import (
     keep_top,
     knn_accuracy,
     logme,
     prescreen,
     stratified_sample,
 )
-from autotransfer.space import parse_space
 from conftest import cli_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_stratified_sample_keeps_every_class():
 def test_prescreen_ranks_pretrained_above_random_weights(fashion_mnist, capsys):
     """Real ImageNet weights transfer to Fashion-MNIST better than the same net at random init:
     both feature scores see it, through the real CLI (--json)."""
-    from autotransfer.cli import main
+    from autotransfer.cli.app import main
 
     space = fashion_mnist.parent / "space.yaml"
     space.write_text(

@@ -1,8 +1,9 @@
 import optuna
 import pytest
 
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.space import load_space, parse_space
 from autotransfer.errors import SpaceError
-from autotransfer.space import HYPERPARAMETERS, load_space, parse_space
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 

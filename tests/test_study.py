@@ -8,12 +8,13 @@ import timm
 import yaml
 
 from autotransfer import hookimpl
-from autotransfer.backbones import BackboneEntry, reset_registry
+from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.manager import pm
+from autotransfer.contract.registry import reset_registry
+from autotransfer.contract.space import parse_space
 from autotransfer.errors import StorageError
-from autotransfer.plugins import pm
-from autotransfer.space import parse_space
-from autotransfer.study import search
-from autotransfer.training import TransferModel
+from autotransfer.search.study import search
+from autotransfer.train.trainer import TransferModel
 from autotransfer_timm import backbone_from_timm
 
 
@@ -86,7 +87,7 @@ def test_a_trial_that_trains_all_its_epochs_is_complete_whatever_the_pruner(prun
     the last epoch: those trials complete; earlier epochs are still pruned."""
     import optuna
 
-    from autotransfer.study import make_pruner, report_epoch
+    from autotransfer.search.pruners import make_pruner, report_epoch
 
     epochs = 3
     space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": epochs,

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from autotransfer.contract.hyperparameters import AUGMENTATIONS
 from autotransfer.data._source import DataWarning, LabelledData, Split
 from autotransfer.errors import DataError
 
 if TYPE_CHECKING:  # torch loads on first use: listing backbones and zoos never needs it
     import torch
 
-AUGMENTATIONS = ("none", "flip", "crop_flip")
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,

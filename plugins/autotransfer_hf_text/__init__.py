@@ -14,11 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, BackboneError, hookimpl
-from autotransfer.data import TextPreprocess
-from autotransfer.hub import hub_entry, load_error, served_name
-from autotransfer.hub import source as hub_source
-from autotransfer.layers import MATCH_PREV_GROUP, group_names
+from autotransfer.plugin import (
+    MATCH_PREV_GROUP,
+    Backbone,
+    BackboneCatalogue,
+    BackboneEntry,
+    BackboneError,
+    TextPreprocess,
+    group_names,
+    hookimpl,
+    hub_entry,
+    hub_source,
+    load_error,
+    served_name,
+)
 
 ZOO = "hf-text"
 

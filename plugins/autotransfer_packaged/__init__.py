@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, BackboneError, hookimpl
-from autotransfer.data import ImagePreprocess
+from autotransfer.plugin import (
+    Backbone,
+    BackboneCatalogue,
+    BackboneEntry,
+    BackboneError,
+    ImagePreprocess,
+    hookimpl,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

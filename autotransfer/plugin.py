@@ -1,0 +1,84 @@
+"""The plugin author's API: everything a zoo may import from autotransfer, in one module.
+
+A zoo (a pluggy plugin of the project ``autotransfer``) imports this module and public
+libraries only; the builtin zoos in ``plugins/`` do the same, and ``make lint`` checks it
+(import-linter). The contract itself is documented in ``docs/plugins/index.md``::
+
+    from autotransfer.plugin import Backbone, BackboneEntry, ImagePreprocess, group_names, hookimpl
+
+    @hookimpl
+    def register_backbones(register):
+        register(BackboneEntry(id="myzoo/tiny", modality="image", loader=load_tiny))
+
+What is here, by the contract's parts:
+
+- hooks: :data:`hookimpl` (the hook specs are in :mod:`autotransfer.contract.hookspecs`);
+- what a zoo registers and returns: :class:`BackboneEntry` (or a lazy
+  :class:`BackboneCatalogue` of them), :class:`Backbone`, the
+  :class:`Preprocess` protocol and the three preprocessors of the data layer;
+- layer groups (timm's ``group_matcher`` format): :func:`group_names`, :data:`MATCH_PREV_GROUP`;
+- a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
+- Hugging Face Hub ids and local ``save_pretrained`` directories: :func:`hub_entry`,
+  :func:`served_name`, :func:`hub_source`, :func:`load_error`;
+- errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
+
+Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
+"""
+
+from typing import TYPE_CHECKING
+
+from autotransfer.contract.backbone import (
+    MODALITIES,
+    Backbone,
+    BackboneCatalogue,
+    BackboneEntry,
+    Preprocess,
+)
+from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
+from autotransfer.contract.hookspecs import hookimpl
+from autotransfer.contract.hub import hub_entry, load_error, served_name
+from autotransfer.contract.hub import source as hub_source
+from autotransfer.contract.registry import get_backbone
+from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
+from autotransfer.errors import BackboneError, PluginError, first_line
+
+if TYPE_CHECKING:
+    from autotransfer.contract.stages import Stage, sequential_split
+
+__all__ = [
+    "MATCH_PREV_GROUP",
+    "MODALITIES",
+    "AudioPreprocess",
+    "Backbone",
+    "BackboneCatalogue",
+    "BackboneEntry",
+    "BackboneError",
+    "ImagePreprocess",
+    "PluginError",
+    "Preprocess",
+    "Stage",
+    "TextPreprocess",
+    "first_line",
+    "get_backbone",
+    "group_names",
+    "hookimpl",
+    "hub_entry",
+    "hub_source",
+    "load_error",
+    "sequential_split",
+    "served_name",
+]
+
+#: Loaded on first use: they need torch, and importing a zoo must not (start-up of
+#: ``autotransfer plugins``, ``backbones`` and ``--help``).
+_LAZY = dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'autotransfer.plugin' has no attribute {name!r}")
