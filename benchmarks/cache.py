@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -80,17 +81,22 @@ params:
 
 
 def search_process(data: Path, space: Path, work: Path, seed: int, cache: bool,
-                   views: int | None) -> tuple[float, float, str]:
-    """One whole ``autotransfer search`` of one trial: wall seconds, val score, cache status."""
+                   views: int | None) -> tuple[float, float, str, float]:
+    """One whole ``autotransfer search`` of one trial: wall seconds, val score, cache status
+    and CPU seconds (user + system of the process; steadier than wall time on a shared
+    machine)."""
     name = f"{space.stem}-{seed}-{'cache' if cache else 'live'}"
     flags = ([] if views is None else ["--cache-views", str(views)]) if cache else ["--no-cache"]
     command = [sys.executable, "-m", "autotransfer.cli", "search", str(data), "--space",
                str(space), "--trials", "1", "--seed", str(seed), "--storage",
                f"sqlite:///{work / name}.db", "--study", name, "--out", str(work / name),
                *flags]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     run = subprocess.run(command, capture_output=True, text=True, cwd=work)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if run.returncode:
         raise SystemExit(f"{' '.join(command)}: {run.stderr.strip()}")
     with open(work / name / "leaderboard.csv", newline="") as handle:
@@ -98,7 +104,8 @@ def search_process(data: Path, space: Path, work: Path, seed: int, cache: bool,
     import optuna
 
     trial = optuna.load_study(study_name=name, storage=f"sqlite:///{work / name}.db").trials[0]
-    return seconds, float(row["val_score"]), trial.user_attrs.get("activation_cache", "?")
+    return (seconds, float(row["val_score"]), trial.user_attrs.get("activation_cache", "?"),
+            cpu)
 
 
 def augmented(args) -> None:
@@ -121,16 +128,20 @@ def augmented(args) -> None:
                 live = search_process(data, space, work, seed, cache=False, views=None)
                 cached = search_process(data, space, work, seed, cache=True, views=args.views)
                 rows.append((augment, label, seed, live, cached))
-                print(f"{augment:9} {label:13} seed {seed}: --no-cache {live[0]:6.1f} s val "
-                      f"{live[1]:.4f} | cache {cached[0]:6.1f} s val {cached[1]:.4f} "
-                      f"({cached[2]}) | {live[0] / cached[0]:.2f}x", flush=True)
-    print("\nwhole process, --no-cache / cache (median over seeds); val: cache - live")
+                print(f"{augment:9} {label:13} seed {seed}: --no-cache {live[0]:6.1f} s "
+                      f"({live[3]:.1f} s CPU) val {live[1]:.4f} | cache {cached[0]:6.1f} s "
+                      f"({cached[3]:.1f} s CPU) val {cached[1]:.4f} ({cached[2]}) | "
+                      f"{live[0] / cached[0]:.2f}x wall, {live[3] / cached[3]:.2f}x CPU",
+                      flush=True)
+    print("\nwhole process, --no-cache / cache (median over seeds), wall and CPU time; "
+          "val: cache - live")
     for augment in ("flip", "crop_flip"):
         for label in ("linear probe", "half-frozen"):
             mine = [r for r in rows if r[:2] == (augment, label)]
             ratio = statistics.median(r[3][0] / r[4][0] for r in mine)
+            cpu = statistics.median(r[3][3] / r[4][3] for r in mine)
             diffs = [r[4][1] - r[3][1] for r in mine]
-            print(f"  {augment:9} {label:13} {ratio:5.2f}x   val difference mean "
+            print(f"  {augment:9} {label:13} {ratio:5.2f}x wall {cpu:5.2f}x CPU   val difference mean "
                   f"{statistics.mean(diffs):+.4f} over {len(mine)} seed(s) "
                   f"({', '.join(f'{d:+.4f}' for d in diffs)})")
 
