@@ -141,8 +141,8 @@ def augmented(args) -> None:
             ratio = statistics.median(r[3][0] / r[4][0] for r in mine)
             cpu = statistics.median(r[3][3] / r[4][3] for r in mine)
             diffs = [r[4][1] - r[3][1] for r in mine]
-            print(f"  {augment:9} {label:13} {ratio:5.2f}x wall {cpu:5.2f}x CPU   val difference mean "
-                  f"{statistics.mean(diffs):+.4f} over {len(mine)} seed(s) "
+            print(f"  {augment:9} {label:13} {ratio:5.2f}x wall {cpu:5.2f}x CPU   val "
+                  f"difference mean {statistics.mean(diffs):+.4f} over {len(mine)} seed(s) "
                   f"({', '.join(f'{d:+.4f}' for d in diffs)})")
 
 
