@@ -20,6 +20,9 @@ What is here, by the contract's parts:
 - a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
 - Hugging Face Hub ids and local ``save_pretrained`` directories: :func:`hub_entry`,
   :func:`served_name`, :func:`hub_source`, :func:`load_error`;
+- native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
+  :class:`TransferModel` (body then linear head, what a format saves and loads),
+  :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`;
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -34,6 +37,12 @@ from autotransfer.contract.backbone import (
     BackboneEntry,
     Preprocess,
 )
+from autotransfer.contract.formats import (
+    ModelFormat,
+    check_same_output,
+    load_linear_head,
+    save_linear_head,
+)
 from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
 from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.hub import hub_entry, load_error, served_name
@@ -44,6 +53,7 @@ from autotransfer.errors import BackboneError, PluginError, first_line
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
+    from autotransfer.train.trainer import TransferModel
 
 __all__ = [
     "MATCH_PREV_GROUP",
@@ -54,10 +64,13 @@ __all__ = [
     "BackboneEntry",
     "BackboneError",
     "ImagePreprocess",
+    "ModelFormat",
     "PluginError",
     "Preprocess",
     "Stage",
     "TextPreprocess",
+    "TransferModel",
+    "check_same_output",
     "first_line",
     "get_backbone",
     "group_names",
@@ -65,13 +78,16 @@ __all__ = [
     "hub_entry",
     "hub_source",
     "load_error",
+    "load_linear_head",
+    "save_linear_head",
     "sequential_split",
     "served_name",
 ]
 
 #: Loaded on first use: they need torch, and importing a zoo must not (start-up of
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
-_LAZY = dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages")
+_LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
+         "TransferModel": "autotransfer.train.trainer"}
 
 
 def __getattr__(name: str):

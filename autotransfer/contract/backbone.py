@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -101,6 +101,12 @@ class BackboneEntry:
         params: parameter count when known without loading.
         description: one line shown by ``autotransfer backbones``.
         options: option names the loader accepts besides ``pretrained``.
+        metadata: facts about the entry that the core may use, set by the zoo (so that the
+            core names no zoo's ids). Known keys: ``imagenet_top1`` (float, the published
+            ImageNet-1k top-1 in % of the pretrained weights: the pre-screen's ``imagenet``
+            baseline); ``reference_for`` (a modality: the backbone that embeds every dataset
+            of that modality for the transfer history's meta-features) with
+            ``reference_options`` (the preprocessing hyperparameters it embeds with).
     """
 
     id: str
@@ -109,6 +115,7 @@ class BackboneEntry:
     params: int | None = None
     description: str = ""
     options: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         zoo, _, name = self.id.partition("/")

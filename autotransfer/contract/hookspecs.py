@@ -9,6 +9,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from autotransfer.contract.backbone import BackboneEntry
+    from autotransfer.contract.formats import ModelFormat
 
 hookspec = pluggy.HookspecMarker("autotransfer")
 hookimpl = pluggy.HookimplMarker("autotransfer")
@@ -23,3 +24,9 @@ def register_backbones(register: Callable[[BackboneEntry], None]) -> None:
 def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
     """Return an entry for an id this zoo serves without listing it (a hub id, a local
     directory), or None; asked only for ids that no plugin registered."""
+
+
+@hookspec
+def register_model_formats(register: Callable[[ModelFormat], None]) -> None:
+    """Offer native model formats (save a fine-tuned model in a library's own layout, load it
+    back) by calling ``register(ModelFormat(...))`` once for each."""

@@ -182,6 +182,9 @@ def reset_registry() -> None:
     """Forget the registry so that it is rebuilt (after registering or removing a plugin)."""
     global _registry
     _registry = None
+    from autotransfer.contract.formats import reset_formats
+
+    reset_formats()
 
 
 def get_backbone(backbone_id: str) -> BackboneEntry:

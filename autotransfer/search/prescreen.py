@@ -33,19 +33,6 @@ METHODS = PRESCREEN_METHODS
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
 
-# Published ImageNet-1k top-1 (%) of the weights shipped as packaged/ backbones, the baseline
-# "better on ImageNet transfers better" (Kornblith et al., CVPR 2019):
-# EfficientNet-Lite0/1/2: 75.1 / 76.7 / 77.6 (tensorflow/tpu, models/official/efficientnet/lite
-# README, float models); MobileNetV2 (torchvision mobilenet_v2-b0353104, IMAGENET1K_V1): 71.878
-# (torchvision model docs).
-IMAGENET_TOP1: dict[str, float] = {
-    "packaged/tf_efficientnet_lite0": 75.1,
-    "packaged/tf_efficientnet_lite1": 76.7,
-    "packaged/tf_efficientnet_lite2": 77.6,
-    "packaged/mobilenetv2_100": 71.878,
-}
-
-
 @dataclass
 class Score:
     """One candidate's pre-screen result."""
@@ -164,7 +151,10 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
 
 def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     """Leave-one-out accuracy of a cosine k-nearest-neighbour vote on centred features (ties go
-    to the class with the larger summed similarity)."""
+    to the class with the larger summed similarity).
+
+    ``features`` is ``(N, D)``, ``labels`` ``(N,)`` integer classes; returns a fraction in
+    [0, 1]."""
     z = np.asarray(features, dtype=np.float64)
     z = z - z.mean(0)
     z /= np.linalg.norm(z, axis=1, keepdims=True).clip(min=1e-12)
@@ -216,6 +206,9 @@ def prescreen(
         >>> ranking = prescreen(load_data("data/fashion-mnist"),
         ...                     load_space("search_spaces/image-quick.yaml"))  # doctest: +SKIP
         >>> [(s.label, s.scores["knn"]) for s in ranking]  # doctest: +SKIP
+
+    Long (as a reason): one loop over the candidates, each isolated (a broken one
+    is scored as an error, never stops the pre-screen).
     """
     import torch
 
@@ -229,9 +222,7 @@ def prescreen(
     results = []
     for spec in space.backbones:
         entry = registry.get(spec.id)
-        options = spec.load_options()
-        if trust_remote_code and "trust_remote_code" in entry.options:
-            options["trust_remote_code"] = True
+        options = spec.load_options(entry, trust_remote_code=trust_remote_code)
         score = Score(spec.label, spec.id, spec.pretrained, entry.params or 0, samples=len(index))
         start = time.perf_counter()
         try:
@@ -249,7 +240,9 @@ def prescreen(
         score.seconds = time.perf_counter() - start
         # baselines: bigger first (pretrained before random init), published ImageNet top-1
         score.scores["params"] = float(score.parameters) + (1e12 if spec.pretrained else 0.0)
-        top1 = IMAGENET_TOP1.get(spec.id) if spec.pretrained and not spec.weights else None
+        # the zoo's published figure (entry metadata) holds for its own weights only
+        top1 = (entry.metadata.get("imagenet_top1") if spec.pretrained and not spec.weights
+                else None)
         score.scores["imagenet"] = top1
         results.append(score)
         if on_score is not None:
@@ -281,12 +274,14 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     order, plus the dropped ones with the reason."""
     if k < 1:
         raise OptionError("k", f" must be >= 1, got {k}")
+    from autotransfer.search.report import fmt
+
     kept = {s.label for s in ranking[:k]}
     dropped = []
     for place, s in enumerate(ranking, start=1):
         if s.label in kept:
             continue
-        why = s.error or f"{by} {_fmt(s.scores.get(by))} ranks #{place} of {len(ranking)}"
+        why = s.error or f"{by} {fmt(s.scores.get(by), '.4g')} ranks #{place} of {len(ranking)}"
         dropped.append((s.label, why))
     narrowed = space.model_copy(update={
         "backbones": [b for b in space.backbones if b.label in kept]
@@ -294,8 +289,7 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     return narrowed, dropped
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+
 
 
 def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: int =

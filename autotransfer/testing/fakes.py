@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+import optuna
 import torch
 from torch import nn
 
@@ -80,23 +81,20 @@ def registered_plugin(plugin: object, name: str = "fake-zoo") -> Iterator[object
         reset_registry()
 
 
-class DeterministicPruner:
+class DeterministicPruner(optuna.pruners.BasePruner):
     """An Optuna pruner that prunes exactly the trials it is told to, at a given step.
 
     ``DeterministicPruner({1: 1})`` prunes trial 1 once it has reported step 1; a callable
-    ``(trial_number, step) -> bool`` works too.
+    ``(trial_number, step) -> bool`` works too. (As ``optuna/testing/pruners.py`` does.)
     """
 
-    def __new__(cls, prune_at: dict[int, int] | Callable[[int, int], bool]):
-        import optuna
+    def __init__(self, prune_at: dict[int, int] | Callable[[int, int], bool]) -> None:
+        self.prune_at = prune_at
 
-        class _Pruner(optuna.pruners.BasePruner):
-            def prune(self, study, trial) -> bool:
-                step = trial.last_step
-                if step is None:
-                    return False
-                if callable(prune_at):
-                    return bool(prune_at(trial.number, step))
-                return trial.number in prune_at and step >= prune_at[trial.number]
-
-        return _Pruner()
+    def prune(self, study, trial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        if callable(self.prune_at):
+            return bool(self.prune_at(trial.number, step))
+        return trial.number in self.prune_at and step >= self.prune_at[trial.number]

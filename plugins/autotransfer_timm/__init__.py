@@ -153,3 +153,9 @@ def timm_stages(model: nn.Module) -> list[nn.Module] | None:
         return [embed, *model.blocks, model.norm]
     return None
 
+
+@hookimpl
+def register_model_formats(register) -> None:
+    from autotransfer_timm._format import TIMM_FORMAT
+
+    register(TIMM_FORMAT)
