@@ -22,7 +22,6 @@ from autotransfer.plugin import (
     BackboneError,
     ModelFormat,
     TextPreprocess,
-    TransferModel,
     group_names,
     hookimpl,
     hub_entry,
@@ -223,6 +222,8 @@ def _load(directory, meta: dict[str, Any], trust_remote_code: bool = False):
     preprocess = backbone.preprocess.configure(params)
     if backbone.configure is not None:
         backbone.configure(params)
+    from autotransfer.plugin import TransferModel  # torch: only when a model loads
+
     model = TransferModel(backbone, len(meta["classes"]))
     load_linear_head(model.head[-1], directory)
     return model, preprocess
