@@ -71,7 +71,8 @@ def test_plugins_and_help_import_no_model_library_and_list_no_zoo(work, args):
 ])
 def test_a_bad_space_is_one_line_before_torch_loads(work, space, expected):
     seen, run = _probe("search", "data", "--space", space, "--trials", "1", cwd=work)
-    assert seen["heavy"] == [], seen
+    # the space's pruner and sampler are validated by Optuna's constructors (optuna loads)
+    assert set(seen["heavy"]) <= {"optuna", "sqlalchemy"}, seen
     assert "timm" not in (seen["listed"] or [])
     assert run.stderr.startswith("error: ") and expected in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and len(run.stdout.splitlines()) == 1
