@@ -7,7 +7,7 @@ sub-packages, from the bottom layer up: ``contract`` (what zoos and the core agr
 """
 
 from autotransfer import _moved
-from autotransfer.contract.backbone import Backbone, BackboneEntry
+from autotransfer.contract.backbone import Backbone, BackboneCatalogue, BackboneEntry
 from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.registry import get_backbone, get_registry
 from autotransfer.errors import (
@@ -54,6 +54,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AutotransferError",
     "Backbone",
+    "BackboneCatalogue",
     "BackboneEntry",
     "BackboneError",
     "DataError",

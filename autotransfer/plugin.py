@@ -13,7 +13,8 @@ libraries only; the builtin zoos in ``plugins/`` do the same, and ``make lint`` 
 What is here, by the contract's parts:
 
 - hooks: :data:`hookimpl` (the hook specs are in :mod:`autotransfer.contract.hookspecs`);
-- what a zoo registers and returns: :class:`BackboneEntry`, :class:`Backbone`, the
+- what a zoo registers and returns: :class:`BackboneEntry` (or a lazy
+  :class:`BackboneCatalogue` of them), :class:`Backbone`, the
   :class:`Preprocess` protocol and the three preprocessors of the data layer;
 - layer groups (timm's ``group_matcher`` format): :func:`group_names`, :data:`MATCH_PREV_GROUP`;
 - a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
@@ -27,7 +28,15 @@ What is here, by the contract's parts:
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
 """
 
-from autotransfer.contract.backbone import MODALITIES, Backbone, BackboneEntry, Preprocess
+from typing import TYPE_CHECKING
+
+from autotransfer.contract.backbone import (
+    MODALITIES,
+    Backbone,
+    BackboneCatalogue,
+    BackboneEntry,
+    Preprocess,
+)
 from autotransfer.contract.formats import (
     ModelFormat,
     check_same_output,
@@ -39,16 +48,19 @@ from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.hub import hub_entry, load_error, served_name
 from autotransfer.contract.hub import source as hub_source
 from autotransfer.contract.registry import get_backbone
-from autotransfer.contract.stages import Stage, sequential_split
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
 from autotransfer.errors import BackboneError, PluginError, first_line
-from autotransfer.train.trainer import TransferModel
+
+if TYPE_CHECKING:
+    from autotransfer.contract.stages import Stage, sequential_split
+    from autotransfer.train.trainer import TransferModel
 
 __all__ = [
     "MATCH_PREV_GROUP",
     "MODALITIES",
     "AudioPreprocess",
     "Backbone",
+    "BackboneCatalogue",
     "BackboneEntry",
     "BackboneError",
     "ImagePreprocess",
@@ -71,3 +83,18 @@ __all__ = [
     "sequential_split",
     "served_name",
 ]
+
+#: Loaded on first use: they need torch, and importing a zoo must not (start-up of
+#: ``autotransfer plugins``, ``backbones`` and ``--help``).
+_LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
+         "TransferModel": "autotransfer.train.trainer"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'autotransfer.plugin' has no attribute {name!r}")

@@ -114,13 +114,9 @@ def test_a_later_trial_reuses_the_features_and_a_changed_input_recomputes(data, 
         assert cache.stats.computed == before + recomputed
 
 
-def test_augmentation_in_front_of_the_frozen_groups_turns_the_cache_off(data):
-    cache = ActivationCache()
-    trainer, _ = _fit(_tiny("mobilenetv3"), data, _params(freeze_fraction=1.0, augment="flip"),
-                      cache, epochs=1)
-    assert trainer.cache_status.startswith("unused: training input is random")
-    assert cache.stats.computed == 0 and len(cache) == 0
-    nothing, _ = _fit(_tiny("mobilenetv3"), data, _params(freeze_fraction=0.0), cache, epochs=1)
+def test_nothing_frozen_is_not_cached(data):
+    nothing, _ = _fit(_tiny("mobilenetv3"), data, _params(freeze_fraction=0.0),
+                      ActivationCache(), epochs=1)
     assert nothing.cache_status == "unused: nothing frozen"
 
 
@@ -131,6 +127,8 @@ def test_the_key_ignores_training_settings_only():
     assert cache_key(*args, _params(pooling="cls"), CPU, "fp32") != base
     assert cache_key(*args, _params(max_length=64), CPU, "fp32") != base
     assert cache_key(*args, _params(), CPU, "bf16") != base
+    assert cache_key(*args, _params(augment="flip"), CPU, "fp32") == base  # eval: no views
+    assert cache_key(*args, _params(), CPU, "fp32", "flip:all2:1") != base
     assert cache_key("e" * 32, *args[1:], _params(), CPU, "fp32") != base
 
 
@@ -237,7 +235,9 @@ def test_text_linear_probe_cached_matches_uncached_and_pooling_is_part_of_the_ke
     assert cls.cache_status == "miss" and cache.stats.computed == 4  # train+val, twice
 
 
-def test_a_bad_cache_size_is_a_one_line_error(capsys, tmp_path):
+def test_a_bad_cache_size_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPACE)
     err = cli_error(capsys, "search", str(tmp_path), "--space", "space.yaml", "--trials", "1",
                     "--cache-memory", "lots")
     assert "--cache-memory must be a size such as 512M or 2G, got 'lots'" in err

@@ -63,7 +63,10 @@ def test_search_records_every_trial_with_its_attributes(searched):
         assert attrs["seconds_per_epoch"] > 0 and attrs["samples_per_second"] > 0
         assert attrs["peak_memory_mb"] > 0
         assert len(trial.intermediate_values) >= 1
+        assert attrs["first_batch_at"] > trial.datetime_start.timestamp()
     assert "Leaderboard" in run.stdout and "best" in run.stdout
+    first = float(run.stdout.split("first trial's first batch after ")[1].split("s")[0])
+    assert 0 < first < min(t.duration.total_seconds() for t in trials) + 60
 
 
 def test_a_weak_trial_is_pruned_with_its_reason(searched):

@@ -4,12 +4,14 @@ import pytest
 import timm
 import torch
 
-from autotransfer import Backbone, BackboneEntry
+from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, hookimpl
 from autotransfer.contract.registry import get_registry
 from autotransfer.testing import (
     ConformanceError,
     FakeZoo,
     check_backbone,
+    check_catalogue,
+    check_plugin_is_light,
     registered_plugin,
     tiny_cnn_backbone,
 )
@@ -17,7 +19,7 @@ from autotransfer.testing import (
 # Packaged zoo: every backbone, with its real weights. timm zoo: the real weights are on the
 # hub, so its entries are checked through timm's tiny test architectures (random weights),
 # which cover CNN, ViT, ConvNeXt, NFNet, MaxViT, CoAtNet and MambaOut code paths.
-PACKAGED = sorted(e.id for e in get_registry().entries() if e.zoo == "packaged")
+PACKAGED = sorted(e.id for e in get_registry().entries(zoo="packaged"))
 TIMM_TINY = [f"timm/{name}" for name in timm.list_models("test_*")]
 
 
@@ -117,3 +119,42 @@ def test_loader_returning_something_else_is_caught():
     with pytest.raises(Exception, match="expected Backbone"):
         check_backbone(entry)
     assert Backbone  # the contract type plugin authors return
+
+
+@pytest.mark.parametrize(("zoo", "at_least"), [
+    ("packaged", 7), ("hf-text", 8), ("hf-audio", 4), ("timm", 1000),
+])
+def test_builtin_catalogues_conform(zoo, at_least):
+    assert len(check_catalogue(zoo)) >= at_least
+
+
+@pytest.mark.parametrize(("plugin", "zoo"), [
+    ("autotransfer_packaged", "packaged"), ("autotransfer_hf_text", "hf-text"),
+    ("autotransfer_hf_audio", "hf-audio"), ("autotransfer_timm", None),
+])
+def test_builtin_plugins_load_without_a_model_library(plugin, zoo):
+    check_plugin_is_light(plugin, zoo=zoo)
+
+
+class _LyingCatalogue:
+    def __init__(self, lookup):
+        self.lookup = lookup
+
+    @hookimpl
+    def register_backbones(self, register):
+        entries = [BackboneEntry(f"liar/n{i}", "image", loader=tiny_cnn_backbone)
+                   for i in range(4)]
+        register(BackboneCatalogue("liar", ("image",), lambda: entries, lookup=self.lookup))
+
+
+@pytest.mark.parametrize(("lookup", "check"), [
+    (lambda backbone_id: None, r"lookup\('liar/n0'\) gave None"),
+    (lambda backbone_id: BackboneEntry(backbone_id, "image", loader=tiny_cnn_backbone),
+     "should be None"),
+])
+def test_check_catalogue_catches_a_lookup_that_disagrees_with_the_listing(lookup, check):
+    with registered_plugin(_LyingCatalogue(lookup), "liar"):
+        with pytest.raises(ConformanceError, match=f"catalogue 'liar': lookup: .*{check}"):
+            check_catalogue("liar")
+        with pytest.raises(ConformanceError, match="no loaded plugin registers"):
+            check_catalogue("nobody")

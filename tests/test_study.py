@@ -73,3 +73,37 @@ def test_a_study_keeps_its_search_space(flaky_zoo, class_folders, tmp_path):
     with pytest.raises(StorageError, match="study 's' .* was created with another search space"):
         search(class_folders, parse_space(changed), trials=2, storage=storage, study_name="s",
                out=tmp_path / "out")
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "median"])
+def test_a_trial_that_trains_all_its_epochs_is_complete_whatever_the_pruner(pruner):
+    """Real Optuna pruners (the space's), scores shaped so that they would prune some trials at
+    the last epoch: those trials complete; earlier epochs are still pruned."""
+    import optuna
+
+    from autotransfer.search.pruners import make_pruner, report_epoch
+
+    epochs = 3
+    space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": epochs,
+                         "pruner": pruner})
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(space),
+                                sampler=optuna.samplers.RandomSampler(0))
+    pruned_at, would_prune_last = [], 0
+    for i in range(20):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        # pruners compare a trial's best score so far with the others' at that epoch: a late
+        # starter ahead early but behind at the end, a steady climber, and a weak one
+        scores = ([0.55, 0.65, 0.7], [0.5, 0.6, 0.9], [0.3, 0.3, 0.3])[i % 3]
+        try:
+            for epoch, score in enumerate(scores, start=1):
+                report_epoch(trial, score, epoch, epochs, "accuracy")
+        except optuna.TrialPruned:
+            pruned_at.append(epoch)
+            assert trial.user_attrs["prune_reason"].startswith(f"pruned after epoch {epoch}/3")
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
+        would_prune_last += trial.should_prune()  # what the pruner says after the last report
+        study.tell(trial, scores[-1])
+    assert pruned_at and epochs not in pruned_at, pruned_at
+    assert would_prune_last > 0, "the scores must make the pruner want a last-epoch prune"

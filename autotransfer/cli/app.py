@@ -121,6 +121,10 @@ def search(
     cache_dir: Path | None = typer.Option(
         None, help="Disk tier for that cache, shared by the workers (default: none)."
     ),
+    cache_views: int | None = typer.Option(
+        None, min=0, help="Random augmented views per image that the cache holds for crop_flip "
+        "(an approximation; default 8, at most the epochs; 0: train such trials live)."
+    ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the trained layers."),
     prescreen: int | None = typer.Option(
         None, help="Keep the K backbones that rank best on frozen features (see prescreen)."
@@ -148,8 +152,11 @@ def search(
     ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
+    from autotransfer.cli.main import reexec_with_tcmalloc
+    from autotransfer.search.records import trial_records
     from autotransfer.search.report import backbone_id, state_counts
     from autotransfer.search.storage import mask_url
+    from autotransfer.search.study import check_space
     from autotransfer.search.study import search as run_search
 
     if trials is None and timeout is None and time_budget is None:
@@ -162,7 +169,9 @@ def search(
             raise OptionError("time_budget", f" must be > 0 seconds, got {time_budget}")
         # the budget counts from this process's start: the interpreter and imports are in it
         time_budget = max(1e-3, time_budget - process_age())
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
+    check_space(space)  # a bad space is reported before torch and the storage load
+    reexec_with_tcmalloc()  # now that the search will run
     console.print(f"autotransfer search {data} with {space} -> {mask_url(storage)}")
     result = run_search(
         data, space, trials=trials, timeout=timeout, time_budget=time_budget,
@@ -172,7 +181,8 @@ def search(
         modality=modality, text_column=text_column, label_column=label_column,
         image_column=image_column, audio_column=audio_column, data_store=data_store,
         keep_best=keep_best,
-        cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
+        cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, cache_views=cache_views,
+        compile=compile,
         prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,
         references=references, transfer_effect=transfer_effect,
     )
@@ -181,10 +191,13 @@ def search(
     metric = result.best["metric"] if result.best else "score"
     console.print(_leaderboard_table(result.leaderboard, metric))
     counts = state_counts(result.leaderboard)
+    first = [r.first_batch_at - started_at for r in trial_records(result.study)
+             if (r.first_batch_at or 0) >= started_at]  # this run's trials
     console.print(
         f"study {result.study.study_name!r}: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed; "
         f"{time.perf_counter() - started:.0f}s"
+        + (f" (first trial's first batch after {min(first):.1f}s)" if first else "")
     )
     if result.best is None:
         raise AutotransferError(
@@ -346,14 +359,20 @@ def plugins() -> None:
 
 @app.command()
 def backbones(
-    pattern: str | None = typer.Argument(None, help="Only ids containing this text."),
+    pattern: str | None = typer.Argument(
+        None, help="Only ids containing this text; ZOO/... lists that zoo only (e.g. packaged/)."
+    ),
     modality: Modality | None = typer.Option(None, help="image, text or audio."),
 ) -> None:
     """List the backbone ids that the plugins offer."""
     from autotransfer.contract.registry import get_registry
 
+    registry = get_registry()
+    zoo = (pattern or "").partition("/")[0] if "/" in (pattern or "") else None
+    if zoo not in registry.zoos():  # a pattern that names no zoo: every zoo is listed
+        zoo = None
     entries = [
-        e for e in get_registry().entries(modality) if pattern is None or pattern in e.id
+        e for e in registry.entries(modality, zoo) if pattern is None or pattern in e.id
     ]
     for entry in entries:
         params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"

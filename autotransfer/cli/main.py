@@ -34,6 +34,19 @@ def _preload_tcmalloc() -> None:
     os.execve(sys.executable, [sys.executable, "-m", "autotransfer.cli", *sys.argv[1:]], env)
 
 
+#: Commands that run models (the allocator matters); the others start once, without torch.
+#: ``search`` re-executes itself once its space is checked (:func:`reexec_with_tcmalloc`).
+_COMPUTES = frozenset({"train", "predict", "prescreen"})
+_standalone = False  # run as the ``autotransfer`` command (not ``main([...])`` in a test)
+
+
+def reexec_with_tcmalloc() -> None:
+    """For a command that has checked its input: restart with tcmalloc, as the console
+    command only (a test calling ``main([...])`` keeps its process)."""
+    if _standalone:
+        _preload_tcmalloc()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings for the user are one line on stderr, without the source location."""
     err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False,
@@ -51,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
-    if argv is None:
+    global _standalone
+    _standalone = argv is None
+    if _standalone and set(args) & _COMPUTES:  # listing, --help and errors start only once
         _preload_tcmalloc()
     import warnings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -23,7 +23,13 @@ class Preprocess(Protocol):
     and turns each batch into the model's input on the device.
 
     ``random_in_training`` (optional, default True) tells whether ``to_input(train=True)`` is
-    random (augmentation): only when it is not can the frozen-prefix cache serve the trial.
+    random (augmentation). When it is, the frozen-prefix cache holds a bank of views made by
+    ``to_input(train=True)`` with fixed seeds, unless the preprocess declares its views as
+    finite: ``training_views`` (an int), ``draw_views(n, generator)`` (the view of each of
+    ``n`` samples, drawn with the generator calls that ``to_input`` makes) and
+    ``to_view(batch, view, device=...)``; then every view is cached
+    (:mod:`autotransfer.train.cache_views`).
+
 
     Implementations: ``ImagePreprocess`` (uint8 images; augment + normalise per batch),
     ``TextPreprocess`` (token ids + attention mask at ``max_length``; cut to the longest text per
@@ -136,3 +142,38 @@ class BackboneEntry:
                 f"{self.id}: loader returned {type(backbone).__name__}, expected Backbone"
             )
         return backbone
+
+
+@dataclass(frozen=True)
+class BackboneCatalogue:
+    """A zoo's backbones, listed only when a caller needs them (a lazy catalogue).
+
+    A zoo registers it from ``register_backbones`` like an entry,
+    ``register(BackboneCatalogue("myzoo", ("image",), list_entries))``, so that loading the
+    plugin imports no model library and building the registry lists nothing. The registry asks
+    it only for ids under ``zoo/`` and lists it only for a listing that needs it (all ids, a
+    ``--modality`` among ``modalities``, or ``autotransfer backbones zoo/``).
+
+    Attributes:
+        zoo: the catalogue serves the ids ``zoo/<name>`` (its id pattern).
+        modalities: the modalities of its entries; a listing of another modality skips it.
+        entries: ``entries() -> Iterable[BackboneEntry]``, every id it lists; called at most
+            once per registry.
+        lookup: optional ``lookup(backbone_id) -> BackboneEntry | None``: one id without
+            listing the rest; None searches ``entries()``.
+    """
+
+    zoo: str
+    modalities: tuple[str, ...]
+    entries: Callable[[], Iterable[BackboneEntry]] = field(repr=False, compare=False)
+    lookup: Callable[[str], BackboneEntry | None] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.zoo or "/" in self.zoo:
+            raise PluginError(f"a catalogue's zoo is the id prefix before '/', got {self.zoo!r}")
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if not self.modalities or unknown:
+            raise PluginError(f"catalogue {self.zoo!r}: modalities must be some of {MODALITIES}, "
+                              f"got {self.modalities!r}")

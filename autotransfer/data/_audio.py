@@ -6,15 +6,17 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from autotransfer.data._source import LabelledData
 from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _soundfile():
@@ -151,6 +153,8 @@ class AudioPreprocess:
 
     def features(self, clips: np.ndarray) -> torch.Tensor:
         """The extractor's output for ``clips``, as one float32 tensor."""
+        import torch
+
         kwargs = dict(self.extractor_kwargs)
         if self.length_kwarg:
             kwargs[self.length_kwarg] = self.n_samples
@@ -165,6 +169,8 @@ class AudioPreprocess:
 
     def encode(self, data: LabelledData, split: str):
         """``({input_name: features}, labels)`` for ``split``, cached on ``data``."""
+        import torch
+
         key = ("audio", split, self.name or id(self.extractor), self.sampling_rate, self.n_samples)
         if key not in data.cache:
             part = data.splits()[split]

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autotransfer.contract.hyperparameters import AUGMENTATIONS
@@ -19,6 +18,9 @@ from autotransfer.data._source import LabelledData, Split
 from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
+
+if TYPE_CHECKING:  # torch loads on first use: listing backbones and zoos never needs it
+    import torch
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -46,8 +48,25 @@ class ImagePreprocess:
 
     @property
     def random_in_training(self) -> bool:
-        """Whether training batches are augmented (then frozen outputs cannot be cached)."""
+        """Whether training batches are augmented (``to_input(train=True)`` is random)."""
         return self.augment != "none"
+
+    @property
+    def training_views(self) -> int | None:
+        """How many distinct inputs training can make of one image when that is finite:
+        ``none`` 1, ``flip`` 2 (as is, mirrored); None for ``crop_flip`` (continuous)."""
+        return {"none": 1, "flip": 2}.get(self.augment)
+
+    def draw_views(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Which training view each of ``n`` images gets: int64 ``(n,)`` drawn with the very
+        generator calls ``to_input(train=True)`` makes, so a cache of every view trains on
+        exactly the inputs live augmentation would give (``flip`` only)."""
+        return _draw_flips(n, generator).long()
+
+    def to_view(self, batch: torch.Tensor, view: int, *, device: torch.device) -> torch.Tensor:
+        """Training view ``view`` (< ``training_views``) of a uint8 batch, normalised on
+        ``device``: 0 as is, 1 mirrored."""
+        return self.normalize((batch.flip(-1) if view else batch).to(device, non_blocking=True))
 
     def with_size(self, size: int | None) -> ImagePreprocess:
         """This transform at input side ``size``; a fixed-size model keeps its own size."""
@@ -77,6 +96,8 @@ class ImagePreprocess:
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, H, W)`` -> normalised float32 on the same device."""
+        import torch
+
         mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1) * 255.0
         return (batch.float() - mean) / std
@@ -193,6 +214,8 @@ def image_tensors(
     data: LabelledData, split: str, preprocess: ImagePreprocess
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The split decoded to uint8 ``(N, 3, S, S)`` plus labels, cached on ``data``."""
+    import torch
+
     key = ("image", split, preprocess.size, preprocess.crop_pct, preprocess.interpolation)
     if key not in data.cache:
         part: Split = data.splits()[split]
@@ -231,11 +254,19 @@ def iterate_batches(
 
     ``images`` is what a preprocess's ``encode`` returned: a tensor or a dict of tensors.
     """
+    import torch
+
     n = len(labels)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
         yield take(images, index), labels[index]
+
+
+def _draw_flips(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    import torch
+
+    return torch.rand(n, generator=generator) < 0.5
 
 
 def augment(batch: torch.Tensor, kind: str, generator: torch.Generator | None = None):
@@ -244,12 +275,14 @@ def augment(batch: torch.Tensor, kind: str, generator: torch.Generator | None = 
     ``flip``: random horizontal flips. ``crop_flip``: flips plus a random shift of up to an
     eighth of the side (reflect padding), the classic small-image crop.
     """
+    import torch
+
     if kind == "none":
         return batch
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {kind=}")
     b, _, h, w = batch.shape
-    flip = torch.rand(b, generator=generator) < 0.5
+    flip = _draw_flips(b, generator)
     batch = torch.where(flip.to(batch.device).view(b, 1, 1, 1), batch.flip(-1), batch)
     if kind == "crop_flip":
         pad = max(1, min(h, w) // 8)

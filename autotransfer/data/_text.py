@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from autotransfer.data._source import SPLIT_DIRS, TEXT_SUFFIXES, LabelledData
 from autotransfer.data.labels import normalize_label
@@ -107,6 +106,8 @@ class TextPreprocess:
 
     def encode(self, data: LabelledData, split: str):
         """``({input_ids, attention_mask}, labels)`` for ``split``, cached on ``data``."""
+        import torch
+
         key = ("text", split, self.name or id(self.tokenizer), self.max_length)
         if key not in data.cache:
             part = data.splits()[split]

@@ -13,17 +13,17 @@ from autotransfer.data import (
 )
 from autotransfer.errors import first_line
 from autotransfer.search import timebudget
+from autotransfer.search.pruners import report_epoch
 from autotransfer.search.records import REFERENCE, EpochMetrics, TrialWriter
 from autotransfer.search.references import apply_reference
 from autotransfer.search.scores import confusion, divergence
 from autotransfer.search.workers import (
     stop_requested,
 )
-from autotransfer.train.device import peak_memory_mib
-from autotransfer.train.trainer import EpochResult, Trainer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads when a trial runs, not when the search is set up
     from autotransfer.search.study import Progress
+    from autotransfer.train.trainer import EpochResult
 
 
 def _release_memory(device) -> None:
@@ -148,6 +148,9 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     import optuna
     import torch
 
+    from autotransfer.train.device import peak_memory_mib
+    from autotransfer.train.trainer import Trainer
+
     space, device, progress = ctx.space, ctx.device, ctx.progress
     torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
     backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
@@ -172,7 +175,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
             activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
             seconds_per_epoch=sum(seconds) / len(seconds),
             samples_per_second=result.samples_per_second,
-            peak_memory_mib=peak_memory_mib(device),
+            peak_memory_mib=peak_memory_mib(device), first_batch_at=trainer.first_batch_at,
         )
         if progress:
             progress.epoch_done(trial.number, result, space.epochs)
@@ -182,22 +185,17 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         if diverged:
             record.pruned(diverged)
             raise optuna.TrialPruned(diverged)
-        trial.report(result.score, result.epoch)
         # the next epoch lasts as long as this one did, validation included (the first one
         # also loaded the backbone: its training time, plus a quarter for validation)
         last = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
         stop = timebudget.stopping_after(ctx.deadline, result.epoch, space.epochs, last)
         if stop is not None:
+            trial.report(result.score, result.epoch)
             record.pruned(stop)
             raise optuna.TrialPruned(stop)
         # a reference trial always finishes: it is what the search is compared with
-        if not trial.user_attrs.get(REFERENCE) and trial.should_prune():
-            reason = (
-                f"pruned after epoch {result.epoch}/{space.epochs}: "
-                f"{space.metric} {result.score:.4f} below the pruner's bar"
-            )
-            record.pruned(reason)
-            raise optuna.TrialPruned(reason)
+        report_epoch(trial, result.score, result.epoch, space.epochs, space.metric,
+                     prunable=not trial.user_attrs.get(REFERENCE))
 
     try:
         result = trainer.fit(space.epochs, on_epoch)

@@ -50,6 +50,7 @@ class SearchOptions:
     cache: bool = True
     cache_memory: str | int | None = None
     cache_dir: str | Path | None = None
+    cache_views: int | None = None
     compile: bool = False
     prescreen: int | None = None
     prescreen_by: str | None = None
@@ -59,7 +60,7 @@ class SearchOptions:
     transfer_effect: bool | None = None  # None: when enough trials completed
 
     def __post_init__(self) -> None:
-        from autotransfer.train.cache import parse_size
+        from autotransfer.train.sizes import parse_size  # no torch: a bad option fails at once
 
         for name in ("trials", "workers", "prescreen", "warm_start"):
             value = getattr(self, name)
@@ -73,6 +74,8 @@ class SearchOptions:
             raise OptionError("prescreen_by", f" must be one of {', '.join(PRESCREEN_METHODS)}, "
                                               f"got {self.prescreen_by!r}")
         parse_size(self.cache_memory, what="cache_memory")
+        if self.cache_views is not None and self.cache_views < 0:
+            raise OptionError("cache_views", f" must be >= 0, got {self.cache_views}")
 
     @property
     def data_options(self) -> dict[str, Any]:
@@ -86,10 +89,10 @@ class SearchOptions:
         """The ``ActivationCache`` arguments (None: caching is off)."""
         if not self.cache:
             return None
-        from autotransfer.train.cache import parse_size
+        from autotransfer.train.sizes import parse_size
 
         return {"max_bytes": parse_size(self.cache_memory, what="cache_memory"),
-                "directory": self.cache_dir}
+                "directory": self.cache_dir, "views": self.cache_views}
 
     @property
     def keep_dir(self) -> str | None:

@@ -6,12 +6,35 @@ from __future__ import annotations
 from autotransfer.contract.space import SearchSpace
 from autotransfer.contract.strategies import PRUNERS, SAMPLERS, build
 
-__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler"]
+__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "report_epoch"]
 
 
 def make_pruner(space: SearchSpace):
     """The pruner named by the space; its resource is the epoch."""
     return build("pruner", space.pruner, epochs=space.epochs)
+
+
+def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
+                 prunable: bool = True) -> None:
+    """Report an epoch's val ``score`` to the pruner; prune unless it was the last epoch
+    or the trial is not ``prunable`` (a reference trial).
+
+    A trial that trained all its epochs is complete whatever the pruner thinks: its score
+    costs nothing more, and Hyperband's top rung would otherwise discard it.
+
+    Raises:
+        optuna.TrialPruned: after an epoch before the last one, when the pruner says so (the
+            reason is recorded on the trial).
+    """
+    import optuna
+
+    from autotransfer.search.records import TrialWriter
+
+    trial.report(score, epoch)
+    if prunable and epoch < epochs and trial.should_prune():
+        reason = f"pruned after epoch {epoch}/{epochs}: {metric} {score:.4f} below the pruner's bar"
+        TrialWriter(trial).pruned(reason)
+        raise optuna.TrialPruned(reason)
 
 
 def make_sampler(space: SearchSpace, seed: int):

@@ -29,6 +29,7 @@ N_FROZEN_GROUPS = "n_frozen_groups"
 EPOCH_PREFIX = "epoch_"  # epoch_<n>: {"train_loss", "accuracy", "macro_f1"}
 ACTIVATION_CACHE = "activation_cache"
 CACHE_SECONDS = "cache_seconds"
+FIRST_BATCH_AT = "first_batch_at"  # wall clock (time.time()) of the first training batch
 SECONDS_PER_EPOCH = "seconds_per_epoch"
 SAMPLES_PER_SECOND = "samples_per_second"
 PEAK_MEMORY = "peak_memory_mb"  # MiB (2**20 bytes); the 0.1 key is kept
@@ -101,6 +102,7 @@ class TrialRecord:
     epochs: dict[int, EpochMetrics] = field(default_factory=dict)
     activation_cache: str | None = None
     cache_seconds: float | None = None
+    first_batch_at: float | None = None
     seconds_per_epoch: float | None = None
     samples_per_second: float | None = None
     peak_memory_mib: float | None = None
@@ -160,6 +162,7 @@ class TrialRecord:
             epochs=dict(sorted(epochs.items())),
             activation_cache=attrs.get(ACTIVATION_CACHE),
             cache_seconds=attrs.get(CACHE_SECONDS),
+            first_batch_at=attrs.get(FIRST_BATCH_AT),
             seconds_per_epoch=attrs.get(SECONDS_PER_EPOCH),
             samples_per_second=attrs.get(SAMPLES_PER_SECOND),
             peak_memory_mib=attrs.get(PEAK_MEMORY),
@@ -233,9 +236,10 @@ class TrialWriter:
 
     def epoch(self, number: int, metrics: EpochMetrics, *, activation_cache: str,
               cache_seconds: float, seconds_per_epoch: float, samples_per_second: float,
-              peak_memory_mib: float) -> None:
+              peak_memory_mib: float, first_batch_at: float | None = None) -> None:
         """One epoch's scores, and the running throughput, cache and memory figures."""
         self._set(ACTIVATION_CACHE, activation_cache)
+        self._set(FIRST_BATCH_AT, first_batch_at)
         self._set(CACHE_SECONDS, round(cache_seconds, 3))
         self._set(SECONDS_PER_EPOCH, round(seconds_per_epoch, 3))
         self._set(SAMPLES_PER_SECOND, round(samples_per_second, 1))

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from autotransfer.contract.registry import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
@@ -50,8 +50,9 @@ from autotransfer.search.workers import (
     run_trials,
     worker_device,
 )
-from autotransfer.train.device import device_for
-from autotransfer.train.trainer import EpochResult
+
+if TYPE_CHECKING:  # torch loads once the space and its backbones are known to be valid
+    from autotransfer.train.trainer import EpochResult
 
 
 class Progress(Protocol):
@@ -112,6 +113,7 @@ def search(
     cache: bool = True,
     cache_memory: str | int | None = None,
     cache_dir: str | Path | None = None,
+    cache_views: int | None = None,
     compile: bool = False,
     prescreen: int | None = None,
     prescreen_by: str | None = None,
@@ -171,6 +173,11 @@ def search(
         cache_memory: the cache's memory bound per process, e.g. ``"2G"`` (default: 2 GiB,
             at most a quarter of the device's memory).
         cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
+        cache_views: K, the random augmented views per training sample that the cache holds
+            for ``crop_flip`` and other continuous augmentations (an approximation of live
+            augmentation; default 8, at most the epochs; 0: such trials train live). Finite
+            augmentations (``flip``) always cache every view
+            (:mod:`autotransfer.train.cache_views`).
         compile: run the trained part of each trial through ``torch.compile``.
         prescreen: keep the K backbones that rank best on frozen features (see
             :mod:`autotransfer.search.prescreen`); a study keeps its first pre-screen when resumed.
@@ -216,7 +223,8 @@ def search(
         modality=modality, text_column=text_column, label_column=label_column,
         image_column=image_column, audio_column=audio_column, data_store=data_store,
         keep_best=keep_best, cache=cache,
-        cache_memory=cache_memory, cache_dir=cache_dir, compile=compile, prescreen=prescreen,
+        cache_memory=cache_memory, cache_dir=cache_dir, cache_views=cache_views,
+        compile=compile, prescreen=prescreen,
         prescreen_by=prescreen_by, history=history, warm_start=warm_start,
         references=references, transfer_effect=transfer_effect,
     )
@@ -280,9 +288,12 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     space = options.space
     space_file = None if isinstance(space, SearchSpace) else str(space)
     space = space if isinstance(space, SearchSpace) else load_space(space)
-    torch_device = device_for(options.device)
     if not worker:
         check_backbones(space)
+    from autotransfer.train.device import device_for
+
+    torch_device = device_for(options.device)
+    make_cache(options.cache_options)  # a bad AUTOTRANSFER_CACHE_VIEWS fails before any trial
     study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
     dataset = load_data(options.data, val_fraction=space.val_fraction, seed=options.seed,
                         **options.data_options)
@@ -326,6 +337,21 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared
+
+
+def check_space(space: str | Path | SearchSpace) -> SearchSpace:
+    """The parsed space, with its backbone ids known and their options supported.
+
+    Loads no model library (only the zoos of the space's ids are asked), so that a bad space
+    is reported at once.
+
+    Raises:
+        SpaceError: the file is missing or invalid.
+        BackboneError, AutotransferError: see :func:`check_backbones`.
+    """
+    space = space if isinstance(space, SearchSpace) else load_space(space)
+    check_backbones(space)
+    return space
 
 
 def check_backbones(space: SearchSpace) -> None:

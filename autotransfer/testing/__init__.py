@@ -7,14 +7,16 @@ In a plugin's test suite::
     def test_my_backbones_conform():
         check_backbone("myzoo/tiny-net")   # raises ConformanceError naming what broke
 
-Owns the conformance check (``conformance``: :func:`check_backbone`) and the fakes (``fakes``:
-:class:`FakeZoo`, a plugin offering tiny real CNNs; :func:`registered_plugin`, a plugin
+Owns the conformance check (``conformance``: :func:`check_backbone`), the lazy-catalogue
+checks (``catalogue``: :func:`check_catalogue`, :func:`check_plugin_is_light`) and the fakes
+(``fakes``: :class:`FakeZoo`, a plugin offering tiny real CNNs; :func:`registered_plugin`, a plugin
 registered for the duration of a ``with`` block; :class:`DeterministicPruner`).
 
 May import: ``autotransfer.train``, ``autotransfer.data``, ``autotransfer.contract``,
 ``autotransfer.errors`` and public libraries; never search, model or cli.
 """
 
+from autotransfer.testing.catalogue import check_catalogue, check_plugin_is_light
 from autotransfer.testing.conformance import (
     FREEZE_FRACTIONS,
     ConformanceError,
@@ -37,6 +39,8 @@ __all__ = [
     "FakeZoo",
     "TinyCNN",
     "check_backbone",
+    "check_catalogue",
+    "check_plugin_is_light",
     "registered_plugin",
     "tiny_cnn_backbone",
 ]

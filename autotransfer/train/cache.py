@@ -1,7 +1,7 @@
 """Frozen-prefix activation cache: what the frozen groups output, computed once.
 
-Frozen groups run in eval mode and never change, so when nothing random stands in front of
-them (no augmentation), their output for a split is a pure function of
+Frozen groups run in eval mode and never change, so their output for a split (under a given
+augmented view, :mod:`autotransfer.train.cache_views`) is a pure function of
 
 - the frozen part's tensors (parameters and buffers: a digest, so that other weights, a
   random init or a sliced position table are other entries),
@@ -9,6 +9,8 @@ them (no augmentation), their output for a split is a pure function of
 - the split's encoded inputs (a digest of the tensors that ``Preprocess.encode`` returned: it
   covers the files, the texts, ``image_size``, ``max_length``, ``clip_seconds``, the tokenizer),
 - the trial's hyperparameters that are not pure training settings (``pooling``, ...),
+- for the training split under augmentation, which views it holds (every flip, or a bank of
+  K random crops made with fixed seeds),
 - the device and the autocast precision.
 
 The cache key is a SHA-256 of exactly these, so any change is a miss. A trial computes its
@@ -27,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,32 +41,15 @@ from torch import nn
 
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from autotransfer.errors import OptionError, PluginError
+from autotransfer.train.sizes import parse_size
 
-FORMAT = 1  # bump when what a cached entry holds changes
+FORMAT = 2  # bump when what a cached entry holds changes (2: augmented views)
 #: Hyperparameters that change only how the unfrozen part trains, never what the frozen
 #: prefix outputs (declared on each: ``Hyperparameter.affects_features``). Every other
 #: hyperparameter is part of the key (a new one is safe: a miss).
 TRAINING_ONLY = frozenset(name for name, h in HYPERPARAMETERS.items() if not h.affects_features)
 DEFAULT_MEMORY = 2 * 2**30
 DEFAULT_DISK = 10 * 2**30
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-def parse_size(value: str | int | None, *, what: str = "max_bytes") -> int | None:
-    """``"512M"``, ``"2G"``, ``"1.5g"`` or a byte count -> bytes; None stays None.
-
-    Raises:
-        OptionError: ``value`` is not a size; the message names ``what`` (the parameter or
-            environment variable it came from).
-    """
-    if value is None or isinstance(value, int):
-        return value
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", str(value).lower())
-    if not found:
-        raise OptionError(what, f" must be a size such as 512M or 2G, got {value!r}")
-    return int(float(found.group(1)) * _UNITS[found.group(2)])
-
-
 def default_memory_budget(device: torch.device) -> int:
     """2 GiB, but at most a quarter of the GPU's memory (CUDA) or of the machine's RAM."""
     if device.type == "cuda":
@@ -134,12 +118,12 @@ def frozen_prefix(backbone, frozen_ids: set[int], n_frozen: int, preprocess,
     """The cacheable frozen part of a trial, or why there is none (a short reason).
 
     All groups frozen and every body parameter in them: the body itself (any zoo). Fewer:
-    the zoo's ``Backbone.split``, checked to hold frozen parameters only.
+    the zoo's ``Backbone.split``, checked to hold frozen parameters only. Random training
+    input is planned apart (:func:`autotransfer.train.cache_views.plan_views`); ``preprocess`` is
+    kept for callers.
     """
     if n_frozen == 0:
         return "nothing frozen"
-    if getattr(preprocess, "random_in_training", True):
-        return f"training input is random (augment={getattr(preprocess, 'augment', '?')})"
     body = backbone.model
     n_groups = len(backbone.groups)
     if n_frozen == n_groups and all(id(p) in frozen_ids for p in body.parameters()):
@@ -165,9 +149,14 @@ def compute_activations(
     prefix: nn.Module, preprocess, inputs: Any, *, device: torch.device, autocast,
     memory_format: torch.memory_format = torch.contiguous_format, batch_size: int = 256,
     batch_check: Callable[[], None] | None = None,
+    to_input: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """``prefix`` over every row of ``inputs`` (eval mode, no autograd), on ``device``;
-    ``batch_check`` runs before each batch (it raises to stop, e.g. at a time budget)."""
+    """``prefix`` over every row of ``inputs`` (eval mode, no autograd), on ``device``.
+
+    ``batch_check`` runs before each batch (it raises to stop, e.g. at a time budget).
+    ``to_input(rows)`` makes the model input of a batch (default: the eval transform); an
+    augmented view passes its own (see :mod:`autotransfer.train.cache_views`).
+    """
     was_training = prefix.training
     prefix.eval()
     n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
@@ -179,7 +168,8 @@ def compute_activations(
             rows = slice(start, start + batch_size)
             batch = ({k: v[rows] for k, v in inputs.items()} if isinstance(inputs, dict)
                      else inputs[rows])
-            x = preprocess.to_input(batch, device=device, train=False)
+            x = (to_input(batch) if to_input is not None
+                 else preprocess.to_input(batch, device=device, train=False))
             if isinstance(x, torch.Tensor) and x.ndim == 4:
                 x = x.contiguous(memory_format=memory_format)
             with autocast:
@@ -214,6 +204,8 @@ class ActivationCache:
             ``AUTOTRANSFER_CACHE_MEMORY``). 0 keeps nothing across trials.
         directory: disk tier folder (None: ``AUTOTRANSFER_CACHE_DIR``, or no disk tier).
         max_disk_bytes: disk bound (None: ``AUTOTRANSFER_CACHE_DISK``, or 10 GiB).
+        views: K of a bank of random augmented views (None: ``AUTOTRANSFER_CACHE_VIEWS``, or
+            :data:`~autotransfer.train.cache_views.DEFAULT_BANK_VIEWS`); 0: no bank.
 
     Example:
         >>> cache = ActivationCache(max_bytes=2**20)
@@ -225,7 +217,13 @@ class ActivationCache:
     """
 
     def __init__(self, max_bytes: int | str | None = None, *, directory: str | Path | None = None,
-                 max_disk_bytes: int | str | None = None) -> None:
+                 max_disk_bytes: int | str | None = None, views: int | None = None) -> None:
+        from autotransfer.train.cache_views import DEFAULT_BANK_VIEWS
+
+        views = views if views is not None else os.environ.get("AUTOTRANSFER_CACHE_VIEWS")
+        if views is not None and (not str(views).isdigit()):
+            raise OptionError("cache_views", f" must be a whole number >= 0, got {views!r}")
+        self.views = DEFAULT_BANK_VIEWS if views is None else int(views)
         self.max_bytes = parse_size(
             max_bytes if max_bytes is not None else os.environ.get("AUTOTRANSFER_CACHE_MEMORY"),
             what="max_bytes" if max_bytes is not None else "AUTOTRANSFER_CACHE_MEMORY")
@@ -346,11 +344,19 @@ class ActivationCache:
 
 
 def cache_key(digest: str, n_frozen: int, n_groups: int, split_digest: str,
-              params: dict[str, Any], device: torch.device, precision: str) -> str:
-    """SHA-256 of everything the prefix output depends on (see the module docstring)."""
-    relevant = {k: v for k, v in sorted(params.items()) if k not in TRAINING_ONLY}
+              params: dict[str, Any], device: torch.device, precision: str,
+              views: str = "") -> str:
+    """SHA-256 of everything the prefix output depends on (see the module docstring).
+
+    ``views`` names the augmented views an entry holds (``""``: the input as is, as for
+    validation; ``ViewPlan.key`` otherwise); ``augment`` counts only through it, so that
+    trials with other augmentations share their validation activations.
+    """
+    relevant = {k: v for k, v in sorted(params.items())
+                if k not in TRAINING_ONLY and k != "augment"}
     payload = json.dumps(
-        [FORMAT, digest, n_frozen, n_groups, split_digest, relevant, str(device), precision],
+        [FORMAT, digest, n_frozen, n_groups, split_digest, relevant, str(device), precision,
+         views],
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -21,6 +21,7 @@ from autotransfer.train.cache import (
     compute_activations,
     frozen_prefix,
 )
+from autotransfer.train.cache_views import ViewPlan, plan_views, stack_views, take_views
 from autotransfer.train.device import _to_device
 from autotransfer.train.freezing import freeze, n_frozen_groups, train_mode
 from autotransfer.train.metrics import classification_scores
@@ -139,7 +140,8 @@ class Trainer:
         else:
             self.cache = ActivationCache() if cache else None
         self.prefix: FrozenPrefix | None = None
-        self.cache_status = "off"  # then hit, miss, or "unused: why"
+        self.views: ViewPlan | None = None  # augmented training views held by the cache
+        self.cache_status = "off"  # then hit, miss (+ " (views)"), or "unused: why"
         if self.cache is not None:  # planned on the CPU: the prefix digest reads every weight
             by_name = dict(self.model.named_parameters())
             plan = frozen_prefix(
@@ -172,6 +174,7 @@ class Trainer:
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._activations: dict[str, Any] = {}
         self.cache_seconds = 0.0  # spent computing prefix activations (misses)
+        self.first_batch_at: float | None = None  # wall clock (time.time()) of the first step
         self._run = torch.compile(self._forward) if compile else self._forward
         # batches without autograd: large ones fill a GPU (and shrink with the batch size when
         # a trial is retried after running out of memory); on a CPU, beyond ~32 images the
@@ -193,7 +196,8 @@ class Trainer:
         inputs, labels = self.preprocess.encode(self.data, split)
         if self.prefix is not None:
             if split not in self._activations:
-                self._activations[split] = self._prefix_activations(split, inputs)
+                views = self.views if split == "train" else None
+                self._activations[split] = self._prefix_activations(inputs, views)
             return self._activations[split], labels
         if self.device.type == "cuda":
             if split not in self._on_device:
@@ -201,33 +205,41 @@ class Trainer:
             inputs = self._on_device[split][0]
         return inputs, labels
 
-    def _prefix_activations(self, split: str, inputs: Any) -> Any:
+    def _prefix_activations(self, inputs: Any, views: ViewPlan | None) -> Any:
+        """A split's prefix outputs (every view of ``views`` stacked ``(V, N, ...)``)."""
         assert self.cache is not None and self.prefix is not None
         key = cache_key(
             self.prefix.digest, n_frozen_groups(len(self.groups), self.params["freeze_fraction"]),
             len(self.groups), self.cache.input_digest(inputs), self.params, self.device,
-            "bf16" if self.device.type == "cuda" else "fp32",
+            "bf16" if self.device.type == "cuda" else "fp32", views.key if views else "",
         )
+        note = f" ({self.views.describe()})" if self.views else ""
         found = self.cache.get(key, self.device)
         if found is not None:
-            if self.cache_status != "miss":
-                self.cache_status = "hit"
+            if not self.cache_status.startswith("miss"):
+                self.cache_status = "hit" + note
             return found
         start = time.perf_counter()
-        activations = compute_activations(
+        makers = views.view_inputs(self.preprocess, self.device) if views else [None]
+        outputs = [compute_activations(
             self.prefix.prefix, self.preprocess, inputs, device=self.device,
             autocast=self.autocast, memory_format=self.memory_format,
-            batch_size=self.inference_batch_size, batch_check=self.batch_check,
-        )
+            batch_size=self.inference_batch_size, batch_check=self.batch_check, to_input=make,
+        ) for make in makers]
+        activations = stack_views(outputs) if views else outputs[0]
         seconds = time.perf_counter() - start
         self.cache_seconds += seconds
         self.cache.stats.computed += 1
         self.cache.put(key, activations, self.device)
-        self.cache_status = "miss"
+        self.cache_status = "miss" + note
         return activations
 
     def _inputs(self, batch: Any, train: bool = False) -> Any:
-        if self.prefix is not None:  # cached activations: already model input
+        if self.prefix is not None and train and self.views is not None:
+            # batch holds row numbers: each row under the view this epoch draws for it
+            drawn = self.views.draw(self.preprocess, len(batch), self.generator)
+            x = _to_device(take_views(self._activations["train"], drawn, batch), self.device)
+        elif self.prefix is not None:  # cached activations: already model input
             x = _to_device(batch, self.device)
         else:
             x = self.preprocess.to_input(
@@ -257,7 +269,15 @@ class Trainer:
         """
         if self.batch_check is not None:  # loading the backbone may have used the time up
             self.batch_check()
+        if self.prefix is not None and self.cache is not None:
+            plan = plan_views(self.preprocess, self.cache.views, epochs)
+            if isinstance(plan, str):  # random input the cache cannot hold: train live
+                self.prefix, self.cache_status = None, f"unused: {plan}"
+            else:
+                self.views = plan
         x_train, y_train = self._split("train")
+        if self.views is not None:  # batches of row numbers; _inputs draws their views
+            x_train = torch.arange(len(y_train))
         batch_size = min(int(self.params["batch_size"]), len(y_train))
         steps = len(y_train) // batch_size + (len(y_train) % batch_size >= min(2, batch_size))
         total = epochs * steps
@@ -284,6 +304,8 @@ class Trainer:
                     self.batch_check()
                 inputs = self._inputs(batch, train=True)
                 labels = labels.to(self.device, non_blocking=True)
+                if self.first_batch_at is None:
+                    self.first_batch_at = time.time()
                 with self.autocast:
                     loss = self.loss_fn(self._run(inputs), labels)
                 if not torch.isfinite(loss):

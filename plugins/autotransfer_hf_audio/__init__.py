@@ -19,10 +19,10 @@ from autotransfer.plugin import (
     MATCH_PREV_GROUP,
     AudioPreprocess,
     Backbone,
+    BackboneCatalogue,
     BackboneEntry,
     BackboneError,
     ModelFormat,
-    TransferModel,
     group_names,
     hookimpl,
     hub_entry,
@@ -89,8 +89,13 @@ def _entry(name: str, params: int | None = None, description: str = "") -> Backb
 
 @hookimpl(tryfirst=True)
 def register_backbones(register) -> None:
-    for name, (params, description) in WELL_KNOWN.items():
-        register(_entry(name, params, f"{description}; weights from the hub"))
+    register(BackboneCatalogue(ZOO, ("audio",), well_known))
+
+
+def well_known() -> list[BackboneEntry]:
+    """The listed ids (any other hub id or local directory resolves too)."""
+    return [_entry(name, params, f"{description}; weights from the hub")
+            for name, (params, description) in WELL_KNOWN.items()]
 
 
 @hookimpl
@@ -255,6 +260,8 @@ def _load(directory, meta: dict[str, Any], trust_remote_code: bool = False):
     preprocess = backbone.preprocess.configure(params)
     if backbone.configure is not None:
         backbone.configure(params)
+    from autotransfer.plugin import TransferModel  # torch: only when a model loads
+
     model = TransferModel(backbone, len(meta["classes"]))
     load_linear_head(model.head[-1], directory)
     return model, preprocess

@@ -11,11 +11,19 @@ demos and of the tests.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from autotransfer.plugin import Backbone, BackboneEntry, BackboneError, ImagePreprocess, hookimpl
+from autotransfer.plugin import (
+    Backbone,
+    BackboneCatalogue,
+    BackboneEntry,
+    BackboneError,
+    ImagePreprocess,
+    hookimpl,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -141,8 +149,13 @@ def metadata(name: str) -> dict:
 
 @hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
 def register_backbones(register) -> None:
+    register(BackboneCatalogue("packaged", ("image", "text", "audio"), packaged_entries))
+
+
+def packaged_entries() -> Iterator[BackboneEntry]:
+    """Every ``packaged/...`` entry (no package is opened until one loads)."""
     for name, spec in PACKAGED.items():
-        register(
+        yield (
             BackboneEntry(
                 id=f"packaged/{name}",
                 modality="image",
@@ -153,7 +166,7 @@ def register_backbones(register) -> None:
             )
         )
     for name, hf in PACKAGED_HF.items():
-        register(
+        yield (
             BackboneEntry(
                 id=f"packaged/{name}",
                 modality=hf.modality,

@@ -6,12 +6,14 @@ Pretrained weights come from the Hugging Face hub when online; offline, give a l
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autotransfer.plugin import (
     Backbone,
+    BackboneCatalogue,
     BackboneEntry,
     BackboneError,
     ImagePreprocess,
@@ -26,12 +28,18 @@ if TYPE_CHECKING:
 
 @hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
 def register_backbones(register) -> None:
+    # about 3,200 ids that need timm (and torch) to list: only when a caller asks for timm/
+    register(BackboneCatalogue("timm", ("image",), timm_entries))
+
+
+def timm_entries() -> Iterator[BackboneEntry]:
+    """``timm/<architecture>`` and ``timm/<architecture>.<pretrained tag>`` for every model."""
     import timm
 
     tagged = timm.list_models(pretrained=True)
     architectures = set(timm.list_models()) | {name.partition(".")[0] for name in tagged}
     for name in sorted(architectures) + tagged:
-        register(
+        yield (
             BackboneEntry(
                 id=f"timm/{name}",
                 modality="image",
