@@ -245,6 +245,13 @@ USAGE_CASES = {
     "report: typo": (["report"], ["report", "--studdy", "s", "-o", "r"],
                      "No such option: --studdy (Possible options: --study)"),
     "report: missing option": (["report"], ["report", "-o", "r"], "Missing option '--study'."),
+    "inspect: typo": (["inspect"], ["inspect", "d", "--jsn"],
+                      "No such option: --jsn (Possible options: --json)"),
+    "inspect: missing argument": (["inspect"], ["inspect", "--json"],
+                                  "Missing argument 'data'."),
+    "inspect: bad choice": (["inspect"], ["inspect", "d", "--modality", "video"],
+                            "Invalid value for '--modality': 'video' is not one of 'image', "
+                            "'text', 'audio'."),
 }
 
 

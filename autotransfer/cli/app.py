@@ -273,7 +273,9 @@ def inspect(
         ..., help="Folder of class sub-folders, train/ and val/ (and test/), CSV/TSV/JSONL, "
         "or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, hf://datasets/...)."
     ),
-    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    modality: Modality | None = typer.Option(
+        None, help="image, text or audio (default: detected)."
+    ),
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
     label_column: str = typer.Option(
         "label", help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset."
