@@ -48,8 +48,10 @@ services:
 	@command -v chromium >/dev/null || \
 	  apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
+# ruff, then the architecture's import rules (pyproject.toml [tool.importlinter]).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check autotransfer plugins tests benchmarks docs
+	PYTHONPATH=.:plugins:plugins/example_zoo $(BIN)/lint-imports --no-cache
 
 # The user guide as a site, built strictly (a broken link or a page missing from the nav fails);
 # tests/test_docs.py runs every code block in it.

@@ -1,11 +1,15 @@
-"""autotransfer: which pretrained backbone to fine-tune, how much to freeze, at which rates."""
+"""autotransfer: which pretrained backbone to fine-tune, how much to freeze, at which rates.
 
-from autotransfer.backbones import (
-    Backbone,
-    BackboneEntry,
-    get_backbone,
-    get_registry,
-)
+The user's API (lazy, so that ``import autotransfer`` stays free of torch). The parts are
+sub-packages, from the bottom layer up: ``contract`` (what zoos and the core agree on), ``data``,
+``train``, ``model``, ``search`` and ``cli``; ``testing`` is for plugin authors' tests, and
+``autotransfer.plugin`` is the plugin author's API.
+"""
+
+from autotransfer import _moved
+from autotransfer.contract.backbone import Backbone, BackboneEntry
+from autotransfer.contract.hookspecs import hookimpl
+from autotransfer.contract.registry import get_backbone, get_registry
 from autotransfer.errors import (
     AutotransferError,
     BackboneError,
@@ -14,18 +18,20 @@ from autotransfer.errors import (
     SpaceError,
     StorageError,
 )
-from autotransfer.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
+_moved.install()  # the 0.1 module paths (autotransfer.layers, ...) warn and still import
+
 #: The Python API that mirrors the CLI, imported on first use so that ``import autotransfer``
 #: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``,
-#: ``autotransfer.inspect``.
+#: ``autotransfer.inspect``. ``search`` and ``train`` are also the packages of those parts,
+#: callable (``_callable``).
 _API = {
-    "search": "autotransfer.study",
-    "train": "autotransfer.refit",
-    "predict": "autotransfer.inference",
-    "inspect": "autotransfer.data.inspect",
+    "search": ("autotransfer.search", None),
+    "train": ("autotransfer.train", None),
+    "predict": ("autotransfer.model.predict", "predict"),
+    "inspect": ("autotransfer.data.inspect", "inspect"),
 }
 
 
@@ -33,7 +39,10 @@ def __getattr__(name: str):
     if name in _API:
         import importlib
 
-        value = getattr(importlib.import_module(_API[name]), name)
+        module, attr = _API[name]
+        value = importlib.import_module(module)
+        if attr is not None:
+            value = getattr(value, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'autotransfer' has no attribute {name!r}")

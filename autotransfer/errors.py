@@ -30,3 +30,19 @@ class PluginError(AutotransferError):
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of ``exc``'s message, at most ``limit`` characters (for one-line errors)."""
     return (str(exc).strip().splitlines() or [""])[0][:limit]
+
+
+class OptionError(AutotransferError):
+    """A bad argument of the Python API, named by its Python name.
+
+    ``str(error)`` is ``option + problem``, e.g. ``"trials must be >= 1, got 0"``; the CLI shows
+    the same problem after the option's flag (``"--trials must be >= 1, got 0"``).
+    """
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}{problem}")
+        self.option = option
+        self.problem = problem
+
+    def __reduce__(self):  # picklable across worker processes despite the two arguments
+        return type(self), (self.option, self.problem)

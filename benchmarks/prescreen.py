@@ -31,10 +31,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.backbones import get_registry  # noqa: E402
+from autotransfer.contract.registry import get_registry
+from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data  # noqa: E402
-from autotransfer.prescreen import METHODS, prescreen  # noqa: E402
-from autotransfer.space import parse_space  # noqa: E402
+from autotransfer.search.prescreen import METHODS, prescreen
 
 IMAGE_BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0",
                    "packaged/tf_efficientnet_lite1", "packaged/tf_efficientnet_lite2"]
@@ -88,7 +88,7 @@ def fine_tune(spec, data, params, epochs: int, seed: int) -> tuple[float, float]
     """Validation accuracy of ``spec`` after ``epochs`` epochs with ``params``; seconds."""
     import torch
 
-    from autotransfer.training import Trainer
+    from autotransfer.train.trainer import Trainer
 
     start = time.perf_counter()
     torch.manual_seed(seed)

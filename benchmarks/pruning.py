@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import optuna  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.space import parse_space  # noqa: E402
-from autotransfer.study import search  # noqa: E402
+from autotransfer.contract.space import parse_space
+from autotransfer.search.study import search
 
 SPACE = {
     "backbones": ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"],

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prescreen import export_digits  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.space import parse_space  # noqa: E402
-from autotransfer.study import search  # noqa: E402
+from autotransfer.contract.space import parse_space
+from autotransfer.search.study import search
 
 CLOTHES = ("t-shirt", "trouser", "pullover", "dress", "coat", "shirt")
 ACCESSORIES = ("sandal", "sneaker", "bag", "ankle-boot")

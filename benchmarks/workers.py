@@ -22,8 +22,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/services.py
+
 from autotransfer.demo import export_fashion_mnist  # noqa: E402
-from autotransfer.testing import throwaway_postgres  # noqa: E402
+from services import throwaway_postgres  # noqa: E402
 
 SPACE = """\
 backbones:

@@ -65,7 +65,7 @@ def postgres_url():
     """A throwaway PostgreSQL cluster on 127.0.0.1: the URL of a database owned by a user with a
     password (``s3cret``), so that tests can check that it never shows."""
     from autotransfer.errors import AutotransferError
-    from autotransfer.testing import throwaway_postgres
+    from services import throwaway_postgres
 
     try:
         server = throwaway_postgres("s3cret")

@@ -102,7 +102,8 @@ CASES = {
         "params.lr.type: must be float, int or categorical, got 'uniform'"),
     "unknown top-level key": (_with_space(GOOD_SPACE + "trials: 5\n"), "unknown key 'trials'"),
     "missing epochs": (_with_space("backbones: [timm/test_vit]\n"), "missing key 'epochs'"),
-    "unknown pruner": (_with_space(GOOD_SPACE + "pruner: sometimes\n"), "pruner: Input should"),
+    "unknown pruner": (_with_space(GOOD_SPACE + "pruner: sometimes\n"),
+                       "pruner: unknown pruner 'sometimes'; expected one of hyperband"),
     "backbone listed twice": (_with_space("backbones: [timm/test_vit, timm/test_vit]\nepochs: 1\n"),
                               "backbone 'timm/test_vit' is listed twice"),
     # backbones and plugins
@@ -163,12 +164,12 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_an_internal_error_is_still_one_line(tmp_path, capsys, monkeypatch):
-    import autotransfer.study
+    from autotransfer.search import study
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(autotransfer.study, "search", broken)
+    monkeypatch.setattr(study, "search", broken)
     with pytest.raises(SystemExit) as info:
         main(_search(tmp_path))
     err = capsys.readouterr().err.strip()

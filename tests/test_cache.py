@@ -6,17 +6,19 @@ import pytest
 import timm
 import torch
 
-from autotransfer.backbones import BackboneEntry, get_backbone
-from autotransfer.cache import ActivationCache, Stage, cache_key, nbytes, sequential_split
 from autotransfer.cli import main
+from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.hyperparameters import defaults
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.stages import Stage, sequential_split
 from autotransfer.data import ImagePreprocess, load_data
-from autotransfer.space import HYPERPARAMETERS
 from autotransfer.testing import ConformanceError, check_backbone, tiny_cnn_backbone
-from autotransfer.training import Trainer
+from autotransfer.train.cache import ActivationCache, cache_key, nbytes
+from autotransfer.train.trainer import Trainer
 from autotransfer_timm import backbone_from_timm
 from conftest import cli_error
 
-DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
+DEFAULTS = defaults()
 CPU = torch.device("cpu")
 TINY_TIMM = {  # one small model per family that the timm zoo can cut into a prefix and a rest
     "efficientnet": ("tf_efficientnet_lite0", {}),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from autotransfer.cli import main
-from autotransfer.space import HYPERPARAMETERS
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from conftest import cli_error as _error
 from conftest import write_images
 

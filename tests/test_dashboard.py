@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from autotransfer.cli import main
-from autotransfer.space import parse_space
-from autotransfer.study import search
-from autotransfer.testing import free_port
+from autotransfer.contract.space import parse_space
+from autotransfer.search.study import search
+from services import free_port
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,7 +7,8 @@ from typing import Literal, get_args, get_origin
 
 import typer
 
-from autotransfer.space import HYPERPARAMETERS, SearchSpace
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.space import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,15 +146,15 @@ def _finished_study(tmp_path):
 
 
 def test_leaderboard_columns_on_the_concepts_page_are_the_csv_columns(tmp_path):
-    from autotransfer.report import leaderboard
+    from autotransfer.search.report import leaderboard
 
     (row,) = leaderboard(_finished_study(tmp_path))
     assert _keys_table("**`leaderboard.csv`**") == list(row)
 
 
 def test_best_yaml_keys_on_the_concepts_page_are_the_written_keys(tmp_path):
-    from autotransfer.report import best_config
-    from autotransfer.space import parse_space
+    from autotransfer.contract.space import parse_space
+    from autotransfer.search.report import best_config
 
     space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 2})
     config = best_config(_finished_study(tmp_path), space, data="d", storage="s",
@@ -237,7 +238,7 @@ def test_every_search_space_shown_in_the_docs_is_valid():
     import yaml
 
     import docblocks
-    from autotransfer.space import parse_space
+    from autotransfer.contract.space import parse_space
 
     checked = 0
     for page in _pages():
@@ -252,7 +253,7 @@ def test_every_search_space_shown_in_the_docs_is_valid():
 
 
 def test_every_shipped_search_space_is_listed_and_valid():
-    from autotransfer.space import load_space
+    from autotransfer.contract.space import load_space
 
     page = (REPO / "docs" / "search-spaces.md").read_text()
     for path in sorted((REPO / "search_spaces").glob("*.yaml")):

@@ -13,10 +13,10 @@ import torch
 import yaml
 
 from autotransfer import BackboneEntry, hookimpl
-from autotransfer.backbones import get_backbone
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.space import parse_space
 from autotransfer.errors import BackboneError
-from autotransfer.space import parse_space
-from autotransfer.study import search
+from autotransfer.search.study import search
 from autotransfer.testing import registered_plugin, tiny_cnn_backbone
 
 
@@ -189,8 +189,8 @@ def test_remote_code_in_a_checkpoint_does_not_run_without_the_flag(tmp_path):
 
 
 def test_trust_remote_code_flag_reaches_only_loaders_that_take_it():
-    from autotransfer.space import BackboneSpec
-    from autotransfer.study import TrialContext
+    from autotransfer.contract.space import BackboneSpec
+    from autotransfer.search.objective import TrialContext
 
     hf = get_backbone("hf-text/bert-base-uncased")
     timm_entry = get_backbone("timm/test_vit")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from autotransfer.backbones import get_backbone, get_registry
+from autotransfer.contract.groups import check_groups
+from autotransfer.contract.registry import get_backbone, get_registry
 from autotransfer.errors import BackboneError
-from autotransfer.layers import check_groups, freeze
+from autotransfer.train.freezing import freeze
 from autotransfer_hf_audio import backbone_from_hf_audio
 from autotransfer_hf_text import backbone_from_hf_text
 

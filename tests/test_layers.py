@@ -2,15 +2,9 @@ import pytest
 import timm
 import torch
 
-from autotransfer.layers import (
-    check_groups,
-    freeze,
-    frozen_modules,
-    group_names,
-    n_frozen_groups,
-    param_groups,
-    train_mode,
-)
+from autotransfer.contract.groups import check_groups, group_names
+from autotransfer.train.freezing import freeze, frozen_modules, n_frozen_groups, train_mode
+from autotransfer.train.optim import param_groups
 from autotransfer_timm import backbone_from_timm
 
 MATCHER = {"stem": r"^stem", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotransfer.prescreen import (
+from autotransfer.contract.space import parse_space
+from autotransfer.search.prescreen import (
     keep_top,
     knn_accuracy,
     logme,
     prescreen,
     stratified_sample,
 )
-from autotransfer.space import parse_space
 from conftest import cli_error
 
 REPO = Path(__file__).resolve().parents[1]

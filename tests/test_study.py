@@ -8,12 +8,12 @@ import timm
 import yaml
 
 from autotransfer import hookimpl
-from autotransfer.backbones import BackboneEntry, reset_registry
+from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.space import parse_space
 from autotransfer.errors import StorageError
-from autotransfer.plugins import pm
-from autotransfer.space import parse_space
-from autotransfer.study import search
-from autotransfer.training import TransferModel
+from autotransfer.search.study import search
+from autotransfer.testing import registered_plugin
+from autotransfer.train.trainer import TransferModel
 from autotransfer_timm import backbone_from_timm
 
 
@@ -34,13 +34,8 @@ class FlakyZoo:
 
 @pytest.fixture
 def flaky_zoo():
-    pm.register(FlakyZoo(), name="flaky-zoo")
-    reset_registry()
-    try:
+    with registered_plugin(FlakyZoo(), name="flaky-zoo"):
         yield
-    finally:
-        pm.unregister(name="flaky-zoo")
-        reset_registry()
 
 
 SPACE = {

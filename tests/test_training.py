@@ -3,12 +3,15 @@ import math
 import pytest
 import torch
 
-from autotransfer.backbones import get_backbone
+from autotransfer.contract.hyperparameters import defaults
+from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data
-from autotransfer.space import HYPERPARAMETERS
-from autotransfer.training import Trainer, classification_scores, resolve_device, warmup_cosine
+from autotransfer.train.device import resolve_device
+from autotransfer.train.metrics import classification_scores
+from autotransfer.train.optim import warmup_cosine
+from autotransfer.train.trainer import Trainer
 
-DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
+DEFAULTS = defaults()
 
 
 def test_warmup_then_cosine_to_zero():

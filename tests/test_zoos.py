@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from autotransfer.backbones import get_backbone
+from autotransfer.contract.groups import check_groups
+from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_image
 from autotransfer.errors import BackboneError
-from autotransfer.layers import check_groups
 from autotransfer_packaged import PACKAGED, map_in_order
 from conftest import ASSETS
 

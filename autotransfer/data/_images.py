@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from autotransfer.contract.hyperparameters import AUGMENTATIONS
 from autotransfer.data._source import LabelledData, Split
 from autotransfer.errors import DataError
 
-AUGMENTATIONS = ("none", "flip", "crop_flip")
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,

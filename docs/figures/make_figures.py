@@ -5,8 +5,8 @@
 
 - ``layer-groups.png``: the layer groups of the packaged MobileNetV2 (real ImageNet weights),
   which are frozen and each group's learning rate, for three settings of ``freeze_fraction``,
-  ``layer_decay`` and ``head_lr_multiplier``; computed with ``autotransfer.layers`` exactly as a
-  trial does.
+  ``layer_decay`` and ``head_lr_multiplier``; computed with ``autotransfer.train.optim`` exactly
+  as a trial does.
 - ``pruning.png``: the validation accuracy after each epoch of every trial of a real search
   (Fashion-MNIST, 30 images per class, the shipped ``image-quick.yaml``, 10 trials, Hyperband),
   read back from the study's storage.
@@ -36,9 +36,10 @@ LR = 1e-3
 def group_learning_rates(backbone_id: str, freeze_fraction: float, layer_decay: float,
                          head_lr_multiplier: float, lr: float = LR):
     """``(labels, parameter counts, lrs)`` per layer group and the head; lr None = frozen."""
-    from autotransfer.backbones import get_backbone
-    from autotransfer.layers import freeze, param_groups
-    from autotransfer.training import TransferModel
+    from autotransfer.contract.registry import get_backbone
+    from autotransfer.train.freezing import freeze
+    from autotransfer.train.optim import param_groups
+    from autotransfer.train.trainer import TransferModel
 
     backbone = get_backbone(backbone_id).load(pretrained=True)
     model = TransferModel(backbone, n_classes=10)
@@ -97,7 +98,7 @@ def layer_groups_figure(out: Path, backbone_id: str = "packaged/mobilenetv2_100"
 def run_study(workdir: Path, trials: int = 10) -> tuple[str, str]:
     """A real search on 30 Fashion-MNIST images per class; returns (storage URL, study name)."""
     from autotransfer.demo import export_fashion_mnist
-    from autotransfer.study import search
+    from autotransfer.search.study import search
 
     data = export_fashion_mnist(workdir / "fashion-mnist", per_class=30, seed=0)
     storage = f"sqlite:///{workdir / 'figure.db'}"

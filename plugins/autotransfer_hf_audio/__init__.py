@@ -15,11 +15,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
-from autotransfer.data import AudioPreprocess
-from autotransfer.hub import hub_entry, load_error, served_name
-from autotransfer.hub import source as hub_source
-from autotransfer.layers import MATCH_PREV_GROUP, group_names
+from autotransfer.plugin import (
+    MATCH_PREV_GROUP,
+    AudioPreprocess,
+    Backbone,
+    BackboneEntry,
+    BackboneError,
+    ModelFormat,
+    TransferModel,
+    group_names,
+    hookimpl,
+    hub_entry,
+    hub_source,
+    load_error,
+    load_linear_head,
+    save_linear_head,
+    served_name,
+)
 
 ZOO = "hf-audio"
 
@@ -200,3 +212,55 @@ def load_hf_audio(
     except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
         raise load_error(label, ZOO, exc) from None
     return backbone_from_hf_audio(model, extractor, name=source, label=label)
+
+
+# The native model format of this zoo (``library: transformers``): the encoder saved with
+# ``save_pretrained`` (``AutoModel`` loads it; Whisper: ``WhisperEncoder``), its feature
+# extractor, ``id2label`` in its config, and the head as ``head.safetensors`` (``weight``,
+# ``bias``) applied to the pooled hidden states.
+
+
+def _can_export(body: Any, modality: str) -> bool:
+    return hasattr(body, "encoder") and hasattr(body.encoder, "save_pretrained")
+
+
+def _export(model, preprocess, out, classes: list[str]) -> dict[str, Any]:
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    encoder = model.body.encoder
+    encoder.config.id2label = dict(enumerate(classes))
+    encoder.config.label2id = {c: i for i, c in enumerate(classes)}
+    encoder.save_pretrained(out, safe_serialization=True)
+    if preprocess.extractor is not None:
+        preprocess.extractor.save_pretrained(out)
+    save_linear_head(model.head[-1], out)
+    return {"preprocess": {"kind": "audio", "clip_seconds": preprocess.clip_seconds,
+                           "sampling_rate": preprocess.sampling_rate,
+                           "input_name": preprocess.input_name}}
+
+
+def _load(directory, meta: dict[str, Any], trust_remote_code: bool = False):
+    import transformers
+
+    # the unused pooler of BERT-like encoders is not saved; its "missing" report is noise here
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        backbone = load_hf_audio(str(directory.resolve()), pretrained=True,
+                          trust_remote_code=trust_remote_code)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    params = meta["params"]
+    preprocess = backbone.preprocess.configure(params)
+    if backbone.configure is not None:
+        backbone.configure(params)
+    model = TransferModel(backbone, len(meta["classes"]))
+    load_linear_head(model.head[-1], directory)
+    return model, preprocess
+
+
+@hookimpl
+def register_model_formats(register) -> None:
+    register(ModelFormat("transformers", can_export=_can_export, export=_export, load=_load,
+                         modality="audio"))

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
-from autotransfer.data import ImagePreprocess
+from autotransfer.plugin import Backbone, BackboneEntry, BackboneError, ImagePreprocess, hookimpl
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,6 +109,36 @@ PACKAGED_HF: dict[str, PackagedHF] = {
 }
 
 
+# Published ImageNet-1k top-1 (%) of the weights shipped here, the pre-screen's baseline
+# "better on ImageNet transfers better" (Kornblith et al., CVPR 2019):
+# EfficientNet-Lite0/1/2: 75.1 / 76.7 / 77.6 (tensorflow/tpu, models/official/efficientnet/lite
+# README, float models); MobileNetV2 (torchvision mobilenet_v2-b0353104, IMAGENET1K_V1): 71.878
+# (torchvision model docs).
+IMAGENET_TOP1 = {
+    "tf_efficientnet_lite0": 75.1,
+    "tf_efficientnet_lite1": 76.7,
+    "tf_efficientnet_lite2": 77.6,
+    "mobilenetv2_100": 71.878,
+}
+# The transfer history's reference backbone per modality: meta-features are comparable between
+# datasets only when the same network embedded them, with the same preprocessing.
+REFERENCE = {
+    "mobilenetv2_100": ("image", {"image_size": 64}),
+    "all-MiniLM-L6-v2": ("text", {"max_length": 64}),
+    "whisper-tiny.en": ("audio", {"clip_seconds": 2.0}),
+}
+
+
+def metadata(name: str) -> dict:
+    """The entry metadata the core reads (see ``BackboneEntry.metadata``)."""
+    meta: dict = {}
+    if name in IMAGENET_TOP1:
+        meta["imagenet_top1"] = IMAGENET_TOP1[name]
+    if name in REFERENCE:
+        meta["reference_for"], meta["reference_options"] = REFERENCE[name]
+    return meta
+
+
 @hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
 def register_backbones(register) -> None:
     for name, spec in PACKAGED.items():
@@ -120,6 +149,7 @@ def register_backbones(register) -> None:
                 loader=partial(load_packaged, name),
                 params=spec.params,
                 description=f"ImageNet weights from pip package {spec.distribution}",
+                metadata=metadata(name),
             )
         )
     for name, hf in PACKAGED_HF.items():
@@ -130,6 +160,7 @@ def register_backbones(register) -> None:
                 loader=partial(load_packaged_hf, name),
                 params=hf.params,
                 description=f"{hf.description}; pip {', '.join(d for d, _ in hf.distributions)}",
+                metadata=metadata(name),
             )
         )
 

@@ -10,10 +10,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
-from autotransfer.data import ImagePreprocess
-from autotransfer.errors import first_line
-from autotransfer.layers import group_names
+from autotransfer.plugin import (
+    Backbone,
+    BackboneEntry,
+    BackboneError,
+    ImagePreprocess,
+    first_line,
+    group_names,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -72,7 +77,7 @@ def backbone_from_timm(model: nn.Module, preprocess: ImagePreprocess | None = No
     import timm.data
     from torch import nn
 
-    from autotransfer.cache import sequential_split
+    from autotransfer.plugin import sequential_split
 
     names = [n for n, _ in model.named_parameters()]
     groups = group_names(names, model.group_matcher(coarse=False))
@@ -112,7 +117,7 @@ def timm_stages(model: nn.Module) -> list[nn.Module] | None:
     from timm.models.resnet import ResNet
     from timm.models.vision_transformer import VisionTransformer
 
-    from autotransfer.cache import Stage
+    from autotransfer.plugin import Stage
 
     if getattr(model, "grad_checkpointing", False):
         return None
@@ -140,3 +145,9 @@ def timm_stages(model: nn.Module) -> list[nn.Module] | None:
         return [embed, *model.blocks, model.norm]
     return None
 
+
+@hookimpl
+def register_model_formats(register) -> None:
+    from autotransfer_timm._format import TIMM_FORMAT
+
+    register(TIMM_FORMAT)

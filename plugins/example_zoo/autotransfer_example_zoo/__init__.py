@@ -10,9 +10,14 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-from autotransfer import Backbone, BackboneEntry, BackboneError, hookimpl
-from autotransfer.data import ImagePreprocess
-from autotransfer.layers import group_names
+from autotransfer.plugin import (
+    Backbone,
+    BackboneEntry,
+    BackboneError,
+    ImagePreprocess,
+    group_names,
+    hookimpl,
+)
 
 # Layer groups in timm's group_matcher format: features.0 is the stem, features.1-17 the
 # inverted-residual blocks, and the final 1x1 conv (features.18) joins the last block.

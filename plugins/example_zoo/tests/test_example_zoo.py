@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from autotransfer.backbones import get_backbone
+from autotransfer.plugin import get_backbone
 from autotransfer.testing import check_backbone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

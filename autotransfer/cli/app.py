@@ -1,0 +1,417 @@
+"""The ``autotransfer`` command line: a thin front end over the Python API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from autotransfer import __version__
+from autotransfer.cli.console import (
+    ConsoleProgress,
+    _leaderboard_table,
+    _prescreen_table,
+    console,
+    err_console,
+)
+from autotransfer.errors import AutotransferError, OptionError
+from autotransfer.search.report import fmt
+from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+
+app = typer.Typer(
+    help="Pick and fine-tune a pretrained backbone with Optuna.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"autotransfer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]},
+              epilog="Add --debug anywhere to see the traceback of an error.")
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version."
+    ),
+    trace_hooks: bool = typer.Option(
+        False, "--trace-hooks", help="Print every plugin hook call to stderr."
+    ),
+) -> None:
+    """Pick and fine-tune a pretrained backbone with Optuna."""
+    if trace_hooks:
+        from autotransfer.contract.manager import enable_tracing
+
+        enable_tracing()
+
+
+
+
+
+
+@app.command()
+def search(
+    data: Path = typer.Argument(
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), or a CSV, TSV or "
+        "JSONL file."
+    ),
+    space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
+    trials: int | None = typer.Option(None, help="Total finished trials the study should reach."),
+    timeout: float | None = typer.Option(None, help="Stop starting trials after S seconds."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    study: str | None = typer.Option(None, help="Study name; an existing study resumes."),
+    out: Path = typer.Option(Path("autotransfer-out"), help="Folder for best.yaml and results."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, help="Seed of the sampler, the split and the training."),
+    trust_remote_code: bool = typer.Option(
+        False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
+    ),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+    workers: int = typer.Option(1, help="Worker processes on this machine (threads split)."),
+    heartbeat: int = typer.Option(
+        DEFAULT_HEARTBEAT, help="Seconds between heartbeats; a trial silent 3x is retried."
+    ),
+    keep_best: bool = typer.Option(
+        False, help="Keep the best trial's model (OUT/best-model, ready for predict)."
+    ),
+    cache: bool = typer.Option(
+        True, "--cache/--no-cache",
+        help="Compute the frozen layers' outputs once and reuse them across epochs and trials.",
+    ),
+    cache_memory: str | None = typer.Option(
+        None, help="Memory bound of that cache per process, e.g. 4G (default 2G, at most 1/4 "
+        "of the device's memory)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, help="Disk tier for that cache, shared by the workers (default: none)."
+    ),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the trained layers."),
+    prescreen: int | None = typer.Option(
+        None, help="Keep the K backbones that rank best on frozen features (see prescreen)."
+    ),
+    prescreen_by: str | None = typer.Option(
+        None, help="Pre-screen ranking: logme, knn, params or imagenet."
+    ),
+    warm_start: int | None = typer.Option(
+        None, help="Enqueue the N best configurations of the most similar past datasets."
+    ),
+    history: bool | None = typer.Option(
+        None, "--history/--no-history",
+        help="Record finished trials and dataset meta-features in the storage "
+        "(default: on, unless AUTOTRANSFER_HISTORY=0).",
+    ),
+) -> None:
+    """Search for the best backbone, freezing depth and learning rates for DATA."""
+    from autotransfer.search.report import backbone_id, state_counts
+    from autotransfer.search.storage import mask_url
+    from autotransfer.search.study import search as run_search
+
+    if trials is None and timeout is None:
+        raise AutotransferError("give --trials N or --timeout S (or both) to bound the search")
+    started = time.perf_counter()
+    console.print(f"autotransfer search {data} with {space} -> {mask_url(storage)}")
+    result = run_search(
+        data, space, trials=trials, timeout=timeout, storage=storage, study_name=study,
+        out=out, device=device, seed=seed, workers=workers, heartbeat=heartbeat,
+        progress=ConsoleProgress(trials), trust_remote_code=trust_remote_code,
+        modality=modality, text_column=text_column, label_column=label_column,
+        keep_best=keep_best,
+        cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, compile=compile,
+        prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,
+    )
+    for problem in result.worker_errors:
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    metric = result.best["metric"] if result.best else "score"
+    console.print(_leaderboard_table(result.leaderboard, metric))
+    counts = state_counts(result.leaderboard)
+    console.print(
+        f"study {result.study.study_name!r}: {counts['complete']} complete, "
+        f"{counts['pruned']} pruned, {counts['fail']} failed; "
+        f"{time.perf_counter() - started:.0f}s"
+    )
+    if result.best is None:
+        raise AutotransferError(
+            f"no trial completed in study {result.study.study_name!r}; see the reasons above"
+        )
+    best = result.best
+    test = f", test {best['test_score']:.4f}" if "test_score" in best else ""
+    backbone = backbone_id(best)
+    console.print(
+        f"[bold green]best[/]: {backbone} val {best['metric']} {best['val_score']:.4f}{test}"
+        f" -> {result.best_path}"
+    )
+    if keep_best and (out / "best-model").is_dir():
+        console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
+                      f"{out / 'best-model'} FILES)", highlight=False)
+
+
+@app.command()
+def prescreen(
+    data: Path = typer.Argument(
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), or CSV."
+    ),
+    space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
+    by: str | None = typer.Option(
+        None, help="Ranking: logme, knn, params or imagenet (default: the benchmark's winner)."
+    ),
+    samples: int = typer.Option(300, help="Training samples embedded per backbone (stratified)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, help="Seed of the sample and the split."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+    trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+) -> None:
+    """Rank the space's backbones by transferability from frozen features, seconds each."""
+    import json
+
+    from autotransfer.contract.space import load_space
+    from autotransfer.data import check_data, load_data
+    from autotransfer.search import prescreen as ps
+    from autotransfer.train.device import device_for
+
+    by = by or ps.DEFAULT_BY
+    if by not in ps.METHODS:
+        raise OptionError("by", f" must be one of {', '.join(ps.METHODS)}, got {by!r}")
+    parsed = load_space(space)
+    torch_device = device_for(device)
+    dataset = load_data(data, val_fraction=parsed.val_fraction, seed=seed, modality=modality,
+                        text_column=text_column, label_column=label_column)
+    check_data(dataset)
+    ps.check_modality(parsed, dataset)
+
+    def show(score) -> None:
+        if not as_json:
+            state = f"[red]{escape(score.error)}[/]" if score.error else "ok"
+            err_console.print(f"  {escape(score.label)}: {score.seconds:.1f}s {state}",
+                              highlight=False)
+
+    ranking = ps.prescreen(dataset, parsed, samples=samples, by=by, device=torch_device,
+                           seed=seed, trust_remote_code=trust_remote_code, on_score=show)
+    if as_json:
+        typer.echo(json.dumps(ps.as_json(ranking, by), indent=2))
+        return
+    console.print(_prescreen_table(ranking, by))
+
+
+
+
+@app.command()
+def inspect(
+    data: Path = typer.Argument(
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), or CSV/TSV/JSONL."
+    ),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show what a search would read from DATA (classes, counts, skipped files), no training."""
+    import json
+
+    from autotransfer.data.inspect import inspect as run_inspect
+
+    found = run_inspect(data, modality=modality, text_column=text_column,
+                        label_column=label_column)
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+    else:
+        console.print(f"{escape(str(data))}: {found.modality}, {len(found.classes)} classes",
+                      highlight=False, soft_wrap=True)
+        table = Table()
+        table.add_column("class")
+        for split in found.counts:
+            table.add_column(split, justify="right")
+        for cls in found.classes:
+            table.add_row(escape(cls), *(str(c[cls]) for c in found.counts.values()))
+        console.print(table)
+        for path, reason in found.skipped:
+            console.print(f"skipped {escape(str(path))}: {escape(reason)}", highlight=False)
+        for warning in found.warnings:
+            console.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
+    if found.error:
+        raise AutotransferError(found.error)
+
+
+@app.command()
+def dashboard(
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens it to all."),
+) -> None:
+    """Watch the studies in STORAGE live in optuna-dashboard."""
+    from autotransfer.search.storage import make_storage, mask_url
+
+    if not 0 < port < 65536:
+        raise AutotransferError(f"--port must be in 1..65535, got {port}")
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise AutotransferError("optuna-dashboard is not installed: pip install optuna-dashboard"
+                                ) from None
+    study_storage = make_storage(storage, must_exist=True)
+    console.print(f"optuna-dashboard for {mask_url(storage)} at http://{host}:{port}/dashboard/"
+                  " (Ctrl-C stops it)", highlight=False, soft_wrap=True)
+    try:
+        run_server(study_storage, host=host, port=port)
+    except OSError as exc:
+        raise AutotransferError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                                ) from None
+
+
+@app.command()
+def plugins() -> None:
+    """List the loaded plugins with their versions and hooks."""
+    from autotransfer.contract.manager import get_plugins, plugin_errors
+
+    table = Table()
+    for column in ("plugin", "version", "hooks"):
+        table.add_column(column)
+    for plugin in get_plugins():
+        table.add_row(str(plugin["name"]), str(plugin["version"]), ", ".join(plugin["hooks"]))
+    console.print(table)
+    for name, error in plugin_errors().items():
+        err_console.print(f"plugin {name!r} failed to load: {error}")
+
+
+@app.command()
+def backbones(
+    pattern: str | None = typer.Argument(None, help="Only ids containing this text."),
+    modality: str | None = typer.Option(None, help="image, text or audio."),
+) -> None:
+    """List the backbone ids that the plugins offer."""
+    from autotransfer.contract.backbone import MODALITIES
+    from autotransfer.contract.registry import get_registry
+
+    if modality is not None and modality not in MODALITIES:
+        raise AutotransferError(
+            f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}"
+        )
+    entries = [
+        e for e in get_registry().entries(modality) if pattern is None or pattern in e.id
+    ]
+    for entry in entries:
+        params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"
+        typer.echo(f"{entry.id}\t{entry.modality}\t{params}\t{entry.description}")
+    err_console.print(f"{len(entries)} backbones")
+
+
+@app.command()
+def train(
+    best: Path = typer.Argument(..., help="best.yaml written by autotransfer search."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    data: Path | None = typer.Option(None, help="Dataset (default: the search's, from best.yaml)."),
+    refit_on: str = typer.Option("train+val", help="train+val (default) or train (the search's "
+                                 "split, which reproduces its validation score)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the search's per trial)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    seed: int | None = typer.Option(
+        None, help="Seed of the training (default: the best trial's, which it repeats)."
+    ),
+    trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
+    modality: str | None = typer.Option(None, help="image, text or audio (default: detected)."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
+    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+) -> None:
+    """Refit the best configuration, evaluate it on the test split, save the model."""
+    from autotransfer.model.refit import train as run_train
+
+    started = time.perf_counter()
+    console.print(f"autotransfer train {best} on {refit_on} -> {out}")
+
+    def on_epoch(result) -> None:
+        val = "" if result.accuracy != result.accuracy else f"  val acc {result.accuracy:.4f}"
+        console.print(f"  epoch {result.epoch}  loss {result.train_loss:.4f}{val}  "
+                      f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s")
+
+    outcome = run_train(
+        best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
+        trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
+        label_column=label_column, on_epoch=on_epoch,
+    )
+    search_val = fmt(outcome.val_score)
+    parts = [f"search val {outcome.metric} {search_val}"]
+    if outcome.val is not None:
+        parts.append(f"refit val {outcome.metric} {outcome.val[outcome.metric]:.4f}")
+    if outcome.test is not None:
+        parts.append(f"test accuracy {outcome.test['accuracy']:.4f}, "
+                     f"macro F1 {outcome.test['macro_f1']:.4f}")
+    else:
+        parts.append("no test split")
+    console.print(f"[bold green]{escape(outcome.backbone)}[/]: " + "; ".join(parts)
+                  + f"; {time.perf_counter() - started:.0f}s -> {outcome.model_dir}",
+                  highlight=False)
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train."),
+    inputs: list[str] = typer.Argument(None, help="Files, folders or CSV files."),
+    text: list[str] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON with every class probability."),
+    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL inputs."),
+    batch_size: int = typer.Option(64, help="Inputs per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Predict the class of each input, with its probability."""
+    import json
+
+    from autotransfer.model.predict import predict as run_predict
+
+    predictions = run_predict(model_dir, inputs or [], texts=text or [],
+                              text_column=text_column, batch_size=batch_size, device=device)
+    if as_json:
+        typer.echo(json.dumps([
+            {"input": p.input, "label": p.label, "probabilities": p.probabilities}
+            for p in predictions
+        ], indent=2))
+        return
+    table = Table(show_edge=False)
+    for column in ("input", "label", "probability", "runner-up"):
+        table.add_column(column, justify="right" if column == "probability" else "left")
+    for p in predictions:
+        ranked = sorted(p.probabilities.items(), key=lambda kv: -kv[1])
+        second = f"{ranked[1][0]} {ranked[1][1]:.3f}" if len(ranked) > 1 else ""
+        table.add_row(escape(p.input), escape(p.label), f"{p.probability:.3f}", escape(second))
+    console.print(table)
+
+
+@app.command()
+def report(
+    study: str = typer.Option(..., help="Study name."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the report."),
+) -> None:
+    """Leaderboard, best per backbone, importances and plots (PNG + HTML) of a study."""
+    from autotransfer.search.report import report_study
+
+    path = report_study(study, storage=storage, out=out)
+    console.print(f"report of study {study!r} -> {path}", highlight=False)
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+if __name__ == "__main__":
+    from autotransfer.cli.main import main
+
+    main()

@@ -1,0 +1,86 @@
+"""What the CLI shows: live progress of a search and the tables it prints."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from autotransfer.search.report import fmt
+
+# Leaderboards stay readable when the output goes to a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class ConsoleProgress:
+    """Live view of a search: a line per epoch of the running trial and per finished trial."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.started: dict[int, float] = {}
+        self.worker: int | None = None  # set in each worker process of --workers N
+
+    def _tag(self) -> str:
+        return "" if self.worker is None else f"[dim]w{self.worker}[/] "
+
+    def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None:
+        self.started[number] = time.perf_counter()
+        of = f" of {self.total}" if self.total else ""
+        console.print(
+            f"{self._tag()}[bold]trial #{number}{of}[/] {escape(backbone)}  "
+            f"freeze={params['freeze_fraction']:.2f} "
+            f"lr={params['lr']:.2e} head_x={params['head_lr_multiplier']:.3g} "
+            f"decay={params['layer_decay']:.2f} bs={params['batch_size']}"
+        )
+
+    def epoch_done(self, number: int, result, epochs: int) -> None:
+        console.print(
+            f"{self._tag()}  epoch {result.epoch}/{epochs}  loss {result.train_loss:.4f}  "
+            f"acc {result.accuracy:.4f}  f1 {result.macro_f1:.4f}  "
+            f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s"
+        )
+
+    def note(self, number: int, message: str) -> None:
+        console.print(f"  [yellow]{escape(message)}[/]")
+
+    def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None:
+        seconds = time.perf_counter() - self.started.get(number, time.perf_counter())
+        colour = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "white")
+        shown = f" {value:.4f}" if value is not None else ""
+        tail = f" ({escape(reason)})" if reason and state != "complete" else ""
+        which = "" if self.worker is None else f"#{number} "
+        console.print(f"{self._tag()}  {which}[{colour}]{state}[/]{shown} in {seconds:.1f}s{tail}")
+
+
+def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
+    table = Table(title="Leaderboard", title_justify="left")
+    for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
+                   "s/epoch", "state"):
+        table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
+    for rank, row in enumerate(rows[:limit], start=1):
+        table.add_row(
+            str(rank), str(row["trial"]), row["backbone"], fmt(row["freeze_fraction"], ".2f"),
+            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
+            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"), row["state"],
+        )
+    return table
+
+
+def _prescreen_table(ranking, by: str) -> Table:
+    table = Table(title=f"Pre-screen, ranked by {by}", title_justify="left")
+    for column in ("#", "backbone", "params", "logme", "knn", "imagenet top-1", "seconds"):
+        table.add_column(column, justify="left" if column == "backbone" else "right")
+
+    for place, s in enumerate(ranking, start=1):
+        table.add_row(
+            str(place), escape(s.label) + (f" [red]({escape(s.error)})[/]" if s.error else ""),
+            f"{s.parameters / 1e6:.2f}M", fmt(s.scores.get("logme"), ".4f"),
+            fmt(s.scores.get("knn"), ".4f"), fmt(s.scores.get("imagenet"), ".1f"),
+            f"{s.seconds:.1f}",
+        )
+    return table

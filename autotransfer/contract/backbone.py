@@ -1,0 +1,138 @@
+"""The backbone contract, registry entries, and the registry built from plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from autotransfer.errors import BackboneError, PluginError
+
+if TYPE_CHECKING:
+    import torch
+
+MODALITIES = ("image", "text", "audio")
+
+
+@runtime_checkable
+class Preprocess(Protocol):
+    """What the training loop asks of ``Backbone.preprocess``, for every modality.
+
+    The loop never looks inside a sample: it configures the preprocess for the trial, encodes
+    each split once, selects batches by index (rows of a tensor or of every tensor in a dict),
+    and turns each batch into the model's input on the device.
+
+    ``random_in_training`` (optional, default True) tells whether ``to_input(train=True)`` is
+    random (augmentation): only when it is not can the frozen-prefix cache serve the trial.
+
+    Implementations: ``ImagePreprocess`` (uint8 images; augment + normalise per batch),
+    ``TextPreprocess`` (token ids + attention mask at ``max_length``; cut to the longest text per
+    batch), ``AudioPreprocess`` (fixed-length mono clips at the extractor's rate -> features).
+    """
+
+    def configure(self, params: dict[str, Any]) -> Preprocess:
+        """A copy set up for a trial's hyperparameters (``image_size``, ``max_length``, ...)."""
+        ...
+
+    def encode(self, data: Any, split: str) -> tuple[Any, torch.Tensor]:
+        """``(inputs, labels)`` of a split: a tensor or dict of tensors with N rows, cached on
+        ``data.cache`` so that trials sharing a backbone decode the data once."""
+        ...
+
+    def to_input(
+        self, batch: Any, *, device: torch.device, train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Any:
+        """Rows of ``encode``'s output -> what ``Backbone.model`` takes, on ``device``
+        (train-time augmentation when ``train``)."""
+        ...
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone, ready to fine-tune.
+
+    Attributes:
+        model: maps a preprocessed batch (``preprocess.to_input``'s output: a tensor, or a dict
+            of tensors such as ``input_ids`` and ``attention_mask``) to pooled features of shape
+            ``(B, dim)``.
+        dim: feature width ``D``.
+        groups: the body as ordered layer groups of parameter names of ``model``, input
+            first. Parameters that no group claims form the head and are never frozen.
+        preprocess: the :class:`Preprocess` matching its pretraining (``ImagePreprocess``,
+            ``TextPreprocess``, ``AudioPreprocess``).
+        channels_last: whether the model runs faster with channels-last inputs (CNNs).
+        configure: called with a trial's hyperparameters before training, for choices that
+            change the model itself (text ``pooling``; Whisper's positions for ``clip_seconds``).
+        on_freeze: called with the frozen parameter names (of ``model``) after freezing, for
+            models that need more than ``requires_grad_(False)`` (wav2vec2's feature encoder).
+        split: optional; ``split(k)`` cuts the body after its first ``k`` groups into
+            ``(prefix, rest)``: ``prefix`` an ``nn.Module`` holding only parameters of those
+            groups, ``rest`` a callable, with ``rest(prefix(x)) == model(x)``; None when the
+            body cannot be cut there. It lets the frozen-prefix cache serve partial freezes
+            (a linear probe needs no split).
+            ``autotransfer.contract.stages.sequential_split`` builds one from a list of stages.
+    """
+
+    model: torch.nn.Module
+    dim: int
+    groups: list[list[str]]
+    preprocess: Any
+    channels_last: bool = False
+    configure: Callable[[dict[str, Any]], None] | None = None
+    on_freeze: Callable[[set[str]], None] | None = None
+    split: Callable[[int], tuple[torch.nn.Module, Callable[[Any], Any]] | None] | None = None
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A backbone offered by a plugin.
+
+    Attributes:
+        id: ``zoo/name``, e.g. ``timm/resnet18.a1_in1k``.
+        modality: one of ``image``, ``text``, ``audio``.
+        loader: ``loader(pretrained: bool, **options) -> Backbone``.
+        params: parameter count when known without loading.
+        description: one line shown by ``autotransfer backbones``.
+        options: option names the loader accepts besides ``pretrained``.
+        metadata: facts about the entry that the core may use, set by the zoo (so that the
+            core names no zoo's ids). Known keys: ``imagenet_top1`` (float, the published
+            ImageNet-1k top-1 in % of the pretrained weights: the pre-screen's ``imagenet``
+            baseline); ``reference_for`` (a modality: the backbone that embeds every dataset
+            of that modality for the transfer history's meta-features) with
+            ``reference_options`` (the preprocessing hyperparameters it embeds with).
+    """
+
+    id: str
+    modality: str
+    loader: Callable[..., Backbone] = field(repr=False, compare=False)
+    params: int | None = None
+    description: str = ""
+    options: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        zoo, _, name = self.id.partition("/")
+        if not zoo or not name:
+            raise PluginError(f"backbone id must look like 'zoo/name', got {self.id!r}")
+        if self.modality not in MODALITIES:
+            raise PluginError(
+                f"{self.id}: modality must be one of {MODALITIES}, got {self.modality!r}"
+            )
+
+    @property
+    def zoo(self) -> str:
+        return self.id.partition("/")[0]
+
+    def load(self, pretrained: bool = True, **options: Any) -> Backbone:
+        """Build the backbone, with pretrained weights unless ``pretrained=False``."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            allowed = ", ".join(("pretrained", *self.options))
+            raise BackboneError(f"{self.id}: unknown option {unknown[0]!r}; expected {allowed}")
+        backbone = self.loader(pretrained=pretrained, **options)
+        if not isinstance(backbone, Backbone):
+            raise PluginError(
+                f"{self.id}: loader returned {type(backbone).__name__}, expected Backbone"
+            )
+        return backbone

@@ -1,0 +1,32 @@
+"""The plugin contract: the hooks a zoo implements (pluggy project name ``autotransfer``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from autotransfer.contract.backbone import BackboneEntry
+    from autotransfer.contract.formats import ModelFormat
+
+hookspec = pluggy.HookspecMarker("autotransfer")
+hookimpl = pluggy.HookimplMarker("autotransfer")
+
+
+@hookspec
+def register_backbones(register: Callable[[BackboneEntry], None]) -> None:
+    """Offer backbones by calling ``register(BackboneEntry(...))`` once for each."""
+
+
+@hookspec(firstresult=True)
+def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
+    """Return an entry for an id this zoo serves without listing it (a hub id, a local
+    directory), or None; asked only for ids that no plugin registered."""
+
+
+@hookspec
+def register_model_formats(register: Callable[[ModelFormat], None]) -> None:
+    """Offer native model formats (save a fine-tuned model in a library's own layout, load it
+    back) by calling ``register(ModelFormat(...))`` once for each."""

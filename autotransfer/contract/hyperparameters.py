@@ -1,0 +1,108 @@
+"""The hyperparameters a search space may name: defaults, ranges and what each one does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: The train-time augmentations (``augment``) the data layer implements.
+AUGMENTATIONS = ("none", "flip", "crop_flip")
+
+Scalar = bool | int | float | str | None
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A hyperparameter that the training loop understands, with its default and valid range."""
+
+    default: Scalar
+    help: str
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Scalar, ...] | None = None
+    optional: bool = False  # None is a valid value
+    #: whether the value changes what the frozen layers output (preprocessing, pooling); the
+    #: activation cache keys on these. True unless declared otherwise, so that a new
+    #: hyperparameter can never make the cache serve stale features (only miss).
+    affects_features: bool = True
+
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` is invalid, or None when it is valid."""
+        if value is None and self.optional:
+            return None
+        if self.choices is not None:
+            return None if value in self.choices else f"must be one of {list(self.choices)}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        if self.kind is int and int(value) != value:
+            return f"must be an integer, got {value!r}"
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}, got {value!r}"
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return f"must be {'<' if self.high_open else '<='} {self.high:g}, got {value!r}"
+        return None
+
+
+HYPERPARAMETERS: dict[str, Hyperparameter] = {
+    "freeze_fraction": Hyperparameter(
+        0.0, "fraction of the backbone's layer groups frozen, input first (1 = linear probe)",
+        low=0.0, high=1.0, affects_features=False,
+    ),
+    "lr": Hyperparameter(
+        1e-3, "learning rate of the last body group", low=0.0, low_open=True,
+        affects_features=False,
+    ),
+    "head_lr_multiplier": Hyperparameter(
+        10.0, "the head trains at lr * head_lr_multiplier", low=0.0, low_open=True,
+        affects_features=False,
+    ),
+    "layer_decay": Hyperparameter(
+        1.0, "body group i of n trains at lr * layer_decay ** (n - 1 - i)",
+        low=0.0, high=1.0, low_open=True, affects_features=False,
+    ),
+    "weight_decay": Hyperparameter(
+        0.01, "AdamW weight decay (not on 1-D parameters)", low=0.0, affects_features=False
+    ),
+    "batch_size": Hyperparameter(
+        32, "training batch size", kind=int, low=1, affects_features=False
+    ),
+    "label_smoothing": Hyperparameter(
+        0.1, "label smoothing of the cross-entropy loss", low=0.0, high=1.0, high_open=True,
+        affects_features=False,
+    ),
+    "augment": Hyperparameter(
+        "flip", "train-time augmentation", kind=str, choices=AUGMENTATIONS
+    ),
+    "warmup_fraction": Hyperparameter(
+        0.1, "fraction of the steps spent warming the lr up before the cosine decay",
+        low=0.0, high=1.0, high_open=True,
+        affects_features=False,
+    ),
+    "dropout": Hyperparameter(
+        0.0, "dropout before the linear head", low=0.0, high=1.0, high_open=True,
+        affects_features=False,
+    ),
+    "image_size": Hyperparameter(
+        None, "input side in pixels (default: the backbone's pretraining size)",
+        kind=int, low=16, high=1024, optional=True,
+    ),
+    "max_length": Hyperparameter(
+        128, "text: tokens kept per text (longer texts are truncated)", kind=int, low=8,
+        high=8192,
+    ),
+    "pooling": Hyperparameter(
+        "mean", "text: features are the mean of the token states, or the first token's "
+        "(the last token's for decoder-only models)", kind=str, choices=("mean", "cls"),
+    ),
+    "clip_seconds": Hyperparameter(
+        5.0, "audio: clips are cut or zero-padded to this length", low=0.1, high=60.0,
+    ),
+}
+
+
+def defaults() -> dict[str, Scalar]:
+    """Every hyperparameter at its default value (a new dict each call)."""
+    return {name: h.default for name, h in HYPERPARAMETERS.items()}

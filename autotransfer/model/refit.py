@@ -1,0 +1,220 @@
+"""``autotransfer train``: refit the best configuration of a search and export the model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
+
+REFIT_ON = ("train+val", "train")
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train` produced.
+
+    Attributes:
+        model_dir: the exported model directory.
+        backbone: the backbone id.
+        refit_on: ``train+val`` or ``train``.
+        val_score: the search's validation score of this configuration (from ``best.yaml``).
+        val: ``{accuracy, macro_f1}`` on the validation split (None when it was trained on).
+        test: ``{accuracy, macro_f1}`` on the test split (None without a test split).
+        epochs: the number of epochs trained.
+    """
+
+    model_dir: Path
+    backbone: str
+    refit_on: str
+    metric: str
+    val_score: float | None
+    val: dict[str, float] | None
+    test: dict[str, float] | None
+    epochs: int
+    history: list[Any] = field(default_factory=list, repr=False)
+
+
+def read_best(path: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A ``best.yaml`` written by ``autotransfer search``, checked; one-line errors."""
+    if isinstance(path, dict):
+        best, where = path, "<best configuration>"
+    else:
+        where = str(path)
+        try:
+            best = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpaceError(f"{path}: no such file; expected the best.yaml that "
+                             "autotransfer search writes") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise SpaceError(f"{path}: unreadable ({first_line(exc)})") from None
+    if not isinstance(best, dict):
+        raise SpaceError(f"{where}: expected a mapping with backbone and params")
+    for key in ("backbone", "params"):
+        if key not in best:
+            raise SpaceError(f"{where}: missing key {key!r}; expected the best.yaml that "
+                             "autotransfer search writes")
+    if not isinstance(best["params"], dict):
+        raise SpaceError(f"{where}: params must be a mapping of hyperparameters")
+    return best
+
+
+def train(
+    best: str | Path | dict[str, Any],
+    *,
+    out: str | Path,
+    data: str | Path | None = None,
+    refit_on: str = "train+val",
+    epochs: int | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    trust_remote_code: bool = False,
+    modality: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    on_epoch: Callable[[Any], None] | None = None,
+) -> TrainOutcome:
+    """Refit a search's best configuration, evaluate it on the test split, export the model.
+
+    Args:
+        best: a ``best.yaml`` path (or its parsed mapping) written by ``autotransfer search``.
+        out: the model directory to write (timm or transformers native format plus
+            ``autotransfer.json``; see :mod:`autotransfer.model.export`).
+        data: the dataset; default: the one the search used (``source.data`` in ``best.yaml``).
+        refit_on: ``train+val`` (default: the validation split joins the training data) or
+            ``train`` (the search's exact split, so the validation score is reproduced).
+        epochs: default: the search's epochs per trial.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seeds the training; default: the best trial's own (the search's seed plus the
+            trial number), so that ``refit_on="train"`` repeats the trial. The split always
+            uses the search's seed (``source.seed``), as the search did.
+        trust_remote_code: let a Hugging Face checkpoint run its own code.
+        modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
+        text_column: the text column of CSV / TSV / JSONL text data.
+        label_column: the label column of CSV / TSV / JSONL text data.
+        on_epoch: called with each epoch's :class:`~autotransfer.train.trainer.EpochResult`.
+
+    Returns:
+        A :class:`TrainOutcome` with the model directory and the test scores.
+
+    Raises:
+        OptionError: ``refit_on``, ``epochs``, ``device`` or a missing ``data`` (named by the
+            parameter).
+        SpaceError: ``best`` is missing or its hyperparameters are invalid.
+        DataError: the data cannot be read.
+        BackboneError: the backbone cannot be loaded or exported natively.
+
+    Example:
+        >>> import autotransfer
+        >>> outcome = autotransfer.train("demo-out/best.yaml", out="model")  # doctest: +SKIP
+        >>> outcome.test["accuracy"]  # doctest: +SKIP
+
+    Long (as a reason): one linear story (read best.yaml, check, load the data and the
+    backbone, train, score, export) that reads best top to bottom.
+    """
+    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.space import BackboneSpec, parse_space
+    from autotransfer.data import check_data, load_data
+    from autotransfer.model.export import export_model
+    from autotransfer.train.device import device_for
+
+    config = read_best(best)
+    if refit_on not in REFIT_ON:
+        raise OptionError("refit_on", f" must be one of {', '.join(REFIT_ON)}, got "
+                                      f"{refit_on!r}")
+    source = config.get("source") or {}
+    data = data if data is not None else source.get("data")
+    if data is None:
+        raise OptionError("data", ": best.yaml names no data (source.data); give the data")
+    epochs = int(epochs if epochs is not None else config.get("epochs", 1))
+    if epochs < 1:
+        raise OptionError("epochs", f" must be >= 1, got {epochs}")
+    spec_yaml = config["backbone"]
+    spec = BackboneSpec.model_validate({"id": spec_yaml} if isinstance(spec_yaml, str)
+                                       else spec_yaml)
+    # the params go through the search-space validation, so a hand-edited value is checked
+    params = parse_space(
+        {"backbones": [spec.id], "epochs": epochs, "params": config["params"]},
+        str(best) if not isinstance(best, dict) else "<best configuration>",
+    ).resolve({})
+    metric = config.get("metric", "accuracy")
+    torch_device = device_for(device)
+
+    entry = get_registry().get(spec.id)
+    split_seed = int(source.get("seed", 0))
+    if seed is None:
+        seed = split_seed + int(source.get("trial", 0))
+    dataset = load_data(data, val_fraction=float(source.get("val_fraction", 0.2)),
+                        seed=split_seed,
+                        modality=modality, text_column=text_column, label_column=label_column)
+    check_data(dataset)
+    if entry.modality != dataset.modality:
+        raise AutotransferError(f"{spec.id} is a {entry.modality} backbone, but {dataset.source} "
+                                f"holds {dataset.modality} data")
+    classes = config.get("classes")
+    if classes and list(classes) != dataset.classes:
+        raise AutotransferError(
+            f"{dataset.source}: classes {dataset.classes} differ from the search's {classes}"
+        )
+    if refit_on == "train+val":
+        dataset = _merge_val(dataset)
+
+    import torch
+
+    torch.manual_seed(seed)
+    options = spec.load_options(entry, trust_remote_code=trust_remote_code)
+    backbone = entry.load(pretrained=spec.pretrained, **options)
+    trainer = _refit_trainer(backbone, dataset, params, torch_device, metric, seed,
+                             evaluate_val=refit_on == "train")
+    result = trainer.fit(epochs, on_epoch)
+    val = None
+    if refit_on == "train":
+        last = result.history[-1]
+        val = {"accuracy": last.accuracy, "macro_f1": last.macro_f1}
+    metrics: dict[str, Any] = {
+        "metric": metric,
+        "search_val_score": config.get("val_score"),
+        "refit_on": refit_on,
+        "epochs": epochs,
+        "n_train": len(dataset.train),
+    }
+    if val is not None:
+        metrics["val"] = val
+    if result.test is not None:
+        metrics["test"] = result.test
+        metrics["n_test"] = len(dataset.test)
+    model_dir = export_model(
+        trainer.model, trainer.preprocess, out, classes=dataset.classes,
+        modality=dataset.modality, backbone=spec.to_yaml(), params=params, metrics=metrics,
+    )
+    return TrainOutcome(
+        model_dir=model_dir, backbone=spec.id, refit_on=refit_on, metric=metric,
+        val_score=config.get("val_score"), val=val, test=result.test, epochs=epochs,
+        history=result.history,
+    )
+
+
+def _merge_val(dataset):
+    """The dataset with its validation split joined to training (and no validation split)."""
+    import numpy as np
+
+    from autotransfer.data import LabelledData, Split
+
+    train, val = dataset.train, dataset.val
+    texts = None if train.texts is None else train.texts + (val.texts or [])
+    merged = Split(train.paths + val.paths, np.concatenate([train.labels, val.labels]), texts)
+    empty = Split([], np.zeros(0, dtype=np.int64), [] if texts is not None else None)
+    return LabelledData(dataset.modality, dataset.classes, merged, empty, dataset.test,
+                        dataset.source)
+
+
+def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_val: bool):
+    """A Trainer; without a validation split, epochs report NaN instead of evaluating it."""
+    from autotransfer.train.trainer import Trainer
+
+    return Trainer(backbone, dataset, params, device=device, metric=metric, seed=seed,
+                   evaluate_val=evaluate_val)

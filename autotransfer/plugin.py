@@ -1,0 +1,73 @@
+"""The plugin author's API: everything a zoo may import from autotransfer, in one module.
+
+A zoo (a pluggy plugin of the project ``autotransfer``) imports this module and public
+libraries only; the builtin zoos in ``plugins/`` do the same, and ``make lint`` checks it
+(import-linter). The contract itself is documented in ``docs/plugins/index.md``::
+
+    from autotransfer.plugin import Backbone, BackboneEntry, ImagePreprocess, group_names, hookimpl
+
+    @hookimpl
+    def register_backbones(register):
+        register(BackboneEntry(id="myzoo/tiny", modality="image", loader=load_tiny))
+
+What is here, by the contract's parts:
+
+- hooks: :data:`hookimpl` (the hook specs are in :mod:`autotransfer.contract.hookspecs`);
+- what a zoo registers and returns: :class:`BackboneEntry`, :class:`Backbone`, the
+  :class:`Preprocess` protocol and the three preprocessors of the data layer;
+- layer groups (timm's ``group_matcher`` format): :func:`group_names`, :data:`MATCH_PREV_GROUP`;
+- a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
+- Hugging Face Hub ids and local ``save_pretrained`` directories: :func:`hub_entry`,
+  :func:`served_name`, :func:`hub_source`, :func:`load_error`;
+- native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
+  :class:`TransferModel` (body then linear head, what a format saves and loads),
+  :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`;
+- errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
+
+Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
+"""
+
+from autotransfer.contract.backbone import MODALITIES, Backbone, BackboneEntry, Preprocess
+from autotransfer.contract.formats import (
+    ModelFormat,
+    check_same_output,
+    load_linear_head,
+    save_linear_head,
+)
+from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
+from autotransfer.contract.hookspecs import hookimpl
+from autotransfer.contract.hub import hub_entry, load_error, served_name
+from autotransfer.contract.hub import source as hub_source
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.stages import Stage, sequential_split
+from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
+from autotransfer.errors import BackboneError, PluginError, first_line
+from autotransfer.train.trainer import TransferModel
+
+__all__ = [
+    "MATCH_PREV_GROUP",
+    "MODALITIES",
+    "AudioPreprocess",
+    "Backbone",
+    "BackboneEntry",
+    "BackboneError",
+    "ImagePreprocess",
+    "ModelFormat",
+    "PluginError",
+    "Preprocess",
+    "Stage",
+    "TextPreprocess",
+    "TransferModel",
+    "check_same_output",
+    "first_line",
+    "get_backbone",
+    "group_names",
+    "hookimpl",
+    "hub_entry",
+    "hub_source",
+    "load_error",
+    "load_linear_head",
+    "save_linear_head",
+    "sequential_split",
+    "served_name",
+]

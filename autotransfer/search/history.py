@@ -1,0 +1,325 @@
+"""Transfer history: every finished trial with its dataset's meta-features, for warm starts.
+
+Two tables live in the study's own database (any SQLAlchemy URL: SQLite, PostgreSQL, ...):
+
+- ``autotransfer_datasets``: one row per study — modality, classes, training samples, class
+  imbalance, and statistics of frozen features of a fixed reference backbone per modality
+  (k-NN and LogME scores, mean feature vector);
+- ``autotransfer_transfers``: one row per completed trial — backbone, every hyperparameter,
+  score, epochs, seconds.
+
+Warm starts (:mod:`autotransfer.search.warm_start`) find the past datasets nearest to the
+current one (same modality, other studies) and enqueue their best configurations that the
+current space can express.
+Recording never fails a trial: a database problem is a warning and the search goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autotransfer.search.records import (
+    TrialRecord,
+)
+
+# The reference backbone per modality comes from the zoos (entry metadata ``reference_for``):
+# meta-features are comparable between datasets only when the same network embedded them, with
+# the same preprocessing. A mapping here (modality -> (id, options)) overrides the zoos'.
+REFERENCE: dict[str, tuple[str, dict[str, Any]]] | None = None
+REFERENCE_SAMPLES = 128
+# The scalar meta-features compared between datasets (z-scored over the candidates).
+SCALARS = ("log_classes", "log_samples", "log_imbalance", "ref_knn", "ref_logme")
+
+_tables = None
+
+
+def tables():
+    """The SQLAlchemy ``(metadata, datasets, transfers)`` tables (built once)."""
+    global _tables
+    if _tables is None:
+        from sqlalchemy import (
+            Boolean,
+            Column,
+            DateTime,
+            Float,
+            ForeignKey,
+            Integer,
+            MetaData,
+            String,
+            Table,
+            Text,
+            UniqueConstraint,
+        )
+
+        metadata = MetaData()
+        datasets = Table(
+            "autotransfer_datasets", metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("study", String(512), nullable=False, unique=True),
+            Column("source", Text, nullable=False),
+            Column("modality", String(16), nullable=False),
+            Column("n_classes", Integer, nullable=False),
+            Column("n_samples", Integer, nullable=False),
+            Column("imbalance", Float, nullable=False),
+            Column("meta", Text, nullable=False),  # JSON: every meta-feature
+            Column("created", DateTime(timezone=True)),
+        )
+        transfers = Table(
+            "autotransfer_transfers", metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("dataset_id", Integer, ForeignKey("autotransfer_datasets.id"), nullable=False,
+                   index=True),
+            Column("study", String(512), nullable=False),
+            Column("trial", Integer, nullable=False),
+            Column("backbone", String(512), nullable=False),  # the space's label
+            Column("backbone_id", String(512), nullable=False),
+            Column("pretrained", Boolean, nullable=False),
+            Column("params", Text, nullable=False),  # JSON: the study's sampled values
+            Column("all_params", Text, nullable=False),  # JSON: every hyperparameter
+            Column("metric", String(32), nullable=False),
+            Column("value", Float, nullable=False),
+            Column("test_score", Float),
+            Column("epochs", Integer, nullable=False),
+            Column("seconds", Float),
+            Column("created", DateTime(timezone=True)),
+            UniqueConstraint("study", "trial", name="uq_autotransfer_transfers_trial"),
+        )
+        _tables = (metadata, datasets, transfers)
+    return _tables
+
+
+def ensure_tables(engine) -> None:
+    """Create the history tables in ``engine``'s database when missing."""
+    metadata, _, _ = tables()
+    metadata.create_all(engine, checkfirst=True)
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
+    """The meta-features of ``data``'s training split.
+
+    Counts always; reference-feature statistics when the modality's reference backbone loads
+    (``ref_*`` keys; a failure leaves them out with ``ref_error`` saying why).
+    """
+    labels = np.asarray(data.train.labels)
+    counts = np.bincount(labels, minlength=data.n_classes)
+    present = counts[counts > 0]
+    p = present / present.sum()
+    meta: dict[str, Any] = {
+        "modality": data.modality,
+        "n_classes": int(data.n_classes),
+        "n_samples": int(len(labels)),
+        "imbalance": float(present.max() / present.min()),
+        "class_entropy": float(-(p * np.log(p)).sum() / math.log(max(2, len(present)))),
+    }
+    meta["log_classes"] = math.log2(meta["n_classes"])
+    meta["log_samples"] = math.log2(max(1, meta["n_samples"]))
+    meta["log_imbalance"] = math.log2(meta["imbalance"])
+    reference = reference_backbone(data.modality)
+    if reference is None:
+        return meta
+    backbone_id, options = reference
+    try:
+        import torch
+
+        from autotransfer.contract.hyperparameters import defaults
+        from autotransfer.contract.registry import get_registry
+        from autotransfer.search.prescreen import (
+            feature_scores,
+            frozen_features,
+            stratified_sample,
+        )
+
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        backbone = get_registry().get(backbone_id).load(pretrained=True)
+        index = stratified_sample(labels, REFERENCE_SAMPLES, seed)
+        params = {**defaults(), **options}
+        features, sample_labels = frozen_features(backbone, data, index, params, device=device)
+        mean = features.mean(0)
+        scores = feature_scores(features, sample_labels)
+        meta.update({
+            "ref_backbone": backbone_id,
+            "ref_knn": scores["knn"],
+            "ref_logme": scores["logme"],
+            "ref_norm": float(np.linalg.norm(features, axis=1).mean()),
+            "ref_mean": [round(float(v), 5) for v in mean],
+            "ref_seconds": round(time.perf_counter() - start, 2),
+        })
+    except Exception as exc:  # meta-features are a help, never a reason to stop a search
+        meta["ref_error"] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+    return meta
+
+
+def reference_backbone(modality: str) -> tuple[str, dict[str, Any]] | None:
+    """``(id, preprocessing options)`` of the backbone that embeds datasets of ``modality`` for
+    meta-features: the first entry whose zoo marks it ``reference_for`` that modality."""
+    if REFERENCE is not None:
+        return REFERENCE.get(modality)
+    from autotransfer.contract.registry import get_registry
+
+    for entry in get_registry().entries(modality):
+        if entry.metadata.get("reference_for") == modality:
+            return entry.id, dict(entry.metadata.get("reference_options", {}))
+    return None
+
+
+@dataclass
+class Recorder:
+    """A study callback that records each completed trial (never raising)."""
+
+    engine: Any
+    dataset_id: int
+    study_name: str
+    metric: str
+    epochs: int
+
+    def __call__(self, study, trial) -> None:
+        from optuna.trial import TrialState
+
+        if trial.state != TrialState.COMPLETE:
+            return
+        try:
+            self.record(trial)
+        except Exception as exc:
+            warnings.warn(f"transfer history: trial {trial.number} not recorded "
+                          f"({type(exc).__name__}: {str(exc).strip()[:200]})", stacklevel=1)
+
+    def record(self, trial) -> None:
+        from sqlalchemy.exc import IntegrityError
+
+        _, _, transfers = tables()
+        record = TrialRecord.from_frozen(trial)
+        sampled = {k: v for k, v in record.sampled.items() if k != "backbone"}
+        row = {
+            "dataset_id": self.dataset_id, "study": self.study_name, "trial": record.number,
+            "backbone": record.label, "backbone_id": record.backbone or record.label,
+            "pretrained": record.pretrained,
+            "params": json.dumps(sampled), "all_params": json.dumps(record.params),
+            "metric": self.metric, "value": float(record.value),
+            "test_score": record.test_score,
+            "epochs": len(record.epochs) or self.epochs,
+            "seconds": record.duration_seconds, "created": _now(),
+        }
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(transfers.insert().values(**row))
+        except IntegrityError:  # already recorded (a resumed or repeated callback)
+            pass
+
+
+def start_recording(study, engine, data, space, *, device="cpu", seed: int = 0) -> Recorder:
+    """Register this study's dataset (meta-features computed once) and return its recorder."""
+    from sqlalchemy import select
+
+    _, datasets, _ = tables()
+    ensure_tables(engine)
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(datasets.c.id).where(datasets.c.study == study.study_name)
+        ).scalar()
+    if found is None:
+        meta = meta_features(data, device=device, seed=seed)
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with engine.begin() as connection:
+                found = connection.execute(datasets.insert().values(
+                    study=study.study_name, source=str(data.source), modality=data.modality,
+                    n_classes=meta["n_classes"], n_samples=meta["n_samples"],
+                    imbalance=meta["imbalance"], meta=json.dumps(meta), created=_now(),
+                )).inserted_primary_key[0]
+        except IntegrityError:  # another worker registered it first
+            with engine.connect() as connection:
+                found = connection.execute(
+                    select(datasets.c.id).where(datasets.c.study == study.study_name)
+                ).scalar()
+    return Recorder(engine, int(found), study.study_name, space.metric, space.epochs)
+
+
+def recorder_for(study, engine, space) -> Recorder | None:
+    """The recorder of a study whose dataset is already registered (for worker processes)."""
+    from sqlalchemy import inspect, select
+
+    try:
+        if not inspect(engine).has_table("autotransfer_datasets"):
+            return None
+        _, datasets, _ = tables()
+        with engine.connect() as connection:
+            found = connection.execute(
+                select(datasets.c.id).where(datasets.c.study == study.study_name)
+            ).scalar()
+    except Exception as exc:
+        warnings.warn(f"transfer history unavailable: {exc}", stacklevel=1)
+        return None
+    if found is None:
+        return None
+    return Recorder(engine, int(found), study.study_name, space.metric, space.epochs)
+
+
+def load_datasets(engine, *, exclude_study: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded dataset (id, study, source, meta), but ``exclude_study``'s."""
+    from sqlalchemy import inspect, select
+
+    if not inspect(engine).has_table("autotransfer_datasets"):
+        return []
+    _, datasets, _ = tables()
+    query = select(datasets.c.id, datasets.c.study, datasets.c.source, datasets.c.meta)
+    if exclude_study is not None:
+        query = query.where(datasets.c.study != exclude_study)
+    with engine.connect() as connection:
+        return [
+            {"id": r.id, "study": r.study, "source": r.source, "meta": json.loads(r.meta)}
+            for r in connection.execute(query)
+        ]
+
+
+def load_transfers(engine, dataset_id: int) -> list[dict[str, Any]]:
+    """The completed trials of one recorded dataset, best first."""
+    from sqlalchemy import select
+
+    _, _, transfers = tables()
+    query = (select(transfers).where(transfers.c.dataset_id == dataset_id)
+             .order_by(transfers.c.value.desc(), transfers.c.trial))
+    with engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(query)]
+    for row in rows:
+        row["params"] = json.loads(row["params"])
+        row["all_params"] = json.loads(row["all_params"])
+    return rows
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def dataset_meta(engine, study_name: str) -> dict[str, Any] | None:
+    """The recorded meta-features of ``study_name``'s dataset."""
+    from sqlalchemy import select
+
+    _, datasets, _ = tables()
+    with engine.connect() as connection:
+        meta = connection.execute(
+            select(datasets.c.meta).where(datasets.c.study == study_name)
+        ).scalar()
+    return None if meta is None else json.loads(meta)

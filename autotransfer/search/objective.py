@@ -1,0 +1,179 @@
+"""A trial's objective: build the backbone, fine-tune it (retrying on out-of-memory), record it."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from autotransfer.contract.registry import get_registry
+from autotransfer.contract.space import SearchSpace
+from autotransfer.data import (
+    LabelledData,
+)
+from autotransfer.errors import first_line
+from autotransfer.search.records import EpochMetrics, TrialWriter
+from autotransfer.search.workers import (
+    stop_requested,
+)
+from autotransfer.train.device import peak_memory_mib
+from autotransfer.train.trainer import EpochResult, Trainer
+
+if TYPE_CHECKING:
+    from autotransfer.search.study import Progress
+
+
+def _release_memory(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def make_cache(options: dict[str, Any] | None):
+    """The activation cache shared by a process's trials (None: caching is off)."""
+    from autotransfer.train.cache import ActivationCache
+
+    return None if options is None else ActivationCache(**options)
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one search shares."""
+
+    space: SearchSpace
+    data: LabelledData
+    device: Any  # torch.device
+    seed: int = 0
+    progress: Progress | None = None
+    trust_remote_code: bool = False
+    keep_best: str | None = None  # artifact folder of --keep-best
+    cache: Any = None  # an ActivationCache shared by the trials; None: --no-cache
+    compile: bool = False  # torch.compile the trained part
+
+    def load_options(self, spec, entry) -> dict[str, Any]:
+        return spec.load_options(entry, trust_remote_code=self.trust_remote_code)
+
+
+def make_objective(ctx: TrialContext):
+    """The objective: one trial fine-tunes one sampled backbone and returns its val score."""
+    import optuna
+
+    registry = get_registry()
+    space, data, device, progress = ctx.space, ctx.data, ctx.device, ctx.progress
+
+    def objective(trial: optuna.Trial) -> float:
+        _release_memory(device)  # whatever the last trial left, before this one allocates
+        spec, params = space.suggest(trial)
+        entry = registry.get(spec.id)
+        record = TrialWriter(trial)
+        record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
+                       device=str(device), classes=data.classes, seed=ctx.seed)
+        if progress:
+            progress.trial_started(trial.number, spec.label, params)
+        try:
+            return _fine_tune_with_retries(trial, entry, spec, params, ctx)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            record.failed("interrupted (Ctrl-C or a stopped worker)", interrupted=True)
+            raise
+        except Exception as exc:
+            record.failed(describe(exc))
+            raise
+        finally:
+            _release_memory(device)
+
+    return objective
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a trial's recorded reason."""
+    return f"{type(exc).__name__}: {first_line(exc, 300)}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA or host out-of-memory, however the allocator reported it."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> float:
+    """Fine-tune; out of memory retries at half the batch size, a non-finite loss prunes."""
+    import optuna
+
+    record = TrialWriter(trial)
+    while True:
+        try:
+            return _fine_tune(trial, entry, spec, params, ctx)
+        except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
+            reason = f"pruned: {exc}"
+            record.pruned(reason)
+            raise optuna.TrialPruned(reason) from None
+        except Exception as exc:
+            if not is_out_of_memory(exc) or params["batch_size"] <= 1:
+                raise
+            failed = params["batch_size"]
+        # out of the except block, so the traceback no longer holds the model
+        _release_memory(ctx.device)
+        params = {**params, "batch_size": max(1, failed // 2)}
+        record.retried_out_of_memory(params, failed)
+        if ctx.progress:
+            ctx.progress.note(trial.number, f"out of memory at batch size {failed}; retrying at "
+                                        f"{params['batch_size']}")
+
+
+def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
+    """One trial's training; the model and optimizer are freed when this returns."""
+    import optuna
+    import torch
+
+    space, device, progress = ctx.space, ctx.device, ctx.progress
+    torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
+    backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
+    trainer = Trainer(
+        backbone, ctx.data, params, device=device, metric=space.metric,
+        seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
+        compile=ctx.compile, label=spec.id,
+    )
+    record = TrialWriter(trial)
+    record.loaded(sum(p.numel() for p in backbone.model.parameters()))
+    seconds: list[float] = []
+
+    def on_epoch(result: EpochResult) -> None:
+        seconds.append(result.seconds)
+        record.epoch(
+            result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1),
+            activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
+            seconds_per_epoch=sum(seconds) / len(seconds),
+            samples_per_second=result.samples_per_second,
+            peak_memory_mib=peak_memory_mib(device),
+        )
+        if progress:
+            progress.epoch_done(trial.number, result, space.epochs)
+        if stop_requested():
+            raise KeyboardInterrupt
+        trial.report(result.score, result.epoch)
+        if trial.should_prune():
+            reason = (
+                f"pruned after epoch {result.epoch}/{space.epochs}: "
+                f"{space.metric} {result.score:.4f} below the pruner's bar"
+            )
+            record.pruned(reason)
+            raise optuna.TrialPruned(reason)
+
+    result = trainer.fit(space.epochs, on_epoch)
+    record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
+                    trainable_parameters=result.n_trainable,
+                    test_score=None if result.test is None else result.test[space.metric])
+    if ctx.keep_best is not None:
+        from autotransfer.search.artifacts import keep_if_best
+
+        keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
+                     metric=space.metric, test=result.test, store_dir=ctx.keep_best)
+    return result.score

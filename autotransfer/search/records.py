@@ -1,0 +1,294 @@
+"""The one schema of what a search stores in Optuna: a trial's record and the study's record.
+
+Every user attribute autotransfer puts on a trial is written by :class:`TrialWriter` and read
+back as a :class:`TrialRecord`; every user attribute of the study goes through
+:class:`StudyRecord` and the ``set_*`` functions below. This is the pattern of Optuna's
+``study/_tell.py``, the one place that writes a trial's state and values: to change what a
+trial records, change this module (and the readers see the new field as an attribute).
+
+The stored keys are those of autotransfer 0.1 (``peak_memory_mb`` included, though the value is
+in MiB), so studies written before this module stay readable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Trial user attributes (the stored keys; never rename one: databases hold them).
+BACKBONE = "backbone"  # the backbone id (the sampled label is the trial's "backbone" param)
+PRETRAINED = "pretrained"
+PARAMS = "params"  # every hyperparameter the trial trained with, sampled or fixed
+DEVICE = "device"
+CLASSES = "classes"
+SEED = "seed"  # the split's seed; training used seed + trial number
+PARAMETER_COUNT = "parameter_count"
+TRAINABLE_PARAMETERS = "trainable_parameters"
+N_GROUPS = "n_groups"
+N_FROZEN_GROUPS = "n_frozen_groups"
+EPOCH_PREFIX = "epoch_"  # epoch_<n>: {"train_loss", "accuracy", "macro_f1"}
+ACTIVATION_CACHE = "activation_cache"
+CACHE_SECONDS = "cache_seconds"
+SECONDS_PER_EPOCH = "seconds_per_epoch"
+SAMPLES_PER_SECOND = "samples_per_second"
+PEAK_MEMORY = "peak_memory_mb"  # MiB (2**20 bytes); the 0.1 key is kept
+TEST_SCORE = "test_score"
+FAIL_REASON = "fail_reason"
+PRUNE_REASON = "prune_reason"
+INTERRUPTED = "interrupted"  # Ctrl-C or a stopped worker: does not count towards the total
+OOM_RETRIES = "oom_retries"
+OOM_NOTE = "oom_note"
+WORKER = "worker"
+WORKER_PID = "worker_pid"
+RETRY_OF = "retry_of"  # the failed trial this one retries (a dead worker's)
+WARM_START = "warm_start"  # where an enqueued warm-start configuration came from
+
+# Study user attributes.
+STUDY_SPACE = "space"  # the search space as sorted JSON: a resumed study must use the same
+STUDY_DATA = "data"
+STUDY_PRESCREEN = "prescreen"
+STUDY_WARM_START = "warm_start"
+STUDY_KEPT_MODEL = "kept_model"
+STUDY_WORKERS_JOINED = "workers_joined"
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One epoch's training loss and validation scores."""
+
+    train_loss: float
+    accuracy: float
+    macro_f1: float
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one trial recorded, read back from an Optuna ``FrozenTrial``.
+
+    ``score`` is the trial's value when it completed, else its last reported (pruned) score;
+    ``reason`` is why it failed or was pruned ("" otherwise). Fields a trial did not reach are
+    None (a trial that failed while loading has no ``parameter_count``).
+    """
+
+    number: int
+    state: str  # "complete", "pruned", "fail", "running" or "waiting"
+    value: float | None
+    score: float | None
+    label: str  # the sampled backbone label (the id, plus "(random init)" and the like)
+    sampled: dict[str, Any]  # Optuna's params: what the sampler chose
+    epochs_reported: int
+    backbone: str | None = None
+    pretrained: bool = True
+    params: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    classes: list[str] | None = None
+    seed: int = 0
+    parameter_count: int | None = None
+    trainable_parameters: int | None = None
+    n_groups: int | None = None
+    n_frozen_groups: int | None = None
+    epochs: dict[int, EpochMetrics] = field(default_factory=dict)
+    activation_cache: str | None = None
+    cache_seconds: float | None = None
+    seconds_per_epoch: float | None = None
+    samples_per_second: float | None = None
+    peak_memory_mib: float | None = None
+    test_score: float | None = None
+    fail_reason: str | None = None
+    prune_reason: str | None = None
+    interrupted: bool = False
+    oom_retries: int = 0
+    oom_note: str | None = None
+    worker: str | None = None
+    worker_pid: int | None = None
+    retry_of: int | None = None
+    warm_start: dict[str, Any] | None = None
+    duration_seconds: float | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why the trial failed or was pruned; "" when it did neither."""
+        return self.fail_reason or self.prune_reason or ""
+
+    @classmethod
+    def from_frozen(cls, trial) -> TrialRecord:
+        """The record of an Optuna ``FrozenTrial`` (any state)."""
+        attrs = trial.user_attrs
+        state = trial.state.name.lower()
+        steps = trial.intermediate_values
+        last = steps[max(steps)] if steps else None
+        epochs = {}
+        for key, value in attrs.items():
+            if key.startswith(EPOCH_PREFIX) and key[len(EPOCH_PREFIX):].isdigit():
+                epochs[int(key[len(EPOCH_PREFIX):])] = EpochMetrics(**value)
+        return cls(
+            number=trial.number,
+            state=state,
+            value=trial.value,
+            score=trial.value if state == "complete" else last,
+            label=trial.params.get("backbone", attrs.get(BACKBONE, "?")),
+            sampled=dict(trial.params),
+            epochs_reported=len(steps),
+            backbone=attrs.get(BACKBONE),
+            pretrained=bool(attrs.get(PRETRAINED, True)),
+            params=dict(attrs.get(PARAMS) or {}),
+            device=attrs.get(DEVICE),
+            classes=attrs.get(CLASSES),
+            seed=attrs.get(SEED, 0),
+            parameter_count=attrs.get(PARAMETER_COUNT),
+            trainable_parameters=attrs.get(TRAINABLE_PARAMETERS),
+            n_groups=attrs.get(N_GROUPS),
+            n_frozen_groups=attrs.get(N_FROZEN_GROUPS),
+            epochs=dict(sorted(epochs.items())),
+            activation_cache=attrs.get(ACTIVATION_CACHE),
+            cache_seconds=attrs.get(CACHE_SECONDS),
+            seconds_per_epoch=attrs.get(SECONDS_PER_EPOCH),
+            samples_per_second=attrs.get(SAMPLES_PER_SECOND),
+            peak_memory_mib=attrs.get(PEAK_MEMORY),
+            test_score=attrs.get(TEST_SCORE),
+            fail_reason=attrs.get(FAIL_REASON),
+            prune_reason=attrs.get(PRUNE_REASON),
+            interrupted=bool(attrs.get(INTERRUPTED, False)),
+            oom_retries=int(attrs.get(OOM_RETRIES, 0)),
+            oom_note=attrs.get(OOM_NOTE),
+            worker=attrs.get(WORKER),
+            worker_pid=attrs.get(WORKER_PID),
+            retry_of=attrs.get(RETRY_OF),
+            warm_start=attrs.get(WARM_START),
+            duration_seconds=trial.duration.total_seconds() if trial.duration else None,
+        )
+
+
+def trial_records(study, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
+    """The records of the study's trials (of ``states``, e.g. ``("complete",)``), by number."""
+    records = [TrialRecord.from_frozen(t) for t in study.get_trials(deepcopy=False)]
+    return [r for r in records if states is None or r.state in states]
+
+
+class TrialWriter:
+    """The one writer of a running trial's user attributes (wraps an ``optuna.Trial``)."""
+
+    def __init__(self, trial) -> None:
+        self.trial = trial
+
+    def _set(self, key: str, value: Any) -> None:
+        self.trial.set_user_attr(key, value)
+
+    def worker(self, name: str, pid: int, retry_of: int | None) -> None:
+        """Which worker runs the trial; a retry of a dead worker's trial says which."""
+        self._set(WORKER, name)
+        self._set(WORKER_PID, pid)
+        if retry_of is not None:  # a copy of the dead trial, with its user attrs
+            self._set(RETRY_OF, retry_of)
+            if self.trial.user_attrs.get(INTERRUPTED):
+                self._set(INTERRUPTED, False)
+
+    def started(self, *, backbone: str, pretrained: bool, params: dict[str, Any], device: str,
+                classes: list[str], seed: int) -> None:
+        """What the trial trains: the backbone, every hyperparameter, device, classes, seed."""
+        self._set(BACKBONE, backbone)
+        self._set(PRETRAINED, pretrained)
+        self._set(PARAMS, params)
+        self._set(DEVICE, device)
+        self._set(CLASSES, classes)
+        self._set(SEED, seed)
+
+    def retried_out_of_memory(self, params: dict[str, Any], failed_batch_size: int) -> int:
+        """An out-of-memory retry at ``params["batch_size"]``; returns the retry count."""
+        retries = int(self.trial.user_attrs.get(OOM_RETRIES, 0)) + 1
+        self._set(PARAMS, params)
+        self._set(OOM_RETRIES, retries)
+        self._set(OOM_NOTE, f"out of memory at batch size {failed_batch_size}; retried at "
+                            f"{params['batch_size']}")
+        return retries
+
+    def loaded(self, parameter_count: int) -> None:
+        """The backbone's parameter count (all parameters, frozen or not)."""
+        self._set(PARAMETER_COUNT, parameter_count)
+
+    def epoch(self, number: int, metrics: EpochMetrics, *, activation_cache: str,
+              cache_seconds: float, seconds_per_epoch: float, samples_per_second: float,
+              peak_memory_mib: float) -> None:
+        """One epoch's scores, and the running throughput, cache and memory figures."""
+        self._set(ACTIVATION_CACHE, activation_cache)
+        self._set(CACHE_SECONDS, round(cache_seconds, 3))
+        self._set(SECONDS_PER_EPOCH, round(seconds_per_epoch, 3))
+        self._set(SAMPLES_PER_SECOND, round(samples_per_second, 1))
+        self._set(PEAK_MEMORY, round(peak_memory_mib, 1))
+        self._set(f"{EPOCH_PREFIX}{number}", {
+            "train_loss": round(metrics.train_loss, 5),
+            "accuracy": round(metrics.accuracy, 5),
+            "macro_f1": round(metrics.macro_f1, 5),
+        })
+
+    def finished(self, *, n_groups: int, n_frozen_groups: int, trainable_parameters: int,
+                 test_score: float | None) -> None:
+        """The trained model's shape (groups, frozen groups, trainable count), test score."""
+        self._set(N_GROUPS, n_groups)
+        self._set(N_FROZEN_GROUPS, n_frozen_groups)
+        self._set(TRAINABLE_PARAMETERS, trainable_parameters)
+        if test_score is not None:
+            self._set(TEST_SCORE, test_score)
+
+    def pruned(self, reason: str) -> None:
+        self._set(PRUNE_REASON, reason)
+
+    def failed(self, reason: str, *, interrupted: bool = False) -> None:
+        """Why the trial failed; an interrupted one does not count towards the total."""
+        self._set(FAIL_REASON, reason)
+        if interrupted:
+            self._set(INTERRUPTED, True)
+
+
+def warm_start_attrs(source: dict[str, Any]) -> dict[str, Any]:
+    """The user attributes of an enqueued warm-start trial (``study.enqueue_trial``)."""
+    return {WARM_START: source}
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What the study recorded about itself, read back from ``study.user_attrs``."""
+
+    space: str | None = None  # the space's fingerprint (sorted JSON)
+    data: str | None = None
+    prescreen: dict[str, Any] | None = None  # by, k, samples, kept, scores
+    warm_start: list[dict[str, Any]] | None = None  # study, trial, value of each enqueued one
+    kept_model: dict[str, Any] | None = None  # trial, score, artifact (--keep-best)
+    workers_joined: int = 0
+
+    @classmethod
+    def of(cls, study) -> StudyRecord:
+        attrs = study.user_attrs
+        return cls(
+            space=attrs.get(STUDY_SPACE),
+            data=attrs.get(STUDY_DATA),
+            prescreen=attrs.get(STUDY_PRESCREEN),
+            warm_start=attrs.get(STUDY_WARM_START),
+            kept_model=attrs.get(STUDY_KEPT_MODEL),
+            workers_joined=int(attrs.get(STUDY_WORKERS_JOINED, 0)),
+        )
+
+
+def set_study_origin(study, space_fingerprint: str, data: str) -> None:
+    """The space and data a new study was created with."""
+    study.set_user_attr(STUDY_SPACE, space_fingerprint)
+    study.set_user_attr(STUDY_DATA, data)
+
+
+def set_prescreen(study, prescreen: dict[str, Any]) -> None:
+    study.set_user_attr(STUDY_PRESCREEN, prescreen)
+
+
+def set_warm_start(study, enqueued: list[dict[str, Any]]) -> None:
+    study.set_user_attr(STUDY_WARM_START, enqueued)
+
+
+def set_kept_model(study, kept: dict[str, Any]) -> None:
+    study.set_user_attr(STUDY_KEPT_MODEL, kept)
+
+
+def next_worker_number(study) -> int:
+    """Count this worker in (call under the study lock); returns its number, 0 for the first."""
+    number = StudyRecord.of(study).workers_joined
+    study.set_user_attr(STUDY_WORKERS_JOINED, number + 1)
+    return number

@@ -1,0 +1,328 @@
+"""What a search ends with: the leaderboard and the re-runnable ``best.yaml``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autotransfer.contract.space import SearchSpace
+from autotransfer.search.records import StudyRecord, TrialRecord, trial_records
+
+#: The states a finished trial can end in, as the leaderboard orders them.
+FINISHED = ("complete", "pruned", "fail")
+
+
+def leaderboard(study) -> list[dict[str, Any]]:
+    """One row per finished trial, best first: completed by value, then pruned, then failed."""
+    rows = [
+        {
+            "trial": r.number,
+            "state": r.state,
+            "backbone": r.label,
+            "freeze_fraction": r.params.get("freeze_fraction"),
+            "lr": r.params.get("lr"),
+            "val_score": r.score,
+            "test_score": r.test_score,
+            "epochs": r.epochs_reported,
+            "seconds_per_epoch": r.seconds_per_epoch,
+            "reason": r.reason,
+        }
+        for r in trial_records(study, FINISHED)
+    ]
+    order = {"complete": 0, "pruned": 1, "fail": 2}
+    rows.sort(key=lambda r: (order[r["state"]], -(r["val_score"] or 0.0)))
+    return rows
+
+
+def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["trial"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def best_config(study, space: SearchSpace, *, data: str, storage: str, space_file: str | None):
+    """The best completed trial as the ``best.yaml`` mapping (None when no trial completed)."""
+    best = best_trial(study)
+    if best is None:
+        return None
+    config: dict[str, Any] = {
+        "backbone": space.backbone(best.sampled["backbone"]).to_yaml(),
+        "params": best.params or space.resolve(best.sampled),
+        "epochs": space.epochs,
+        "metric": space.metric,
+        "val_score": float(best.value),
+    }
+    if best.test_score is not None:
+        config["test_score"] = float(best.test_score)
+    config["classes"] = best.classes
+    config["source"] = {
+        "study": study.study_name,
+        "trial": best.number,
+        "seed": best.seed,
+        "data": data,
+        "space": space_file,
+        "val_fraction": space.val_fraction,  # train --refit-on train re-creates the same split
+        "storage": storage,  # already masked by the caller
+    }
+    return config
+
+
+def best_trial(study) -> TrialRecord | None:
+    """The record of the study's best completed trial (None when none completed)."""
+    completed = trial_records(study, ("complete",))
+    return max(completed, key=lambda r: r.value) if completed else None
+
+
+def backbone_id(config: dict[str, Any]) -> str:
+    """The backbone id of a ``best.yaml`` mapping (its ``backbone`` is an id or a mapping)."""
+    backbone = config["backbone"]
+    return backbone if isinstance(backbone, str) else backbone["id"]
+
+
+def state_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many leaderboard rows are complete, pruned and failed."""
+    return {s: sum(r["state"] == s for r in rows) for s in FINISHED}
+
+
+def write_best(config: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Best transfer configuration found by `autotransfer search`.\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def best_per_backbone(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each backbone's best leaderboard row (completed before pruned before failed)."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["backbone"] not in best:
+            best[row["backbone"]] = row
+    return list(best.values())
+
+
+def importances(study) -> tuple[dict[str, float], str | None]:
+    """Hyperparameter importances (PED-ANOVA, no extra dependency), or ``({}, why not)``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(completed) < 3:
+        return {}, f"{len(completed)} completed trial(s); importances need at least 3"
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+            )
+    except (RuntimeError, ValueError) as exc:
+        return {}, str(exc).splitlines()[0]
+    if not found or not any(v > 0 for v in found.values()):
+        return {}, "no hyperparameter varied enough among the completed trials"
+    return dict(found), None
+
+
+def _score_points(rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, float, int]]]:
+    """backbone -> (state, score, trial) of its completed and pruned trials (pruned trials at
+    their last reported score, so that a backbone the pruner always stopped still shows)."""
+    points: dict[str, list[tuple[str, float, int]]] = {}
+    for r in sorted(rows, key=lambda r: r["backbone"]):
+        if r["state"] in ("complete", "pruned") and r["val_score"] is not None:
+            points.setdefault(r["backbone"], []).append((r["state"], r["val_score"], r["trial"]))
+    return points
+
+
+def _backbone_plotly(rows, metric: str):
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for state, symbol in (("complete", "circle"), ("pruned", "circle-open")):
+        xs, ys, text = [], [], []
+        for backbone, points in _score_points(rows).items():
+            for s, score, trial in points:
+                if s == state:
+                    xs.append(backbone)
+                    ys.append(score)
+                    text.append(f"trial {trial}")
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=state, text=text,
+                                    marker={"symbol": symbol, "size": 10}))
+    figure.update_layout(title="Score per backbone", xaxis_title="backbone",
+                         yaxis_title=f"validation {metric} (pruned: last reported)")
+    return figure
+
+
+def _backbone_matplotlib(rows, metric: str):
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    points = _score_points(rows)
+    for i, (_backbone, found) in enumerate(points.items()):
+        for state, face in (("complete", "C0"), ("pruned", "none")):
+            ys = [score for s, score, _ in found if s == state]
+            axes.scatter([i] * len(ys), ys, facecolors=face, edgecolors="C0", s=40,
+                         label=state if i == 0 else None)
+    axes.set_xticks(range(len(points)), list(points), rotation=15, ha="right")
+    axes.set_xlim(-0.5, len(points) - 0.5)
+    axes.set_xlabel("backbone")
+    axes.set_ylabel(f"validation {metric} (pruned: last reported)")
+    axes.set_title("Score per backbone")
+    axes.legend()
+    return axes
+
+
+def _plots(study, params_importance: dict[str, float], rows, metric: str):
+    """name -> (plotly figure builder, matplotlib figure builder)."""
+    import optuna.visualization as vis
+    import optuna.visualization.matplotlib as vis_mpl
+
+    plots: dict[str, tuple[Any, Any]] = {
+        "optimization_history": (lambda: vis.plot_optimization_history(study),
+                                 lambda: vis_mpl.plot_optimization_history(study)),
+    }
+    if _score_points(rows):
+        plots["score_per_backbone"] = (lambda: _backbone_plotly(rows, metric),
+                                       lambda: _backbone_matplotlib(rows, metric))
+    if params_importance:
+        from optuna.importance import PedAnovaImportanceEvaluator
+
+        plots["param_importances"] = (
+            lambda: vis.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator()),
+            lambda: vis_mpl.plot_param_importances(study,
+                                                   evaluator=PedAnovaImportanceEvaluator()),
+        )
+    return plots
+
+
+def write_report(study, out: str | Path, *, metric: str = "score",
+                 best: dict[str, Any] | None = None) -> Path:
+    """Leaderboard, best per backbone, importances, plots (HTML and PNG) and ``report.md``.
+
+    Plots use optuna.visualization (plotly, HTML) and optuna.visualization.matplotlib (PNG), so
+    no browser is needed. A plot that cannot be drawn is named in the report, never fatal.
+    Returns the path of ``report.md``.
+    """
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = leaderboard(study)
+    write_leaderboard_csv(rows, out / "leaderboard.csv")
+    per_backbone = best_per_backbone(rows)
+    write_leaderboard_csv(per_backbone, out / "best_per_backbone.csv")
+    found, why_not = importances(study)
+    drawn, failed = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna's experimental-API warnings
+        for name, (html, png) in _plots(study, found, rows, metric).items():
+            try:
+                html().write_html(out / f"{name}.html", include_plotlyjs="directory")
+                axes = png()
+                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+                figure.set_size_inches(8, 5)
+                figure.tight_layout()
+                figure.savefig(out / f"{name}.png", dpi=100)
+                plt.close(figure)
+                drawn.append(name)
+            except Exception as exc:  # an empty or degenerate study: say so, keep the rest
+                failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    path = out / "report.md"
+    path.write_text(_markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric,
+                              best), encoding="utf-8")
+    return path
+
+
+def fmt(value: Any, spec: str = ".4f") -> str:
+    """``value`` formatted with ``spec``, or ``-`` when it is None (a table cell)."""
+    return "-" if value is None else format(value, spec)
+
+
+def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, best) -> str:
+    counts = state_counts(rows)
+    lines = [f"# autotransfer report: study `{study.study_name}`", ""]
+    lines.append(f"{len(rows)} trials: {counts['complete']} complete, {counts['pruned']} "
+                 f"pruned, {counts['fail']} failed. Scores are validation {metric}.")
+    lines.append("")
+    if best is not None:
+        backbone = backbone_id(best)
+        test = f", test {best['test_score']:.4f}" if best.get("test_score") is not None else ""
+        lines += ["## Best configuration", "",
+                  f"`{backbone}`: val {best['val_score']:.4f}{test} (`best.yaml`; refit it "
+                  "with `autotransfer train best.yaml --out model`)", "",
+                  "```yaml", yaml.safe_dump(best["params"], sort_keys=False).rstrip(), "```", ""]
+    lines += ["## Best per backbone", "",
+              "| backbone | trial | state | val | test | epochs | freeze | lr |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in per_backbone:
+        lines.append(f"| `{r['backbone']}` | {r['trial']} | {r['state']} | "
+                     f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
+                     f"{fmt(r['freeze_fraction'], '.2f')} | {fmt(r['lr'], '.1e')} |")
+    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | why |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        reason = r["reason"].replace("|", "/")
+        lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
+                     f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
+                     f"{reason} |")
+    lines += ["", "## Hyperparameter importances", ""]
+    if found:
+        lines += ["| hyperparameter | importance (PED-ANOVA) |", "|---|---|"]
+        lines += [f"| `{k}` | {v:.3f} |" for k, v in found.items()]
+    else:
+        lines.append(f"Not computed: {why_not}.")
+    lines += ["", "## Plots", ""]
+    for name in drawn:
+        title = name.replace("_", " ").capitalize()
+        lines.append(f"- {title}: [{name}.html]({name}.html)  ")
+        lines.append(f"  ![{title}]({name}.png)")
+    for problem in failed:
+        lines.append(f"- not drawn: {problem}")
+    return "\n".join(lines) + "\n"
+
+
+def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
+    """:func:`write_report` for a study in ``storage`` (also ``best.yaml`` when one completed).
+
+    Example:
+        >>> from autotransfer.search.report import report_study
+        >>> report_study("fashion-mnist-image-quick", storage="sqlite:///demo.db",
+        ...              out="demo-report")  # doctest: +SKIP
+    """
+    import json
+
+    import optuna
+
+    from autotransfer.contract.space import parse_space
+    from autotransfer.errors import SpaceError, StorageError
+    from autotransfer.search.storage import make_storage, mask_url
+
+    study_storage = make_storage(storage, must_exist=True)
+    names = [s.study_name for s in optuna.get_all_study_summaries(study_storage)]
+    if study_name not in names:
+        shown = ", ".join(sorted(names)[:10]) or "none"
+        raise StorageError(f"no study {study_name!r} in {mask_url(storage)}; studies there: "
+                           f"{shown}")
+    study = optuna.load_study(study_name=study_name, storage=study_storage)
+    best = None
+    origin = StudyRecord.of(study)
+    if origin.space is not None:
+        try:
+            space = parse_space(json.loads(origin.space), f"study {study_name!r}")
+        except (SpaceError, ValueError):
+            space = None
+        if space is not None:
+            best = best_config(study, space, data=origin.data or "",
+                               storage=mask_url(storage), space_file=None)
+    out = Path(out)
+    if best is not None:
+        write_best(best, out / "best.yaml")
+    metric = best["metric"] if best else "score"
+    return write_report(study, out, metric=metric, best=best)

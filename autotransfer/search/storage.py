@@ -1,0 +1,202 @@
+"""Storage URLs: validation, password masking, Optuna's RDB storage with heartbeats, and the
+study-wide lock that makes ``--trials`` exact across workers."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from autotransfer.errors import StorageError, first_line
+
+DEFAULT_STORAGE = "sqlite:///autotransfer.db"
+_EXAMPLES = "sqlite:///autotransfer.db or postgresql+psycopg://user@host/dbname"
+# Seconds between a running trial's heartbeats.
+DEFAULT_HEARTBEAT = 20
+# A worker that records no heartbeat for GRACE_FACTOR heartbeat intervals is taken for dead.
+GRACE_FACTOR = 3
+# How many times a dead worker's trial is retried before it stays failed.
+MAX_RETRY = 2
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print or save)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable storage URL>"
+
+
+def _sqlite_file(parsed) -> Path | None:
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist: bool = False):
+    """An ``optuna.storages.RDBStorage`` for ``url``; bad URLs are one-line StorageErrors.
+
+    SQLite files are switched to write-ahead logging and wait up to 60 s for a lock, so that a
+    few local worker processes share one file (readers no longer block the writer). Other
+    servers get pre-pinged pooled connections. With ``heartbeat_interval`` (seconds), every
+    running trial records a heartbeat; a trial silent for ``GRACE_FACTOR`` intervals is failed by
+    the next worker that starts a trial, and re-queued up to ``MAX_RETRY`` times.
+
+    Args:
+        url: an SQLAlchemy URL, e.g. ``sqlite:///autotransfer.db`` or
+            ``postgresql+psycopg://user:password@host/dbname``.
+        heartbeat_interval: seconds between heartbeats; None turns heartbeats off.
+        must_exist: an SQLite file that does not exist is an error instead of being created.
+
+    Raises:
+        StorageError: a malformed URL, a missing database driver, an SQLite file that does not
+            exist (``must_exist``), or a database that cannot be reached.
+    """
+    import optuna
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"bad storage URL {url!r}: expected an SQLAlchemy URL such as {_EXAMPLES}"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if heartbeat_interval is not None and heartbeat_interval < 1:
+        raise StorageError(f"heartbeat interval must be >= 1 second, got {heartbeat_interval}")
+    engine_kwargs: dict = {}
+    sqlite_file = _sqlite_file(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+        if sqlite_file is None:  # in memory: one process, and a connection per thread
+            heartbeat_interval = None
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    if sqlite_file is not None:
+        if not sqlite_file.parent.is_dir():
+            raise StorageError(f"storage {shown}: folder {sqlite_file.parent} does not exist")
+        if must_exist and not sqlite_file.is_file():
+            raise StorageError(f"storage {shown}: no such database file {sqlite_file}")
+        _use_wal(sqlite_file, shown)
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            heartbeat = {}
+            if heartbeat_interval is not None:
+                heartbeat = {
+                    "heartbeat_interval": heartbeat_interval,
+                    "grace_period": GRACE_FACTOR * heartbeat_interval,
+                    "heartbeat_stale_trial_callback":
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                }
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    except (NoSuchModuleError, ModuleNotFoundError, ImportError):
+        hint = ""
+        if parsed.get_backend_name() == "postgresql":
+            hint = "; pip install 'psycopg[binary]' and use postgresql+psycopg://"
+        raise StorageError(
+            f"storage {shown}: no database driver for {parsed.drivername!r}{hint}"
+        ) from None
+    except Exception as exc:
+        detail = first_line(exc) or type(exc).__name__
+        raise StorageError(f"cannot open storage {shown}: {detail}") from None
+
+
+def _use_wal(path: Path, shown: str) -> None:
+    """Switch an SQLite file to write-ahead logging (a setting the file keeps)."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(path, timeout=60)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open storage {shown}: {exc}") from None
+
+
+class StudyLock:
+    """A lock held by one worker at a time, on every machine that shares the storage.
+
+    PostgreSQL: an advisory lock; MySQL: ``GET_LOCK``; an SQLite file: ``flock`` on a file next
+    to it (SQLite is shared by processes of one machine only). Other backends: no lock, and the
+    study may overshoot ``--trials`` by a trial when workers start trials at the same instant.
+    ``release`` may be called more than once.
+    """
+
+    def __init__(self, storage, study_name: str) -> None:
+        self._storage = storage
+        digest = hashlib.sha256(study_name.encode()).digest()
+        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self._name = "autotransfer-" + digest[:16].hex()
+        self._release = None
+
+    def acquire(self) -> None:
+        if self._release is not None:  # already held by this object
+            return
+        engine = self._storage.engine
+        backend = engine.dialect.name
+        if backend == "sqlite":
+            path = engine.url.database
+            if path in (None, "", ":memory:"):
+                return
+            import fcntl
+
+            handle = open(f"{Path(path).expanduser().resolve()}.lock", "a")  # noqa: SIM115
+            fcntl.flock(handle, fcntl.LOCK_EX)
+
+            def release() -> None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+
+        elif backend in ("postgresql", "mysql", "mariadb"):
+            from sqlalchemy import text
+
+            connection = engine.connect()
+            if backend == "postgresql":
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+                unlock = text("SELECT pg_advisory_unlock(:k)")
+                args = {"k": self._key}
+            else:
+                connection.execute(text("SELECT GET_LOCK(:n, -1)"), {"n": self._name})
+                unlock = text("SELECT RELEASE_LOCK(:n)")
+                args = {"n": self._name}
+
+            def release() -> None:
+                try:
+                    connection.execute(unlock, args)
+                    connection.commit()
+                finally:
+                    connection.close()
+
+        else:
+            return
+        self._release = release
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[StudyLock]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process, as recorded on each trial it runs."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"

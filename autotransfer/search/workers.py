@@ -1,0 +1,235 @@
+"""Many workers, one study: the trial loop every worker runs, and local worker processes.
+
+Every worker, in this process or another one on any machine, runs :func:`run_trials` on the same
+storage. The study's total (``--trials``) is kept exact by a study-wide lock
+(:class:`autotransfer.search.storage.StudyLock`) around "count, then take the next trial". A
+trial that counts is any trial of the study (running and queued ones included) except a failed
+one that was retried, whose retry (a copy queued by Optuna's ``RetryHeartbeatStaleTrialCallback``)
+takes its place, and one interrupted by Ctrl-C, which the next run makes up for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autotransfer.errors import AutotransferError
+from autotransfer.search.records import TrialRecord, TrialWriter, next_worker_number
+from autotransfer.search.storage import StudyLock, worker_name
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Seconds a stopped worker has to record its trial as failed before it is killed.
+STOP_GRACE = 10
+# Set when this worker process is told to stop: it starts no further trial.
+_STOP = threading.Event()
+
+
+@dataclass
+class Tally:
+    counted: int  # trials that count towards --trials (retried and interrupted ones do not)
+    running: int
+    waiting: int
+    retried: int  # failed trials replaced by a retry
+
+
+def tally(study) -> Tally:
+    """Count the study's trials the way ``--trials`` counts them."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    records = [TrialRecord.from_frozen(t) for t in trials]
+    return Tally(
+        counted=sum(r.number not in retried and not r.interrupted for r in records),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+        retried=len(retried),
+    )
+
+
+def _retry_of(trial) -> int | None:
+    """The failed trial that ``trial`` retries (None for a new trial).
+
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` records it as the system attribute
+    ``failed_trial``, which a running ``optuna.Trial`` does not expose; this reads it through
+    the private ``trial._trial_id``, the one such access here (check it on an Optuna upgrade).
+    """
+    return trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+
+
+def join_study(study, lock: StudyLock) -> int:
+    """Give this worker the study's next worker number (0 for the first worker ever)."""
+    with lock.held():
+        return next_worker_number(study)
+
+
+def run_trials(
+    study,
+    objective: Callable,
+    *,
+    lock: StudyLock,
+    trials: int | None,
+    timeout: float | None,
+    callbacks: list[Callable] = (),  # type: ignore[assignment]
+    poll: float = 1.0,
+) -> None:
+    """Run trials until the study holds ``trials`` counted trials, none of them running.
+
+    Each step, under the study lock: fail the trials of dead workers (which queues their
+    retries), count, and take a queued retry or a new trial when there is room. When the study
+    is full but other workers' trials still run, wait for them: one of them may die and need a
+    retry. ``timeout`` stops starting trials (and waiting) after that many seconds.
+    """
+    import optuna
+
+    started = time.monotonic()
+    me = worker_name()
+
+    def locked_objective(trial: optuna.Trial) -> float:
+        # The trial exists and its heartbeat runs: the next worker may count it now.
+        TrialWriter(trial).worker(me, os.getpid(), _retry_of(trial))
+        lock.release()
+        return objective(trial)
+
+    while (timeout is None or time.monotonic() - started < timeout) and not _STOP.is_set():
+        lock.acquire()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            now = tally(study)
+            if trials is None or now.counted < trials or now.waiting:
+                remaining = None if timeout is None else timeout - (time.monotonic() - started)
+                study.optimize(locked_objective, n_trials=1, timeout=remaining,
+                               catch=(Exception,), callbacks=list(callbacks))
+                continue
+        finally:
+            lock.release()
+        if not now.running:
+            return
+        time.sleep(poll)  # full, but another worker's trial may still fail and come back
+
+
+def cpu_threads(workers: int) -> int:
+    """Torch threads per worker so that the workers together use each core once."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+def worker_device(device: str, index: int) -> str:
+    """``auto`` and ``cuda`` spread workers over the GPUs: worker i gets ``cuda:(i % n)``."""
+    if device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return device  # resolve_device says what is wrong with "cuda"
+    return f"cuda:{index % count}"
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker process needs to rebuild the search (everything picklable).
+
+    ``options`` are the search's (``SearchOptions``, with the study's name and the parsed,
+    pre-screened space); ``device`` is this worker's (``cuda:i`` spreads workers over GPUs).
+    """
+
+    options: Any  # SearchOptions
+    index: int
+    device: str
+    threads: int
+    progress: Any = None
+
+
+def stop_requested() -> bool:
+    """True in a worker process that was told to stop (its trial ends at the next epoch)."""
+    return _STOP.is_set()
+
+
+def _interrupt(signum, frame):
+    _STOP.set()
+    raise KeyboardInterrupt  # may be swallowed (e.g. inside a gc callback): the flag stays
+
+
+def worker_main(target: Callable[[WorkerSpec], None], spec: WorkerSpec) -> None:
+    """Entry point of a worker process: its threads, then ``target(spec)`` (the search's
+    ``run_worker``: the shared trial loop)."""
+    import torch
+
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a stopped worker fails its trial cleanly
+        signal.signal(signum, _interrupt)
+    torch.set_num_threads(spec.threads)
+    try:
+        if spec.progress is not None and hasattr(spec.progress, "worker"):
+            spec.progress.worker = spec.index  # tags its lines (the CLI's ConsoleProgress)
+        target(spec)
+    except AutotransferError as exc:
+        print(f"error: worker {spec.index}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run_local_workers(specs: list[WorkerSpec],
+                      target: Callable[[WorkerSpec], None]) -> list[int]:
+    """Start one process per spec running ``target(spec)`` (a module-level function) and wait
+    for all; Ctrl-C stops them. Returns exit codes."""
+    import multiprocessing
+    import multiprocessing.connection
+
+    context = multiprocessing.get_context("spawn")
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    processes = []
+    try:
+        for spec in specs:
+            for name in THREAD_VARIABLES:  # read by the child's libraries when they load
+                os.environ[name] = str(spec.threads)
+            process = context.Process(target=worker_main, args=(target, spec),
+                                      name=f"autotransfer-worker-{spec.index}")
+            process.start()
+            processes.append(process)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    # Ctrl-C and SIGTERM only set a flag here: an exception raised from a signal handler can
+    # land in a gc callback and be swallowed. The wait below sees the flag.
+    stop = threading.Event()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handlers[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        waiting = {p.sentinel: p for p in processes}
+        while waiting and not stop.is_set():
+            for sentinel in multiprocessing.connection.wait(list(waiting), timeout=0.5):
+                waiting.pop(sentinel).join()
+    finally:  # interrupted, or an error here: stop the workers (their trials fail), wait for them
+        alive = [p for p in processes if p.is_alive()]
+        for process in alive:
+            process.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for process in alive:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():  # its trial turns FAIL with its heartbeat, and is retried
+                process.kill()
+                process.join()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if stop.is_set():
+        raise KeyboardInterrupt
+    return [p.exitcode for p in processes]

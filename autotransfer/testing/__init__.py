@@ -1,0 +1,42 @@
+"""Testing: conformance checks and fakes for plugin authors' tests (and this project's own).
+
+In a plugin's test suite::
+
+    from autotransfer.testing import check_backbone
+
+    def test_my_backbones_conform():
+        check_backbone("myzoo/tiny-net")   # raises ConformanceError naming what broke
+
+Owns the conformance check (``conformance``: :func:`check_backbone`) and the fakes (``fakes``:
+:class:`FakeZoo`, a plugin offering tiny real CNNs; :func:`registered_plugin`, a plugin
+registered for the duration of a ``with`` block; :class:`DeterministicPruner`).
+
+May import: ``autotransfer.train``, ``autotransfer.data``, ``autotransfer.contract``,
+``autotransfer.errors`` and public libraries; never search, model or cli.
+"""
+
+from autotransfer.testing.conformance import (
+    FREEZE_FRACTIONS,
+    ConformanceError,
+    ConformanceReport,
+    check_backbone,
+)
+from autotransfer.testing.fakes import (
+    DeterministicPruner,
+    FakeZoo,
+    TinyCNN,
+    registered_plugin,
+    tiny_cnn_backbone,
+)
+
+__all__ = [
+    "FREEZE_FRACTIONS",
+    "ConformanceError",
+    "ConformanceReport",
+    "DeterministicPruner",
+    "FakeZoo",
+    "TinyCNN",
+    "check_backbone",
+    "registered_plugin",
+    "tiny_cnn_backbone",
+]
