@@ -98,7 +98,7 @@ def test_the_running_trial_stops_at_an_epoch_boundary_pruned_with_its_last_score
     assert attrs["write_seconds"] >= 0  # measured for the reserve of the next run
 
 
-def test_the_running_trial_stops_at_a_batch_boundary_before_its_first_score(
+def test_a_trial_whose_loading_used_the_time_up_stops_before_its_first_score(
         class_folders, tmp_path, clock):
     result = _search(tmp_path, class_folders, Jumps(clock, ("start", 1)), trials=2,
                      time_budget=1000)
@@ -112,6 +112,26 @@ def test_the_running_trial_stops_at_a_batch_boundary_before_its_first_score(
     assert stopped.user_attrs["first_report_unreached"] is True
     assert "first_report_seconds" in first.user_attrs
     assert (tmp_path / "out" / "best.yaml").is_file()
+
+
+def test_the_running_trial_stops_at_a_batch_boundary(class_folders, tmp_path, clock,
+                                                      monkeypatch):
+    checks = []
+    check = timebudget.Deadline.check
+
+    def jump_at_the_second_batch(self) -> None:  # checks: before the split, batch 1, batch 2
+        checks.append(1)
+        if len(checks) == 3:
+            clock.jump(1e6)
+        check(self)
+
+    monkeypatch.setattr(timebudget.Deadline, "check", jump_at_the_second_batch)
+    result = _search(tmp_path, class_folders, None, trials=1, time_budget=1000)
+    (stopped,) = result.study.trials
+    assert len(checks) == 3
+    assert stopped.state == TrialState.PRUNED and stopped.value is None
+    assert stopped.user_attrs["prune_reason"] == (
+        "time budget: stopped in epoch 1/2, before its first score")
 
 
 def test_the_trainer_stops_before_the_batch_its_check_refuses(class_folders):
@@ -137,9 +157,14 @@ def test_the_trainer_stops_before_the_batch_its_check_refuses(class_folders):
 def test_a_batch_check_stops_when_the_next_batch_would_overrun(clock):
     deadline = timebudget.Deadline(at=clock.t + 100, reserve=10)  # 90 s for trials
     deadline.trial_started()
-    for _ in range(8):  # batches of 10 s at 0, 10, ..., 70: the one at 80 would end at 90
+    deadline.check()  # before the training split is encoded (75 s here): not a batch's time
+    clock.jump(75)
+    deadline.check()  # the first batch: 15 s left, no batch time measured yet
+    clock.jump(5)
+    deadline.check()  # a batch took 5 s; 10 s are left
+    clock.jump(5)
+    with pytest.raises(timebudget.TimeBudgetSpent):  # 5 s left: the next batch would end at 90
         deadline.check()
-        clock.jump(10)
     with pytest.raises(timebudget.TimeBudgetSpent):
         deadline.check()
     deadline.trial_started()  # a new trial: the old batch times are forgotten

@@ -143,6 +143,20 @@ def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> fl
                                         f"{params['batch_size']}")
 
 
+def _stopped_by_budget(record: TrialWriter, ctx: TrialContext, done: int, epochs: int):
+    """The ``TrialPruned`` of a trial stopped by the time budget after ``done`` epochs, its
+    reason recorded; before its first report, the seconds it ran are the start rule's lower
+    bound for its configuration."""
+    import optuna
+
+    reason = (f"time budget: stopped in epoch {done + 1}/{epochs}"
+              + (f", scored after epoch {done}" if done else ", before its first score"))
+    if not done:
+        record.first_report(timebudget.now() - ctx.started_at, reached=False)
+    record.pruned(reason)
+    return optuna.TrialPruned(reason)
+
+
 def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     """One trial's training; the model and optimizer are freed when this returns."""
     import optuna
@@ -154,6 +168,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     space, device, progress = ctx.space, ctx.device, ctx.progress
     torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
     backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
+    if ctx.deadline is not None and ctx.deadline.left() <= 0:  # loading used the time up
+        raise _stopped_by_budget(TrialWriter(trial), ctx, 0, space.epochs)
     trainer = Trainer(
         backbone, ctx.data, params, device=device, metric=space.metric,
         seed=ctx.seed + trial.number, cache=ctx.cache if ctx.cache is not None else False,
@@ -200,13 +216,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     try:
         result = trainer.fit(space.epochs, on_epoch)
     except timebudget.TimeBudgetSpent:  # at a batch boundary: pruned with its last score
-        done = len(seconds)
-        reason = (f"time budget: stopped in epoch {done + 1}/{space.epochs}"
-                  + (f", scored after epoch {done}" if done else ", before its first score"))
-        if not done:  # its first report needs more than this: the start rule's lower bound
-            record.first_report(timebudget.now() - ctx.started_at, reached=False)
-        record.pruned(reason)
-        raise optuna.TrialPruned(reason) from None
+        raise _stopped_by_budget(record, ctx, len(seconds), space.epochs) from None
     record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
                     trainable_parameters=result.n_trainable,
                     test_score=None if result.test is None else result.test[space.metric])

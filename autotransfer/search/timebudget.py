@@ -77,6 +77,7 @@ class Deadline:
     measured: bool = False  # the reserve is sized by a write of this process
     _last: float | None = None  # the running trial's last batch check
     _steps: list[float] = field(default_factory=list)  # its last seconds between checks
+    _checks: int = 0  # the running trial's batch checks so far
 
     def left(self) -> float:
         """Seconds left for trials (negative once spent)."""
@@ -84,13 +85,16 @@ class Deadline:
 
     def trial_started(self) -> None:
         """Forget the batch times of the previous trial."""
-        self._last, self._steps = None, []
+        self._last, self._steps, self._checks = None, [], 0
 
     def check(self) -> None:
         """Run at every batch boundary: raise :class:`TimeBudgetSpent` when the next batch,
-        as long as the longest of the last three, would end after the time for trials."""
+        as long as the longest of the last three, would end after the time for trials. (The
+        time between a trial's first two checks is not a batch: it encodes the training split.)
+        """
         t = now()
-        if self._last is not None:
+        self._checks += 1
+        if self._last is not None and self._checks > 2:
             self._steps = [*self._steps[-2:], t - self._last]
         self._last = t
         if self.at - self.reserve - t <= max(self._steps, default=0.0):
