@@ -41,6 +41,7 @@ from autotransfer.search.workers import (
     join_study,
     run_local_workers,
     run_trials,
+    stop_on_interrupt,
     worker_device,
 )
 from autotransfer.train.device import device_for
@@ -319,7 +320,8 @@ def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
     """
     options, study = prepared.options, prepared.study
     if options.workers == 1:
-        _run_trials(prepared, progress, options.seed + join_study(study, prepared.lock))
+        with stop_on_interrupt():
+            _run_trials(prepared, progress, options.seed + join_study(study, prepared.lock))
         return []
     threads = cpu_threads(options.workers)
     codes = run_local_workers([

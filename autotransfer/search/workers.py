@@ -10,6 +10,7 @@ takes its place, and one interrupted by Ctrl-C, which the next run makes up for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -161,6 +162,22 @@ def stop_requested() -> bool:
 def _interrupt(signum, frame):
     _STOP.set()
     raise KeyboardInterrupt  # may be swallowed (e.g. inside a gc callback): the flag stays
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Trials run in this (main) thread: Ctrl-C also sets the stop flag, so that a
+    KeyboardInterrupt swallowed by a gc callback (SQLAlchemy's) still stops the trial at its
+    next epoch. The handler and the flag are reset on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _STOP.clear()
 
 
 def worker_main(target: Callable[[WorkerSpec], None], spec: WorkerSpec) -> None:
