@@ -48,6 +48,7 @@ from autotransfer.search.workers import (
     join_study,
     run_local_workers,
     run_trials,
+    stop_on_interrupt,
     worker_device,
 )
 
@@ -394,8 +395,9 @@ def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
     """
     options, study, deadline = prepared.options, prepared.study, prepared.deadline
     if options.workers == 1:
-        _run_trials(prepared, progress, options.seed + join_study(study, prepared.lock),
-                    checkpoint=True)
+        with stop_on_interrupt():
+            _run_trials(prepared, progress, options.seed + join_study(study, prepared.lock),
+                        checkpoint=True)
         return []
     threads = cpu_threads(options.workers)
     codes = run_local_workers([

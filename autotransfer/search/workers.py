@@ -11,6 +11,7 @@ time budget did not let start (:mod:`autotransfer.search.timebudget`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -168,6 +169,22 @@ def stop_requested() -> bool:
 def _interrupt(signum, frame):
     _STOP.set()
     raise KeyboardInterrupt  # may be swallowed (e.g. inside a gc callback): the flag stays
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Trials run in this (main) thread: Ctrl-C also sets the stop flag, so that a
+    KeyboardInterrupt swallowed by a gc callback (SQLAlchemy's) still stops the trial at its
+    next epoch. The handler and the flag are reset on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _STOP.clear()
 
 
 def worker_main(target: Callable[[WorkerSpec], None], spec: WorkerSpec) -> None:
