@@ -25,8 +25,8 @@ _moved.install()  # the 0.1 module paths (autotransfer.layers, ...) warn and sti
 
 #: The Python API that mirrors the CLI, imported on first use so that ``import autotransfer``
 #: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``,
-#: ``autotransfer.inspect``.
-#: ``search`` and ``train`` are also the packages of those parts, callable (``_callable``).
+#: ``autotransfer.inspect``. ``search`` and ``train`` are also the packages of those parts,
+#: callable (``_callable``).
 _API = {
     "search": ("autotransfer.search", None),
     "train": ("autotransfer.train", None),

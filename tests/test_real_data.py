@@ -22,7 +22,7 @@ from autotransfer.data import (
     read_text_table,
 )
 from autotransfer.errors import DataError
-from autotransfer.inference import collect_inputs
+from autotransfer.model.predict import collect_inputs
 from conftest import write_images
 
 

@@ -98,9 +98,9 @@ def test_labels_differing_only_in_case_or_spaces_are_warned_with_both_spellings(
 
 def test_numeric_classes_keep_numeric_order_in_best_yaml_and_predict(tmp_path):
     """best.yaml, the trained model and predict all carry the classes as numbers sort."""
-    from autotransfer.inference import predict
-    from autotransfer.refit import train
-    from autotransfer.study import search
+    from autotransfer.model.predict import predict
+    from autotransfer.model.refit import train
+    from autotransfer.search.study import search
 
     for seed, cls in enumerate(("1", "2", "10")):
         write_images(tmp_path / "data" / cls, 5, seed=seed)
