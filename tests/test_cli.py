@@ -209,7 +209,7 @@ def test_bad_storage_url(capsys, class_folders, space_file, url, message):
 
 
 def test_unbounded_search_and_bad_device(capsys, class_folders, space_file):
-    assert "--trials N or --timeout S" in _error(
+    assert "give --trials N, --timeout S or --time-budget S" in _error(
         capsys, "search", str(class_folders), "--space", str(space_file))
     assert "--device" in _error(
         capsys, "search", str(class_folders), "--space", str(space_file), "--trials", "1",
