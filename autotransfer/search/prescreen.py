@@ -310,7 +310,7 @@ def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: i
         if not kept <= known:
             raise AutotransferError(
                 f"study {study.study_name!r} was pre-screened to {sorted(kept)}, which this "
-                "space does not hold; pass the original space or a new --study name"
+                "space does not hold; pass the original space or a new study name"
             )
         narrowed = space.model_copy(update={
             "backbones": [b for b in space.backbones if b.label in kept]

@@ -59,6 +59,9 @@ class Progress(Protocol):
 
 @dataclass
 class SearchResult:
+    """What :func:`search` returns: the study, ``best.yaml``'s mapping and path (None when no
+    trial completed), the leaderboard rows, and the workers that exited abnormally."""
+
     study: Any  # optuna.Study
     best: dict[str, Any] | None
     best_path: Path | None
