@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data  # noqa: E402
 from autotransfer.train.cache import ActivationCache
@@ -68,7 +68,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp()) / "fashion-mnist"
     data = load_data(demo.export_fashion_mnist(folder, per_class=args.per_class,
                                                test_per_class=args.per_class // 2), seed=0)
-    base = {name: h.default for name, h in HYPERPARAMETERS.items()}
+    base = defaults()
     base.update(augment="none", image_size=args.image_size, batch_size=32, layer_decay=0.8)
     print(f"{args.backbone}, Fashion-MNIST {len(data.train)} train / {len(data.val)} val / "
           f"{len(data.test or [])} test images at {args.image_size} px, {args.trials} trials x "

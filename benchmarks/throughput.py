@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data, take  # noqa: E402
 from autotransfer.train.trainer import Trainer
@@ -98,7 +98,7 @@ def main() -> None:
     default_backbone, export, overrides = SETUPS[args.modality]
     backbone_id = args.backbone or default_backbone
     data = load_data(export(Path(tempfile.mkdtemp()) / "data"), seed=0)
-    params = {name: h.default for name, h in HYPERPARAMETERS.items()}
+    params = defaults()
     params.update(freeze_fraction=0.0, lr=1e-4, head_lr_multiplier=1.0, augment="none",
                   dropout=0.0, **overrides)
     _configured(get_backbone(backbone_id).load(), params).encode(data, "train")  # encode once

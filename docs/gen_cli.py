@@ -81,7 +81,7 @@ def render() -> str:
     import typer
     from typer._click.core import Context  # typer ships its own click
 
-    from autotransfer.cli.app import app
+    from autotransfer.cli import app
 
     root = typer.main.get_command(app)
     parts = [HEADER]

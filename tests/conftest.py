@@ -80,7 +80,7 @@ def postgres_url():
 
 def cli_error(capsys, *args: str) -> str:
     """Run the real CLI and check that it failed the way users should see: one line, exit 1."""
-    from autotransfer.cli.app import main
+    from autotransfer.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(list(args))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from autotransfer import BackboneEntry, hookimpl
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from autotransfer.testing import registered_plugin
 from conftest import write_images
 
@@ -102,7 +102,8 @@ CASES = {
         "params.lr.type: must be float, int or categorical, got 'uniform'"),
     "unknown top-level key": (_with_space(GOOD_SPACE + "trials: 5\n"), "unknown key 'trials'"),
     "missing epochs": (_with_space("backbones: [timm/test_vit]\n"), "missing key 'epochs'"),
-    "unknown pruner": (_with_space(GOOD_SPACE + "pruner: sometimes\n"), "pruner: Input should"),
+    "unknown pruner": (_with_space(GOOD_SPACE + "pruner: sometimes\n"),
+                       "pruner: unknown pruner 'sometimes'; expected one of hyperband"),
     "backbone listed twice": (_with_space("backbones: [timm/test_vit, timm/test_vit]\nepochs: 1\n"),
                               "backbone 'timm/test_vit' is listed twice"),
     # backbones and plugins

@@ -6,9 +6,9 @@ import pytest
 import timm
 import torch
 
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.contract.stages import Stage, sequential_split
 from autotransfer.data import ImagePreprocess, load_data
@@ -18,7 +18,7 @@ from autotransfer.train.trainer import Trainer
 from autotransfer_timm import backbone_from_timm
 from conftest import cli_error
 
-DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
+DEFAULTS = defaults()
 CPU = torch.device("cpu")
 TINY_TIMM = {  # one small model per family that the timm zoo can cut into a prefix and a rest
     "efficientnet": ("tf_efficientnet_lite0", {}),

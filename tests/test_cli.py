@@ -10,7 +10,7 @@ import optuna
 import pytest
 import yaml
 
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from conftest import cli_error as _error
 from conftest import write_images

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from autotransfer.contract.space import parse_space
 from autotransfer.search.study import search
 from services import free_port

@@ -72,7 +72,7 @@ def test_cli_reference_is_what_the_cli_says():
 
 
 def test_every_command_prints_its_help(capsys):
-    from autotransfer.cli.app import app, main
+    from autotransfer.cli import app, main
 
     for name in [None, *typer.main.get_command(app).commands]:
         main([*([name] if name else []), "--help"])

@@ -9,7 +9,7 @@ import sqlalchemy
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.demo import export_fashion_mnist
-from autotransfer.search import history
+from autotransfer.search import history, warm_start
 from autotransfer.search.storage import make_storage
 from autotransfer.search.study import search
 
@@ -98,7 +98,7 @@ def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mni
     now = optuna.create_study(study_name=f"now-{tag}", storage=storage, direction="maximize")
     history.start_recording(now, engine, data, space)
     meta = history.dataset_meta(engine, now.study_name)
-    enqueued = history.warm_start(now, engine, meta, space, 3)
+    enqueued = warm_start.enqueue_warm_starts(now, engine, meta, space, 3)
     mine = [c for c in enqueued if c.study == past.study_name]
     assert [c.params for c in mine] == [
         {"backbone": "packaged/mobilenetv2_100", "lr": 5e-3, "freeze_fraction": 0.7},
@@ -107,7 +107,7 @@ def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mni
     ][: len(mine)]
     waiting = now.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == len(enqueued) >= 1
-    assert history.warm_start(now, engine, meta, space, 3) == []  # once per study
+    assert warm_start.enqueue_warm_starts(now, engine, meta, space, 3) == []  # once per study
     own = history.load_datasets(engine, exclude_study=now.study_name)
     assert now.study_name not in {d["study"] for d in own}
 
@@ -127,5 +127,5 @@ def test_nearest_datasets_come_first():
     near = {**base, "ref_knn": 0.68, "ref_mean": [1.0, 0.1]}
     far = {**base, "log_classes": 1.0, "ref_knn": 0.99, "ref_mean": [0.0, 1.0]}
     audio = {**base, "modality": "audio"}
-    d = history.distances(base, [{"meta": far}, {"meta": near}, {"meta": audio}])
+    d = warm_start.distances(base, [{"meta": far}, {"meta": near}, {"meta": audio}])
     assert d[1] < d[0] and d[2] == float("inf")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from autotransfer import Backbone, BackboneEntry, hookimpl
-from autotransfer.contract.manager import get_plugins, pm
-from autotransfer.contract.registry import get_registry, reset_registry
+from autotransfer.contract.manager import get_plugins
+from autotransfer.contract.registry import get_registry
 from autotransfer.errors import BackboneError, PluginError
 from autotransfer.testing import registered_plugin, tiny_cnn_backbone
 
@@ -28,19 +28,22 @@ def _tiny(pretrained=True):
 @pytest.fixture
 def fake_zoo():
     get_registry()  # builtins first
-    pm.register(FakeZoo(), name="fake-zoo")
-    reset_registry()
-    try:
+    with registered_plugin(FakeZoo()):
         yield get_registry()
-    finally:
-        pm.unregister(name="fake-zoo")
-        reset_registry()
 
 
 def test_builtin_zoos_are_plugins_with_their_hooks():
     names = {p["name"]: p for p in get_plugins()}
-    for builtin in ("autotransfer_timm", "autotransfer_packaged"):
-        assert names[builtin]["hooks"] == ["register_backbones"]
+    expected = {
+        "autotransfer_timm": ["register_backbones", "register_model_formats"],
+        "autotransfer_hf_text": ["register_backbones", "register_model_formats",
+                                 "resolve_backbone"],
+        "autotransfer_hf_audio": ["register_backbones", "register_model_formats",
+                                  "resolve_backbone"],
+        "autotransfer_packaged": ["register_backbones"],
+    }
+    for builtin, hooks in expected.items():
+        assert names[builtin]["hooks"] == hooks, builtin
 
 
 def test_registered_plugin_adds_backbones_and_first_registration_of_an_id_wins(fake_zoo):

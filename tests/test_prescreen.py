@@ -62,7 +62,7 @@ def test_stratified_sample_keeps_every_class():
 def test_prescreen_ranks_pretrained_above_random_weights(fashion_mnist, capsys):
     """Real ImageNet weights transfer to Fashion-MNIST better than the same net at random init:
     both feature scores see it, through the real CLI (--json)."""
-    from autotransfer.cli.app import main
+    from autotransfer.cli import main
 
     space = fashion_mnist.parent / "space.yaml"
     space.write_text(

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import autotransfer
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from conftest import cli_error
 
 IMAGE_BEST = {

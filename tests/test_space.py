@@ -1,3 +1,5 @@
+import json
+
 import optuna
 import pytest
 
@@ -67,7 +69,11 @@ def test_suggest_samples_distributions_and_fills_fixed_values_and_defaults():
         ({"params": {"batch_size": {"type": "categorical", "choices": [16, 0]}}},
          r"params.batch_size.choices\[1\]: must be >= 1"),
         ({"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
-        ({"pruner": "sometimes"}, "pruner"),
+        ({"pruner": "sometimes"}, "pruner: unknown pruner 'sometimes'; expected one of"),
+        ({"pruner": {"type": "median", "n_startup": 2}},
+         "pruner: median: .*unexpected keyword argument 'n_startup'"),
+        ({"pruner": {"type": "percentile", "percentile": 150}}, "pruner: percentile: "),
+        ({"sampler": "grid"}, "sampler: unknown sampler 'grid'"),
         ({"backbones": []}, "backbones"),
         ({"backbones": [{"id": "x/y", "pretrain": False}]},
          "unknown key 'pretrain' in backbones.0"),
@@ -92,3 +98,33 @@ def test_missing_key_and_non_mapping_and_bad_yaml(tmp_path):
         load_space(bad)
     with pytest.raises(SpaceError, match=r"none\.yaml: no such search-space file"):
         load_space(tmp_path / "none.yaml")
+
+
+def test_pruner_and_sampler_settings_reach_the_optuna_objects():
+    from autotransfer.search.pruners import make_pruner, make_sampler
+
+    space = parse_space(_space(pruner={"type": "median", "n_startup_trials": 7},
+                               sampler={"type": "tpe", "n_startup_trials": 3}))
+    pruner, sampler = make_pruner(space), make_sampler(space, seed=4)
+    assert type(pruner).__name__ == "MedianPruner" and pruner._n_startup_trials == 7
+    assert type(sampler).__name__ == "TPESampler" and sampler._n_startup_trials == 3
+    default = parse_space(_space())
+    assert type(make_pruner(default)).__name__ == "HyperbandPruner"
+    assert make_pruner(default)._max_resource == default.epochs
+    assert "sampler" not in json.loads(_fingerprint(default))  # old studies keep resuming
+
+
+def _fingerprint(space):
+    from autotransfer.search.study import _space_fingerprint
+
+    return _space_fingerprint(space)
+
+
+def test_a_hyperparameter_is_in_the_cache_key_unless_it_says_otherwise():
+    from autotransfer.contract.hyperparameters import Hyperparameter
+    from autotransfer.train.cache import TRAINING_ONLY
+
+    assert Hyperparameter(1, "a new knob").affects_features  # safe default: a cache miss
+    assert {"image_size", "max_length", "pooling", "clip_seconds", "augment"}.isdisjoint(
+        TRAINING_ONLY)
+    assert {"lr", "freeze_fraction", "batch_size"} <= TRAINING_ONLY

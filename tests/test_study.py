@@ -9,11 +9,10 @@ import yaml
 
 from autotransfer import hookimpl
 from autotransfer.contract.backbone import BackboneEntry
-from autotransfer.contract.manager import pm
-from autotransfer.contract.registry import reset_registry
 from autotransfer.contract.space import parse_space
 from autotransfer.errors import StorageError
 from autotransfer.search.study import search
+from autotransfer.testing import registered_plugin
 from autotransfer.train.trainer import TransferModel
 from autotransfer_timm import backbone_from_timm
 
@@ -35,13 +34,8 @@ class FlakyZoo:
 
 @pytest.fixture
 def flaky_zoo():
-    pm.register(FlakyZoo(), name="flaky-zoo")
-    reset_registry()
-    try:
+    with registered_plugin(FlakyZoo(), name="flaky-zoo"):
         yield
-    finally:
-        pm.unregister(name="flaky-zoo")
-        reset_registry()
 
 
 SPACE = {

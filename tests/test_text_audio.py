@@ -7,13 +7,13 @@ import pytest
 import soundfile
 import torch
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS, defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import AudioPreprocess, check_data, detect_modality, load_audio, load_data
 from autotransfer.errors import DataError
 from autotransfer.train.trainer import Trainer
 
-DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
+DEFAULTS = defaults()
 
 
 def test_text_csv_tsv_jsonl_and_split_files_are_read_with_configurable_columns(tmp_path):

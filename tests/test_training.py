@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data
 from autotransfer.train.device import resolve_device
@@ -11,7 +11,7 @@ from autotransfer.train.metrics import classification_scores
 from autotransfer.train.optim import warmup_cosine
 from autotransfer.train.trainer import Trainer
 
-DEFAULTS = {name: h.default for name, h in HYPERPARAMETERS.items()}
+DEFAULTS = defaults()
 
 
 def test_warmup_then_cosine_to_zero():

@@ -1,10 +1,12 @@
 """CLI: the ``autotransfer`` command, a thin typer front end over the Python API.
 
-Owns the commands (``app``) and what they print (``console``); the only part that knows flag
-names. May import every other part; nothing imports it (the console script is
+Owns the commands (``app``), what they print (``console``) and the entry point that turns
+errors into one line and Python option names into flags (``main``); the only part that knows
+flag names. May import every other part; nothing imports it (the console script is
 ``autotransfer.cli:main``).
 """
 
-from autotransfer.cli.app import app, main
+from autotransfer.cli.app import app
+from autotransfer.cli.main import main
 
 __all__ = ["app", "main"]

@@ -1,5 +1,5 @@
 """``python -m autotransfer.cli``: the console script as a module (the tcmalloc re-exec runs it)."""
 
-from autotransfer.cli.app import main
+from autotransfer.cli.main import main
 
 main()

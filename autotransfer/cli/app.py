@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from autotransfer.cli.console import (
     err_console,
 )
 from autotransfer.errors import AutotransferError, OptionError
+from autotransfer.search.report import fmt
 from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
 app = typer.Typer(
@@ -317,7 +316,7 @@ def train(
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
         label_column=label_column, on_epoch=on_epoch,
     )
-    search_val = "-" if outcome.val_score is None else f"{outcome.val_score:.4f}"
+    search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]
     if outcome.val is not None:
         parts.append(f"refit val {outcome.metric} {outcome.val[outcome.metric]:.4f}")
@@ -377,96 +376,19 @@ def report(
     console.print(f"report of study {study!r} -> {path}", highlight=False)
 
 
-def _preload_tcmalloc() -> None:
-    """Re-run this command with tcmalloc preloaded when it is installed and not yet in use.
-
-    glibc's allocator returns training buffers to the system and takes them back every step;
-    tcmalloc keeps them (benchmarks/throughput.py measures the gain). AUTOTRANSFER_TCMALLOC=0
-    turns this off.
-    """
-    if os.environ.get("AUTOTRANSFER_TCMALLOC") == "0" or "tcmalloc" in os.environ.get(
-        "LD_PRELOAD", ""
-    ):
-        return
-    import ctypes.util
-
-    if not sys.platform.startswith("linux") or not ctypes.util.find_library("tcmalloc_minimal"):
-        return
-    preload = " ".join(filter(None, ["libtcmalloc_minimal.so.4", os.environ.get("LD_PRELOAD")]))
-    env = {**os.environ, "LD_PRELOAD": preload, "AUTOTRANSFER_TCMALLOC": "0"}
-    os.execve(sys.executable, [sys.executable, "-m", "autotransfer.cli", *sys.argv[1:]], env)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings for the user are one line on stderr, without the source location."""
-    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False,
-                      soft_wrap=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: every error is one line on stderr and a non-zero exit status.
-
-    Domain errors exit 1, usage errors 2, an interrupted search 130; ``--debug`` (anywhere on
-    the command line) shows the traceback instead.
-    """
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    if debug:
-        args.remove("--debug")
-    if argv is None:
-        _preload_tcmalloc()
-    import warnings
-
-    warnings.showwarning = _show_warning
-    if hasattr(sys.stdout, "reconfigure"):  # live progress also when piped to a file or tee
-        sys.stdout.reconfigure(line_buffering=True)
-    try:
-        code = app(args=args, standalone_mode=False)  # typer turns Ctrl-C into the code 130
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as exc:
-        code = _report(exc, debug)
-    if code == 130:
-        err_console.print("interrupted; the study is saved and resumes with the same command")
-    if isinstance(code, int) and code:
-        sys.exit(code)
 
 
-#: Python parameter -> CLI flag, where the flag is not ``--`` plus the name with dashes.
-FLAGS = {"study_name": "--study", "texts": "--text", "k": "--prescreen"}
 
 
-def flag(option: str) -> str:
-    """The command-line flag of a Python API parameter (``cache_memory`` -> ``--cache-memory``);
-    anything else (an environment variable) is shown as it is. The one place where Python
-    names become flags."""
-    if option in FLAGS:
-        return FLAGS[option]
-    return "--" + option.replace("_", "-") if option.islower() else option
 
 
-def _report(exc: Exception, debug: bool) -> int:
-    """Print ``exc`` as one line (or re-raise it with ``--debug``); return the exit code."""
-    import click
-
-    if isinstance(exc, click.exceptions.ClickException):
-        exc.show()
-        return exc.exit_code
-    if isinstance(exc, click.exceptions.Abort):
-        return 130
-    if debug:
-        raise exc
-    if isinstance(exc, OptionError):  # the Python name of the option becomes its flag
-        message = flag(exc.option) + exc.problem
-    elif isinstance(exc, AutotransferError):
-        message = str(exc)
-    else:  # a bug: still one line, and the way to see more
-        message = (f"internal error: {type(exc).__name__}: {exc}; run again with --debug "
-                   "for the traceback, and please report it")
-    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return 1
 
 
 if __name__ == "__main__":
+    from autotransfer.cli.main import main
+
     main()

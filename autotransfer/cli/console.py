@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autotransfer.search.report import fmt
+
 # Leaderboards stay readable when the output goes to a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -60,10 +62,6 @@ def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15)
     for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
                    "s/epoch", "state"):
         table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
-
-    def fmt(value: Any, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
     for rank, row in enumerate(rows[:limit], start=1):
         table.add_row(
             str(rank), str(row["trial"]), row["backbone"], fmt(row["freeze_fraction"], ".2f"),
@@ -77,9 +75,6 @@ def _prescreen_table(ranking, by: str) -> Table:
     table = Table(title=f"Pre-screen, ranked by {by}", title_justify="left")
     for column in ("#", "backbone", "params", "logme", "knn", "imagenet top-1", "seconds"):
         table.add_column(column, justify="left" if column == "backbone" else "right")
-
-    def fmt(value, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
 
     for place, s in enumerate(ranking, start=1):
         table.add_row(

@@ -24,6 +24,10 @@ class Hyperparameter:
     high_open: bool = False
     choices: tuple[Scalar, ...] | None = None
     optional: bool = False  # None is a valid value
+    #: whether the value changes what the frozen layers output (preprocessing, pooling); the
+    #: activation cache keys on these. True unless declared otherwise, so that a new
+    #: hyperparameter can never make the cache serve stale features (only miss).
+    affects_features: bool = True
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is invalid, or None when it is valid."""
@@ -45,20 +49,29 @@ class Hyperparameter:
 HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "freeze_fraction": Hyperparameter(
         0.0, "fraction of the backbone's layer groups frozen, input first (1 = linear probe)",
-        low=0.0, high=1.0,
+        low=0.0, high=1.0, affects_features=False,
     ),
-    "lr": Hyperparameter(1e-3, "learning rate of the last body group", low=0.0, low_open=True),
+    "lr": Hyperparameter(
+        1e-3, "learning rate of the last body group", low=0.0, low_open=True,
+        affects_features=False,
+    ),
     "head_lr_multiplier": Hyperparameter(
-        10.0, "the head trains at lr * head_lr_multiplier", low=0.0, low_open=True
+        10.0, "the head trains at lr * head_lr_multiplier", low=0.0, low_open=True,
+        affects_features=False,
     ),
     "layer_decay": Hyperparameter(
         1.0, "body group i of n trains at lr * layer_decay ** (n - 1 - i)",
-        low=0.0, high=1.0, low_open=True,
+        low=0.0, high=1.0, low_open=True, affects_features=False,
     ),
-    "weight_decay": Hyperparameter(0.01, "AdamW weight decay (not on 1-D parameters)", low=0.0),
-    "batch_size": Hyperparameter(32, "training batch size", kind=int, low=1),
+    "weight_decay": Hyperparameter(
+        0.01, "AdamW weight decay (not on 1-D parameters)", low=0.0, affects_features=False
+    ),
+    "batch_size": Hyperparameter(
+        32, "training batch size", kind=int, low=1, affects_features=False
+    ),
     "label_smoothing": Hyperparameter(
-        0.1, "label smoothing of the cross-entropy loss", low=0.0, high=1.0, high_open=True
+        0.1, "label smoothing of the cross-entropy loss", low=0.0, high=1.0, high_open=True,
+        affects_features=False,
     ),
     "augment": Hyperparameter(
         "flip", "train-time augmentation", kind=str, choices=AUGMENTATIONS
@@ -66,9 +79,11 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "warmup_fraction": Hyperparameter(
         0.1, "fraction of the steps spent warming the lr up before the cosine decay",
         low=0.0, high=1.0, high_open=True,
+        affects_features=False,
     ),
     "dropout": Hyperparameter(
-        0.0, "dropout before the linear head", low=0.0, high=1.0, high_open=True
+        0.0, "dropout before the linear head", low=0.0, high=1.0, high_open=True,
+        affects_features=False,
     ),
     "image_size": Hyperparameter(
         None, "input side in pixels (default: the backbone's pretraining size)",
@@ -86,3 +101,8 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         5.0, "audio: clips are cut or zero-padded to this length", low=0.1, high=60.0,
     ),
 }
+
+
+def defaults() -> dict[str, Scalar]:
+    """Every hyperparameter at its default value (a new dict each call)."""
+    return {name: h.default for name, h in HYPERPARAMETERS.items()}

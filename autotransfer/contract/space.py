@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar, defaults
+from autotransfer.contract.strategies import build
 from autotransfer.errors import SpaceError
 
 
@@ -87,12 +88,25 @@ class BackboneSpec(_Strict):
             return self.name
         return self.id if self.pretrained else f"{self.id} (random init)"
 
-    def load_options(self) -> dict[str, Any]:
-        return {"weights": self.weights} if self.weights is not None else {}
+    def load_options(self, entry: Any = None, *, trust_remote_code: bool = False
+                     ) -> dict[str, Any]:
+        """The loader's options for this candidate; ``trust_remote_code`` is passed only to an
+        ``entry`` whose loader takes it (code shipped with a checkpoint never runs otherwise)."""
+        options: dict[str, Any] = {"weights": self.weights} if self.weights is not None else {}
+        if trust_remote_code and entry is not None and "trust_remote_code" in entry.options:
+            options["trust_remote_code"] = True
+        return options
 
     def to_yaml(self) -> str | dict[str, Any]:
         data = self.model_dump(exclude_defaults=True)
         return self.id if data == {"id": self.id} else data
+
+
+class StrategySpec(BaseModel):
+    """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
 
 
 class SearchSpace(_Strict):
@@ -101,7 +115,8 @@ class SearchSpace(_Strict):
     backbones: list[BackboneSpec] = Field(min_length=1)
     epochs: int = Field(ge=1, le=1000)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
-    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pruner: str | StrategySpec = "hyperband"
+    sampler: str | StrategySpec = "tpe"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     params: dict[str, Distribution | Scalar] = Field(default_factory=dict)
 
@@ -114,6 +129,11 @@ class SearchSpace(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
+        for kind in ("pruner", "sampler"):  # Optuna's own constructors check the settings
+            try:
+                build(kind, getattr(self, kind), epochs=self.epochs)
+            except ValueError as exc:
+                raise ValueError(f"{kind}: {exc}") from None
         labels = [b.label for b in self.backbones]
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
@@ -157,7 +177,7 @@ class SearchSpace(_Strict):
 
     def resolve(self, sampled: dict[str, Any]) -> dict[str, Any]:
         """Every hyperparameter: ``sampled`` values, then fixed ones, then defaults."""
-        values = {name: h.default for name, h in HYPERPARAMETERS.items()}
+        values = defaults()
         values.update({k: v for k, v in self.params.items() if not isinstance(v, BaseModel)})
         values.update({k: v for k, v in sampled.items() if k in HYPERPARAMETERS})
         return values

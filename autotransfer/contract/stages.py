@@ -29,17 +29,6 @@ class Stage(nn.Module):
         return self.fn(x)
 
 
-class _Run(nn.Module):
-    def __init__(self, stages: list[nn.Module]) -> None:
-        super().__init__()
-        self.stages = nn.ModuleList(stages)
-
-    def forward(self, x: Any) -> Any:
-        for stage in self.stages:
-            x = stage(x)
-        return x
-
-
 def sequential_split(
     model: nn.Module, groups: list[list[str]], stages: list[nn.Module],
     head: Callable[[Any], Any],
@@ -68,7 +57,7 @@ def sequential_split(
         cut = holding[-1] + 1
         if any(ids - frozen for ids in owned[:cut]):
             return None
-        rest = _Run(stages[cut:])
-        return _Run(stages[:cut]), lambda x: head(rest(x))
+        rest = nn.Sequential(*stages[cut:])
+        return nn.Sequential(*stages[:cut]), lambda x: head(rest(x))
 
     return split

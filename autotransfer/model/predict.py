@@ -56,10 +56,19 @@ def predict(
     Returns:
         One :class:`Prediction` per input, in order (folders sorted by path).
 
+    Raises:
+        OptionError: ``batch_size`` < 1, a bad ``device``, or ``texts`` for a model that does
+            not classify text.
+        ModelDirError: ``model_dir`` is not a model directory written by ``autotransfer train``.
+        DataError: an input file is missing or unreadable, or there are no inputs.
+
     Example:
         >>> import autotransfer
         >>> for p in autotransfer.predict("model", ["photo.png"]):  # doctest: +SKIP
         ...     print(p.input, p.label, round(p.probability, 3))
+
+    Long (as a reason): a linear story (check, load the model, collect inputs,
+    encode, run, rank) that reads best top to bottom.
     """
     import numpy as np
     import torch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,10 +101,20 @@ def train(
     Returns:
         A :class:`TrainOutcome` with the model directory and the test scores.
 
+    Raises:
+        OptionError: ``refit_on``, ``epochs``, ``device`` or a missing ``data`` (named by the
+            parameter).
+        SpaceError: ``best`` is missing or its hyperparameters are invalid.
+        DataError: the data cannot be read.
+        BackboneError: the backbone cannot be loaded or exported natively.
+
     Example:
         >>> import autotransfer
         >>> outcome = autotransfer.train("demo-out/best.yaml", out="model")  # doctest: +SKIP
         >>> outcome.test["accuracy"]  # doctest: +SKIP
+
+    Long (as a reason): one linear story (read best.yaml, check, load the data and the
+    backbone, train, score, export) that reads best top to bottom.
     """
     from autotransfer.contract.registry import get_registry
     from autotransfer.contract.space import BackboneSpec, parse_space
@@ -115,8 +124,8 @@ def train(
 
     config = read_best(best)
     if refit_on not in REFIT_ON:
-        raise AutotransferError(f"refit_on must be one of {', '.join(REFIT_ON)}, got "
-                                f"{refit_on!r}")
+        raise OptionError("refit_on", f" must be one of {', '.join(REFIT_ON)}, got "
+                                      f"{refit_on!r}")
     source = config.get("source") or {}
     data = data if data is not None else source.get("data")
     if data is None:
@@ -157,9 +166,7 @@ def train(
     import torch
 
     torch.manual_seed(seed)
-    options = spec.load_options()
-    if trust_remote_code and "trust_remote_code" in entry.options:
-        options["trust_remote_code"] = True
+    options = spec.load_options(entry, trust_remote_code=trust_remote_code)
     backbone = entry.load(pretrained=spec.pretrained, **options)
     trainer = _refit_trainer(backbone, dataset, params, torch_device, metric, seed,
                              evaluate_val=refit_on == "train")
@@ -209,10 +216,5 @@ def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_
     """A Trainer; without a validation split, epochs report NaN instead of evaluating it."""
     from autotransfer.train.trainer import Trainer
 
-    class RefitTrainer(Trainer):
-        def evaluate(self, split: str, batch_size: int = 256) -> tuple[float, float]:
-            if split == "val" and not evaluate_val:
-                return math.nan, math.nan
-            return super().evaluate(split, batch_size)
-
-    return RefitTrainer(backbone, dataset, params, device=device, metric=metric, seed=seed)
+    return Trainer(backbone, dataset, params, device=device, metric=metric, seed=seed,
+                   evaluate_val=evaluate_val)

@@ -8,15 +8,15 @@ Two tables live in the study's own database (any SQLAlchemy URL: SQLite, Postgre
 - ``autotransfer_transfers``: one row per completed trial — backbone, every hyperparameter,
   score, epochs, seconds.
 
-``search --warm-start N`` finds the past datasets nearest to the current one (same modality,
-other studies) and enqueues their best configurations that the current space can express.
+Warm starts (:mod:`autotransfer.search.warm_start`) find the past datasets nearest to the
+current one (same modality, other studies) and enqueue their best configurations that the
+current space can express.
 Recording never fails a trial: a database problem is a warning and the search goes on.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 import warnings
@@ -26,13 +26,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.search.records import (
-    StudyRecord,
     TrialRecord,
-    set_warm_start,
-    warm_start_attrs,
 )
-
-logger = logging.getLogger(__name__)
 
 # The reference backbone per modality comes from the zoos (entry metadata ``reference_for``):
 # meta-features are comparable between datasets only when the same network embedded them, with
@@ -139,7 +134,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
     try:
         import torch
 
-        from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+        from autotransfer.contract.hyperparameters import defaults
         from autotransfer.contract.registry import get_registry
         from autotransfer.search.prescreen import (
             feature_scores,
@@ -151,7 +146,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
         torch.manual_seed(seed)
         backbone = get_registry().get(backbone_id).load(pretrained=True)
         index = stratified_sample(labels, REFERENCE_SAMPLES, seed)
-        params = {**{k: h.default for k, h in HYPERPARAMETERS.items()}, **options}
+        params = {**defaults(), **options}
         features, sample_labels = frozen_features(backbone, data, index, params, device=device)
         mean = features.mean(0)
         scores = feature_scores(features, sample_labels)
@@ -306,142 +301,16 @@ def load_transfers(engine, dataset_id: int) -> list[dict[str, Any]]:
     return rows
 
 
-def distances(current: dict[str, Any], past: list[dict[str, Any]]) -> list[float]:
-    """Distance of each past dataset's meta-features to ``current`` (same modality only; others
-    get ``inf``).
-
-    Each scalar meta-feature (``SCALARS``: log2 classes, log2 samples, log2 imbalance, k-NN and
-    LogME of the reference features) is z-scored over the current and past datasets; the
-    domain term is the cosine distance between mean reference features, scaled by its mean over
-    the candidates. The distance is the root mean square of the available terms.
-    """
-    metas = [current] + [p["meta"] for p in past]
-    scales = {}
-    for key in SCALARS:
-        values = [m[key] for m in metas if m.get(key) is not None]
-        if len(values) >= 2 and np.std(values) > 0:
-            scales[key] = float(np.std(values))
-    domain = [_cosine_distance(current, p["meta"]) for p in past]
-    known = [d for d in domain if d is not None]
-    domain_scale = float(np.mean(known)) if known and np.mean(known) > 0 else None
-    result = []
-    for p, dom in zip(past, domain, strict=True):
-        meta = p["meta"]
-        if meta.get("modality") != current.get("modality"):
-            result.append(math.inf)
-            continue
-        terms = [
-            ((meta[k] - current[k]) / s) ** 2 for k, s in scales.items()
-            if meta.get(k) is not None and current.get(k) is not None
-        ]
-        if dom is not None and domain_scale:
-            terms.append((dom / domain_scale) ** 2)
-        result.append(math.sqrt(sum(terms) / len(terms)) if terms else 0.0)
-    return result
 
 
-def _cosine_distance(a: dict[str, Any], b: dict[str, Any]) -> float | None:
-    if a.get("ref_backbone") is None or a.get("ref_backbone") != b.get("ref_backbone"):
-        return None
-    u, v = np.asarray(a["ref_mean"]), np.asarray(b["ref_mean"])
-    if u.shape != v.shape:
-        return None
-    denominator = np.linalg.norm(u) * np.linalg.norm(v)
-    return float(1.0 - u @ v / denominator) if denominator > 0 else None
 
 
-def fits(space, label: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The part of a past configuration that ``space`` can express: its backbone (None when the
-    space lacks it) plus each sampled value inside the space's distribution for it."""
-    from autotransfer.contract.space import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
-    if label not in {b.label for b in space.backbones}:
-        return None
-    kept: dict[str, Any] = {"backbone": label}
-    for name, spec in space.params.items():
-        value = params.get(name)
-        if value is None:
-            continue
-        if isinstance(spec, CategoricalDistribution):
-            ok = value in spec.choices
-        elif isinstance(spec, (FloatDistribution, IntDistribution)):
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                  and spec.low <= value <= spec.high)
-            if ok and isinstance(spec, IntDistribution):
-                ok = int(value) == value and (int(value) - spec.low) % spec.step == 0
-        else:
-            continue  # fixed in this space: not a study parameter
-        if ok:
-            kept[name] = value
-    return kept
 
 
-@dataclass
-class WarmStart:
-    """A configuration enqueued from a past study."""
-
-    params: dict[str, Any]
-    study: str
-    trial: int
-    value: float
-    distance: float
-    source: str
 
 
-def warm_start_configs(engine, study_name: str, current_meta: dict[str, Any], space, n: int,
-                       *, max_datasets: int = 3) -> list[WarmStart]:
-    """Up to ``n`` configurations from the ``max_datasets`` nearest past datasets, taken in
-    turn (nearest first), each dataset's best first; duplicates are skipped."""
-    past = load_datasets(engine, exclude_study=study_name)
-    if not past:
-        return []
-    dist = distances(current_meta, past)
-    order = [i for i in np.argsort(dist, kind="stable") if math.isfinite(dist[i])]
-    queues = []
-    for i in order[:max_datasets]:
-        found = []
-        for row in load_transfers(engine, past[i]["id"]):
-            params = fits(space, row["backbone"], row["params"])
-            if params is not None:
-                found.append(WarmStart(params, row["study"], row["trial"], row["value"],
-                                       float(dist[i]), past[i]["source"]))
-        queues.append(found)
-    chosen: list[WarmStart] = []
-    seen: set[str] = set()
-    while len(chosen) < n and any(queues):
-        for queue in queues:
-            while queue:
-                candidate = queue.pop(0)
-                key = json.dumps(candidate.params, sort_keys=True)
-                if key not in seen:
-                    seen.add(key)
-                    chosen.append(candidate)
-                    break
-            if len(chosen) >= n:
-                break
-    return chosen
 
 
-def warm_start(study, engine, current_meta: dict[str, Any], space, n: int) -> list[WarmStart]:
-    """Enqueue up to ``n`` past configurations on ``study`` (once per study); returns them."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if StudyRecord.of(study).warm_start is not None:
-        return []
-    chosen = warm_start_configs(engine, study.study_name, current_meta, space, n)
-    for config in chosen:
-        study.enqueue_trial(config.params, user_attrs=warm_start_attrs({
-            "study": config.study, "trial": config.trial, "value": config.value,
-            "distance": round(config.distance, 4), "data": config.source,
-        }))
-    set_warm_start(study, [
-        {"study": c.study, "trial": c.trial, "value": c.value} for c in chosen
-    ])
-    return chosen
 
 
 def dataset_meta(engine, study_name: str) -> dict[str, Any] | None:

@@ -56,10 +56,7 @@ class TrialContext:
     compile: bool = False  # torch.compile the trained part
 
     def load_options(self, spec, entry) -> dict[str, Any]:
-        options = spec.load_options()
-        if self.trust_remote_code and "trust_remote_code" in entry.options:
-            options["trust_remote_code"] = True
-        return options
+        return spec.load_options(entry, trust_remote_code=self.trust_remote_code)
 
 
 def make_objective(ctx: TrialContext):

@@ -151,7 +151,10 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
 
 def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     """Leave-one-out accuracy of a cosine k-nearest-neighbour vote on centred features (ties go
-    to the class with the larger summed similarity)."""
+    to the class with the larger summed similarity).
+
+    ``features`` is ``(N, D)``, ``labels`` ``(N,)`` integer classes; returns a fraction in
+    [0, 1]."""
     z = np.asarray(features, dtype=np.float64)
     z = z - z.mean(0)
     z /= np.linalg.norm(z, axis=1, keepdims=True).clip(min=1e-12)
@@ -203,6 +206,9 @@ def prescreen(
         >>> ranking = prescreen(load_data("data/fashion-mnist"),
         ...                     load_space("search_spaces/image-quick.yaml"))  # doctest: +SKIP
         >>> [(s.label, s.scores["knn"]) for s in ranking]  # doctest: +SKIP
+
+    Long (as a reason): one loop over the candidates, each isolated (a broken one
+    is scored as an error, never stops the pre-screen).
     """
     import torch
 
@@ -216,9 +222,7 @@ def prescreen(
     results = []
     for spec in space.backbones:
         entry = registry.get(spec.id)
-        options = spec.load_options()
-        if trust_remote_code and "trust_remote_code" in entry.options:
-            options["trust_remote_code"] = True
+        options = spec.load_options(entry, trust_remote_code=trust_remote_code)
         score = Score(spec.label, spec.id, spec.pretrained, entry.params or 0, samples=len(index))
         start = time.perf_counter()
         try:
@@ -270,12 +274,14 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     order, plus the dropped ones with the reason."""
     if k < 1:
         raise OptionError("k", f" must be >= 1, got {k}")
+    from autotransfer.search.report import fmt
+
     kept = {s.label for s in ranking[:k]}
     dropped = []
     for place, s in enumerate(ranking, start=1):
         if s.label in kept:
             continue
-        why = s.error or f"{by} {_fmt(s.scores.get(by))} ranks #{place} of {len(ranking)}"
+        why = s.error or f"{by} {fmt(s.scores.get(by), '.4g')} ranks #{place} of {len(ranking)}"
         dropped.append((s.label, why))
     narrowed = space.model_copy(update={
         "backbones": [b for b in space.backbones if b.label in kept]
@@ -283,8 +289,7 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     return narrowed, dropped
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+
 
 
 def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: int =
@@ -305,7 +310,7 @@ def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: i
         if not kept <= known:
             raise AutotransferError(
                 f"study {study.study_name!r} was pre-screened to {sorted(kept)}, which this "
-                "space does not hold; pass the original space or a new --study name"
+                "space does not hold; pass the original space or a new study name"
             )
         narrowed = space.model_copy(update={
             "backbones": [b for b in space.backbones if b.label in kept]

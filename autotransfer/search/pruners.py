@@ -1,24 +1,19 @@
-"""Pruners and samplers of a study, by the names the search space uses."""
+"""The study's pruner and sampler, built from the search space's ``pruner`` and ``sampler``
+(names and settings: :mod:`autotransfer.contract.strategies`)."""
 
 from __future__ import annotations
 
 from autotransfer.contract.space import SearchSpace
+from autotransfer.contract.strategies import PRUNERS, SAMPLERS, build
+
+__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler"]
 
 
 def make_pruner(space: SearchSpace):
     """The pruner named by the space; its resource is the epoch."""
-    import optuna
-
-    if space.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=space.epochs, reduction_factor=3
-        )
-    if space.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    return optuna.pruners.NopPruner()
+    return build("pruner", space.pruner, epochs=space.epochs)
 
 
-def make_sampler(seed: int):
-    import optuna
-
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+def make_sampler(space: SearchSpace, seed: int):
+    """The sampler named by the space, seeded (each worker adds its number to the seed)."""
+    return build("sampler", space.sampler, epochs=space.epochs, seed=seed)

@@ -268,7 +268,8 @@ def write_report(study, out: str | Path, *, metric: str = "score",
     return path
 
 
-def _fmt(value: Any, spec: str = ".4f") -> str:
+def fmt(value: Any, spec: str = ".4f") -> str:
+    """``value`` formatted with ``spec``, or ``-`` when it is None (a table cell)."""
     return "-" if value is None else format(value, spec)
 
 
@@ -297,14 +298,14 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
               "|---|---|---|---|---|---|---|---|"]
     for r in per_backbone:
         lines.append(f"| `{r['backbone']}` | {r['trial']} | {r['state']} | "
-                     f"{_fmt(r['val_score'])} | {_fmt(r['test_score'])} | {r['epochs']} | "
-                     f"{_fmt(r['freeze_fraction'], '.2f')} | {_fmt(r['lr'], '.1e')} |")
+                     f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
+                     f"{fmt(r['freeze_fraction'], '.2f')} | {fmt(r['lr'], '.1e')} |")
     lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | why |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
         reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
-                     f"{_fmt(r['val_score'])} | {_fmt(r['test_score'])} | {r['epochs']} | "
+                     f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
                      f"{reason} |")
     lines += ["", "## Hyperparameter importances", ""]
     if found:

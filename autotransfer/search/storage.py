@@ -53,6 +53,10 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
             ``postgresql+psycopg://user:password@host/dbname``.
         heartbeat_interval: seconds between heartbeats; None turns heartbeats off.
         must_exist: an SQLite file that does not exist is an error instead of being created.
+
+    Raises:
+        StorageError: a malformed URL, a missing database driver, an SQLite file that does not
+            exist (``must_exist``), or a database that cannot be reached.
     """
     import optuna
     from sqlalchemy.engine import make_url

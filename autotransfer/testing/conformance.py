@@ -59,7 +59,7 @@ def check_backbone(
     batch_size: int = 2,
     image_size: int | None = 64,
 ) -> ConformanceReport:
-    """Check one backbone against the contract of DESIGN.md; raise ConformanceError if not.
+    """Check one backbone against the plugin contract (docs/plugins); raise ConformanceError if not.
 
     Checks: it loads as a ``Backbone``; forward maps a batch to finite ``(B, dim)`` features;
     its groups cover every parameter exactly once, input first, with the head last; freezing at

@@ -38,15 +38,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from autotransfer.errors import OptionError, PluginError
 
 FORMAT = 1  # bump when what a cached entry holds changes
 #: Hyperparameters that change only how the unfrozen part trains, never what the frozen
-#: prefix outputs. Every other hyperparameter is part of the key (a new one is safe: a miss).
-TRAINING_ONLY = frozenset({
-    "freeze_fraction", "lr", "head_lr_multiplier", "layer_decay", "weight_decay",
-    "batch_size", "label_smoothing", "warmup_fraction", "dropout",
-})
+#: prefix outputs (declared on each: ``Hyperparameter.affects_features``). Every other
+#: hyperparameter is part of the key (a new one is safe: a miss).
+TRAINING_ONLY = frozenset(name for name, h in HYPERPARAMETERS.items() if not h.affects_features)
 DEFAULT_MEMORY = 2 * 2**30
 DEFAULT_DISK = 10 * 2**30
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -193,11 +192,12 @@ def compute_activations(
 
 @dataclass
 class CacheStats:
+    """Counts of an activation cache's lookups: memory hits, disk hits, computed, evicted."""
+
     hits: int = 0        # served from memory
     disk_hits: int = 0   # served from the disk tier
     computed: int = 0    # prefix passes run over a whole split
     evicted: int = 0
-    seconds: float = 0.0  # spent computing activations
 
 
 class ActivationCache:

@@ -6,7 +6,9 @@ import torch
 
 
 def classification_scores(preds: torch.Tensor, labels: torch.Tensor, n_classes: int):
-    """``(accuracy, macro_f1)``; macro F1 averages over classes present in labels or preds."""
+    """``(accuracy, macro_f1)`` of ``preds`` against ``labels``, both ``(N,)`` int64 class
+    indices in ``[0, n_classes)``; macro F1 averages over classes present in labels or preds
+    (as scikit-learn's ``f1_score(average="macro")`` over those labels)."""
     confusion = torch.bincount(labels * n_classes + preds, minlength=n_classes**2)
     confusion = confusion.view(n_classes, n_classes).double()
     tp = confusion.diag()

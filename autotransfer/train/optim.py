@@ -25,6 +25,9 @@ def param_groups(
     Body group ``i`` of ``n`` trains at ``lr * layer_decay ** (n - 1 - i)``; the head (what no
     group claims) at ``lr * head_lr_multiplier``. Parameters with fewer than two dimensions
     (biases, norms) get no weight decay. Each group carries its ``lr_scale`` and a ``name``.
+
+    Raises:
+        ValueError: ``lr <= 0`` or ``layer_decay`` outside (0, 1].
     """
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr=}")

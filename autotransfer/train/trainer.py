@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,11 @@ from autotransfer.train.optim import param_groups, warmup_cosine
 
 @dataclass
 class EpochResult:
-    """What one epoch produced; ``score`` is the study's metric on the validation split."""
+    """What one epoch produced; ``score`` is the study's metric on the validation split.
+
+    ``seconds`` is the epoch's training time, without the validation pass after it;
+    ``samples_per_second`` counts the training samples of that time.
+    """
 
     epoch: int
     train_loss: float
@@ -41,9 +46,11 @@ class EpochResult:
 
 @dataclass
 class TrainResult:
+    """What :meth:`Trainer.fit` produced: each epoch, the test scores (None without a test
+    split), the trainable parameter count and how many of the layer groups were frozen."""
+
     history: list[EpochResult] = field(default_factory=list)
     test: dict[str, float] | None = None
-    n_params: int = 0
     n_trainable: int = 0
     n_groups: int = 0
     n_frozen_groups: int = 0
@@ -95,6 +102,7 @@ class Trainer:
         cache: ActivationCache | bool = True,
         compile: bool = False,
         label: str = "backbone",
+        evaluate_val: bool = True,
     ) -> None:
         """Set up the model, freezing and optimizer for one trial.
 
@@ -103,8 +111,14 @@ class Trainer:
                 True for one of this trainer's own (reused across its epochs), False for none.
             compile: run the trained part through ``torch.compile``.
             label: the backbone's id, for messages.
+            evaluate_val: False: epochs report NaN validation scores instead of evaluating
+                (a refit on train+val has no validation split).
+
+        Long (as a reason): a linear setup (preprocessing, model, freezing, cache plan,
+        optimizer, precision), each step commented.
         """
         self.data, self.params, self.device, self.metric = data, params, device, metric
+        self.evaluate_val = evaluate_val
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.preprocess = backbone.preprocess.configure(params)
@@ -204,7 +218,6 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.cache_seconds += seconds
         self.cache.stats.computed += 1
-        self.cache.stats.seconds += seconds
         self.cache.put(key, activations, self.device)
         self.cache_status = "miss"
         return activations
@@ -228,7 +241,15 @@ class Trainer:
     def fit(
         self, epochs: int, on_epoch: Callable[[EpochResult], None] | None = None
     ) -> TrainResult:
-        """Train ``epochs`` epochs; ``on_epoch`` sees each result (and may raise to stop)."""
+        """Train ``epochs`` epochs; ``on_epoch`` sees each result (and may raise to stop).
+
+        Raises:
+            FloatingPointError: the loss became NaN or infinite (a diverged setting; the search
+                prunes such a trial).
+
+        Long (as a reason): the training loop in one piece, so that every step of an
+        epoch is visible in order.
+        """
         x_train, y_train = self._split("train")
         batch_size = min(int(self.params["batch_size"]), len(y_train))
         steps = len(y_train) // batch_size + (len(y_train) % batch_size >= min(2, batch_size))
@@ -238,7 +259,6 @@ class Trainer:
             warmup_cosine(total, int(self.params["warmup_fraction"] * total)),
         )
         result = TrainResult(
-            n_params=sum(p.numel() for p in self.model.parameters()),
             n_trainable=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             n_groups=len(self.groups),
             n_frozen_groups=sum(1 for g in self.groups if g[0] in self.frozen),
@@ -268,7 +288,8 @@ class Trainer:
                 total_loss += loss.item() * len(labels)
                 seen += len(labels)
             seconds = time.perf_counter() - start
-            accuracy, macro_f1 = self.evaluate("val")
+            accuracy, macro_f1 = (self.evaluate("val") if self.evaluate_val
+                                  else (math.nan, math.nan))
             epoch_result = EpochResult(
                 epoch=epoch,
                 train_loss=total_loss / max(1, seen),

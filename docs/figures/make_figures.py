@@ -5,8 +5,8 @@
 
 - ``layer-groups.png``: the layer groups of the packaged MobileNetV2 (real ImageNet weights),
   which are frozen and each group's learning rate, for three settings of ``freeze_fraction``,
-  ``layer_decay`` and ``head_lr_multiplier``; computed with ``autotransfer.train.optim``
-  exactly as a trial does.
+  ``layer_decay`` and ``head_lr_multiplier``; computed with ``autotransfer.train.optim`` exactly
+  as a trial does.
 - ``pruning.png``: the validation accuracy after each epoch of every trial of a real search
   (Fashion-MNIST, 30 images per class, the shipped ``image-quick.yaml``, 10 trials, Hyperband),
   read back from the study's storage.
