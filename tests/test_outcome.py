@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from autotransfer import hookimpl
-from autotransfer.cli.app import main
+from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.manager import pm
 from autotransfer.contract.registry import reset_registry

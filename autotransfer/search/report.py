@@ -326,7 +326,7 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
 def _summary_table(best: dict[str, Any]) -> list[str]:
     """What the search bought: the best, the best reference of each kind, from scratch."""
     def row(what, backbone, val, test, trial) -> str:
-        return f"| {what} | `{backbone}` | {_fmt(val)} | {_fmt(test)} | {_fmt(trial, 'd')} |"
+        return f"| {what} | `{backbone}` | {fmt(val)} | {fmt(test)} | {fmt(trial, 'd')} |"
 
     name = backbone_id(best)
     trial = best["source"]["trial"]
