@@ -43,13 +43,15 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from autotransfer.data._source import DataWarning, LabelledData, Split
 from autotransfer.errors import DataError
+
+if TYPE_CHECKING:  # torch loads on first use: listing backbones and zoos never needs it
+    import torch
 
 FORMAT = 1  # bump when what an entry holds, or how samples are decoded, changes
 MEMORY = "memory"
@@ -145,6 +147,8 @@ def encode_split(
             warnings.warn(DataWarning(f"encoded-data store {directory} not usable ({exc}); "
                                       "keeping the split in memory"), stacklevel=3)
         else:
+            import torch  # first use: torch loads only when a split is encoded
+
             tensors = {name: torch.from_numpy(array) for name, array in arrays.items()}
             for name, tensor in tensors.items():
                 _DIGESTS[id(tensor)] = (weakref.ref(tensor), f"store:{key}:{name}")
@@ -153,6 +157,8 @@ def encode_split(
     for chunk in chunks():
         for name, array in chunk.items():
             found.setdefault(name, []).append(array)
+    import torch
+
     return {name: torch.from_numpy(np.concatenate(arrays)) for name, arrays in found.items()}
 
 
