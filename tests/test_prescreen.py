@@ -96,11 +96,10 @@ def test_a_backbone_that_fails_is_ranked_last_with_its_reason(fashion_mnist):
     assert dropped == [(ranking[1].label, ranking[1].error)]
 
 
+# (a bad --prescreen-by or --by is a click choice: a usage error, see tests/test_bad_input.py)
 @pytest.mark.parametrize("args, message", [
     (["search", "--trials", "1", "--prescreen", "0"], "--prescreen must be >= 1, got 0"),
-    (["search", "--trials", "1", "--prescreen-by", "size"], "--prescreen-by must be one of"),
     (["search", "--trials", "1", "--warm-start", "0"], "--warm-start must be >= 1, got 0"),
-    (["prescreen", "--by", "leep"], "--by must be one of logme, knn, params, imagenet"),
 ])
 def test_bad_budget_options_are_one_line_errors(capsys, class_folders, args, message):
     space = str(REPO / "search_spaces" / "image-quick.yaml")

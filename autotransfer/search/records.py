@@ -66,11 +66,12 @@ STUDY_TRANSFER_EFFECT = "transfer_effect"  # trial, val, test, scratch_val/test_
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """One epoch's training loss and validation scores."""
+    """One epoch's training loss and validation scores (None where a record written by an
+    older version, or by hand, lacks them)."""
 
-    train_loss: float
-    accuracy: float
-    macro_f1: float
+    train_loss: float | None
+    accuracy: float | None
+    macro_f1: float | None
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,10 @@ class TrialRecord:
         last = steps[max(steps)] if steps else None
         epochs = {}
         for key, value in attrs.items():
-            if key.startswith(EPOCH_PREFIX) and key[len(EPOCH_PREFIX):].isdigit():
-                epochs[int(key[len(EPOCH_PREFIX):])] = EpochMetrics(**value)
+            if (key.startswith(EPOCH_PREFIX) and key[len(EPOCH_PREFIX):].isdigit()
+                    and isinstance(value, dict)):
+                epochs[int(key[len(EPOCH_PREFIX):])] = EpochMetrics(
+                    value.get("train_loss"), value.get("accuracy"), value.get("macro_f1"))
         return cls(
             number=trial.number,
             state=state,
