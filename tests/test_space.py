@@ -115,7 +115,7 @@ def test_pruner_and_sampler_settings_reach_the_optuna_objects():
 
 
 def _fingerprint(space):
-    from autotransfer.search.study import _space_fingerprint
+    from autotransfer.search.checks import _space_fingerprint
 
     return _space_fingerprint(space)
 

@@ -255,6 +255,9 @@ def load_data(
 
     Raises:
         DataError: with the file (and row) or folder at fault and what was expected.
+
+    Long (as a reason): one dispatch over the kinds of input (Hugging Face dataset, table,
+    split folders, class folders), each a short branch.
     """
     from autotransfer.data.hf import is_hf_source, load_hf
     from autotransfer.data.modality import get_modality

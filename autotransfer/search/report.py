@@ -1,4 +1,8 @@
-"""What a search ends with: the leaderboard and the re-runnable ``best.yaml``."""
+"""What a search ends with: the leaderboard and the re-runnable ``best.yaml``.
+
+Also ``report.md`` and its plots (one module, so that every file a search writes reads the trial
+records the same way; a little over 400 lines).
+"""
 
 from __future__ import annotations
 

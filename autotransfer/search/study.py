@@ -1,31 +1,36 @@
-"""The search: an Optuna study whose trials fine-tune candidate backbones."""
+"""The search: an Optuna study whose trials fine-tune candidate backbones.
+
+``search`` = :func:`prepare` -> :func:`run` -> :func:`write_results`; a worker process runs the
+same :func:`prepare` (:func:`run_worker`). The checks made before anything heavy loads are in
+:mod:`autotransfer.search.checks`.
+
+Over 400 lines for a reason: :func:`search`'s docstring documents each of its options (about
+110 lines); the code of the module is about 300.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from autotransfer.contract.registry import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data import (
     check_data,
     load_data,
     warn_cross_split_duplicates,
 )
-from autotransfer.errors import AutotransferError, StorageError, first_line
+from autotransfer.errors import AutotransferError, first_line
 from autotransfer.search import timebudget
+from autotransfer.search.checks import _check_same_space, check_backbones
 from autotransfer.search.dashboard import StudyNote
 from autotransfer.search.objective import TrialContext, make_cache, make_objective
 from autotransfer.search.options import SearchOptions
 from autotransfer.search.prescreen import check_modality
 from autotransfer.search.pruners import make_pruner, make_sampler
 from autotransfer.search.records import (
-    StudyRecord,
     TrialRecord,
-    set_study_origin,
     set_write_seconds,
 )
 from autotransfer.search.report import (
@@ -77,15 +82,6 @@ class SearchResult:
     worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
     warnings: list[str] = field(default_factory=list)  # e.g. every trial at chance level
     transfer_effect: dict[str, Any] | None = None  # see autotransfer.search.references
-
-
-def _space_fingerprint(space: SearchSpace) -> str:
-    """The space as sorted JSON; the default sampler is left out, so that studies created before
-    the space had a ``sampler`` key keep their fingerprint."""
-    data = space.model_dump(mode="json")
-    if data.get("sampler") == "tpe":
-        del data["sampler"]
-    return json.dumps(data, sort_keys=True)
 
 
 def search(
@@ -283,6 +279,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
     Raises:
         The errors of :func:`search`, before any trial runs.
+
+    Long (as a reason): the steps of a search's preparation in their order, each a call.
     """
     import optuna
 
@@ -338,52 +336,6 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared
-
-
-def check_space(space: str | Path | SearchSpace) -> SearchSpace:
-    """The parsed space, with its backbone ids known and their options supported.
-
-    Loads no model library (only the zoos of the space's ids are asked), so that a bad space
-    is reported at once.
-
-    Raises:
-        SpaceError: the file is missing or invalid.
-        BackboneError, AutotransferError: see :func:`check_backbones`.
-    """
-    space = space if isinstance(space, SearchSpace) else load_space(space)
-    check_backbones(space)
-    return space
-
-
-def check_backbones(space: SearchSpace) -> None:
-    """Unknown backbone ids and options fail before any trial runs.
-
-    Raises:
-        BackboneError: an id no plugin registers.
-        AutotransferError: an option the backbone's loader does not take.
-    """
-    registry = get_registry()
-    for spec in space.backbones:
-        entry = registry.get(spec.id)
-        unknown = sorted(set(spec.load_options()) - set(entry.options))
-        if unknown:
-            raise AutotransferError(
-                f"{spec.id}: option {unknown[0]!r} is not supported; "
-                f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
-            )
-
-
-def _check_same_space(study, space: SearchSpace, dataset, masked_storage: str) -> None:
-    """Record a new study's space and data; a resumed study must have the same space."""
-    fingerprint = _space_fingerprint(space)
-    known = StudyRecord.of(study).space
-    if known is None:
-        set_study_origin(study, fingerprint, str(dataset.source))
-    elif known != fingerprint:
-        raise StorageError(
-            f"study {study.study_name!r} in {masked_storage} was created with another search "
-            "space; pass a new study name or the original space file"
-        )
 
 
 def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:

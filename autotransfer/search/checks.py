@@ -1,0 +1,69 @@
+"""Checks of a search made before anything heavy loads: the space, its backbone ids and options,
+and that a resumed study keeps the space it was created with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autotransfer.contract.registry import get_registry
+from autotransfer.contract.space import SearchSpace, load_space
+from autotransfer.errors import AutotransferError, StorageError
+from autotransfer.search.records import StudyRecord, set_study_origin
+
+__all__ = ["check_backbones", "check_space"]
+
+
+def _space_fingerprint(space: SearchSpace) -> str:
+    """The space as sorted JSON; the default sampler is left out, so that studies created before
+    the space had a ``sampler`` key keep their fingerprint."""
+    data = space.model_dump(mode="json")
+    if data.get("sampler") == "tpe":
+        del data["sampler"]
+    return json.dumps(data, sort_keys=True)
+
+
+def check_space(space: str | Path | SearchSpace) -> SearchSpace:
+    """The parsed space, with its backbone ids known and their options supported.
+
+    Loads no model library (only the zoos of the space's ids are asked), so that a bad space
+    is reported at once.
+
+    Raises:
+        SpaceError: the file is missing or invalid.
+        BackboneError, AutotransferError: see :func:`check_backbones`.
+    """
+    space = space if isinstance(space, SearchSpace) else load_space(space)
+    check_backbones(space)
+    return space
+
+
+def check_backbones(space: SearchSpace) -> None:
+    """Unknown backbone ids and options fail before any trial runs.
+
+    Raises:
+        BackboneError: an id no plugin registers.
+        AutotransferError: an option the backbone's loader does not take.
+    """
+    registry = get_registry()
+    for spec in space.backbones:
+        entry = registry.get(spec.id)
+        unknown = sorted(set(spec.load_options()) - set(entry.options))
+        if unknown:
+            raise AutotransferError(
+                f"{spec.id}: option {unknown[0]!r} is not supported; "
+                f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
+            )
+
+
+def _check_same_space(study, space: SearchSpace, dataset, masked_storage: str) -> None:
+    """Record a new study's space and data; a resumed study must have the same space."""
+    fingerprint = _space_fingerprint(space)
+    known = StudyRecord.of(study).space
+    if known is None:
+        set_study_origin(study, fingerprint, str(dataset.source))
+    elif known != fingerprint:
+        raise StorageError(
+            f"study {study.study_name!r} in {masked_storage} was created with another search "
+            "space; pass a new study name or the original space file"
+        )
