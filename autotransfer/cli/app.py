@@ -158,10 +158,10 @@ def search(
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.cli.main import reexec_with_tcmalloc
+    from autotransfer.search.checks import check_space
     from autotransfer.search.records import trial_records
     from autotransfer.search.report import backbone_id, state_counts
     from autotransfer.search.storage import mask_url
-    from autotransfer.search.study import check_space
     from autotransfer.search.study import search as run_search
 
     if trials is None and timeout is None and time_budget is None:
