@@ -298,3 +298,15 @@ def test_inspect_reports_then_fails_when_search_would_stop(tmp_path, capsys):
     out = capsys.readouterr()
     assert info.value.code == 1 and "audio clips are unusable" in out.err
     assert "skipped" in out.out and "nan.wav" in out.out
+
+
+def test_inspect_json_prints_its_object_for_unreadable_data_too(tmp_path, capsys):
+    # a script that parses stdout gets the one object, with "error", whatever went wrong
+    (tmp_path / "u.csv").write_bytes("text,label\r\na,b\r\n".encode("utf-16"))
+    for data in (tmp_path / "u.csv", tmp_path / "missing"):
+        with pytest.raises(SystemExit) as info:
+            main(["inspect", str(data), "--json"])
+        out = capsys.readouterr()
+        found = json.loads(out.out)
+        assert info.value.code == 1 and found["error"] and found["classes"] == []
+        assert out.err.strip().startswith("error: ") and "\n" not in out.err.strip()

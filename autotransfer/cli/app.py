@@ -298,9 +298,16 @@ def inspect(
 
     from autotransfer.data.inspect import inspect as run_inspect
 
-    found = run_inspect(data, modality=modality, text_column=text_column,
-                        label_column=label_column, image_column=image_column,
-                        audio_column=audio_column)
+    try:
+        found = run_inspect(data, modality=modality, text_column=text_column,
+                            label_column=label_column, image_column=image_column,
+                            audio_column=audio_column)
+    except AutotransferError as exc:  # unreadable at all: --json still prints its one object
+        if as_json:
+            typer.echo(json.dumps({"modality": None, "classes": [], "counts": {}, "skipped": [],
+                                   "warnings": [], "error": str(exc), "origin": ""},
+                                  indent=2, ensure_ascii=False))
+        raise
     if as_json:
         typer.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
     else:
