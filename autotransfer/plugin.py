@@ -22,7 +22,8 @@ What is here, by the contract's parts:
   :func:`served_name`, :func:`hub_source`, :func:`load_error`;
 - native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
   :class:`TransferModel` (body then linear head, what a format saves and loads),
-  :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`;
+  :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
+  :func:`model_with_saved_head`;
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -79,6 +80,7 @@ __all__ = [
     "hub_source",
     "load_error",
     "load_linear_head",
+    "model_with_saved_head",
     "save_linear_head",
     "sequential_split",
     "served_name",
@@ -88,6 +90,25 @@ __all__ = [
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
          "TransferModel": "autotransfer.train.trainer"}
+
+
+def model_with_saved_head(backbone: Backbone, meta: dict, directory) -> tuple:
+    """Rebuild an exported model from its reloaded ``backbone``: configure it and its
+    preprocessing with the trial's ``meta["params"]``, put a head for ``meta["classes"]`` on
+    it and load the head :func:`save_linear_head` wrote into ``directory``.
+
+    Returns:
+        ``(TransferModel, configured preprocess)``, what a format's ``load`` returns.
+    """
+    from autotransfer.train.trainer import TransferModel  # torch: only when a model loads
+
+    params = meta["params"]
+    preprocess = backbone.preprocess.configure(params)
+    if backbone.configure is not None:
+        backbone.configure(params)
+    model = TransferModel(backbone, len(meta["classes"]))
+    load_linear_head(model.head[-1], directory)
+    return model, preprocess
 
 
 def __getattr__(name: str):

@@ -27,7 +27,7 @@ from autotransfer.plugin import (
     hub_entry,
     hub_source,
     load_error,
-    load_linear_head,
+    model_with_saved_head,
     save_linear_head,
     served_name,
 )
@@ -215,18 +215,10 @@ def _load(directory, meta: dict[str, Any], trust_remote_code: bool = False):
     transformers.logging.set_verbosity_error()
     try:
         backbone = load_hf_text(str(directory.resolve()), pretrained=True,
-                          trust_remote_code=trust_remote_code)
+                             trust_remote_code=trust_remote_code)
     finally:
         transformers.logging.set_verbosity(verbosity)
-    params = meta["params"]
-    preprocess = backbone.preprocess.configure(params)
-    if backbone.configure is not None:
-        backbone.configure(params)
-    from autotransfer.plugin import TransferModel  # torch: only when a model loads
-
-    model = TransferModel(backbone, len(meta["classes"]))
-    load_linear_head(model.head[-1], directory)
-    return model, preprocess
+    return model_with_saved_head(backbone, meta, directory)
 
 
 @hookimpl
