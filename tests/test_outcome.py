@@ -11,6 +11,7 @@ import yaml
 from autotransfer import hookimpl
 from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.hyperparameters import for_modality
 from autotransfer.contract.manager import pm
 from autotransfer.contract.registry import reset_registry
 from autotransfer.contract.space import parse_space
@@ -104,6 +105,9 @@ def test_references_run_first_count_towards_trials_and_are_marked(tiny_zoo, clas
         top = max(mine, key=lambda t: t.value)
         assert ref == {"backbone": top.params["backbone"], "val_score": top.value,
                        "test_score": None, "trial": top.number}
+    # an image backbone's best.yaml lists the image hyperparameters, not text or audio ones
+    assert {"image_size", "augment", "lr"} <= set(best["params"])
+    assert not {"max_length", "pooling", "clip_seconds"} & set(best["params"])
     report = (tmp_path / "out" / "report.md").read_text()
     head = report.split("## Best configuration")[0]
     assert "| best linear probe |" in head and "| best default |" in head
@@ -149,6 +153,14 @@ def test_transfer_effect_trains_the_best_again_from_random_weights(tiny_zoo, cla
     default = _run(class_folders, tmp_path, name="few", trials=2)
     assert all(pretrained for _, pretrained in LOADS) and default.transfer_effect is None
     assert "transfer_effect" not in default.best
+
+
+def test_for_modality_drops_only_other_modalities_hyperparameters():
+    params = {"lr": 1e-3, "image_size": 96, "augment": "flip", "max_length": 64,
+              "pooling": "cls", "clip_seconds": 2.0, "custom": 1}
+    assert for_modality(params, "text") == {"lr": 1e-3, "max_length": 64, "pooling": "cls",
+                                            "custom": 1}
+    assert for_modality(params, "audio") == {"lr": 1e-3, "clip_seconds": 2.0, "custom": 1}
 
 
 def test_per_class_scores_from_a_confusion_matrix():

@@ -28,6 +28,9 @@ class Hyperparameter:
     #: activation cache keys on these. True unless declared otherwise, so that a new
     #: hyperparameter can never make the cache serve stale features (only miss).
     affects_features: bool = True
+    #: the one modality whose preprocessing reads it (``image``, ``text``, ``audio``); None
+    #: when every backbone's training uses it
+    modality: str | None = None
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is invalid, or None when it is valid."""
@@ -74,7 +77,8 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         affects_features=False,
     ),
     "augment": Hyperparameter(
-        "flip", "train-time augmentation", kind=str, choices=AUGMENTATIONS
+        "flip", "train-time augmentation", kind=str, choices=AUGMENTATIONS,
+        modality="image",
     ),
     "warmup_fraction": Hyperparameter(
         0.1, "fraction of the steps spent warming the lr up before the cosine decay",
@@ -87,20 +91,30 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     ),
     "image_size": Hyperparameter(
         None, "input side in pixels (default: the backbone's pretraining size)",
-        kind=int, low=16, high=1024, optional=True,
+        kind=int, low=16, high=1024, optional=True, modality="image",
     ),
     "max_length": Hyperparameter(
         128, "text: tokens kept per text (longer texts are truncated)", kind=int, low=8,
-        high=8192,
+        high=8192, modality="text",
     ),
     "pooling": Hyperparameter(
         "mean", "text: features are the mean of the token states, or the first token's "
         "(the last token's for decoder-only models)", kind=str, choices=("mean", "cls"),
+        modality="text",
     ),
     "clip_seconds": Hyperparameter(
         5.0, "audio: clips are cut or zero-padded to this length", low=0.1, high=60.0,
+        modality="audio",
     ),
 }
+
+
+def for_modality(params: dict[str, Any], modality: str) -> dict[str, Any]:
+    """``params`` without the hyperparameters that only another modality reads (an image
+    model's ``best.yaml`` lists no ``max_length``); unknown names are kept."""
+    return {name: value for name, value in params.items()
+            if name not in HYPERPARAMETERS
+            or HYPERPARAMETERS[name].modality in (None, modality)}
 
 
 def defaults() -> dict[str, Scalar]:

@@ -49,14 +49,29 @@ def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+def _own_params(params: dict[str, Any], backbone_id: str) -> dict[str, Any]:
+    """``params`` without other modalities' hyperparameters (all of them when the backbone's
+    zoo is not installed here)."""
+    from autotransfer.contract.hyperparameters import for_modality
+    from autotransfer.contract.registry import get_registry
+    from autotransfer.errors import BackboneError, PluginError
+
+    try:
+        modality = get_registry().get(backbone_id).modality
+    except (BackboneError, PluginError):  # a study of another machine's zoo still reports
+        return params
+    return for_modality(params, modality)
+
+
 def best_config(study, space: SearchSpace, *, data: str, storage: str, space_file: str | None):
     """The best completed trial as the ``best.yaml`` mapping (None when no trial completed)."""
     best = best_trial(study)
     if best is None:
         return None
+    spec = space.backbone(best.sampled["backbone"])
     config: dict[str, Any] = {
-        "backbone": space.backbone(best.sampled["backbone"]).to_yaml(),
-        "params": best.params or space.resolve(best.sampled),
+        "backbone": spec.to_yaml(),
+        "params": _own_params(best.params or space.resolve(best.sampled), spec.id),
         "epochs": space.epochs,
         "metric": space.metric,
         "val_score": float(best.value),
