@@ -230,6 +230,21 @@ def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
     return detect(path, text_column=text_column)
 
 
+def check_source(path: str | Path) -> Path:
+    """``path`` with ``~`` expanded, once it names a Hugging Face source or something that
+    exists (cheap: a search checks it before it opens its study database).
+
+    Raises:
+        DataError: ``PATH: no such file or folder``.
+    """
+    from autotransfer.data.hf import is_hf_source
+
+    root = Path(path).expanduser()
+    if not is_hf_source(path) and not root.exists():
+        raise DataError(f"{root}: no such file or folder")
+    return root
+
+
 def load_data(
     path: str | Path,
     *,
@@ -266,9 +281,7 @@ def load_data(
         return load_hf(path, val_fraction=val_fraction, seed=seed, modality=modality,
                        image_column=image_column, audio_column=audio_column,
                        text_column=text_column, label_column=label_column)
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise DataError(f"{root}: no such file or folder")
+    root = check_source(path)
     if modality is None:
         modality = detect_modality(root, text_column=text_column)
     read = get_modality(modality).read(root, text_column=text_column,

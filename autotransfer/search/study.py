@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data import (
     check_data,
+    check_source,
     load_data,
     warn_cross_split_duplicates,
 )
@@ -293,6 +294,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
     torch_device = device_for(options.device)
     make_cache(options.cache_options)  # a bad AUTOTRANSFER_CACHE_VIEWS fails before any trial
+    check_source(options.data)  # a mistyped DATA leaves no empty study database behind
     study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
     dataset = load_data(options.data, val_fraction=space.val_fraction, seed=options.seed,
                         **options.data_options)
