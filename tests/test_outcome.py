@@ -208,6 +208,16 @@ def test_per_class_scores_show_the_minority_classes(tiny_zoo, imbalanced, tmp_pa
         assert (tmp_path / "out" / f"{plot}.html").is_file()
     assert "## Per-class scores of the best (validation)" in (
         tmp_path / "out" / "report.md").read_text()
+    # both trials are references: the search gained nothing over them, and says so once
+    assert "gain of the search over the best reference: +0.0000 val" in shown
+    assert "transfer effect: not measured (2 completed trials" in shown
+    # asked for on the finished study, it is measured without running new trials
+    main(["search", str(imbalanced), "--space", str(tmp_path / "space.yaml"), "--trials", "2",
+          "--storage", f"sqlite:///{tmp_path}/i.db", "--out", str(tmp_path / "out"),
+          "--transfer-effect"])
+    effect = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())["transfer_effect"]
+    assert (f"transfer effect: val {effect['val']:+.4f} (from scratch: val "
+            f"{effect['scratch_val_score']:.4f})") in capsys.readouterr().out
 
 
 def test_chance_level_is_the_majority_rate():

@@ -10,11 +10,13 @@ import yaml
 from autotransfer import hookimpl
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.space import parse_space
+from autotransfer.data import DataWarning
 from autotransfer.errors import StorageError
 from autotransfer.search.study import search
 from autotransfer.testing import registered_plugin
 from autotransfer.train.trainer import TransferModel
 from autotransfer_timm import backbone_from_timm
+from conftest import write_images
 
 
 def _tiny(pretrained=True):
@@ -73,6 +75,30 @@ def test_a_study_keeps_its_search_space(flaky_zoo, class_folders, tmp_path):
     with pytest.raises(StorageError, match="study 's' .* was created with another search space"):
         search(class_folders, parse_space(changed), trials=2, storage=storage, study_name="s",
                out=tmp_path / "out")
+
+
+def test_a_study_keeps_its_data(flaky_zoo, tmp_path):
+    """Two folders named ``data`` get the same default study name: resuming one study with the
+    other's classes would mix their trials, so it is a one-line error; the same classes in
+    another folder resume with a warning that names both."""
+    space = parse_space({**SPACE, "backbones": ["flaky/tiny"]})
+    storage = f"sqlite:///{tmp_path}/s.db"
+    folders = {}
+    for case, classes in (("arrows", ("down", "up")), ("shapes", ("circle", "square")),
+                          ("copy", ("down", "up"))):
+        folders[case] = tmp_path / case / "data"
+        for seed, cls in enumerate(classes):
+            write_images(folders[case] / cls, 6, seed=seed, size=(16, 16))
+    first = search(folders["arrows"], space, trials=1, storage=storage, out=tmp_path / "out")
+    name = first.study.study_name
+    with pytest.raises(StorageError, match=(
+            f"study '{name}' .* was created with data .*arrows/data \\(classes down, up\\), not "
+            ".*shapes/data \\(classes circle, square\\); pass --study NAME")):
+        search(folders["shapes"], space, trials=2, storage=storage, out=tmp_path / "out")
+    with pytest.warns(DataWarning, match=f"resuming study '{name}', created with data "
+                                         ".*arrows/data, on .*copy/data"):
+        again = search(folders["copy"], space, trials=2, storage=storage, out=tmp_path / "out")
+    assert again.study.study_name == name and len(again.study.trials) == 2
 
 
 @pytest.mark.parametrize("pruner", ["hyperband", "median"])

@@ -103,14 +103,20 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
     worst = worst_class(best.get("per_class") or {})
     if worst is not None and worst[1] < best["val_score"] / 2:
         lines.append(f"  [yellow]worst class[/]: {escape(worst[0])} recall {worst[1]:.4f} (val)")
-    for kind, ref in (best.get("references") or {}).items():
+    references = best.get("references") or {}
+    for kind, ref in references.items():
         test = f", test {ref['test_score']:.4f}" if ref["test_score"] is not None else ""
         lines.append(f"  best {kind.replace('_', ' ')}: {escape(ref['backbone'])} val "
-                     f"{ref['val_score']:.4f}{test} (trial {ref['trial']}); search gain "
-                     f"{best['val_score'] - ref['val_score']:+.4f}")
+                     f"{ref['val_score']:.4f}{test} (trial {ref['trial']})")
+    if references:
+        top = max(references.values(), key=lambda ref: ref["val_score"])
+        lines.append(f"  gain of the search over the best reference: "
+                     f"{best['val_score'] - top['val_score']:+.4f} val")
     effect = best.get("transfer_effect")
     if effect:
         test = f", test {effect['test']:+.4f}" if effect["test"] is not None else ""
-        lines.append(f"  transfer effect: {effect['val']:+.4f} val{test} (from scratch: val "
-                     f"{effect['scratch_val_score']:.4f})")
+        scratch = effect.get("scratch_test_score")
+        scratch = f", test {scratch:.4f}" if scratch is not None else ""
+        lines.append(f"  transfer effect: val {effect['val']:+.4f}{test} (from scratch: val "
+                     f"{effect['scratch_val_score']:.4f}{scratch})")
     return lines

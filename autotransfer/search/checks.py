@@ -4,12 +4,13 @@ and that a resumed study keeps the space it was created with."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from autotransfer.contract.registry import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.errors import AutotransferError, StorageError
-from autotransfer.search.records import StudyRecord, set_study_origin
+from autotransfer.search.records import StudyRecord, set_study_origin, trial_records
 
 __all__ = ["check_backbones", "check_space"]
 
@@ -57,13 +58,33 @@ def check_backbones(space: SearchSpace) -> None:
 
 
 def _check_same_space(study, space: SearchSpace, dataset, masked_storage: str) -> None:
-    """Record a new study's space and data; a resumed study must have the same space."""
+    """Record a new study's space and data; a resumed study must have the same space and the
+    same classes (two data folders of one name share the default study name), and is named
+    in a warning when its data path changed."""
     fingerprint = _space_fingerprint(space)
-    known = StudyRecord.of(study).space
-    if known is None:
+    record = StudyRecord.of(study)
+    if record.space is None:
         set_study_origin(study, fingerprint, str(dataset.source))
-    elif known != fingerprint:
+        return
+    if record.space != fingerprint:
         raise StorageError(
             f"study {study.study_name!r} in {masked_storage} was created with another search "
             "space; pass a new study name or the original space file"
         )
+    classes = next((t.classes for t in trial_records(study) if t.classes), None)
+    if classes is not None and list(classes) != list(dataset.classes):
+        raise StorageError(
+            f"study {study.study_name!r} in {masked_storage} was created with data "
+            f"{record.data} (classes {', '.join(classes)}), not {dataset.source} (classes "
+            f"{', '.join(dataset.classes)}); pass --study NAME for a new study, or the "
+            "original data"
+        )
+    if record.data is not None and _where(record.data) != _where(dataset.source):
+        from autotransfer.data import DataWarning
+
+        warnings.warn(f"resuming study {study.study_name!r}, created with data {record.data}, "
+                      f"on {dataset.source} (same classes)", DataWarning, stacklevel=2)
+
+
+def _where(source) -> str:
+    return str(source) if "://" in str(source) else str(Path(source).expanduser().resolve())

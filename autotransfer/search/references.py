@@ -197,6 +197,9 @@ def conclude(study, space: SearchSpace, data, device, *, seed: int,
     if wanted and effect is None and completed:
         effect = measure_transfer_effect(study, space, data, device, seed=seed,
                                          trust_remote_code=trust_remote_code, say=say)
+    elif effect is None and completed and transfer_effect is None:
+        say(f"transfer effect: not measured ({completed} completed trials; it is measured from "
+            f"{TRANSFER_EFFECT_FROM} on, or with --transfer-effect)")
     problems = []
     chance = chance_level(data.val.labels, data.n_classes, space.metric)
     problem = chance_warning(study, chance, space.metric)
