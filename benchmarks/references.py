@@ -32,10 +32,10 @@ from autotransfer.search.study import search  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = {  # the demo's data, python -m autotransfer.demo (--per-class N to change its size)
-    "image": lambda out, n: demo.export_fashion_mnist(out, per_class=n or 100,
-                                                      test_per_class=30),
-    "text": lambda out, n: demo.export_rotten_tomatoes(out, per_class=n or 300,
-                                                       val_per_class=(n or 300) // 3),
+    "image": lambda out, n, _: demo.export_fashion_mnist(out, per_class=n or 100,
+                                                         test_per_class=30),
+    "text": lambda out, n, val: demo.export_rotten_tomatoes(out, per_class=n or 300,
+                                                            val_per_class=val or 100),
 }
 
 
@@ -52,13 +52,15 @@ def main() -> None:
                         help="with references (and the transfer effect), without, or both")
     parser.add_argument("--per-class", type=int, default=None,
                         help="training examples per class (default: the demo's, 100 images "
-                        "or 300 texts; texts get a third of it again for validation)")
+                        "or 300 texts)")
+    parser.add_argument("--val-per-class", type=int, default=None,
+                        help="text: validation examples per class (default: the demo's, 100)")
     parser.add_argument("--samplers", nargs="+", default=[None],
                         help="sampler names to compare (default: the space's own)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp())
-    data = DATA[args.modality](work / "data", args.per_class)
+    data = DATA[args.modality](work / "data", args.per_class, args.val_per_class)
     shipped = load_space(REPO / "search_spaces" / f"{args.modality}-quick.yaml")
     print("| data | sampler | seed | references | best val (test) | best linear probe val | "
           "best default val | scratch val (test) | gain over best reference | best reached at s "
