@@ -179,5 +179,9 @@ def _confusion_matplotlib(matrix, classes, title):
 
     display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes)
     display.plot(cmap="Blues", xticks_rotation=45, colorbar=False)
+    display.ax_.grid(False)  # a style's grid lines would cut through the counts
+    for label in display.ax_.get_xticklabels():  # rotated names end under their column
+        label.set_horizontalalignment("right")
+        label.set_rotation_mode("anchor")
     display.ax_.set_title(title)
     return display.ax_
