@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -33,6 +33,19 @@ from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 Modality = Literal[MODALITIES]  # type: ignore[valid-type]
 RankBy = Literal["logme", "knn", "params", "imagenet"]  # prescreen.METHODS (a test checks)
 RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
+
+# How the data-reading commands (search, prescreen, inspect, train) are told what to read.
+DetectedModality = Annotated[
+    Modality | None, typer.Option(help="image, text or audio (default: detected).")
+]
+TextColumn = Annotated[str, typer.Option(help="Text column of CSV/TSV/JSONL text data.")]
+TableLabelColumn = Annotated[str, typer.Option(help="Label column of CSV/TSV/JSONL text data.")]
+LabelColumn = Annotated[str, typer.Option(
+    help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset.")]
+ImageColumn = Annotated[str | None, typer.Option(
+    help="Image column of a Hugging Face dataset (default: its Image feature).")]
+AudioColumn = Annotated[str | None, typer.Option(
+    help="Audio column of a Hugging Face dataset (default: its Audio feature).")]
 
 app = typer.Typer(
     help="Pick and fine-tune a pretrained backbone with Optuna.",
@@ -91,19 +104,11 @@ def search(
     trust_remote_code: bool = typer.Option(
         False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
     ),
-    modality: Modality | None = typer.Option(
-        None, help="image, text or audio (default: detected)."
-    ),
-    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
-    label_column: str = typer.Option(
-        "label", help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset."
-    ),
-    image_column: str | None = typer.Option(
-        None, help="Image column of a Hugging Face dataset (default: its Image feature)."
-    ),
-    audio_column: str | None = typer.Option(
-        None, help="Audio column of a Hugging Face dataset (default: its Audio feature)."
-    ),
+    modality: DetectedModality = None,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    image_column: ImageColumn = None,
+    audio_column: AudioColumn = None,
     data_store: str | None = typer.Option(
         None, help="Folder where encoded splits are memory-mapped, shared by the workers, or "
         "'memory' (default: AUTOTRANSFER_DATA_STORE, else ~/.cache/autotransfer/encoded)."
@@ -236,11 +241,9 @@ def prescreen(
     seed: int = typer.Option(0, help="Seed of the sample and the split."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
     trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
-    modality: Modality | None = typer.Option(
-        None, help="image, text or audio (default: detected)."
-    ),
-    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
-    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+    modality: DetectedModality = None,
+    text_column: TextColumn = "text",
+    label_column: TableLabelColumn = "label",
 ) -> None:
     """Rank the space's backbones by transferability from frozen features, seconds each."""
     import json
@@ -278,19 +281,11 @@ def inspect(
         ..., help="Folder of class sub-folders, train/ and val/ (and test/), CSV/TSV/JSONL, "
         "or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, hf://datasets/...)."
     ),
-    modality: Modality | None = typer.Option(
-        None, help="image, text or audio (default: detected)."
-    ),
-    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
-    label_column: str = typer.Option(
-        "label", help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset."
-    ),
-    image_column: str | None = typer.Option(
-        None, help="Image column of a Hugging Face dataset (default: its Image feature)."
-    ),
-    audio_column: str | None = typer.Option(
-        None, help="Audio column of a Hugging Face dataset (default: its Audio feature)."
-    ),
+    modality: DetectedModality = None,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    image_column: ImageColumn = None,
+    audio_column: AudioColumn = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show what a search would read from DATA (classes, counts, skipped files), no training."""
@@ -407,11 +402,9 @@ def train(
         None, help="Seed of the training (default: the best trial's, which it repeats)."
     ),
     trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
-    modality: Modality | None = typer.Option(
-        None, help="image, text or audio (default: detected)."
-    ),
-    text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL text data."),
-    label_column: str = typer.Option("label", help="Label column of CSV/TSV/JSONL text data."),
+    modality: DetectedModality = None,
+    text_column: TextColumn = "text",
+    label_column: TableLabelColumn = "label",
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model."""
     from autotransfer.model.refit import train as run_train

@@ -223,6 +223,19 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.n
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
 
 
+def hold_out_val(train: Split, val_fraction: float, seed: int, where) -> tuple[Split, Split]:
+    """``(train, val)``: a stratified, seeded validation split taken out of ``train``.
+
+    Raises:
+        DataError: ``WHERE: too few samples to hold out a validation split``.
+    """
+    val_idx = stratified_split(train.labels, val_fraction, seed)
+    if len(val_idx) == 0:
+        raise DataError(f"{where}: too few samples to hold out a validation split")
+    keep = np.setdiff1d(np.arange(len(train)), val_idx)
+    return train.subset(keep), train.subset(val_idx)
+
+
 def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
     """See :func:`autotransfer.data.modality.detect_modality`."""
     from autotransfer.data.modality import detect_modality as detect
@@ -240,7 +253,8 @@ def check_source(path: str | Path) -> Path:
     from autotransfer.data.hf import is_hf_source
 
     root = Path(path).expanduser()
-    if not is_hf_source(path) and not root.exists():
+    # existence first: is_hf_source lists an existing folder, a missing path costs it nothing
+    if not root.exists() and not is_hf_source(path):
         raise DataError(f"{root}: no such file or folder")
     return root
 
@@ -302,11 +316,7 @@ def load_data(
     if "val" in parts:
         val = _to_split(parts["val"], index, where["val"])
     else:
-        val_idx = stratified_split(train.labels, val_fraction, seed)
-        if len(val_idx) == 0:
-            raise DataError(f"{where['train']}: too few samples to hold out a validation split")
-        keep = np.setdiff1d(np.arange(len(train)), val_idx)
-        val, train = train.subset(val_idx), train.subset(keep)
+        train, val = hold_out_val(train, val_fraction, seed, where["train"])
     test = _to_split(parts["test"], index, where["test"]) if "test" in parts else None
     notes = [m for m in [read.unused.message()] if m]
     notes += label_warnings({c: r for c, r in spellings.items() if c in index})

@@ -35,7 +35,7 @@ from autotransfer.data._source import (
     SPLIT_DIRS,
     LabelledData,
     Split,
-    stratified_split,
+    hold_out_val,
 )
 from autotransfer.data.labels import normalize_label, sort_classes
 from autotransfer.errors import DataError
@@ -340,11 +340,7 @@ def load_hf(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
     if "val" in parts:
         val = parts["val"]
     else:
-        val_idx = stratified_split(train_part.labels, val_fraction, seed)
-        if len(val_idx) == 0:
-            raise DataError(f"{where}: too few samples to hold out a validation split")
-        keep = np.setdiff1d(np.arange(len(train_part)), val_idx)
-        val, train_part = train_part.subset(val_idx), train_part.subset(keep)
+        train_part, val = hold_out_val(train_part, val_fraction, seed, where)
     test = parts.get("test")
     if test is not None and len(test) == 0:
         test = None

@@ -24,7 +24,7 @@ from autotransfer.data import (
 )
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.search import timebudget
-from autotransfer.search.checks import _check_same_space, check_backbones
+from autotransfer.search.checks import _check_same_origin, check_backbones
 from autotransfer.search.dashboard import StudyNote
 from autotransfer.search.objective import TrialContext, make_cache, make_objective
 from autotransfer.search.options import SearchOptions
@@ -314,7 +314,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
                                     direction="maximize", sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space))
-        _check_same_space(study, space, dataset, masked)
+        _check_same_origin(study, space, dataset, masked)
     lock = StudyLock(study_storage, study.study_name)
     note = StudyNote(dataset, space, space_file=space_file, storage=masked,
                      trials=options.trials)
