@@ -2,11 +2,10 @@
 
 The user's API (lazy, so that ``import autotransfer`` stays free of torch). The parts are
 sub-packages, from the bottom layer up: ``contract`` (what zoos and the core agree on), ``data``,
-``train``, ``model``, ``search`` and ``cli``; ``testing`` is for plugin authors' tests, and
+``finetune``, ``model``, ``study`` and ``cli``; ``testing`` is for plugin authors' tests, and
 ``autotransfer.plugin`` is the plugin author's API.
 """
 
-from autotransfer import _moved
 from autotransfer.contract.backbone import Backbone, BackboneCatalogue, BackboneEntry
 from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.registry import get_backbone, get_registry
@@ -21,15 +20,13 @@ from autotransfer.errors import (
 
 __version__ = "0.1.0"
 
-_moved.install()  # the 0.1 module paths (autotransfer.layers, ...) warn and still import
-
 #: The Python API that mirrors the CLI, imported on first use so that ``import autotransfer``
 #: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``,
-#: ``autotransfer.inspect``. ``search`` and ``train`` are also the packages of those parts,
-#: callable (``_callable``).
+#: ``autotransfer.inspect``. The parts behind them are packages of other names
+#: (``autotransfer.study``, ``autotransfer.finetune``), as optuna keeps ``optuna/study/study.py``.
 _API = {
-    "search": ("autotransfer.search", None),
-    "train": ("autotransfer.train", None),
+    "search": ("autotransfer.study.study", "search"),
+    "train": ("autotransfer.model.refit", "train"),
     "predict": ("autotransfer.model.predict", "predict"),
     "inspect": ("autotransfer.data.inspect", "inspect"),
 }
@@ -40,9 +37,7 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _API[name]
-        value = importlib.import_module(module)
-        if attr is not None:
-            value = getattr(value, attr)
+        value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'autotransfer' has no attribute {name!r}")

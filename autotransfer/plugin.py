@@ -54,7 +54,7 @@ from autotransfer.errors import BackboneError, PluginError, first_line
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
-    from autotransfer.train.trainer import TransferModel
+    from autotransfer.finetune.trainer import TransferModel
 
 __all__ = [
     "MATCH_PREV_GROUP",
@@ -89,7 +89,7 @@ __all__ = [
 #: Loaded on first use: they need torch, and importing a zoo must not (start-up of
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
-         "TransferModel": "autotransfer.train.trainer"}
+         "TransferModel": "autotransfer.finetune.trainer"}
 
 
 def model_with_saved_head(backbone: Backbone, meta: dict, directory) -> tuple:
@@ -100,7 +100,7 @@ def model_with_saved_head(backbone: Backbone, meta: dict, directory) -> tuple:
     Returns:
         ``(TransferModel, configured preprocess)``, what a format's ``load`` returns.
     """
-    from autotransfer.train.trainer import TransferModel  # torch: only when a model loads
+    from autotransfer.finetune.trainer import TransferModel  # torch: only when a model loads
 
     params = meta["params"]
     preprocess = backbone.preprocess.configure(params)

@@ -42,8 +42,8 @@ from autotransfer import demo  # noqa: E402
 from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data  # noqa: E402
-from autotransfer.train.cache import ActivationCache
-from autotransfer.train.trainer import Trainer
+from autotransfer.finetune.cache import ActivationCache
+from autotransfer.finetune.trainer import Trainer
 
 LRS = (1e-3, 3e-3, 3e-4, 2e-3, 5e-4, 1e-2)
 

@@ -34,7 +34,7 @@ from autotransfer import demo  # noqa: E402
 from autotransfer.contract.registry import get_registry
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data  # noqa: E402
-from autotransfer.search.prescreen import METHODS, prescreen
+from autotransfer.study.prescreen import METHODS, prescreen
 
 IMAGE_BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0",
                    "packaged/tf_efficientnet_lite1", "packaged/tf_efficientnet_lite2"]
@@ -88,7 +88,7 @@ def fine_tune(spec, data, params, epochs: int, seed: int) -> tuple[float, float]
     """Validation accuracy of ``spec`` after ``epochs`` epochs with ``params``; seconds."""
     import torch
 
-    from autotransfer.train.trainer import Trainer
+    from autotransfer.finetune.trainer import Trainer
 
     start = time.perf_counter()
     torch.manual_seed(seed)

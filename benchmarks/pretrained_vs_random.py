@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.search.study import search
+from autotransfer.study.study import search
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = {

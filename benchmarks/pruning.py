@@ -23,7 +23,7 @@ import optuna  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
 from autotransfer.contract.space import parse_space
-from autotransfer.search.study import search
+from autotransfer.study.study import search
 
 SPACE = {
     "backbones": ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"],

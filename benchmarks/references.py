@@ -27,8 +27,8 @@ os.environ.setdefault("AUTOTRANSFER_HISTORY", "0")
 
 from autotransfer import demo  # noqa: E402
 from autotransfer.contract.space import load_space  # noqa: E402
-from autotransfer.search.scores import best_so_far  # noqa: E402
-from autotransfer.search.study import search  # noqa: E402
+from autotransfer.study.scores import best_so_far  # noqa: E402
+from autotransfer.study.study import search  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = {  # the demo's data, python -m autotransfer.demo (--per-class N to change its size)

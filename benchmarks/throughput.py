@@ -25,7 +25,7 @@ from autotransfer import demo  # noqa: E402
 from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data, take  # noqa: E402
-from autotransfer.train.trainer import Trainer
+from autotransfer.finetune.trainer import Trainer
 
 SETUPS = {  # modality: (default backbone, data export, hyperparameters)
     "image": ("packaged/mobilenetv2_100",

@@ -28,7 +28,7 @@ from prescreen import export_digits  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
 from autotransfer.contract.space import parse_space
-from autotransfer.search.study import search
+from autotransfer.study.study import search
 
 CLOTHES = ("t-shirt", "trouser", "pullover", "dress", "coat", "shirt")
 ACCESSORIES = ("sandal", "sneaker", "bag", "ankle-boot")

@@ -164,7 +164,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_an_internal_error_is_still_one_line(tmp_path, capsys, monkeypatch):
-    from autotransfer.search import study
+    from autotransfer.study import study
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
@@ -285,7 +285,7 @@ def test_the_fixed_choices_are_the_librarys():
     from autotransfer.cli.app import Modality, RankBy, RefitOn
     from autotransfer.contract.backbone import MODALITIES
     from autotransfer.model.refit import REFIT_ON
-    from autotransfer.search.prescreen import METHODS
+    from autotransfer.study.prescreen import METHODS
 
     assert (get_args(Modality), get_args(RankBy), get_args(RefitOn)) == (
         MODALITIES, METHODS, REFIT_ON)
@@ -294,7 +294,7 @@ def test_the_fixed_choices_are_the_librarys():
 def test_a_bug_is_an_internal_error_even_when_the_command_line_is_fine(tmp_path, capsys,
                                                                       monkeypatch):
     """The other path: the same command line, valid, reaching code that fails unexpectedly."""
-    from autotransfer.search import study
+    from autotransfer.study import study
 
     def broken(*args, **kwargs):
         raise ValueError("invalid literal for int() with base 10: 'abc'")

@@ -12,9 +12,9 @@ from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.contract.stages import Stage, sequential_split
 from autotransfer.data import ImagePreprocess, load_data
+from autotransfer.finetune.cache import ActivationCache, cache_key, nbytes
+from autotransfer.finetune.trainer import Trainer
 from autotransfer.testing import ConformanceError, check_backbone, tiny_cnn_backbone
-from autotransfer.train.cache import ActivationCache, cache_key, nbytes
-from autotransfer.train.trainer import Trainer
 from autotransfer_timm import backbone_from_timm
 from conftest import cli_error
 

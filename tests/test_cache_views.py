@@ -8,8 +8,8 @@ import torch
 from autotransfer.cli import main
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import ImagePreprocess, augment, load_data
-from autotransfer.train.cache import ActivationCache
-from autotransfer.train.cache_views import BANK_SEED, ViewPlan, plan_views
+from autotransfer.finetune.cache import ActivationCache
+from autotransfer.finetune.cache_views import BANK_SEED, ViewPlan, plan_views
 from test_cache import CPU, _fit, _params, _tiny
 
 

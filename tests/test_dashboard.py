@@ -11,7 +11,7 @@ import pytest
 
 from autotransfer.cli import main
 from autotransfer.contract.space import parse_space
-from autotransfer.search.study import search
+from autotransfer.study.study import search
 from services import free_port
 
 CHROMIUM_FLAGS = [

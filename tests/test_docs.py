@@ -149,7 +149,7 @@ def _finished_study(tmp_path):
 
 
 def test_leaderboard_columns_on_the_concepts_page_are_the_csv_columns(tmp_path):
-    from autotransfer.search.report import leaderboard
+    from autotransfer.study.report import leaderboard
 
     (row,) = leaderboard(_finished_study(tmp_path))
     assert _keys_table("**`leaderboard.csv`**") == list(row)
@@ -157,7 +157,7 @@ def test_leaderboard_columns_on_the_concepts_page_are_the_csv_columns(tmp_path):
 
 def test_best_yaml_keys_on_the_concepts_page_are_the_written_keys(tmp_path):
     from autotransfer.contract.space import parse_space
-    from autotransfer.search.report import best_config
+    from autotransfer.study.report import best_config
 
     space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 2})
     config = best_config(_finished_study(tmp_path), space, data="d", storage="s",

@@ -16,7 +16,7 @@ from autotransfer import BackboneEntry, hookimpl
 from autotransfer.contract.registry import get_backbone
 from autotransfer.contract.space import parse_space
 from autotransfer.errors import BackboneError
-from autotransfer.search.study import search
+from autotransfer.study.study import search
 from autotransfer.testing import registered_plugin, tiny_cnn_backbone
 
 
@@ -190,7 +190,7 @@ def test_remote_code_in_a_checkpoint_does_not_run_without_the_flag(tmp_path):
 
 def test_trust_remote_code_flag_reaches_only_loaders_that_take_it():
     from autotransfer.contract.space import BackboneSpec
-    from autotransfer.search.objective import TrialContext
+    from autotransfer.study.objective import TrialContext
 
     hf = get_backbone("hf-text/bert-base-uncased")
     timm_entry = get_backbone("timm/test_vit")

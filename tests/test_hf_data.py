@@ -10,7 +10,7 @@ from autotransfer.contract.registry import get_backbone
 from autotransfer.contract.space import parse_space
 from autotransfer.data import check_data, load_data
 from autotransfer.errors import DataError
-from autotransfer.search.study import search
+from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 
 

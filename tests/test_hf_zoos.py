@@ -9,7 +9,7 @@ import torch
 from autotransfer.contract.groups import check_groups
 from autotransfer.contract.registry import get_backbone, get_registry
 from autotransfer.errors import BackboneError
-from autotransfer.train.freezing import freeze
+from autotransfer.finetune.freezing import freeze
 from autotransfer_hf_audio import backbone_from_hf_audio
 from autotransfer_hf_text import backbone_from_hf_text
 

@@ -9,9 +9,9 @@ import sqlalchemy
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.demo import export_fashion_mnist
-from autotransfer.search import history, warm_start
-from autotransfer.search.storage import make_storage
-from autotransfer.search.study import search
+from autotransfer.study import history, warm_start
+from autotransfer.study.storage import make_storage
+from autotransfer.study.study import search
 
 SPACE = {
     "backbones": ["packaged/mobilenetv2_100",

@@ -3,8 +3,8 @@ import timm
 import torch
 
 from autotransfer.contract.groups import check_groups, group_names
-from autotransfer.train.freezing import freeze, frozen_modules, n_frozen_groups, train_mode
-from autotransfer.train.optim import param_groups
+from autotransfer.finetune.freezing import freeze, frozen_modules, n_frozen_groups, train_mode
+from autotransfer.finetune.optim import param_groups
 from autotransfer_timm import backbone_from_timm
 
 MATCHER = {"stem": r"^stem", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}

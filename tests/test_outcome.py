@@ -15,10 +15,10 @@ from autotransfer.contract.hyperparameters import for_modality
 from autotransfer.contract.manager import pm
 from autotransfer.contract.registry import reset_registry
 from autotransfer.contract.space import parse_space
-from autotransfer.search.references import enqueue_references, reference_params
-from autotransfer.search.scores import chance_level, divergence, per_class_scores, worst_class
-from autotransfer.search.storage import StudyLock, make_storage
-from autotransfer.search.study import search
+from autotransfer.study.references import enqueue_references, reference_params
+from autotransfer.study.scores import chance_level, divergence, per_class_scores, worst_class
+from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.study.study import search
 from autotransfer_timm import backbone_from_timm
 from conftest import write_images
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autotransfer.contract.space import parse_space
-from autotransfer.search.prescreen import (
+from autotransfer.study.prescreen import (
     keep_top,
     knn_accuracy,
     logme,

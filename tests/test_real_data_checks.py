@@ -100,7 +100,7 @@ def test_numeric_classes_keep_numeric_order_in_best_yaml_and_predict(tmp_path):
     """best.yaml, the trained model and predict all carry the classes as numbers sort."""
     from autotransfer.model.predict import predict
     from autotransfer.model.refit import train
-    from autotransfer.search.study import search
+    from autotransfer.study.study import search
 
     for seed, cls in enumerate(("1", "2", "10")):
         write_images(tmp_path / "data" / cls, 5, seed=seed)

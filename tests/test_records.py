@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from autotransfer.search import records
-from autotransfer.search.records import (
+from autotransfer.study import records
+from autotransfer.study.records import (
     EpochMetrics,
     StudyRecord,
     TrialRecord,
@@ -13,7 +13,7 @@ from autotransfer.search.records import (
     set_kept_model,
     trial_records,
 )
-from autotransfer.search.report import best_config, leaderboard, write_report
+from autotransfer.study.report import best_config, leaderboard, write_report
 
 
 def _study():

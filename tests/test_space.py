@@ -101,7 +101,7 @@ def test_missing_key_and_non_mapping_and_bad_yaml(tmp_path):
 
 
 def test_pruner_and_sampler_settings_reach_the_optuna_objects():
-    from autotransfer.search.pruners import make_pruner, make_sampler
+    from autotransfer.study.pruners import make_pruner, make_sampler
 
     space = parse_space(_space(pruner={"type": "median", "n_startup_trials": 7},
                                sampler={"type": "tpe", "n_startup_trials": 3}))
@@ -115,14 +115,14 @@ def test_pruner_and_sampler_settings_reach_the_optuna_objects():
 
 
 def _fingerprint(space):
-    from autotransfer.search.checks import _space_fingerprint
+    from autotransfer.study.checks import _space_fingerprint
 
     return _space_fingerprint(space)
 
 
 def test_a_hyperparameter_is_in_the_cache_key_unless_it_says_otherwise():
     from autotransfer.contract.hyperparameters import Hyperparameter
-    from autotransfer.train.cache import TRAINING_ONLY
+    from autotransfer.finetune.cache import TRAINING_ONLY
 
     assert Hyperparameter(1, "a new knob").affects_features  # safe default: a cache miss
     assert {"image_size", "max_length", "pooling", "clip_seconds", "augment"}.isdisjoint(

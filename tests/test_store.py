@@ -13,10 +13,10 @@ from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.space import parse_space
 from autotransfer.data import ImagePreprocess, load_data
 from autotransfer.data.store import store_directory
-from autotransfer.search.study import search
+from autotransfer.finetune.cache import ActivationCache
+from autotransfer.finetune.trainer import Trainer
+from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin, tiny_cnn_backbone
-from autotransfer.train.cache import ActivationCache
-from autotransfer.train.trainer import Trainer
 
 PREPROCESS = ImagePreprocess(32, (0.5,) * 3, (0.5,) * 3, "bilinear", 1.0)
 SPACE = {"backbones": ["fake/tiny-cnn"], "epochs": 1, "pruner": "none",
@@ -24,7 +24,7 @@ SPACE = {"backbones": ["fake/tiny-cnn"], "epochs": 1, "pruner": "none",
 SEARCH_IN_A_PROCESS = """
 import sys
 from autotransfer.contract.space import parse_space
-from autotransfer.search.study import search
+from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 data, store, out = sys.argv[1:4]
 space = parse_space({space!r})

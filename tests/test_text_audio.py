@@ -11,7 +11,7 @@ from autotransfer.contract.hyperparameters import HYPERPARAMETERS, defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import AudioPreprocess, check_data, detect_modality, load_audio, load_data
 from autotransfer.errors import DataError
-from autotransfer.train.trainer import Trainer
+from autotransfer.finetune.trainer import Trainer
 
 DEFAULTS = defaults()
 

@@ -1,6 +1,6 @@
 """``search --time-budget``: the plumbing of the stop at an epoch or batch boundary, the pruned
 record with its reason, the start rule and the deadline shared through the study, on a fake
-clock (:func:`autotransfer.search.timebudget.now`) that only moves when a test says so. No test
+clock (:func:`autotransfer.study.timebudget.now`) that only moves when a test says so. No test
 here measures time; benchmarks/time_budget.py does."""
 
 import time
@@ -15,12 +15,12 @@ from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
-from autotransfer.search import records, timebudget
-from autotransfer.search.options import SearchOptions
-from autotransfer.search.storage import StudyLock, make_storage
-from autotransfer.search.study import run_worker, search
-from autotransfer.search.workers import WorkerSpec, tally
-from autotransfer.train.trainer import Trainer
+from autotransfer.finetune.trainer import Trainer
+from autotransfer.study import records, timebudget
+from autotransfer.study.options import SearchOptions
+from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.study.study import run_worker, search
+from autotransfer.study.workers import WorkerSpec, tally
 
 SPACE = {
     "backbones": [{"id": "timm/test_efficientnet", "pretrained": False}],
@@ -291,7 +291,7 @@ def test_the_command_line_counts_from_the_process_start_and_shows_the_time_left(
 
 
 def test_the_report_skips_the_plots_that_would_end_after_the_budget(tmp_path, clock):
-    from autotransfer.search.report import write_report
+    from autotransfer.study.report import write_report
 
     study = _study_with([("a", 96, 0.0, 32, 8.0), ("a", 96, 0.5, 32, 6.0)])
     path = write_report(study, tmp_path, metric="accuracy", until=clock.t - 1)

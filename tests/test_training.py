@@ -6,10 +6,10 @@ import torch
 from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data
-from autotransfer.train.device import resolve_device
-from autotransfer.train.metrics import classification_scores
-from autotransfer.train.optim import warmup_cosine
-from autotransfer.train.trainer import Trainer
+from autotransfer.finetune.device import resolve_device
+from autotransfer.finetune.metrics import classification_scores
+from autotransfer.finetune.optim import warmup_cosine
+from autotransfer.finetune.trainer import Trainer
 
 DEFAULTS = defaults()
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from autotransfer.search.storage import StudyLock, make_storage
-from autotransfer.search.workers import cpu_threads, tally
+from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.study.workers import cpu_threads, tally
 from conftest import cli_error as _error
 
 # A tiny random-init timm model: real training, no hub, a couple of seconds per trial.
@@ -176,7 +176,7 @@ def test_study_lock_excludes_other_processes(postgres_url, tmp_path):
         lock = StudyLock(make_storage(url), "s")
         probe = (
             "import sys, threading\n"
-            "from autotransfer.search.storage import StudyLock, make_storage\n"
+            "from autotransfer.study.storage import StudyLock, make_storage\n"
             f"lock = StudyLock(make_storage({url!r}), 's')\n"
             "t = threading.Thread(target=lock.acquire, daemon=True); t.start(); t.join(2)\n"
             "sys.exit(3 if t.is_alive() else 0)\n"

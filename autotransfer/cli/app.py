@@ -26,8 +26,8 @@ from autotransfer.cli.console import (
 )
 from autotransfer.contract.backbone import MODALITIES
 from autotransfer.errors import AutotransferError, OptionError
-from autotransfer.search.report import fmt
-from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from autotransfer.study.report import fmt
+from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
 # Options with a fixed set of values: click rejects any other value as a usage error (exit 2).
 Modality = Literal[MODALITIES]  # type: ignore[valid-type]
@@ -163,17 +163,17 @@ def search(
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.cli.main import reexec_with_tcmalloc
-    from autotransfer.search.checks import check_space
-    from autotransfer.search.records import trial_records
-    from autotransfer.search.report import backbone_id, state_counts
-    from autotransfer.search.storage import mask_url
-    from autotransfer.search.study import search as run_search
+    from autotransfer.study.checks import check_space
+    from autotransfer.study.records import trial_records
+    from autotransfer.study.report import backbone_id, state_counts
+    from autotransfer.study.storage import mask_url
+    from autotransfer.study.study import search as run_search
 
     if trials is None and timeout is None and time_budget is None:
         raise AutotransferError(
             "give --trials N, --timeout S or --time-budget S (or several) to bound the search")
     if time_budget is not None:
-        from autotransfer.search.timebudget import process_age
+        from autotransfer.study.timebudget import process_age
 
         if not time_budget > 0:
             raise OptionError("time_budget", f" must be > 0 seconds, got {time_budget}")
@@ -250,8 +250,8 @@ def prescreen(
 
     from autotransfer.contract.space import load_space
     from autotransfer.data import check_data, load_data
-    from autotransfer.search import prescreen as ps
-    from autotransfer.train.device import device_for
+    from autotransfer.finetune.device import device_for
+    from autotransfer.study import prescreen as ps
 
     by = by or ps.DEFAULT_BY
     parsed = load_space(space)
@@ -332,7 +332,7 @@ def dashboard(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens it to all."),
 ) -> None:
     """Watch the studies in STORAGE live in optuna-dashboard."""
-    from autotransfer.search.storage import make_storage, mask_url
+    from autotransfer.study.storage import make_storage, mask_url
 
     if not 0 < port < 65536:
         raise AutotransferError(f"--port must be in 1..65535, got {port}")
@@ -476,7 +476,7 @@ def report(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the report."),
 ) -> None:
     """Leaderboard, best per backbone, importances and plots (PNG + HTML) of a study."""
-    from autotransfer.search.report import report_study
+    from autotransfer.study.report import report_study
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)

@@ -28,7 +28,7 @@ class Preprocess(Protocol):
     finite: ``training_views`` (an int), ``draw_views(n, generator)`` (the view of each of
     ``n`` samples, drawn with the generator calls that ``to_input`` makes) and
     ``to_view(batch, view, device=...)``; then every view is cached
-    (:mod:`autotransfer.train.cache_views`).
+    (:mod:`autotransfer.finetune.cache_views`).
 
 
     Implementations: ``ImagePreprocess`` (uint8 images; augment + normalise per batch),

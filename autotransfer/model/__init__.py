@@ -4,6 +4,6 @@ Owns refitting the best configuration (``refit``, the API's ``autotransfer.train
 export and load-back of a model directory (``export``) and prediction with it (``predict``, the
 API's ``autotransfer.predict``).
 
-May import: ``autotransfer.train``, ``autotransfer.data``, ``autotransfer.contract``,
+May import: ``autotransfer.finetune``, ``autotransfer.data``, ``autotransfer.contract``,
 ``autotransfer.errors`` and public libraries; never search or cli.
 """

@@ -22,7 +22,7 @@ from autotransfer.errors import AutotransferError, BackboneError, first_line
 if TYPE_CHECKING:
     import torch
 
-    from autotransfer.train.trainer import TransferModel
+    from autotransfer.finetune.trainer import TransferModel
 
 FORMAT = "autotransfer-model"
 FORMAT_VERSION = 1

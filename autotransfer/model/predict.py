@@ -73,8 +73,8 @@ def predict(
     import torch
 
     from autotransfer.data import LabelledData, Split, iterate_batches
+    from autotransfer.finetune.device import device_for
     from autotransfer.model.export import load_model
-    from autotransfer.train.device import device_for
 
     if batch_size < 1:
         raise OptionError("batch_size", f" must be >= 1, got {batch_size}")

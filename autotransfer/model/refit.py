@@ -96,7 +96,7 @@ def train(
         modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
         text_column: the text column of CSV / TSV / JSONL text data.
         label_column: the label column of CSV / TSV / JSONL text data.
-        on_epoch: called with each epoch's :class:`~autotransfer.train.trainer.EpochResult`.
+        on_epoch: called with each epoch's :class:`~autotransfer.finetune.trainer.EpochResult`.
 
     Returns:
         A :class:`TrainOutcome` with the model directory and the test scores.
@@ -119,8 +119,8 @@ def train(
     from autotransfer.contract.registry import get_registry
     from autotransfer.contract.space import BackboneSpec, parse_space
     from autotransfer.data import check_data, load_data
+    from autotransfer.finetune.device import device_for
     from autotransfer.model.export import export_model
-    from autotransfer.train.device import device_for
 
     config = read_best(best)
     if refit_on not in REFIT_ON:
@@ -214,7 +214,7 @@ def _merge_val(dataset):
 
 def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_val: bool):
     """A Trainer; without a validation split, epochs report NaN instead of evaluating it."""
-    from autotransfer.train.trainer import Trainer
+    from autotransfer.finetune.trainer import Trainer
 
     return Trainer(backbone, dataset, params, device=device, metric=metric, seed=seed,
                    evaluate_val=evaluate_val)

@@ -12,7 +12,7 @@ checks (``catalogue``: :func:`check_catalogue`, :func:`check_plugin_is_light`) a
 (``fakes``: :class:`FakeZoo`, a plugin offering tiny real CNNs; :func:`registered_plugin`, a plugin
 registered for the duration of a ``with`` block; :class:`DeterministicPruner`).
 
-May import: ``autotransfer.train``, ``autotransfer.data``, ``autotransfer.contract``,
+May import: ``autotransfer.finetune``, ``autotransfer.data``, ``autotransfer.contract``,
 ``autotransfer.errors`` and public libraries; never search, model or cli.
 """
 

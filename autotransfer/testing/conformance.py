@@ -27,8 +27,8 @@ from autotransfer.contract.backbone import Backbone, BackboneEntry, Preprocess
 from autotransfer.contract.groups import check_groups
 from autotransfer.contract.registry import get_registry
 from autotransfer.data import LabelledData, Split, take
-from autotransfer.train.freezing import freeze, train_mode
-from autotransfer.train.optim import param_groups
+from autotransfer.finetune.freezing import freeze, train_mode
+from autotransfer.finetune.optim import param_groups
 
 FREEZE_FRACTIONS = (0.0, 0.5, 1.0)
 

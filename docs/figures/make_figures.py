@@ -5,7 +5,7 @@
 
 - ``layer-groups.png``: the layer groups of the packaged MobileNetV2 (real ImageNet weights),
   which are frozen and each group's learning rate, for three settings of ``freeze_fraction``,
-  ``layer_decay`` and ``head_lr_multiplier``; computed with ``autotransfer.train.optim``
+  ``layer_decay`` and ``head_lr_multiplier``; computed with ``autotransfer.finetune.optim``
   exactly as a trial does.
 - ``pruning.png``: the validation accuracy after each epoch of every trial of a real search
   (Fashion-MNIST, 30 images per class, the shipped ``image-quick.yaml``, 10 trials, Hyperband),
@@ -37,9 +37,9 @@ def group_learning_rates(backbone_id: str, freeze_fraction: float, layer_decay: 
                          head_lr_multiplier: float, lr: float = LR):
     """``(labels, parameter counts, lrs)`` per layer group and the head; lr None = frozen."""
     from autotransfer.contract.registry import get_backbone
-    from autotransfer.train.freezing import freeze
-    from autotransfer.train.optim import param_groups
-    from autotransfer.train.trainer import TransferModel
+    from autotransfer.finetune.freezing import freeze
+    from autotransfer.finetune.optim import param_groups
+    from autotransfer.finetune.trainer import TransferModel
 
     backbone = get_backbone(backbone_id).load(pretrained=True)
     model = TransferModel(backbone, n_classes=10)
@@ -98,7 +98,7 @@ def layer_groups_figure(out: Path, backbone_id: str = "packaged/mobilenetv2_100"
 def run_study(workdir: Path, trials: int = 10) -> tuple[str, str]:
     """A real search on 30 Fashion-MNIST images per class; returns (storage URL, study name)."""
     from autotransfer.demo import export_fashion_mnist
-    from autotransfer.search.study import search
+    from autotransfer.study.study import search
 
     data = export_fashion_mnist(workdir / "fashion-mnist", per_class=30, seed=0)
     storage = f"sqlite:///{workdir / 'figure.db'}"

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.errors import first_line
-from autotransfer.search.history import SCALARS, load_datasets, load_transfers
-from autotransfer.search.records import StudyRecord, set_warm_start, warm_start_attrs
+from autotransfer.study.history import SCALARS, load_datasets, load_transfers
+from autotransfer.study.records import StudyRecord, set_warm_start, warm_start_attrs
 
 
 def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
@@ -24,8 +24,8 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     similar past datasets, then ``references`` enqueues the reference trials in the room that
     ``trials`` leaves (:mod:`.references`). Returns ``(space, recorder)``; the recorder (or
     None) adds each completed trial to the transfer history."""
-    from autotransfer.search import history as transfer_history
-    from autotransfer.search.prescreen import DEFAULT_BY, narrow_space
+    from autotransfer.study import history as transfer_history
+    from autotransfer.study.prescreen import DEFAULT_BY, narrow_space
 
     if history is None:
         history = os.environ.get("AUTOTRANSFER_HISTORY", "1") != "0"
@@ -61,7 +61,7 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
         if not chosen and StudyRecord.of(study).warm_start == []:
             say(-1, "warm start: no past configuration fits this space")
     if references:
-        from autotransfer.search.references import enqueue_references
+        from autotransfer.study.references import enqueue_references
 
         for line in enqueue_references(study, lock, space, trials):
             say(-1, line)

@@ -6,8 +6,8 @@ from autotransfer.contract.space import SearchSpace
 from autotransfer.data import (
     LabelledData,
 )
-from autotransfer.search.report import best_trial
-from autotransfer.search.workers import (
+from autotransfer.study.report import best_trial
+from autotransfer.study.workers import (
     tally,
 )
 

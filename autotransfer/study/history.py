@@ -8,7 +8,7 @@ Two tables live in the study's own database (any SQLAlchemy URL: SQLite, Postgre
 - ``autotransfer_transfers``: one row per completed trial — backbone, every hyperparameter,
   score, epochs, seconds.
 
-Warm starts (:mod:`autotransfer.search.warm_start`) find the past datasets nearest to the
+Warm starts (:mod:`autotransfer.study.warm_start`) find the past datasets nearest to the
 current one (same modality, other studies) and enqueue their best configurations that the
 current space can express.
 Recording never fails a trial: a database problem is a warning and the search goes on.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer.search.records import (
+from autotransfer.study.records import (
     TrialRecord,
 )
 
@@ -136,7 +136,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
 
         from autotransfer.contract.hyperparameters import defaults
         from autotransfer.contract.registry import get_registry
-        from autotransfer.search.prescreen import (
+        from autotransfer.study.prescreen import (
             feature_scores,
             frozen_features,
             stratified_sample,

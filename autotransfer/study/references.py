@@ -25,7 +25,7 @@ from autotransfer.contract.space import (
     IntDistribution,
     SearchSpace,
 )
-from autotransfer.search.records import (
+from autotransfer.study.records import (
     REFERENCE,
     StudyRecord,
     reference_attrs,
@@ -71,7 +71,7 @@ def _clip(spec: FloatDistribution | IntDistribution, value: float) -> float:
 def enqueue_references(study, lock, space: SearchSpace, trials: int | None) -> list[str]:
     """Enqueue the reference trials on ``study`` (once per study, as many as ``trials`` leaves
     room for, linear probes first); returns one line per enqueued reference."""
-    from autotransfer.search.workers import tally
+    from autotransfer.study.workers import tally
 
     with lock.held():
         if StudyRecord.of(study).references is not None:
@@ -118,7 +118,7 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
     import torch
 
     from autotransfer.contract.registry import get_registry
-    from autotransfer.train.trainer import Trainer
+    from autotransfer.finetune.trainer import Trainer
 
     best = _best_trial(study)
     if best is None:
@@ -185,7 +185,7 @@ def conclude(study, space: SearchSpace, data, device, *, seed: int,
 
     from optuna.trial import TrialState
 
-    from autotransfer.search.scores import chance_level, chance_warning
+    from autotransfer.study.scores import chance_level, chance_warning
 
     def say(message: str) -> None:
         if progress:

@@ -12,18 +12,18 @@ from autotransfer.data import (
     LabelledData,
 )
 from autotransfer.errors import first_line
-from autotransfer.search import timebudget
-from autotransfer.search.pruners import report_epoch
-from autotransfer.search.records import REFERENCE, EpochMetrics, TrialWriter
-from autotransfer.search.references import apply_reference
-from autotransfer.search.scores import confusion, divergence
-from autotransfer.search.workers import (
+from autotransfer.study import timebudget
+from autotransfer.study.pruners import report_epoch
+from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
+from autotransfer.study.references import apply_reference
+from autotransfer.study.scores import confusion, divergence
+from autotransfer.study.workers import (
     stop_requested,
 )
 
 if TYPE_CHECKING:  # torch loads when a trial runs, not when the search is set up
-    from autotransfer.search.study import Progress
-    from autotransfer.train.trainer import EpochResult
+    from autotransfer.finetune.trainer import EpochResult
+    from autotransfer.study.study import Progress
 
 
 def _release_memory(device) -> None:
@@ -37,7 +37,7 @@ def _release_memory(device) -> None:
 
 def make_cache(options: dict[str, Any] | None):
     """The activation cache shared by a process's trials (None: caching is off)."""
-    from autotransfer.train.cache import ActivationCache
+    from autotransfer.finetune.cache import ActivationCache
 
     return None if options is None else ActivationCache(**options)
 
@@ -167,8 +167,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     import optuna
     import torch
 
-    from autotransfer.train.device import peak_memory_mib
-    from autotransfer.train.trainer import Trainer
+    from autotransfer.finetune.device import peak_memory_mib
+    from autotransfer.finetune.trainer import Trainer
 
     space, device, progress = ctx.space, ctx.device, ctx.progress
     torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
@@ -229,7 +229,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
                    for split, (preds, labels) in trainer.predictions.items()},
                   test_macro_f1=None if result.test is None else result.test["macro_f1"])
     if ctx.keep_best is not None:
-        from autotransfer.search.artifacts import keep_if_best
+        from autotransfer.study.artifacts import keep_if_best
 
         keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
                      metric=space.metric, test=result.test, store_dir=ctx.keep_best)

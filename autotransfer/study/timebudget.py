@@ -5,7 +5,7 @@
 included:
 
 - the deadline is an absolute wall-clock time stored with the study (``StudyRecord.deadline``
-  in :mod:`autotransfer.search.records`), so that every worker of the study, local
+  in :mod:`autotransfer.study.records`), so that every worker of the study, local
   (``--workers N``) or on another machine sharing the storage, stops by the same time;
 - a few seconds before it are kept for writing ``best.yaml``, the leaderboard and the report
   (the reserve: the measured time of the last write, 1.5x, plus 2 s; a default until measured);
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotransfer.search.records import StudyRecord, set_deadline, trial_records
+from autotransfer.study.records import StudyRecord, set_deadline, trial_records
 
 MAX_SKIPS = 3  # consecutive configurations too slow to start before a worker stops
 
@@ -221,7 +221,7 @@ def transfer_effect_fits(deadline: Deadline | None, study, wanted: bool | None,
 
     Returns:
         ``wanted`` (``None`` keeps the default rule of
-        :func:`autotransfer.search.references.conclude`) or ``False`` when the budget leaves
+        :func:`autotransfer.study.references.conclude`) or ``False`` when the budget leaves
         too little time.
     """
     if deadline is None or wanted is False:

@@ -1,4 +1,4 @@
-"""Search: the Optuna study over backbones and hyperparameters.
+"""Study: the Optuna study over backbones and hyperparameters.
 
 Owns the study (``study``: prepare, run, write), a trial's objective (``objective``), pruners and
 samplers (``pruners``), worker processes (``workers``), storage and its lock (``storage``), the
@@ -6,14 +6,9 @@ transferability pre-screen (``prescreen``), the transfer history and warm starts
 ``warm_start``), kept best models (``artifacts``), the optuna-dashboard note (``dashboard``) and
 the report (``report``).
 
-May import: ``autotransfer.model``, ``autotransfer.train``, ``autotransfer.data``,
+May import: ``autotransfer.model``, ``autotransfer.finetune``, ``autotransfer.data``,
 ``autotransfer.contract``, ``autotransfer.errors`` and public libraries; never cli.
 
-Calling the package, ``autotransfer.search(data, space, ...)``, runs
-:func:`autotransfer.search.study.search` (the user API keeps its name; see
-``autotransfer._callable``).
+The user API ``autotransfer.search(data, space, ...)`` is :func:`autotransfer.study.study.search`
+(the package is named like optuna's ``optuna/study/``, so that the function keeps its name).
 """
-
-from autotransfer._callable import make_callable
-
-make_callable(__name__)

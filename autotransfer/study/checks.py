@@ -10,7 +10,7 @@ from pathlib import Path
 from autotransfer.contract.registry import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.errors import AutotransferError, StorageError
-from autotransfer.search.records import StudyRecord, set_study_origin, trial_records
+from autotransfer.study.records import StudyRecord, set_study_origin, trial_records
 
 __all__ = ["check_backbones", "check_space"]
 

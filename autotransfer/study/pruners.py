@@ -28,7 +28,7 @@ def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
     """
     import optuna
 
-    from autotransfer.search.records import TrialWriter
+    from autotransfer.study.records import TrialWriter
 
     trial.report(score, epoch)
     if prunable and epoch < epochs and trial.should_prune():

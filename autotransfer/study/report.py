@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from autotransfer.contract.space import SearchSpace
-from autotransfer.search.records import StudyRecord, TrialRecord, trial_records
+from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
 
 #: The states a finished trial can end in, as the leaderboard orders them.
 FINISHED = ("complete", "pruned", "fail")
@@ -95,8 +95,8 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
 def outcome(study, best: TrialRecord) -> dict[str, Any]:
     """best.yaml's ``macro_f1`` and ``per_class`` (val), ``test_macro_f1`` and
     ``test_per_class``, ``references`` and ``transfer_effect`` (each when known)."""
-    from autotransfer.search.references import best_references, transfer_effect_of
-    from autotransfer.search.scores import macro_f1, per_class_scores
+    from autotransfer.study.references import best_references, transfer_effect_of
+    from autotransfer.study.scores import macro_f1, per_class_scores
 
     found: dict[str, Any] = {}
     for split, prefix in (("val", ""), ("test", "test_")):
@@ -222,7 +222,7 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
 
-    from autotransfer.search.scores import outcome_plots
+    from autotransfer.study.scores import outcome_plots
 
     plots: dict[str, tuple[Any, Any]] = {
         "optimization_history": (lambda: vis.plot_optimization_history(study),
@@ -256,7 +256,7 @@ def write_report(study, out: str | Path, *, metric: str = "score",
     """
     import warnings
 
-    from autotransfer.search.timebudget import now
+    from autotransfer.study.timebudget import now
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -395,7 +395,7 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
     """:func:`write_report` for a study in ``storage`` (also ``best.yaml`` when one completed).
 
     Example:
-        >>> from autotransfer.search.report import report_study
+        >>> from autotransfer.study.report import report_study
         >>> report_study("fashion-mnist-image-quick", storage="sqlite:///demo.db",
         ...              out="demo-report")  # doctest: +SKIP
     """
@@ -405,7 +405,7 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
 
     from autotransfer.contract.space import parse_space
     from autotransfer.errors import SpaceError, StorageError
-    from autotransfer.search.storage import make_storage, mask_url
+    from autotransfer.study.storage import make_storage, mask_url
 
     study_storage = make_storage(storage, must_exist=True)
     names = [s.study_name for s in optuna.get_all_study_summaries(study_storage)]

@@ -2,7 +2,7 @@
 
 ``search`` = :func:`prepare` -> :func:`run` -> :func:`write_results`; a worker process runs the
 same :func:`prepare` (:func:`run_worker`). The checks made before anything heavy loads are in
-:mod:`autotransfer.search.checks`.
+:mod:`autotransfer.study.checks`.
 
 Over 400 lines for a reason: :func:`search`'s docstring documents each of its options (about
 110 lines); the code of the module is about 300.
@@ -23,32 +23,32 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.errors import AutotransferError, first_line
-from autotransfer.search import timebudget
-from autotransfer.search.checks import _check_same_origin, check_backbones
-from autotransfer.search.dashboard import StudyNote
-from autotransfer.search.objective import TrialContext, make_cache, make_objective
-from autotransfer.search.options import SearchOptions
-from autotransfer.search.prescreen import check_modality
-from autotransfer.search.pruners import make_pruner, make_sampler
-from autotransfer.search.records import (
+from autotransfer.study import timebudget
+from autotransfer.study.checks import _check_same_origin, check_backbones
+from autotransfer.study.dashboard import StudyNote
+from autotransfer.study.objective import TrialContext, make_cache, make_objective
+from autotransfer.study.options import SearchOptions
+from autotransfer.study.prescreen import check_modality
+from autotransfer.study.pruners import make_pruner, make_sampler
+from autotransfer.study.records import (
     TrialRecord,
     set_write_seconds,
 )
-from autotransfer.search.report import (
+from autotransfer.study.report import (
     best_config,
     leaderboard,
     write_best,
     write_leaderboard_csv,
     write_report,
 )
-from autotransfer.search.storage import (
+from autotransfer.study.storage import (
     DEFAULT_HEARTBEAT,
     DEFAULT_STORAGE,
     StudyLock,
     make_storage,
     mask_url,
 )
-from autotransfer.search.workers import (
+from autotransfer.study.workers import (
     WorkerSpec,
     cpu_threads,
     join_study,
@@ -59,7 +59,7 @@ from autotransfer.search.workers import (
 )
 
 if TYPE_CHECKING:  # torch loads once the space and its backbones are known to be valid
-    from autotransfer.train.trainer import EpochResult
+    from autotransfer.finetune.trainer import EpochResult
 
 
 class Progress(Protocol):
@@ -82,7 +82,7 @@ class SearchResult:
     leaderboard: list[dict[str, Any]]
     worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
     warnings: list[str] = field(default_factory=list)  # e.g. every trial at chance level
-    transfer_effect: dict[str, Any] | None = None  # see autotransfer.search.references
+    transfer_effect: dict[str, Any] | None = None  # see autotransfer.study.references
 
 
 def search(
@@ -135,7 +135,7 @@ def search(
         timeout: stop starting new trials after this many seconds (Optuna's meaning: the trial
             running then finishes, and the results are written after it).
         time_budget: the whole call, from now to the last file written, ends within this many
-            seconds (:mod:`autotransfer.search.timebudget`): the running trial stops at an
+            seconds (:mod:`autotransfer.study.timebudget`): the running trial stops at an
             epoch or batch boundary, pruned with its last score (reason ``time budget: ...``),
             a trial that cannot reach its first report in time does not start, and the
             deadline is stored with the study so that every worker of it stops by the same time.
@@ -167,7 +167,7 @@ def search(
         keep_best: keep the best trial's model (an Optuna artifact under ``out/artifacts``,
             replaced when a better trial finishes) and unpack it into ``out/best-model``.
         cache: reuse the frozen groups' outputs across epochs and trials (see
-            :mod:`autotransfer.train.cache`); False computes them every step, as without a cache.
+            :mod:`autotransfer.finetune.cache`); False computes them every step, as without a cache.
         cache_memory: the cache's memory bound per process, e.g. ``"2G"`` (default: 2 GiB,
             at most a quarter of the device's memory).
         cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
@@ -175,18 +175,18 @@ def search(
             for ``crop_flip`` and other continuous augmentations (an approximation of live
             augmentation; default 8, at most the epochs; 0: such trials train live). Finite
             augmentations (``flip``) always cache every view
-            (:mod:`autotransfer.train.cache_views`).
+            (:mod:`autotransfer.finetune.cache_views`).
         compile: run the trained part of each trial through ``torch.compile``.
         prescreen: keep the K backbones that rank best on frozen features (see
-            :mod:`autotransfer.search.prescreen`); a study keeps its first pre-screen when resumed.
+            :mod:`autotransfer.study.prescreen`); a study keeps its first pre-screen when resumed.
         prescreen_by: the pre-screen's ranking (default ``prescreen.DEFAULT_BY``).
         history: record every completed trial and the dataset's meta-features in the
-            storage's transfer-history tables (:mod:`autotransfer.search.history`); None: yes,
+            storage's transfer-history tables (:mod:`autotransfer.study.history`); None: yes,
             unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
         references: enqueue a linear probe and the default configuration of each backbone
-            before any trial is sampled (once per study; :mod:`autotransfer.search.references`).
+            before any trial is sampled (once per study; :mod:`autotransfer.study.references`).
         transfer_effect: train the best configuration again from random weights at the end
             and report the difference; None: when at least 8 trials completed.
 
@@ -232,7 +232,7 @@ def search(
                                                  time_budget)
     if prepared.deadline is not None and hasattr(progress, "deadline"):
         progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
-    from autotransfer.search.references import conclude
+    from autotransfer.study.references import conclude
 
     try:
         failed = run(prepared, progress)
@@ -290,7 +290,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     space = space if isinstance(space, SearchSpace) else load_space(space)
     if not worker:
         check_backbones(space)
-    from autotransfer.train.device import device_for
+    from autotransfer.finetune.device import device_for
 
     torch_device = device_for(options.device)
     make_cache(options.cache_options)  # a bad AUTOTRANSFER_CACHE_VIEWS fails before any trial
@@ -321,13 +321,13 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     prepared = Prepared(replace(options, space=space, study_name=study.study_name), space_file,
                         dataset, study_storage, study, lock, note, torch_device)
     if worker:
-        from autotransfer.search.history import recorder_for
+        from autotransfer.study.history import recorder_for
 
         prepared.recorder = recorder_for(study, study_storage.engine, space)
         return prepared
     with lock.held():
         note.save(study)
-    from autotransfer.search.warm_start import prepare_study
+    from autotransfer.study.warm_start import prepare_study
 
     space, prepared.recorder = prepare_study(
         study, study_storage, lock, space, dataset, progress, prescreen=options.prescreen,
@@ -419,7 +419,7 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
     if options.keep_dir is not None:
-        from autotransfer.search.artifacts import fetch_best
+        from autotransfer.study.artifacts import fetch_best
 
         fetch_best(study, options.keep_dir, out_dir / "best-model")
     try:  # plots and report.md; results above are already saved whatever happens here

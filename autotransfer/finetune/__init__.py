@@ -1,4 +1,4 @@
-"""Train: fine-tuning one backbone on one dataset.
+"""Finetune: fine-tuning one backbone on one dataset.
 
 Owns the ``Trainer`` and ``TransferModel`` (``trainer``), freezing (``freezing``), optimiser
 parameter groups with layer-wise learning-rate decay and the schedule (``optim``), metrics
@@ -6,13 +6,8 @@ parameter groups with layer-wise learning-rate decay and the schedule (``optim``
 (``cache``).
 
 May import: ``autotransfer.data``, ``autotransfer.contract``, ``autotransfer.errors`` and public
-libraries; never search, model or cli.
+libraries; never study, model or cli.
 
-Calling the package, ``autotransfer.train(best_yaml, out=...)``, refits a model: it runs
-:func:`autotransfer.model.refit.train` (the user API keeps its name; see
-``autotransfer._callable``).
+The user API ``autotransfer.train(best_yaml, out=...)`` that refits a model is
+:func:`autotransfer.model.refit.train`.
 """
-
-from autotransfer._callable import make_callable
-
-make_callable(__name__)

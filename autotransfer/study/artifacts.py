@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from autotransfer.search.records import StudyRecord, set_kept_model
+from autotransfer.study.records import StudyRecord, set_kept_model
 
 
 def keep_if_best(trial, trainer, *, backbone: Any, params: dict[str, Any], score: float,

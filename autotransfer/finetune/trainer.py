@@ -14,18 +14,18 @@ from torch import nn
 from autotransfer.contract.backbone import Backbone
 from autotransfer.contract.groups import check_groups
 from autotransfer.data import LabelledData, iterate_batches
-from autotransfer.train.cache import (
+from autotransfer.finetune.cache import (
     ActivationCache,
     FrozenPrefix,
     cache_key,
     compute_activations,
     frozen_prefix,
 )
-from autotransfer.train.cache_views import ViewPlan, plan_views, stack_views, take_views
-from autotransfer.train.device import _to_device
-from autotransfer.train.freezing import freeze, n_frozen_groups, train_mode
-from autotransfer.train.metrics import classification_scores
-from autotransfer.train.optim import param_groups, warmup_cosine
+from autotransfer.finetune.cache_views import ViewPlan, plan_views, stack_views, take_views
+from autotransfer.finetune.device import _to_device
+from autotransfer.finetune.freezing import freeze, n_frozen_groups, train_mode
+from autotransfer.finetune.metrics import classification_scores
+from autotransfer.finetune.optim import param_groups, warmup_cosine
 
 
 @dataclass
@@ -109,8 +109,8 @@ class Trainer:
         """Set up the model, freezing and optimizer for one trial.
 
         Args:
-            cache: an :class:`~autotransfer.train.cache.ActivationCache` shared with other trials,
-                True for one of this trainer's own (reused across its epochs), False for none.
+            cache: an :class:`~autotransfer.finetune.cache.ActivationCache` shared with other
+                trials, True for one of this trainer's own (reused across its epochs), False for none.
             compile: run the trained part through ``torch.compile``.
             label: the backbone's id, for messages.
             evaluate_val: False: epochs report NaN validation scores instead of evaluating

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from autotransfer.errors import OptionError
-from autotransfer.search.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
 #: The pre-screen's rankings (``prescreen_by``); the first is the default.
 PRESCREEN_METHODS = ("logme", "knn", "params", "imagenet")
@@ -21,7 +21,7 @@ PRESCREEN_METHODS = ("logme", "knn", "params", "imagenet")
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Everything a search is asked to do; see :func:`autotransfer.search.study.search`.
+    """Everything a search is asked to do; see :func:`autotransfer.study.study.search`.
 
     Raises:
         OptionError: a value out of range, naming the field (``trials must be >= 1, got 0``).
@@ -56,11 +56,11 @@ class SearchOptions:
     prescreen_by: str | None = None
     history: bool | None = None
     warm_start: int | None = None
-    references: bool = True  # enqueue the reference trials (autotransfer.search.references)
+    references: bool = True  # enqueue the reference trials (autotransfer.study.references)
     transfer_effect: bool | None = None  # None: when enough trials completed
 
     def __post_init__(self) -> None:
-        from autotransfer.train.sizes import parse_size  # no torch: a bad option fails at once
+        from autotransfer.finetune.sizes import parse_size  # no torch: a bad option fails at once
 
         for name in ("trials", "workers", "prescreen", "warm_start"):
             value = getattr(self, name)
@@ -89,7 +89,7 @@ class SearchOptions:
         """The ``ActivationCache`` arguments (None: caching is off)."""
         if not self.cache:
             return None
-        from autotransfer.train.sizes import parse_size
+        from autotransfer.finetune.sizes import parse_size
 
         return {"max_bytes": parse_size(self.cache_memory, what="cache_memory"),
                 "directory": self.cache_dir, "views": self.cache_views}

@@ -1,7 +1,7 @@
 """Frozen-prefix activation cache: what the frozen groups output, computed once.
 
 Frozen groups run in eval mode and never change, so their output for a split (under a given
-augmented view, :mod:`autotransfer.train.cache_views`) is a pure function of
+augmented view, :mod:`autotransfer.finetune.cache_views`) is a pure function of
 
 - the frozen part's tensors (parameters and buffers: a digest, so that other weights, a
   random init or a sliced position table are other entries),
@@ -41,7 +41,7 @@ from torch import nn
 
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from autotransfer.errors import OptionError, PluginError
-from autotransfer.train.sizes import parse_size
+from autotransfer.finetune.sizes import parse_size
 
 FORMAT = 2  # bump when what a cached entry holds changes (2: augmented views)
 #: Hyperparameters that change only how the unfrozen part trains, never what the frozen
@@ -119,7 +119,7 @@ def frozen_prefix(backbone, frozen_ids: set[int], n_frozen: int, preprocess,
 
     All groups frozen and every body parameter in them: the body itself (any zoo). Fewer:
     the zoo's ``Backbone.split``, checked to hold frozen parameters only. Random training
-    input is planned apart (:func:`autotransfer.train.cache_views.plan_views`); ``preprocess`` is
+    input is planned apart (:func:`autotransfer.finetune.cache_views.plan_views`); ``preprocess`` is
     kept for callers.
     """
     if n_frozen == 0:
@@ -155,7 +155,7 @@ def compute_activations(
 
     ``batch_check`` runs before each batch (it raises to stop, e.g. at a time budget).
     ``to_input(rows)`` makes the model input of a batch (default: the eval transform); an
-    augmented view passes its own (see :mod:`autotransfer.train.cache_views`).
+    augmented view passes its own (see :mod:`autotransfer.finetune.cache_views`).
     """
     was_training = prefix.training
     prefix.eval()
@@ -205,7 +205,7 @@ class ActivationCache:
         directory: disk tier folder (None: ``AUTOTRANSFER_CACHE_DIR``, or no disk tier).
         max_disk_bytes: disk bound (None: ``AUTOTRANSFER_CACHE_DISK``, or 10 GiB).
         views: K of a bank of random augmented views (None: ``AUTOTRANSFER_CACHE_VIEWS``, or
-            :data:`~autotransfer.train.cache_views.DEFAULT_BANK_VIEWS`); 0: no bank.
+            :data:`~autotransfer.finetune.cache_views.DEFAULT_BANK_VIEWS`); 0: no bank.
 
     Example:
         >>> cache = ActivationCache(max_bytes=2**20)
@@ -218,7 +218,7 @@ class ActivationCache:
 
     def __init__(self, max_bytes: int | str | None = None, *, directory: str | Path | None = None,
                  max_disk_bytes: int | str | None = None, views: int | None = None) -> None:
-        from autotransfer.train.cache_views import DEFAULT_BANK_VIEWS
+        from autotransfer.finetune.cache_views import DEFAULT_BANK_VIEWS
 
         views = views if views is not None else os.environ.get("AUTOTRANSFER_CACHE_VIEWS")
         if views is not None and (not str(views).isdigit()):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from autotransfer.errors import AutotransferError, OptionError, first_line
-from autotransfer.search.options import PRESCREEN_METHODS
+from autotransfer.study.options import PRESCREEN_METHODS
 
 METHODS = PRESCREEN_METHODS
 DEFAULT_BY = "logme"
@@ -274,7 +274,7 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     order, plus the dropped ones with the reason."""
     if k < 1:
         raise OptionError("k", f" must be >= 1, got {k}")
-    from autotransfer.search.report import fmt
+    from autotransfer.study.report import fmt
 
     kept = {s.label for s in ranking[:k]}
     dropped = []
@@ -301,7 +301,7 @@ def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: i
     a resumed search (or another worker) reuses them, since a study's backbone choices must
     never change. Returns ``(space, ranking, dropped)``; ``ranking`` is empty when reused.
     """
-    from autotransfer.search.records import StudyRecord, set_prescreen
+    from autotransfer.study.records import StudyRecord, set_prescreen
 
     saved = StudyRecord.of(study).prescreen
     if saved is not None:
