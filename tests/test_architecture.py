@@ -38,7 +38,7 @@ def _copy(tmp_path: Path) -> Path:
 def test_a_broken_rule_fails_the_lint(tmp_path):
     root = _copy(tmp_path)
     # data reaching up into search, and a zoo reaching past the façade
-    with (root / "autotransfer" / "data" / "_source.py").open("a") as handle:
+    with (root / "autotransfer" / "data" / "load.py").open("a") as handle:
         handle.write("\nfrom autotransfer.study import report  # noqa\n")
     with (root / "plugins" / "autotransfer_timm" / "__init__.py").open("a") as handle:
         handle.write("\nfrom autotransfer.finetune import cache  # noqa\n")
@@ -46,5 +46,5 @@ def test_a_broken_rule_fails_the_lint(tmp_path):
     assert done.returncode != 0
     assert "Data imports neither study, finetune, model nor cli BROKEN" in done.stdout
     assert "Zoos import only the plugin façade" in done.stdout
-    assert "autotransfer.data._source -> autotransfer.study.report" in done.stdout
+    assert "autotransfer.data.load -> autotransfer.study.report" in done.stdout
     assert "autotransfer_timm -> autotransfer.finetune.cache" in done.stdout

@@ -1,45 +1,45 @@
 """The user's labelled data: one file discovery, one decoder per modality, checks, splits.
 
+Layered, no import circles (``tests/test_import_cycles.py``), from the leaves up:
+
+- :mod:`~autotransfer.data.dataset`: the leaf types (``Split``, ``LabelledData``, ``ReadResult``,
+  ``Unused``, ``DataWarning``);
+- :mod:`~autotransfer.data.splits`: split names and the held-out validation split;
 - :mod:`~autotransfer.data.files`: finding files (junk ignored, symlinks followed, unused named);
-- :mod:`~autotransfer.data.modality`: the modality registry and detection;
+- :mod:`~autotransfer.data.modality`: the modality registry (suffixes, readers, checks);
 - :mod:`~autotransfer.data.tables`: CSV / TSV / JSONL through the csv and json modules;
 - :mod:`~autotransfer.data.labels`: label normalisation and class order;
+- :mod:`~autotransfer.data.folders`: the image and audio reader (class and split folders,
+  ``path,label`` tables);
+- :mod:`~autotransfer.data.duplicates`: the same content in two splits;
+- :mod:`~autotransfer.data.batching`: batches of encoded inputs;
 - :mod:`~autotransfer.data.checks`: the checks before trial 1, in one report;
+- :mod:`~autotransfer.data.load`: the top: ``load_data``, ``detect_modality``, ``check_source``;
 - :mod:`~autotransfer.data.inspect`: what a search would read, without training.
 
 Imports neither search, train nor model code.
 """
 
-from autotransfer.data._audio import AudioPreprocess, check_audio, load_audio
+from autotransfer.data._audio import AudioPreprocess, load_audio
 from autotransfer.data._images import (
     AUGMENTATIONS,
     ImagePreprocess,
     augment,
-    check_images,
     image_tensors,
-    iterate_batches,
     load_image,
     open_image,
-    take,
     to_rgb,
 )
-from autotransfer.data._source import (
-    TEXT_SUFFIXES,
-    DataWarning,
-    LabelledData,
-    Split,
-    check_source,
-    cross_split_duplicates,
-    detect_modality,
-    load_data,
-    stratified_split,
-    warn_cross_split_duplicates,
-)
-from autotransfer.data._text import TextPreprocess, read_text_table
-from autotransfer.data.checks import CheckReport, check_data
+from autotransfer.data._text import TEXT_SUFFIXES, TextPreprocess, read_text_table
+from autotransfer.data.batching import iterate_batches, take
+from autotransfer.data.checks import CheckReport, check_audio, check_data, check_images
+from autotransfer.data.dataset import DataWarning, LabelledData, Split
+from autotransfer.data.duplicates import cross_split_duplicates, warn_cross_split_duplicates
 from autotransfer.data.files import is_junk, walk_files
 from autotransfer.data.labels import normalize_label, sort_classes
+from autotransfer.data.load import check_source, detect_modality, load_data
 from autotransfer.data.modality import Modality, get_modality, register_modality
+from autotransfer.data.splits import stratified_split
 
 #: suffixes the image decoder (Pillow) and the audio decoder (libsndfile) read
 IMAGE_SUFFIXES = get_modality("image").suffixes

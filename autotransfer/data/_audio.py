@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autotransfer.data._source import LabelledData
+from autotransfer.data.dataset import LabelledData
 from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
@@ -94,16 +94,6 @@ def write_samples(folder: Path, n: int) -> list[Path]:
         paths.append(folder / f"{i}.wav")
         soundfile.write(paths[-1], 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t), 16_000)
     return paths
-
-
-def check_audio(data: LabelledData) -> list[Path]:
-    """Check every clip before any trial (see :func:`autotransfer.data.checks.check_data`).
-
-    Returns the skipped files.
-    """
-    from autotransfer.data.checks import check_data
-
-    return [p for p, _ in check_data(data).skipped]
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autotransfer.contract.hyperparameters import AUGMENTATIONS
-from autotransfer.data._source import LabelledData, Split
+from autotransfer.data.dataset import LabelledData, Split
 from autotransfer.data.hf import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
@@ -200,16 +199,6 @@ def write_samples(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Path]:
-    """Check every image before any trial (see :func:`autotransfer.data.checks.check_data`).
-
-    Returns the skipped files.
-    """
-    from autotransfer.data.checks import check_data
-
-    return [p for p, _ in check_data(data, max_unusable=max_unreadable).skipped]
-
-
 def image_tensors(
     data: LabelledData, split: str, preprocess: ImagePreprocess
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,34 +222,6 @@ def image_chunks(paths: list[Path], preprocess: ImagePreprocess, chunk: int = 25
             arrays = list(pool.map(lambda p: load_image(p, preprocess),
                                    paths[start : start + chunk]))
             yield {"images": np.stack(arrays)}
-
-
-def take(inputs: Any, index: torch.Tensor) -> Any:
-    """Rows ``index`` of a tensor, or of every tensor in a dict (text ids, audio features)."""
-    if isinstance(inputs, dict):
-        return {key: value[index] for key, value in inputs.items()}
-    return inputs[index]
-
-
-def iterate_batches(
-    images: Any,
-    labels: torch.Tensor,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    generator: torch.Generator | None = None,
-) -> Iterator[tuple[Any, torch.Tensor]]:
-    """Batches of ``(encoded inputs, labels)``, in a seeded random order when ``shuffle``.
-
-    ``images`` is what a preprocess's ``encode`` returned: a tensor or a dict of tensors.
-    """
-    import torch
-
-    n = len(labels)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
-        yield take(images, index), labels[index]
 
 
 def _draw_flips(n: int, generator: torch.Generator | None) -> torch.Tensor:

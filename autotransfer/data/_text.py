@@ -8,16 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer.data._source import SPLIT_DIRS, TEXT_SUFFIXES, LabelledData
+from autotransfer.data.dataset import LabelledData, ReadResult
 from autotransfer.data.labels import normalize_label
+from autotransfer.data.splits import SPLIT_DIRS
 from autotransfer.data.store import encode_split
-from autotransfer.data.tables import decode_text, table_records
+from autotransfer.data.tables import TABLE_SUFFIXES, decode_text, table_records
 from autotransfer.errors import DataError
 
 __all__ = ["TextPreprocess", "decode_text", "read_text_splits", "read_text_table",
            "table_records"]
 
 Rows = dict[str, list[tuple[str, Any]]]
+TEXT_SUFFIXES = TABLE_SUFFIXES
 
 
 def _add(rows: Rows, path: Path, line: int, text: Any, label: Any, split: Any) -> None:
@@ -76,8 +78,6 @@ def read_text_splits(
 def read_texts(root: Path, modality=None, *, text_column: str = "text",
                label_column: str = "label", **_options):
     """The text modality's reader (see :func:`read_text_splits`), as a ``ReadResult``."""
-    from autotransfer.data._source import ReadResult
-
     parts, where = read_text_splits(root, text_column=text_column, label_column=label_column)
     return ReadResult(parts, where)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from autotransfer.data.dataset import DataWarning, LabelledData
+from autotransfer.data.modality import get_modality
 from autotransfer.errors import DataError
 
 IMBALANCE_LIMIT = 10.0
@@ -65,8 +67,6 @@ def _file_problems(data, check) -> tuple[list[tuple[Path, str]], list[tuple[Path
 
 def examine(data, *, max_unusable: float = 0.05) -> CheckReport:
     """The report for ``data`` (a LabelledData), without changing it."""
-    from autotransfer.data.modality import get_modality
-
     modality = get_modality(data.modality)
     report = CheckReport(warnings=list(getattr(data, "notes", [])), noun=modality.noun)
     if modality.check is not None:
@@ -121,8 +121,6 @@ def check_data(data, *, max_unusable: float = 0.05) -> CheckReport:
     Raises:
         DataError: more than ``max_unusable`` of the files are unusable (names them).
     """
-    from autotransfer.data._source import DataWarning
-
     report = examine(data, max_unusable=max_unusable)
     if report.error:
         raise DataError(report.error)
@@ -131,3 +129,13 @@ def check_data(data, *, max_unusable: float = 0.05) -> CheckReport:
     if text:
         warnings.warn(DataWarning(text), stacklevel=2)
     return report
+
+
+def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Path]:
+    """Check every image before any trial (see :func:`check_data`); returns the skipped files."""
+    return [p for p, _ in check_data(data, max_unusable=max_unreadable).skipped]
+
+
+def check_audio(data: LabelledData) -> list[Path]:
+    """Check every clip before any trial (see :func:`check_data`); returns the skipped files."""
+    return [p for p, _ in check_data(data).skipped]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from autotransfer.data.dataset import Unused
 
 #: Names ignored silently at any depth: operating-system and notebook droppings. Dotfiles and
 #: dot-folders (``.DS_Store``, ``.git/``, ``.ipynb_checkpoints/``) are ignored as well.
@@ -72,37 +72,6 @@ def suffix_counts(files: Iterable[Path]) -> dict[str, int]:
 def describe_counts(counts: dict[str, int]) -> str:
     """``"12 .png, 3 .txt"`` or ``"no files"``."""
     return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no files"
-
-
-@dataclass
-class Unused:
-    """Files found where data was expected but not used, with why; named in one warning."""
-
-    files: list[tuple[Path, str]] = field(default_factory=list)
-
-    def add(self, path: Path, reason: str) -> None:
-        self.files.append((path, reason))
-
-    def message(self) -> str | None:
-        """One line grouping the files by reason, with counts and a few names; None if none."""
-        if not self.files:
-            return None
-        groups: dict[str, list[Path]] = {}
-        for path, reason in self.files:
-            groups.setdefault(reason, []).append(path)
-        parts = []
-        for reason, paths in groups.items():
-            names = ", ".join(str(p) for p in paths[:3])
-            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
-            parts.append(f"{len(paths)} {reason} ({names}{more})")
-        return f"not used: {len(self.files)} file(s): " + "; ".join(parts)
-
-    def warn(self) -> None:
-        from autotransfer.data._source import DataWarning
-
-        text = self.message()
-        if text:
-            warnings.warn(DataWarning(text), stacklevel=3)
 
 
 def class_files(folder: Path, suffixes: frozenset[str], kind: str, unused: Unused) -> list[Path]:

@@ -31,13 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer.data._source import (
-    SPLIT_DIRS,
-    LabelledData,
-    Split,
-    hold_out_val,
-)
+from autotransfer.data.dataset import LabelledData, Split
 from autotransfer.data.labels import normalize_label, sort_classes
+from autotransfer.data.splits import SPLIT_DIRS, hold_out_val
 from autotransfer.errors import DataError
 
 HF_SUFFIXES = (".parquet", ".arrow")

@@ -78,8 +78,9 @@ def inspect(
         >>> autotransfer.inspect("data/fashion-mnist").classes[:2]  # doctest: +SKIP
         ['ankle_boot', 'bag']
     """
-    from autotransfer.data._source import cross_split_duplicates, load_data
     from autotransfer.data.checks import drop, examine
+    from autotransfer.data.duplicates import cross_split_duplicates
+    from autotransfer.data.load import load_data
 
     dataset = load_data(data, val_fraction=val_fraction, seed=seed, modality=modality,
                         text_column=text_column, label_column=label_column,

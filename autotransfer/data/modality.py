@@ -1,11 +1,11 @@
-"""The modality registry: what each modality reads, how it is detected, and how it is checked.
+"""The modality registry: what each modality reads and how it is checked.
 
 A :class:`Modality` names its file suffixes (derived from the decoder's own format list:
 Pillow's registered extensions, libsndfile's ``available_formats()``), a per-file check run
 before trial 1, and a writer of tiny sample files (used by ``autotransfer.testing``). Detection
-(:func:`detect_modality`) and predict's suffix lookup derive from this registry, and nothing
-falls back to a modality silently: when the data does not say, the error shows what was found
-and names ``--modality``.
+(:func:`autotransfer.data.load.detect_modality`) and predict's suffix lookup derive from this
+registry, and nothing falls back to a modality silently: when the data does not say, the error
+shows what was found and names ``--modality``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotransfer.data.files import describe_counts, suffix_counts, walk_files
-from autotransfer.data.tables import TABLE_SUFFIXES, table_columns, table_records
+from autotransfer.data.tables import TABLE_SUFFIXES
 from autotransfer.errors import DataError
 
 #: per-file check: ``(problem, note)``; a problem makes the file unusable (it is skipped or, past
@@ -83,65 +82,6 @@ def modality_of_suffix(suffix: str) -> str | None:
     return None
 
 
-def _by_files(root: Path, files: list[Path], what: str) -> str:
-    """The modality of most ``files``; an error with the suffix counts when it is unclear."""
-    counts = suffix_counts(files)
-    found: dict[str, int] = {}
-    for suffix, n in counts.items():
-        name = modality_of_suffix(suffix)
-        if name is not None:
-            found[name] = found.get(name, 0) + n
-    total = sum(found.values())
-    best = max(found, key=found.get) if found else None
-    if best is not None and found[best] >= 0.9 * total:
-        return best
-    reason = "no image or audio files" if best is None else "both image and audio files"
-    raise DataError(f"{root}: cannot tell the modality ({reason}; {what}: "
-                    f"{describe_counts(counts)}); name it with --modality image|audio|text")
-
-
-def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
-    """``image``, ``audio`` or ``text``, from the layout and the files under ``path``.
-
-    - A table (``.csv``, ``.tsv``, ``.jsonl``) with ``text_column`` and no ``path`` column is
-      text; with a ``path`` column it is image or audio by the suffixes of the listed files.
-    - A folder holding ``train.csv`` / ``.tsv`` / ``.jsonl`` is text.
-    - Otherwise a folder is image or audio by the files in it (junk ignored, symlinks
-      followed): the modality of at least 90% of the image and audio files.
-
-    Raises:
-        DataError: the modality cannot be told; says what was found and names ``--modality``.
-    """
-    root = Path(path).expanduser()
-    if root.is_file():
-        suffix = root.suffix.lower()
-        if suffix not in TABLE_SUFFIXES:
-            raise DataError(
-                f"{root}: expected a folder of class sub-folders, a .csv (path,label or "
-                "text,label), a .tsv or a .jsonl file"
-            )
-        columns = table_columns(root)
-        if text_column in columns and "path" not in columns:
-            return "text"
-        if "path" not in columns:
-            raise DataError(
-                f"{root}: missing column 'path'; expected a header with path,label (and "
-                "optionally split) for image or audio files, or text,label for text, found "
-                f"{','.join(columns) or 'nothing'}"
-            )
-        listed = []
-        for _, row in table_records(root, ("path",), "expected a path column"):
-            listed.append(Path(str(row["path"] or "").strip()))
-            if len(listed) >= 500:
-                break
-        return _by_files(root, listed, "its path column lists")
-    if root.is_dir():
-        if any((root / f"train{s}").is_file() for s in TABLE_SUFFIXES):
-            return "text"
-        return _by_files(root, list(walk_files(root)), "found")
-    raise DataError(f"{root}: no such file or folder")
-
-
 def _image_suffixes() -> frozenset[str]:
     """Every extension Pillow registers for a format it can decode (not stubs, not EPS)."""
     from PIL import Image, ImageFile
@@ -182,7 +122,7 @@ def _register_builtins() -> None:
     if {"image", "audio", "text"} <= set(MODALITIES):
         return
     from autotransfer.data import _audio, _images, _text
-    from autotransfer.data._source import read_files
+    from autotransfer.data.folders import read_files
 
     register_modality(Modality("image", _image_suffixes(), "image", _images.image_problem,
                                _images.write_samples, read_files))

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autotransfer.data._source import DataWarning, LabelledData, Split
+from autotransfer.data.dataset import DataWarning, LabelledData, Split
 from autotransfer.errors import DataError
 
 if TYPE_CHECKING:  # torch loads on first use: listing backbones and zoos never needs it

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotransfer.data.files import Unused, walk_files
+from autotransfer.data.dataset import Unused
+from autotransfer.data.files import walk_files
 from autotransfer.data.modality import get_modality, modality_of_suffix
 from autotransfer.data.tables import decode_text, table_records
 from autotransfer.errors import DataError, OptionError
