@@ -73,8 +73,9 @@ CASES = {
     "csv not utf-8": (lambda r: _search(r, data=_csv(r, "", raw=b"path,label\n\xff.png,a\n")),
                       "labels.csv:2: not UTF-8 text (byte 0xff)"),
     "csv bad split": (lambda r: _search(r, data=_csv(
-        r, "path,label,split\nimgs/img0.png,a,dev\n")),
-        "labels.csv:2: split must be train, val or test, got 'dev'"),
+        r, "path,label,split\nimgs/img0.png,a,holdout\n")),
+        "labels.csv:2: split must be one of train, val, valid, validation, dev, test, got "
+        "'holdout'"),
     "csv empty label": (lambda r: _search(r, data=_csv(r, "path,label\nimgs/img0.png,\n")),
                         "labels.csv:2: empty label"),
     "val class not in train": (

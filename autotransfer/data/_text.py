@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer.data.dataset import LabelledData, ReadResult
+from autotransfer.data.dataset import LabelledData, ReadResult, Unused
+from autotransfer.data.files import is_junk
 from autotransfer.data.labels import normalize_label
-from autotransfer.data.splits import SPLIT_DIRS
+from autotransfer.data.splits import SPLIT_DIRS, SPLIT_NAMES, split_of
 from autotransfer.data.store import encode_split
 from autotransfer.data.tables import TABLE_SUFFIXES, decode_text, table_records
 from autotransfer.errors import DataError
@@ -24,14 +25,14 @@ TEXT_SUFFIXES = TABLE_SUFFIXES
 
 def _add(rows: Rows, path: Path, line: int, text: Any, label: Any, split: Any) -> None:
     text = "" if text is None else str(text).strip()
-    split = "train" if split in (None, "") else str(split).strip().lower()
+    ours = split_of(split)
     if not text:
         raise DataError(f"{path}:{line}: empty text")
     if label is None or not normalize_label(label):
         raise DataError(f"{path}:{line}: empty label")
-    if split not in SPLIT_DIRS:
-        raise DataError(f"{path}:{line}: split must be train, val or test, got {split!r}")
-    rows.setdefault(split, []).append((text, label))
+    if ours is None:
+        raise DataError(f"{path}:{line}: split must be one of {SPLIT_NAMES}, got {split!r}")
+    rows.setdefault(ours, []).append((text, label))
 
 
 def read_text_table(path: Path, *, text_column: str = "text", label_column: str = "label") -> Rows:
@@ -51,9 +52,14 @@ def read_text_table(path: Path, *, text_column: str = "text", label_column: str 
 
 
 def read_text_splits(
-    root: Path, *, text_column: str = "text", label_column: str = "label"
+    root: Path, *, text_column: str = "text", label_column: str = "label",
+    unused: Unused | None = None,
 ) -> tuple[Rows, dict[str, Path]]:
-    """A text file (optional ``split`` column) or a folder of ``train``/``val``/``test`` files."""
+    """A text file (optional ``split`` column) or a folder of ``train``/``val``/``test`` files.
+
+    In a folder, each split's file may have any name :data:`SPLIT_DIRS` gives it (``dev.csv``
+    is the validation split); other tables beside them are added to ``unused``.
+    """
     if root.is_file():
         rows = read_text_table(root, text_column=text_column, label_column=label_column)
         return rows, dict.fromkeys(rows, root)
@@ -72,14 +78,23 @@ def read_text_splits(
             "train (and optionally val, test) with columns "
             f"{text_column},{label_column}"
         )
+    if unused is not None:
+        used = set(where.values())
+        for other in sorted(root.iterdir()):
+            if (other.is_file() and other.suffix.lower() in TEXT_SUFFIXES
+                    and other not in used and not is_junk(other.name)):
+                unused.add(other, "table(s) beside the split files (the splits are named "
+                                  f"{SPLIT_NAMES})")
     return rows, where
 
 
 def read_texts(root: Path, modality=None, *, text_column: str = "text",
                label_column: str = "label", **_options):
     """The text modality's reader (see :func:`read_text_splits`), as a ``ReadResult``."""
-    parts, where = read_text_splits(root, text_column=text_column, label_column=label_column)
-    return ReadResult(parts, where)
+    unused = Unused()
+    parts, where = read_text_splits(root, text_column=text_column, label_column=label_column,
+                                    unused=unused)
+    return ReadResult(parts, where, unused)
 
 
 def sample_texts(folder: Path, n: int) -> list[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from autotransfer.data.dataset import ReadResult, Unused
 from autotransfer.data.files import class_files, sub_folders
 from autotransfer.data.labels import normalize_label
-from autotransfer.data.splits import SPLIT_DIRS
+from autotransfer.data.splits import SPLIT_DIRS, SPLIT_NAMES, split_of
 from autotransfer.data.tables import table_records
 from autotransfer.errors import DataError
 
@@ -53,6 +53,12 @@ def read_files(root: Path, modality, **_options) -> ReadResult:
     }
     if split_dirs["train"] is None:
         split_dirs = {"train": root}
+    else:
+        used = {folder for folder in split_dirs.values() if folder is not None}
+        for other in sub_folders(root):
+            if other not in used:
+                result.unused.add(other, "folder(s) beside the split folders (the splits are "
+                                         f"named {SPLIT_NAMES})")
     for split, folder in split_dirs.items():
         if folder is not None:
             by_class = _class_folders(folder, modality, result.unused)
@@ -61,23 +67,65 @@ def read_files(root: Path, modality, **_options) -> ReadResult:
     return result
 
 
+def table_path(table: Path, name: str) -> Path:
+    """The file a ``path`` cell of ``table`` names: relative to the table's folder, and with
+    Windows separators (``data\\images\\x.png``) read as ``/`` where the cell as written
+    names no file (a backslash is no path character in a table meant to travel)."""
+    file = (table.parent / name).resolve()
+    if file.exists() or "\\" not in name or PureWindowsPath(name).anchor:
+        return file
+    return (table.parent / PureWindowsPath(name).as_posix()).resolve()
+
+
+def _missing_error(table: Path, modality, missing: list[tuple[int, str, Path]],
+                   total: int) -> DataError:
+    """One line for every row whose file is missing: the first few, where they were looked
+    for, how many rows miss, and a hint when the paths exist from the working directory."""
+    line, name, file = missing[0]
+    shown = ", ".join(f"line {n} {c!r}" for n, c, _ in missing[1:4])
+    others = f"; also {shown}" + (" and more" if len(missing) > 4 else "") if shown else ""
+    hint = ""
+    if PureWindowsPath(name).drive:
+        hint = "; a Windows path from another machine: write paths relative to the table"
+    elif Path(name).is_absolute():
+        hint = "; an absolute path from another machine? write paths relative to the table"
+    else:
+        cwd = Path.cwd()
+        from_cwd = sum((cwd / PureWindowsPath(n).as_posix()).exists() for _, n, _ in missing)
+        if from_cwd and cwd.resolve() != table.parent.resolve():
+            hint = (f"; {from_cwd} of them exist relative to the working directory {cwd}, "
+                    "but paths are read relative to the table's folder")
+    where = ("" if Path(name).is_absolute() or PureWindowsPath(name).drive else
+             f" (looked at {file}; paths are relative to the table's folder "
+             f"{table.parent.resolve()})")
+    return DataError(f"{table}:{line}: no such {modality.name} file {name!r}{where}; "
+                     f"{len(missing)} of {total} row(s) name a missing file{others}{hint}")
+
+
 def _read_path_table(path: Path, modality) -> dict[str, list[tuple[Path, Any]]]:
     """Rows of a ``path,label[,split]`` table grouped by split (``train`` when no split)."""
     expected = ("expected a header with path,label (and optionally split) for image or "
                 "audio files, or text,label for text")
     rows: dict[str, list[tuple[Path, Any]]] = {}
+    missing: list[tuple[int, str, Path]] = []
+    total = 0
     for line, row in table_records(path, ("path", "label"), expected):
         name = str(row["path"] or "").strip()
-        file = (path.parent / name).resolve()
+        file = table_path(path, name)
         label = row["label"]
-        split = str(row.get("split") or "train").strip().lower()
-        if split not in SPLIT_DIRS:
-            raise DataError(f"{path}:{line}: split must be train, val or test, got {split!r}")
+        split = split_of(row.get("split"))
+        if split is None:
+            raise DataError(f"{path}:{line}: split must be one of {SPLIT_NAMES}, "
+                            f"got {row.get('split')!r}")
         if not normalize_label(label):
             raise DataError(f"{path}:{line}: empty label")
+        total += 1
         if not file.is_file():
-            raise DataError(f"{path}:{line}: no such {modality.name} file {name!r}")
+            missing.append((line, name, file))
+            continue
         rows.setdefault(split, []).append((file, label))
+    if missing:
+        raise _missing_error(path, modality, missing, total)
     if not rows:
         raise DataError(f"{path}: no rows; expected a header path,label and one row per file")
     return rows

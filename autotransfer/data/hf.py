@@ -33,7 +33,7 @@ import numpy as np
 
 from autotransfer.data.dataset import LabelledData, Split
 from autotransfer.data.labels import normalize_label, sort_classes
-from autotransfer.data.splits import SPLIT_DIRS, hold_out_val
+from autotransfer.data.splits import SPLIT_DIRS, SPLIT_NAMES, hold_out_val
 from autotransfer.errors import DataError
 
 HF_SUFFIXES = (".parquet", ".arrow")
@@ -294,7 +294,7 @@ def _our_splits(splits: dict[str, Any], where: str) -> dict[str, Any]:
     """``train`` / ``val`` / ``test`` from the dataset's split names (others are ignored)."""
     ours = {}
     for split, names in SPLIT_DIRS.items():
-        found = next((n for n in names if n in splits), None)
+        found = next((n for name in names for n in splits if n.lower() == name), None)
         if found is not None:
             ours[split] = (found, splits[found])
     if "train" not in ours:
@@ -325,8 +325,8 @@ def load_hf(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
     notes: list[str] = []
     unused = [n for n in splits if n not in {name for name, _ in ours.values()}]
     if unused:
-        notes.append(f"{where}: split(s) {', '.join(map(repr, unused))} not used (only train, "
-                     "validation / val / valid and test are)")
+        notes.append(f"{where}: split(s) {', '.join(map(repr, unused))} not used (the splits "
+                     f"read are named {SPLIT_NAMES})")
     parts = {ours_name: _split(dataset, name, columns, where, index, notes)
              for ours_name, (name, dataset) in ours.items()}
     train_part = parts["train"]

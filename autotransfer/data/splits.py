@@ -12,7 +12,19 @@ import numpy as np
 from autotransfer.data.dataset import Split
 from autotransfer.errors import DataError
 
-SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+#: the names of each split, as folders, files (``dev.csv``) and ``split`` values (any case)
+SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation", "dev"),
+              "test": ("test",)}
+_OURS = {name: ours for ours, names in SPLIT_DIRS.items() for name in names}
+#: every accepted name, for messages
+SPLIT_NAMES = ", ".join(name for names in SPLIT_DIRS.values() for name in names)
+
+
+def split_of(value: object) -> str | None:
+    """Our split (``train``, ``val``, ``test``) for a folder, file or ``split`` value such as
+    ``Validation`` or ``dev``; an empty value is ``train``; None for any other name."""
+    name = "" if value is None else str(value).strip().lower()
+    return "train" if not name else _OURS.get(name)
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any
 
 from autotransfer.data.dataset import Unused
 from autotransfer.data.files import walk_files
+from autotransfer.data.folders import table_path
 from autotransfer.data.modality import get_modality, modality_of_suffix
 from autotransfer.data.tables import decode_text, table_records
 from autotransfer.errors import DataError, OptionError
@@ -183,9 +184,9 @@ def _path_rows(path: Path, suffixes, modality: str) -> list[Path]:
     expected = f"expected a CSV with a path column of {modality} files"
     files = []
     for line, row in table_records(path, ("path",), expected):
-        file = (path.parent / (row["path"] or "").strip()).resolve()
+        file = table_path(path, (row["path"] or "").strip())
         if not file.is_file():
-            raise DataError(f"{path}:{line}: no such file {row['path']!r}")
+            raise DataError(f"{path}:{line}: no such file {row['path']!r} (looked at {file})")
         if file.suffix.lower() not in suffixes:
             raise DataError(f"{path}:{line}: {row['path']!r} is not {modality} "
                             f"({', '.join(sorted(suffixes))})")
