@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autotransfer.data.dataset import LabelledData
-from autotransfer.data.hf import readable
+from autotransfer.data.hf_rows import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
@@ -35,7 +35,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     """``(samples (frames, channels) float32, rate)``; a DataError says why a file is unusable."""
     soundfile = _soundfile()
     try:
-        # a Path, or a dataset row (autotransfer.data.hf.HFRow)
+        # a Path, or a dataset row (autotransfer.data.hf_rows.HFRow)
         wave, rate = soundfile.read(readable(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile's errors for unreadable or unknown formats
         reason = str(exc).split(": ", 1)[-1] if str(exc) else type(exc).__name__

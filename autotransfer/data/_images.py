@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autotransfer.contract.hyperparameters import AUGMENTATIONS
 from autotransfer.data.dataset import LabelledData, Split
-from autotransfer.data.hf import readable
+from autotransfer.data.hf_rows import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
 
@@ -151,7 +151,7 @@ def open_image(path: Path) -> Image.Image:
     Raises:
         DataError: the file cannot be decoded (names it and Pillow's reason).
     """
-    try:  # path: a Path, or a dataset row (autotransfer.data.hf.HFRow)
+    try:  # path: a Path, or a dataset row (autotransfer.data.hf_rows.HFRow)
         with Image.open(readable(path)) as raw:
             raw.seek(0)
             return to_rgb(ImageOps.exif_transpose(raw))

@@ -22,8 +22,6 @@ Images and audio stay in the dataset's Arrow files (memory-mapped): each split l
 
 from __future__ import annotations
 
-import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.data.dataset import LabelledData, Split
+from autotransfer.data.hf_media import cast_raw, read_path_column
+from autotransfer.data.hf_rows import HFRow, RawColumn
 from autotransfer.data.labels import normalize_label, sort_classes
 from autotransfer.data.splits import SPLIT_DIRS, SPLIT_NAMES, hold_out_val
 from autotransfer.errors import DataError
@@ -137,8 +137,12 @@ def _pick(features: Any, wanted: str | None, kinds: tuple[str, ...], what: str,
         if wanted not in features:
             raise fail(f"no {what} column {wanted!r}")
         if _feature_kind(features[wanted]) not in kinds:
-            raise fail(f"{what} column {wanted!r} is {_feature_kind(features[wanted])}, "
-                       f"expected {' or '.join(kinds)}")
+            kind = _feature_kind(features[wanted])
+            expected = _LABEL_TYPES if kinds == LABEL_KINDS else " or ".join(kinds)
+            several = (" (several labels per row: autotransfer trains single-label "
+                       "classifiers, one class per row)"
+                       if what == "label" and kind in ("List", "LargeList", "Sequence") else "")
+            raise fail(f"{what} column {wanted!r} is {kind}, expected {expected}{several}")
         return wanted
     if default is not None and default in features and _feature_kind(features[default]) in kinds:
         return default
@@ -151,7 +155,12 @@ def _pick(features: Any, wanted: str | None, kinds: tuple[str, ...], what: str,
                f"choose one with --{what}-column")
 
 
-LABEL_KINDS = ("ClassLabel", "string", "large_string", "int64", "int32", "int16", "int8")
+#: what a label column may hold: class names, class ids (any width, signed or not; ``-1`` is
+#: no label), floats holding whole numbers (``1.0`` is the class ``1``), booleans
+LABEL_KINDS = ("ClassLabel", "string", "large_string", "bool",
+               *(f"{t}{n}" for t in ("int", "uint") for n in (8, 16, 32, 64)),
+               "float16", "float32", "float64")
+_LABEL_TYPES = "ClassLabel, string, integer (signed or not), float or bool"
 
 
 def choose_columns(features: Any, where: str, *, split: str = "train",
@@ -167,10 +176,8 @@ def choose_columns(features: Any, where: str, *, split: str = "train",
         DataError: a named column is missing or of the wrong kind, or no column fits.
     """
     explicit = label_column if label_column not in (None, "label") else None
-    if explicit is not None:
-        label = _pick(features, explicit, LABEL_KINDS, "label", where, split)
-    elif "label" in features and _feature_kind(features["label"]) in LABEL_KINDS:
-        label = "label"
+    if explicit is not None or "label" in features:  # "label" is used, or refused with why
+        label = _pick(features, explicit or "label", LABEL_KINDS, "label", where, split)
     else:
         label = _pick(features, None, ("ClassLabel",), "label", where, split)
     kinds = {_feature_kind(f) for c, f in features.items() if c != label}
@@ -190,70 +197,22 @@ def choose_columns(features: Any, where: str, *, split: str = "train",
     return Columns(modality, column, label)
 
 
-def readable(path: Any) -> Any:
-    """What Pillow and soundfile open: a path as it is (their messages name it), a dataset
-    row (:class:`HFRow`) as a binary stream of its bytes."""
-    return path if isinstance(path, (str, os.PathLike)) else path.open("rb")
-
-
-class HFRow:
-    """One image or audio sample of a dataset, opened like a file by the readers.
-
-    ``open("rb")`` gives its encoded bytes (PNG, JPEG, WAV, FLAC...) as a binary stream;
-    ``str()`` names the dataset, split, row and column for error messages.
-    """
-
-    __slots__ = ("column", "row")
-
-    def __init__(self, column: _RawColumn, row: int) -> None:
-        self.column, self.row = column, row
-
-    def __str__(self) -> str:
-        c = self.column
-        return f"{c.where} split {c.split!r} row {self.row} column {c.name!r}"
-
-    __repr__ = __str__
-
-    def read_bytes(self) -> bytes:
-        value = self.column.dataset[self.row][self.column.name]
-        if value is None:
-            raise DataError(f"{self}: empty value")
-        if value.get("bytes"):
-            return value["bytes"]
-        try:
-            return Path(value["path"]).read_bytes()
-        except (OSError, TypeError) as exc:
-            raise DataError(f"{self}: no bytes and no readable file ({exc})") from None
-
-    def open(self, mode: str = "rb") -> io.BytesIO:
-        return io.BytesIO(self.read_bytes())
-
-    def stat(self) -> Any:  # for the duplicate check: its size, as os.stat_result gives it
-        return type("Size", (), {"st_size": len(self.read_bytes())})()
-
-    def fingerprint(self) -> str:
-        """What identifies the sample's content: the dataset's fingerprint and the row."""
-        return f"{self.column.fingerprint}|{self.column.name}|{self.row}"
-
-
-@dataclass(eq=False)
-class _RawColumn:
-    """An image or audio column without decoding (``{"bytes", "path"}`` per row)."""
-
-    dataset: Any
-    name: str
-    split: str
-    where: str
-    fingerprint: str
-
-
 def _labels(dataset: Any, column: str) -> tuple[np.ndarray, list[str] | None]:
-    """Label values of a split: ints (ClassLabel, -1 when missing) or strings."""
+    """Label values of a split: ints (ClassLabel, -1 when missing) or class names (``""``
+    when missing: None, NaN, or ``-1`` in a numeric column; ``1.0`` is the class ``1``)."""
     feature = dataset.features[column]
     values = dataset.with_format("arrow")[column].to_pylist()
-    if _feature_kind(feature) == "ClassLabel":
+    kind = _feature_kind(feature)
+    if kind == "ClassLabel":
         return np.array([-1 if v is None else v for v in values], dtype=np.int64), feature.names
-    return np.array(["" if v is None else normalize_label(v) for v in values], dtype=object), None
+    numeric = kind.startswith(("int", "uint", "float"))
+
+    def name(value: Any) -> str:
+        if value is None or (numeric and (value != value or value == -1)):  # NaN, -1
+            return ""
+        return normalize_label(value)
+
+    return np.array([name(v) for v in values], dtype=object), None
 
 
 def _split(dataset: Any, name: str, columns: Columns, where: str,
@@ -285,7 +244,7 @@ def _split(dataset: Any, name: str, columns: Columns, where: str,
     datasets = _datasets()
     feature = getattr(datasets, kind)(decode=False)
     raw_dataset = dataset.select_columns([columns.input]).cast_column(columns.input, feature)
-    column = _RawColumn(raw_dataset, columns.input, name, where,
+    column = RawColumn(raw_dataset, columns.input, name, where,
                         getattr(dataset, "_fingerprint", "") or where)
     return Split([HFRow(column, int(i)) for i in keep], labels[keep])
 
@@ -313,11 +272,30 @@ def load_hf(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
             the columns (or splits) that exist.
     """
     splits, where = open_hf(path)
+    splits = cast_raw(splits)
+    base = None if _HUB.match(str(path)) else Path(where)
+    base = base if base is None or base.is_dir() else base.parent
+    named = image_column or audio_column
+    if named is not None:  # a string column of file names, named as the image or audio column
+        read = read_path_column(splits, named, where, base)
+        splits = splits if read is None else read[0]
     ours = _our_splits(splits, where)
     train_name, train = ours["train"]
     columns = choose_columns(train.features, where, split=train_name, modality=modality,
                              image_column=image_column, audio_column=audio_column,
                              text_column=text_column, label_column=label_column)
+    if columns.modality == "text":  # file names are never texts: read as files, or refused
+        read = read_path_column(splits, columns.input, where, base)
+        if read is not None:
+            if modality == "text":
+                raise DataError(f"{where} split {train_name!r}: column {columns.input!r} holds "
+                                f"{read[1]} file names, not texts")
+            splits = read[0]
+            ours = _our_splits(splits, where)
+            train_name, train = ours["train"]
+            columns = choose_columns(train.features, where, split=train_name,
+                                     label_column=label_column,
+                                     **{f"{read[1]}_column": columns.input})
     raw, names = _labels(train, columns.label)
     if names is None:  # string or number labels: the same class rule as files and tables
         names = sort_classes({v for v in raw if v != ""})
