@@ -10,7 +10,7 @@ import numpy as np
 
 from autotransfer.data.dataset import LabelledData, ReadResult, Unused
 from autotransfer.data.files import is_junk
-from autotransfer.data.labels import normalize_label
+from autotransfer.data.labels import check_single, normalize_label
 from autotransfer.data.splits import SPLIT_DIRS, SPLIT_NAMES, split_of
 from autotransfer.data.store import encode_split
 from autotransfer.data.tables import TABLE_SUFFIXES, decode_text, table_records
@@ -28,6 +28,7 @@ def _add(rows: Rows, path: Path, line: int, text: Any, label: Any, split: Any) -
     ours = split_of(split)
     if not text:
         raise DataError(f"{path}:{line}: empty text")
+    check_single(label, f"{path}:{line}")
     if label is None or not normalize_label(label):
         raise DataError(f"{path}:{line}: empty label")
     if ours is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from autotransfer.data.dataset import ReadResult, Unused
 from autotransfer.data.files import class_files, sub_folders
-from autotransfer.data.labels import normalize_label
+from autotransfer.data.labels import check_single, normalize_label
 from autotransfer.data.splits import SPLIT_DIRS, SPLIT_NAMES, split_of
 from autotransfer.data.tables import table_records
 from autotransfer.errors import DataError
@@ -117,6 +117,7 @@ def _read_path_table(path: Path, modality) -> dict[str, list[tuple[Path, Any]]]:
         if split is None:
             raise DataError(f"{path}:{line}: split must be one of {SPLIT_NAMES}, "
                             f"got {row.get('split')!r}")
+        check_single(label, f"{path}:{line}")
         if not normalize_label(label):
             raise DataError(f"{path}:{line}: empty label")
         total += 1

@@ -32,7 +32,12 @@ import numpy as np
 from autotransfer.data.dataset import LabelledData, Split
 from autotransfer.data.hf_media import cast_raw, read_path_column
 from autotransfer.data.hf_rows import HFRow, RawColumn
-from autotransfer.data.labels import normalize_label, sort_classes
+from autotransfer.data.labels import (
+    missing_class_hint,
+    normalize_label,
+    several_labels,
+    sort_classes,
+)
 from autotransfer.data.splits import SPLIT_DIRS, SPLIT_NAMES, hold_out_val
 from autotransfer.errors import DataError
 
@@ -229,7 +234,8 @@ def _split(dataset: Any, name: str, columns: Columns, where: str,
         unknown = sorted({v for v in raw[known]} - set(index))
         if unknown and name != "train":
             raise DataError(f"{where} split {name!r} column {columns.label!r}: class "
-                            f"{unknown[0]!r} is not among the training classes")
+                            f"{unknown[0]!r} is not among the training classes"
+                            + missing_class_hint(unknown[0], index))
         labels = np.array([index.get(v, -1) for v in raw], dtype=np.int64)
     else:
         labels = raw
@@ -297,10 +303,12 @@ def load_hf(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
                                      label_column=label_column,
                                      **{f"{read[1]}_column": columns.input})
     raw, names = _labels(train, columns.label)
+    notes: list[str] = []
     if names is None:  # string or number labels: the same class rule as files and tables
         names = sort_classes({v for v in raw if v != ""})
+        several = several_labels({c: int((raw == c).sum()) for c in names})
+        notes += [several] if several else []
     index = {c: i for i, c in enumerate(names)}
-    notes: list[str] = []
     unused = [n for n in splits if n not in {name for name, _ in ours.values()}]
     if unused:
         notes.append(f"{where}: split(s) {', '.join(map(repr, unused))} not used (the splits "

@@ -10,14 +10,23 @@
   this order is the model's class order everywhere (best.yaml, predict, reports, dashboard).
 - Labels that differ only in letter case, or only by surrounding spaces, are warned about with
   both spellings (case differences stay two classes; spaces are stripped).
+- Booleans are one class however written: ``True``, ``true``, ``TRUE`` and a JSON ``true`` are
+  the class ``true`` (``false`` likewise).
+- autotransfer trains single-label classifiers: a label that is a list (a JSON array) is an
+  error; labels that look like several classes (``a,b``, ``a;b``, ``a|b`` whose parts are
+  classes themselves, ``["a", "b"]``, one-hot vectors ``[0, 1, 1]``) are warned about
+  (:func:`several_labels`).
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 import unicodedata
 from typing import Any
+
+from autotransfer.errors import DataError
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -43,6 +52,8 @@ def normalize_label(raw: Any) -> str:
     else:
         text = "" if raw is None else str(raw)
     text = unicodedata.normalize("NFC", text).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
     value = _number(text)
     if value is None:
         return text
@@ -93,3 +104,59 @@ def label_warnings(spellings: dict[str, set[str]]) -> list[str]:
             out.append(f"classes {shown} differ only in letter case; they are "
                        "different classes unless you rename one")
     return out
+
+
+_SINGLE = "autotransfer trains single-label classifiers: one class per row"
+_JOINED = re.compile(r"\s*[,;|]\s*")
+
+
+def check_single(raw: Any, where: str) -> None:
+    """A DataError when a raw label is a list or a mapping (a JSON array or object).
+
+    Raises:
+        DataError: ``WHERE: label is a list (['a', 'b']); autotransfer trains ...``.
+    """
+    if isinstance(raw, list | tuple | dict):
+        kind = "a mapping" if isinstance(raw, dict) else "a list"
+        raise DataError(f"{where}: label is {kind} ({raw!r}); {_SINGLE}")
+
+
+def _as_list(label: str) -> list | None:
+    if not (label.startswith("[") and label.endswith("]")):
+        return None
+    try:
+        value = ast.literal_eval(label)  # JSON lists and Python reprs alike
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, list) else None
+
+
+def several_labels(counts: dict[str, int]) -> str | None:
+    """A warning when classes look like several classes in one cell, else None.
+
+    ``counts`` maps each class to its number of rows. A class is flagged when it is a list
+    (``["a", "b"]``, ``[0, 1, 0]``: one-hot or multi-hot) or when it splits at ``,`` ``;`` or
+    ``|`` into parts that are all classes themselves (``sports,tech`` beside ``sports`` and
+    ``tech``).
+    """
+    classes = set(counts)
+    flagged = []
+    for cls in sorted(classes):
+        parts = [p for p in _JOINED.split(cls) if p]
+        if _as_list(cls) is not None or (len(parts) > 1 and set(parts) <= classes):
+            flagged.append(cls)
+    if not flagged:
+        return None
+    rows = sum(counts[c] for c in flagged)
+    shown = ", ".join(repr(c) for c in flagged[:4]) + (" ..." if len(flagged) > 4 else "")
+    return (f"{rows} label(s) in {len(flagged)} class(es) look like several classes in one "
+            f"cell ({shown}); {_SINGLE}, so each combination is trained as a class of its own "
+            "(keep one class per row)")
+
+
+def missing_class_hint(unknown: str, classes: list[str] | set[str]) -> str:
+    """`` (training has 'Cat', which differs only in letter case)`` or ``""``."""
+    near = sorted(c for c in classes if c.casefold() == unknown.casefold())
+    if near:
+        return f" (training has {near[0]!r}, which differs only in letter case)"
+    return ""

@@ -15,7 +15,13 @@ import numpy as np
 from autotransfer.data.dataset import LabelledData, Split
 from autotransfer.data.files import describe_counts, suffix_counts, walk_files
 from autotransfer.data.hf import is_hf_source, load_hf
-from autotransfer.data.labels import label_warnings, normalize_parts, sort_classes
+from autotransfer.data.labels import (
+    label_warnings,
+    missing_class_hint,
+    normalize_parts,
+    several_labels,
+    sort_classes,
+)
 from autotransfer.data.modality import get_modality, modality_of_suffix
 from autotransfer.data.splits import hold_out_val
 from autotransfer.data.tables import TABLE_SUFFIXES, table_columns, table_records
@@ -26,7 +32,8 @@ def _to_split(items: list[tuple[Any, str]], index: dict[str, int], where: Path) 
     """``(path or text, class)`` pairs -> a Split; classes must be among the training classes."""
     unknown = sorted({label for _, label in items} - set(index))
     if unknown:
-        raise DataError(f"{where}: class {unknown[0]!r} is not among the training classes")
+        raise DataError(f"{where}: class {unknown[0]!r} is not among the training classes"
+                        + missing_class_hint(unknown[0], index))
     labels = np.array([index[c] for _, c in items], dtype=np.int64)
     if items and isinstance(items[0][0], str):
         return Split([], labels, [t for t, _ in items])
@@ -164,4 +171,9 @@ def load_data(
     test = _to_split(parts["test"], index, where["test"]) if "test" in parts else None
     notes = [m for m in [read.unused.message()] if m]
     notes += label_warnings({c: r for c, r in spellings.items() if c in index})
+    counts = {c: 0 for c in classes}
+    for items in parts.values():
+        for _, label in items:
+            counts[label] = counts.get(label, 0) + 1
+    notes += [m for m in [several_labels(counts)] if m]
     return LabelledData(modality, classes, train, val, test, root.resolve(), notes=notes)
