@@ -1,47 +1,116 @@
-"""The same content twice: files (by SHA-256, through hashlib) that appear in two splits."""
+"""The same content twice: in two splits (a leak), or under two labels (a contradiction).
+
+Files are compared by SHA-256 of their bytes (``hashlib``), hashing only files of a size that
+occurs more than once, so a clean dataset costs one ``stat`` per file. Texts are compared after
+normalisation: Unicode NFC, letter case folded, runs of white space made one space.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 import warnings
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 from autotransfer.data.dataset import DataWarning, LabelledData
 
 
-def cross_split_duplicates(data: LabelledData) -> list[tuple[Path, Path]]:
-    """Pairs of files with the same content in two different splits (a leak between them).
+def text_key(text: str) -> str:
+    """What makes two texts the same: NFC, case folded, white space collapsed."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
-    Only files of equal size are hashed, so clean datasets cost one ``stat`` per file.
-    """
-    by_size: dict[int, list[tuple[str, Path]]] = {}
+
+def _samples(data: LabelledData) -> list[tuple[str, Any, int, str]]:
+    """``(split, sample, class index, key)`` of every sample; files of a unique size get a
+    key of their own (no hashing)."""
+    rows = []
     for name, split in data.splits().items():
-        for path in split.paths:
-            by_size.setdefault(path.stat().st_size, []).append((name, path))
-    pairs = []
-    for candidates in by_size.values():
-        if len({name for name, _ in candidates}) < 2:
+        samples = split.paths if split.paths else (split.texts or [])
+        rows += [(name, s, int(c), "") for s, c in zip(samples, split.labels, strict=True)]
+    if any(isinstance(s, str) for _, s, _, _ in rows):
+        return [(n, s, c, text_key(s)) for n, s, c, _ in rows]
+    sizes = [s.stat().st_size for _, s, _, _ in rows]
+    seen: dict[int, int] = {}
+    for size in sizes:
+        seen[size] = seen.get(size, 0) + 1
+    return [(n, s, c, hashlib.sha256(s.read_bytes()).hexdigest() if seen[size] > 1
+             else f"unique {i}")
+            for i, ((n, s, c, _), size) in enumerate(zip(rows, sizes, strict=True))]
+
+
+@dataclass
+class Duplicates:
+    """Samples with the same content.
+
+    Attributes:
+        across_splits: ``(first, other)`` pairs in two different splits.
+        contradictions: ``(samples, class names)`` of content found under two or more labels,
+            in any split.
+    """
+
+    across_splits: list[tuple[Any, Any]] = field(default_factory=list)
+    contradictions: list[tuple[list[Any], list[str]]] = field(default_factory=list)
+
+
+def find_duplicates(data: LabelledData) -> Duplicates:
+    """The samples of ``data`` that share their content (see the module docstring)."""
+    groups: dict[str, list[tuple[str, Any, int]]] = {}
+    for split, sample, label, key in _samples(data):
+        groups.setdefault(key, []).append((split, sample, label))
+    found = Duplicates()
+    for members in groups.values():
+        if len(members) < 2:
             continue
-        first_seen: dict[str, tuple[str, Path]] = {}
-        for name, path in candidates:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if digest in first_seen and first_seen[digest][0] != name:
-                pairs.append((first_seen[digest][1], path))
-            first_seen.setdefault(digest, (name, path))
-    return pairs
+        first_split, first, _ = members[0]
+        splits_seen = {first_split}
+        for split, sample, _ in members[1:]:
+            if split not in splits_seen:
+                found.across_splits.append((first, sample))
+                splits_seen.add(split)
+        labels = sorted({label for _, _, label in members})
+        if len(labels) > 1:
+            found.contradictions.append(([s for _, s, _ in members],
+                                         [data.classes[i] for i in labels]))
+    return found
 
 
-def warn_cross_split_duplicates(data: LabelledData) -> list[tuple[Path, Path]]:
-    """Warn (``DataWarning``) about files that appear in two splits; return the pairs."""
-    pairs = cross_split_duplicates(data)
+def _shown(sample: Any) -> str:
+    if isinstance(sample, str):
+        return repr(sample if len(sample) <= 40 else sample[:37] + "...")
+    return str(sample)
+
+
+def duplicate_warnings(data: LabelledData, found: Duplicates | None = None) -> list[str]:
+    """One line for the samples in two splits and one for the contradictory labels."""
+    found = find_duplicates(data) if found is None else found
+    noun = "text" if data.modality == "text" else "file"
+    lines = []
+    pairs = found.across_splits
     if pairs:
-        listed = ", ".join(f"{a} = {b}" for a, b in pairs[:5])
+        listed = ", ".join(f"{_shown(a)} = {_shown(b)}" for a, b in pairs[:5])
         more = f" and {len(pairs) - 5} more" if len(pairs) > 5 else ""
-        warnings.warn(
-            DataWarning(
-                f"{len(pairs)} file(s) appear in two splits, which inflates validation and "
-                f"test scores: {listed}{more}"
-            ),
-            stacklevel=2,
-        )
-    return pairs
+        lines.append(f"{len(pairs)} {noun}(s) appear in two splits, which inflates validation "
+                     f"and test scores: {listed}{more}")
+    clashes = found.contradictions
+    if clashes:
+        listed = ", ".join(" = ".join(map(_shown, samples[:2])) + f" ({', '.join(classes)})"
+                           for samples, classes in clashes[:5])
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        lines.append(f"{len(clashes)} {noun}(s) have identical content under different labels "
+                     f"(contradictory labels; a model cannot learn both): {listed}{more}")
+    return lines
+
+
+def cross_split_duplicates(data: LabelledData) -> list[tuple[Any, Any]]:
+    """Pairs of samples (files, or texts after normalisation) in two different splits."""
+    return find_duplicates(data).across_splits
+
+
+def warn_cross_split_duplicates(data: LabelledData) -> list[tuple[Any, Any]]:
+    """Warn (``DataWarning``) about samples in two splits and about identical content under
+    different labels; return the cross-split pairs."""
+    found = find_duplicates(data)
+    for line in duplicate_warnings(data, found):
+        warnings.warn(DataWarning(line), stacklevel=2)
+    return found.across_splits

@@ -79,7 +79,7 @@ def inspect(
         ['ankle_boot', 'bag']
     """
     from autotransfer.data.checks import drop, examine
-    from autotransfer.data.duplicates import cross_split_duplicates
+    from autotransfer.data.duplicates import duplicate_warnings
     from autotransfer.data.load import load_data
 
     dataset = load_data(data, val_fraction=val_fraction, seed=seed, modality=modality,
@@ -88,10 +88,7 @@ def inspect(
     report = examine(dataset)
     if report.error is None:
         drop(dataset, {p for p, _ in report.skipped})
-        pairs = cross_split_duplicates(dataset) if dataset.modality != "text" else []
-        if pairs:
-            shown = ", ".join(f"{a} = {b}" for a, b in pairs[:5])
-            report.warnings.append(f"{len(pairs)} file(s) appear in two splits: {shown}")
+        report.warnings += duplicate_warnings(dataset)
     counts = {}
     for name, split in dataset.splits().items():
         n = [int(x) for x in _bincount(split.labels, dataset.n_classes)]

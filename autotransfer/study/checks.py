@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autotransfer.contract.registry import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
+from autotransfer.data.fingerprint import changes, data_fingerprint
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.study.records import StudyRecord, set_study_origin, trial_records
 
@@ -65,6 +66,7 @@ def _check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) 
     record = StudyRecord.of(study)
     if record.space is None:
         set_study_origin(study, fingerprint, str(dataset.source))
+        study.set_user_attr(DATA_FINGERPRINT, data_fingerprint(dataset))
         return
     if record.space != fingerprint:
         raise StorageError(
@@ -79,11 +81,33 @@ def _check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) 
             f"{', '.join(dataset.classes)}); pass --study NAME for a new study, or the "
             "original data"
         )
+    _check_same_data(study, dataset)
     if record.data is not None and _where(record.data) != _where(dataset.source):
         from autotransfer.data import DataWarning
 
         warnings.warn(f"resuming study {study.study_name!r}, created with data {record.data}, "
                       f"on {dataset.source} (same classes)", DataWarning, stacklevel=2)
+
+
+DATA_FINGERPRINT = "data_fingerprint"
+
+
+def _check_same_data(study, dataset) -> None:
+    """Warn when a resumed study's data changed since it began (counts or content): its
+    trials would be compared across different validation splits."""
+    before = study.user_attrs.get(DATA_FINGERPRINT)
+    now = data_fingerprint(dataset)
+    if before is None:  # begun before fingerprints were recorded
+        study.set_user_attr(DATA_FINGERPRINT, now)
+        return
+    changed = changes(before, now)
+    if changed:
+        from autotransfer.data import DataWarning
+
+        warnings.warn(f"resuming study {study.study_name!r}, whose data changed since it began "
+                      f"({'; '.join(changed)}): its earlier trials were scored on other data, "
+                      "so scores are not comparable; pass a new study name to start afresh",
+                      DataWarning, stacklevel=3)
 
 
 def _where(source) -> str:
