@@ -55,7 +55,7 @@ def test_duplicate_texts_across_splits_are_named_like_duplicate_files(tmp_path):
     data = load_data(tmp_path, modality="text")
     said = _messages(data)
     assert said == ["1 text(s) appear in two splits, which inflates validation and test "
-                    "scores: 'text number 3' = 'TEXT number 3'"]
+                    "scores: 'text number 3' = 'TEXT number 3' (in train and val)"]
     report = inspect(tmp_path, modality="text")
     assert any("1 text(s) appear in two splits" in w for w in report.warnings)
 

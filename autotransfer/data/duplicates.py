@@ -50,6 +50,8 @@ class Duplicates:
     """
 
     across_splits: list[tuple[Any, Any]] = field(default_factory=list)
+    #: the two splits of each pair in ``across_splits``
+    split_names: list[tuple[str, str]] = field(default_factory=list)
     contradictions: list[tuple[list[Any], list[str]]] = field(default_factory=list)
 
 
@@ -67,6 +69,7 @@ def find_duplicates(data: LabelledData) -> Duplicates:
         for split, sample, _ in members[1:]:
             if split not in splits_seen:
                 found.across_splits.append((first, sample))
+                found.split_names.append((first_split, split))
                 splits_seen.add(split)
         labels = sorted({label for _, _, label in members})
         if len(labels) > 1:
@@ -81,6 +84,14 @@ def _shown(sample: Any) -> str:
     return str(sample)
 
 
+def _pair(a: Any, b: Any, splits: tuple[str, str]) -> str:
+    """``a = b`` for files; a text once (or both spellings) with its two splits."""
+    if not isinstance(a, str):
+        return f"{a} = {b}"
+    same = _shown(a) if a == b else f"{_shown(a)} = {_shown(b)}"
+    return f"{same} (in {splits[0]} and {splits[1]})" if all(splits) else same
+
+
 def duplicate_warnings(data: LabelledData, found: Duplicates | None = None) -> list[str]:
     """One line for the samples in two splits and one for the contradictory labels."""
     found = find_duplicates(data) if found is None else found
@@ -88,7 +99,9 @@ def duplicate_warnings(data: LabelledData, found: Duplicates | None = None) -> l
     lines = []
     pairs = found.across_splits
     if pairs:
-        listed = ", ".join(f"{_shown(a)} = {_shown(b)}" for a, b in pairs[:5])
+        names = found.split_names or [("", "")] * len(pairs)
+        listed = ", ".join(_pair(a, b, where) for (a, b), where in zip(pairs[:5], names,
+                                                                        strict=False))
         more = f" and {len(pairs) - 5} more" if len(pairs) > 5 else ""
         lines.append(f"{len(pairs)} {noun}(s) appear in two splits, which inflates validation "
                      f"and test scores: {listed}{more}")
