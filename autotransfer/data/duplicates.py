@@ -11,6 +11,7 @@ import hashlib
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from autotransfer.data.dataset import DataWarning, LabelledData
@@ -30,6 +31,8 @@ def _samples(data: LabelledData) -> list[tuple[str, Any, int, str]]:
         rows += [(name, s, int(c), "") for s, c in zip(samples, split.labels, strict=True)]
     if any(isinstance(s, str) for _, s, _, _ in rows):
         return [(n, s, c, text_key(s)) for n, s, c, _ in rows]
+    if rows and not isinstance(rows[0][1], Path):  # dataset rows: bytes are read either way
+        return [(n, s, c, hashlib.sha256(s.read_bytes()).hexdigest()) for n, s, c, _ in rows]
     sizes = [s.stat().st_size for _, s, _, _ in rows]
     seen: dict[int, int] = {}
     for size in sizes:
