@@ -77,6 +77,14 @@ def table_path(table: Path, name: str) -> Path:
     return (table.parent / PureWindowsPath(name).as_posix()).resolve()
 
 
+def _from_cwd(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it, else absolute."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def _missing_error(table: Path, modality, missing: list[tuple[int, str, Path]],
                    total: int) -> DataError:
     """One line for every row whose file is missing: the first few, where they were looked
@@ -95,9 +103,11 @@ def _missing_error(table: Path, modality, missing: list[tuple[int, str, Path]],
         if from_cwd and cwd.resolve() != table.parent.resolve():
             hint = (f"; {from_cwd} of them exist relative to the working directory {cwd}, "
                     "but paths are read relative to the table's folder")
-    where = ("" if Path(name).is_absolute() or PureWindowsPath(name).drive else
-             f" (looked at {file}; paths are relative to the table's folder "
-             f"{table.parent.resolve()})")
+    folder = table.parent.resolve()
+    where = ("" if Path(name).is_absolute() or PureWindowsPath(name).drive
+             or folder == Path.cwd().resolve() else  # the table's folder is where one stands
+             f" (looked at {_from_cwd(file)}; paths are relative to the table's folder "
+             f"{_from_cwd(folder)})")
     return DataError(f"{table}:{line}: no such {modality.name} file {name!r}{where}; "
                      f"{len(missing)} of {total} row(s) name a missing file{others}{hint}")
 
