@@ -26,6 +26,7 @@ SPACE = {
 }
 
 
+@pytest.mark.slow
 def test_warm_start_enqueues_the_best_configuration_of_an_earlier_study(fashion_mnist,
                                                                          tmp_path):
     storage = f"sqlite:///{tmp_path}/history.db"
@@ -58,6 +59,7 @@ def test_warm_start_enqueues_the_best_configuration_of_an_earlier_study(fashion_
     assert history.dataset_meta(engine, "a")["ref_backbone"] == "packaged/mobilenetv2_100"
 
 
+@pytest.mark.xdist_group("postgres")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mnist,
                                          monkeypatch):
