@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autotransfer.cli import main
-from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.collect import get_backbone
 from autotransfer.data import ImagePreprocess, augment, load_data
 from autotransfer.finetune.cache import ActivationCache
 from autotransfer.finetune.cache_views import BANK_SEED, ViewPlan, plan_views

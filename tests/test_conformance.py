@@ -5,7 +5,7 @@ import timm
 import torch
 
 from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, hookimpl
-from autotransfer.contract.registry import get_registry
+from autotransfer.contract.collect import get_registry
 from autotransfer.testing import (
     ConformanceError,
     FakeZoo,

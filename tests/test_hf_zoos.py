@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from autotransfer.contract.collect import get_backbone, get_registry
 from autotransfer.contract.groups import check_groups
-from autotransfer.contract.registry import get_backbone, get_registry
 from autotransfer.errors import BackboneError
 from autotransfer.finetune.freezing import freeze
 from autotransfer_hf_audio import backbone_from_hf_audio

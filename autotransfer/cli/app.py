@@ -162,7 +162,7 @@ def search(
     ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
-    from autotransfer.cli.main import reexec_with_tcmalloc
+    from autotransfer.cli.process import reexec_with_tcmalloc
     from autotransfer.study.checks import check_space
     from autotransfer.study.records import trial_records
     from autotransfer.study.report import backbone_id, state_counts
@@ -374,7 +374,7 @@ def backbones(
     modality: Modality | None = typer.Option(None, help="image, text or audio."),
 ) -> None:
     """List the backbone ids that the plugins offer."""
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     registry = get_registry()
     zoo = (pattern or "").partition("/")[0] if "/" in (pattern or "") else None
@@ -480,9 +480,3 @@ def report(
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)
-
-
-if __name__ == "__main__":
-    from autotransfer.cli.main import main
-
-    main()

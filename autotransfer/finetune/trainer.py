@@ -110,7 +110,8 @@ class Trainer:
 
         Args:
             cache: an :class:`~autotransfer.finetune.cache.ActivationCache` shared with other
-                trials, True for one of this trainer's own (reused across its epochs), False for none.
+                trials, True for one of this trainer's own (reused across its epochs), False
+                for none.
             compile: run the trained part through ``torch.compile``.
             label: the backbone's id, for messages.
             evaluate_val: False: epochs report NaN validation scores instead of evaluating

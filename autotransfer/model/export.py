@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autotransfer.contract.formats import format_for_export, format_for_load, get_formats
+from autotransfer.contract.collect import format_for_export, format_for_load, get_formats
 from autotransfer.errors import AutotransferError, BackboneError, first_line
 
 if TYPE_CHECKING:

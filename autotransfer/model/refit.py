@@ -116,7 +116,7 @@ def train(
     Long (as a reason): one linear story (read best.yaml, check, load the data and the
     backbone, train, score, export) that reads best top to bottom.
     """
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
     from autotransfer.contract.space import BackboneSpec, parse_space
     from autotransfer.data import check_data, load_data
     from autotransfer.finetune.device import device_for

@@ -7,7 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
-from autotransfer.contract.registry import get_registry
+from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.study.records import StudyRecord, set_study_origin, trial_records

@@ -134,8 +134,8 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
     try:
         import torch
 
+        from autotransfer.contract.collect import get_registry
         from autotransfer.contract.hyperparameters import defaults
-        from autotransfer.contract.registry import get_registry
         from autotransfer.study.prescreen import (
             feature_scores,
             frozen_features,
@@ -168,7 +168,7 @@ def reference_backbone(modality: str) -> tuple[str, dict[str, Any]] | None:
     meta-features: the first entry whose zoo marks it ``reference_for`` that modality."""
     if REFERENCE is not None:
         return REFERENCE.get(modality)
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     for entry in get_registry().entries(modality):
         if entry.metadata.get("reference_for") == modality:

@@ -212,7 +212,7 @@ def prescreen(
     """
     import torch
 
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     if by not in METHODS:
         raise OptionError("by", f" must be one of {', '.join(METHODS)}, got {by!r}")
@@ -252,7 +252,7 @@ def prescreen(
 
 def check_modality(space, data) -> None:
     """Every backbone of ``space`` takes ``data``'s modality (a one-line error otherwise)."""
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     for spec in space.backbones:
         modality = get_registry().get(spec.id).modality

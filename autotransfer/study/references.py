@@ -117,7 +117,7 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
     same best trial is returned as it is."""
     import torch
 
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
     from autotransfer.finetune.trainer import Trainer
 
     best = _best_trial(study)

@@ -52,8 +52,8 @@ def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def _own_params(params: dict[str, Any], backbone_id: str) -> dict[str, Any]:
     """``params`` without other modalities' hyperparameters (all of them when the backbone's
     zoo is not installed here)."""
+    from autotransfer.contract.collect import get_registry
     from autotransfer.contract.hyperparameters import for_modality
-    from autotransfer.contract.registry import get_registry
     from autotransfer.errors import BackboneError, PluginError
 
     try:

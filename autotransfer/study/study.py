@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data import (
@@ -29,6 +29,7 @@ from autotransfer.study.dashboard import StudyNote
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.prescreen import check_modality
+from autotransfer.study.progress import Progress
 from autotransfer.study.pruners import make_pruner, make_sampler
 from autotransfer.study.records import (
     TrialRecord,
@@ -57,18 +58,6 @@ from autotransfer.study.workers import (
     stop_on_interrupt,
     worker_device,
 )
-
-if TYPE_CHECKING:  # torch loads once the space and its backbones are known to be valid
-    from autotransfer.finetune.trainer import EpochResult
-
-
-class Progress(Protocol):
-    """Receives the live view of a search: trials, and the epochs of the running trial."""
-
-    def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None: ...
-    def epoch_done(self, number: int, result: EpochResult, epochs: int) -> None: ...
-    def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None: ...
-    def note(self, number: int, message: str) -> None: ...
 
 
 @dataclass
