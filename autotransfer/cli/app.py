@@ -403,10 +403,15 @@ def train(
     ),
     trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: TableLabelColumn = "label",
+    text_column: str | None = typer.Option(None, help="Text column (default: the search's)."),
+    label_column: str | None = typer.Option(None, help="Label column (default: the search's)."),
+    image_column: str | None = typer.Option(None, help="Image column (default: the search's)."),
+    audio_column: str | None = typer.Option(None, help="Audio column (default: the search's)."),
 ) -> None:
-    """Refit the best configuration, evaluate it on the test split, save the model."""
+    """Refit the best configuration, evaluate it on the test split, save the model.
+
+    The data is read as the search read it (best.yaml's source: path, modality, columns, data
+    store); an option given here overrides that."""
     from autotransfer.model.refit import train as run_train
 
     started = time.perf_counter()
@@ -420,7 +425,8 @@ def train(
     outcome = run_train(
         best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
-        label_column=label_column, on_epoch=on_epoch,
+        label_column=label_column, image_column=image_column, audio_column=audio_column,
+        on_epoch=on_epoch,
     )
     search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]

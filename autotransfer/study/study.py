@@ -22,6 +22,7 @@ from autotransfer.data import (
     load_data,
     warn_cross_split_duplicates,
 )
+from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.study import timebudget
 from autotransfer.study.checks import _check_same_origin, check_backbones
@@ -286,7 +287,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     check_source(options.data)  # a mistyped DATA leaves no empty study database behind
     study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
     dataset = load_data(options.data, val_fraction=space.val_fraction, seed=options.seed,
-                        **options.data_options)
+                        **options.data_options.load_kwargs())
     dataset.store = None if options.data_store is None else str(options.data_store)
     check_data(dataset)
     # failed trials are reported by the progress view with their reason, not as tracebacks
@@ -304,6 +305,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
                                     direction="maximize", sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space))
         _check_same_origin(study, space, dataset, masked)
+        # what best.yaml's source.data_options records, so that train refits this data
+        study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
     lock = StudyLock(study_storage, study.study_name)
     note = StudyNote(dataset, space, space_file=space_file, storage=masked,
                      trials=options.trials)
