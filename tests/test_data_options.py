@@ -49,6 +49,7 @@ def test_a_search_on_a_named_image_column_refits_with_no_option(two_image_column
                     storage=f"sqlite:///{tmp_path}/b.db", out=tmp_path / "b", device="cpu",
                     data_store="memory")
     best_path = tmp_path / "b" / "best.yaml"
+    assert result.study.metric_names == ["val accuracy"]  # optuna-dashboard's axis label
     recorded = yaml.safe_load(best_path.read_text())["source"]["data_options"]
     assert recorded["columns"]["image"] == "photo" and recorded["data_store"] == "memory"
     capsys.readouterr()

@@ -97,7 +97,7 @@ def _by_files(root: Path, files: list[Path], what: str) -> str:
         return best
     reason = "no image or audio files" if best is None else "both image and audio files"
     raise DataError(f"{root}: cannot tell the modality ({reason}; {what}: "
-                    f"{describe_counts(counts)}); name it with --modality image|audio|text")
+                    f"{describe_counts(counts)}); name it with modality: image, audio or text")
 
 
 def detect_modality(path: str | Path, *, text_column: str = "text") -> str:

@@ -99,8 +99,8 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     """``autotransfer.json`` of a model directory; a one-line error when it is not one."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ModelDirError(f"{directory}: no such model directory; expected the --out folder "
-                            "of autotransfer train")
+        raise ModelDirError(f"{directory}: no such model directory; expected the out folder "
+                            "of autotransfer.train")
     path = directory / META_FILE
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))

@@ -260,7 +260,7 @@ def check_modality(space, data) -> None:
             raise AutotransferError(
                 f"{spec.id} is a {modality} backbone, but {data.source} holds {data.modality} "
                 f"data; pick {data.modality} backbones "
-                f"(autotransfer backbones --modality {data.modality})"
+                f"(the registry's entries with modality {data.modality!r})"
             )
 
 

@@ -26,7 +26,7 @@ from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.study import timebudget
 from autotransfer.study.checks import _check_same_origin, check_backbones
-from autotransfer.study.dashboard import StudyNote
+from autotransfer.study.dashboard import StudyNote, name_the_objective
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.prescreen import check_modality
@@ -307,6 +307,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         _check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
         study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
+        name_the_objective(study, space)
     lock = StudyLock(study_storage, study.study_name)
     note = StudyNote(dataset, space, space_file=space_file, storage=masked,
                      trials=options.trials)
