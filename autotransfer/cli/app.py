@@ -24,6 +24,7 @@ from autotransfer.cli.console import (
     console,
     err_console,
 )
+from autotransfer.cli.panels import arrange
 from autotransfer.contract.backbone import MODALITIES
 from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.study.report import fmt
@@ -79,6 +80,7 @@ def _root(
 
 
 @app.command()
+@arrange
 def search(
     data: Path = typer.Argument(
         ..., help="Folder of class sub-folders, train/ and val/ (and test/), a CSV, TSV or "
