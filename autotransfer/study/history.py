@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.study.migrations import migrate, migration
 from autotransfer.study.records import (
     TrialRecord,
 )
@@ -95,10 +96,19 @@ def tables():
     return _tables
 
 
-def ensure_tables(engine) -> None:
-    """Create the history tables in ``engine``'s database when missing."""
+@migration
+def m001_history_tables(connection) -> None:
+    """The datasets and transfers tables of autotransfer 0.1. Databases written before
+    migrations were recorded already have them: ``checkfirst`` keeps them. When a later
+    migration changes these tables, freeze the 0.1 definitions here first."""
     metadata, _, _ = tables()
-    metadata.create_all(engine, checkfirst=True)
+    metadata.create_all(connection, checkfirst=True)
+
+
+def ensure_tables(engine) -> None:
+    """Bring the history tables in ``engine``'s database to the current schema (created when
+    missing; see :mod:`autotransfer.study.migrations`)."""
+    migrate(engine)
 
 
 def _now():
