@@ -45,6 +45,7 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(__all__)
 
+
 __all__ = [
     "AutotransferError",
     "Backbone",

@@ -77,6 +77,7 @@ def keywords(tmp_path_factory) -> Path:
 
     return export_keywords(tmp_path_factory.mktemp("kw") / "keywords")
 
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway PostgreSQL cluster on 127.0.0.1: the URL of a database owned by a user with a

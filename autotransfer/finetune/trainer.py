@@ -73,16 +73,6 @@ class TransferModel(nn.Module):
         return self.head(self.body(x))
 
 
-
-
-
-
-
-
-
-
-
-
 class Trainer:
     """Fine-tunes one backbone on one dataset with one set of hyperparameters.
 

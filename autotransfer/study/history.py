@@ -311,18 +311,6 @@ def load_transfers(engine, dataset_id: int) -> list[dict[str, Any]]:
     return rows
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def dataset_meta(engine, study_name: str) -> dict[str, Any] | None:
     """The recorded meta-features of ``study_name``'s dataset."""
     from sqlalchemy import select

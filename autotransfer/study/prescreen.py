@@ -33,6 +33,7 @@ METHODS = PRESCREEN_METHODS
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
 
+
 @dataclass
 class Score:
     """One candidate's pre-screen result."""
@@ -287,9 +288,6 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
         "backbones": [b for b in space.backbones if b.label in kept]
     })
     return narrowed, dropped
-
-
-
 
 
 def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: int =
