@@ -30,7 +30,7 @@ from autotransfer.study.records import (
     TrialRecord,
 )
 
-# The reference backbone per modality comes from the zoos (entry metadata ``reference_for``):
+# The reference backbone per modality comes from the zoos (the entry field ``reference_for``):
 # meta-features are comparable between datasets only when the same network embedded them, with
 # the same preprocessing. A mapping here (modality -> (id, options)) overrides the zoos'.
 REFERENCE: dict[str, tuple[str, dict[str, Any]]] | None = None
@@ -181,8 +181,8 @@ def reference_backbone(modality: str) -> tuple[str, dict[str, Any]] | None:
     from autotransfer.contract.collect import get_registry
 
     for entry in get_registry().entries(modality):
-        if entry.metadata.get("reference_for") == modality:
-            return entry.id, dict(entry.metadata.get("reference_options", {}))
+        if entry.reference_for == modality:
+            return entry.id, dict(entry.reference_options)
     return None
 
 

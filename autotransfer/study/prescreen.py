@@ -242,8 +242,7 @@ def prescreen(
         # baselines: bigger first (pretrained before random init), published ImageNet top-1
         score.scores["params"] = float(score.parameters) + (1e12 if spec.pretrained else 0.0)
         # the zoo's published figure (entry metadata) holds for its own weights only
-        top1 = (entry.metadata.get("imagenet_top1") if spec.pretrained and not spec.weights
-                else None)
+        top1 = entry.imagenet_top1 if spec.pretrained and not spec.weights else None
         score.scores["imagenet"] = top1
         results.append(score)
         if on_score is not None:
