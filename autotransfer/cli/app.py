@@ -18,11 +18,11 @@ from rich.table import Table
 from autotransfer import __version__
 from autotransfer.cli.console import (
     ConsoleProgress,
-    _leaderboard_table,
     _outcome_lines,
     _prescreen_table,
     console,
     err_console,
+    leaderboard_table,
 )
 from autotransfer.cli.panels import arrange
 from autotransfer.contract.backbone import MODALITIES
@@ -201,7 +201,7 @@ def search(
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     metric = result.best["metric"] if result.best else "score"
-    console.print(_leaderboard_table(result.leaderboard, metric))
+    console.print(leaderboard_table(result.leaderboard, metric))
     counts = state_counts(result.leaderboard)
     first = [r.first_batch_at - started_at for r in trial_records(result.study)
              if (r.first_batch_at or 0) >= started_at]  # this run's trials

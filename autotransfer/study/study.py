@@ -25,7 +25,7 @@ from autotransfer.data import (
 from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.study import timebudget
-from autotransfer.study.checks import _check_same_origin, check_backbones
+from autotransfer.study.checks import check_backbones, check_same_origin
 from autotransfer.study.dashboard import StudyNote, name_the_objective
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
@@ -304,7 +304,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
                                     direction="maximize", sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space))
-        _check_same_origin(study, space, dataset, masked)
+        check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
         study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
         name_the_objective(study, space)
