@@ -59,5 +59,8 @@ docs: $(VENV)/.installed
 	site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d $$site \
 	  && rm -rf $$site
 
+# In parallel: one worker per core (PYTEST_WORKERS=2, or 0 for one process); tests that share a
+# service are kept on one worker (xdist_group + --dist loadgroup); the 15 slowest are printed.
+PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed $(FASHION_MNIST) $(ESPEAK) services lint docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15

@@ -6,9 +6,10 @@ sub-packages, from the bottom layer up: ``contract`` (what zoos and the core agr
 ``autotransfer.plugin`` is the plugin author's API.
 """
 
+from autotransfer._version import __version__
 from autotransfer.contract.backbone import Backbone, BackboneCatalogue, BackboneEntry
+from autotransfer.contract.collect import get_backbone, get_registry
 from autotransfer.contract.hookspecs import hookimpl
-from autotransfer.contract.registry import get_backbone, get_registry
 from autotransfer.errors import (
     AutotransferError,
     BackboneError,
@@ -17,8 +18,6 @@ from autotransfer.errors import (
     SpaceError,
     StorageError,
 )
-
-__version__ = "0.1.0"
 
 #: The Python API that mirrors the CLI, imported on first use so that ``import autotransfer``
 #: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``,
@@ -45,6 +44,7 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
 
 __all__ = [
     "AutotransferError",

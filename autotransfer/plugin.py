@@ -38,6 +38,7 @@ from autotransfer.contract.backbone import (
     BackboneEntry,
     Preprocess,
 )
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.formats import (
     ModelFormat,
     check_same_output,
@@ -48,7 +49,6 @@ from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
 from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.hub import hub_entry, load_error, served_name
 from autotransfer.contract.hub import source as hub_source
-from autotransfer.contract.registry import get_backbone
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
 from autotransfer.errors import BackboneError, PluginError, first_line
 

@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.contract.registry import get_registry
+from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data  # noqa: E402
 from autotransfer.study.prescreen import METHODS, prescreen

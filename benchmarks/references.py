@@ -112,5 +112,6 @@ def _trials_done(study) -> float | None:
     first = min(t.datetime_start for t in trials)
     return (max(t.datetime_complete for t in trials) - first).total_seconds()
 
+
 if __name__ == "__main__":
     main()

@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.hyperparameters import defaults
-from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data, take  # noqa: E402
 from autotransfer.finetune.trainer import Trainer
 

@@ -5,8 +5,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The transfer history embeds a sample with a reference backbone at the start of each search
 # (seconds); tests that are about it turn it on (tests/test_history.py).
 os.environ.setdefault("AUTOTRANSFER_HISTORY", "0")
+# Under pytest-xdist (make test) each worker gets its share of the cores before torch starts its
+# thread pool, so that two workers on two cores do not run four threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
 # Encoded splits go to a store shared by the processes of a machine (autotransfer.data.store):
-# one per test session, not the user's ~/.cache.
+# one per test session, not the user's ~/.cache. Under xdist the controller runs this first and
+# its workers inherit the variable: they share one store, which is safe (each entry is written
+# once, under a flock, and renamed into place) and lets a worker reuse another's encoded splits.
 if "AUTOTRANSFER_DATA_STORE" not in os.environ:
     import atexit
     import shutil
@@ -69,10 +77,15 @@ def keywords(tmp_path_factory) -> Path:
 
     return export_keywords(tmp_path_factory.mktemp("kw") / "keywords")
 
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway PostgreSQL cluster on 127.0.0.1: the URL of a database owned by a user with a
-    password (``s3cret``), so that tests can check that it never shows."""
+    password (``s3cret``), so that tests can check that it never shows.
+
+    Started once per session (once per xdist worker): the tests that use it carry
+    ``@pytest.mark.xdist_group("postgres")`` so that ``--dist loadgroup`` runs them all on one
+    worker and one server starts."""
     from autotransfer.errors import AutotransferError
     from services import throwaway_postgres
 

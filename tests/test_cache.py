@@ -8,8 +8,8 @@ import torch
 
 from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.hyperparameters import defaults
-from autotransfer.contract.registry import get_backbone
 from autotransfer.contract.stages import Stage, sequential_split
 from autotransfer.data import ImagePreprocess, load_data
 from autotransfer.finetune.cache import ActivationCache, cache_key, nbytes

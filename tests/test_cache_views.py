@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autotransfer.cli import main
-from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.collect import get_backbone
 from autotransfer.data import ImagePreprocess, augment, load_data
 from autotransfer.finetune.cache import ActivationCache
 from autotransfer.finetune.cache_views import BANK_SEED, ViewPlan, plan_views
@@ -82,7 +82,7 @@ def test_no_bank_trains_live_and_the_plan_follows_the_preprocess():
     assert plan_views(pre.configure({"augment": "crop_flip"}), 8, 10) == ViewPlan(
         "crop_flip", 8, True)
     assert plan_views(pre.configure({"augment": "crop_flip"}), 0, 10) == (
-        "training input is random (augment=crop_flip) and --cache-views is 0")
+        "training input is random (augment=crop_flip) and cache_views is 0")
 
     class ZooAugment:  # a zoo's own random transform, declared, with no finite views
         random_in_training = True
@@ -95,7 +95,7 @@ def test_no_bank_setting_trains_live(data):
                       _params(freeze_fraction=1.0, augment="crop_flip"),
                       ActivationCache(views=0), epochs=1)
     assert trainer.cache_status == (
-        "unused: training input is random (augment=crop_flip) and --cache-views is 0")
+        "unused: training input is random (augment=crop_flip) and cache_views is 0")
     assert trainer.prefix is None
 
 

@@ -5,7 +5,7 @@ import timm
 import torch
 
 from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, hookimpl
-from autotransfer.contract.registry import get_registry
+from autotransfer.contract.collect import get_registry
 from autotransfer.testing import (
     ConformanceError,
     FakeZoo,
@@ -29,6 +29,7 @@ def test_packaged_backbones_conform_with_real_weights(backbone_id):
     assert report.n_groups >= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone_id", TIMM_TINY)
 def test_timm_architectures_conform(backbone_id):
     check_backbone(backbone_id)

@@ -48,6 +48,7 @@ def _listening_address(port: int) -> str:
     return "none"
 
 
+@pytest.mark.slow
 def test_dashboard_shows_the_study_its_trials_and_its_note(class_folders, tmp_path):
     storage = f"sqlite:///{tmp_path / 'watched.db'}"
     space = parse_space({

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
+import pytest
 import typer
 
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS
@@ -205,35 +206,39 @@ def _pages() -> list[Path]:
     return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
-def test_every_code_block_in_the_docs_runs(tmp_path):
-    """Runs each page's bash and python blocks in order in a copy of the repository root, with
-    demo data in data/fashion-mnist; fails with the page and line of each block that broke."""
-    import time
-
-    import docblocks
+@pytest.fixture(scope="session")
+def docs_data(tmp_path_factory) -> Path:
+    """What the pages expect in data/: a small Fashion-MNIST export (once per session)."""
     from autotransfer.demo import export_fashion_mnist
 
-    data = tmp_path / "data"
+    data = tmp_path_factory.mktemp("docs-data")
     export_fashion_mnist(data / "fashion-mnist", per_class=10, test_per_class=3, seed=0)
-    failures, ran, written, not_run, seconds = [], 0, 0, [], {}
-    for page in _pages():
-        started = time.perf_counter()
-        workdir = docblocks.make_workdir(tmp_path / page.relative_to(REPO).with_suffix(""), data)
-        try:
-            result = docblocks.run_page(page, workdir)
-        except docblocks.BlockFailed as exc:
-            failures.append(str(exc))
-            continue
-        finally:
-            seconds[page.name] = time.perf_counter() - started
-        ran += len(result.ran)
-        written += len(result.written)
-        not_run += [f"{block.where}: {why}" for block, why in result.not_run]
-    summary = (f"docs: {ran} code blocks run, {written} files written, {len(not_run)} not run; "
-               + ", ".join(f"{name} {s:.0f}s" for name, s in seconds.items()))
-    print(summary, *not_run, sep="\n  ")
-    assert not failures, "\n\n".join(failures)
-    assert ran >= 40, summary
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", _pages(), ids=lambda page: str(page.relative_to(REPO)))
+def test_every_code_block_of_the_page_runs(page, docs_data, tmp_path):
+    """Runs the page's bash and python blocks in order in a copy of the repository root, with
+    demo data in data/fashion-mnist; fails with the page and line of the block that broke. One
+    test per page, so that the pages run in parallel under pytest-xdist."""
+    import docblocks
+
+    workdir = docblocks.make_workdir(tmp_path / "work", docs_data)
+    result = docblocks.run_page(page, workdir)  # raises BlockFailed, naming the page and line
+    print(f"{page.name}: {len(result.ran)} code blocks run, {len(result.written)} files "
+          f"written, {len(result.not_run)} not run",
+          *(f"{block.where}: {why}" for block, why in result.not_run), sep="\n  ")
+
+
+def test_the_docs_have_code_blocks_to_run():
+    """The pages keep at least 40 blocks that the test above runs (not marked 'not run')."""
+    import docblocks
+
+    runnable = [block for page in _pages() for block in docblocks.parse(page)
+                if block.lang in docblocks.RUN and not block.title
+                and not (block.marker or "").startswith("not run")]
+    assert len(runnable) >= 40, len(runnable)
 
 
 def test_every_search_space_shown_in_the_docs_is_valid():

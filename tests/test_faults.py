@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from autotransfer import BackboneEntry, hookimpl
-from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.space import parse_space
 from autotransfer.errors import BackboneError
 from autotransfer.study.study import search

@@ -6,7 +6,7 @@ import datasets  # the [hf] extra, which the [test] extra includes
 import numpy as np
 import pytest
 
-from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.space import parse_space
 from autotransfer.data import check_data, load_data
 from autotransfer.errors import DataError

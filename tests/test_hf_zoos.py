@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from autotransfer.contract.collect import get_backbone, get_registry
 from autotransfer.contract.groups import check_groups
-from autotransfer.contract.registry import get_backbone, get_registry
 from autotransfer.errors import BackboneError
 from autotransfer.finetune.freezing import freeze
 from autotransfer_hf_audio import backbone_from_hf_audio
@@ -162,6 +162,7 @@ def test_packaged_minilm_embeds_paraphrases_closer_than_unrelated_text():
     assert f[0] @ f[1] > 0.6 > f[0] @ f[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base"])
 def test_converted_whisper_transcribes_an_espeak_sentence(name, tmp_path):
     """The CTranslate2 -> transformers conversion is right end to end: encoder and decoder."""

@@ -26,6 +26,7 @@ SPACE = {
 }
 
 
+@pytest.mark.slow
 def test_warm_start_enqueues_the_best_configuration_of_an_earlier_study(fashion_mnist,
                                                                          tmp_path):
     storage = f"sqlite:///{tmp_path}/history.db"
@@ -58,6 +59,7 @@ def test_warm_start_enqueues_the_best_configuration_of_an_earlier_study(fashion_
     assert history.dataset_meta(engine, "a")["ref_backbone"] == "packaged/mobilenetv2_100"
 
 
+@pytest.mark.xdist_group("postgres")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mnist,
                                          monkeypatch):
@@ -129,3 +131,27 @@ def test_nearest_datasets_come_first():
     audio = {**base, "modality": "audio"}
     d = warm_start.distances(base, [{"meta": far}, {"meta": near}, {"meta": audio}])
     assert d[1] < d[0] and d[2] == float("inf")
+
+
+def test_the_history_schema_is_versioned_by_named_migrations(tmp_path, monkeypatch):
+    from autotransfer.study import migrations
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/old.db")
+    history.tables()[0].create_all(engine)  # a database of autotransfer 0.1: no version yet
+    assert migrations.schema_version(engine) == 0
+    history.ensure_tables(engine)
+    assert migrations.applied(engine) == ["m001_history_tables"]
+    ran = []
+
+    def m002_add_a_column(connection):
+        ran.append(1)
+        connection.execute(sqlalchemy.text(
+            "ALTER TABLE autotransfer_transfers ADD COLUMN latency_ms FLOAT"))
+
+    monkeypatch.setattr(migrations, "MIGRATIONS",
+                        [*migrations.MIGRATIONS, ("m002_add_a_column", m002_add_a_column)])
+    assert migrations.migrate(engine) == ["m002_add_a_column"]
+    assert migrations.migrate(engine) == [] and ran == [1]  # once per database
+    assert migrations.schema_version(engine) == 2
+    columns = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("autotransfer_transfers")}
+    assert "latency_ms" in columns and "value" in columns

@@ -11,9 +11,9 @@ import yaml
 from autotransfer import hookimpl
 from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.hyperparameters import for_modality
 from autotransfer.contract.manager import pm
-from autotransfer.contract.registry import reset_registry
 from autotransfer.contract.space import parse_space
 from autotransfer.study.references import enqueue_references, reference_params
 from autotransfer.study.scores import chance_level, divergence, per_class_scores, worst_class

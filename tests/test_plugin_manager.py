@@ -128,3 +128,21 @@ def test_every_hook_is_documented_with_its_signature_and_tested():
     for hook in hook_names():
         assert f"## `{hook}(" in docs, f"docs/plugins/index.md has no section for {hook}"
         assert f"def {hook}(" in tests, f"no test implements the {hook} hook"
+
+
+def test_entry_facts_are_typed_fields_and_old_metadata_keys_are_read():
+    from autotransfer import BackboneEntry
+    from autotransfer.errors import PluginError
+    from autotransfer.testing import tiny_cnn_backbone
+
+    old = BackboneEntry("z/old", "image", loader=tiny_cnn_backbone,
+                        metadata={"imagenet_top1": 71.8, "reference_for": "image",
+                                  "reference_options": {"image_size": 32}, "other": 1})
+    new = BackboneEntry("z/new", "image", loader=tiny_cnn_backbone, imagenet_top1=71.8,
+                        reference_for="image", reference_options={"image_size": 32})
+    for entry in (old, new):
+        assert (entry.imagenet_top1, entry.reference_for, dict(entry.reference_options)) == (
+            71.8, "image", {"image_size": 32})
+    with pytest.raises(PluginError, match=r"z/bad: imagenet_top1 must be a % in \[0, 100\], "
+                                          "got 718.0"):
+        BackboneEntry("z/bad", "image", loader=tiny_cnn_backbone, imagenet_top1=718.0)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from autotransfer import Backbone, BackboneCatalogue, BackboneEntry, hookimpl
+from autotransfer.contract.collect import get_registry
 from autotransfer.contract.manager import _state, get_plugins, plugin_errors
-from autotransfer.contract.registry import get_registry
 from autotransfer.errors import BackboneError, PluginError
 from autotransfer.testing import registered_plugin, tiny_cnn_backbone
 

@@ -147,7 +147,8 @@ def test_modality_detection_says_what_it_found_and_names_the_flag(tmp_path, layo
             path = tmp_path / name.replace(".", f"{i}.", 1) if n > 1 else tmp_path / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x")
-    with pytest.raises(DataError, match=rf"cannot tell the modality .*{found}.*--modality"):
+    with pytest.raises(DataError, match=rf"cannot tell the modality .*{found}.*name it with "
+                                        "modality: image, audio or text"):
         detect_modality(tmp_path)
 
 

@@ -13,7 +13,7 @@ HEAVY = ("torch", "timm", "transformers", "torchvision", "optuna", "sqlalchemy")
 
 PROBE = """
 import json, sys
-from autotransfer.contract import registry as backbones
+from autotransfer.contract import collect as backbones
 from autotransfer.cli import main
 try:
     main(sys.argv[1:])

@@ -11,8 +11,8 @@ import torch
 import yaml
 from optuna.trial import TrialState, create_trial
 
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.hyperparameters import defaults
-from autotransfer.contract.registry import get_backbone
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.finetune.trainer import Trainer

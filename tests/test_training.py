@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.hyperparameters import defaults
-from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_data
 from autotransfer.finetune.device import resolve_device
 from autotransfer.finetune.metrics import classification_scores

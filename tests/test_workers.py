@@ -47,6 +47,8 @@ def _storage(kind: str, work: Path, request) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("postgres")
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_workers_on_one_machine_reach_the_exact_total(kind, fashion_mnist, tmp_path, request):
     # --workers 2 starts two processes that share the study; --trials counts the study's total.
@@ -91,6 +93,8 @@ def _wait_for(condition, timeout: float, what: str):
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("postgres")
 def test_a_killed_worker_loses_nothing(fashion_mnist, tmp_path, postgres_url):
     # Two workers (as on two machines) share a PostgreSQL study; one is SIGKILLed in the middle
     # of a trial. Its trial turns FAIL when its heartbeat stops, a retry takes its place, and the
@@ -170,6 +174,7 @@ def test_tally_counts_a_retry_in_place_of_the_trial_it_retries(tmp_path):
     assert len(study.trials) == 4
 
 
+@pytest.mark.xdist_group("postgres")
 def test_study_lock_excludes_other_processes(postgres_url, tmp_path):
     # While this process holds the lock, another process cannot take it.
     for url in (postgres_url, f"sqlite:///{tmp_path / 'lock.db'}"):
@@ -205,6 +210,7 @@ def test_bad_worker_count_and_unreachable_server(capsys, class_folders, tmp_path
     assert "s3cret" not in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_keeps_what_finished(fashion_mnist, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     parent = subprocess.Popen(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from autotransfer.contract.collect import get_backbone
 from autotransfer.contract.groups import check_groups
-from autotransfer.contract.registry import get_backbone
 from autotransfer.data import load_image
 from autotransfer.errors import BackboneError
 from autotransfer_packaged import PACKAGED, map_in_order

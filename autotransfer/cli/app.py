@@ -18,12 +18,13 @@ from rich.table import Table
 from autotransfer import __version__
 from autotransfer.cli.console import (
     ConsoleProgress,
-    _leaderboard_table,
     _outcome_lines,
     _prescreen_table,
     console,
     err_console,
+    leaderboard_table,
 )
+from autotransfer.cli.panels import arrange
 from autotransfer.contract.backbone import MODALITIES
 from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.study.report import fmt
@@ -79,6 +80,7 @@ def _root(
 
 
 @app.command()
+@arrange
 def search(
     data: Path = typer.Argument(
         ..., help="Folder of class sub-folders, train/ and val/ (and test/), a CSV, TSV or "
@@ -162,7 +164,7 @@ def search(
     ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
-    from autotransfer.cli.main import reexec_with_tcmalloc
+    from autotransfer.cli.process import reexec_with_tcmalloc
     from autotransfer.study.checks import check_space
     from autotransfer.study.records import trial_records
     from autotransfer.study.report import backbone_id, state_counts
@@ -199,7 +201,7 @@ def search(
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     metric = result.best["metric"] if result.best else "score"
-    console.print(_leaderboard_table(result.leaderboard, metric))
+    console.print(leaderboard_table(result.leaderboard, metric))
     counts = state_counts(result.leaderboard)
     first = [r.first_batch_at - started_at for r in trial_records(result.study)
              if (r.first_batch_at or 0) >= started_at]  # this run's trials
@@ -374,7 +376,7 @@ def backbones(
     modality: Modality | None = typer.Option(None, help="image, text or audio."),
 ) -> None:
     """List the backbone ids that the plugins offer."""
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     registry = get_registry()
     zoo = (pattern or "").partition("/")[0] if "/" in (pattern or "") else None
@@ -403,10 +405,15 @@ def train(
     ),
     trust_remote_code: bool = typer.Option(False, help="Let a Hugging Face checkpoint run code."),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: TableLabelColumn = "label",
+    text_column: str | None = typer.Option(None, help="Text column (default: the search's)."),
+    label_column: str | None = typer.Option(None, help="Label column (default: the search's)."),
+    image_column: str | None = typer.Option(None, help="Image column (default: the search's)."),
+    audio_column: str | None = typer.Option(None, help="Audio column (default: the search's)."),
 ) -> None:
-    """Refit the best configuration, evaluate it on the test split, save the model."""
+    """Refit the best configuration, evaluate it on the test split, save the model.
+
+    The data is read as the search read it (best.yaml's source: path, modality, columns, data
+    store); an option given here overrides that."""
     from autotransfer.model.refit import train as run_train
 
     started = time.perf_counter()
@@ -420,7 +427,8 @@ def train(
     outcome = run_train(
         best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
-        label_column=label_column, on_epoch=on_epoch,
+        label_column=label_column, image_column=image_column, audio_column=audio_column,
+        on_epoch=on_epoch,
     )
     search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]
@@ -480,9 +488,3 @@ def report(
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)
-
-
-if __name__ == "__main__":
-    from autotransfer.cli.main import main
-
-    main()

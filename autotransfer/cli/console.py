@@ -63,7 +63,8 @@ class ConsoleProgress:
         console.print(f"{self._tag()}  {which}[{colour}]{state}[/]{shown} in {seconds:.1f}s{tail}")
 
 
-def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
+def leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
+    """The leaderboard's first ``limit`` rows as a rich table, ``metric`` naming the value."""
     table = Table(title="Leaderboard", title_justify="left")
     for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
                    "s/epoch", "state"):

@@ -8,43 +8,11 @@ import sys
 
 from rich.markup import escape
 
+from autotransfer.cli import process
 from autotransfer.cli.app import app
 from autotransfer.cli.console import err_console
 from autotransfer.cli.usage import click_exceptions, exit_at_once, show_usage_error
 from autotransfer.errors import AutotransferError, OptionError
-
-
-def _preload_tcmalloc() -> None:
-    """Re-run this command with tcmalloc preloaded when it is installed and not yet in use.
-
-    glibc's allocator returns training buffers to the system and takes them back every step;
-    tcmalloc keeps them (benchmarks/throughput.py measures the gain). AUTOTRANSFER_TCMALLOC=0
-    turns this off.
-    """
-    if os.environ.get("AUTOTRANSFER_TCMALLOC") == "0" or "tcmalloc" in os.environ.get(
-        "LD_PRELOAD", ""
-    ):
-        return
-    import ctypes.util
-
-    if not sys.platform.startswith("linux") or not ctypes.util.find_library("tcmalloc_minimal"):
-        return
-    preload = " ".join(filter(None, ["libtcmalloc_minimal.so.4", os.environ.get("LD_PRELOAD")]))
-    env = {**os.environ, "LD_PRELOAD": preload, "AUTOTRANSFER_TCMALLOC": "0"}
-    os.execve(sys.executable, [sys.executable, "-m", "autotransfer.cli", *sys.argv[1:]], env)
-
-
-#: Commands that run models (the allocator matters); the others start once, without torch.
-#: ``search`` re-executes itself once its space is checked (:func:`reexec_with_tcmalloc`).
-_COMPUTES = frozenset({"train", "predict", "prescreen"})
-_standalone = False  # run as the ``autotransfer`` command (not ``main([...])`` in a test)
-
-
-def reexec_with_tcmalloc() -> None:
-    """For a command that has checked its input: restart with tcmalloc, as the console
-    command only (a test calling ``main([...])`` keeps its process)."""
-    if _standalone:
-        _preload_tcmalloc()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -64,10 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
-    global _standalone
-    _standalone = argv is None
-    if _standalone and set(args) & _COMPUTES:  # listing, --help and errors start only once
-        _preload_tcmalloc()
+    process.started_as_command(argv is None, args)
     import warnings
 
     warnings.showwarning = _show_warning

@@ -2,7 +2,8 @@
 
 Owns the hook specs (``hookspecs``), ``Backbone`` / ``BackboneEntry`` / ``Preprocess``
 (``backbone``), the registry of backbone ids (``registry``), the pluggy plugin manager
-(``manager``), layer groups in timm's ``group_matcher`` format (``groups``), stages for a frozen
+(``manager``), the collectors that fill the registry and the formats from the hooks
+(``collect``), layer groups in timm's ``group_matcher`` format (``groups``), stages for a frozen
 prefix (``stages``), the hyperparameters (``hyperparameters``), the search-space schema
 (``space``) and Hugging Face Hub id helpers (``hub``).
 

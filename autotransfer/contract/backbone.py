@@ -101,12 +101,14 @@ class BackboneEntry:
         params: parameter count when known without loading.
         description: one line shown by ``autotransfer backbones``.
         options: option names the loader accepts besides ``pretrained``.
-        metadata: facts about the entry that the core may use, set by the zoo (so that the
-            core names no zoo's ids). Known keys: ``imagenet_top1`` (float, the published
-            ImageNet-1k top-1 in % of the pretrained weights: the pre-screen's ``imagenet``
-            baseline); ``reference_for`` (a modality: the backbone that embeds every dataset
-            of that modality for the transfer history's meta-features) with
-            ``reference_options`` (the preprocessing hyperparameters it embeds with).
+        metadata: other facts about the entry, set by the zoo; the core reads none of them.
+            (The keys ``imagenet_top1``, ``reference_for`` and ``reference_options`` of
+            earlier zoos are read into the fields below.)
+        imagenet_top1: the published ImageNet-1k top-1 accuracy of the pretrained weights, in
+            % (the pre-screen's ``imagenet`` baseline); None when unknown.
+        reference_for: a modality: this backbone embeds every dataset of that modality for
+            the transfer history's meta-features (so that the core names no zoo's ids).
+        reference_options: the preprocessing hyperparameters it embeds with.
     """
 
     id: str
@@ -116,8 +118,17 @@ class BackboneEntry:
     description: str = ""
     options: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    imagenet_top1: float | None = None
+    reference_for: str | None = None
+    reference_options: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        for key in ("imagenet_top1", "reference_for", "reference_options"):  # earlier zoos
+            if key in self.metadata and not getattr(self, key):
+                object.__setattr__(self, key, self.metadata[key])
+        if self.imagenet_top1 is not None and not 0 <= self.imagenet_top1 <= 100:
+            raise PluginError(f"{self.id}: imagenet_top1 must be a % in [0, 100], got "
+                              f"{self.imagenet_top1!r}")
         zoo, _, name = self.id.partition("/")
         if not zoo or not name:
             raise PluginError(f"backbone id must look like 'zoo/name', got {self.id!r}")

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
-
-from autotransfer.errors import PluginError
 
 
 @dataclass(frozen=True)
@@ -42,49 +39,6 @@ class ModelFormat:
     export: Callable[..., dict[str, Any]] = field(repr=False)
     load: Callable[..., tuple[Any, Any]] = field(repr=False)
     modality: str | None = None
-
-
-_formats: list[ModelFormat] | None = None
-
-
-def _register(found: list[ModelFormat], fmt: ModelFormat, plugin: str = "?") -> None:
-    if not isinstance(fmt, ModelFormat):
-        raise PluginError(f"plugin {plugin!r}: register() takes a ModelFormat, got "
-                          f"{type(fmt).__name__}")
-    found.append(fmt)
-
-
-def get_formats() -> list[ModelFormat]:
-    """Every format the loaded plugins offer, in plugin order (built on first use)."""
-    global _formats
-    if _formats is None:
-        from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin
-
-        found: list[ModelFormat] = []
-        call_hook_per_plugin(
-            "register_model_formats",
-            register=PerPlugin(lambda plugin: partial(_register, found, plugin=plugin)),
-        )
-        _formats = found
-    return _formats
-
-
-def reset_formats() -> None:
-    """Forget the formats so that they are collected again (after a plugin change)."""
-    global _formats
-    _formats = None
-
-
-def format_for_export(body: Any, modality: str) -> ModelFormat | None:
-    """The first format that saves ``body`` (None when no plugin offers one)."""
-    return next((f for f in get_formats()
-                 if f.modality in (None, modality) and f.can_export(body, modality)), None)
-
-
-def format_for_load(library: str, modality: str) -> ModelFormat | None:
-    """The format named ``library`` that serves ``modality`` (None when none is loaded)."""
-    return next((f for f in get_formats()
-                 if f.library == library and f.modality in (None, modality)), None)
 
 
 def save_linear_head(linear: Any, out: Path, name: str = "head.safetensors") -> None:

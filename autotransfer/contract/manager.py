@@ -17,7 +17,7 @@ from typing import Any
 
 import pluggy
 
-from autotransfer import __version__
+from autotransfer._version import __version__
 from autotransfer.contract import hookspecs
 
 #: Builtin zoos are ordinary plugins, loaded by the same manager as third-party ones.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import sys
 from collections.abc import Callable
-from functools import partial
 
 from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry
 from autotransfer.errors import BackboneError, PluginError
@@ -158,35 +157,3 @@ def _checked(entry: object, catalogue: BackboneCatalogue) -> BackboneEntry:
         raise PluginError(f"catalogue {catalogue.zoo!r} ({', '.join(catalogue.modalities)}) "
                           f"gave {entry.id!r} ({entry.modality})")
     return entry
-
-
-_registry: Registry | None = None
-
-
-def get_registry() -> Registry:
-    """The registry of every backbone that the loaded plugins offer (built on first use)."""
-    global _registry
-    if _registry is None:
-        from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin, pm
-
-        registry = Registry(lambda backbone_id: pm.hook.resolve_backbone(backbone_id=backbone_id))
-        call_hook_per_plugin(
-            "register_backbones",
-            register=PerPlugin(lambda plugin: partial(registry.register, plugin=plugin)),
-        )
-        _registry = registry
-    return _registry
-
-
-def reset_registry() -> None:
-    """Forget the registry so that it is rebuilt (after registering or removing a plugin)."""
-    global _registry
-    _registry = None
-    from autotransfer.contract.formats import reset_formats
-
-    reset_formats()
-
-
-def get_backbone(backbone_id: str) -> BackboneEntry:
-    """Shortcut for ``get_registry().get(backbone_id)``."""
-    return get_registry().get(backbone_id)

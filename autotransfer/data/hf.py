@@ -340,6 +340,7 @@ def describe_reading(where: str, columns: Columns, features: Any) -> str:
     return (f"{where}: Hugging Face dataset, {columns.modality} column {shown(columns.input)}, "
             f"label column {shown(columns.label)}")
 
+
 def describe_hf(path: str | Path) -> list[str]:
     """Lines for ``inspect``: the splits with their sizes and the columns of the first."""
     splits, where = open_hf(path)

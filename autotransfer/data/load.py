@@ -54,7 +54,7 @@ def _by_files(root: Path, files: list[Path], what: str) -> str:
         return best
     reason = "no image or audio files" if best is None else "both image and audio files"
     raise DataError(f"{root}: cannot tell the modality ({reason}; {what}: "
-                    f"{describe_counts(counts)}); name it with --modality image|audio|text")
+                    f"{describe_counts(counts)}); name it with modality: image, audio or text")
 
 
 def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
@@ -67,7 +67,7 @@ def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
       followed): the modality of at least 90% of the image and audio files.
 
     Raises:
-        DataError: the modality cannot be told; says what was found and names ``--modality``.
+        DataError: the modality cannot be told; says what was found and names the ``modality`` option.
     """
     root = Path(path).expanduser()
     if root.is_file():

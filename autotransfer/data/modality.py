@@ -5,7 +5,7 @@ Pillow's registered extensions, libsndfile's ``available_formats()``), a per-fil
 before trial 1, and a writer of tiny sample files (used by ``autotransfer.testing``). Detection
 (:func:`autotransfer.data.load.detect_modality`) and predict's suffix lookup derive from this
 registry, and nothing falls back to a modality silently: when the data does not say, the error
-shows what was found and names ``--modality``.
+shows what was found and names the ``modality`` option.
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ FORMAT = 2  # bump when what a cached entry holds changes (2: augmented views)
 TRAINING_ONLY = frozenset(name for name, h in HYPERPARAMETERS.items() if not h.affects_features)
 DEFAULT_MEMORY = 2 * 2**30
 DEFAULT_DISK = 10 * 2**30
+
+
 def default_memory_budget(device: torch.device) -> int:
     """2 GiB, but at most a quarter of the GPU's memory (CUDA) or of the machine's RAM."""
     if device.type == "cuda":
@@ -92,12 +94,6 @@ def value_digest(value: Any) -> str:
     for name, tensor in items:
         _hash_tensor(h, name, tensor)
     return h.hexdigest()
-
-
-
-
-
-
 
 
 @dataclass

@@ -89,7 +89,7 @@ def plan_views(preprocess, bank_views: int, epochs: int) -> ViewPlan | str | Non
         return ViewPlan(augment, finite, bank=False)
     count = min(bank_views, epochs)
     if count < 1:
-        return f"training input is random (augment={augment}) and --cache-views is 0"
+        return f"training input is random (augment={augment}) and cache_views is 0"
     return ViewPlan(augment, count, bank=True)
 
 

@@ -66,7 +66,9 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak_memory_mib(device)
 
 
-def _to_device(inputs: Any, device: torch.device) -> Any:
+def to_device(inputs: Any, device: torch.device) -> Any:
+    """``inputs`` (a tensor, or a dict of tensors as a tokenizer returns) moved to ``device``
+    without blocking the host."""
     if isinstance(inputs, dict):
         return {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
     return inputs.to(device, non_blocking=True)

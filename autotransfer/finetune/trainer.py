@@ -22,7 +22,7 @@ from autotransfer.finetune.cache import (
     frozen_prefix,
 )
 from autotransfer.finetune.cache_views import ViewPlan, plan_views, stack_views, take_views
-from autotransfer.finetune.device import _to_device
+from autotransfer.finetune.device import to_device
 from autotransfer.finetune.freezing import freeze, n_frozen_groups, train_mode
 from autotransfer.finetune.metrics import classification_scores
 from autotransfer.finetune.optim import param_groups, warmup_cosine
@@ -73,16 +73,6 @@ class TransferModel(nn.Module):
         return self.head(self.body(x))
 
 
-
-
-
-
-
-
-
-
-
-
 class Trainer:
     """Fine-tunes one backbone on one dataset with one set of hyperparameters.
 
@@ -110,7 +100,8 @@ class Trainer:
 
         Args:
             cache: an :class:`~autotransfer.finetune.cache.ActivationCache` shared with other
-                trials, True for one of this trainer's own (reused across its epochs), False for none.
+                trials, True for one of this trainer's own (reused across its epochs), False
+                for none.
             compile: run the trained part through ``torch.compile``.
             label: the backbone's id, for messages.
             evaluate_val: False: epochs report NaN validation scores instead of evaluating
@@ -201,7 +192,7 @@ class Trainer:
             return self._activations[split], labels
         if self.device.type == "cuda":
             if split not in self._on_device:
-                self._on_device[split] = (_to_device(inputs, self.device), labels)
+                self._on_device[split] = (to_device(inputs, self.device), labels)
             inputs = self._on_device[split][0]
         return inputs, labels
 
@@ -238,9 +229,9 @@ class Trainer:
         if self.prefix is not None and train and self.views is not None:
             # batch holds row numbers: each row under the view this epoch draws for it
             drawn = self.views.draw(self.preprocess, len(batch), self.generator)
-            x = _to_device(take_views(self._activations["train"], drawn, batch), self.device)
+            x = to_device(take_views(self._activations["train"], drawn, batch), self.device)
         elif self.prefix is not None:  # cached activations: already model input
-            x = _to_device(batch, self.device)
+            x = to_device(batch, self.device)
         else:
             x = self.preprocess.to_input(
                 batch, device=self.device, train=train, generator=self.generator

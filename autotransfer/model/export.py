@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autotransfer.contract.formats import format_for_export, format_for_load, get_formats
+from autotransfer.contract.collect import format_for_export, format_for_load, get_formats
 from autotransfer.errors import AutotransferError, BackboneError, first_line
 
 if TYPE_CHECKING:
@@ -99,8 +99,8 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     """``autotransfer.json`` of a model directory; a one-line error when it is not one."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ModelDirError(f"{directory}: no such model directory; expected the --out folder "
-                            "of autotransfer train")
+        raise ModelDirError(f"{directory}: no such model directory; expected the out folder "
+                            "of autotransfer.train")
     path = directory / META_FILE
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
 
 REFIT_ON = ("train+val", "train")
@@ -74,8 +75,11 @@ def train(
     seed: int | None = None,
     trust_remote_code: bool = False,
     modality: str | None = None,
-    text_column: str = "text",
-    label_column: str = "label",
+    text_column: str | None = None,
+    label_column: str | None = None,
+    image_column: str | None = None,
+    audio_column: str | None = None,
+    data_options: DataOptions | None = None,
     on_epoch: Callable[[Any], None] | None = None,
 ) -> TrainOutcome:
     """Refit a search's best configuration, evaluate it on the test split, export the model.
@@ -93,9 +97,13 @@ def train(
             trial number), so that ``refit_on="train"`` repeats the trial. The split always
             uses the search's seed (``source.seed``), as the search did.
         trust_remote_code: let a Hugging Face checkpoint run its own code.
-        modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
-        text_column: the text column of CSV / TSV / JSONL text data.
-        label_column: the label column of CSV / TSV / JSONL text data.
+        modality: ``image``, ``text`` or ``audio``; default: what the search read
+            (``source.data_options`` in ``best.yaml``), else detected from ``data``.
+        text_column, label_column, image_column, audio_column: the columns of a table or a
+            Hugging Face dataset; each defaults to the search's (``source.data_options``).
+        data_options: all of the above as one :class:`~autotransfer.data.options.DataOptions`
+            (the keyword arguments given override it); what it leaves open comes from
+            ``best.yaml``.
         on_epoch: called with each epoch's :class:`~autotransfer.finetune.trainer.EpochResult`.
 
     Returns:
@@ -116,7 +124,7 @@ def train(
     Long (as a reason): one linear story (read best.yaml, check, load the data and the
     backbone, train, score, export) that reads best top to bottom.
     """
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
     from autotransfer.contract.space import BackboneSpec, parse_space
     from autotransfer.data import check_data, load_data
     from autotransfer.finetune.device import device_for
@@ -148,9 +156,15 @@ def train(
     split_seed = int(source.get("seed", 0))
     if seed is None:
         seed = split_seed + int(source.get("trial", 0))
+    asked = DataOptions.of(modality=modality, text_column=text_column,
+                           label_column=label_column, image_column=image_column,
+                           audio_column=audio_column)
+    asked = asked.over(data_options) if data_options is not None else asked
+    read = asked.over(DataOptions.from_yaml(source.get("data_options"), "best.yaml source"))
     dataset = load_data(data, val_fraction=float(source.get("val_fraction", 0.2)),
-                        seed=split_seed,
-                        modality=modality, text_column=text_column, label_column=label_column)
+                        seed=split_seed, **read.load_kwargs())
+    if read.data_store is not None:
+        dataset.store = str(read.data_store)
     check_data(dataset)
     if entry.modality != dataset.modality:
         raise AutotransferError(f"{spec.id} is a {entry.modality} backbone, but {dataset.source} "

@@ -7,7 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
-from autotransfer.contract.registry import get_registry
+from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data.fingerprint import changes, data_fingerprint
 from autotransfer.errors import AutotransferError, StorageError
@@ -58,7 +58,7 @@ def check_backbones(space: SearchSpace) -> None:
             )
 
 
-def _check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -> None:
+def check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -> None:
     """Record a new study's space and data; a resumed study must have the same space and the
     same classes (two data folders of one name share the default study name), and is named
     in a warning when its data path changed."""

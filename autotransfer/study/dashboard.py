@@ -12,6 +12,17 @@ from autotransfer.study.workers import (
 )
 
 
+def name_the_objective(study, space) -> None:
+    """Name the study's value for optuna-dashboard ("val accuracy", not "Objective 0")."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # set_metric_names is experimental in some Optuna releases
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"val {space.metric.replace('_', ' ')}"])
+
+
 class StudyNote:
     """The study's note in optuna-dashboard: data, space, storage (masked) and the best so far."""
 

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.study.migrations import migrate, migration
 from autotransfer.study.records import (
     TrialRecord,
 )
 
-# The reference backbone per modality comes from the zoos (entry metadata ``reference_for``):
+# The reference backbone per modality comes from the zoos (the entry field ``reference_for``):
 # meta-features are comparable between datasets only when the same network embedded them, with
 # the same preprocessing. A mapping here (modality -> (id, options)) overrides the zoos'.
 REFERENCE: dict[str, tuple[str, dict[str, Any]]] | None = None
@@ -95,10 +96,19 @@ def tables():
     return _tables
 
 
-def ensure_tables(engine) -> None:
-    """Create the history tables in ``engine``'s database when missing."""
+@migration
+def m001_history_tables(connection) -> None:
+    """The datasets and transfers tables of autotransfer 0.1. Databases written before
+    migrations were recorded already have them: ``checkfirst`` keeps them. When a later
+    migration changes these tables, freeze the 0.1 definitions here first."""
     metadata, _, _ = tables()
-    metadata.create_all(engine, checkfirst=True)
+    metadata.create_all(connection, checkfirst=True)
+
+
+def ensure_tables(engine) -> None:
+    """Bring the history tables in ``engine``'s database to the current schema (created when
+    missing; see :mod:`autotransfer.study.migrations`)."""
+    migrate(engine)
 
 
 def _now():
@@ -134,8 +144,8 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
     try:
         import torch
 
+        from autotransfer.contract.collect import get_registry
         from autotransfer.contract.hyperparameters import defaults
-        from autotransfer.contract.registry import get_registry
         from autotransfer.study.prescreen import (
             feature_scores,
             frozen_features,
@@ -168,11 +178,11 @@ def reference_backbone(modality: str) -> tuple[str, dict[str, Any]] | None:
     meta-features: the first entry whose zoo marks it ``reference_for`` that modality."""
     if REFERENCE is not None:
         return REFERENCE.get(modality)
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     for entry in get_registry().entries(modality):
-        if entry.metadata.get("reference_for") == modality:
-            return entry.id, dict(entry.metadata.get("reference_options", {}))
+        if entry.reference_for == modality:
+            return entry.id, dict(entry.reference_options)
     return None
 
 
@@ -299,18 +309,6 @@ def load_transfers(engine, dataset_id: int) -> list[dict[str, Any]]:
         row["params"] = json.loads(row["params"])
         row["all_params"] = json.loads(row["all_params"])
     return rows
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def dataset_meta(engine, study_name: str) -> dict[str, Any] | None:

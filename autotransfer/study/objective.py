@@ -6,7 +6,7 @@ import gc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from autotransfer.contract.registry import get_registry
+from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import SearchSpace
 from autotransfer.data import (
     LabelledData,
@@ -23,7 +23,7 @@ from autotransfer.study.workers import (
 
 if TYPE_CHECKING:  # torch loads when a trial runs, not when the search is set up
     from autotransfer.finetune.trainer import EpochResult
-    from autotransfer.study.study import Progress
+    from autotransfer.study.progress import Progress
 
 
 def _release_memory(device) -> None:

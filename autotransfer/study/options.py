@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotransfer.data.options import DataOptions
 from autotransfer.errors import OptionError
 from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 
@@ -78,11 +79,11 @@ class SearchOptions:
             raise OptionError("cache_views", f" must be >= 0, got {self.cache_views}")
 
     @property
-    def data_options(self) -> dict[str, Any]:
-        """The keyword arguments of ``load_data`` besides the path."""
-        return {"modality": self.modality, "text_column": self.text_column,
-                "label_column": self.label_column, "image_column": self.image_column,
-                "audio_column": self.audio_column}
+    def data_options(self) -> DataOptions:
+        """How the search reads its data (``load_data``'s options besides the path)."""
+        return DataOptions.of(modality=self.modality, text_column=self.text_column,
+                              label_column=self.label_column, image_column=self.image_column,
+                              audio_column=self.audio_column, data_store=self.data_store)
 
     @property
     def cache_options(self) -> dict[str, Any] | None:

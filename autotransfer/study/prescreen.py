@@ -33,6 +33,7 @@ METHODS = PRESCREEN_METHODS
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
 
+
 @dataclass
 class Score:
     """One candidate's pre-screen result."""
@@ -212,7 +213,7 @@ def prescreen(
     """
     import torch
 
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     if by not in METHODS:
         raise OptionError("by", f" must be one of {', '.join(METHODS)}, got {by!r}")
@@ -241,8 +242,7 @@ def prescreen(
         # baselines: bigger first (pretrained before random init), published ImageNet top-1
         score.scores["params"] = float(score.parameters) + (1e12 if spec.pretrained else 0.0)
         # the zoo's published figure (entry metadata) holds for its own weights only
-        top1 = (entry.metadata.get("imagenet_top1") if spec.pretrained and not spec.weights
-                else None)
+        top1 = entry.imagenet_top1 if spec.pretrained and not spec.weights else None
         score.scores["imagenet"] = top1
         results.append(score)
         if on_score is not None:
@@ -252,7 +252,7 @@ def prescreen(
 
 def check_modality(space, data) -> None:
     """Every backbone of ``space`` takes ``data``'s modality (a one-line error otherwise)."""
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
 
     for spec in space.backbones:
         modality = get_registry().get(spec.id).modality
@@ -260,7 +260,7 @@ def check_modality(space, data) -> None:
             raise AutotransferError(
                 f"{spec.id} is a {modality} backbone, but {data.source} holds {data.modality} "
                 f"data; pick {data.modality} backbones "
-                f"(autotransfer backbones --modality {data.modality})"
+                f"(the registry's entries with modality {data.modality!r})"
             )
 
 
@@ -287,9 +287,6 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
         "backbones": [b for b in space.backbones if b.label in kept]
     })
     return narrowed, dropped
-
-
-
 
 
 def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: int =

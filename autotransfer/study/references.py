@@ -117,7 +117,7 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
     same best trial is returned as it is."""
     import torch
 
-    from autotransfer.contract.registry import get_registry
+    from autotransfer.contract.collect import get_registry
     from autotransfer.finetune.trainer import Trainer
 
     best = _best_trial(study)
@@ -199,7 +199,7 @@ def conclude(study, space: SearchSpace, data, device, *, seed: int,
                                          trust_remote_code=trust_remote_code, say=say)
     elif effect is None and completed and transfer_effect is None:
         say(f"transfer effect: not measured ({completed} completed trials; it is measured from "
-            f"{TRANSFER_EFFECT_FROM} on, or with --transfer-effect)")
+            f"{TRANSFER_EFFECT_FROM} on, or with transfer_effect=True)")
     problems = []
     chance = chance_level(data.val.labels, data.n_classes, space.metric)
     problem = chance_warning(study, chance, space.metric)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from autotransfer.contract.space import SearchSpace
+from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
 
 #: The states a finished trial can end in, as the leaderboard orders them.
@@ -52,8 +53,8 @@ def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def _own_params(params: dict[str, Any], backbone_id: str) -> dict[str, Any]:
     """``params`` without other modalities' hyperparameters (all of them when the backbone's
     zoo is not installed here)."""
+    from autotransfer.contract.collect import get_registry
     from autotransfer.contract.hyperparameters import for_modality
-    from autotransfer.contract.registry import get_registry
     from autotransfer.errors import BackboneError, PluginError
 
     try:
@@ -88,6 +89,8 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
         "space": space_file,
         "val_fraction": space.val_fraction,  # train --refit-on train re-creates the same split
         "storage": storage,  # already masked by the caller
+        # modality, columns and data store as the search read them (autotransfer.data.options)
+        "data_options": study.user_attrs.get(DATA_OPTIONS_ATTR),
     }
     return config
 

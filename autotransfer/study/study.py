@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data import (
@@ -22,13 +22,15 @@ from autotransfer.data import (
     load_data,
     warn_cross_split_duplicates,
 )
+from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.study import timebudget
-from autotransfer.study.checks import _check_same_origin, check_backbones
-from autotransfer.study.dashboard import StudyNote
+from autotransfer.study.checks import check_backbones, check_same_origin
+from autotransfer.study.dashboard import StudyNote, name_the_objective
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.prescreen import check_modality
+from autotransfer.study.progress import Progress
 from autotransfer.study.pruners import make_pruner, make_sampler
 from autotransfer.study.records import (
     TrialRecord,
@@ -57,18 +59,6 @@ from autotransfer.study.workers import (
     stop_on_interrupt,
     worker_device,
 )
-
-if TYPE_CHECKING:  # torch loads once the space and its backbones are known to be valid
-    from autotransfer.finetune.trainer import EpochResult
-
-
-class Progress(Protocol):
-    """Receives the live view of a search: trials, and the epochs of the running trial."""
-
-    def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None: ...
-    def epoch_done(self, number: int, result: EpochResult, epochs: int) -> None: ...
-    def trial_done(self, number: int, state: str, value: float | None, reason: str) -> None: ...
-    def note(self, number: int, message: str) -> None: ...
 
 
 @dataclass
@@ -297,7 +287,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     check_source(options.data)  # a mistyped DATA leaves no empty study database behind
     study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
     dataset = load_data(options.data, val_fraction=space.val_fraction, seed=options.seed,
-                        **options.data_options)
+                        **options.data_options.load_kwargs())
     dataset.store = None if options.data_store is None else str(options.data_store)
     check_data(dataset)
     # failed trials are reported by the progress view with their reason, not as tracebacks
@@ -314,7 +304,10 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
                                     direction="maximize", sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space))
-        _check_same_origin(study, space, dataset, masked)
+        check_same_origin(study, space, dataset, masked)
+        # what best.yaml's source.data_options records, so that train refits this data
+        study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
+        name_the_objective(study, space)
     lock = StudyLock(study_storage, study.study_name)
     note = StudyNote(dataset, space, space_file=space_file, storage=masked,
                      trials=options.trials)

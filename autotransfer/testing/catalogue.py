@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from autotransfer.contract.backbone import BackboneEntry
-from autotransfer.contract.registry import get_registry, reset_registry
+from autotransfer.contract.collect import get_registry, reset_registry
 
 #: Libraries that loading a plugin and building the registry must not import.
 HEAVY_MODULES = ("torch", "timm", "transformers", "torchvision", "tensorflow", "jax")
@@ -81,7 +81,7 @@ def check_plugin_is_light(plugin: str, *, zoo: str | None = None) -> None:
 
     code = (
         "import json, sys\n"
-        "from autotransfer.contract.registry import get_registry\n"
+        "from autotransfer.contract.collect import get_registry\n"
         "from autotransfer.contract.manager import plugin_errors\n"
         f"registry = get_registry(); zoo = {zoo!r}\n"
         "if zoo: registry.entries(zoo=zoo)\n"

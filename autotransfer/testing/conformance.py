@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from autotransfer.contract.backbone import Backbone, BackboneEntry, Preprocess
+from autotransfer.contract.collect import get_registry
 from autotransfer.contract.groups import check_groups
-from autotransfer.contract.registry import get_registry
 from autotransfer.data import LabelledData, Split, take
 from autotransfer.finetune.freezing import freeze, train_mode
 from autotransfer.finetune.optim import param_groups
@@ -222,16 +222,6 @@ def _check_freezing(backbone_id: str, backbone: Backbone, x, fraction: float) ->
 
 
 # -- fakes ------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
 
 
 # -- services ---------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from autotransfer.contract.backbone import Backbone, BackboneEntry
+from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.groups import group_names
 from autotransfer.contract.hookspecs import hookimpl
-from autotransfer.contract.registry import reset_registry
 from autotransfer.data import ImagePreprocess
 
 

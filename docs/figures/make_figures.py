@@ -36,7 +36,7 @@ LR = 1e-3
 def group_learning_rates(backbone_id: str, freeze_fraction: float, layer_decay: float,
                          head_lr_multiplier: float, lr: float = LR):
     """``(labels, parameter counts, lrs)`` per layer group and the head; lr None = frozen."""
-    from autotransfer.contract.registry import get_backbone
+    from autotransfer.contract.collect import get_backbone
     from autotransfer.finetune.freezing import freeze
     from autotransfer.finetune.optim import param_groups
     from autotransfer.finetune.trainer import TransferModel

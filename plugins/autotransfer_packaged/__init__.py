@@ -137,14 +137,15 @@ REFERENCE = {
 }
 
 
-def metadata(name: str) -> dict:
-    """The entry metadata the core reads (see ``BackboneEntry.metadata``)."""
-    meta: dict = {}
+def facts(name: str) -> dict:
+    """The entry's fields that the core reads (``BackboneEntry.imagenet_top1``,
+    ``reference_for``, ``reference_options``), as keyword arguments."""
+    found: dict = {}
     if name in IMAGENET_TOP1:
-        meta["imagenet_top1"] = IMAGENET_TOP1[name]
+        found["imagenet_top1"] = IMAGENET_TOP1[name]
     if name in REFERENCE:
-        meta["reference_for"], meta["reference_options"] = REFERENCE[name]
-    return meta
+        found["reference_for"], found["reference_options"] = REFERENCE[name]
+    return found
 
 
 @hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
@@ -162,7 +163,7 @@ def packaged_entries() -> Iterator[BackboneEntry]:
                 loader=partial(load_packaged, name),
                 params=spec.params,
                 description=f"ImageNet weights from pip package {spec.distribution}",
-                metadata=metadata(name),
+                **facts(name),
             )
         )
     for name, hf in PACKAGED_HF.items():
@@ -173,7 +174,7 @@ def packaged_entries() -> Iterator[BackboneEntry]:
                 loader=partial(load_packaged_hf, name),
                 params=hf.params,
                 description=f"{hf.description}; pip {', '.join(d for d, _ in hf.distributions)}",
-                metadata=metadata(name),
+                **facts(name),
             )
         )
 

@@ -1,0 +1,106 @@
+"""How to read a dataset, as one object: :class:`DataOptions`.
+
+What a search read (the modality, the columns of a table or a Hugging Face dataset, the encoded
+data store) travels as one value from the command line or the Python API to ``load_data``, and
+is recorded in ``best.yaml`` (``source.data_options``) so that ``autotransfer.train`` refits
+exactly that data without being told again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotransfer.errors import OptionError
+
+#: The study's user attribute that holds the search's :meth:`DataOptions.to_yaml`.
+DATA_OPTIONS_ATTR = "data_options"
+
+#: The column roles a dataset may name, and the column each defaults to (None: from the data:
+#: the features of a Hugging Face dataset, ``path`` of a CSV of files).
+COLUMNS: dict[str, str | None] = {"text": "text", "label": "label", "image": None, "audio": None}
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read a dataset besides its path.
+
+    Attributes:
+        modality: ``image``, ``text``, ``audio`` (or a plugin's); None: detected from the data.
+        columns: role -> column name, for the roles in :data:`COLUMNS` (``{"image": "photo"}``);
+            a role left out takes its default.
+        data_store: where encoded splits are kept (``memory``, a folder); None: the default of
+            :mod:`autotransfer.data.store`.
+
+    Raises:
+        OptionError: an unknown column role or a column that is not a non-empty string.
+    """
+
+    modality: str | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    data_store: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        for role, name in self.columns.items():
+            if role not in COLUMNS:
+                raise OptionError("columns", f": unknown column role {role!r}; expected one of "
+                                             f"{', '.join(COLUMNS)}")
+            if not isinstance(name, str) or not name:
+                raise OptionError(f"{role}_column", f" must be a column name, got {name!r}")
+        object.__setattr__(self, "columns", dict(self.columns))
+
+    @classmethod
+    def of(cls, *, modality: str | None = None, text_column: str | None = None,
+           label_column: str | None = None, image_column: str | None = None,
+           audio_column: str | None = None,
+           data_store: str | Path | None = None) -> DataOptions:
+        """From the per-role keyword arguments of the Python API (None: not given)."""
+        given = {"text": text_column, "label": label_column, "image": image_column,
+                 "audio": audio_column}
+        return cls(modality, {role: name for role, name in given.items() if name is not None},
+                   data_store)
+
+    def column(self, role: str) -> str | None:
+        """The column of ``role``: the one given, else its default."""
+        return self.columns.get(role, COLUMNS[role])
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`autotransfer.data.load_data` besides the path."""
+        return {"modality": self.modality,
+                **{f"{role}_column": self.column(role) for role in COLUMNS}}
+
+    def over(self, recorded: DataOptions) -> DataOptions:
+        """These options, with what they leave open taken from ``recorded`` (best.yaml's)."""
+        return DataOptions(self.modality or recorded.modality,
+                           {**recorded.columns, **self.columns},
+                           self.data_store if self.data_store is not None
+                           else recorded.data_store)
+
+    def to_yaml(self) -> dict[str, Any]:
+        """The mapping ``best.yaml`` records (``source.data_options``)."""
+        return {"modality": self.modality, "columns": dict(self.columns),
+                "data_store": None if self.data_store is None else str(self.data_store)}
+
+    @classmethod
+    def from_yaml(cls, mapping: Any, where: str) -> DataOptions:
+        """Read :meth:`to_yaml`'s mapping back; ``where`` names it in errors.
+
+        Raises:
+            OptionError: not a mapping, an unknown key, or a bad column.
+        """
+        if mapping is None:
+            return cls()
+        if not isinstance(mapping, Mapping):
+            raise OptionError("data_options", f" in {where} must be a mapping, got "
+                                              f"{type(mapping).__name__}")
+        unknown = set(mapping) - {"modality", "columns", "data_store"}
+        if unknown:
+            raise OptionError("data_options", f" in {where}: unknown key "
+                                              f"{sorted(unknown)[0]!r}; expected modality, "
+                                              "columns, data_store")
+        columns = mapping.get("columns") or {}
+        if not isinstance(columns, Mapping):
+            raise OptionError("data_options", f" in {where}: columns must be a mapping")
+        return cls(mapping.get("modality"), columns, mapping.get("data_store"))

@@ -1,0 +1,78 @@
+"""The search's data options (autotransfer.data.options) are recorded in best.yaml and honoured
+by ``autotransfer train``: a Hugging Face dataset searched with ``image_column="photo"`` refits
+with no option repeated."""
+
+from pathlib import Path
+
+import datasets  # the [hf] extra, which the [test] extra includes
+import pytest
+import yaml
+
+from autotransfer.cli import main
+from autotransfer.contract.space import parse_space
+from autotransfer.data.options import DataOptions
+from autotransfer.errors import DataError, OptionError
+from autotransfer.model.refit import train
+from autotransfer.study.study import search
+from conftest import write_images
+
+
+@pytest.fixture
+def two_image_columns(tmp_path, monkeypatch) -> Path:
+    """A saved Dataset with two Image columns (``photo``, ``sketch``) and a ClassLabel: which
+    image column to read cannot be guessed."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    files, labels = [], []
+    for label, name in enumerate(("cat", "dog")):
+        write_images(tmp_path / "png" / name, 10, size=(16, 16), seed=label)
+        found = sorted((tmp_path / "png" / name).glob("*.png"))
+        files += [str(f) for f in found]
+        labels += [label] * len(found)
+    features = datasets.Features({"photo": datasets.Image(), "sketch": datasets.Image(),
+                                  "label": datasets.ClassLabel(names=["cat", "dog"])})
+    out = tmp_path / "pets"
+    datasets.Dataset.from_dict({"photo": files, "sketch": files[::-1], "label": labels},
+                               features=features).save_to_disk(str(out))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:every finished trial scored at chance level")
+def test_a_search_on_a_named_image_column_refits_with_no_option(two_image_columns, tmp_path,
+                                                                capsys):
+    space = parse_space({"backbones": [{"id": "timm/test_efficientnet", "pretrained": False}],
+                         "epochs": 1, "pruner": "none",
+                         "params": {"lr": 3e-3, "freeze_fraction": 0.0, "image_size": 32}})
+    with pytest.raises(DataError, match="photo"):  # two Image columns: not guessed
+        search(two_image_columns, space, trials=1, storage=f"sqlite:///{tmp_path}/a.db",
+               out=tmp_path / "a", device="cpu")
+    result = search(two_image_columns, space, trials=1, image_column="photo",
+                    storage=f"sqlite:///{tmp_path}/b.db", out=tmp_path / "b", device="cpu",
+                    data_store="memory")
+    best_path = tmp_path / "b" / "best.yaml"
+    assert result.study.metric_names == ["val accuracy"]  # optuna-dashboard's axis label
+    recorded = yaml.safe_load(best_path.read_text())["source"]["data_options"]
+    assert recorded["columns"]["image"] == "photo" and recorded["data_store"] == "memory"
+    capsys.readouterr()
+    main(["train", str(best_path), "--out", str(tmp_path / "model"), "--device", "cpu"])
+    assert (tmp_path / "model" / "autotransfer.json").is_file()
+    # without the record, train cannot tell which image column the search read
+    stripped = {**result.best, "source": {**result.best["source"], "data_options": None}}
+    with pytest.raises(DataError, match="photo"):
+        train(stripped, out=tmp_path / "model2", device="cpu")
+    # an option given to train overrides the record
+    with pytest.raises(DataError, match="nope"):
+        train(result.best, out=tmp_path / "model3", device="cpu", image_column="nope")
+
+
+def test_data_options_round_trip_and_reject_unknown_roles():
+    options = DataOptions.of(modality="image", image_column="photo", data_store="memory")
+    assert DataOptions.from_yaml(options.to_yaml(), "best.yaml") == options
+    assert options.load_kwargs() == {"modality": "image", "text_column": "text",
+                                     "label_column": "label", "image_column": "photo",
+                                     "audio_column": None}
+    assert DataOptions(columns={"label": "kind"}).over(options).columns == {"image": "photo",
+                                                                            "label": "kind"}
+    with pytest.raises(OptionError, match="unknown column role 'video'"):
+        DataOptions(columns={"video": "clip"})
+    with pytest.raises(OptionError, match="unknown key 'colums'"):
+        DataOptions.from_yaml({"colums": {}}, "best.yaml")
