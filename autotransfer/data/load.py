@@ -67,7 +67,7 @@ def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
       followed): the modality of at least 90% of the image and audio files.
 
     Raises:
-        DataError: the modality cannot be told; says what was found and names the ``modality`` option.
+        DataError: the modality cannot be told; says what was found and names ``modality``.
     """
     root = Path(path).expanduser()
     if root.is_file():
