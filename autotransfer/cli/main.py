@@ -56,8 +56,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error is one line on stderr and a non-zero exit status.
 
-    Domain errors exit 1, usage errors 2, an interrupted search 130; ``--debug`` (anywhere on
-    the command line) shows the traceback instead.
+    Domain errors exit 1, usage errors 2, an interrupted search 130 (stopped by SIGTERM 143,
+    SIGHUP 129); ``--debug`` (anywhere on the command line) shows the traceback instead.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = list(sys.argv[1:] if argv is None else argv)
@@ -81,12 +81,25 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         code = _report(exc, debug)
     if code == 130:
-        err_console.print("interrupted; the study is saved and resumes with the same command")
+        code = _stop_status()
     code = code if isinstance(code, int) else 0
     if argv is None and any(a.split("=")[0] == "--time-budget" for a in args):
         exit_at_once(code)
     if code:
         sys.exit(code)
+
+
+def _stop_status() -> int:
+    """Print how the command was stopped; the exit status is 128 + the signal's number
+    (Ctrl-C 130, SIGTERM 143, SIGHUP 129), as a shell reports a process killed by it."""
+    import signal
+
+    from autotransfer.study.workers import stopped_by
+
+    signum = stopped_by(forget=True) or signal.SIGINT
+    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    err_console.print(f"{how}; the study is saved and resumes with the same command")
+    return 128 + int(signum)
 
 
 #: Python parameter -> CLI flag, where the flag is not ``--`` plus the name with dashes.

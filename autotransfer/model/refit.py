@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
+from autotransfer.outputs import check_out_dir
 
 REFIT_ON = ("train+val", "train")
 
@@ -143,6 +144,7 @@ def train(
     ).resolve({})
     metric = config.get("metric", "accuracy")
     torch_device = device_for(device)
+    check_out_dir(out)  # a file or an unwritable folder fails before the training
 
     entry = get_registry().get(spec.id)
     split_seed = int(source.get("seed", 0))

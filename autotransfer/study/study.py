@@ -23,6 +23,7 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.errors import AutotransferError, first_line
+from autotransfer.outputs import check_out_dir
 from autotransfer.study import timebudget
 from autotransfer.study.checks import _check_same_origin, check_backbones
 from autotransfer.study.dashboard import StudyNote
@@ -290,6 +291,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     space = space if isinstance(space, SearchSpace) else load_space(space)
     if not worker:
         check_backbones(space)
+        check_out_dir(options.out)  # a file or an unwritable folder fails before any trial
     from autotransfer.finetune.device import device_for
 
     torch_device = device_for(options.device)
