@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
+from autotransfer.listing import few
 from autotransfer.outputs import check_out_dir
 
 REFIT_ON = ("train+val", "train")
@@ -160,7 +161,8 @@ def train(
     classes = config.get("classes")
     if classes and list(classes) != dataset.classes:
         raise AutotransferError(
-            f"{dataset.source}: classes {dataset.classes} differ from the search's {classes}"
+            f"{dataset.source}: classes {few(dataset.classes, noun='classes')} differ from the "
+            f"search's {few(classes, noun='classes')}"
         )
     if refit_on == "train+val":
         dataset = _merge_val(dataset)

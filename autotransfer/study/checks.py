@@ -10,6 +10,7 @@ from pathlib import Path
 from autotransfer.contract.registry import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.errors import AutotransferError, StorageError
+from autotransfer.listing import few
 from autotransfer.study.records import StudyRecord, set_study_origin, trial_records
 
 __all__ = ["check_backbones", "check_space"]
@@ -75,9 +76,9 @@ def _check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) 
     if classes is not None and list(classes) != list(dataset.classes):
         raise StorageError(
             f"study {study.study_name!r} in {masked_storage} was created with data "
-            f"{record.data} (classes {', '.join(classes)}), not {dataset.source} (classes "
-            f"{', '.join(dataset.classes)}); pass --study NAME for a new study, or the "
-            "original data"
+            f"{record.data} (classes {few(classes, noun='classes')}), not {dataset.source} "
+            f"(classes {few(dataset.classes, noun='classes')}); pass --study NAME for a new "
+            "study, or the original data"
         )
     if record.data is not None and _where(record.data) != _where(dataset.source):
         from autotransfer.data import DataWarning
