@@ -164,8 +164,7 @@ def open_image(path: Path) -> Image.Image:
         from autotransfer.data.pixels import open_large
 
         return open_large(path, exc, open_image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-            Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
 
 
