@@ -105,7 +105,8 @@ def train(
 
     Raises:
         OptionError: ``refit_on``, ``epochs``, ``device`` or a missing ``data`` (named by the
-            parameter).
+            parameter), or an ``out`` that cannot be written (a file, read-only, a full disk;
+            :func:`autotransfer.outputs.check_out_dir`), before any training.
         SpaceError: ``best`` is missing or its hyperparameters are invalid.
         DataError: the data cannot be read.
         BackboneError: the backbone cannot be loaded or exported natively.

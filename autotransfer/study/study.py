@@ -197,7 +197,8 @@ def search(
         warnings about the study as a whole and the transfer effect (None when not measured).
 
     Raises:
-        OptionError: an argument out of range (named by its Python name), or a bad ``device``.
+        OptionError: an argument out of range (named by its Python name), a bad ``device``, or
+            an ``out`` that cannot be written (:func:`autotransfer.outputs.check_out_dir`).
         SpaceError: the space file is missing or invalid.
         DataError: the data cannot be read or is unusable for classification.
         BackboneError: a backbone id of the space is unknown.
