@@ -3,6 +3,7 @@ one place where Python option names become flags."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.reconfigure(line_buffering=True)
     try:
         # typer turns Ctrl-C into the code 130; usage errors come out as exceptions
-        code = app(args=args, prog_name="autotransfer", standalone_mode=False)
+        with _stop_signals_interrupt():
+            code = app(args=args, prog_name="autotransfer", standalone_mode=False)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
@@ -87,6 +89,34 @@ def main(argv: list[str] | None = None) -> None:
         exit_at_once(code)
     if code:
         sys.exit(code)
+
+
+def _on_stop_signal(signum, frame) -> None:
+    from autotransfer.study.workers import _interrupt  # loads only when a signal comes
+
+    _interrupt(signum, frame)  # KeyboardInterrupt, as Ctrl-C; the signal is remembered
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt for the whole command, as Ctrl-C does, so
+    that a search stopped before or after its trials (pre-screen, transfer effect) also writes
+    what finished; the trial loop has its own handlers (``autotransfer.study.workers``)."""
+    import signal
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {}
+    try:
+        for name in names:
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, _on_stop_signal)
+    except ValueError:  # not the main thread: leave the handlers alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _stop_status() -> int:
