@@ -156,3 +156,34 @@ def test_a_resumed_search_after_sigkill_does_not_wait_for_the_heartbeat(tmp_path
     # the heartbeat's grace is 60 s; failing at once means the rerun's first trial starts now
     first = min(t.datetime_start for t in trials[2:]).timestamp()
     assert first - (time.time() - (time.monotonic() - started)) < 40
+
+
+def test_waiting_for_another_machines_trial_is_said_once(tmp_path):
+    from autotransfer.study.lost_trials import say_waiting
+
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=20)
+    study = optuna.create_study(study_name="s", storage=storage)
+    remote, local = study.ask(), study.ask()
+    remote.set_user_attr("worker", "gpu-node-7:4242")
+    local.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    said: set[int] = set()
+    with pytest.warns(RuntimeWarning) as caught:
+        say_waiting(study, said)
+        say_waiting(study, said)
+    assert [str(w.message) for w in caught if "waiting" in str(w.message)] == [
+        "waiting for trial 0, running on gpu-node-7:4242; it is failed and retried after 60 s "
+        "without a heartbeat"]
+
+
+def test_a_trial_failed_by_its_heartbeat_records_why(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    trial.set_user_attr("worker", "gpu-node-7:4242")  # another machine: only the heartbeat
+    study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(3.5)  # the grace period: 3 intervals of 1 s
+    with pytest.warns(RuntimeWarning, match="trial 0 was left RUNNING: no heartbeat from its "
+                                            "worker gpu-node-7:4242 for over 3 s; marked failed"):
+        assert fail_lost_trials(study) == [0]
+    assert study.trials[0].user_attrs["fail_reason"] == (
+        "lost: no heartbeat from its worker gpu-node-7:4242 for over 3 s")

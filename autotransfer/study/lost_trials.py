@@ -70,7 +70,7 @@ def fail_lost_trials(study) -> list[int]:
             lost[trial_id] = f"its worker {worker} is no longer running"
     heartbeat = is_heartbeat_enabled(storage)
     if heartbeat:
-        grace = getattr(storage, "grace_period", None)
+        grace = _grace(storage)
         for trial_id in storage._get_stale_trial_ids(study._study_id):
             if trial_id in running and trial_id not in lost:
                 worker = running[trial_id].user_attrs.get(WORKER, "unknown")
@@ -96,3 +96,26 @@ def fail_lost_trials(study) -> list[int]:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 callback(study, copy.deepcopy(storage.get_trial(trial_id)))
     return [running[t].number for t in failed]
+
+
+def _grace(storage) -> int | None:
+    """Seconds without a heartbeat before a trial is failed (``RDBStorage.grace_period``,
+    behind Optuna's cache wrapper ``_CachedStorage._backend``)."""
+    return getattr(getattr(storage, "_backend", storage), "grace_period", None)
+
+
+def say_waiting(study, said: set[int]) -> None:
+    """Warn once per trial when this worker waits for a RUNNING trial of another machine (it
+    cannot tell whether that worker lives: the trial's heartbeat decides). Trials of this
+    machine's live workers are waited for silently; those of dead ones were failed already."""
+    from optuna.trial import TrialState
+
+    grace = _grace(study._storage)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(WORKER)
+        if trial.number in said or not worker or worker.rsplit(":", 1)[0] == socket.gethostname():
+            continue
+        said.add(trial.number)
+        after = f"; it is failed and retried after {grace} s without a heartbeat" if grace else ""
+        warnings.warn(f"waiting for trial {trial.number}, running on {worker}{after}",
+                      RuntimeWarning, stacklevel=2)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotransfer.errors import AutotransferError
-from autotransfer.study.lost_trials import fail_lost_trials
+from autotransfer.study.lost_trials import fail_lost_trials, say_waiting
 from autotransfer.study.records import TrialRecord, TrialWriter, next_worker_number
 from autotransfer.study.storage import StudyLock, worker_name
 
@@ -102,6 +102,7 @@ def run_trials(
 
     started = time.monotonic()
     me = worker_name()
+    said: set[int] = set()  # the trials of other machines this worker said it waits for
 
     def locked_objective(trial: optuna.Trial) -> float:
         # The trial exists and its heartbeat runs: the next worker may count it now.
@@ -124,6 +125,7 @@ def run_trials(
             lock.release()
         if not now.running:
             return
+        say_waiting(study, said)  # a trial of another machine: say that this worker waits
         time.sleep(poll)  # full, but another worker's trial may still fail and come back
 
 
