@@ -181,7 +181,7 @@ def test_a_trial_failed_by_its_heartbeat_records_why(tmp_path):
     trial = study.ask()
     trial.set_user_attr("worker", "gpu-node-7:4242")  # another machine: only the heartbeat
     study._storage.record_heartbeat(trial._trial_id)
-    time.sleep(3.5)  # the grace period: 3 intervals of 1 s
+    time.sleep(4.5)  # the grace period (3 intervals of 1 s), in whole seconds of SQLite time
     with pytest.warns(RuntimeWarning, match="trial 0 was left RUNNING: no heartbeat from its "
                                             "worker gpu-node-7:4242 for over 3 s; marked failed"):
         assert fail_lost_trials(study) == [0]
