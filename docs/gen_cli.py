@@ -21,7 +21,8 @@ HEADER = """\
 
 Every command takes `-h` / `--help`. `--debug` anywhere on the command line shows the traceback
 of an error instead of the one-line message. Exit status: 0 done, 1 an error (one line on
-stderr), 2 a usage error, 130 interrupted (the study is saved; the same command resumes).
+stderr), 2 a usage error, 130 interrupted by Ctrl-C, 143 stopped by SIGTERM, 129 by SIGHUP (the
+study is saved; the same command resumes).
 """
 
 

@@ -155,7 +155,7 @@ def test_ctrl_c_marks_the_running_trial_and_the_study_resumes(fashion_mnist, tmp
     study = optuna.load_study(study_name="ctrl-c", storage=f"sqlite:///{tmp_path}/s.db")
     first, second = study.trials
     assert first.state.name == "COMPLETE" and second.state.name == "FAIL"
-    assert second.user_attrs["fail_reason"] == "interrupted (Ctrl-C or a stopped worker)"
+    assert second.user_attrs["fail_reason"] == "interrupted by Ctrl-C (SIGINT)"
     assert len(second.intermediate_values) < 6  # stopped in the middle
     best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     assert best["source"]["trial"] == 0  # results were written at the interruption

@@ -3,6 +3,7 @@ one place where Python option names become flags."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -24,8 +25,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error is one line on stderr and a non-zero exit status.
 
-    Domain errors exit 1, usage errors 2, an interrupted search 130; ``--debug`` (anywhere on
-    the command line) shows the traceback instead.
+    Domain errors exit 1, usage errors 2, an interrupted search 130 (stopped by SIGTERM 143,
+    SIGHUP 129); ``--debug`` (anywhere on the command line) shows the traceback instead.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = list(sys.argv[1:] if argv is None else argv)
@@ -40,18 +41,60 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.reconfigure(line_buffering=True)
     try:
         # typer turns Ctrl-C into the code 130; usage errors come out as exceptions
-        code = app(args=args, prog_name="autotransfer", standalone_mode=False)
+        with _stop_signals_interrupt():
+            code = app(args=args, prog_name="autotransfer", standalone_mode=False)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
         code = _report(exc, debug)
     if code == 130:
-        err_console.print("interrupted; the study is saved and resumes with the same command")
+        code = _stop_status()
     code = code if isinstance(code, int) else 0
     if argv is None and any(a.split("=")[0] == "--time-budget" for a in args):
         exit_at_once(code)
     if code:
         sys.exit(code)
+
+
+def _on_stop_signal(signum, frame) -> None:
+    from autotransfer.study.workers import _interrupt  # loads only when a signal comes
+
+    _interrupt(signum, frame)  # KeyboardInterrupt, as Ctrl-C; the signal is remembered
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt for the whole command, as Ctrl-C does, so
+    that a search stopped before or after its trials (pre-screen, transfer effect) also writes
+    what finished; the trial loop has its own handlers (``autotransfer.study.workers``)."""
+    import signal
+
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {}
+    try:
+        for name in names:
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, _on_stop_signal)
+    except ValueError:  # not the main thread: leave the handlers alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_status() -> int:
+    """Print how the command was stopped; the exit status is 128 + the signal's number
+    (Ctrl-C 130, SIGTERM 143, SIGHUP 129), as a shell reports a process killed by it."""
+    import signal
+
+    from autotransfer.study.workers import stopped_by
+
+    signum = stopped_by(forget=True) or signal.SIGINT
+    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    err_console.print(f"{how}; the study is saved and resumes with the same command")
+    return 128 + int(signum)
 
 
 #: Python parameter -> CLI flag, where the flag is not ``--`` plus the name with dashes.

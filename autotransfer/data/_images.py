@@ -149,14 +149,21 @@ def open_image(path: Path) -> Image.Image:
     (``PIL.ImageOps.exif_transpose``); then :func:`to_rgb`.
 
     Raises:
-        DataError: the file cannot be decoded (names it and Pillow's reason).
+        DataError: the file cannot be decoded (names it and Pillow's reason), or is over
+            Pillow's decompression-bomb limit (:mod:`autotransfer.data.pixels`).
     """
     try:  # path: a Path, or a dataset row (autotransfer.data.hf_rows.HFRow)
         with Image.open(readable(path)) as raw:
             raw.seek(0)
+            from autotransfer.data.pixels import warn_large
+
+            warn_large(path, raw)
             return to_rgb(ImageOps.exif_transpose(raw))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-            Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # names the file and how to allow it (#26)
+        from autotransfer.data.pixels import open_large
+
+        return open_large(path, exc, open_image)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
 
 

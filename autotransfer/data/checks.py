@@ -85,14 +85,19 @@ def examine(data, *, max_unusable: float = 0.05) -> CheckReport:
     train = _counts(data.train, data.n_classes, skipped)
     val = _counts(data.val, data.n_classes, skipped)
     missing = [data.classes[i] for i in range(data.n_classes) if val[i] == 0]
+    from autotransfer.listing import few  # hundreds of classes: a count and the first names
+
     if missing:
         report.warnings.append(
-            f"the validation split holds no sample of class(es) {', '.join(map(repr, missing))}; "
+            f"the validation split holds no sample of class(es) {few(map(repr, missing))}; "
             "their scores are not measured (add samples, or more to training so that "
             "val_fraction takes some)")
     present = train[train > 0]
     if len(present) and present.max() > IMBALANCE_LIMIT * present.min():
-        shown = ", ".join(f"{c} {n}" for c, n in zip(data.classes, train.tolist(), strict=True))
+        counts = list(zip(data.classes, train.tolist(), strict=True))
+        if len(counts) > 8:  # many classes: the largest and the smallest
+            counts.sort(key=lambda c: -c[1])
+        shown = few((f"{c} {n}" for c, n in counts), last=4, noun="classes")
         report.warnings.append(
             f"classes are imbalanced beyond {IMBALANCE_LIMIT:.0f}:1 in training ({shown}); "
             "accuracy then rewards the largest class: consider metric: macro_f1 in the space")

@@ -55,13 +55,15 @@ def predict(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Returns:
-        One :class:`Prediction` per input, in order (folders sorted by path).
+        One :class:`Prediction` per input, in order (folders sorted by path); an input that
+        cannot be decoded is named in a warning and has none (the others are predicted).
 
     Raises:
         OptionError: ``batch_size`` < 1, a bad ``device``, or ``texts`` for a model that does
             not classify text.
         ModelDirError: ``model_dir`` is not a model directory written by ``autotransfer train``.
-        DataError: an input file is missing or unreadable, or there are no inputs.
+        DataError: an input file is missing, every input is unreadable, or there are no
+            inputs.
 
     Example:
         >>> import autotransfer
@@ -87,12 +89,19 @@ def predict(
     if not samples:
         raise DataError("no inputs; give files, folders or CSV files"
                         + (" (or texts)" if loaded.modality == "text" else ""))
-    labels = np.zeros(len(samples), dtype=np.int64)
-    split = (Split([], labels, list(samples)) if loaded.modality == "text"
-             else Split(list(samples), labels))
-    empty = Split([], np.zeros(0, dtype=np.int64))
-    data = LabelledData(loaded.modality, loaded.classes, split, empty, None, Path(model_dir))
-    x, y = loaded.preprocess.encode(data, "train")
+    def as_data(chosen: list[Any]) -> LabelledData:
+        labels = np.zeros(len(chosen), dtype=np.int64)
+        split = (Split([], labels, list(chosen)) if loaded.modality == "text"
+                 else Split(list(chosen), labels))
+        empty = Split([], np.zeros(0, dtype=np.int64))
+        return LabelledData(loaded.modality, loaded.classes, split, empty, None,
+                            Path(model_dir))
+
+    try:
+        x, y = loaded.preprocess.encode(as_data(samples), "train")
+    except DataError:  # a bad file: named in a warning, the others are still predicted
+        names, samples = skip_unreadable(names, samples, as_data, loaded.preprocess)
+        x, y = loaded.preprocess.encode(as_data(samples), "train")
     model = loaded.model.to(torch_device)
     probabilities = []
     with torch.inference_mode():
@@ -106,6 +115,38 @@ def predict(
                    {c: float(p) for c, p in zip(classes, row, strict=True)})
         for name, row in zip(names, probs, strict=True)
     ]
+
+
+def skip_unreadable(names: list[str], samples: list[Any], as_data, preprocess,
+                    shown: int = 5) -> tuple[list[str], list[Any]]:
+    """The inputs that encode, one by one (only after the whole batch failed); the others are
+    named in one warning with their reasons.
+
+    Raises:
+        DataError: no input can be read (the first reasons).
+    """
+    import warnings
+
+    from autotransfer.data import DataWarning
+
+    kept_names, kept, bad = [], [], []
+    for name, sample in zip(names, samples, strict=True):
+        data = as_data([sample])
+        data.store = "memory"  # one sample at a time: nothing to keep in the encoded store
+        try:
+            preprocess.encode(data, "train")
+        except DataError as exc:
+            bad.append(str(exc) if name in str(exc) else f"{name}: {exc}")
+            continue
+        kept_names.append(name)
+        kept.append(sample)
+    listed = "; ".join(bad[:shown]) + (f"; and {len(bad) - shown} more" if len(bad) > shown
+                                       else "")
+    if not kept:
+        raise DataError(f"none of the {len(names)} inputs could be read: {listed}")
+    warnings.warn(DataWarning(f"{len(bad)} of {len(names)} inputs could not be read and have "
+                              f"no prediction: {listed}"), stacklevel=3)
+    return kept_names, kept
 
 
 def collect_inputs(

@@ -11,6 +11,8 @@ import yaml
 
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
+from autotransfer.listing import few
+from autotransfer.outputs import check_out_dir
 
 REFIT_ON = ("train+val", "train")
 
@@ -111,7 +113,8 @@ def train(
 
     Raises:
         OptionError: ``refit_on``, ``epochs``, ``device`` or a missing ``data`` (named by the
-            parameter).
+            parameter), or an ``out`` that cannot be written (a file, read-only, a full disk;
+            :func:`autotransfer.outputs.check_out_dir`), before any training.
         SpaceError: ``best`` is missing or its hyperparameters are invalid.
         DataError: the data cannot be read.
         BackboneError: the backbone cannot be loaded or exported natively.
@@ -151,6 +154,7 @@ def train(
     ).resolve({})
     metric = config.get("metric", "accuracy")
     torch_device = device_for(device)
+    check_out_dir(out)  # a file or an unwritable folder fails before the training
 
     entry = get_registry().get(spec.id)
     split_seed = int(source.get("seed", 0))
@@ -172,7 +176,8 @@ def train(
     classes = config.get("classes")
     if classes and list(classes) != dataset.classes:
         raise AutotransferError(
-            f"{dataset.source}: classes {dataset.classes} differ from the search's {classes}"
+            f"{dataset.source}: classes {few(dataset.classes, noun='classes')} differ from the "
+            f"search's {few(classes, noun='classes')}"
         )
     if refit_on == "train+val":
         dataset = _merge_val(dataset)

@@ -11,6 +11,7 @@ from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data.fingerprint import changes, data_fingerprint
 from autotransfer.errors import AutotransferError, StorageError
+from autotransfer.listing import few
 from autotransfer.study.records import StudyRecord, set_study_origin, trial_records
 
 __all__ = ["check_backbones", "check_space"]
@@ -77,9 +78,9 @@ def check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -
     if classes is not None and list(classes) != list(dataset.classes):
         raise StorageError(
             f"study {study.study_name!r} in {masked_storage} was created with data "
-            f"{record.data} (classes {', '.join(classes)}), not {dataset.source} (classes "
-            f"{', '.join(dataset.classes)}); pass --study NAME for a new study, or the "
-            "original data"
+            f"{record.data} (classes {few(classes, noun='classes')}), not {dataset.source} "
+            f"(classes {few(dataset.classes, noun='classes')}); pass --study NAME for a new "
+            "study, or the original data"
         )
     _check_same_data(study, dataset)
     if record.data is not None and _where(record.data) != _where(dataset.source):

@@ -18,6 +18,7 @@ from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
 from autotransfer.study.references import apply_reference
 from autotransfer.study.scores import confusion, divergence
 from autotransfer.study.workers import (
+    stop_reason,
     stop_requested,
 )
 
@@ -93,7 +94,7 @@ def make_objective(ctx: TrialContext):
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
-            record.failed("interrupted (Ctrl-C or a stopped worker)", interrupted=True)
+            record.failed(f"interrupted by {stop_reason()}", interrupted=True)
             raise
         except Exception as exc:
             record.failed(describe(exc))

@@ -213,6 +213,8 @@ class TrialWriter:
             self._set(RETRY_OF, retry_of)
             if self.trial.user_attrs.get(INTERRUPTED):
                 self._set(INTERRUPTED, False)
+            if self.trial.user_attrs.get(FAIL_REASON):  # why the dead worker's copy failed
+                self._set(FAIL_REASON, "")
 
     def started(self, *, backbone: str, pretrained: bool, params: dict[str, Any], device: str,
                 classes: list[str], seed: int) -> None:

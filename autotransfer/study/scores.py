@@ -164,17 +164,33 @@ def _best_so_far_matplotlib(seconds, best, references, metric):
     return axes
 
 
+#: Up to this many classes the plots print each cell's count; beyond, the colour (and in HTML
+#: the hover) gives it, so that 200+ classes draw in seconds and stay legible.
+LABELLED_CLASSES = 30
+#: At most this many class names along each axis of the PNG (every k-th beyond).
+TICK_LABELS = 50
+
+
 def _confusion_plotly(matrix, classes, title):
     import plotly.graph_objects as go
 
-    figure = go.Figure(go.Heatmap(z=matrix, x=classes, y=classes, colorscale="Blues",
-                                  text=matrix, texttemplate="%{text}"))
-    figure.update_layout(title=title, xaxis_title="predicted", yaxis_title="true",
-                         yaxis_autorange="reversed")
+    text = {"text": matrix, "texttemplate": "%{text}"} if len(classes) <= LABELLED_CLASSES else {}
+    figure = go.Figure(go.Heatmap(z=matrix, x=classes, y=classes, colorscale="Blues", **text,
+                                  hovertemplate="true %{y}<br>predicted %{x}<br>%{z}"
+                                                "<extra></extra>"))
+    figure.update_layout(title=_sized(title, classes), xaxis_title="predicted",
+                         yaxis_title="true", yaxis_autorange="reversed")
     return figure
 
 
+def _sized(title: str, classes) -> str:
+    return (title if len(classes) <= LABELLED_CLASSES
+            else f"{title}: {len(classes)} classes, counts by colour")
+
+
 def _confusion_matplotlib(matrix, classes, title):
+    if len(classes) > LABELLED_CLASSES:
+        return _confusion_heatmap(np.asarray(matrix), classes, title)
     from sklearn.metrics import ConfusionMatrixDisplay
 
     display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes)
@@ -185,3 +201,21 @@ def _confusion_matplotlib(matrix, classes, title):
         label.set_rotation_mode("anchor")
     display.ax_.set_title(title)
     return display.ax_
+
+
+def _confusion_heatmap(matrix: np.ndarray, classes, title):
+    """Many classes: one image (no text per cell), a colour bar, every k-th class named."""
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots()
+    image = axes.imshow(matrix, cmap="Blues", interpolation="nearest", aspect="auto")
+    axes.figure.colorbar(image, ax=axes, label="samples")
+    step = -(-len(classes) // TICK_LABELS)
+    ticks = np.arange(0, len(classes), step)
+    axes.set_xticks(ticks, [classes[i] for i in ticks], rotation=90, fontsize=5)
+    axes.set_yticks(ticks, [classes[i] for i in ticks], fontsize=5)
+    axes.set_xlabel("predicted" + (f" (every {step}th class named)" if step > 1 else ""))
+    axes.set_ylabel("true")
+    axes.set_title(_sized(title, classes))
+    axes.grid(False)
+    return axes

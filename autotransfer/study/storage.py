@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autotransfer.errors import StorageError, first_line
+from autotransfer.study.sqlite_files import check_sqlite_file
 
 DEFAULT_STORAGE = "sqlite:///autotransfer.db"
 _EXAMPLES = "sqlite:///autotransfer.db or postgresql+psycopg://user@host/dbname"
@@ -42,7 +43,8 @@ def _sqlite_file(parsed) -> Path | None:
 def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist: bool = False):
     """An ``optuna.storages.RDBStorage`` for ``url``; bad URLs are one-line StorageErrors.
 
-    SQLite files are switched to write-ahead logging and wait up to 60 s for a lock, so that a
+    A leading ``~`` in an SQLite path is the home folder. SQLite files are switched to
+    write-ahead logging and wait up to 60 s for a lock, so that a
     few local worker processes share one file (readers no longer block the writer). Other
     servers get pre-pinged pooled connections. With ``heartbeat_interval`` (seconds), every
     running trial records a heartbeat; a trial silent for ``GRACE_FACTOR`` intervals is failed by
@@ -56,11 +58,12 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
 
     Raises:
         StorageError: a malformed URL, a missing database driver, an SQLite file that does not
-            exist (``must_exist``), or a database that cannot be reached.
+            exist (``must_exist``), is another application's or needs an Optuna schema upgrade
+            (:mod:`autotransfer.study.sqlite_files`; such a file is left unchanged), or a
+            database that cannot be reached. A new SQLite file is removed again on failure.
     """
-    import optuna
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
@@ -79,12 +82,41 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
             heartbeat_interval = None
     else:
         engine_kwargs = {"pool_pre_ping": True}
+    created = False
     if sqlite_file is not None:
         if not sqlite_file.parent.is_dir():
             raise StorageError(f"storage {shown}: folder {sqlite_file.parent} does not exist")
         if must_exist and not sqlite_file.is_file():
             raise StorageError(f"storage {shown}: no such database file {sqlite_file}")
-        _use_wal(sqlite_file, shown)
+        check_sqlite_file(sqlite_file, shown)  # another application's file stays as it is
+        url = _expand_home(url, parsed.database)
+        created = not sqlite_file.exists()
+    try:
+        if sqlite_file is not None:
+            _use_wal(sqlite_file, shown)
+        return _rdb_storage(url, engine_kwargs, heartbeat_interval, parsed, shown)
+    except StorageError:
+        if created:  # no half-made database left behind
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
+        raise
+
+
+def _expand_home(url: str, database: str) -> str:
+    """``url`` with a leading ``~`` of its SQLite file expanded, as in every other path
+    (SQLite itself would open a folder literally named ``~``)."""
+    if not database.startswith("~"):
+        return url
+    head, sep, tail = url.partition(":///")
+    path, query, rest = tail.partition("?")
+    return f"{head}{sep}{os.path.expanduser(path)}{query}{rest}"
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None, parsed,
+                 shown: str):
+    import optuna
+    from sqlalchemy.exc import NoSuchModuleError
+
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" since optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -24,6 +24,7 @@ from autotransfer.data import (
 )
 from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.errors import AutotransferError, first_line
+from autotransfer.outputs import check_out_dir
 from autotransfer.study import timebudget
 from autotransfer.study.checks import check_backbones, check_same_origin
 from autotransfer.study.dashboard import StudyNote, name_the_objective
@@ -186,7 +187,8 @@ def search(
         warnings about the study as a whole and the transfer effect (None when not measured).
 
     Raises:
-        OptionError: an argument out of range (named by its Python name), or a bad ``device``.
+        OptionError: an argument out of range (named by its Python name), a bad ``device``, or
+            an ``out`` that cannot be written (:func:`autotransfer.outputs.check_out_dir`).
         SpaceError: the space file is missing or invalid.
         DataError: the data cannot be read or is unusable for classification.
         BackboneError: a backbone id of the space is unknown.
@@ -280,6 +282,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     space = space if isinstance(space, SearchSpace) else load_space(space)
     if not worker:
         check_backbones(space)
+        check_out_dir(options.out)  # a file or an unwritable folder fails before any trial
     from autotransfer.finetune.device import device_for
 
     torch_device = device_for(options.device)

@@ -17,12 +17,12 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from autotransfer.errors import AutotransferError
+from autotransfer.study.lost_trials import fail_lost_trials, say_waiting
 from autotransfer.study.records import TrialRecord, TrialWriter, next_worker_number
 from autotransfer.study.storage import StudyLock, worker_name
 
@@ -31,6 +31,11 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 STOP_GRACE = 10
 # Set when this worker process is told to stop: it starts no further trial.
 _STOP = threading.Event()
+# The signals that stop a search like Ctrl-C: the running trial fails with a reason, the
+# results are written, and the exit status is 128 + the signal's number (130, 143, 129).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+_STOPPED_BY: list[int] = []  # the last stop signal this process received (kept until read)
 
 
 @dataclass
@@ -97,6 +102,7 @@ def run_trials(
 
     started = time.monotonic()
     me = worker_name()
+    said: set[int] = set()  # the trials of other machines this worker said it waits for
 
     def locked_objective(trial: optuna.Trial) -> float:
         # The trial exists and its heartbeat runs: the next worker may count it now.
@@ -108,9 +114,7 @@ def run_trials(
            and (deadline is None or deadline.can_start(study))):
         lock.acquire()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+            fail_lost_trials(study)  # dead workers' trials: failed now, with a reason
             now = tally(study)
             if trials is None or now.counted < trials or now.waiting:
                 remaining = None if timeout is None else timeout - (time.monotonic() - started)
@@ -121,6 +125,7 @@ def run_trials(
             lock.release()
         if not now.running:
             return
+        say_waiting(study, said)  # a trial of another machine: say that this worker waits
         time.sleep(poll)  # full, but another worker's trial may still fail and come back
 
 
@@ -166,24 +171,50 @@ def stop_requested() -> bool:
     return _STOP.is_set()
 
 
+def stopped_by(*, forget: bool = False) -> int | None:
+    """The stop signal (``signal.SIGINT``, ``SIGTERM`` or ``SIGHUP``) this process last
+    received, None when none; ``forget`` clears it (the command that saw it has ended)."""
+    signum = _STOPPED_BY[-1] if _STOPPED_BY else None
+    if forget:
+        _STOPPED_BY.clear()
+    return signum
+
+
+def stop_reason() -> str:
+    """How the running trial was stopped, for its recorded reason: ``Ctrl-C (SIGINT)``,
+    ``SIGTERM``, ``SIGHUP``, or ``a stopped worker``."""
+    signum = stopped_by()
+    if signum is None:
+        return "a stopped worker"
+    name = signal.Signals(signum).name
+    return "Ctrl-C (SIGINT)" if name == "SIGINT" else name
+
+
+def _note_signal(signum) -> None:
+    _STOPPED_BY[:] = [signum]
+
+
 def _interrupt(signum, frame):
+    _note_signal(signum)
     _STOP.set()
     raise KeyboardInterrupt  # may be swallowed (e.g. inside a gc callback): the flag stays
 
 
 @contextlib.contextmanager
 def stop_on_interrupt():
-    """Trials run in this (main) thread: Ctrl-C also sets the stop flag, so that a
-    KeyboardInterrupt swallowed by a gc callback (SQLAlchemy's) still stops the trial at its
-    next epoch. The handler and the flag are reset on the way out."""
+    """Trials run in this (main) thread: Ctrl-C, SIGTERM and SIGHUP (``STOP_SIGNALS``) raise
+    KeyboardInterrupt and set the stop flag, so that a KeyboardInterrupt swallowed by a gc
+    callback (SQLAlchemy's) still stops the trial at its next epoch. The handlers and the flag
+    are reset on the way out (:func:`stopped_by` still tells which signal came)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, _interrupt)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _STOP.clear()
 
 
@@ -192,7 +223,7 @@ def worker_main(target: Callable[[WorkerSpec], None], spec: WorkerSpec) -> None:
     ``run_worker``: the shared trial loop)."""
     import torch
 
-    for signum in (signal.SIGTERM, signal.SIGINT):  # a stopped worker fails its trial cleanly
+    for signum in STOP_SIGNALS:  # a stopped worker fails its trial cleanly
         signal.signal(signum, _interrupt)
     torch.set_num_threads(spec.threads)
     try:
@@ -232,13 +263,18 @@ def run_local_workers(specs: list[WorkerSpec], target: Callable[[WorkerSpec], No
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    # Ctrl-C and SIGTERM only set a flag here: an exception raised from a signal handler can
-    # land in a gc callback and be swallowed. The wait below sees the flag.
+    # Ctrl-C, SIGTERM and SIGHUP only set a flag here: an exception raised from a signal
+    # handler can land in a gc callback and be swallowed. The wait below sees the flag.
     stop = threading.Event()
     handlers = {}
+
+    def on_signal(signum, _frame) -> None:
+        _note_signal(signum)
+        stop.set()
+
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            handlers[signum] = signal.signal(signum, lambda *_: stop.set())
+        for signum in STOP_SIGNALS:
+            handlers[signum] = signal.signal(signum, on_signal)
     try:
         waiting = {p.sentinel: p for p in processes}
         while waiting and not stop.is_set():
