@@ -283,3 +283,59 @@ def test_a_missing_tracker_library_is_a_warning_that_names_the_extra(tracked, mo
     with pytest.warns(TrackingWarning, match=r"pip install 'autotransfer\[wandb\]'"):
         result = _search(tracked, 1, track="wandb")
     assert len(result.study.trials) == 1
+
+
+def test_the_cli_tracker_choices_are_the_registry():
+    from typing import get_args
+
+    from autotransfer.cli.app import TrackWith
+    from autotransfer.study.trackers import TRACKERS
+
+    assert get_args(TrackWith) == tuple(TRACKERS)
+
+
+WORKER_SPACE = """
+backbones:
+  - {id: timm/test_efficientnet, pretrained: false}
+epochs: 2
+pruner: none
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  batch_size: 8
+  image_size: 32
+"""
+
+
+def test_workers_log_their_trials_under_the_one_parent_run(class_folders, tmp_path):
+    """``--workers 2 --track mlflow``: each worker process logs the trials it runs, nested
+    under the search's parent run, through the real CLI."""
+    import subprocess
+    import sys
+
+    import mlflow
+
+    space = tmp_path / "space.yaml"
+    space.write_text(WORKER_SPACE)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run = subprocess.run(
+        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search",
+         str(class_folders), "--space", str(space), "--trials", "4", "--workers", "2",
+         "--storage", f"sqlite:///{tmp_path}/s.db", "--study", "two", "--out",
+         str(tmp_path / "out"), "--no-references", "--track", "mlflow", "--tracking-uri", uri],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "tracking" not in run.stderr  # no tracking warning
+    import optuna
+
+    study = optuna.load_study(study_name="two", storage=f"sqlite:///{tmp_path}/s.db")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("two").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["autotransfer.kind"] == "search"]
+    children = [r for r in runs if r.data.tags["autotransfer.kind"] == "trial"]
+    assert len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert len({t.user_attrs["worker_pid"] for t in study.trials}) == 2  # both ran trials
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert len(client.get_metric_history(child.info.run_id, "val_score")) == 2
