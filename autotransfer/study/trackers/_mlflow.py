@@ -34,8 +34,10 @@ PARENT = "mlflow.parentRunId"
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED"}
 # An unreachable server is retried with back-off for minutes by default; these bound it
 # (the user's own settings win).
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 # a run's URL printed after every trial would break the progress view
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def _now_ms() -> int:
@@ -58,7 +60,7 @@ class MlflowTracker:
         mlflow = require("mlflow", "mlflow")
         from autotransfer.study.storage import mask_url
 
-        for name, value in HTTP_DEFAULTS.items():
+        for name, value in ENV_DEFAULTS.items():
             os.environ.setdefault(name, value)
         uri = options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         self.client = mlflow.MlflowClient(tracking_uri=uri)
