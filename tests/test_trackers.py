@@ -339,3 +339,20 @@ def test_workers_log_their_trials_under_the_one_parent_run(class_folders, tmp_pa
     for child in children:
         assert child.info.status == "FINISHED"
         assert len(client.get_metric_history(child.info.run_id, "val_score")) == 2
+
+
+def test_a_tracker_failing_mid_search_warns_once_and_fails_no_trial(tracked, monkeypatch):
+    from autotransfer.study.trackers._mlflow import MlflowTracker
+
+    def broken(self, *args):
+        raise ConnectionError("server went away")
+
+    monkeypatch.setattr(MlflowTracker, "on_epoch", broken)
+    _enqueue(tracked, ["tracked/tiny", "tracked/tiny"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _search(tracked, 2, track="mlflow", tracking_uri=f"sqlite:///{tracked}/m.db")
+    tracking = [str(w.message) for w in caught if issubclass(w.category, TrackingWarning)]
+    assert tracking == ["tracking with mlflow stopped (on_epoch): server went away; the search "
+                        "goes on (the study database keeps every trial)"]
+    assert [t.state.name for t in result.study.trials] == ["PRUNED", "COMPLETE"]
