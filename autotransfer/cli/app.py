@@ -33,6 +33,7 @@ from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 # Options with a fixed set of values: click rejects any other value as a usage error (exit 2).
 Modality = Literal[MODALITIES]  # type: ignore[valid-type]
 RankBy = Literal["logme", "knn", "params", "imagenet"]  # prescreen.METHODS (a test checks)
+TrackWith = Literal["mlflow", "wandb"]  # study.trackers.TRACKERS
 RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 
 # How the data-reading commands (search, prescreen, inspect, train) are told what to read.
@@ -162,6 +163,14 @@ def search(
         help="Train the best configuration again from random weights and report the "
         "difference (default: when at least 8 trials completed).",
     ),
+    track: TrackWith | None = typer.Option(
+        None, help="Also log every trial, epoch by epoch, to this experiment tracker "
+        "(mlflow or wandb; see docs/guides/tracking.md)."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, help="The tracker's URI (MLflow default: MLFLOW_TRACKING_URI; W&B: the "
+        "server's base URL; WANDB_MODE=offline writes local files)."
+    ),
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.cli.process import reexec_with_tcmalloc
@@ -196,7 +205,8 @@ def search(
         cache=cache, cache_memory=cache_memory, cache_dir=cache_dir, cache_views=cache_views,
         compile=compile,
         prescreen=prescreen, prescreen_by=prescreen_by, history=history, warm_start=warm_start,
-        references=references, transfer_effect=transfer_effect,
+        references=references, transfer_effect=transfer_effect, track=track,
+        tracking_uri=tracking_uri,
     )
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)

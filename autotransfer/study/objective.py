@@ -58,6 +58,7 @@ class TrialContext:
     compile: bool = False  # torch.compile the trained part
     deadline: timebudget.Deadline | None = None  # --time-budget
     started_at: float = 0.0  # the running trial's start (timebudget.now())
+    tracker: Any = None  # an experiment tracker (autotransfer.study.trackers), or None
 
     def load_options(self, spec, entry) -> dict[str, Any]:
         return spec.load_options(entry, trust_remote_code=self.trust_remote_code)
@@ -201,6 +202,10 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         )
         if progress:
             progress.epoch_done(trial.number, result, space.epochs)
+        if ctx.tracker is not None:  # never raises: a tracking error is a warning
+            from autotransfer.study.trackers import epoch_scores
+
+            ctx.tracker.on_epoch(trial, result.epoch, epoch_scores(result))
         if stop_requested():
             raise KeyboardInterrupt
         diverged = divergence(result.train_loss, trainer.first_loss, result.epoch)

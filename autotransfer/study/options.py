@@ -15,6 +15,7 @@ from typing import Any
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import OptionError
 from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from autotransfer.study.trackers import TRACKERS
 
 #: The pre-screen's rankings (``prescreen_by``); the first is the default.
 PRESCREEN_METHODS = ("logme", "knn", "params", "imagenet")
@@ -59,6 +60,8 @@ class SearchOptions:
     warm_start: int | None = None
     references: bool = True  # enqueue the reference trials (autotransfer.study.references)
     transfer_effect: bool | None = None  # None: when enough trials completed
+    track: str | None = None  # an experiment tracker (autotransfer.study.trackers)
+    tracking_uri: str | None = None  # its URI (MLflow: else MLFLOW_TRACKING_URI)
 
     def __post_init__(self) -> None:
         from autotransfer.finetune.sizes import parse_size  # no torch: a bad option fails at once
@@ -77,6 +80,9 @@ class SearchOptions:
         parse_size(self.cache_memory, what="cache_memory")
         if self.cache_views is not None and self.cache_views < 0:
             raise OptionError("cache_views", f" must be >= 0, got {self.cache_views}")
+        if self.track is not None and self.track not in TRACKERS:
+            raise OptionError("track", f" must be one of {', '.join(TRACKERS)}, "
+                                       f"got {self.track!r}")
 
     @property
     def data_options(self) -> DataOptions:

@@ -110,6 +110,8 @@ def search(
     warm_start: int | None = None,
     references: bool = True,
     transfer_effect: bool | None = None,
+    track: str | None = None,
+    tracking_uri: str | None = None,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -180,6 +182,11 @@ def search(
             before any trial is sampled (once per study; :mod:`autotransfer.study.references`).
         transfer_effect: train the best configuration again from random weights at the end
             and report the difference; None: when at least 8 trials completed.
+        track: ``"mlflow"`` or ``"wandb"``: mirror the search into that experiment tracker,
+            every epoch of every trial (:mod:`autotransfer.study.trackers`); one that cannot
+            be reached is a warning and the search goes on.
+        tracking_uri: the tracker's URI (MLflow: default ``MLFLOW_TRACKING_URI``; W&B: the
+            server's base URL).
 
     Returns:
         The study, the best configuration (``best.yaml``'s mapping, None when no trial
@@ -203,7 +210,7 @@ def search(
         ...                 trials=8, workers=2)  # doctest: +SKIP
         >>> result.best["backbone"], result.best["val_score"]  # doctest: +SKIP
 
-    Long (as a reason): the docstring documents each of the 28 options; the body is
+    Long (as a reason): the docstring documents each of the 30 options; the body is
     three steps.
     """
     options = SearchOptions(
@@ -216,10 +223,12 @@ def search(
         cache_memory=cache_memory, cache_dir=cache_dir, cache_views=cache_views,
         compile=compile, prescreen=prescreen,
         prescreen_by=prescreen_by, history=history, warm_start=warm_start,
-        references=references, transfer_effect=transfer_effect,
+        references=references, transfer_effect=transfer_effect, track=track,
+        tracking_uri=tracking_uri,
     )
     own_deadline = None if time_budget is None else timebudget.now() + time_budget
     prepared = prepare(options, progress)
+    prepared.tracker = _start_tracking(prepared)
     prepared.deadline = timebudget.make_deadline(prepared.study, prepared.lock, own_deadline,
                                                  time_budget)
     if prepared.deadline is not None and hasattr(progress, "deadline"):
@@ -236,10 +245,11 @@ def search(
             trust_remote_code=options.trust_remote_code, progress=progress,
         )
     except KeyboardInterrupt:  # what finished is kept, and the results say so
-        write_results(prepared)
+        _end_tracking(prepared, write_results(prepared))
         raise
     started = timebudget.now()
     result = write_results(prepared, failed)
+    _end_tracking(prepared, result)
     if prepared.deadline is not None:  # the next run of this study reserves what this took
         set_write_seconds(prepared.study, timebudget.now() - started)
     result.warnings, result.transfer_effect = problems, effect
@@ -260,6 +270,7 @@ class Prepared:
     device: Any  # torch.device
     recorder: Any = None  # the transfer-history callback, or None
     deadline: timebudget.Deadline | None = None  # --time-budget (the study's deadline)
+    tracker: Any = None  # the experiment tracker (autotransfer.study.trackers), or None
 
 
 def prepare(options: SearchOptions, progress: Progress | None = None, *,
@@ -373,8 +384,12 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
                            progress, options.trust_remote_code, keep_best=options.keep_dir,
                            cache=make_cache(options.cache_options), compile=options.compile,
-                           deadline=prepared.deadline)
+                           deadline=prepared.deadline, tracker=prepared.tracker)
     recorder = [prepared.recorder] if prepared.recorder else []
+    if prepared.tracker is not None:
+        from autotransfer.study.trackers import trial_callback
+
+        recorder.append(trial_callback(prepared.tracker))
     if checkpoint:
         recorder += _measure_write(prepared.deadline, partial(write_results, prepared))
     run_trials(
@@ -434,12 +449,32 @@ def run_worker(spec: WorkerSpec) -> None:
     :func:`prepare` as the search (joining its study), then the shared trial loop."""
     options = replace(spec.options, device=spec.device)
     prepared = prepare(options, spec.progress, worker=True)
+    prepared.tracker = _start_tracking(prepared)  # the same experiment and parent run
     # the deadline the search stored with the study (a worker has no budget of its own)
     prepared.deadline = timebudget.make_deadline(prepared.study, prepared.lock, None, None)
     if prepared.deadline is not None and spec.reserve:
         prepared.deadline.reserve = spec.reserve  # the search writes the results: its reserve
     _run_trials(prepared, spec.progress, options.seed + join_study(prepared.study,
                                                                    prepared.lock))
+
+
+def _start_tracking(prepared: Prepared):
+    """This process's experiment tracker (None when not asked for); under the study lock, so
+    that workers starting together find one parent run."""
+    if prepared.options.track is None:
+        return None
+    from autotransfer.study.trackers import start_tracking
+
+    with prepared.lock.held():
+        return start_tracking(prepared.options.track, prepared.study, prepared.options)
+
+
+def _end_tracking(prepared: Prepared, result: SearchResult) -> None:
+    """Hand the written results to the tracker (never raises)."""
+    if prepared.tracker is not None:
+        from autotransfer.study.trackers import result_files
+
+        prepared.tracker.end(result.best, result_files(prepared.options.out))
 
 
 def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:

@@ -1,0 +1,178 @@
+"""MLflow: one experiment per study, one parent run per search, one nested run per trial.
+
+Written against ``mlflow.MlflowClient`` with explicit run ids, never the fluent API's active
+run: a trial's run names its parent by the ``mlflow.parentRunId`` tag, so nesting holds in
+worker processes and on other machines (optuna-integration's ``MLflowCallback`` nests under
+the process's active run, which a worker does not have: optuna-integration #153). A trial's
+run ends with the trial's state as its status (``FINISHED``, ``KILLED`` for pruned, ``FAILED``),
+where that callback ends every run ``FINISHED`` (optuna #3524).
+
+Runs are found again by tags: the parent by ``autotransfer.study_key`` (the study name and
+storage), a trial's run by ``autotransfer.trial`` as well, so a resumed search reuses its
+parent, never logs a trial twice, and catches up at its end with the trials the tracker did
+not see (logged while it was off, or in a run before tracking was asked for).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from autotransfer.study.trackers._base import TrialEnd, require, study_key
+
+STUDY_KEY = "autotransfer.study_key"
+STUDY = "autotransfer.study"
+STORAGE = "autotransfer.storage"
+KIND = "autotransfer.kind"  # "search" (the parent) or "trial"
+TRIAL = "autotransfer.trial"
+STATE = "autotransfer.state"
+REASON = "autotransfer.reason"
+PARENT = "mlflow.parentRunId"
+#: a trial's state -> the status its run ends with
+STATUS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED"}
+# An unreachable server is retried with back-off for minutes by default; these bound it
+# (the user's own settings win).
+ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 # a run's URL printed after every trial would break the progress view
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MlflowTracker:
+    """Logs a search to MLflow (see the module docstring). The tracking URI is
+    ``options.tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.study: Any = None
+        self.experiment_id = ""
+        self.parent_id = ""
+        self.key = ""
+        self.children: dict[int, Any] = {}  # trial number -> its run (an mlflow Run)
+
+    def start(self, study, options) -> None:
+        mlflow = require("mlflow", "mlflow")
+        from autotransfer.study.storage import mask_url
+
+        for name, value in ENV_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        uri = options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        self.study, storage = study, mask_url(options.storage)
+        self.key = study_key(study.study_name, storage)
+        experiment = self.client.get_experiment_by_name(study.study_name)
+        if experiment is None:
+            self.experiment_id = self._create_experiment(study.study_name)
+        else:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            self.experiment_id = experiment.experiment_id
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{STUDY_KEY}` = '{self.key}'", max_results=10000)
+        parents = sorted((r for r in runs if r.data.tags.get(KIND) == "search"),
+                         key=lambda r: r.info.start_time)
+        if parents:  # a resumed search, or a worker of it: the first parent is the search's
+            self.parent_id = parents[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+        else:
+            self.parent_id = self.client.create_run(
+                self.experiment_id, run_name=study.study_name,
+                tags={STUDY_KEY: self.key, STUDY: study.study_name, STORAGE: storage,
+                      KIND: "search"}).info.run_id
+        for run in runs:
+            if run.data.tags.get(KIND) == "trial" and run.data.tags.get(TRIAL, "").isdigit():
+                self.children.setdefault(int(run.data.tags[TRIAL]), run)
+
+    def _create_experiment(self, name: str) -> str:
+        import mlflow
+
+        try:
+            return self.client.create_experiment(name)
+        except mlflow.exceptions.MlflowException:  # another worker created it just now
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _child(self, number: int, backbone: str | None, params: dict[str, Any]):
+        """The run of trial ``number``: found by its tag, else created with its params."""
+        from mlflow.entities import Param
+
+        if number in self.children:
+            return self.children[number]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{STUDY_KEY}` = '{self.key}' and tags.`{TRIAL}` = '{number}'", max_results=1)
+        if found:
+            self.children[number] = found[0]
+            return found[0]
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial {number}",
+            tags={STUDY_KEY: self.key, STUDY: self.study.study_name, KIND: "trial",
+                  TRIAL: str(number), PARENT: self.parent_id, STATE: "running"})
+        logged = {"backbone": backbone, **params}
+        self.client.log_batch(run.info.run_id, params=[
+            Param(k, str(v)[:6000]) for k, v in logged.items() if v is not None])
+        self.children[number] = run
+        return run
+
+    def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
+        from autotransfer.study.records import BACKBONE, PARAMS
+
+        run = self._child(trial.number, trial.user_attrs.get(BACKBONE),
+                          dict(trial.user_attrs.get(PARAMS) or trial.params))
+        self._log_epoch(run.info.run_id, epoch, scores)
+
+    def _log_epoch(self, run_id: str, epoch: int, scores: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = _now_ms()
+        self.client.log_batch(run_id, metrics=[
+            Metric(k, float(v), stamp, int(epoch)) for k, v in scores.items() if v is not None])
+
+    def on_trial_end(self, trial, end: TrialEnd) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        run = self._child(end.number, end.backbone, end.params)
+        run_id = run.info.run_id
+        if run.info.status != "RUNNING":
+            return  # already ended: logged by an earlier run of this search
+        logged = self.client.get_metric_history(run_id, "val_score")
+        seen = {m.step for m in logged}
+        for epoch, scores in end.epochs.items():  # epochs it did not see (it was off, or
+            if epoch not in seen:                   # the trial ran before tracking was on)
+                self._log_epoch(run_id, epoch, scores)
+        stamp = _now_ms()
+        metrics = [Metric(f"cost_{k}" if k == "seconds" else k, v, stamp, 0)
+                   for k, v in end.costs.items()]
+        if end.value is not None:
+            metrics.append(Metric("score", float(end.value), stamp, 0))
+        tags = [RunTag(STATE, end.state)] + ([RunTag(REASON, end.reason[:5000])]
+                                             if end.reason else [])
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.set_terminated(run_id, status=STATUS.get(end.state, "FAILED"))
+        self.children[end.number] = self.client.get_run(run_id)
+
+    def end(self, best: dict[str, Any] | None, artifacts: list[Path]) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        from autotransfer.study.trackers import trial_end
+
+        for frozen in self.study.get_trials(deepcopy=False):  # catch up with the study
+            if frozen.state.is_finished():
+                self.on_trial_end(frozen, trial_end(frozen))
+        for path in artifacts:
+            self.client.log_artifact(self.parent_id, str(path))
+        if best is not None:
+            source = best.get("source", {})
+            self.client.log_batch(self.parent_id, metrics=[
+                Metric("best_val_score", float(best["val_score"]), _now_ms(), 0)], tags=[
+                RunTag("autotransfer.best_trial", str(source.get("trial", ""))),
+                RunTag("autotransfer.best_backbone", str(best.get("backbone", ""))[:5000])])
+        self.client.set_terminated(self.parent_id, status="FINISHED")
