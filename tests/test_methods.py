@@ -1,0 +1,126 @@
+"""Tuning methods (``method``): the registry, the conditional space, LoRA's merge for export."""
+
+import optuna
+import pytest
+import torch
+
+from autotransfer.contract.hyperparameters import defaults
+from autotransfer.contract.registry import get_backbone
+from autotransfer.contract.space import parse_space
+from autotransfer.data import load_data
+from autotransfer.errors import SpaceError
+from autotransfer.finetune.methods import get_method, register_method, selective
+from autotransfer.finetune.trainer import Trainer
+
+CPU = torch.device("cpu")
+
+
+def _space(params):
+    return parse_space({"backbones": ["timm/test_vit"], "epochs": 1, "params": params})
+
+
+def test_lora_hyperparameters_are_sampled_only_in_lora_trials():
+    space = _space({"method": {"type": "categorical", "choices": ["finetune", "lora"]},
+                    "lora_rank": {"type": "int", "low": 2, "high": 8}})
+    study = optuna.create_study()
+    seen = {}
+    for method in ("finetune", "lora"):
+        study.enqueue_trial({"method": method})
+        trial = study.ask()
+        _, params = space.suggest(trial)
+        seen[method] = (set(trial.params), params)
+        study.tell(trial, 0.5)
+    assert seen["finetune"][0] == {"backbone", "method"}
+    assert "lora_rank" not in seen["finetune"][1] and seen["finetune"][1]["method"] == "finetune"
+    assert seen["lora"][0] == {"backbone", "method", "lora_rank"}
+    assert 2 <= seen["lora"][1]["lora_rank"] <= 8 and "lora_alpha" in seen["lora"][1]
+    assert _space({"method": "lora"}).resolve({})["lora_rank"] == 8  # a fixed scalar
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"method": "lorra"}, r"params\.method: unknown tuning method 'lorra' \(did you mean 'lora'"),
+    ({"lora_rank": 4}, r"params\.lora_rank: only the lora method reads it.*allows finetune"),
+    ({"method": {"type": "categorical", "choices": ["bitfit", "layernorm"]}, "lora_dropout": 0.1},
+     r"params\.lora_dropout: .*allows bitfit, layernorm"),
+])
+def test_bad_method_input_is_one_line_naming_the_key(params, message):
+    with pytest.raises(SpaceError, match=message) as caught:
+        _space(params)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(SpaceError, match="did you mean 'bitfit'"):
+        get_method("bitfitt")
+
+
+@pytest.fixture(scope="module")
+def data(fashion_mnist):
+    return load_data(fashion_mnist, seed=0)
+
+
+def _trainer(data, method, **extra):
+    backbone = get_backbone("timm/test_vit").load(pretrained=False)
+    params = {**defaults(), "method": method, "image_size": 32, "lr": 1e-3, **extra}
+    return Trainer(backbone, data, params, device=CPU, seed=0, cache=False)
+
+
+def _trainable(trainer):
+    return {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+
+def test_each_method_trains_what_it_says_and_the_frozen_prefix_nothing(data):
+    full = _trainable(_trainer(data, "finetune"))
+    bitfit = _trainable(_trainer(data, "bitfit"))
+    norms = _trainable(_trainer(data, "layernorm"))
+    head = {"head.1.weight", "head.1.bias"}
+    assert head <= bitfit and all(n.endswith("bias") for n in bitfit - head)
+    assert head <= norms and all("norm" in n for n in norms - head) and norms - head
+    half = _trainer(data, "lora", freeze_fraction=0.5, lora_rank=2)
+    lora = _trainable(half)
+    assert head <= lora and all("lora_" in n for n in lora - head)
+    frozen_groups = [g for g in half.groups if g[0] in half.frozen]
+    assert frozen_groups and not any("lora_" in n for g in frozen_groups for n in g)
+    assert lora - head <= {n for g in half.groups for n in g}  # each adapter in a group
+    assert lora - head and len(full) > len(lora)
+    # adapters take the lr of their layer group (layer-wise decay applies)
+    groups = {g["name"]: g for g in half.optimizer.param_groups}
+    assert groups["head.decay"]["lr"] == pytest.approx(1e-2)
+    assert {k.split(".")[0] for k in groups} - {"head"}, "the adapters sit in body groups"
+
+
+def test_lora_trial_trains_adapters_only_and_exports_a_plain_timm_model(data, tmp_path):
+    import safetensors.torch
+
+    from autotransfer.model.export import export_model, load_model
+
+    trainer = _trainer(data, "lora", lora_rank=4, lr=3e-3)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+              if "base_layer" in n}
+    result = trainer.fit(1)
+    assert result.n_trainable == sum(p.numel() for p in trainer.model.parameters()
+                                     if p.requires_grad)
+    for name, tensor in before.items():
+        assert torch.equal(dict(trainer.model.named_parameters())[name], tensor), name
+    x = trainer.preprocess.to_input(trainer.preprocess.encode(data, "val")[0][:8], device=CPU)
+    trainer.model.eval()
+    with torch.inference_mode():
+        expected = trainer.model(x)
+    out = export_model(trainer.model, trainer.preprocess, tmp_path / "m", classes=data.classes,
+                       modality="image", backbone="timm/test_vit", params=trainer.params,
+                       metrics={})
+    keys = safetensors.torch.load_file(out / "model.safetensors")
+    assert not any("lora" in k or "base_layer" in k for k in keys)
+    loaded = load_model(out)
+    assert not any("lora" in n for n, _ in loaded.model.named_modules())
+    with torch.inference_mode():
+        got = loaded.model(x)
+    assert (got - expected).abs().max().item() < 1e-5
+
+
+def test_a_method_registered_from_outside_the_core_runs_a_trial(data):
+    register_method(selective("biasnorm", "biases and norms",
+                              lambda name, param, owner: name.endswith("bias")
+                              or "norm" in name))
+    space = _space({"method": "biasnorm"})
+    trainer = _trainer(data, **{"method": space.resolve({})["method"]})
+    trained = _trainable(trainer) - {"head.1.weight", "head.1.bias"}
+    assert trained and all(n.endswith("bias") or "norm" in n for n in trained)
+    assert trainer.fit(1).n_trainable < sum(p.numel() for p in trainer.model.parameters()) / 2
