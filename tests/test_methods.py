@@ -124,3 +124,70 @@ def test_a_method_registered_from_outside_the_core_runs_a_trial(data):
     trained = _trainable(trainer) - {"head.1.weight", "head.1.bias"}
     assert trained and all(n.endswith("bias") or "norm" in n for n in trained)
     assert trainer.fit(1).n_trainable < sum(p.numel() for p in trainer.model.parameters()) / 2
+
+
+def test_lora_on_a_tiny_bert_exports_a_plain_transformers_model(rotten_tomatoes, tmp_path):
+    import transformers
+
+    from autotransfer.model.export import export_model, load_model
+    from autotransfer_packaged import PACKAGED_HF, packaged_files
+
+    minilm = packaged_files(PACKAGED_HF["all-MiniLM-L6-v2"])[0].parent
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm)
+    config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                                     num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64)
+    transformers.BertModel(config).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    data = load_data(rotten_tomatoes, seed=0)
+    backbone = get_backbone(f"hf-text/{tmp_path / 'bert'}").load()
+    params = {**defaults(), "method": "lora", "lora_rank": 4, "lr": 3e-3, "max_length": 32}
+    trainer = Trainer(backbone, data, params, device=CPU, seed=0, cache=False)
+    adapted = {n.split(".lora_")[0] for n, _ in trainer.model.named_parameters() if "lora_" in n}
+    assert any("attention" in n for n in adapted) and any("intermediate" in n for n in adapted)
+    trainer.fit(1)
+    x = trainer.preprocess.to_input({k: v[:8] for k, v in trainer.preprocess.encode(
+        data, "val")[0].items()}, device=CPU)
+    trainer.model.eval()
+    with torch.inference_mode():
+        expected = trainer.model(x)
+    out = export_model(trainer.model, trainer.preprocess, tmp_path / "m", classes=data.classes,
+                       modality="text", backbone="hf-text/bert", params=trainer.params,
+                       metrics={})
+    assert not list(out.glob("adapter*"))
+    loaded = load_model(out)
+    assert not any("lora" in n for n, _ in loaded.model.named_parameters())
+    with torch.inference_mode():
+        got = loaded.model(x)
+    assert (got - expected).abs().max().item() < 1e-5
+
+
+def _declaring(targets):
+    from autotransfer.contract.backbone import BackboneEntry
+    from autotransfer.testing import tiny_cnn_backbone
+
+    def loader(pretrained=True):
+        backbone = tiny_cnn_backbone()
+        backbone.lora_targets = targets
+        return backbone
+
+    return BackboneEntry("myzoo/net", "image", loader)
+
+
+def test_the_conformance_kit_checks_a_zoos_declared_lora_targets(data):
+    from autotransfer.testing import ConformanceError, check_backbone
+
+    entry = _declaring((r"blocks\.\d+\.0",))
+    check_backbone(entry)
+    backbone = entry.load()
+    params = {**defaults(), "method": "lora", "image_size": 32, "freeze_fraction": 0.5}
+    trainer = Trainer(backbone, data, params, device=CPU, seed=0, cache=False)
+    adapted = {n.split(".lora_")[0] for n in _trainable(trainer) if "lora_" in n}
+    assert adapted == {"body.blocks.1.0", "body.blocks.2.0"}  # stem and block 0 are frozen
+    with pytest.raises(ConformanceError, match=r"myzoo/net: lora_targets: .*match no module"):
+        check_backbone(_declaring(("attn.qkv",)))
+    with pytest.raises(ConformanceError, match=r"'blocks.0.1' is a BatchNorm2d"):
+        check_backbone(_declaring((r"blocks\.0\.1",)))
+    from autotransfer.errors import BackboneError
+    with pytest.raises(BackboneError, match=r"^myzoo/net: lora_targets .* match no module"):
+        Trainer(_declaring(("nope",)).load(), data, params, device=CPU, label="myzoo/net")
