@@ -191,3 +191,16 @@ def test_the_conformance_kit_checks_a_zoos_declared_lora_targets(data):
     from autotransfer.errors import BackboneError
     with pytest.raises(BackboneError, match=r"^myzoo/net: lora_targets .* match no module"):
         Trainer(_declaring(("nope",)).load(), data, params, device=CPU, label="myzoo/net")
+
+
+def test_a_lora_reference_joins_the_probe_and_the_default_when_lora_is_searched():
+    from autotransfer.study.references import reference_params
+
+    space = _space({"method": {"type": "categorical", "choices": ["finetune", "lora"]},
+                    "lora_rank": {"type": "int", "low": 2, "high": 16},
+                    "freeze_fraction": {"type": "float", "low": 0.0, "high": 1.0}})
+    planned = dict(reference_params(space))
+    assert set(planned) == {"linear_probe", "default", "lora"}
+    assert planned["lora"]["method"] == "lora" and planned["lora"]["lora_rank"] == 8
+    assert planned["default"]["method"] == "finetune" and "lora_rank" not in planned["default"]
+    assert "lora" not in dict(reference_params(_space({"method": "bitfit"})))
