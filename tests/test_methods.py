@@ -115,10 +115,18 @@ def test_lora_trial_trains_adapters_only_and_exports_a_plain_timm_model(data, tm
     assert (got - expected).abs().max().item() < 1e-5
 
 
-def test_a_method_registered_from_outside_the_core_runs_a_trial(data):
-    register_method(selective("biasnorm", "biases and norms",
-                              lambda name, param, owner: name.endswith("bias")
-                              or "norm" in name))
+@pytest.fixture
+def biasnorm():
+    from autotransfer.contract.methods import METHOD_NAMES
+    from autotransfer.finetune.methods import METHODS
+
+    yield register_method(selective("biasnorm", "biases and norms",
+                                    lambda name, param, owner: name.endswith("bias")
+                                    or "norm" in name))
+    METHODS.pop("biasnorm"), METHOD_NAMES.pop("biasnorm")
+
+
+def test_a_method_registered_from_outside_the_core_runs_a_trial(data, biasnorm):
     space = _space({"method": "biasnorm"})
     trainer = _trainer(data, **{"method": space.resolve({})["method"]})
     trained = _trainable(trainer) - {"head.1.weight", "head.1.bias"}

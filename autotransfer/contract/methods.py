@@ -26,6 +26,9 @@ METHOD_NAMES: dict[str, str] = {
             "through Hugging Face peft), and the head",
 }
 
+#: the methods that ship with autotransfer
+BUILTIN_METHODS = tuple(METHOD_NAMES)
+
 
 def declare_method(name: str, help: str,
                    hyperparameters: Mapping[str, Hyperparameter] | None = None) -> None:
