@@ -6,8 +6,9 @@ every other hyperparameter at its default) and the space's *default configuratio
 searched hyperparameter at its documented default, clipped into the searched range). They are
 When the space's ``method`` includes ``lora`` (and its default is another method), a *LoRA
 reference* per backbone joins them: the default configuration with ``method: lora`` at the
-default rank. They are ordinary trials: the sampler learns from them and they count towards ``--trials``. Their trial
-holds ``user_attrs["reference"]`` (``linear_probe`` or ``default``); the pruner does not stop
+default rank. They are ordinary trials: the sampler learns from them and they count towards
+``--trials``. Their trial holds ``user_attrs["reference"]`` (``linear_probe``, ``default`` or
+``lora``); the pruner does not stop
 them, so that each one ends with a score to compare the search with.
 
 The *transfer effect* (what the source task's weights add on the target task) is measured by

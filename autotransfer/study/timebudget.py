@@ -143,8 +143,8 @@ def _records(study) -> list[_Record]:
 def estimate_first_report(study, backbone: str, params: dict[str, Any]) -> float | None:
     """Seconds from a trial's start to its first report for this configuration, from the
     study's trials that reached one: those with the same backbone and input size, the nearest
-    in freezing depth, tuning method and batch size (the slowest of equally near ones; the activation cache's
-    cost is part of what they measured). None when no such trial exists yet."""
+    in freezing depth, tuning method and batch size (the slowest of equally near ones; the
+    activation cache's cost is part of what they measured). None when no such trial exists yet."""
     same = [r for r in _records(study) if r.backbone == backbone and r.size == _size(params)]
     if not same:
         return None
