@@ -212,3 +212,29 @@ def test_a_lora_reference_joins_the_probe_and_the_default_when_lora_is_searched(
     assert planned["lora"]["method"] == "lora" and planned["lora"]["lora_rank"] == 8
     assert planned["default"]["method"] == "finetune" and "lora_rank" not in planned["default"]
     assert "lora" not in dict(reference_params(_space({"method": "bitfit"})))
+
+
+def test_a_search_records_the_method_and_trainable_params_and_best_yaml_names_it(
+        fashion_mnist, tmp_path):
+    import csv
+
+    import yaml
+
+    import autotransfer
+
+    space = parse_space({"backbones": [{"id": "timm/test_vit", "pretrained": False}],
+                         "epochs": 1, "params": {
+                             "image_size": 32, "lora_rank": {"type": "int", "low": 2, "high": 4},
+                             "method": {"type": "categorical", "choices": ["finetune", "lora"]}}})
+    autotransfer.search(fashion_mnist, space, trials=3, out=tmp_path / "out", device="cpu",
+                        storage=f"sqlite:///{tmp_path / 's.db'}")
+    with (tmp_path / "out" / "leaderboard.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    lora = [r for r in rows if r["reference"] == "lora"]
+    assert lora and lora[0]["method"] == "lora"
+    probe = next(r for r in rows if r["reference"] == "linear_probe")
+    assert probe["method"] == "finetune" and int(probe["trainable_params"]) == 64 * 10 + 10  # the head
+    assert int(lora[0]["trainable_params"]) > int(probe["trainable_params"])
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert best["params"]["method"] in ("finetune", "lora")
+    assert ("lora_rank" in best["params"]) == (best["params"]["method"] == "lora")
