@@ -233,7 +233,8 @@ def test_a_search_records_the_method_and_trainable_params_and_best_yaml_names_it
     lora = [r for r in rows if r["reference"] == "lora"]
     assert lora and lora[0]["method"] == "lora"
     probe = next(r for r in rows if r["reference"] == "linear_probe")
-    assert probe["method"] == "finetune" and int(probe["trainable_params"]) == 64 * 10 + 10  # the head
+    # a probe trains the head only: 64 features x 10 classes plus the biases
+    assert probe["method"] == "finetune" and int(probe["trainable_params"]) == 64 * 10 + 10
     assert int(lora[0]["trainable_params"]) > int(probe["trainable_params"])
     best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     assert best["params"]["method"] in ("finetune", "lora")
