@@ -83,6 +83,10 @@ def test_every_command_prints_its_help(capsys):
 
 def _valid(h) -> str:
     """The 'valid' cell of docs/search-spaces.md, from a Hyperparameter's range."""
+    if h.validate is not None:  # method: the builtin tuning methods
+        from autotransfer.contract.methods import BUILTIN_METHODS
+
+        return ", ".join(f"`{m}`" for m in BUILTIN_METHODS)
     if h.choices is not None:
         return ", ".join(f"`{c}`" for c in h.choices)
     if h.kind is int and h.low is not None and h.high is not None:

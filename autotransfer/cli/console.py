@@ -39,7 +39,7 @@ class ConsoleProgress:
         of = f" of {self.total}" if self.total else ""
         console.print(
             f"{self._tag()}[bold]trial #{number}{of}[/] {escape(backbone)}  "
-            f"freeze={params['freeze_fraction']:.2f} "
+            f"{params.get('method', 'finetune')} freeze={params['freeze_fraction']:.2f} "
             f"lr={params['lr']:.2e} head_x={params['head_lr_multiplier']:.3g} "
             f"decay={params['layer_decay']:.2f} bs={params['batch_size']}{self._left()}"
         )
@@ -66,12 +66,13 @@ class ConsoleProgress:
 def leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
     """The leaderboard's first ``limit`` rows as a rich table, ``metric`` naming the value."""
     table = Table(title="Leaderboard", title_justify="left")
-    for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
-                   "s/epoch", "state"):
+    for column in ("#", "trial", "backbone", "method", "freeze", "trainable", "lr",
+                   f"val {metric}", "test", "epochs", "s/epoch", "state"):
         table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
     for rank, row in enumerate(rows[:limit], start=1):
         table.add_row(
-            str(rank), str(row["trial"]), row["backbone"], fmt(row["freeze_fraction"], ".2f"),
+            str(rank), str(row["trial"]), row["backbone"], str(row.get("method", "")),
+            fmt(row["freeze_fraction"], ".2f"), fmt(row.get("trainable_params"), ","),
             fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
             str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"), row["state"],
         )

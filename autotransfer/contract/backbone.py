@@ -78,6 +78,10 @@ class Backbone:
             body cannot be cut there. It lets the frozen-prefix cache serve partial freezes
             (a linear probe needs no split).
             ``autotransfer.contract.stages.sequential_split`` builds one from a list of stages.
+        lora_targets: optional; regexes, each matching a whole module name of ``model``: the
+            layers a ``lora`` trial adapts (inside its unfrozen groups). None: every
+            ``nn.Linear``, or a CNN's pointwise 1x1 convolutions
+            (:mod:`autotransfer.finetune.methods.lora`).
     """
 
     model: torch.nn.Module
@@ -88,6 +92,7 @@ class Backbone:
     configure: Callable[[dict[str, Any]], None] | None = None
     on_freeze: Callable[[set[str]], None] | None = None
     split: Callable[[int], tuple[torch.nn.Module, Callable[[Any], Any]] | None] | None = None
+    lora_targets: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

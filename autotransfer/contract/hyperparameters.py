@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +32,18 @@ class Hyperparameter:
     #: the one modality whose preprocessing reads it (``image``, ``text``, ``audio``); None
     #: when every backbone's training uses it
     modality: str | None = None
+    #: the one tuning method that reads it (``lora``); it is sampled only in trials of that
+    #: method (:mod:`autotransfer.contract.methods`); None when every method reads it
+    method: str | None = None
+    #: ``validate(value) -> why invalid | None`` for values no range describes (a method name)
+    validate: Callable[[Any], str | None] | None = None
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is invalid, or None when it is valid."""
         if value is None and self.optional:
             return None
+        if self.validate is not None:
+            return self.validate(value)
         if self.choices is not None:
             return None if value in self.choices else f"must be one of {list(self.choices)}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -53,6 +61,23 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "freeze_fraction": Hyperparameter(
         0.0, "fraction of the backbone's layer groups frozen, input first (1 = linear probe)",
         low=0.0, high=1.0, affects_features=False,
+    ),
+    "method": Hyperparameter(
+        "finetune", "how the unfrozen groups train: finetune (every parameter), lora, bitfit "
+        "(biases), layernorm (normalisation parameters); the head always trains",
+        kind=str, affects_features=False, validate=lambda v: _check_method(v),
+    ),
+    "lora_rank": Hyperparameter(
+        8, "LoRA: rank r of each low-rank update", kind=int, low=1, high=1024,
+        affects_features=False, method="lora",
+    ),
+    "lora_alpha": Hyperparameter(
+        16.0, "LoRA: scaling alpha (the update is scaled by alpha / r)", low=0.0, low_open=True,
+        affects_features=False, method="lora",
+    ),
+    "lora_dropout": Hyperparameter(
+        0.0, "LoRA: dropout on the adapter's input", low=0.0, high=1.0, high_open=True,
+        affects_features=False, method="lora",
     ),
     "lr": Hyperparameter(
         1e-3, "learning rate of the last body group", low=0.0, low_open=True,
@@ -107,6 +132,20 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         modality="audio",
     ),
 }
+
+
+def _check_method(value: Any) -> str | None:
+    from autotransfer.contract.methods import check_method_name
+
+    return check_method_name(value)
+
+
+def for_method(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the hyperparameters that only another tuning method reads (a
+    ``finetune`` trial lists no ``lora_rank``); unknown names are kept."""
+    method = params.get("method", HYPERPARAMETERS["method"].default)
+    return {name: value for name, value in params.items()
+            if name not in HYPERPARAMETERS or HYPERPARAMETERS[name].method in (None, method)}
 
 
 def for_modality(params: dict[str, Any], modality: str) -> dict[str, Any]:

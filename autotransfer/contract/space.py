@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar, defaults
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
 from autotransfer.contract.strategies import build
 from autotransfer.errors import SpaceError
 
@@ -153,7 +153,23 @@ class SearchSpace(_Strict):
                 problem = known.check(value)
                 if problem:
                     raise ValueError(f"params.{name}{field}: {problem}")
+        methods = self.methods
+        for name in self.params:
+            only = HYPERPARAMETERS[name].method
+            if only is not None and only not in methods:
+                raise ValueError(
+                    f"params.{name}: only the {only} method reads it, but params.method allows "
+                    f"{', '.join(methods)}; add {only} to params.method"
+                )
         return self
+
+    @property
+    def methods(self) -> list[str]:
+        """The tuning methods a trial of this space may use (``params.method``)."""
+        spec = self.params.get("method", HYPERPARAMETERS["method"].default)
+        if isinstance(spec, CategoricalDistribution):
+            return [str(c) for c in spec.choices]
+        return [str(spec)]
 
     def backbone(self, label: str) -> BackboneSpec:
         return next(b for b in self.backbones if b.label == label)
@@ -162,7 +178,12 @@ class SearchSpace(_Strict):
         """Sample a backbone and every hyperparameter for ``trial`` (fixed ones included)."""
         label = trial.suggest_categorical("backbone", [b.label for b in self.backbones])
         values = {}
+        method = self.params.get("method", HYPERPARAMETERS["method"].default)
+        if isinstance(method, CategoricalDistribution):  # first: what else applies depends on it
+            values["method"] = method = trial.suggest_categorical("method", method.choices)
         for name, spec in self.params.items():
+            if name == "method" or HYPERPARAMETERS[name].method not in (None, method):
+                continue  # a hyperparameter of another tuning method: not sampled
             if isinstance(spec, FloatDistribution):
                 values[name] = trial.suggest_float(
                     name, spec.low, spec.high, log=spec.log, step=spec.step
@@ -180,7 +201,7 @@ class SearchSpace(_Strict):
         values = defaults()
         values.update({k: v for k, v in self.params.items() if not isinstance(v, BaseModel)})
         values.update({k: v for k, v in sampled.items() if k in HYPERPARAMETERS})
-        return values
+        return for_method(values)
 
 
 def _values_to_check(spec: Any) -> list[tuple[str, Any]]:

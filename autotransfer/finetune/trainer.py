@@ -23,7 +23,8 @@ from autotransfer.finetune.cache import (
 )
 from autotransfer.finetune.cache_views import ViewPlan, plan_views, stack_views, take_views
 from autotransfer.finetune.device import to_device
-from autotransfer.finetune.freezing import freeze, n_frozen_groups, train_mode
+from autotransfer.finetune.freezing import n_frozen_groups, train_mode
+from autotransfer.finetune.methods import apply_method
 from autotransfer.finetune.metrics import classification_scores
 from autotransfer.finetune.optim import param_groups, warmup_cosine
 
@@ -123,7 +124,9 @@ class Trainer:
         self.model = TransferModel(backbone, data.n_classes, params["dropout"])
         self.groups = [[f"body.{n}" for n in group] for group in backbone.groups]
         check_groups(self.model, self.groups)
-        self.frozen = freeze(self.model, self.groups, params["freeze_fraction"])
+        # the method marks what trains; its groups name its adapters too (layer-wise lr)
+        tuned = apply_method(self.model, self.groups, params, backbone, label)
+        self.frozen, self.groups = tuned.frozen, tuned.groups
         if backbone.on_freeze is not None:
             backbone.on_freeze({n.removeprefix("body.") for n in self.frozen})
         if isinstance(cache, ActivationCache):

@@ -55,7 +55,9 @@ def export_model(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().float().eval()
+    from autotransfer.finetune.methods import merge_method
+
+    model = merge_method(model.cpu().float().eval(), params)  # adapters folded into weights
     meta: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -4,8 +4,11 @@ Reference trials are enqueued once per study before any trial is sampled (Optuna
 ``Study.enqueue_trial``), per backbone of the space: a *linear probe* (``freeze_fraction: 1``,
 every other hyperparameter at its default) and the space's *default configuration* (every
 searched hyperparameter at its documented default, clipped into the searched range). They are
-ordinary trials: the sampler learns from them and they count towards ``--trials``. Their trial
-holds ``user_attrs["reference"]`` (``linear_probe`` or ``default``); the pruner does not stop
+When the space's ``method`` includes ``lora`` (and its default is another method), a *LoRA
+reference* per backbone joins them: the default configuration with ``method: lora`` at the
+default rank. They are ordinary trials: the sampler learns from them and they count towards
+``--trials``. Their trial holds ``user_attrs["reference"]`` (``linear_probe``, ``default`` or
+``lora``); the pruner does not stop
 them, so that each one ends with a score to compare the search with.
 
 The *transfer effect* (what the source task's weights add on the target task) is measured by
@@ -34,7 +37,7 @@ from autotransfer.study.records import (
     trial_records,
 )
 
-KINDS = ("linear_probe", "default")
+KINDS = ("linear_probe", "default", "lora")
 # transfer effect by default from this many completed trials on (--transfer-effect forces it)
 TRANSFER_EFFECT_FROM = 8
 
@@ -61,7 +64,17 @@ def reference_params(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     found = [("linear_probe", {"backbone": b.label, **probe}) for b in space.backbones]
     if not same:
         found += [("default", {"backbone": b.label, **defaults}) for b in space.backbones]
-    return found
+    if "lora" in space.methods and space.resolve(defaults)["method"] != "lora":
+        lora = {**defaults, "method": "lora"}
+        found += [("lora", {"backbone": b.label, **lora}) for b in space.backbones]
+    return [(kind, _of_method(params)) for kind, params in found]
+
+
+def _of_method(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the hyperparameters of a method other than its own."""
+    method = params.get("method", HYPERPARAMETERS["method"].default)
+    return {n: v for n, v in params.items()
+            if n not in HYPERPARAMETERS or HYPERPARAMETERS[n].method in (None, method)}
 
 
 def _clip(spec: FloatDistribution | IntDistribution, value: float) -> float:

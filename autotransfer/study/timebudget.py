@@ -124,6 +124,7 @@ class _Record:
     freeze: float
     batch_size: int
     seconds: float  # trial start to its first report
+    method: str = "finetune"  # the tuning method (a LoRA step costs unlike a full one)
 
 
 def _size(params: dict[str, Any]) -> Any:
@@ -133,7 +134,8 @@ def _size(params: dict[str, Any]) -> Any:
 def _records(study) -> list[_Record]:
     return [
         _Record(r.backbone or "?", _size(r.params), float(r.params.get("freeze_fraction", 0.0)),
-                int(r.params.get("batch_size", 1)), float(r.first_report_seconds))
+                int(r.params.get("batch_size", 1)), float(r.first_report_seconds),
+                str(r.params.get("method", "finetune")))
         for r in trial_records(study) if r.first_report_seconds is not None and r.params
     ]
 
@@ -141,16 +143,18 @@ def _records(study) -> list[_Record]:
 def estimate_first_report(study, backbone: str, params: dict[str, Any]) -> float | None:
     """Seconds from a trial's start to its first report for this configuration, from the
     study's trials that reached one: those with the same backbone and input size, the nearest
-    in freezing depth and batch size (the slowest of equally near ones; the activation cache's
-    cost is part of what they measured). None when no such trial exists yet."""
+    in freezing depth, tuning method and batch size (the slowest of equally near ones; the
+    activation cache's cost is part of what they measured). None when no such trial exists yet."""
     same = [r for r in _records(study) if r.backbone == backbone and r.size == _size(params)]
     if not same:
         return None
     freeze = float(params.get("freeze_fraction", 0.0))
     batch = math.log2(max(1, int(params.get("batch_size", 1))))
+    method = str(params.get("method", "finetune"))
 
-    def distance(r: _Record) -> float:
-        return round(abs(r.freeze - freeze) + 0.25 * abs(math.log2(r.batch_size) - batch), 6)
+    def distance(r: _Record) -> float:  # another tuning method counts as far as another depth
+        return round(abs(r.freeze - freeze) + 0.25 * abs(math.log2(r.batch_size) - batch)
+                     + (r.method != method), 6)
 
     nearest = min(distance(r) for r in same)
     return max(r.seconds for r in same if distance(r) == nearest)

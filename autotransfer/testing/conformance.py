@@ -162,12 +162,36 @@ def _check_loaded(entry, backbone: Backbone, batch_size: int, image_size) -> Con
         _check_split(entry.id, backbone, x, features)
     for fraction in FREEZE_FRACTIONS:
         _check_freezing(entry.id, backbone, x, fraction)
+    if backbone.lora_targets is not None:
+        _check_lora_targets(entry.id, backbone)
     return ConformanceReport(
         id=entry.id, dim=backbone.dim, n_groups=len(backbone.groups),
         n_params=sum(p.numel() for p in model.parameters()),
         n_head_params=sum(p.numel() for n, p in model.named_parameters() if n in set(head)),
         seconds=0.0,
     )
+
+
+def _check_lora_targets(backbone_id: str, backbone: Backbone) -> None:
+    """``lora_targets``: regexes that match modules peft can adapt (linear, convolution,
+    embedding layers), inside the layer groups."""
+    from autotransfer.errors import BackboneError
+    from autotransfer.finetune.methods.lora import declared_targets
+
+    try:
+        names = declared_targets(backbone.model, backbone.lora_targets, backbone_id)
+    except BackboneError as exc:
+        _fail(backbone_id, "lora_targets", str(exc).removeprefix(f"{backbone_id}: "))
+    grouped = {n for g in backbone.groups for n in g}
+    kinds = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d,
+             torch.nn.Embedding)
+    for name in names:
+        module = backbone.model.get_submodule(name)
+        if not isinstance(module, kinds):
+            _fail(backbone_id, "lora_targets", f"{name!r} is a {type(module).__name__}; LoRA "
+                  "adapts linear, convolution and embedding layers")
+        if f"{name}.weight" not in grouped:
+            _fail(backbone_id, "lora_targets", f"{name!r} is in no layer group")
 
 
 def _check_split(backbone_id: str, backbone: Backbone, x, features) -> None:

@@ -1,0 +1,24 @@
+"""Tuning methods: how a trial trains the unfrozen groups (``method``), one registry entry each.
+
+``freeze_fraction`` freezes a prefix of layer groups for every method (that prefix trains
+nothing and carries no adapter, so the frozen-feature cache serves it); the method decides what
+trains in the other groups; the head always trains in full at the head learning rate::
+
+    from autotransfer.finetune.methods import register_method, selective
+
+    register_method(selective("biasnorm", "biases and norms",
+                              lambda name, param, owner: name.endswith("bias")))
+"""
+
+from autotransfer.finetune.methods._base import Tuned, TuningMethod, selective
+from autotransfer.finetune.methods._registry import (
+    METHODS,
+    apply_method,
+    get_method,
+    merge_method,
+    register_method,
+)
+
+__all__ = ["METHODS", "Tuned", "TuningMethod", "apply_method", "get_method", "merge_method",
+           "register_method",
+           "selective"]

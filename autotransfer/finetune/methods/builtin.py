@@ -1,0 +1,35 @@
+"""The builtin tuning methods: finetune, bitfit, layernorm, lora."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from autotransfer.contract.hyperparameters import HYPERPARAMETERS
+from autotransfer.contract.methods import METHOD_NAMES
+from autotransfer.finetune.freezing import freeze
+from autotransfer.finetune.methods import lora
+from autotransfer.finetune.methods._base import Tuned, TuningMethod, selective
+
+#: normalisation layers whose parameters ``layernorm`` trains (besides any module whose class
+#: name says Norm: timm's LayerNorm2d, transformers' RMSNorm variants)
+NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)
+
+
+def _finetune(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
+              backbone: Any = None, label: str = "backbone") -> Tuned:
+    return Tuned(freeze(model, groups, params["freeze_fraction"]), groups)
+
+
+def _is_norm(name: str, param: nn.Parameter, owner: nn.Module) -> bool:
+    return isinstance(owner, NORMS) or "norm" in type(owner).__name__.lower()
+
+
+BUILTIN = [
+    TuningMethod("finetune", METHOD_NAMES["finetune"], _finetune),
+    selective("bitfit", METHOD_NAMES["bitfit"], lambda name, param, owner: name.endswith("bias")),
+    selective("layernorm", METHOD_NAMES["layernorm"], _is_norm),
+    TuningMethod("lora", METHOD_NAMES["lora"], lora.apply,
+                 {k: h for k, h in HYPERPARAMETERS.items() if h.method == "lora"}, lora.merge),
+]
