@@ -405,6 +405,10 @@ def train(
     modality: DetectedModality = None,
     text_column: TextColumn = "text",
     label_column: TableLabelColumn = "label",
+    trial: int | None = typer.Option(
+        None, "--trial", help="Refit this trial of the search (e.g. a member of best.yaml's "
+        "pareto_front) instead of the picked one."
+    ),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model."""
     from autotransfer.model.refit import train as run_train
@@ -420,7 +424,7 @@ def train(
     outcome = run_train(
         best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
-        label_column=label_column, on_epoch=on_epoch,
+        label_column=label_column, on_epoch=on_epoch, trial=trial,
     )
     search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]

@@ -41,6 +41,7 @@ from autotransfer.study.report import (
     write_leaderboard_csv,
     write_report,
 )
+from autotransfer.study.selection import Rule, least_violating, start_selection
 from autotransfer.study.storage import (
     DEFAULT_HEARTBEAT,
     DEFAULT_STORAGE,
@@ -250,6 +251,11 @@ def search(
     result = write_results(prepared, failed)
     if prepared.deadline is not None:  # the next run of this study reserves what this took
         set_write_seconds(prepared.study, timebudget.now() - started)
+    none_feasible = least_violating(prepared.study)  # bounds that no completed trial met
+    if none_feasible:
+        problems = [*problems, none_feasible]
+        if progress:
+            progress.note(-1, none_feasible)
     result.warnings, result.transfer_effect = problems, effect
     return result
 
@@ -312,9 +318,11 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         name = (options.study_name
                 or f"{dataset.source.name}-{Path(space_file or 'space').stem}")
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
-                                    direction="maximize", sampler=make_sampler(space, options.seed),
+                                    directions=Rule.of_space(space).directions,
+                                    sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space))
         _check_same_origin(study, space, dataset, masked)
+        start_selection(study, space)
     lock = StudyLock(study_storage, study.study_name)
     note = StudyNote(dataset, space, space_file=space_file, storage=masked,
                      trials=options.trials)
@@ -449,12 +457,15 @@ def run_worker(spec: WorkerSpec) -> None:
 def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
     from optuna.trial import TrialState
 
+    from autotransfer.study.selection import best_trial
+
     def show(_study, t) -> None:
         record = TrialRecord.from_frozen(t)
         progress.trial_done(t.number, record.state, record.value, record.reason)
 
     def update_note(study, t) -> None:
-        if t.state == TrialState.COMPLETE and study.best_trial.number == t.number:
+        best = best_trial(study) if t.state == TrialState.COMPLETE else None
+        if best is not None and best.number == t.number:
             with lock.held():
                 note.save(study)
 

@@ -1,0 +1,96 @@
+"""Constraints and objectives (issue #25): the feasible set, the Pareto front, the pick rule,
+with the real packaged image backbones for the searches."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from autotransfer.contract.space import parse_space
+from autotransfer.errors import SpaceError
+from autotransfer.study import selection
+from autotransfer.study.records import TrialWriter
+from autotransfer.study.study import search
+
+BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]
+SPACE = {
+    "backbones": BACKBONES,
+    "epochs": 1,
+    "pruner": "none",
+    "params": {"image_size": 32, "batch_size": 64,
+               "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}},
+}
+
+
+def _run(fashion_mnist, tmp_path, space, trials=4, **options):
+    # 4 trials: the linear probe and the default configuration of each backbone (references)
+    return search(fashion_mnist, parse_space(space), trials=trials,
+                  storage=f"sqlite:///{tmp_path}/s.db", out=tmp_path / "out", seed=0,
+                  history=False, transfer_effect=False, **options)
+
+
+def test_space_validates_objectives_constraints_and_pick():
+    space = parse_space({**SPACE, "objectives": ["latency_ms", "macro_f1"]})
+    assert space.metric == "macro_f1" and space.objective_names == ["macro_f1", "latency_ms"]
+    for bad, said in (({"constraints": {"accuracy": 0.5}}, "constraints.accuracy"),
+                      ({"constraints": {"latency_ms": 0}}, "must be > 0"),
+                      ({"objectives": ["latency_ms"]}, "expected one metric"),
+                      ({"objectives": ["accuracy", "speed"]}, "unknown objective 'speed'"),
+                      ({"pick": "latency_ms"}, "pick: 'latency_ms'")):
+        with pytest.raises(SpaceError, match=said):
+            parse_space({**SPACE, **bad})
+
+
+def test_the_highest_score_over_a_bound_is_never_best():
+    """A real Optuna study whose best-scoring trial is over the latency bound: the pick is the
+    best feasible one, the front has no infeasible member."""
+    study = optuna.create_study(directions=["maximize"])
+    space = parse_space({**SPACE, "constraints": {"latency_ms": 5.0}})
+    selection.start_selection(study, space)
+    for score, latency in ((0.9, 8.0), (0.7, 3.0), (0.6, 4.0)):
+        trial = study.ask()
+        cost = {"latency_ms": latency}
+        record = TrialWriter(trial)
+        record.measured(cost, 0.0)
+        record.violations(selection.violations(selection.rule_of(study), cost))
+        study.tell(trial, score)
+    assert selection.best_trial(study).number == 1
+    assert study.best_trial.number == 1  # Optuna agrees: the bound is an Optuna constraint
+    assert [r.number for r in selection.front_of(study)] == [1]
+
+
+def test_a_params_bound_stops_the_larger_backbone_before_it_trains(fashion_mnist, tmp_path):
+    # mobilenetv2_100 has about 2.2M parameters with a 10-class head, lite0 about 3.4M
+    result = _run(fashion_mnist, tmp_path, {**SPACE, "constraints": {"params": 3.0e6}})
+    by_backbone = {}
+    for t in result.study.trials:
+        by_backbone.setdefault(t.user_attrs["backbone"], []).append(t)
+    for t in by_backbone["packaged/tf_efficientnet_lite0"]:
+        assert t.state.name == "PRUNED"
+        assert t.user_attrs["prune_reason"].startswith("constraint: params")
+        assert not t.intermediate_values  # it never trained
+    best = yaml.safe_load(result.best_path.read_text())
+    assert best["backbone"] == "packaged/mobilenetv2_100"
+    assert best["params_count"] <= 3.0e6
+    rows = {r["trial"]: r for r in result.leaderboard}
+    assert all(rows[t.number]["feasible"] is False
+               for t in by_backbone["packaged/tf_efficientnet_lite0"])
+    for t in by_backbone["packaged/mobilenetv2_100"]:  # measured after training
+        a = t.user_attrs
+        assert a["latency_ms"] > 0 and a["throughput"] > 0 and a["size_mb"] > 0
+        assert a["size_mb"] == pytest.approx(a["params_count"] * 4 / 1e6, rel=0.05)
+
+
+def test_a_latency_bound_no_trial_meets_names_the_least_violating(fashion_mnist, tmp_path):
+    result = _run(fashion_mnist, tmp_path, {**SPACE, "constraints": {"latency_ms": 1e-4}})
+    assert result.best is None and result.best_path is None  # no infeasible trial is best
+    line = [w for w in result.warnings if w.startswith("no trial meets the constraints")]
+    assert len(line) == 1 and "latency_ms" in line[0]
+    complete = [t for t in result.study.trials if t.state.name == "COMPLETE"]
+    assert complete and all(not r["feasible"] for r in result.leaderboard
+                            if r["state"] == "complete")
+    least = min(complete, key=lambda t: t.user_attrs["latency_ms"])
+    assert f"trial {least.number} " in line[0]
+    # the sampler learns from them: each is an Optuna constraint of the trial
+    assert all(t.constraints["latency_ms"] > 0 for t in complete)
