@@ -94,3 +94,42 @@ def test_a_latency_bound_no_trial_meets_names_the_least_violating(fashion_mnist,
     assert f"trial {least.number} " in line[0]
     # the sampler learns from them: each is an Optuna constraint of the trial
     assert all(t.constraints["latency_ms"] > 0 for t in complete)
+
+
+def test_two_objectives_give_a_front_in_best_yaml_and_train_trial_refits_one(
+        fashion_mnist, tmp_path):
+    from typer.testing import CliRunner
+
+    from autotransfer.cli.app import app
+
+    result = _run(fashion_mnist, tmp_path, {**SPACE, "objectives": ["accuracy", "latency_ms"],
+                                            "pruner": "hyperband"})
+    study = result.study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["accuracy", "latency_ms"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 and not any(t.intermediate_values for t in complete)  # no pruning
+    best = yaml.safe_load(result.best_path.read_text())
+    front = best["pareto_front"]
+    numbers = {m["trial"] for m in front}
+    assert numbers == {t.number for t in study.best_trials}  # Optuna's own front agrees
+    assert best["source"]["trial"] == max(front, key=lambda m: m["val_score"])["trial"]
+    for member in front:
+        values = study.trials[member["trial"]].values
+        assert member["val_score"] == values[0] and member["latency_ms"] == values[1]
+    assert (tmp_path / "out" / "pareto_front.png").is_file()
+    assert (tmp_path / "out" / "pareto_front.html").is_file()
+
+    # refit a trial that is not the picked one (of the front when it has two members)
+    others = sorted(numbers - {best["source"]["trial"]}) or [
+        t.number for t in complete if t.number != best["source"]["trial"]]
+    chosen = others[0]
+    run = CliRunner().invoke(app, ["train", str(result.best_path), "--out",
+                                   str(tmp_path / "model"), "--refit-on", "train",
+                                   "--trial", str(chosen), "--device", "cpu"],
+                             catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    meta = yaml.safe_load((tmp_path / "model" / "autotransfer.json").read_text())
+    trained = study.trials[chosen]
+    assert meta["backbone"] == trained.user_attrs["backbone"]
+    assert meta["params"]["lr"] == pytest.approx(trained.user_attrs["params"]["lr"])

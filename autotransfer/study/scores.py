@@ -88,7 +88,7 @@ def chance_warning(study, chance: float, metric: str) -> str | None:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     diverged = [t for t in trials if str(t.user_attrs.get("prune_reason", "")).startswith(
         "diverged")]
-    at_chance = all(t.value <= chance + 1e-6 for t in complete)
+    at_chance = all(t.values[0] <= chance + 1e-6 for t in complete)  # the score is first
     advice = "try a lower learning-rate range (e.g. params.lr high: 1.0e-3)"
     if complete and at_chance:
         return (f"every finished trial scored at chance level (val {metric} <= {chance:.4f}, "
