@@ -66,13 +66,15 @@ class ConsoleProgress:
 def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
     table = Table(title="Leaderboard", title_justify="left")
     for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
-                   "s/epoch", "state"):
+                   "s/epoch", "ms", "MB", "state"):
         table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
     for rank, row in enumerate(rows[:limit], start=1):
+        state = row["state"] + (" [red]infeasible[/]" if row.get("feasible") is False else "")
         table.add_row(
             str(rank), str(row["trial"]), row["backbone"], fmt(row["freeze_fraction"], ".2f"),
             fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
-            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"), row["state"],
+            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"),
+            fmt(row.get("latency_ms"), ".2f"), fmt(row.get("size_mb"), ".1f"), state,
         )
     return table
 

@@ -390,13 +390,16 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
         lines.append(f"| `{r['backbone']}` | {r['trial']} | {r['state']} | "
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
                      f"{fmt(r['freeze_fraction'], '.2f')} | {fmt(r['lr'], '.1e')} |")
-    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | why |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | "
+              "latency ms | samples/s | params | MB | why |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
-                     f"{reason} |")
+                     f"{fmt(r['latency_ms'], '.2f')} | {fmt(r['throughput'], '.0f')} | "
+                     f"{fmt(r['params_count'], ',')} | {fmt(r['size_mb'], '.1f')} | {reason} |")
+    lines += _front_lines(best)
     lines += ["", "## Hyperparameter importances", ""]
     if found:
         lines += ["| hyperparameter | importance (PED-ANOVA) |", "|---|---|"]
@@ -411,6 +414,22 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     for problem in failed:
         lines.append(f"- not drawn: {problem}")
     return "\n".join(lines) + "\n"
+
+
+def _front_lines(best: dict[str, Any] | None) -> list[str]:
+    """The Pareto front of a multi-objective search, as best.yaml lists it."""
+    front = (best or {}).get("pareto_front")
+    if not front:
+        return []
+    lines = ["", f"## Pareto front ({', '.join(best['objectives'])}; picked by "
+             f"{best['pick']}: trial {best['source']['trial']})", "",
+             "| trial | backbone | val | latency ms | params | MB |", "|---|---|---|---|---|---|"]
+    for m in front:
+        name = m["backbone"] if isinstance(m["backbone"], str) else m["backbone"]["id"]
+        lines.append(f"| {m['trial']} | `{name}` | {fmt(m['val_score'])} | "
+                     f"{fmt(m['latency_ms'], '.2f')} | {fmt(m['params_count'], ',')} | "
+                     f"{fmt(m['size_mb'], '.1f')} |")
+    return lines
 
 
 def _summary_table(best: dict[str, Any]) -> list[str]:
