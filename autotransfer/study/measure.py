@@ -10,8 +10,8 @@ from autotransfer.study.records import TrialWriter
 from autotransfer.study.selection import Rule, objective_values, violations
 
 #: The share of the trial so far that measuring may take, and its bounds in seconds.
-SHARE = 0.02
-MIN_SECONDS, MAX_SECONDS = 0.2, 5.0
+SHARE = 0.03
+MIN_SECONDS, MAX_SECONDS = 0.05, 3.0
 
 
 def check_params_bound(trial, model, rule: Rule) -> None:
@@ -37,16 +37,19 @@ def check_params_bound(trial, model, rule: Rule) -> None:
     raise optuna.TrialPruned(reason)
 
 
-def measure_trial(trial, trainer, rule: Rule, *, started_at: float) -> dict[str, Any]:
+def measure_trial(trial, trainer, rule: Rule, *, started_at: float,
+                  network: str | None = None) -> dict[str, Any]:
     """Measure the trained model on the trial's device (at most :data:`SHARE` of the trial so
     far, within [:data:`MIN_SECONDS`, :data:`MAX_SECONDS`]) and record the costs and the
-    constraint violations; returns the costs."""
+    constraint violations; returns the costs. ``network`` (the backbone id) lets trials of one
+    backbone and input size share the timing of the first of them in this process."""
     from autotransfer.finetune.cost import measure_cost
 
     began = timebudget.now()
     budget = min(MAX_SECONDS, max(MIN_SECONDS, SHARE * (began - started_at)))
     cost = measure_cost(trainer.model, trainer.preprocess, trainer.data, device=trainer.device,
-                        batch_size=trainer.inference_batch_size, budget_s=budget)
+                        batch_size=trainer.inference_batch_size, budget_s=budget,
+                        cache_key=None if network is None else (network,))
     record = TrialWriter(trial)
     record.measured(cost, timebudget.now() - began)
     if rule.constraints:

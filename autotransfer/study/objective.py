@@ -236,7 +236,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     record.scored({split: confusion(preds, labels, ctx.data.n_classes)
                    for split, (preds, labels) in trainer.predictions.items()},
                   test_macro_f1=None if result.test is None else result.test["macro_f1"])
-    cost = measure_trial(trial, trainer, rule, started_at=ctx.started_at)
+    cost = measure_trial(trial, trainer, rule, started_at=ctx.started_at, network=spec.id)
     if ctx.keep_best is not None:
         from autotransfer.study.artifacts import keep_if_best
 

@@ -71,7 +71,11 @@ def start_selection(study, space) -> None:
         return
     rule = Rule.of_space(space)
     set_selection(study, rule.to_attr())
-    study.set_metric_names(list(rule.objectives))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks set_metric_names experimental
+        study.set_metric_names(list(rule.objectives))
 
 
 def rule_of(study) -> Rule:
