@@ -209,10 +209,10 @@ def search(
         f"{time.perf_counter() - started:.0f}s"
         + (f" (first trial's first batch after {min(first):.1f}s)" if first else "")
     )
-    if result.best is None:
-        raise AutotransferError(
-            f"no trial completed in study {result.study.study_name!r}; see the reasons above"
-        )
+    if result.best is None:  # none completed, or none within the space's constraints
+        raise AutotransferError(next(
+            (w for w in result.warnings if w.startswith("no trial meets the constraints")),
+            f"no trial completed in study {result.study.study_name!r}; see the reasons above"))
     best = result.best
     test = f", test {best['test_score']:.4f}" if "test_score" in best else ""
     backbone = backbone_id(best)

@@ -254,8 +254,6 @@ def search(
     none_feasible = least_violating(prepared.study)  # bounds that no completed trial met
     if none_feasible:
         problems = [*problems, none_feasible]
-        if progress:
-            progress.note(-1, none_feasible)
     result.warnings, result.transfer_effect = problems, effect
     return result
 
