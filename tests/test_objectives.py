@@ -133,3 +133,19 @@ def test_two_objectives_give_a_front_in_best_yaml_and_train_trial_refits_one(
     trained = study.trials[chosen]
     assert meta["backbone"] == trained.user_attrs["backbone"]
     assert meta["params"]["lr"] == pytest.approx(trained.user_attrs["params"]["lr"])
+
+
+def test_the_cli_ends_with_the_least_violating_trial_when_none_is_feasible(
+        capsys, fashion_mnist, tmp_path):
+    from conftest import cli_error
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({**SPACE, "backbones": BACKBONES[:1],
+                                     "constraints": {"size_mb": 1.0}}))
+    err = cli_error(capsys, "search", str(fashion_mnist), "--space", str(space), "--trials", "1",
+                    "--no-references", "--no-history", "--storage",
+                    f"sqlite:///{tmp_path}/s.db", "--out", str(tmp_path / "out"))
+    assert "no trial meets the constraints; the least violating is trial 0" in err
+    assert "size_mb" in err and "> 1" in err
+    rows = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
+    assert "infeasible: size_mb" in rows[1]  # the results are written all the same
