@@ -149,3 +149,33 @@ def test_the_cli_ends_with_the_least_violating_trial_when_none_is_feasible(
     assert "size_mb" in err and "> 1" in err
     rows = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
     assert "infeasible: size_mb" in rows[1]  # the results are written all the same
+
+
+def _study_of(space, trials):
+    """A real Optuna study with the space's rule and trials of (values, latency, size)."""
+    from autotransfer.study.selection import Rule
+
+    study = optuna.create_study(directions=Rule.of_space(space).directions)
+    selection.start_selection(study, space)
+    for values, cost in trials:
+        trial = study.ask()
+        record = TrialWriter(trial)
+        record.measured(cost, 0.0)
+        record.violations(selection.violations(selection.rule_of(study), cost))
+        study.tell(trial, values)
+    return study
+
+
+def test_the_front_is_the_non_dominated_feasible_trials_and_pick_chooses_among_them():
+    two = {**SPACE, "objectives": ["accuracy", "latency_ms"], "constraints": {"size_mb": 10}}
+    trials = [((0.9, 8.0), {"latency_ms": 8.0, "size_mb": 9}),   # front: best score
+              ((0.8, 3.0), {"latency_ms": 3.0, "size_mb": 9}),   # front: fastest feasible
+              ((0.7, 5.0), {"latency_ms": 5.0, "size_mb": 9}),   # dominated by #1
+              ((0.95, 1.0), {"latency_ms": 1.0, "size_mb": 50})]  # dominates all, infeasible
+    study = _study_of(parse_space(two), trials)
+    assert [r.number for r in selection.front_of(study)] == [0, 1]  # ranked by the score
+    assert selection.best_trial(study).number == 0
+    faster = _study_of(parse_space({**two, "pick": "latency_ms"}), trials)
+    assert selection.best_trial(faster).number == 1
+    # Optuna's own front, told the same constraints, agrees
+    assert sorted(t.number for t in study.best_trials) == [0, 1]
