@@ -179,3 +179,6 @@ def test_the_front_is_the_non_dominated_feasible_trials_and_pick_chooses_among_t
     assert selection.best_trial(faster).number == 1
     # Optuna's own front, told the same constraints, agrees
     assert sorted(t.number for t in study.best_trials) == [0, 1]
+    from autotransfer.study.dashboard import _front_line  # the dashboard note says the same
+
+    assert "trials 0, 1 (best: the first by accuracy)" in _front_line(study)[1]

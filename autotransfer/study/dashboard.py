@@ -48,6 +48,7 @@ class StudyNote:
                 + f" ({done.counted} trials so far)"
             )
             lines += ["", "```yaml", _yaml(best.params or best.sampled), "```"]
+            lines += _front_line(study)
         return "\n".join(lines) + "\n"
 
     def save(self, study) -> None:
@@ -60,3 +61,15 @@ def _yaml(value) -> str:
     import yaml
 
     return yaml.safe_dump(value, sort_keys=False).rstrip()
+
+
+def _front_line(study) -> list[str]:
+    """The Pareto front of a multi-objective study (its trials, by the pick rule)."""
+    from autotransfer.study.selection import front_of, rule_of
+
+    rule = rule_of(study)
+    if not rule.multi_objective:
+        return []
+    members = ", ".join(f"{r.number}" for r in front_of(study))
+    return ["", f"Pareto front on {', '.join(rule.objectives)}: trials {members} (best: the "
+                f"first by {rule.pick or rule.objectives[0]})"]
