@@ -9,8 +9,9 @@ the picked one is the search's own ``--keep-best`` model), each is loaded with t
 (``timm.create_model("local-dir:DIR", pretrained=True)``) and timed at batch 1 in a plain
 ``for`` loop on the same device, in a fresh process per round: median of ``--repeats`` passes
 after 5 warm-up passes, median of ``--rounds`` rounds. The
-figures: the front's size, recorded / plain per model (target within 10%), and the share of
-each completed trial's time spent measuring (target under 5%).
+figures: the front's size, recorded / plain per model (target within 10%), the recorded
+``size_mb`` against the exported ``model.safetensors``, and the share of each completed trial's
+time spent measuring (target under 5%).
 
     python benchmarks/latency.py [--trials 20] [--per-class 20] [--image-size 64] [--epochs 1]
         [--device cpu] [--repeats 50] [--rounds 5] [--backbones packaged/mobilenetv2_100,...]
@@ -130,6 +131,9 @@ def main() -> None:
         rounds = [_plain_in_fresh_process(model_dir, args) for _ in range(args.rounds)]
         plain = statistics.median(rounds)
         recorded = study.trials[number].user_attrs["latency_ms"]
+        size = (model_dir / "model.safetensors").stat().st_size / 1e6
+        print(f"trial {number}: size_mb recorded {study.trials[number].user_attrs['size_mb']:.3f}"
+              f", model.safetensors {size:.3f} MB")
         print(f"trial {number}: recorded {recorded:.3f} ms, plain loop on the exported model "
               f"{plain:.3f} ms (median of {args.rounds} rounds of {args.repeats}; rounds "
               f"{min(rounds):.3f}-{max(rounds):.3f}), recorded/plain {recorded / plain:.3f} "
