@@ -3,7 +3,8 @@
 Measured once per trial after training, on the search's device, in float32 and eval mode (the
 model as :func:`autotransfer.model.export.export_model` writes it and its zoo's library loads
 it): ``latency_ms`` is the median of timed forward passes at batch 1 and the model's own input
-size after warm-up passes; ``throughput`` is samples per second of forward passes at the
+size after warm-up passes (the smallest median of :data:`ROUNDS` rounds, since other processes
+on the machine only ever add time); ``throughput`` is samples per second of forward passes at the
 evaluation batch size; ``params_count`` counts every parameter, head included; ``size_mb`` is
 the bytes of the state dict's tensors (what safetensors writes, less its small header), in
 10**6 bytes. The number of timed passes is bounded by ``budget_s`` (at least 3 at batch 1 and
@@ -21,6 +22,8 @@ import torch
 #: Timed passes at batch 1 (at most; fewer when the budget is short) and warm-up passes.
 LATENCY_REPEATS = 30
 WARMUP = 3
+#: Rounds of batch-1 passes; the latency is the smallest of their medians.
+ROUNDS = 3
 
 #: (cache key, input shape) -> (latency_ms, throughput) of this process: the time of a forward
 #: pass depends on the network and its input's shape, not on the weights, so trials of one
@@ -108,11 +111,14 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         key = None if cache_key is None else (*cache_key, str(device), n, _shape(one))
         if key not in _TIMINGS:
             batch = preprocess.to_input(_rows(inputs, n), device=device)
-            single = time_forward(model, one, device, repeats=LATENCY_REPEATS,
-                                  budget_s=budget_s * 2 / 3)
+            # the quietest of ROUNDS rounds: other processes only ever add time
+            single = min(statistics.median(time_forward(
+                model, one, device, repeats=LATENCY_REPEATS // ROUNDS,
+                warmup=WARMUP if i == 0 else 0, budget_s=budget_s * 2 / 3 / ROUNDS))
+                for i in range(ROUNDS))
             many = time_forward(model, batch, device, repeats=3, warmup=1,
                                 budget_s=budget_s / 3)
-            timing = (round(1000 * statistics.median(single), 4),
+            timing = (round(1000 * single, 4),
                       round(n / statistics.median(many), 1))
             if key is None:
                 latency_ms, throughput = timing
