@@ -100,6 +100,8 @@ def best_references(study) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for t in trial_records(study, ("complete",)):
         kind = t.reference
+        if not t.feasible:  # over the space's constraints: not a comparison it allows
+            continue
         if kind in KINDS and (kind not in found or t.value > found[kind]["val_score"]):
             found[kind] = {"backbone": t.backbone or t.label, "val_score": float(t.value),
                            "test_score": None if t.test_score is None else float(t.test_score),
