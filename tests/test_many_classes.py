@@ -110,7 +110,7 @@ def test_the_decompression_bomb_guard_names_the_file_and_the_variable(tmp_path, 
 
 @pytest.fixture
 def model_dir(tmp_path):
-    from autotransfer.contract.registry import get_backbone
+    from autotransfer.contract.collect import get_backbone
     from autotransfer.model.export import export_model
     from autotransfer.plugin import TransferModel
 

@@ -221,10 +221,10 @@ def search(
         f"{time.perf_counter() - started:.0f}s"
         + (f" (first trial's first batch after {min(first):.1f}s)" if first else "")
     )
-    if result.best is None:
-        raise AutotransferError(
-            f"no trial completed in study {result.study.study_name!r}; see the reasons above"
-        )
+    if result.best is None:  # none completed, or none within the space's constraints
+        raise AutotransferError(next(
+            (w for w in result.warnings if w.startswith("no trial meets the constraints")),
+            f"no trial completed in study {result.study.study_name!r}; see the reasons above"))
     best = result.best
     test = f", test {best['test_score']:.4f}" if "test_score" in best else ""
     backbone = backbone_id(best)
@@ -419,6 +419,10 @@ def train(
     label_column: str | None = typer.Option(None, help="Label column (default: the search's)."),
     image_column: str | None = typer.Option(None, help="Image column (default: the search's)."),
     audio_column: str | None = typer.Option(None, help="Audio column (default: the search's)."),
+    trial: int | None = typer.Option(
+        None, "--trial", help="Refit this trial of the search (e.g. a member of best.yaml's "
+        "pareto_front) instead of the picked one."
+    ),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model.
 
@@ -438,7 +442,7 @@ def train(
         best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
         label_column=label_column, image_column=image_column, audio_column=audio_column,
-        on_epoch=on_epoch,
+        on_epoch=on_epoch, trial=trial,
     )
     search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]

@@ -67,14 +67,16 @@ def leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) 
     """The leaderboard's first ``limit`` rows as a rich table, ``metric`` naming the value."""
     table = Table(title="Leaderboard", title_justify="left")
     for column in ("#", "trial", "backbone", "method", "freeze", "trainable", "lr",
-                   f"val {metric}", "test", "epochs", "s/epoch", "state"):
+                   f"val {metric}", "test", "epochs", "s/epoch", "ms", "MB", "state"):
         table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
     for rank, row in enumerate(rows[:limit], start=1):
+        state = row["state"] + (" [red]infeasible[/]" if row.get("feasible") is False else "")
         table.add_row(
             str(rank), str(row["trial"]), row["backbone"], str(row.get("method", "")),
             fmt(row["freeze_fraction"], ".2f"), fmt(row.get("trainable_params"), ","),
             fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
-            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"), row["state"],
+            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"),
+            fmt(row.get("latency_ms"), ".2f"), fmt(row.get("size_mb"), ".1f"), state,
         )
     return table
 

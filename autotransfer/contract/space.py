@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
+from autotransfer.contract.objectives import COSTS, METRICS, OBJECTIVES
 from autotransfer.contract.strategies import build
 from autotransfer.errors import SpaceError
 
@@ -119,6 +120,10 @@ class SearchSpace(_Strict):
     sampler: str | StrategySpec = "tpe"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     params: dict[str, Distribution | Scalar] = Field(default_factory=dict)
+    # objectives and bounds: autotransfer.contract.objectives; the pick: study.selection
+    objectives: list[str] | None = None  # [metric, latency_ms, ...]: a multi-objective study
+    constraints: dict[str, float] = Field(default_factory=dict)  # upper bounds on costs
+    pick: str | None = None  # the objective that picks best.yaml's trial on the front
 
     @field_validator("backbones", mode="before")
     @classmethod
@@ -161,6 +166,7 @@ class SearchSpace(_Strict):
                     f"params.{name}: only the {only} method reads it, but params.method allows "
                     f"{', '.join(methods)}; add {only} to params.method"
                 )
+        self._check_objectives()
         return self
 
     @property
@@ -170,6 +176,40 @@ class SearchSpace(_Strict):
         if isinstance(spec, CategoricalDistribution):
             return [str(c) for c in spec.choices]
         return [str(spec)]
+
+    def _check_objectives(self) -> None:
+        for name, bound in self.constraints.items():
+            if name not in COSTS:
+                raise ValueError(f"constraints.{name}: not a bounded measure; expected one of "
+                                 + ", ".join(COSTS))
+            if not bound > 0:
+                raise ValueError(f"constraints.{name}: an upper bound must be > 0, got {bound!r}")
+        if self.objectives is not None:
+            unknown = [o for o in self.objectives if o not in OBJECTIVES]
+            if unknown:
+                raise ValueError(f"objectives: unknown objective {unknown[0]!r}; expected "
+                                 + ", ".join(OBJECTIVES))
+            metrics = [o for o in self.objectives if o in METRICS]
+            if len(metrics) != 1 or len(set(self.objectives)) != len(self.objectives):
+                raise ValueError(f"objectives: expected one metric ({' or '.join(METRICS)}) "
+                                 f"and distinct costs, got {self.objectives}")
+            if "metric" in self.model_fields_set and self.metric != metrics[0]:
+                raise ValueError(f"objectives: its metric {metrics[0]!r} is not metric "
+                                 f"{self.metric!r}")
+            self.metric = metrics[0]  # type: ignore[assignment]
+        if self.pick is not None and self.pick not in self.objective_names:
+            raise ValueError(f"pick: {self.pick!r} is not one of the objectives "
+                             f"{self.objective_names}")
+
+    @property
+    def objective_names(self) -> list[str]:
+        """The study's objectives in the order of its values: the metric first."""
+        rest = [o for o in self.objectives or [] if o != self.metric]
+        return [self.metric, *rest]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objective_names) > 1
 
     def backbone(self, label: str) -> BackboneSpec:
         return next(b for b in self.backbones if b.label == label)

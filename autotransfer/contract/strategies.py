@@ -55,6 +55,10 @@ SAMPLERS: dict[str, Strategy] = {
         "multivariate tree-structured Parzen estimator after 5 random trials",
     ),
     "random": Strategy("RandomSampler", lambda epochs: {}, "independent random sampling"),
+    "nsga2": Strategy(
+        "NSGAIISampler", lambda epochs: {"population_size": 10},
+        "NSGA-II, the genetic algorithm for several objectives (Deb et al. 2002)",
+    ),
 }
 
 

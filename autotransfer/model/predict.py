@@ -89,6 +89,7 @@ def predict(
     if not samples:
         raise DataError("no inputs; give files, folders or CSV files"
                         + (" (or texts)" if loaded.modality == "text" else ""))
+
     def as_data(chosen: list[Any]) -> LabelledData:
         labels = np.zeros(len(chosen), dtype=np.int64)
         split = (Split([], labels, list(chosen)) if loaded.modality == "text"

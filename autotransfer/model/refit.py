@@ -66,6 +66,50 @@ def read_best(path: str | Path | dict[str, Any]) -> dict[str, Any]:
     return best
 
 
+def for_trial(config: dict[str, Any], number: int) -> dict[str, Any]:
+    """``best.yaml``'s mapping with trial ``number``'s backbone, hyperparameters and score in
+    place of the picked trial's: from its ``pareto_front`` when listed there, else from the
+    study in ``source.storage`` (the trial must have completed).
+
+    Raises:
+        OptionError: ``trial`` is not a completed trial of the study, or the study cannot be read.
+    """
+    source = dict(config.get("source") or {})
+    if number == source.get("trial"):
+        return config
+    found = next((m for m in config.get("pareto_front") or [] if m.get("trial") == number),
+                 None)
+    if found is None:
+        found = _stored_trial(source, number)
+    source["trial"] = number
+    return {**config, "backbone": found["backbone"], "params": found["params"],
+            "val_score": found["val_score"], "source": source,
+            **{k: found[k] for k in ("latency_ms", "params_count", "size_mb") if k in found}}
+
+
+def _stored_trial(source: dict[str, Any], number: int) -> dict[str, Any]:
+    """Trial ``number`` of the study named in ``source`` (its storage, study name)."""
+    import optuna
+
+    where = f"study {source.get('study')!r} in {source.get('storage')}"
+    try:
+        study = optuna.load_study(study_name=source["study"], storage=source["storage"])
+        trials = study.get_trials(deepcopy=False)
+    except Exception as exc:  # a masked password, a storage that moved
+        raise OptionError("trial", f": cannot read {where} ({first_line(exc)})") from None
+    found = next((t for t in trials if t.number == number), None)
+    if found is None or found.state.name != "COMPLETE":
+        done = [t.number for t in trials if t.state.name == "COMPLETE"]
+        raise OptionError("trial", f" {number} is not a completed trial of {where}; completed: "
+                                   f"{done[:20]}")
+    attrs = found.user_attrs
+    backbone: Any = attrs["backbone"]
+    if not attrs.get("pretrained", True):
+        backbone = {"id": backbone, "pretrained": False}
+    return {"backbone": backbone, "params": dict(attrs.get("params") or found.params),
+            "val_score": float(found.values[0])}
+
+
 def train(
     best: str | Path | dict[str, Any],
     *,
@@ -83,6 +127,7 @@ def train(
     audio_column: str | None = None,
     data_options: DataOptions | None = None,
     on_epoch: Callable[[Any], None] | None = None,
+    trial: int | None = None,
 ) -> TrainOutcome:
     """Refit a search's best configuration, evaluate it on the test split, export the model.
 
@@ -107,6 +152,9 @@ def train(
             (the keyword arguments given override it); what it leaves open comes from
             ``best.yaml``.
         on_epoch: called with each epoch's :class:`~autotransfer.finetune.trainer.EpochResult`.
+        trial: refit this trial of the search instead of the picked one: a member of
+            ``best.yaml``'s ``pareto_front``, or any completed trial of the study (read from
+            ``source.storage``); see :func:`for_trial`.
 
     Returns:
         A :class:`TrainOutcome` with the model directory and the test scores.
@@ -134,6 +182,8 @@ def train(
     from autotransfer.model.export import export_model
 
     config = read_best(best)
+    if trial is not None:
+        config = for_trial(config, trial)
     if refit_on not in REFIT_ON:
         raise OptionError("refit_on", f" must be one of {', '.join(REFIT_ON)}, got "
                                       f"{refit_on!r}")

@@ -18,18 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from autotransfer.study.records import StudyRecord, set_kept_model
+from autotransfer.study.selection import is_best_so_far
 
 
 def keep_if_best(trial, trainer, *, backbone: Any, params: dict[str, Any], score: float,
-                 metric: str, test: dict[str, float] | None, store_dir: str | Path) -> bool:
-    """Export and upload this trial's model when it beats the kept one; True when kept."""
+                 metric: str, test: dict[str, float] | None, store_dir: str | Path,
+                 cost: dict[str, Any] | None = None) -> bool:
+    """Export and upload this trial's model when it would be the study's pick
+    (:func:`autotransfer.study.selection.is_best_so_far`, given its ``score`` and measured
+    ``cost``); True when kept."""
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
     from autotransfer.model.export import export_model
 
     study = trial.study
     kept = StudyRecord.of(study).kept_model
-    if kept is not None and kept["score"] >= score:
+    if not is_best_so_far(study, trial.number, score, cost or {}):
         return False
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,9 @@ def _space_fingerprint(space: SearchSpace) -> str:
     data = space.model_dump(mode="json")
     if data.get("sampler") == "tpe":
         del data["sampler"]
+    for key, default in (("objectives", None), ("constraints", {}), ("pick", None)):
+        if data.get(key) == default:  # spaces from before objectives keep their fingerprint
+            data.pop(key, None)
     return json.dumps(data, sort_keys=True)
 
 

@@ -12,17 +12,6 @@ from autotransfer.study.workers import (
 )
 
 
-def name_the_objective(study, space) -> None:
-    """Name the study's value for optuna-dashboard ("val accuracy", not "Objective 0")."""
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():  # set_metric_names is experimental in some Optuna releases
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([f"val {space.metric.replace('_', ' ')}"])
-
-
 class StudyNote:
     """The study's note in optuna-dashboard: data, space, storage (masked) and the best so far."""
 
@@ -59,6 +48,7 @@ class StudyNote:
                 + f" ({done.counted} trials so far)"
             )
             lines += ["", "```yaml", _yaml(best.params or best.sampled), "```"]
+            lines += _front_line(study)
         return "\n".join(lines) + "\n"
 
     def save(self, study) -> None:
@@ -71,3 +61,15 @@ def _yaml(value) -> str:
     import yaml
 
     return yaml.safe_dump(value, sort_keys=False).rstrip()
+
+
+def _front_line(study) -> list[str]:
+    """The Pareto front of a multi-objective study (its trials, by the pick rule)."""
+    from autotransfer.study.selection import front_of, rule_of
+
+    rule = rule_of(study)
+    if not rule.multi_objective:
+        return []
+    members = ", ".join(f"{r.number}" for r in front_of(study))
+    return ["", f"Pareto front on {', '.join(rule.objectives)}: trials {members} (best: the "
+                f"first by {rule.pick or rule.objectives[0]})"]

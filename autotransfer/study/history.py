@@ -212,6 +212,8 @@ class Recorder:
 
         _, _, transfers = tables()
         record = TrialRecord.from_frozen(trial)
+        if not record.feasible:  # over its study's bounds (study.selection): never a best
+            return
         sampled = {k: v for k, v in record.sampled.items() if k != "backbone"}
         row = {
             "dataset_id": self.dataset_id, "study": self.study_name, "trial": record.number,

@@ -13,10 +13,12 @@ from autotransfer.data import (
 )
 from autotransfer.errors import first_line
 from autotransfer.study import timebudget
+from autotransfer.study.measure import check_params_bound, measure_trial, trial_value
 from autotransfer.study.pruners import report_epoch
 from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
 from autotransfer.study.references import apply_reference
 from autotransfer.study.scores import confusion, divergence
+from autotransfer.study.selection import Rule
 from autotransfer.study.workers import (
     stop_reason,
     stop_requested,
@@ -71,7 +73,7 @@ def make_objective(ctx: TrialContext):
     registry = get_registry()
     space, data, device, progress = ctx.space, ctx.data, ctx.device, ctx.progress
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         _release_memory(device)  # whatever the last trial left, before this one allocates
         ctx.started_at = timebudget.now()
         if ctx.deadline is not None:
@@ -120,7 +122,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext) -> float:
+def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext
+                            ) -> float | tuple[float, ...]:
     """Fine-tune; out of memory retries at half the batch size, a non-finite loss prunes."""
     import optuna
 
@@ -159,7 +162,7 @@ def _stopped_by_budget(record: TrialWriter, ctx: TrialContext, done: int, epochs
     return optuna.TrialPruned(reason)
 
 
-def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
+def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[float, ...]:
     """One trial's training; the model and optimizer are freed when this returns.
 
     Long (as a reason): one linear sequence (build, train with a per-epoch callback that records,
@@ -183,6 +186,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         compile=ctx.compile, label=spec.id,
         batch_check=ctx.deadline.check if ctx.deadline is not None else None,
     )
+    rule = Rule.of_space(space)
+    check_params_bound(trial, trainer.model, rule)  # a configuration over the bound never trains
     record = TrialWriter(trial)
     record.loaded(sum(p.numel() for p in backbone.model.parameters()))
     seconds: list[float] = []
@@ -217,9 +222,12 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
         last = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
         stop = timebudget.stopping_after(ctx.deadline, result.epoch, space.epochs, last)
         if stop is not None:
-            trial.report(result.score, result.epoch)
+            if not rule.multi_objective:  # Optuna cannot report a multi-objective trial
+                trial.report(result.score, result.epoch)
             record.pruned(stop)
             raise optuna.TrialPruned(stop)
+        if rule.multi_objective:  # no pruning: Trial.report raises (optuna #3450)
+            return
         # a reference trial always finishes: it is what the search is compared with
         report_epoch(trial, result.score, result.epoch, space.epochs, space.metric,
                      prunable=not trial.user_attrs.get(REFERENCE))
@@ -234,9 +242,11 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float:
     record.scored({split: confusion(preds, labels, ctx.data.n_classes)
                    for split, (preds, labels) in trainer.predictions.items()},
                   test_macro_f1=None if result.test is None else result.test["macro_f1"])
+    cost = measure_trial(trial, trainer, rule, started_at=ctx.started_at, network=spec.id)
     if ctx.keep_best is not None:
         from autotransfer.study.artifacts import keep_if_best
 
         keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
-                     metric=space.metric, test=result.test, store_dir=ctx.keep_best)
-    return result.score
+                     metric=space.metric, test=result.test, store_dir=ctx.keep_best,
+                     cost=cost)
+    return trial_value(rule, result.score, cost)

@@ -50,6 +50,13 @@ REFERENCE = "reference"  # "linear_probe" or "default": an enqueued reference tr
 MACRO_F1 = "macro_f1"  # the last epoch's validation macro-F1
 TEST_MACRO_F1 = "test_macro_f1"
 CONFUSION = "confusion"  # {"val": [[...]], "test": [[...]]}: rows true, columns predicted
+# The trained model's costs (autotransfer.finetune.cost), measured after training
+LATENCY_MS = "latency_ms"  # median forward pass at batch 1, milliseconds
+THROUGHPUT = "throughput"  # samples per second at the evaluation batch size
+PARAMS_COUNT = "params_count"  # every parameter of the trained model, head included
+SIZE_MB = "size_mb"  # the exported weights, 10**6 bytes
+MEASURE_SECONDS = "measure_seconds"  # what measuring them took
+VIOLATIONS = "constraint_violations"  # {name: value - bound} of the space's constraints
 
 # Study user attributes.
 STUDY_SPACE = "space"  # the search space as sorted JSON: a resumed study must use the same
@@ -62,6 +69,7 @@ STUDY_DEADLINE = "deadline"  # --time-budget: the end of the run, time.time() se
 STUDY_WRITE_SECONDS = "write_seconds"  # the last measured write of the results
 STUDY_REFERENCES = "references"  # the kinds of the enqueued reference trials, in order
 STUDY_TRANSFER_EFFECT = "transfer_effect"  # trial, val, test, scratch_val/test_score
+STUDY_SELECTION = "selection"  # objectives, directions, constraints, pick (study.selection)
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,18 @@ class TrialRecord:
     first_report_seconds: float | None = None
     first_report_unreached: bool = False
     not_started: bool = False
+    values: tuple[float, ...] | None = None  # every objective's value (the metric's first)
+    latency_ms: float | None = None
+    throughput: float | None = None
+    params_count: int | None = None
+    size_mb: float | None = None
+    measure_seconds: float | None = None
+    violations: dict[str, float] = field(default_factory=dict)  # value - bound, per bound
+
+    @property
+    def feasible(self) -> bool:
+        """No constraint of the space is exceeded (a trial not measured is not known to)."""
+        return not any(v > 0 for v in self.violations.values())
 
     @property
     def reason(self) -> str:
@@ -147,8 +167,8 @@ class TrialRecord:
         return cls(
             number=trial.number,
             state=state,
-            value=trial.value,
-            score=trial.value if state == "complete" else last,
+            value=trial.values[0] if trial.values else None,
+            score=trial.values[0] if state == "complete" and trial.values else last,
             label=trial.params.get("backbone", attrs.get(BACKBONE, "?")),
             sampled=dict(trial.params),
             epochs_reported=len(steps),
@@ -187,6 +207,13 @@ class TrialRecord:
             first_report_seconds=attrs.get(FIRST_REPORT_SECONDS),
             first_report_unreached=bool(attrs.get(FIRST_REPORT_UNREACHED, False)),
             not_started=bool(attrs.get(NOT_STARTED, False)),
+            values=tuple(trial.values) if trial.values else None,
+            latency_ms=attrs.get(LATENCY_MS),
+            throughput=attrs.get(THROUGHPUT),
+            params_count=attrs.get(PARAMS_COUNT),
+            size_mb=attrs.get(SIZE_MB),
+            measure_seconds=attrs.get(MEASURE_SECONDS),
+            violations=dict(attrs.get(VIOLATIONS) or {}),
         )
 
 
@@ -272,6 +299,21 @@ class TrialWriter:
         if test_macro_f1 is not None:
             self._set(TEST_MACRO_F1, round(test_macro_f1, 5))
 
+    def measured(self, cost: dict[str, float], seconds: float) -> None:
+        """The trained model's ``latency_ms``, ``throughput``, ``params_count`` and
+        ``size_mb`` (:func:`autotransfer.finetune.cost.measure_cost`), and the seconds taken."""
+        for key in (LATENCY_MS, THROUGHPUT, PARAMS_COUNT, SIZE_MB):
+            if key in cost:
+                self._set(key, cost[key])
+        self._set(MEASURE_SECONDS, round(seconds, 3))
+
+    def violations(self, violations: dict[str, float]) -> None:
+        """``{constraint: value - bound}`` (feasible where <= 0), also as Optuna constraints
+        (``Trial.set_constraint``), which the TPE, NSGA-II and GP samplers learn from."""
+        self._set(VIOLATIONS, violations)
+        for name, value in violations.items():
+            self.trial.set_constraint(name, value)
+
     def pruned(self, reason: str) -> None:
         self._set(PRUNE_REASON, reason)
 
@@ -318,6 +360,7 @@ class StudyRecord:
     write_seconds: float | None = None
     references: list[str] | None = None  # None: not enqueued yet
     transfer_effect: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None  # None: one maximised metric (older studies)
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -333,6 +376,7 @@ class StudyRecord:
             write_seconds=attrs.get(STUDY_WRITE_SECONDS),
             references=attrs.get(STUDY_REFERENCES),
             transfer_effect=attrs.get(STUDY_TRANSFER_EFFECT),
+            selection=attrs.get(STUDY_SELECTION),
         )
 
 
@@ -340,6 +384,11 @@ def set_study_origin(study, space_fingerprint: str, data: str) -> None:
     """The space and data a new study was created with."""
     study.set_user_attr(STUDY_SPACE, space_fingerprint)
     study.set_user_attr(STUDY_DATA, data)
+
+
+def set_selection(study, selection: dict[str, Any]) -> None:
+    """How the study picks its best trial (:func:`autotransfer.study.selection.rule_of`)."""
+    study.set_user_attr(STUDY_SELECTION, selection)
 
 
 def set_prescreen(study, prescreen: dict[str, Any]) -> None:

@@ -113,6 +113,8 @@ def best_references(study) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for t in trial_records(study, ("complete",)):
         kind = t.reference
+        if not t.feasible:  # over the space's constraints: not a comparison it allows
+            continue
         if kind in KINDS and (kind not in found or t.value > found[kind]["val_score"]):
             found[kind] = {"backbone": t.backbone or t.label, "val_score": float(t.value),
                            "test_score": None if t.test_score is None else float(t.test_score),
@@ -184,8 +186,9 @@ def transfer_effect_of(study) -> dict[str, Any] | None:
 
 
 def _best_trial(study):
-    completed = trial_records(study, ("complete",))
-    return max(completed, key=lambda t: t.value) if completed else None
+    from autotransfer.study.selection import best_trial
+
+    return best_trial(study)
 
 
 def conclude(study, space: SearchSpace, data, device, *, seed: int,

@@ -37,12 +37,27 @@ def leaderboard(study) -> list[dict[str, Any]]:
             "seconds_per_epoch": r.seconds_per_epoch,
             "reason": r.reason,
             "reference": r.reference or "",  # linear_probe, default or empty
+            **cost_columns(r),  # latency_ms, throughput, params_count, size_mb, feasible
         }
         for r in trial_records(study, FINISHED)
     ]
     order = {"complete": 0, "pruned": 1, "fail": 2}
-    rows.sort(key=lambda r: (order[r["state"]], -(r["val_score"] or 0.0)))
+    # an infeasible completed trial (over a constraint) comes after every feasible one
+    rows.sort(key=lambda r: (order[r["state"]], r["feasible"] is False,
+                             -(r["val_score"] or 0.0)))
     return rows
+
+
+def cost_columns(r: TrialRecord) -> dict[str, Any]:
+    """A leaderboard row's measured costs and ``feasible`` (True, False, or "" without
+    constraints); an infeasible trial's reason names the bounds it exceeds."""
+    over = {k: v for k, v in r.violations.items() if v > 0}
+    return {"latency_ms": r.latency_ms, "throughput": r.throughput,
+            "params_count": r.params_count, "size_mb": r.size_mb,
+            "feasible": (not over) if r.violations else "",
+            **({"reason": "infeasible: " + ", ".join(f"{k} +{v:g} over the bound"
+                                                     for k, v in over.items())}
+               if over and r.state == "complete" else {})}
 
 
 def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -82,7 +97,9 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     if best.test_score is not None:
         config["test_score"] = float(best.test_score)
     config["classes"] = best.classes
+    config.update(best_costs(best))
     config.update(outcome(study, best))
+    config.update(front_config(study, space))
     config["source"] = {
         "study": study.study_name,
         "trial": best.number,
@@ -95,6 +112,33 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
         "data_options": study.user_attrs.get(DATA_OPTIONS_ATTR),
     }
     return config
+
+
+def best_costs(best: TrialRecord) -> dict[str, Any]:
+    """best.yaml's measured costs of the picked trial (those recorded)."""
+    found = {"latency_ms": best.latency_ms, "throughput": best.throughput,
+             "params_count": best.params_count, "size_mb": best.size_mb}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def front_config(study, space: SearchSpace) -> dict[str, Any]:
+    """best.yaml's ``objectives``, ``pick`` and ``pareto_front`` in multi-objective mode (the
+    front ranked by the pick rule, :mod:`autotransfer.study.selection`), else nothing."""
+    from autotransfer.study.selection import front_of, rule_of
+
+    rule = rule_of(study)
+    if not rule.multi_objective:
+        return {"constraints": dict(rule.constraints)} if rule.constraints else {}
+    front = []
+    for r in front_of(study):
+        spec = space.backbone(r.sampled["backbone"])
+        front.append({"trial": r.number, "backbone": spec.to_yaml(),
+                      "params": _own_params(r.params or space.resolve(r.sampled), spec.id),
+                      "val_score": float(r.value), "latency_ms": r.latency_ms,
+                      "params_count": r.params_count, "size_mb": r.size_mb})
+    extra = {"constraints": dict(rule.constraints)} if rule.constraints else {}
+    return {"objectives": list(rule.objectives), "pick": rule.pick or rule.objectives[0],
+            **extra, "pareto_front": front}
 
 
 def outcome(study, best: TrialRecord) -> dict[str, Any]:
@@ -120,9 +164,11 @@ def outcome(study, best: TrialRecord) -> dict[str, Any]:
 
 
 def best_trial(study) -> TrialRecord | None:
-    """The record of the study's best completed trial (None when none completed)."""
-    completed = trial_records(study, ("complete",))
-    return max(completed, key=lambda r: r.value) if completed else None
+    """The record of the study's best completed trial (None when none completed within the
+    space's constraints); :mod:`autotransfer.study.selection` decides."""
+    from autotransfer.study.selection import best_trial as selected
+
+    return selected(study)
 
 
 def backbone_id(config: dict[str, Any]) -> str:
@@ -156,6 +202,8 @@ def importances(study) -> tuple[dict[str, float], str | None]:
     import optuna
     from optuna.trial import TrialState
 
+    from autotransfer.study.selection import score_target
+
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(completed) < 3:
         return {}, f"{len(completed)} completed trial(s); importances need at least 3"
@@ -165,7 +213,8 @@ def importances(study) -> tuple[dict[str, float], str | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=score_target(study),
             )
     except (RuntimeError, ValueError) as exc:
         return {}, str(exc).splitlines()[0]
@@ -227,11 +276,15 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
 
+    from autotransfer.study.front_plots import front_plots
     from autotransfer.study.scores import outcome_plots
+    from autotransfer.study.selection import score_target
 
+    target = {"target": score_target(study), "target_name": metric} if score_target(
+        study) else {}  # a multi-objective study: its score's history and importances
     plots: dict[str, tuple[Any, Any]] = {
-        "optimization_history": (lambda: vis.plot_optimization_history(study),
-                                 lambda: vis_mpl.plot_optimization_history(study)),
+        "optimization_history": (lambda: vis.plot_optimization_history(study, **target),
+                                 lambda: vis_mpl.plot_optimization_history(study, **target)),
     }
     if _score_points(rows):
         plots["score_per_backbone"] = (lambda: _backbone_plotly(rows, metric),
@@ -240,10 +293,13 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
         from optuna.importance import PedAnovaImportanceEvaluator
 
         plots["param_importances"] = (
-            lambda: vis.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator()),
+            lambda: vis.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(),
+                                               **target),
             lambda: vis_mpl.plot_param_importances(study,
-                                                   evaluator=PedAnovaImportanceEvaluator()),
+                                                   evaluator=PedAnovaImportanceEvaluator(),
+                                                   **target),
         )
+    plots.update(front_plots(study, metric, (best or {}).get("references", {})))
     trial = None if best is None else study.get_trials(deepcopy=False)[best["source"]["trial"]]
     plots.update(outcome_plots(study, metric, (best or {}).get("references", {}), trial))
     return plots
@@ -339,13 +395,16 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
         lines.append(f"| `{r['backbone']}` | {r['trial']} | {r['state']} | "
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
                      f"{fmt(r['freeze_fraction'], '.2f')} | {fmt(r['lr'], '.1e')} |")
-    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | why |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | "
+              "latency ms | samples/s | params | MB | why |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
-                     f"{reason} |")
+                     f"{fmt(r['latency_ms'], '.2f')} | {fmt(r['throughput'], '.0f')} | "
+                     f"{fmt(r['params_count'], ',')} | {fmt(r['size_mb'], '.1f')} | {reason} |")
+    lines += _front_lines(best)
     lines += ["", "## Hyperparameter importances", ""]
     if found:
         lines += ["| hyperparameter | importance (PED-ANOVA) |", "|---|---|"]
@@ -360,6 +419,22 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     for problem in failed:
         lines.append(f"- not drawn: {problem}")
     return "\n".join(lines) + "\n"
+
+
+def _front_lines(best: dict[str, Any] | None) -> list[str]:
+    """The Pareto front of a multi-objective search, as best.yaml lists it."""
+    front = (best or {}).get("pareto_front")
+    if not front:
+        return []
+    lines = ["", f"## Pareto front ({', '.join(best['objectives'])}; picked by "
+             f"{best['pick']}: trial {best['source']['trial']})", "",
+             "| trial | backbone | val | latency ms | params | MB |", "|---|---|---|---|---|---|"]
+    for m in front:
+        name = m["backbone"] if isinstance(m["backbone"], str) else m["backbone"]["id"]
+        lines.append(f"| {m['trial']} | `{name}` | {fmt(m['val_score'])} | "
+                     f"{fmt(m['latency_ms'], '.2f')} | {fmt(m['params_count'], ',')} | "
+                     f"{fmt(m['size_mb'], '.1f')} |")
+    return lines
 
 
 def _summary_table(best: dict[str, Any]) -> list[str]:

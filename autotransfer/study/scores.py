@@ -88,7 +88,7 @@ def chance_warning(study, chance: float, metric: str) -> str | None:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     diverged = [t for t in trials if str(t.user_attrs.get("prune_reason", "")).startswith(
         "diverged")]
-    at_chance = all(t.value <= chance + 1e-6 for t in complete)
+    at_chance = all(t.values[0] <= chance + 1e-6 for t in complete)  # the score is first
     advice = "try a lower learning-rate range (e.g. params.lr high: 1.0e-3)"
     if complete and at_chance:
         return (f"every finished trial scored at chance level (val {metric} <= {chance:.4f}, "
@@ -101,20 +101,15 @@ def chance_warning(study, chance: float, metric: str) -> str | None:
 def best_so_far(study) -> tuple[list[float], list[float]]:
     """Wall-clock seconds since the study's first trial started, and the best validation score
     up to then, at each completed trial."""
-    from optuna.trial import TrialState
+    from autotransfer.study.selection import best_so_far as feasible_best
 
     trials = study.get_trials(deepcopy=False)
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
-    done = sorted((t for t in trials if t.state == TrialState.COMPLETE
-                   and t.datetime_complete is not None), key=lambda t: t.datetime_complete)
+    done, best = feasible_best(study)  # infeasible trials (over a constraint) never count
     if not starts or not done:
         return [], []
     origin = min(starts)
-    seconds, best = [], []
-    for t in done:
-        seconds.append((t.datetime_complete - origin).total_seconds())
-        best.append(max(t.value, best[-1]) if best else t.value)
-    return seconds, best
+    return [(t.datetime_complete - origin).total_seconds() for t in done], best
 
 
 def outcome_plots(study, metric: str, references: dict[str, dict[str, Any]],

@@ -27,7 +27,7 @@ from autotransfer.errors import AutotransferError, first_line
 from autotransfer.outputs import check_out_dir
 from autotransfer.study import timebudget
 from autotransfer.study.checks import check_backbones, check_same_origin
-from autotransfer.study.dashboard import StudyNote, name_the_objective
+from autotransfer.study.dashboard import StudyNote
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.prescreen import check_modality
@@ -44,6 +44,7 @@ from autotransfer.study.report import (
     write_leaderboard_csv,
     write_report,
 )
+from autotransfer.study.selection import Rule, least_violating, start_selection
 from autotransfer.study.storage import (
     DEFAULT_HEARTBEAT,
     DEFAULT_STORAGE,
@@ -252,6 +253,9 @@ def search(
     _end_tracking(prepared, result)
     if prepared.deadline is not None:  # the next run of this study reserves what this took
         set_write_seconds(prepared.study, timebudget.now() - started)
+    none_feasible = least_violating(prepared.study)  # bounds that no completed trial met
+    if none_feasible:
+        problems = [*problems, none_feasible]
     result.warnings, result.transfer_effect = problems, effect
     return result
 
@@ -316,12 +320,13 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         name = (options.study_name
                 or f"{dataset.source.name}-{Path(space_file or 'space').stem}")
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
-                                    direction="maximize", sampler=make_sampler(space, options.seed),
+                                    directions=Rule.of_space(space).directions,
+                                    sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space))
         check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
         study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
-        name_the_objective(study, space)
+        start_selection(study, space)  # the pick rule, and the objectives' names for the dashboard
     lock = StudyLock(study_storage, study.study_name)
     note = StudyNote(dataset, space, space_file=space_file, storage=masked,
                      trials=options.trials)
@@ -480,12 +485,15 @@ def _end_tracking(prepared: Prepared, result: SearchResult) -> None:
 def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
     from optuna.trial import TrialState
 
+    from autotransfer.study.selection import best_trial
+
     def show(_study, t) -> None:
         record = TrialRecord.from_frozen(t)
         progress.trial_done(t.number, record.state, record.value, record.reason)
 
     def update_note(study, t) -> None:
-        if t.state == TrialState.COMPLETE and study.best_trial.number == t.number:
+        best = best_trial(study) if t.state == TrialState.COMPLETE else None
+        if best is not None and best.number == t.number:
             with lock.held():
                 note.save(study)
 

@@ -1,0 +1,239 @@
+"""The one place that answers "which trial is best".
+
+Three steps, in this order:
+
+1. **Feasible set**: the completed trials that exceed none of the space's ``constraints``
+   (upper bounds on ``latency_ms``, ``params``, ``size_mb``; a trial records ``value - bound``
+   per bound, :data:`~autotransfer.study.records.VIOLATIONS`). An infeasible trial is never best.
+2. **Pareto front**: the feasible trials no other feasible trial dominates on the study's
+   objectives (the metric first, then ``objectives``' costs; directions from
+   :data:`autotransfer.contract.objectives.OBJECTIVES`). With one objective, the front is the
+   trials that share the top score.
+3. **Pick**: the front ranked by the ``pick`` objective (default: the metric, so "the highest
+   score on the front"), ties broken by the other objectives in order, then by the earlier
+   trial; :func:`prefer` then chooses among the ranked front. :func:`prefer` is the seam for
+   a rule that looks at more than the values (e.g. which of the top trials' 95% intervals
+   overlap): such a rule replaces its body, nothing else here.
+
+The study stores its rule (:func:`start_selection`) so that every reader (report, references,
+history, artifacts, warm start, the dashboard note) gets the same answer from the study alone;
+a study written before objectives existed has one maximised metric and no constraints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from autotransfer.contract.objectives import get_objective
+from autotransfer.study.records import StudyRecord, TrialRecord, set_selection, trial_records
+
+#: An objective's name -> the TrialRecord field that holds it (a cost's measured value).
+_FIELDS = {"latency_ms": "latency_ms", "params": "params_count", "size_mb": "size_mb"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a study picks its best trial: its objectives (the metric first), the upper
+    bounds of ``constraints`` and the ``pick`` objective."""
+
+    objectives: tuple[str, ...] = ("score",)
+    constraints: dict[str, float] = field(default_factory=dict)
+    pick: str | None = None  # None: the metric (objectives[0])
+
+    @classmethod
+    def of_space(cls, space) -> Rule:
+        return cls(tuple(space.objective_names), dict(space.constraints), space.pick)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna's study directions, one per objective."""
+        return [_direction(name) for name in self.objectives]
+
+    def to_attr(self) -> dict[str, Any]:
+        return {"objectives": list(self.objectives), "constraints": dict(self.constraints),
+                "pick": self.pick}
+
+
+def _direction(name: str) -> str:
+    return "maximize" if name == "score" else get_objective(name).direction
+
+
+def start_selection(study, space) -> None:
+    """Store the space's rule with a new study (every process then reads the same one) and
+    name its objectives for optuna-dashboard (``set_metric_names``)."""
+    if StudyRecord.of(study).selection is not None:  # resumed: the same space, checked
+        return
+    rule = Rule.of_space(space)
+    set_selection(study, rule.to_attr())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks set_metric_names experimental
+        # the metric as the dashboard names it ("val accuracy"), then the costs (latency_ms)
+        study.set_metric_names([f"val {name.replace('_', ' ')}" if i == 0 else name
+                                for i, name in enumerate(rule.objectives)])
+
+
+def rule_of(study) -> Rule:
+    """The rule stored with ``study`` (one maximised score for a study that has none)."""
+    stored = StudyRecord.of(study).selection
+    if not stored:
+        return Rule()
+    return Rule(tuple(stored["objectives"]), dict(stored.get("constraints") or {}),
+                stored.get("pick"))
+
+
+def value_of(record: TrialRecord, name: str, rule: Rule) -> float | None:
+    """The record's value of objective ``name`` (the metric: its score)."""
+    if record.values is not None and name in rule.objectives:
+        return record.values[rule.objectives.index(name)]
+    if name == rule.objectives[0]:
+        return record.value
+    found = getattr(record, _FIELDS.get(name, name), None)
+    return None if found is None else float(found)
+
+
+def objective_values(rule: Rule, score: float, cost: dict[str, float]) -> tuple[float, ...]:
+    """What the trial returns to Optuna: its score, then each cost objective's measure."""
+    return (score, *(float(cost[_FIELDS.get(name, name)]) for name in rule.objectives[1:]))
+
+
+def violations(rule: Rule, cost: dict[str, float]) -> dict[str, float]:
+    """``{bound: measured - bound}`` of the rule's constraints (feasible where <= 0)."""
+    return {name: round(float(cost[_FIELDS.get(name, name)]) - bound, 6)
+            for name, bound in rule.constraints.items() if _FIELDS.get(name, name) in cost}
+
+
+def feasible(records: list[TrialRecord]) -> list[TrialRecord]:
+    """The completed records that exceed no bound."""
+    return [r for r in records if r.state == "complete" and r.feasible]
+
+
+def _signed(record: TrialRecord, rule: Rule) -> list[float]:
+    """The record's values, larger is better (a missing value is worst)."""
+    out = []
+    for name in rule.objectives:
+        value = value_of(record, name, rule)
+        out.append(float("-inf") if value is None else value * (1 if _direction(name)
+                                                                  == "maximize" else -1))
+    return out
+
+
+def pareto_front(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
+    """The feasible completed records no other one dominates (by trial number)."""
+    pool = feasible(records)
+    signed = {r.number: _signed(r, rule) for r in pool}
+
+    def dominated(a: TrialRecord) -> bool:
+        sa = signed[a.number]
+        return any(all(x >= y for x, y in zip(signed[b.number], sa, strict=True))
+                   and signed[b.number] != sa for b in pool)
+
+    return [r for r in pool if not dominated(r)]
+
+
+def rank(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
+    """``records`` best first by the pick objective, then the others, then the earlier trial."""
+    pick = rule.pick or rule.objectives[0]
+    order = [pick, *(o for o in rule.objectives if o != pick)]
+    index = {name: rule.objectives.index(name) for name in order}
+
+    def key(r: TrialRecord):
+        signed = _signed(r, rule)
+        return (*(-signed[index[name]] for name in order), r.number)
+
+    return sorted(records, key=key)
+
+
+def prefer(ranked: list[TrialRecord], rule: Rule) -> TrialRecord:
+    """The member of the ranked front that best.yaml describes: the first.
+
+    The seam for a tie rule: a rule that prefers, say, the cheaper of the top trials when
+    their 95% intervals overlap goes here (it sees the ranked front, best first, and the rule).
+    """
+    return ranked[0]
+
+
+def pick(records: list[TrialRecord], rule: Rule) -> TrialRecord | None:
+    """The best of ``records``: the preferred member of the ranked Pareto front of the
+    feasible ones; None when none completed within the bounds."""
+    front = pareto_front(records, rule)
+    return prefer(rank(front, rule), rule) if front else None
+
+
+def best_trial(study) -> TrialRecord | None:
+    """The record of the study's best trial (None when no trial completed within bounds)."""
+    return pick(trial_records(study, ("complete",)), rule_of(study))
+
+
+def front_of(study) -> list[TrialRecord]:
+    """The study's Pareto front, ranked by the pick rule."""
+    rule = rule_of(study)
+    return rank(pareto_front(trial_records(study, ("complete",)), rule), rule)
+
+
+def is_best_so_far(study, number: int, score: float, cost: dict[str, float]) -> bool:
+    """Whether a running trial that ends with ``score`` and ``cost`` would be the study's pick
+    (for ``--keep-best``, before Optuna records the trial as complete)."""
+    from dataclasses import replace
+
+    rule = rule_of(study)
+    records = [r for r in trial_records(study, ("complete",)) if r.number != number]
+    template = TrialRecord(number=number, state="complete", value=score, score=score, label="",
+                           sampled={}, epochs_reported=0)
+    mine = replace(template, values=objective_values(rule, score, cost)
+                   if rule.multi_objective else None,
+                   latency_ms=cost.get("latency_ms"), params_count=cost.get("params_count"),
+                   size_mb=cost.get("size_mb"), violations=violations(rule, cost))
+    best = pick([*records, mine], rule)
+    return best is not None and best.number == number
+
+
+def score_target(study) -> Callable[[Any], float] | None:
+    """Optuna's ``target`` for plots and importances of a multi-objective study (the score,
+    its first value); None for a single-objective study, which needs none."""
+    if len(study.directions) == 1:
+        return None
+    return lambda t: t.values[0]
+
+
+def least_violating(study) -> str | None:
+    """With bounds and no feasible completed trial: one line naming the trial that exceeds
+    them least (by the sum of relative excesses) and by how much; else None."""
+    rule = rule_of(study)
+    records = [r for r in trial_records(study, ("complete",)) if r.violations]
+    if not rule.constraints or not records or feasible(records):
+        return None
+
+    def excess(r: TrialRecord) -> float:
+        return sum(max(v, 0.0) / rule.constraints[k] for k, v in r.violations.items()
+                   if k in rule.constraints)
+
+    worst = min(records, key=excess)
+    over = ", ".join(f"{k} {v + rule.constraints[k]:g} > {rule.constraints[k]:g} "
+                     f"(+{v / rule.constraints[k]:.0%})"
+                     for k, v in worst.violations.items() if v > 0)
+    return (f"no trial meets the constraints; the least violating is trial {worst.number} "
+            f"({worst.backbone or worst.label}): {over}")
+
+
+def best_so_far(study) -> tuple[list[Any], list[float]]:
+    """The completed trials in order of completion and the best feasible score (the metric)
+    up to each (NaN before the first feasible one)."""
+    done = sorted((t for t in study.get_trials(deepcopy=False)
+                   if t.state.name == "COMPLETE" and t.datetime_complete is not None),
+                  key=lambda t: t.datetime_complete)
+    best: list[float] = []
+    top = float("nan")
+    for t in done:
+        record = TrialRecord.from_frozen(t)
+        if record.feasible and record.value is not None and not (top >= record.value):
+            top = record.value
+        best.append(top)
+    return done, best

@@ -1,0 +1,184 @@
+"""Constraints and objectives (issue #25): the feasible set, the Pareto front, the pick rule,
+with the real packaged image backbones for the searches."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from autotransfer.contract.space import parse_space
+from autotransfer.errors import SpaceError
+from autotransfer.study import selection
+from autotransfer.study.records import TrialWriter
+from autotransfer.study.study import search
+
+BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]
+SPACE = {
+    "backbones": BACKBONES,
+    "epochs": 1,
+    "pruner": "none",
+    "params": {"image_size": 32, "batch_size": 64,
+               "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}},
+}
+
+
+def _run(fashion_mnist, tmp_path, space, trials=4, **options):
+    # 4 trials: the linear probe and the default configuration of each backbone (references)
+    return search(fashion_mnist, parse_space(space), trials=trials,
+                  storage=f"sqlite:///{tmp_path}/s.db", out=tmp_path / "out", seed=0,
+                  history=False, transfer_effect=False, **options)
+
+
+def test_space_validates_objectives_constraints_and_pick():
+    space = parse_space({**SPACE, "objectives": ["latency_ms", "macro_f1"]})
+    assert space.metric == "macro_f1" and space.objective_names == ["macro_f1", "latency_ms"]
+    for bad, said in (({"constraints": {"accuracy": 0.5}}, "constraints.accuracy"),
+                      ({"constraints": {"latency_ms": 0}}, "must be > 0"),
+                      ({"objectives": ["latency_ms"]}, "expected one metric"),
+                      ({"objectives": ["accuracy", "speed"]}, "unknown objective 'speed'"),
+                      ({"pick": "latency_ms"}, "pick: 'latency_ms'")):
+        with pytest.raises(SpaceError, match=said):
+            parse_space({**SPACE, **bad})
+
+
+def test_the_highest_score_over_a_bound_is_never_best():
+    """A real Optuna study whose best-scoring trial is over the latency bound: the pick is the
+    best feasible one, the front has no infeasible member."""
+    study = optuna.create_study(directions=["maximize"])
+    space = parse_space({**SPACE, "constraints": {"latency_ms": 5.0}})
+    selection.start_selection(study, space)
+    for score, latency in ((0.9, 8.0), (0.7, 3.0), (0.6, 4.0)):
+        trial = study.ask()
+        cost = {"latency_ms": latency}
+        record = TrialWriter(trial)
+        record.measured(cost, 0.0)
+        record.violations(selection.violations(selection.rule_of(study), cost))
+        study.tell(trial, score)
+    assert selection.best_trial(study).number == 1
+    assert study.best_trial.number == 1  # Optuna agrees: the bound is an Optuna constraint
+    assert [r.number for r in selection.front_of(study)] == [1]
+
+
+def test_a_params_bound_stops_the_larger_backbone_before_it_trains(fashion_mnist, tmp_path):
+    # mobilenetv2_100 has about 2.2M parameters with a 10-class head, lite0 about 3.4M
+    result = _run(fashion_mnist, tmp_path, {**SPACE, "constraints": {"params": 3.0e6}})
+    by_backbone = {}
+    for t in result.study.trials:
+        by_backbone.setdefault(t.user_attrs["backbone"], []).append(t)
+    for t in by_backbone["packaged/tf_efficientnet_lite0"]:
+        assert t.state.name == "PRUNED"
+        assert t.user_attrs["prune_reason"].startswith("constraint: params")
+        assert not t.intermediate_values  # it never trained
+    best = yaml.safe_load(result.best_path.read_text())
+    assert best["backbone"] == "packaged/mobilenetv2_100"
+    assert best["params_count"] <= 3.0e6
+    rows = {r["trial"]: r for r in result.leaderboard}
+    assert all(rows[t.number]["feasible"] is False
+               for t in by_backbone["packaged/tf_efficientnet_lite0"])
+    for t in by_backbone["packaged/mobilenetv2_100"]:  # measured after training
+        a = t.user_attrs
+        assert a["latency_ms"] > 0 and a["throughput"] > 0 and a["size_mb"] > 0
+        assert a["size_mb"] == pytest.approx(a["params_count"] * 4 / 1e6, rel=0.05)
+
+
+def test_a_latency_bound_no_trial_meets_names_the_least_violating(fashion_mnist, tmp_path):
+    result = _run(fashion_mnist, tmp_path, {**SPACE, "constraints": {"latency_ms": 1e-4}})
+    assert result.best is None and result.best_path is None  # no infeasible trial is best
+    line = [w for w in result.warnings if w.startswith("no trial meets the constraints")]
+    assert len(line) == 1 and "latency_ms" in line[0]
+    complete = [t for t in result.study.trials if t.state.name == "COMPLETE"]
+    assert complete and all(not r["feasible"] for r in result.leaderboard
+                            if r["state"] == "complete")
+    least = min(complete, key=lambda t: t.user_attrs["latency_ms"])
+    assert f"trial {least.number} " in line[0]
+    # the sampler learns from them: each is an Optuna constraint of the trial
+    assert all(t.constraints["latency_ms"] > 0 for t in complete)
+
+
+def test_two_objectives_give_a_front_in_best_yaml_and_train_trial_refits_one(
+        fashion_mnist, tmp_path):
+    from typer.testing import CliRunner
+
+    from autotransfer.cli.app import app
+
+    result = _run(fashion_mnist, tmp_path, {**SPACE, "objectives": ["accuracy", "latency_ms"],
+                                            "pruner": "hyperband"})
+    study = result.study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["val accuracy", "latency_ms"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 and not any(t.intermediate_values for t in complete)  # no pruning
+    best = yaml.safe_load(result.best_path.read_text())
+    front = best["pareto_front"]
+    numbers = {m["trial"] for m in front}
+    assert numbers == {t.number for t in study.best_trials}  # Optuna's own front agrees
+    assert best["source"]["trial"] == max(front, key=lambda m: m["val_score"])["trial"]
+    for member in front:
+        values = study.trials[member["trial"]].values
+        assert member["val_score"] == values[0] and member["latency_ms"] == values[1]
+    assert (tmp_path / "out" / "pareto_front.png").is_file()
+    assert (tmp_path / "out" / "pareto_front.html").is_file()
+
+    # refit a trial that is not the picked one (of the front when it has two members)
+    others = sorted(numbers - {best["source"]["trial"]}) or [
+        t.number for t in complete if t.number != best["source"]["trial"]]
+    chosen = others[0]
+    run = CliRunner().invoke(app, ["train", str(result.best_path), "--out",
+                                   str(tmp_path / "model"), "--refit-on", "train",
+                                   "--trial", str(chosen), "--device", "cpu"],
+                             catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    meta = yaml.safe_load((tmp_path / "model" / "autotransfer.json").read_text())
+    trained = study.trials[chosen]
+    assert meta["backbone"] == trained.user_attrs["backbone"]
+    assert meta["params"]["lr"] == pytest.approx(trained.user_attrs["params"]["lr"])
+
+
+def test_the_cli_ends_with_the_least_violating_trial_when_none_is_feasible(
+        capsys, fashion_mnist, tmp_path):
+    from conftest import cli_error
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({**SPACE, "backbones": BACKBONES[:1],
+                                     "constraints": {"size_mb": 1.0}}))
+    err = cli_error(capsys, "search", str(fashion_mnist), "--space", str(space), "--trials", "1",
+                    "--no-references", "--no-history", "--storage",
+                    f"sqlite:///{tmp_path}/s.db", "--out", str(tmp_path / "out"))
+    assert "no trial meets the constraints; the least violating is trial 0" in err
+    assert "size_mb" in err and "> 1" in err
+    rows = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
+    assert "infeasible: size_mb" in rows[1]  # the results are written all the same
+
+
+def _study_of(space, trials):
+    """A real Optuna study with the space's rule and trials of (values, latency, size)."""
+    from autotransfer.study.selection import Rule
+
+    study = optuna.create_study(directions=Rule.of_space(space).directions)
+    selection.start_selection(study, space)
+    for values, cost in trials:
+        trial = study.ask()
+        record = TrialWriter(trial)
+        record.measured(cost, 0.0)
+        record.violations(selection.violations(selection.rule_of(study), cost))
+        study.tell(trial, values)
+    return study
+
+
+def test_the_front_is_the_non_dominated_feasible_trials_and_pick_chooses_among_them():
+    two = {**SPACE, "objectives": ["accuracy", "latency_ms"], "constraints": {"size_mb": 10}}
+    trials = [((0.9, 8.0), {"latency_ms": 8.0, "size_mb": 9}),   # front: best score
+              ((0.8, 3.0), {"latency_ms": 3.0, "size_mb": 9}),   # front: fastest feasible
+              ((0.7, 5.0), {"latency_ms": 5.0, "size_mb": 9}),   # dominated by #1
+              ((0.95, 1.0), {"latency_ms": 1.0, "size_mb": 50})]  # dominates all, infeasible
+    study = _study_of(parse_space(two), trials)
+    assert [r.number for r in selection.front_of(study)] == [0, 1]  # ranked by the score
+    assert selection.best_trial(study).number == 0
+    faster = _study_of(parse_space({**two, "pick": "latency_ms"}), trials)
+    assert selection.best_trial(faster).number == 1
+    # Optuna's own front, told the same constraints, agrees
+    assert sorted(t.number for t in study.best_trials) == [0, 1]
+    from autotransfer.study.dashboard import _front_line  # the dashboard note says the same
+
+    assert "trials 0, 1 (best: the first by accuracy)" in _front_line(study)[1]
