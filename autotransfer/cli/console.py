@@ -65,16 +65,21 @@ class ConsoleProgress:
 
 def _leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
     table = Table(title="Leaderboard", title_justify="left")
-    for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "test", "epochs",
-                   "s/epoch", "state"):
+    for column in ("#", "trial", "backbone", "freeze", "lr", f"val {metric}", "val 95%", "test",
+                   "test 95%", "epochs", "s/epoch", "state"):
         table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
     for rank, row in enumerate(rows[:limit], start=1):
         table.add_row(
             str(rank), str(row["trial"]), row["backbone"], fmt(row["freeze_fraction"], ".2f"),
-            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
-            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"), row["state"],
+            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), _ci(row.get("val_score_ci95")),
+            fmt(row["test_score"], ".4f"), _ci(row.get("test_score_ci95")), str(row["epochs"]),
+            fmt(row["seconds_per_epoch"], ".1f"), row["state"],
         )
     return table
+
+
+def _ci(interval) -> str:
+    return "-" if not interval else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
 def _prescreen_table(ranking, by: str) -> Table:
@@ -98,6 +103,11 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
     from autotransfer.study.scores import worst_class
 
     lines = []
+    if best.get("val_score_ci95"):
+        test = (f", test {_ci(best['test_score_ci95'])}" if best.get("test_score_ci95") else
+                "")
+        lines.append(f"  95% intervals: val {_ci(best['val_score_ci95'])}{test} (the best val of "
+                     "many trials is optimistic; the test score is the honest one)")
     if best.get("macro_f1") is not None:
         lines.append(f"  macro-F1 (val) {best['macro_f1']:.4f}")
     worst = worst_class(best.get("per_class") or {})

@@ -171,8 +171,9 @@ def transfer_effect_of(study) -> dict[str, Any] | None:
 
 
 def _best_trial(study):
-    completed = trial_records(study, ("complete",))
-    return max(completed, key=lambda t: t.value) if completed else None
+    from autotransfer.study.intervals import pick_best
+
+    return pick_best(trial_records(study, ("complete",)))
 
 
 def conclude(study, space: SearchSpace, data, device, *, seed: int,
