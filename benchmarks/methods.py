@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.collect import get_backbone
+from autotransfer.contract.hyperparameters import defaults
 from autotransfer.data import load_data
 from autotransfer.demo import export_fashion_mnist, export_rotten_tomatoes
 from autotransfer.finetune.trainer import Trainer

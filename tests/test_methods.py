@@ -4,8 +4,8 @@ import optuna
 import pytest
 import torch
 
-from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.collect import get_backbone
+from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.errors import SpaceError

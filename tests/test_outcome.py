@@ -112,6 +112,12 @@ def test_references_run_first_count_towards_trials_and_are_marked(tiny_zoo, clas
     head = report.split("## Best configuration")[0]
     assert "| best linear probe |" in head and "| best default |" in head
     assert "Gain of the search over the best reference" in head
+    # every score carries its 95% interval; the report says the best val is optimistic
+    low, high = best["val_score_ci95"]
+    assert low <= best["val_score"] <= high
+    assert all(len(r["val_score_ci95"]) == 2 for r in result.leaderboard
+               if r["state"] == "complete")
+    assert "winner's curse" in report and "| val 95% |" in report
 
     # resumed: the references are not enqueued again
     again = _run(class_folders, tmp_path, trials=6)

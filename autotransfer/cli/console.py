@@ -67,18 +67,24 @@ def leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) 
     """The leaderboard's first ``limit`` rows as a rich table, ``metric`` naming the value."""
     table = Table(title="Leaderboard", title_justify="left")
     for column in ("#", "trial", "backbone", "method", "freeze", "trainable", "lr",
-                   f"val {metric}", "test", "epochs", "s/epoch", "ms", "MB", "state"):
+                   f"val {metric}", "val 95%", "test", "test 95%", "epochs", "s/epoch", "ms",
+                   "MB", "state"):
         table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
     for rank, row in enumerate(rows[:limit], start=1):
         state = row["state"] + (" [red]infeasible[/]" if row.get("feasible") is False else "")
         table.add_row(
             str(rank), str(row["trial"]), row["backbone"], str(row.get("method", "")),
             fmt(row["freeze_fraction"], ".2f"), fmt(row.get("trainable_params"), ","),
-            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), fmt(row["test_score"], ".4f"),
-            str(row["epochs"]), fmt(row["seconds_per_epoch"], ".1f"),
+            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), _ci(row.get("val_score_ci95")),
+            fmt(row["test_score"], ".4f"), _ci(row.get("test_score_ci95")), str(row["epochs"]),
+            fmt(row["seconds_per_epoch"], ".1f"),
             fmt(row.get("latency_ms"), ".2f"), fmt(row.get("size_mb"), ".1f"), state,
         )
     return table
+
+
+def _ci(interval) -> str:
+    return "-" if not interval else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
 def _prescreen_table(ranking, by: str) -> Table:
@@ -102,6 +108,11 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
     from autotransfer.study.scores import worst_class
 
     lines = []
+    if best.get("val_score_ci95"):
+        test = (f", test {_ci(best['test_score_ci95'])}" if best.get("test_score_ci95") else
+                "")
+        lines.append(f"  95% intervals: val {_ci(best['val_score_ci95'])}{test} (the best val of "
+                     "many trials is optimistic; the test score is the honest one)")
     if best.get("macro_f1") is not None:
         lines.append(f"  macro-F1 (val) {best['macro_f1']:.4f}")
     worst = worst_class(best.get("per_class") or {})

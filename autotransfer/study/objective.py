@@ -16,6 +16,7 @@ from autotransfer.study import timebudget
 from autotransfer.study.measure import check_params_bound, measure_trial, trial_value
 from autotransfer.study.pruners import report_epoch
 from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
+from autotransfer.study.reference_order import prunable
 from autotransfer.study.references import apply_reference
 from autotransfer.study.scores import confusion, divergence
 from autotransfer.study.selection import Rule
@@ -228,9 +229,9 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
             raise optuna.TrialPruned(stop)
         if rule.multi_objective:  # no pruning: Trial.report raises (optuna #3450)
             return
-        # a reference trial always finishes: it is what the search is compared with
+        # the linear probe always finishes; a default configuration is pruned like any trial
         report_epoch(trial, result.score, result.epoch, space.epochs, space.metric,
-                     prunable=not trial.user_attrs.get(REFERENCE))
+                     prunable=prunable(trial.user_attrs.get(REFERENCE)))
 
     try:
         result = trainer.fit(space.epochs, on_epoch)

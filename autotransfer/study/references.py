@@ -4,12 +4,13 @@ Reference trials are enqueued once per study before any trial is sampled (Optuna
 ``Study.enqueue_trial``), per backbone of the space: a *linear probe* (``freeze_fraction: 1``,
 every other hyperparameter at its default) and the space's *default configuration* (every
 searched hyperparameter at its documented default, clipped into the searched range). They are
-When the space's ``method`` includes ``lora`` (and its default is another method), a *LoRA
-reference* per backbone joins them: the default configuration with ``method: lora`` at the
-default rank. They are ordinary trials: the sampler learns from them and they count towards
-``--trials``. Their trial holds ``user_attrs["reference"]`` (``linear_probe``, ``default`` or
-``lora``); the pruner does not stop
-them, so that each one ends with a score to compare the search with.
+ordinary trials: the sampler learns from them and they count towards ``--trials``. When the
+space's ``method`` includes ``lora`` (and its default is another method), a *LoRA reference* per
+backbone joins them: the default configuration with ``method: lora`` at the default rank. Their
+trial holds ``user_attrs["reference"]`` (``linear_probe``, ``default`` or ``lora``). The pruner
+never stops a linear probe, so the floor always has a score; the other references take part in
+the rungs like any trial (:func:`autotransfer.study.reference_order.prunable`). They run in the
+order of :func:`autotransfer.study.reference_order.order_references` (pre-screen rank, then cost).
 
 The *transfer effect* (what the source task's weights add on the target task) is measured by
 training the best configuration once more from random weights, with the same seed and budget.
@@ -89,7 +90,9 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None) -> l
     with lock.held():
         if StudyRecord.of(study).references is not None:
             return []
-        planned = reference_params(space)
+        from autotransfer.study.reference_order import order_references
+
+        planned = order_references(reference_params(space), StudyRecord.of(study).prescreen)
         room = len(planned) if trials is None else max(0, trials - tally(study).counted)
         chosen = planned[:room]
         for kind, params in chosen:

@@ -14,6 +14,7 @@ import yaml
 
 from autotransfer.contract.space import SearchSpace
 from autotransfer.data.options import DATA_OPTIONS_ATTR
+from autotransfer.study.intervals import intervals_of
 from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
 
 #: The states a finished trial can end in, as the leaderboard orders them.
@@ -38,6 +39,7 @@ def leaderboard(study) -> list[dict[str, Any]]:
             "reason": r.reason,
             "reference": r.reference or "",  # linear_probe, default or empty
             **cost_columns(r),  # latency_ms, throughput, params_count, size_mb, feasible
+            **intervals_of(r),  # val_score_ci95, test_score_ci95 (autotransfer.study.intervals)
         }
         for r in trial_records(study, FINISHED)
     ]
@@ -96,6 +98,7 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     }
     if best.test_score is not None:
         config["test_score"] = float(best.test_score)
+    config.update({k: v for k, v in intervals_of(best, space.metric).items() if v is not None})
     config["classes"] = best.classes
     config.update(best_costs(best))
     config.update(outcome(study, best))
@@ -377,10 +380,12 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     if best is not None:
         lines += _summary_table(best)
         backbone = backbone_id(best)
-        test = f", test {best['test_score']:.4f}" if best.get("test_score") is not None else ""
+        test = (f", test {best['test_score']:.4f}{_ci(best.get('test_score_ci95'))}"
+                if best.get("test_score") is not None else "")
         lines += ["## Best configuration", "",
-                  f"`{backbone}`: val {best['val_score']:.4f}{test} (`best.yaml`; refit it "
-                  "with `autotransfer train best.yaml --out model`)", "",
+                  f"`{backbone}`: val {best['val_score']:.4f}{_ci(best.get('val_score_ci95'))}"
+                  f"{test} (`best.yaml`; refit it with `autotransfer train best.yaml --out "
+                  "model`)", "", *_honesty(best), "",
                   "```yaml", yaml.safe_dump(best["params"], sort_keys=False).rstrip(), "```", ""]
         if best.get("per_class"):
             lines += ["## Per-class scores of the best (validation)", "",
@@ -395,13 +400,15 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
         lines.append(f"| `{r['backbone']}` | {r['trial']} | {r['state']} | "
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
                      f"{fmt(r['freeze_fraction'], '.2f')} | {fmt(r['lr'], '.1e')} |")
-    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | test | epochs | "
-              "latency ms | samples/s | params | MB | why |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | val 95% | test | "
+              "test 95% | epochs | latency ms | samples/s | params | MB | why |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
-                     f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
+                     f"{fmt(r['val_score'])} | {_ci(r.get('val_score_ci95'), bare=True)} | "
+                     f"{fmt(r['test_score'])} | {_ci(r.get('test_score_ci95'), bare=True)} | "
+                     f"{r['epochs']} | "
                      f"{fmt(r['latency_ms'], '.2f')} | {fmt(r['throughput'], '.0f')} | "
                      f"{fmt(r['params_count'], ',')} | {fmt(r['size_mb'], '.1f')} | {reason} |")
     lines += _front_lines(best)
@@ -435,6 +442,26 @@ def _front_lines(best: dict[str, Any] | None) -> list[str]:
                      f"{fmt(m['latency_ms'], '.2f')} | {fmt(m['params_count'], ',')} | "
                      f"{fmt(m['size_mb'], '.1f')} |")
     return lines
+
+
+def _ci(interval, *, bare: bool = False) -> str:
+    """`` [low, high]`` of a 95% interval (``-`` or nothing when unknown)."""
+    if not interval:
+        return "-" if bare else ""
+    text = f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+    return text if bare else f" (95% interval {text})"
+
+
+def _honesty(best: dict[str, Any]) -> list[str]:
+    """What the best validation score is worth (:mod:`autotransfer.study.intervals`)."""
+    from autotransfer.study.intervals import RULE
+
+    test = ("; its test score, which no choice of the search saw, is the honest estimate"
+            if best.get("test_score") is not None else
+            "; give a test split for an estimate that no choice of the search saw")
+    return [f"The best validation score of many trials is optimistic (the winner's curse: the "
+            f"pick favours a trial the validation split happened to suit){test}. The pick: "
+            f"{RULE}."]
 
 
 def _summary_table(best: dict[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autotransfer.contract.objectives import get_objective
+from autotransfer.study.intervals import pick_best
 from autotransfer.study.records import StudyRecord, TrialRecord, set_selection, trial_records
 
 #: An objective's name -> the TrialRecord field that holds it (a cost's measured value).
@@ -152,11 +153,7 @@ def rank(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
 
 
 def prefer(ranked: list[TrialRecord], rule: Rule) -> TrialRecord:
-    """The member of the ranked front that best.yaml describes: the first.
-
-    The seam for a tie rule: a rule that prefers, say, the cheaper of the top trials when
-    their 95% intervals overlap goes here (it sees the ranked front, best first, and the rule).
-    """
+    """The member of the ranked front that best.yaml describes: the first."""
     return ranked[0]
 
 
@@ -164,7 +161,11 @@ def pick(records: list[TrialRecord], rule: Rule) -> TrialRecord | None:
     """The best of ``records``: the preferred member of the ranked Pareto front of the
     feasible ones; None when none completed within the bounds."""
     front = pareto_front(records, rule)
-    return prefer(rank(front, rule), rule) if front else None
+    if not front:
+        return None
+    if not rule.multi_objective:  # one score: the tie rule of autotransfer.study.intervals
+        return pick_best(feasible(records))
+    return prefer(rank(front, rule), rule)
 
 
 def best_trial(study) -> TrialRecord | None:

@@ -1,0 +1,181 @@
+"""How noisy a score is: 95% intervals, and the rule that picks among indistinguishable trials.
+
+- **Accuracy**: the Wilson score interval of ``k`` correct out of ``n`` (Wilson, "Probable
+  inference, the law of succession, and statistical inference", JASA 1927), computed by
+  ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``.
+- **Macro-F1**: a percentile bootstrap over the evaluated examples (``scipy.stats.bootstrap``,
+  :data:`BOOTSTRAP_RESAMPLES` resamples, a fixed seed, so the same predictions always give the
+  same interval).
+
+Both read a trial's confusion matrix (rows true, columns predicted), which every completed
+trial records per split; nothing is re-run.
+
+**The winner's curse.** The best validation score of many trials is an optimistic estimate of
+the winner's quality: the pick favours trials whose validation split happened to suit them.
+The test split (when given) is scored for every completed trial but never used by any choice
+(:func:`pick_best` reads validation scores only); it is the honest estimate, shown beside the
+validation score in ``best.yaml``, the leaderboard and ``report.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Bootstrap resamples for a macro-F1 interval, and the seed of the bootstrap.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+LEVEL = 0.95
+
+#: The rule :func:`pick_best` applies, as the report states it.
+RULE = ("the highest validation score wins; among the trials within one validation example of "
+        "it (statistically tied: their 95% intervals overlap), the one that trained for the "
+        "fewest seconds wins, never one below the best reference trial")
+
+
+def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``k / n`` (e.g. accuracy: ``k`` correct of
+    ``n`` examples), as ``(low, high)`` in [0, 1].
+
+    Raises:
+        ValueError: ``n < 1`` or ``k`` outside ``[0, n]``.
+    """
+    from scipy.stats import binomtest
+
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"a proportion needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _macro_f1(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro-F1 along the last axis of ``true``/``pred`` (integer classes; any leading batch
+    shape), over the classes present in each resample's truth or predictions, as sklearn's
+    ``f1_score(average="macro")`` counts them."""
+    classes = np.arange(n_classes)
+    t = true[..., None] == classes  # (..., n, C)
+    p = pred[..., None] == classes
+    tp = (t & p).sum(-2)
+    support, predicted = t.sum(-2), p.sum(-2)
+    denominator = support + predicted
+    f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+    present = denominator > 0
+    return (f1 * present).sum(-1) / np.maximum(present.sum(-1), 1)
+
+
+def pairs(confusion: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(true, predicted)`` label of every example a confusion matrix counts."""
+    matrix = np.asarray(confusion, dtype=np.int64)
+    rows, cols = np.nonzero(matrix)
+    counts = matrix[rows, cols]
+    return np.repeat(rows, counts), np.repeat(cols, counts)
+
+
+def bootstrap_macro_f1(confusion: Sequence[Sequence[int]], *, resamples: int =
+                       BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                       level: float = LEVEL) -> tuple[float, float]:
+    """A percentile-bootstrap interval of macro-F1 from a confusion matrix (rows true,
+    columns predicted), resampling the examples with replacement; seeded, so repeatable."""
+    from scipy.stats import bootstrap
+
+    true, pred = pairs(confusion)
+    if len(true) < 2:
+        raise ValueError(f"a bootstrap needs at least 2 examples, got {len(true)}")
+    n_classes = len(confusion)
+    result = bootstrap(
+        (np.arange(len(true)),),
+        lambda index, axis=-1: _macro_f1(true[index], pred[index], n_classes),
+        n_resamples=resamples, confidence_level=level, method="percentile", vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def score_ci95(confusion: Sequence[Sequence[int]] | None, metric: str) -> list[float] | None:
+    """The 95% interval ``[low, high]`` (rounded to 4 places) of ``metric`` (``accuracy``:
+    Wilson; ``macro_f1``: bootstrap) from a split's confusion matrix; None without one."""
+    if not confusion:
+        return None
+    matrix = np.asarray(confusion, dtype=np.int64)
+    n = int(matrix.sum())
+    if n < 2:
+        return None
+    if metric == "macro_f1":
+        low, high = bootstrap_macro_f1(matrix)
+    else:
+        low, high = wilson(int(np.trace(matrix)), n)
+    return [round(low, 4), round(high, 4)]
+
+
+def metric_of(record, metric: str | None = None) -> str:
+    """The metric of a trial's score: ``metric`` when known, else the one its validation
+    confusion matrix reproduces (accuracy when it does, macro-F1 otherwise)."""
+    if metric is not None:
+        return metric
+    matrix = np.asarray(record.confusion.get("val") or [[0]], dtype=np.int64)
+    score = record.value if record.value is not None else record.score
+    if score is None or matrix.sum() == 0:
+        return "accuracy"
+    return "accuracy" if abs(np.trace(matrix) / matrix.sum() - score) < 1e-4 else "macro_f1"
+
+
+def intervals_of(record, metric: str | None = None) -> dict[str, list[float] | None]:
+    """``{"val_score_ci95": [low, high] | None, "test_score_ci95": ...}`` of a trial record
+    (completed trials have confusion matrices; others get None)."""
+    metric = metric_of(record, metric)
+    return {f"{split}_score_ci95": score_ci95(record.confusion.get(split), metric)
+            for split in ("val", "test")}
+
+
+def overlaps(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    """Whether two intervals ``[low, high]`` intersect (False when either is unknown)."""
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
+
+def _cost(record) -> float:
+    """Seconds a trial trained (its duration, else seconds per epoch times epochs)."""
+    if record.duration_seconds:
+        return float(record.duration_seconds)
+    if record.seconds_per_epoch:
+        return float(record.seconds_per_epoch) * max(1, record.epochs_reported)
+    return float("inf")
+
+
+def val_examples(record) -> int | None:
+    """How many validation examples scored the trial (from its confusion matrix)."""
+    matrix = record.confusion.get("val")
+    return int(np.asarray(matrix).sum()) if matrix else None
+
+
+def pick_best(completed: Sequence[Any]) -> Any | None:
+    """The study's winner among completed trial records, by :data:`RULE`.
+
+    The highest validation score wins. Trials within one validation example of it (``1 / n``
+    of accuracy for ``n`` validation examples; their 95% intervals overlap by construction)
+    are statistically tied with it, and among them the one that trained for the fewest seconds
+    wins: it is as good as far as the validation split can tell, and the cheaper to refit. A
+    tied trial below the best reference trial's score is never picked, so the result is never
+    below the best reference. Only validation scores and costs are read: the test split never
+    influences the pick.
+    """
+    scored = [r for r in completed if r.value is not None]
+    if not scored:
+        return None
+    top = max(scored, key=lambda r: r.value)
+    n = val_examples(top)
+    if not n:
+        return top
+    floor = max((r.value for r in scored if r.reference), default=-np.inf)
+    tied = [r for r in scored
+            if r.value >= top.value - 1.0 / n - 1e-9 and r.value >= floor - 1e-9]
+    return min(tied, key=lambda r: (_cost(r), -r.value, r.number))
+
+
+def tied_with(best, completed: Sequence[Any], metric: str | None = None) -> list[int]:
+    """Numbers of the other completed trials whose validation interval overlaps ``best``'s
+    (the report lists them: the validation split cannot tell them apart)."""
+    own = intervals_of(best, metric)["val_score_ci95"]
+    return [r.number for r in completed if r.number != best.number
+            and overlaps(own, intervals_of(r, metric)["val_score_ci95"])]
