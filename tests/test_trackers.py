@@ -127,6 +127,8 @@ def test_mlflow_logs_a_parent_run_and_one_nested_run_per_trial_per_epoch(tracked
         assert [m.value for m in history] == [trial.intermediate_values[s]
                                               for s in sorted(trial.intermediate_values)]
         assert len(client.get_metric_history(run.info.run_id, "train_loss")) == len(history)
+        val_loss = client.get_metric_history(run.info.run_id, "val_loss")  # the loss
+        assert len(val_loss) == len(history) and all(m.value > 0 for m in val_loss)
         if states[number] == "complete":
             assert len(history) == EPOCHS
             assert run.data.metrics["score"] == pytest.approx(trial.value)

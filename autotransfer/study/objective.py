@@ -200,7 +200,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
         if result.epoch == 1:  # load, cache, one epoch and validation: the start rule's measure
             record.first_report(marks[1] - marks[0])
         record.epoch(
-            result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1),
+            result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1,
+                                       result.val_loss),
             activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
             seconds_per_epoch=sum(seconds) / len(seconds),
             samples_per_second=result.samples_per_second,

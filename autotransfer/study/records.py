@@ -12,6 +12,8 @@ in MiB), so studies written before this module stay readable.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +28,7 @@ PARAMETER_COUNT = "parameter_count"
 TRAINABLE_PARAMETERS = "trainable_parameters"
 N_GROUPS = "n_groups"
 N_FROZEN_GROUPS = "n_frozen_groups"
-EPOCH_PREFIX = "epoch_"  # epoch_<n>: {"train_loss", "accuracy", "macro_f1"}
+EPOCH_PREFIX = "epoch_"  # epoch_<n>: {"train_loss", "accuracy", "macro_f1", "val_loss"}
 ACTIVATION_CACHE = "activation_cache"
 CACHE_SECONDS = "cache_seconds"
 FIRST_BATCH_AT = "first_batch_at"  # wall clock (time.time()) of the first training batch
@@ -80,6 +82,7 @@ class EpochMetrics:
     train_loss: float | None
     accuracy: float | None
     macro_f1: float | None
+    val_loss: float | None = None  # mean cross-entropy on the validation split (nats)
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,8 @@ class TrialRecord:
             if (key.startswith(EPOCH_PREFIX) and key[len(EPOCH_PREFIX):].isdigit()
                     and isinstance(value, dict)):
                 epochs[int(key[len(EPOCH_PREFIX):])] = EpochMetrics(
-                    value.get("train_loss"), value.get("accuracy"), value.get("macro_f1"))
+                    value.get("train_loss"), value.get("accuracy"), value.get("macro_f1"),
+                    value.get("val_loss"))
         return cls(
             number=trial.number,
             state=state,
@@ -280,6 +284,8 @@ class TrialWriter:
             "train_loss": round(metrics.train_loss, 5),
             "accuracy": round(metrics.accuracy, 5),
             "macro_f1": round(metrics.macro_f1, 5),
+            **({} if metrics.val_loss is None or math.isnan(metrics.val_loss)
+               else {"val_loss": round(metrics.val_loss, 5)}),
         })
         self._set(MACRO_F1, round(metrics.macro_f1, 5))
 

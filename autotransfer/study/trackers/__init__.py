@@ -16,6 +16,7 @@ written.
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 
 from autotransfer.study.trackers._base import Guarded, Tracker, TrackingWarning, TrialEnd
@@ -47,9 +48,12 @@ def start_tracking(name: str | None, study, options) -> Guarded | None:
 
 def epoch_scores(result) -> dict[str, float]:
     """The scores an epoch (an ``EpochResult``) logs: the study's metric on the validation
-    split (``val_score``), validation accuracy and macro-F1, and the training loss."""
-    return {"val_score": result.score, "val_accuracy": result.accuracy,
-            "val_macro_f1": result.macro_f1, "train_loss": result.train_loss}
+    split (``val_score``), validation accuracy, macro-F1 and loss, and the training loss."""
+    scores = {"val_score": result.score, "val_accuracy": result.accuracy,
+              "val_macro_f1": result.macro_f1, "train_loss": result.train_loss}
+    if not math.isnan(result.val_loss):
+        scores["val_loss"] = result.val_loss
+    return scores
 
 
 def trial_end(frozen) -> TrialEnd:
@@ -63,7 +67,7 @@ def trial_end(frozen) -> TrialEnd:
         epochs.setdefault(int(step), {})["val_score"] = value
     for number, metrics in record.epochs.items():
         scores = {"val_accuracy": metrics.accuracy, "val_macro_f1": metrics.macro_f1,
-                  "train_loss": metrics.train_loss}
+                  "train_loss": metrics.train_loss, "val_loss": metrics.val_loss}
         epochs.setdefault(number, {}).update({k: v for k, v in scores.items() if v is not None})
     costs = {"seconds": record.duration_seconds, "seconds_per_epoch": record.seconds_per_epoch,
              "peak_memory_mib": record.peak_memory_mib,
