@@ -13,7 +13,6 @@ in MiB), so studies written before this module stay readable.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any
 
