@@ -186,7 +186,7 @@ def test_an_internal_error_is_still_one_line(tmp_path, capsys, monkeypatch):
 USAGE_CASES = {
     "unknown command": ([], ["serch", "x"], "No such command 'serch'. Did you mean 'search'?"),
     "search: typo": (["search"], ["search", "d", "--trails", "3"],
-                     "No such option: --trails (Possible options: --trials)"),
+                     "No such option: --trails (Possible options: --track, --trials)"),
     "search: missing argument": (["search"], ["search", "--trials", "3"],
                                  "Missing argument 'data'."),
     "search: missing option": (["search"], ["search", "d", "--trials", "3"],

@@ -135,7 +135,7 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
 
 
 def _check_method(value: Any) -> str | None:
-    from autotransfer.contract.methods import check_method_name
+    from autotransfer.contract.method_names import check_method_name
 
     return check_method_name(value)
 

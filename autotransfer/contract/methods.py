@@ -10,24 +10,10 @@ declares a new method here too.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
-from typing import Any
 
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Hyperparameter
-
-#: method name -> one line of what trains (the builtin ones; register_method adds more)
-METHOD_NAMES: dict[str, str] = {
-    "finetune": "every parameter of the unfrozen groups (freeze_fraction decides; 1 is a "
-                "linear probe)",
-    "bitfit": "the biases of the unfrozen groups, and the head (Ben Zaken et al., 2022)",
-    "layernorm": "the normalisation parameters of the unfrozen groups, and the head",
-    "lora": "low-rank updates of the unfrozen groups' linear layers (Hu et al., 2022; "
-            "through Hugging Face peft), and the head",
-}
-
-#: the methods that ship with autotransfer
-BUILTIN_METHODS = tuple(METHOD_NAMES)
+from autotransfer.contract.method_names import BUILTIN_METHODS, METHOD_NAMES, check_method_name
 
 
 def declare_method(name: str, help: str,
@@ -49,10 +35,4 @@ def declare_method(name: str, help: str,
     METHOD_NAMES[name] = help
 
 
-def check_method_name(value: Any) -> str | None:
-    """Why ``value`` is not a known method name (with a close match), or None."""
-    if value in METHOD_NAMES:
-        return None
-    close = difflib.get_close_matches(str(value), list(METHOD_NAMES), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown tuning method {value!r}{hint}; expected one of {', '.join(METHOD_NAMES)}"
+__all__ = ["BUILTIN_METHODS", "METHOD_NAMES", "check_method_name", "declare_method"]

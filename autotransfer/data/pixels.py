@@ -75,7 +75,7 @@ def warn_large(path, image: Image.Image) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     pixels = image.size[0] * image.size[1]
     if limit and pixels > limit:
-        from autotransfer.data import DataWarning
+        from autotransfer.data.dataset import DataWarning
 
         warnings.warn(DataWarning(f"{path}: {pixels:,} pixels, over Pillow's decompression-bomb "
                                   f"warning limit of {limit:,}; {_advice(pixels)}"), stacklevel=3)
