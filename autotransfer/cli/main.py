@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
-        code = _report(exc, debug)
+        # a stop signal raised inside a library's cleanup can surface as another error (optuna's
+        # trial loop: UnboundLocalError); it is the stop, not an internal error
+        code = 130 if _signal_came() else _report(exc, debug)
+    if code in (0, None) and _signal_came():  # the interrupt was swallowed (a gc callback):
+        code = 130                             # the stop flag ended the search early
     if code == 130:
         code = _stop_status()
     code = code if isinstance(code, int) else 0
@@ -82,6 +86,13 @@ def _stop_signals_interrupt():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _signal_came() -> bool:
+    """Whether this command received a stop signal (the stop flag's module is loaded only when
+    a search or a signal needed it)."""
+    workers = sys.modules.get("autotransfer.study.workers")
+    return workers is not None and workers.stopped_by() is not None
 
 
 def _stop_status() -> int:
