@@ -13,6 +13,9 @@ libraries only; the builtin zoos in ``plugins/`` do the same, and ``make lint`` 
 What is here, by the contract's parts:
 
 - hooks: :data:`hookimpl` (the hook specs are in :mod:`autotransfer.contract.hookspecs`);
+- a new kind of input (hook ``register_modalities``): :class:`Modality`, and the folder reader
+  :func:`read_files` (class folders, split folders, ``path,label`` tables) with its
+  :class:`ReadResult`;
 - what a zoo registers and returns: :class:`BackboneEntry` (or a lazy
   :class:`BackboneCatalogue` of them), :class:`Backbone`, the
   :class:`Preprocess` protocol and the three preprocessors of the data layer;
@@ -23,7 +26,8 @@ What is here, by the contract's parts:
 - native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
   :class:`TransferModel` (body then linear head, what a format saves and loads),
   :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
-  :func:`model_with_saved_head`;
+  :func:`model_with_saved_head`, and the Hugging Face format of the text and audio zoos,
+  :func:`transformers_format`;
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -32,7 +36,6 @@ Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
 from typing import TYPE_CHECKING
 
 from autotransfer.contract.backbone import (
-    MODALITIES,
     Backbone,
     BackboneCatalogue,
     BackboneEntry,
@@ -49,8 +52,13 @@ from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
 from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.hub import hub_entry, load_error, served_name
 from autotransfer.contract.hub import source as hub_source
+from autotransfer.contract.modalities import Modality
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
+from autotransfer.data.dataset import ReadResult
+from autotransfer.data.folders import read_files
 from autotransfer.errors import BackboneError, PluginError, first_line
+from autotransfer.model.hf_format import transformers_format
+from autotransfer.model.saved_head import model_with_saved_head
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
@@ -58,16 +66,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MATCH_PREV_GROUP",
-    "MODALITIES",
     "AudioPreprocess",
     "Backbone",
     "BackboneCatalogue",
     "BackboneEntry",
     "BackboneError",
     "ImagePreprocess",
+    "Modality",
     "ModelFormat",
     "PluginError",
     "Preprocess",
+    "ReadResult",
     "Stage",
     "TextPreprocess",
     "TransferModel",
@@ -81,34 +90,17 @@ __all__ = [
     "load_error",
     "load_linear_head",
     "model_with_saved_head",
+    "read_files",
     "save_linear_head",
     "sequential_split",
     "served_name",
+    "transformers_format",
 ]
 
 #: Loaded on first use: they need torch, and importing a zoo must not (start-up of
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
          "TransferModel": "autotransfer.finetune.trainer"}
-
-
-def model_with_saved_head(backbone: Backbone, meta: dict, directory) -> tuple:
-    """Rebuild an exported model from its reloaded ``backbone``: configure it and its
-    preprocessing with the trial's ``meta["params"]``, put a head for ``meta["classes"]`` on
-    it and load the head :func:`save_linear_head` wrote into ``directory``.
-
-    Returns:
-        ``(TransferModel, configured preprocess)``, what a format's ``load`` returns.
-    """
-    from autotransfer.finetune.trainer import TransferModel  # torch: only when a model loads
-
-    params = meta["params"]
-    preprocess = backbone.preprocess.configure(params)
-    if backbone.configure is not None:
-        backbone.configure(params)
-    model = TransferModel(backbone, len(meta["classes"]))
-    load_linear_head(model.head[-1], directory)
-    return model, preprocess
 
 
 def __getattr__(name: str):

@@ -34,7 +34,8 @@ from autotransfer import demo  # noqa: E402
 from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data  # noqa: E402
-from autotransfer.study.prescreen import METHODS, prescreen
+from autotransfer.study.options import PRESCREEN_METHODS
+from autotransfer.study.prescreen import prescreen
 
 IMAGE_BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0",
                    "packaged/tf_efficientnet_lite1", "packaged/tf_efficientnet_lite2"]
@@ -149,7 +150,7 @@ def main() -> None:
                                                                  if r["pretrained"]])):
             truth = [r["fine_tuned"] for r in members]
             best = max(range(len(members)), key=lambda i: truth[i])
-            for method in METHODS:
+            for method in PRESCREEN_METHODS:
                 values = [r[method] for r in members]
                 pick = max(range(len(members)),
                            key=lambda i: -math.inf if values[i] is None else values[i])
@@ -162,7 +163,7 @@ def main() -> None:
     print("\n| ranking | " + " | ".join(f"{n} (all 8) | {n} (pretrained 4)" for n in report)
           + " | mean |")
     print("|---|" + "---|" * (2 * len(report) + 1))
-    for method in METHODS:
+    for method in PRESCREEN_METHODS:
         cells = [report[n]["tau"][f"{p}/{method}"][0] for n in report
                  for p in ("all 8", "pretrained 4")]
         print(f"| {method} | " + " | ".join(f"{c:+.2f}" for c in cells)

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autotransfer import __version__
+from autotransfer.cli.choices import known_modality
 from autotransfer.cli.console import (
     ConsoleProgress,
     _outcome_lines,
@@ -25,23 +26,23 @@ from autotransfer.cli.console import (
     leaderboard_table,
 )
 from autotransfer.cli.panels import arrange
-from autotransfer.contract.backbone import MODALITIES
 from autotransfer.errors import AutotransferError, OptionError
+from autotransfer.study.options import PRESCREEN_METHODS
 from autotransfer.study.report import fmt
 from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from autotransfer.study.trackers import TRACKERS
 
 # Options with a fixed set of values: click rejects any other value as a usage error (exit 2).
-Modality = Literal[MODALITIES]  # type: ignore[valid-type]
-RankBy = Literal["logme", "knn", "params", "imagenet"]  # prescreen.METHODS (a test checks)
-TrackWith = Literal["mlflow", "wandb"]  # study.trackers.TRACKERS
+# (A modality is any registered one, plugins' included: checked by known_modality, also exit 2.)
+RankBy = Literal[PRESCREEN_METHODS]  # type: ignore[valid-type]
+TrackWith = Literal[tuple(TRACKERS)]  # type: ignore[valid-type]
 RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 
 # How the data-reading commands (search, prescreen, inspect, train) are told what to read.
-DetectedModality = Annotated[
-    Modality | None, typer.Option(help="image, text or audio (default: detected).")
-]
+DetectedModality = Annotated[str | None, typer.Option(
+    help="image, text, audio or a plugin's (default: detected).", callback=known_modality,
+    metavar="<image|text|audio|...>")]
 TextColumn = Annotated[str, typer.Option(help="Text column of CSV/TSV/JSONL text data.")]
-TableLabelColumn = Annotated[str, typer.Option(help="Label column of CSV/TSV/JSONL text data.")]
 LabelColumn = Annotated[str, typer.Option(
     help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset.")]
 ImageColumn = Annotated[str | None, typer.Option(
@@ -242,7 +243,8 @@ def search(
 @app.command()
 def prescreen(
     data: Path = typer.Argument(
-        ..., help="Folder of class sub-folders, train/ and val/ (and test/), or CSV."
+        ..., help="Folder of class sub-folders, train/ and val/ (and test/), CSV/TSV/JSONL, "
+        "or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, hf://datasets/...)."
     ),
     space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
     by: RankBy | None = typer.Option(
@@ -255,7 +257,9 @@ def prescreen(
     trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
     modality: DetectedModality = None,
     text_column: TextColumn = "text",
-    label_column: TableLabelColumn = "label",
+    label_column: LabelColumn = "label",
+    image_column: ImageColumn = None,
+    audio_column: AudioColumn = None,
 ) -> None:
     """Rank the space's backbones by transferability from frozen features, seconds each."""
     import json
@@ -269,7 +273,8 @@ def prescreen(
     parsed = load_space(space)
     torch_device = device_for(device)
     dataset = load_data(data, val_fraction=parsed.val_fraction, seed=seed, modality=modality,
-                        text_column=text_column, label_column=label_column)
+                        text_column=text_column, label_column=label_column,
+                        image_column=image_column, audio_column=audio_column)
     check_data(dataset)
     ps.check_modality(parsed, dataset)
 
@@ -383,7 +388,9 @@ def backbones(
     pattern: str | None = typer.Argument(
         None, help="Only ids containing this text; ZOO/... lists that zoo only (e.g. packaged/)."
     ),
-    modality: Modality | None = typer.Option(None, help="image, text or audio."),
+    modality: str | None = typer.Option(None, help="image, text, audio or a plugin's.",
+                                        callback=known_modality,
+                                        metavar="<image|text|audio|...>"),
 ) -> None:
     """List the backbone ids that the plugins offer."""
     from autotransfer.contract.collect import get_registry

@@ -11,8 +11,6 @@ from autotransfer.errors import BackboneError, PluginError
 if TYPE_CHECKING:
     import torch
 
-MODALITIES = ("image", "text", "audio")
-
 
 @runtime_checkable
 class Preprocess(Protocol):
@@ -94,6 +92,15 @@ class Backbone:
     split: Callable[[int], tuple[torch.nn.Module, Callable[[Any], Any]] | None] | None = None
     lora_targets: tuple[str, ...] | None = None
 
+    def configured(self, params: dict[str, Any], **preprocess_params: Any) -> Any:
+        """Set the backbone up for a trial's hyperparameters (:attr:`configure`) and return its
+        preprocess configured for them (``preprocess_params`` override ``params`` there, e.g.
+        ``augment="none"``)."""
+        preprocess = self.preprocess.configure({**params, **preprocess_params})
+        if self.configure is not None:
+            self.configure(params)
+        return preprocess
+
 
 @dataclass(frozen=True)
 class BackboneEntry:
@@ -101,7 +108,8 @@ class BackboneEntry:
 
     Attributes:
         id: ``zoo/name``, e.g. ``timm/resnet18.a1_in1k``.
-        modality: one of ``image``, ``text``, ``audio``.
+        modality: a registered modality (``image``, ``text``, ``audio`` or a plugin's; checked
+            when the entry is registered, :func:`autotransfer.contract.collect.get_modalities`).
         loader: ``loader(pretrained: bool, **options) -> Backbone``.
         params: parameter count when known without loading.
         description: one line shown by ``autotransfer backbones``.
@@ -137,10 +145,9 @@ class BackboneEntry:
         zoo, _, name = self.id.partition("/")
         if not zoo or not name:
             raise PluginError(f"backbone id must look like 'zoo/name', got {self.id!r}")
-        if self.modality not in MODALITIES:
-            raise PluginError(
-                f"{self.id}: modality must be one of {MODALITIES}, got {self.modality!r}"
-            )
+        if not isinstance(self.modality, str) or not self.modality:
+            raise PluginError(f"{self.id}: modality must be a registered modality's name, got "
+                              f"{self.modality!r}")
 
     @property
     def zoo(self) -> str:
@@ -189,7 +196,6 @@ class BackboneCatalogue:
     def __post_init__(self) -> None:
         if not self.zoo or "/" in self.zoo:
             raise PluginError(f"a catalogue's zoo is the id prefix before '/', got {self.zoo!r}")
-        unknown = [m for m in self.modalities if m not in MODALITIES]
-        if not self.modalities or unknown:
-            raise PluginError(f"catalogue {self.zoo!r}: modalities must be some of {MODALITIES}, "
-                              f"got {self.modalities!r}")
+        if not self.modalities or not all(isinstance(m, str) and m for m in self.modalities):
+            raise PluginError(f"catalogue {self.zoo!r}: modalities must be registered modalities' "
+                              f"names, got {self.modalities!r}")

@@ -9,14 +9,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry
 from autotransfer.contract.formats import ModelFormat
 from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin, pm
+from autotransfer.contract.modalities import Modality
 from autotransfer.contract.registry import Registry
-from autotransfer.errors import PluginError
+from autotransfer.errors import DataError, PluginError
 
 _registry: Registry | None = None
 _formats: list[ModelFormat] | None = None
+_modalities: dict[str, Modality] | None = None
 
 
 def get_registry() -> Registry:
@@ -26,18 +28,65 @@ def get_registry() -> Registry:
         registry = Registry(lambda backbone_id: pm.hook.resolve_backbone(backbone_id=backbone_id))
         call_hook_per_plugin(
             "register_backbones",
-            register=PerPlugin(lambda plugin: partial(registry.register, plugin=plugin)),
+            register=PerPlugin(lambda plugin: partial(_register_backbone, registry,
+                                                      plugin=plugin)),
         )
         _registry = registry
     return _registry
 
 
+def _register_backbone(registry: Registry, entry: object, plugin: str = "?") -> None:
+    """``registry.register``, once the entry's (or catalogue's) modalities are registered."""
+    named = (entry.modalities if isinstance(entry, BackboneCatalogue)
+             else (entry.modality,) if isinstance(entry, BackboneEntry) else ())
+    known = get_modalities()
+    unknown = [m for m in named if m not in known]
+    if unknown:
+        what = f"catalogue {entry.zoo!r}" if isinstance(entry, BackboneCatalogue) else entry.id
+        raise PluginError(f"{what}: modality must be one of {', '.join(known)} (the registered "
+                          f"modalities), got {unknown[0]!r}")
+    registry.register(entry, plugin=plugin)
+
+
 def reset_registry() -> None:
-    """Forget the backbones and formats so that they are collected again (after registering or
-    removing a plugin)."""
-    global _registry
+    """Forget the backbones, formats and modalities so that they are collected again (after
+    registering or removing a plugin)."""
+    global _registry, _modalities
     _registry = None
+    _modalities = None
     reset_formats()
+
+
+def _register_modality(found: dict[str, Modality], modality: Modality, plugin: str = "?") -> None:
+    if not isinstance(modality, Modality):
+        raise PluginError(f"plugin {plugin!r}: register() takes a Modality, got "
+                          f"{type(modality).__name__}")
+    found.setdefault(modality.name, modality)  # the first registration wins
+
+
+def get_modalities() -> dict[str, Modality]:
+    """Every modality the loaded plugins offer by name, builtins first (built on first use)."""
+    global _modalities
+    if _modalities is None:
+        found: dict[str, Modality] = {}
+        call_hook_per_plugin(
+            "register_modalities",
+            register=PerPlugin(lambda plugin: partial(_register_modality, found, plugin=plugin)),
+        )
+        _modalities = found
+    return _modalities
+
+
+def get_modality(name: str) -> Modality:
+    """The registered modality ``name``.
+
+    Raises:
+        DataError: unknown name (lists the registered ones).
+    """
+    known = get_modalities()
+    if name not in known:
+        raise DataError(f"modality must be one of {', '.join(known)}, got {name!r}")
+    return known[name]
 
 
 def get_backbone(backbone_id: str) -> BackboneEntry:

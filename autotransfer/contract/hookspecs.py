@@ -10,6 +10,7 @@ import pluggy
 if TYPE_CHECKING:
     from autotransfer.contract.backbone import BackboneEntry
     from autotransfer.contract.formats import ModelFormat
+    from autotransfer.contract.modalities import Modality
 
 hookspec = pluggy.HookspecMarker("autotransfer")
 hookimpl = pluggy.HookimplMarker("autotransfer")
@@ -30,3 +31,10 @@ def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
 def register_model_formats(register: Callable[[ModelFormat], None]) -> None:
     """Offer native model formats (save a fine-tuned model in a library's own layout, load it
     back) by calling ``register(ModelFormat(...))`` once for each."""
+
+
+@hookspec
+def register_modalities(register: Callable[[Modality], None]) -> None:
+    """Offer kinds of input (a reader, its file suffixes, a per-file check) by calling
+    ``register(Modality(...))`` once for each; the builtin image, audio and text come the same
+    way (:mod:`autotransfer.data.modality`). The first registration of a name wins."""

@@ -20,6 +20,9 @@ import pluggy
 from autotransfer._version import __version__
 from autotransfer.contract import hookspecs
 
+#: The core's own features offered through the hooks (datasette's default plugins): always
+#: loaded, whatever ``AUTOTRANSFER_LOAD_PLUGINS`` says.
+DEFAULT_PLUGINS: tuple[str, ...] = ("autotransfer.data.modality",)
 #: Builtin zoos are ordinary plugins, loaded by the same manager as third-party ones.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "autotransfer_timm",
@@ -69,10 +72,11 @@ def enable_tracing() -> None:
 
 
 def load_plugins() -> None:
-    """Load builtin plugins and installed entry points, once.
+    """Load the default plugins, the builtin zoos and installed entry points, once.
 
     ``AUTOTRANSFER_LOAD_PLUGINS`` is a comma-separated list of plugin names: when set, only
-    those plugins load (builtins included); when set to an empty string, none do.
+    those plugins load (builtin zoos included); when set to an empty string, none do. The
+    :data:`DEFAULT_PLUGINS` (the builtin modalities) load always.
     ``AUTOTRANSFER_TRACE_HOOKS=1`` traces every hook call.
     """
     if _state.loaded:
@@ -83,6 +87,8 @@ def load_plugins() -> None:
     wanted = os.environ.get(LOAD_ENV)
     allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
 
+    for module_name in DEFAULT_PLUGINS:
+        _register(module_name, lambda m=module_name: importlib.import_module(m), _BUILTIN)
     for module_name in BUILTIN_PLUGINS:
         if allowed is None or module_name in allowed:
             _register(module_name, lambda m=module_name: importlib.import_module(m), _BUILTIN)

@@ -6,7 +6,8 @@ Layered, no import circles (``tests/test_import_cycles.py``), from the leaves up
   ``Unused``, ``DataWarning``);
 - :mod:`~autotransfer.data.splits`: split names and the held-out validation split;
 - :mod:`~autotransfer.data.files`: finding files (junk ignored, symlinks followed, unused named);
-- :mod:`~autotransfer.data.modality`: the modality registry (suffixes, readers, checks);
+- :mod:`~autotransfer.data.modality`: the builtin modalities (suffixes, readers, checks), the
+  core's default plugin of the ``register_modalities`` hook;
 - :mod:`~autotransfer.data.tables`: CSV / TSV / JSONL through the csv and json modules;
 - :mod:`~autotransfer.data.labels`: label normalisation and class order;
 - :mod:`~autotransfer.data.folders`: the image and audio reader (class and split folders,
@@ -30,7 +31,7 @@ from autotransfer.data._images import (
     open_image,
     to_rgb,
 )
-from autotransfer.data._text import TEXT_SUFFIXES, TextPreprocess, read_text_table
+from autotransfer.data._text import TextPreprocess, read_text_table
 from autotransfer.data.batching import iterate_batches, take
 from autotransfer.data.checks import CheckReport, check_audio, check_data, check_images
 from autotransfer.data.dataset import DataWarning, LabelledData, Split
@@ -38,24 +39,15 @@ from autotransfer.data.duplicates import cross_split_duplicates, warn_cross_spli
 from autotransfer.data.files import is_junk, walk_files
 from autotransfer.data.labels import normalize_label, sort_classes
 from autotransfer.data.load import check_source, detect_modality, load_data
-from autotransfer.data.modality import Modality, get_modality, register_modality
 from autotransfer.data.splits import stratified_split
 
-#: suffixes the image decoder (Pillow) and the audio decoder (libsndfile) read
-IMAGE_SUFFIXES = get_modality("image").suffixes
-AUDIO_SUFFIXES = get_modality("audio").suffixes
-
 __all__ = [
-    "AUDIO_SUFFIXES",
     "AUGMENTATIONS",
-    "IMAGE_SUFFIXES",
-    "TEXT_SUFFIXES",
     "AudioPreprocess",
     "CheckReport",
     "DataWarning",
     "ImagePreprocess",
     "LabelledData",
-    "Modality",
     "Split",
     "TextPreprocess",
     "augment",
@@ -64,7 +56,6 @@ __all__ = [
     "check_images",
     "cross_split_duplicates",
     "detect_modality",
-    "get_modality",
     "image_tensors",
     "is_junk",
     "iterate_batches",
@@ -75,7 +66,6 @@ __all__ = [
     "normalize_label",
     "open_image",
     "read_text_table",
-    "register_modality",
     "sort_classes",
     "stratified_split",
     "take",

@@ -20,7 +20,6 @@ __all__ = ["TextPreprocess", "decode_text", "read_text_splits", "read_text_table
            "table_records"]
 
 Rows = dict[str, list[tuple[str, Any]]]
-TEXT_SUFFIXES = TABLE_SUFFIXES
 
 
 def _add(rows: Rows, path: Path, line: int, text: Any, label: Any, split: Any) -> None:
@@ -41,7 +40,7 @@ def read_text_table(path: Path, *, text_column: str = "text", label_column: str 
 
     Errors are one line naming the file and the row (its line number in the file).
     """
-    if path.suffix.lower() not in TEXT_SUFFIXES:
+    if path.suffix.lower() not in TABLE_SUFFIXES:
         raise DataError(f"{path}: expected a .csv, .tsv or .jsonl text file")
     rows: Rows = {}
     expected = f"expected {text_column} and {label_column} (and optionally split)"
@@ -66,7 +65,7 @@ def read_text_splits(
         return rows, dict.fromkeys(rows, root)
     rows, where = {}, {}
     for split, names in SPLIT_DIRS.items():
-        found = [root / f"{n}{s}" for n in names for s in sorted(TEXT_SUFFIXES)]
+        found = [root / f"{n}{s}" for n in names for s in sorted(TABLE_SUFFIXES)]
         file = next((f for f in found if f.is_file()), None)
         if file is None:
             continue
@@ -82,19 +81,19 @@ def read_text_splits(
     if unused is not None:
         used = set(where.values())
         for other in sorted(root.iterdir()):
-            if (other.is_file() and other.suffix.lower() in TEXT_SUFFIXES
+            if (other.is_file() and other.suffix.lower() in TABLE_SUFFIXES
                     and other not in used and not is_junk(other.name)):
                 unused.add(other, "table(s) beside the split files (the splits are named "
                                   f"{SPLIT_NAMES})")
     return rows, where
 
 
-def read_texts(root: Path, modality=None, *, text_column: str = "text",
-               label_column: str = "label", **_options):
-    """The text modality's reader (see :func:`read_text_splits`), as a ``ReadResult``."""
+def read_texts(root: Path, modality, options):
+    """The text modality's reader (see :func:`read_text_splits`), as a ``ReadResult``;
+    ``options`` (a :class:`~autotransfer.data.options.DataOptions`) name the columns."""
     unused = Unused()
-    parts, where = read_text_splits(root, text_column=text_column, label_column=label_column,
-                                    unused=unused)
+    parts, where = read_text_splits(root, text_column=options.column("text"),
+                                    label_column=options.column("label"), unused=unused)
     return ReadResult(parts, where, unused)
 
 

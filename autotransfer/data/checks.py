@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from autotransfer.contract.collect import get_modality
 from autotransfer.data.dataset import DataWarning, LabelledData
-from autotransfer.data.modality import get_modality
 from autotransfer.errors import DataError
 
 IMBALANCE_LIMIT = 10.0

@@ -1,4 +1,5 @@
-"""The image and audio reader: class folders, split folders, or a ``path,label`` table."""
+"""The reader of file modalities (image, audio, a plugin's): class folders, split folders, or
+a ``path,label`` table."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _class_folders(root: Path, modality, unused: Unused) -> dict[str, list[Path]
     for folder in folders:
         files = class_files(folder, modality.suffixes, kind, unused)
         if not files:
-            common = [s for s in _COMMON if s in modality.suffixes]
+            common = [s for s in _COMMON if s in modality.suffixes] or sorted(modality.suffixes)[:5]
             raise DataError(f"{folder}: empty class folder; expected {kind} files ("
                             f"{', '.join(common)} or any of the {len(modality.suffixes)} "
                             "suffixes its decoder reads)")
@@ -41,8 +42,9 @@ def _class_folders(root: Path, modality, unused: Unused) -> dict[str, list[Path]
     return by_class
 
 
-def read_files(root: Path, modality, **_options) -> ReadResult:
-    """The image or audio reader: class folders, split folders, or a ``path,label`` table."""
+def read_files(root: Path, modality, options=None) -> ReadResult:
+    """The reader of a file modality (image, audio, a plugin's): class folders, split folders,
+    or a ``path,label`` table (``options`` are not needed)."""
     if root.is_file():
         parts = _read_path_table(root, modality)
         return ReadResult(parts, dict.fromkeys(parts, root))

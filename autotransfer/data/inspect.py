@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autotransfer.data.options import DataOptions
 
 
 @dataclass
@@ -16,7 +19,7 @@ class Inspection:
     """What a search would read.
 
     Attributes:
-        modality: ``image``, ``audio`` or ``text``.
+        modality: ``image``, ``audio``, ``text`` or a plugin's.
         classes: class names in the model's order.
         counts: ``{split: {class: n}}`` after skipping unusable files.
         skipped: ``(path, reason)`` of every file a search would skip.
@@ -49,22 +52,20 @@ class Inspection:
 def inspect(
     data: str | Path,
     *,
-    modality: str | None = None,
-    text_column: str = "text",
-    label_column: str = "label",
-    image_column: str | None = None,
-    audio_column: str | None = None,
+    data_options: DataOptions | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    **given: object,
 ) -> Inspection:
     """Read ``data`` as ``autotransfer search`` would and say what it holds, without training.
 
     Args:
-        data: a folder of class folders, split folders, or a CSV / TSV / JSONL table.
-        modality: ``image``, ``audio`` or ``text`` (default: detected).
-        text_column, label_column: columns of text tables (and of a Hugging Face dataset).
-        image_column, audio_column: columns of a Hugging Face dataset (default: from its
-            features; see :mod:`autotransfer.data.hf`).
+        data: a folder of class folders, split folders, a CSV / TSV / JSONL table, or a
+            Hugging Face dataset.
+        data_options: how to read it (:class:`~autotransfer.data.options.DataOptions`: modality,
+            default detected; columns), as a search would; or the same as keywords
+            (``modality="text"``, ``text_column=``, ``label_column=``, ``image_column=``,
+            ``audio_column=``, ``columns=``), as :func:`~autotransfer.data.load.load_data`.
         val_fraction, seed: how a validation split is held out when there is none.
 
     Returns:
@@ -72,6 +73,7 @@ def inspect(
 
     Raises:
         DataError: the data cannot be read at all (one line naming the file, line or folder).
+        OptionError: an unknown keyword, or keywords beside ``data_options``.
 
     Example:
         >>> import autotransfer
@@ -82,9 +84,8 @@ def inspect(
     from autotransfer.data.duplicates import duplicate_warnings
     from autotransfer.data.load import load_data
 
-    dataset = load_data(data, val_fraction=val_fraction, seed=seed, modality=modality,
-                        text_column=text_column, label_column=label_column,
-                        image_column=image_column, audio_column=audio_column)
+    dataset = load_data(data, val_fraction=val_fraction, seed=seed,
+                        data_options=data_options, **given)
     report = examine(dataset)
     if report.error is None:
         drop(dataset, {p for p, _ in report.skipped})

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.contract.collect import get_modalities, get_modality
 from autotransfer.data.dataset import LabelledData, Split
 from autotransfer.data.files import describe_counts, suffix_counts, walk_files
 from autotransfer.data.hf import is_hf_source, load_hf
@@ -22,10 +23,11 @@ from autotransfer.data.labels import (
     several_labels,
     sort_classes,
 )
-from autotransfer.data.modality import get_modality, modality_of_suffix
+from autotransfer.data.modality import modality_of_suffix
+from autotransfer.data.options import DataOptions
 from autotransfer.data.splits import hold_out_val
 from autotransfer.data.tables import TABLE_SUFFIXES, table_columns, table_records
-from autotransfer.errors import DataError
+from autotransfer.errors import DataError, OptionError
 
 
 def _to_split(items: list[tuple[Any, str]], index: dict[str, int], where: Path) -> Split:
@@ -52,19 +54,30 @@ def _by_files(root: Path, files: list[Path], what: str) -> str:
     best = max(found, key=found.get) if found else None
     if best is not None and found[best] >= 0.9 * total:
         return best
-    reason = "no image or audio files" if best is None else "both image and audio files"
+    kinds = [m.name for m in get_modalities().values() if m.files]
+    present = [k for k in kinds if k in found]
+    reason = (f"no {_either(kinds, 'or')} files" if best is None
+              else f"both {_either(present, 'and')} files")
     raise DataError(f"{root}: cannot tell the modality ({reason}; {what}: "
-                    f"{describe_counts(counts)}); name it with modality: image, audio or text")
+                    f"{describe_counts(counts)}); name it with modality: "
+                    f"{', '.join(get_modalities())}")
+
+
+def _either(names: list[str], word: str) -> str:
+    """``a, b or c``."""
+    return f" {word} ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
 def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
-    """``image``, ``audio`` or ``text``, from the layout and the files under ``path``.
+    """``image``, ``audio``, ``text`` (or a plugin's file modality), from the layout and the
+    files under ``path``.
 
     - A table (``.csv``, ``.tsv``, ``.jsonl``) with ``text_column`` and no ``path`` column is
       text; with a ``path`` column it is image or audio by the suffixes of the listed files.
     - A folder holding ``train.csv`` / ``.tsv`` / ``.jsonl`` is text.
     - Otherwise a folder is image or audio by the files in it (junk ignored, symlinks
-      followed): the modality of at least 90% of the image and audio files.
+      followed): the modality of at least 90% of the files of any file modality (image,
+      audio, a plugin's: :attr:`~autotransfer.contract.modalities.Modality.files`).
 
     Raises:
         DataError: the modality cannot be told; says what was found and names ``modality``.
@@ -118,39 +131,50 @@ def load_data(
     *,
     val_fraction: float = 0.2,
     seed: int = 0,
-    modality: str | None = None,
-    text_column: str = "text",
-    label_column: str = "label",
-    image_column: str | None = None,
-    audio_column: str | None = None,
+    data_options: DataOptions | None = None,
+    **given: object,
 ) -> LabelledData:
-    """Read a labelled dataset of images, audio clips or texts.
+    """Read a labelled dataset of images, audio clips, texts (or a plugin modality's samples).
 
     Images and audio: ``DATA/<class>/*`` (split here, stratified and seeded);
     ``DATA/train/<class>/*`` with ``DATA/val/<class>/*`` (optional, else split here) and optional
     ``DATA/test/<class>/*``; or a CSV file with columns ``path,label`` and optionally ``split``.
-    Text: a CSV, TSV or JSONL file with ``text_column`` and ``label_column`` (and optionally
+    Text: a CSV, TSV or JSONL file with the text and label columns (and optionally
     ``split``), or a folder with ``train``, optional ``val`` and ``test`` files of that kind.
-    ``modality`` is detected from the data when not given (:func:`detect_modality`).
+    The modality is detected from the data when not given (:func:`detect_modality`).
     A Hugging Face dataset (a ``save_to_disk`` folder, Parquet / Arrow files, an
     ``hf://datasets/OWNER/NAME[:CONFIG]`` id) is read by :func:`autotransfer.data.hf.load_hf`,
-    which also takes ``image_column`` and ``audio_column``.
+    which also reads the image and audio columns.
+
+    Args:
+        path: the dataset.
+        val_fraction, seed: how a validation split is held out when there is none.
+        data_options: how to read it (:class:`~autotransfer.data.options.DataOptions`:
+            modality, columns); or the same as keywords, ``modality="text"``,
+            ``text_column="review"``, ``label_column=``, ``image_column=``, ``audio_column=``
+            (``ROLE_column`` for any column role), ``columns={"image": "photo"}``.
 
     Raises:
         DataError: with the file (and row) or folder at fault and what was expected.
+        OptionError: both ``data_options`` and keywords, or an unknown keyword.
 
     Long (as a reason): one dispatch over the kinds of input (Hugging Face dataset, table,
     split folders, class folders), each a short branch.
     """
+    options = data_options
+    if options is None:
+        options = DataOptions.of(**given)  # type: ignore[arg-type]
+    elif given:
+        raise OptionError(sorted(given)[0], " given beside data_options; put it there")
+    modality = options.modality
     if is_hf_source(path):
         return load_hf(path, val_fraction=val_fraction, seed=seed, modality=modality,
-                       image_column=image_column, audio_column=audio_column,
-                       text_column=text_column, label_column=label_column)
+                       image_column=options.column("image"), audio_column=options.column("audio"),
+                       text_column=options.column("text"), label_column=options.column("label"))
     root = check_source(path)
     if modality is None:
-        modality = detect_modality(root, text_column=text_column)
-    read = get_modality(modality).read(root, text_column=text_column,
-                                       label_column=label_column)
+        modality = detect_modality(root, text_column=options.column("text") or "text")
+    read = get_modality(modality).read(root, options)
     parts, where = read.parts, read.where
     if "train" not in parts:
         raise DataError(f"{root}: no training rows; expected rows with split 'train'")

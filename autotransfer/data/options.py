@@ -18,9 +18,14 @@ from autotransfer.errors import OptionError
 #: The study's user attribute that holds the search's :meth:`DataOptions.to_yaml`.
 DATA_OPTIONS_ATTR = "data_options"
 
-#: The column roles a dataset may name, and the column each defaults to (None: from the data:
-#: the features of a Hugging Face dataset, ``path`` of a CSV of files).
-COLUMNS: dict[str, str | None] = {"text": "text", "label": "label", "image": None, "audio": None}
+
+def column_roles() -> dict[str, str | None]:
+    """The column roles a dataset may name, and the column each defaults to: ``label``, and
+    one per registered modality, named after it (``text``, ``image``, ``audio``, a plugin's;
+    None: from the data: the features of a Hugging Face dataset, ``path`` of a CSV of files)."""
+    from autotransfer.contract.collect import get_modalities
+
+    return {"label": "label", **{m.name: m.default_column for m in get_modalities().values()}}
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,8 @@ class DataOptions:
 
     Attributes:
         modality: ``image``, ``text``, ``audio`` (or a plugin's); None: detected from the data.
-        columns: role -> column name, for the roles in :data:`COLUMNS` (``{"image": "photo"}``);
-            a role left out takes its default.
+        columns: role -> column name, for the roles of :func:`column_roles`
+            (``{"image": "photo"}``); a role left out takes its default.
         data_store: where encoded splits are kept (``memory``, a folder); None: the default of
             :mod:`autotransfer.data.store`.
 
@@ -43,33 +48,37 @@ class DataOptions:
     data_store: str | Path | None = None
 
     def __post_init__(self) -> None:
+        roles = column_roles() if self.columns else {}
         for role, name in self.columns.items():
-            if role not in COLUMNS:
+            if role not in roles:
                 raise OptionError("columns", f": unknown column role {role!r}; expected one of "
-                                             f"{', '.join(COLUMNS)}")
+                                             f"{', '.join(roles)}")
             if not isinstance(name, str) or not name:
                 raise OptionError(f"{role}_column", f" must be a column name, got {name!r}")
         object.__setattr__(self, "columns", dict(self.columns))
 
     @classmethod
-    def of(cls, *, modality: str | None = None, text_column: str | None = None,
-           label_column: str | None = None, image_column: str | None = None,
-           audio_column: str | None = None,
-           data_store: str | Path | None = None) -> DataOptions:
-        """From the per-role keyword arguments of the Python API (None: not given)."""
-        given = {"text": text_column, "label": label_column, "image": image_column,
-                 "audio": audio_column}
-        return cls(modality, {role: name for role, name in given.items() if name is not None},
-                   data_store)
+    def of(cls, *, modality: str | None = None, data_store: str | Path | None = None,
+           columns: Mapping[str, str] | None = None, **role_columns: str | None) -> DataOptions:
+        """From the keyword arguments of the Python API: ``text_column="review"``,
+        ``image_column="photo"`` (``ROLE_column`` for any role of :func:`column_roles`), or
+        ``columns`` (None: not given).
+
+        Raises:
+            OptionError: a keyword that names no column role.
+        """
+        given = dict(columns or {})
+        for key, name in role_columns.items():
+            if not key.endswith("_column"):
+                raise OptionError(key, ": unknown data option; expected modality, data_store, "
+                                       "columns or ROLE_column (text_column, image_column...)")
+            if name is not None:
+                given[key.removesuffix("_column")] = name
+        return cls(modality, given, data_store)
 
     def column(self, role: str) -> str | None:
-        """The column of ``role``: the one given, else its default."""
-        return self.columns.get(role, COLUMNS[role])
-
-    def load_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`autotransfer.data.load_data` besides the path."""
-        return {"modality": self.modality,
-                **{f"{role}_column": self.column(role) for role in COLUMNS}}
+        """The column of ``role``: the one given, else its default (None for an unknown role)."""
+        return self.columns[role] if role in self.columns else column_roles().get(role)
 
     def over(self, recorded: DataOptions) -> DataOptions:
         """These options, with what they leave open taken from ``recorded`` (best.yaml's)."""

@@ -119,9 +119,7 @@ class Trainer:
         self.batch_check = batch_check
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.preprocess = backbone.preprocess.configure(params)
-        if backbone.configure is not None:
-            backbone.configure(params)
+        self.preprocess = backbone.configured(params)
         self.model = TransferModel(backbone, data.n_classes, params["dropout"])
         self.groups = [[f"body.{n}" for n in group] for group in backbone.groups]
         check_groups(self.model, self.groups)

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotransfer.contract.collect import get_modality
 from autotransfer.data.dataset import Unused
 from autotransfer.data.files import walk_files
 from autotransfer.data.folders import table_path
-from autotransfer.data.modality import get_modality, modality_of_suffix
+from autotransfer.data.modality import modality_of_suffix
+from autotransfer.data.options import DataOptions
 from autotransfer.data.tables import decode_text, table_records
 from autotransfer.errors import DataError, OptionError
-
-TEXT_FILE_SUFFIXES = frozenset({".txt", ".csv", ".tsv", ".jsonl"})
 
 
 @dataclass
@@ -38,7 +38,8 @@ def predict(
     inputs: list[str | Path] | None = None,
     *,
     texts: list[str] | None = None,
-    text_column: str = "text",
+    text_column: str | None = None,
+    data_options: DataOptions | None = None,
     batch_size: int = 64,
     device: str = "auto",
 ) -> list[Prediction]:
@@ -50,7 +51,9 @@ def predict(
             a ``path`` column for images and audio (relative to the CSV), ``text_column`` for
             text (also TSV and JSONL); ``.txt`` files are one text each.
         texts: texts to classify directly (text models).
-        text_column: the text column of CSV / TSV / JSONL inputs.
+        text_column: the text column of CSV / TSV / JSONL inputs (default: ``data_options``').
+        data_options: how table inputs are read (:class:`~autotransfer.data.options.DataOptions`,
+            its ``text`` column; default ``text``), e.g. the search's.
         batch_size: inputs per forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
@@ -84,8 +87,10 @@ def predict(
         raise OptionError("batch_size", f" must be >= 1, got {batch_size}")
     torch_device = device_for(device)
     loaded = load_model(model_dir)
+    read = DataOptions.of(text_column=text_column).over(data_options or DataOptions())
     names, samples = collect_inputs(loaded.modality, inputs or [], texts or [],
-                                    text_column=text_column, model_dir=str(model_dir))
+                                    text_column=read.column("text") or "text",
+                                    model_dir=str(model_dir))
     if not samples:
         raise DataError("no inputs; give files, folders or CSV files"
                         + (" (or texts)" if loaded.modality == "text" else ""))
@@ -202,7 +207,8 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str)
         return [(str(file), file)]
     elif suffix == ".csv":
         return [(str(p), p) for p in _path_rows(file, suffixes, modality)]
-    found = modality_of_suffix(suffix) or ("text" if suffix in TEXT_FILE_SUFFIXES else None)
+    found = modality_of_suffix(suffix) or (
+        "text" if suffix in get_modality("text").suffixes else None)
     kind = f"an {found}" if found in ("image", "audio") else f"a {found or suffix or 'suffix-less'}"
     shown = sorted(suffixes)[:12] + ([".csv"] if modality != "text" else [])
     expected = ", ".join(shown) + (", ..." if len(suffixes) > 12 else "")

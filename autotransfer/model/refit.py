@@ -120,14 +120,10 @@ def train(
     device: str = "auto",
     seed: int | None = None,
     trust_remote_code: bool = False,
-    modality: str | None = None,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    image_column: str | None = None,
-    audio_column: str | None = None,
     data_options: DataOptions | None = None,
     on_epoch: Callable[[Any], None] | None = None,
     trial: int | None = None,
+    **given: Any,
 ) -> TrainOutcome:
     """Refit a search's best configuration, evaluate it on the test split, export the model.
 
@@ -144,17 +140,17 @@ def train(
             trial number), so that ``refit_on="train"`` repeats the trial. The split always
             uses the search's seed (``source.seed``), as the search did.
         trust_remote_code: let a Hugging Face checkpoint run its own code.
-        modality: ``image``, ``text`` or ``audio``; default: what the search read
-            (``source.data_options`` in ``best.yaml``), else detected from ``data``.
-        text_column, label_column, image_column, audio_column: the columns of a table or a
-            Hugging Face dataset; each defaults to the search's (``source.data_options``).
-        data_options: all of the above as one :class:`~autotransfer.data.options.DataOptions`
-            (the keyword arguments given override it); what it leaves open comes from
-            ``best.yaml``.
+        data_options: how to read the data (:class:`~autotransfer.data.options.DataOptions`:
+            the modality, the columns of a table or a Hugging Face dataset, the data store);
+            what it leaves open comes from what the search read (``source.data_options`` in
+            ``best.yaml``), else it is detected from ``data``.
         on_epoch: called with each epoch's :class:`~autotransfer.finetune.trainer.EpochResult`.
         trial: refit this trial of the search instead of the picked one: a member of
             ``best.yaml``'s ``pareto_front``, or any completed trial of the study (read from
             ``source.storage``); see :func:`for_trial`.
+        **given: the data options as keywords, overriding ``data_options``: ``modality=``,
+            ``text_column=``, ``label_column=``, ``image_column=``, ``audio_column=``
+            (``ROLE_column`` for any column role), ``columns=``, ``data_store=``.
 
     Returns:
         A :class:`TrainOutcome` with the model directory and the test scores.
@@ -210,13 +206,11 @@ def train(
     split_seed = int(source.get("seed", 0))
     if seed is None:
         seed = split_seed + int(source.get("trial", 0))
-    asked = DataOptions.of(modality=modality, text_column=text_column,
-                           label_column=label_column, image_column=image_column,
-                           audio_column=audio_column)
+    asked = DataOptions.of(**given)
     asked = asked.over(data_options) if data_options is not None else asked
     read = asked.over(DataOptions.from_yaml(source.get("data_options"), "best.yaml source"))
     dataset = load_data(data, val_fraction=float(source.get("val_fraction", 0.2)),
-                        seed=split_seed, **read.load_kwargs())
+                        seed=split_seed, data_options=read)
     if read.data_store is not None:
         dataset.store = str(read.data_store)
     check_data(dataset)

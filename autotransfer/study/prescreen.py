@@ -29,7 +29,6 @@ import numpy as np
 from autotransfer.errors import AutotransferError, OptionError, first_line
 from autotransfer.study.options import PRESCREEN_METHODS
 
-METHODS = PRESCREEN_METHODS
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
 
@@ -90,9 +89,7 @@ def frozen_features(
 
     sample = LabelledData(data.modality, data.classes, data.train.subset(index), data.val,
                           None, data.source)
-    preprocess = backbone.preprocess.configure({**params, "augment": "none"})
-    if backbone.configure is not None:
-        backbone.configure(params)
+    preprocess = backbone.configured(params, augment="none")
     device = torch.device(device)
     model = backbone.model.to(device).eval()
     inputs, labels = preprocess.encode(sample, "train")
@@ -215,8 +212,8 @@ def prescreen(
 
     from autotransfer.contract.collect import get_registry
 
-    if by not in METHODS:
-        raise OptionError("by", f" must be one of {', '.join(METHODS)}, got {by!r}")
+    if by not in PRESCREEN_METHODS:
+        raise OptionError("by", f" must be one of {', '.join(PRESCREEN_METHODS)}, got {by!r}")
     registry = get_registry()
     index = stratified_sample(data.train.labels, samples, seed)
     params = feature_params(space)

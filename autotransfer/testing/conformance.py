@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from autotransfer.contract.backbone import Backbone, BackboneEntry, Preprocess
-from autotransfer.contract.collect import get_registry
+from autotransfer.contract.collect import get_modality, get_registry
 from autotransfer.contract.groups import check_groups
 from autotransfer.data import LabelledData, Split, take
+from autotransfer.errors import PluginError
 from autotransfer.finetune.freezing import freeze, train_mode
 from autotransfer.finetune.optim import param_groups
 
@@ -96,11 +97,13 @@ def check_backbone(
 def _sample_data(modality: str, folder: Path, n: int) -> LabelledData:
     """A tiny real dataset of ``n`` samples of ``modality`` written under ``folder`` by the
     modality registry's sample writer."""
-    from autotransfer.data import get_modality
-
-    samples = get_modality(modality).sample(folder, n)
+    kind = get_modality(modality)
+    if kind.sample is None:
+        raise PluginError(f"the {modality} modality has no sample writer; give it one "
+                          "(Modality.sample) to check its backbones")
+    samples = kind.sample(folder, n)
     labels = np.arange(n) % 2
-    split = (Split([], labels, samples) if modality == "text" else Split(samples, labels))
+    split = Split(samples, labels) if kind.files else Split([], labels, samples)
     return LabelledData(modality, ["a", "b"], split, split, None, folder)
 
 

@@ -22,15 +22,13 @@ from autotransfer.plugin import (
     BackboneCatalogue,
     BackboneEntry,
     BackboneError,
-    ModelFormat,
     group_names,
     hookimpl,
     hub_entry,
     hub_source,
     load_error,
-    model_with_saved_head,
-    save_linear_head,
     served_name,
+    transformers_format,
 )
 
 ZOO = "hf-audio"
@@ -219,47 +217,16 @@ def load_hf_audio(
     return backbone_from_hf_audio(model, extractor, name=source, label=label)
 
 
-# The native model format of this zoo (``library: transformers``): the encoder saved with
-# ``save_pretrained`` (``AutoModel`` loads it; Whisper: ``WhisperEncoder``), its feature
-# extractor, ``id2label`` in its config, and the head as ``head.safetensors`` (``weight``,
-# ``bias``) applied to the pooled hidden states.
+# The native model format of this zoo: the shared ``transformers`` format (the encoder,
+# Whisper's as ``WhisperEncoder``, its feature extractor, ``id2label``, the head), with the
+# audio preprocessing's settings.
 
 
-def _can_export(body: Any, modality: str) -> bool:
-    return hasattr(body, "encoder") and hasattr(body.encoder, "save_pretrained")
-
-
-def _export(model, preprocess, out, classes: list[str]) -> dict[str, Any]:
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    encoder = model.body.encoder
-    encoder.config.id2label = dict(enumerate(classes))
-    encoder.config.label2id = {c: i for i, c in enumerate(classes)}
-    encoder.save_pretrained(out, safe_serialization=True)
-    if preprocess.extractor is not None:
-        preprocess.extractor.save_pretrained(out)
-    save_linear_head(model.head[-1], out)
-    return {"preprocess": {"kind": "audio", "clip_seconds": preprocess.clip_seconds,
-                           "sampling_rate": preprocess.sampling_rate,
-                           "input_name": preprocess.input_name}}
-
-
-def _load(directory, meta: dict[str, Any], trust_remote_code: bool = False):
-    import transformers
-
-    # the unused pooler of BERT-like encoders is not saved; its "missing" report is noise here
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        backbone = load_hf_audio(str(directory.resolve()), pretrained=True,
-                             trust_remote_code=trust_remote_code)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    return model_with_saved_head(backbone, meta, directory)
+def _describe(model, preprocess) -> dict[str, Any]:
+    return {"kind": "audio", "clip_seconds": preprocess.clip_seconds,
+            "sampling_rate": preprocess.sampling_rate, "input_name": preprocess.input_name}
 
 
 @hookimpl
 def register_model_formats(register) -> None:
-    register(ModelFormat("transformers", can_export=_can_export, export=_export, load=_load,
-                         modality="audio"))
+    register(transformers_format("audio", load_hf_audio, lambda p: p.extractor, _describe))
