@@ -67,9 +67,10 @@ def test_a_search_on_a_named_image_column_refits_with_no_option(two_image_column
 def test_data_options_round_trip_and_reject_unknown_roles():
     options = DataOptions.of(modality="image", image_column="photo", data_store="memory")
     assert DataOptions.from_yaml(options.to_yaml(), "best.yaml") == options
-    assert options.load_kwargs() == {"modality": "image", "text_column": "text",
-                                     "label_column": "label", "image_column": "photo",
-                                     "audio_column": None}
+    assert {role: options.column(role) for role in ("text", "label", "image", "audio")} == {
+        "text": "text", "label": "label", "image": "photo", "audio": None}
+    with pytest.raises(OptionError, match="colour: unknown data option"):
+        DataOptions.of(colour="red")
     assert DataOptions(columns={"label": "kind"}).over(options).columns == {"image": "photo",
                                                                             "label": "kind"}
     with pytest.raises(OptionError, match="unknown column role 'video'"):

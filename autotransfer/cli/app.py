@@ -266,6 +266,7 @@ def prescreen(
 
     from autotransfer.contract.space import load_space
     from autotransfer.data import check_data, load_data
+    from autotransfer.data.checks import check_modality
     from autotransfer.finetune.device import device_for
     from autotransfer.study import prescreen as ps
 
@@ -276,7 +277,7 @@ def prescreen(
                         text_column=text_column, label_column=label_column,
                         image_column=image_column, audio_column=audio_column)
     check_data(dataset)
-    ps.check_modality(parsed, dataset)
+    check_modality([spec.id for spec in parsed.backbones], dataset)
 
     def show(score) -> None:
         if not as_json:
@@ -393,10 +394,11 @@ def backbones(
                                         metavar="<image|text|audio|...>"),
 ) -> None:
     """List the backbone ids that the plugins offer."""
+    from autotransfer.contract.backbone import split_id
     from autotransfer.contract.collect import get_registry
 
     registry = get_registry()
-    zoo = (pattern or "").partition("/")[0] if "/" in (pattern or "") else None
+    zoo = split_id(pattern)[0] if pattern and "/" in pattern else None
     if zoo not in registry.zoos():  # a pattern that names no zoo: every zoo is listed
         zoo = None
     entries = [

@@ -12,6 +12,13 @@ if TYPE_CHECKING:
     import torch
 
 
+def split_id(backbone_id: str) -> tuple[str, str]:
+    """``(zoo, name)`` of a backbone id ``zoo/name``, split at the first ``/`` (the one place
+    that parses an id, as timm's ``split_model_name_tag``); ``name`` is empty without one."""
+    zoo, _, name = backbone_id.partition("/")
+    return zoo, name
+
+
 @runtime_checkable
 class Preprocess(Protocol):
     """What the training loop asks of ``Backbone.preprocess``, for every modality.
@@ -142,7 +149,7 @@ class BackboneEntry:
         if self.imagenet_top1 is not None and not 0 <= self.imagenet_top1 <= 100:
             raise PluginError(f"{self.id}: imagenet_top1 must be a % in [0, 100], got "
                               f"{self.imagenet_top1!r}")
-        zoo, _, name = self.id.partition("/")
+        zoo, name = split_id(self.id)
         if not zoo or not name:
             raise PluginError(f"backbone id must look like 'zoo/name', got {self.id!r}")
         if not isinstance(self.modality, str) or not self.modality:
@@ -151,7 +158,7 @@ class BackboneEntry:
 
     @property
     def zoo(self) -> str:
-        return self.id.partition("/")[0]
+        return split_id(self.id)[0]
 
     def load(self, pretrained: bool = True, **options: Any) -> Backbone:
         """Build the backbone, with pretrained weights unless ``pretrained=False``."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.backbone import BackboneEntry, split_id
 from autotransfer.errors import BackboneError, first_line
 
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -35,7 +35,7 @@ def hub_entry(
 
 def served_name(backbone_id: str, zoo: str) -> str | None:
     """``name`` when ``backbone_id`` is ``zoo/name`` and names a local directory or a hub id."""
-    prefix, _, name = backbone_id.partition("/")
+    prefix, name = split_id(backbone_id)
     if prefix != zoo or not name:
         return None
     return name if Path(name).expanduser().is_dir() or HUB_ID.match(name) else None

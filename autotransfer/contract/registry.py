@@ -6,7 +6,7 @@ import difflib
 import sys
 from collections.abc import Callable
 
-from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry
+from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry, split_id
 from autotransfer.errors import BackboneError, PluginError
 
 
@@ -116,7 +116,7 @@ class Registry:
         """
         if backbone_id in self._entries:
             return self._entries[backbone_id]
-        zoo = backbone_id.partition("/")[0]
+        zoo = split_id(backbone_id)[0]
         for index, (catalogue, plugin) in enumerate(self._catalogues):
             if catalogue.zoo == zoo and index not in self._listed and catalogue.lookup:
                 found = catalogue.lookup(backbone_id)
@@ -139,7 +139,7 @@ class Registry:
                             "run 'autotransfer backbones' to list the available ids") from None
 
     def _hint(self, backbone_id: str) -> str:
-        zoo, _, name = backbone_id.partition("/")
+        zoo, name = split_id(backbone_id)
         zoos = self.zoos()
         if zoo in zoos or not zoos:
             close = difflib.get_close_matches(backbone_id, list(self._entries), n=3, cutoff=0.6)

@@ -26,7 +26,7 @@ import numpy as np
 
 from autotransfer.contract.collect import get_modality
 from autotransfer.data.dataset import DataWarning, LabelledData
-from autotransfer.errors import DataError
+from autotransfer.errors import AutotransferError, DataError
 
 IMBALANCE_LIMIT = 10.0
 
@@ -144,3 +144,22 @@ def check_images(data: LabelledData, *, max_unreadable: float = 0.05) -> list[Pa
 def check_audio(data: LabelledData) -> list[Path]:
     """Check every clip before any trial (see :func:`check_data`); returns the skipped files."""
     return [p for p, _ in check_data(data).skipped]
+
+
+def check_modality(backbone_ids, data) -> None:
+    """Every backbone of ``backbone_ids`` takes ``data``'s modality (search, prescreen and
+    train ask the same question).
+
+    Raises:
+        AutotransferError: one line naming the first backbone of another modality.
+    """
+    from autotransfer.contract.collect import get_registry
+
+    for backbone_id in backbone_ids:
+        modality = get_registry().get(backbone_id).modality
+        if modality != data.modality:
+            raise AutotransferError(
+                f"{backbone_id} is a {modality} backbone, but {data.source} holds "
+                f"{data.modality} data; pick {data.modality} backbones "
+                f"(the registry's entries with modality {data.modality!r})"
+            )

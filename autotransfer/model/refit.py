@@ -174,6 +174,7 @@ def train(
     from autotransfer.contract.collect import get_registry
     from autotransfer.contract.space import BackboneSpec, parse_space
     from autotransfer.data import check_data, load_data
+    from autotransfer.data.checks import check_modality
     from autotransfer.finetune.device import device_for
     from autotransfer.model.export import export_model
 
@@ -214,9 +215,7 @@ def train(
     if read.data_store is not None:
         dataset.store = str(read.data_store)
     check_data(dataset)
-    if entry.modality != dataset.modality:
-        raise AutotransferError(f"{spec.id} is a {entry.modality} backbone, but {dataset.source} "
-                                f"holds {dataset.modality} data")
+    check_modality([spec.id], dataset)
     classes = config.get("classes")
     if classes and list(classes) != dataset.classes:
         raise AutotransferError(

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from autotransfer.contract.space import SearchSpace
-from autotransfer.data import (
-    LabelledData,
-)
+from autotransfer.data import LabelledData
 from autotransfer.study.report import best_trial
-from autotransfer.study.workers import (
-    tally,
-)
+from autotransfer.study.workers import tally
 
 
 class StudyNote:

@@ -26,9 +26,7 @@ from typing import Any
 import numpy as np
 
 from autotransfer.study.migrations import migrate, migration
-from autotransfer.study.records import (
-    TrialRecord,
-)
+from autotransfer.study.records import TrialRecord
 
 # The reference backbone per modality comes from the zoos (the entry field ``reference_for``):
 # meta-features are comparable between datasets only when the same network embedded them, with

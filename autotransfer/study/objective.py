@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import SearchSpace
-from autotransfer.data import (
-    LabelledData,
-)
+from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
 from autotransfer.study import timebudget
 from autotransfer.study.measure import check_params_bound, measure_trial, trial_value

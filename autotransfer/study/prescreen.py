@@ -247,20 +247,6 @@ def prescreen(
     return rank(results, by)
 
 
-def check_modality(space, data) -> None:
-    """Every backbone of ``space`` takes ``data``'s modality (a one-line error otherwise)."""
-    from autotransfer.contract.collect import get_registry
-
-    for spec in space.backbones:
-        modality = get_registry().get(spec.id).modality
-        if modality != data.modality:
-            raise AutotransferError(
-                f"{spec.id} is a {modality} backbone, but {data.source} holds {data.modality} "
-                f"data; pick {data.modality} backbones "
-                f"(the registry's entries with modality {data.modality!r})"
-            )
-
-
 def rank(results: Sequence[Score], by: str) -> list[Score]:
     """``results`` best first by ``by``; ties keep the space's order."""
     return sorted(results, key=lambda s: -s.key(by))

@@ -309,14 +309,16 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
 
 
 def write_report(study, out: str | Path, *, metric: str = "score",
-                 best: dict[str, Any] | None = None, until: float | None = None) -> Path:
+                 best: dict[str, Any] | None = None, until: float | None = None,
+                 rows: list[dict[str, Any]] | None = None) -> Path:
     """Leaderboard, best per backbone, importances, plots (HTML and PNG) and ``report.md``.
 
     Plots use optuna.visualization (plotly, HTML) and optuna.visualization.matplotlib (PNG), so
     no browser is needed. A plot that cannot be drawn is named in the report, never fatal.
     ``until`` (wall-clock seconds, a time budget's end) skips the plots that would end after
-    it, as long as the last one drawn took (the report names them). Returns the path of
-    ``report.md``.
+    it, as long as the last one drawn took (the report names them). ``rows``: the leaderboard
+    that the caller has already written to ``leaderboard.csv`` (the search does, before
+    ``best.yaml``); None: it is computed and written here. Returns the path of ``report.md``.
     """
     import warnings
 
@@ -324,8 +326,9 @@ def write_report(study, out: str | Path, *, metric: str = "score",
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = leaderboard(study)
-    write_leaderboard_csv(rows, out / "leaderboard.csv")
+    if rows is None:
+        rows = leaderboard(study)
+        write_leaderboard_csv(rows, out / "leaderboard.csv")
     per_backbone = best_per_backbone(rows)
     write_leaderboard_csv(per_backbone, out / "best_per_backbone.csv")
     found, why_not = importances(study)

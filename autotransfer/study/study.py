@@ -22,6 +22,7 @@ from autotransfer.data import (
     load_data,
     warn_cross_split_duplicates,
 )
+from autotransfer.data.checks import check_modality
 from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.outputs import check_out_dir
@@ -30,7 +31,6 @@ from autotransfer.study.checks import check_backbones, check_same_origin
 from autotransfer.study.dashboard import StudyNote
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
-from autotransfer.study.prescreen import check_modality
 from autotransfer.study.progress import Progress
 from autotransfer.study.pruners import make_pruner, make_sampler
 from autotransfer.study.records import (
@@ -316,7 +316,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
                                   pruner=make_pruner(space))
     else:
         warn_cross_split_duplicates(dataset)
-        check_modality(space, dataset)
+        check_modality([spec.id for spec in space.backbones], dataset)
         name = (options.study_name
                 or f"{dataset.source.name}-{Path(space_file or 'space').stem}")
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
@@ -440,7 +440,8 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
         fetch_best(study, options.keep_dir, out_dir / "best-model")
     try:  # plots and report.md; results above are already saved whatever happens here
         until = None if prepared.deadline is None else prepared.deadline.at - 2.0
-        write_report(study, out_dir, metric=options.space.metric, best=best, until=until)
+        write_report(study, out_dir, metric=options.space.metric, best=best, until=until,
+                     rows=rows)
     except Exception as exc:
         import warnings
 
