@@ -77,3 +77,18 @@ def test_data_options_round_trip_and_reject_unknown_roles():
         DataOptions(columns={"video": "clip"})
     with pytest.raises(OptionError, match="unknown key 'colums'"):
         DataOptions.from_yaml({"colums": {}}, "best.yaml")
+
+
+def test_search_groups_its_options_and_keeps_the_data_keywords():
+    from autotransfer.study.options import SearchOptions
+
+    built = SearchOptions.build("d", "s.yaml", trials=3, keep_best=True, modality="text",
+                                text_column="review", data_store="memory")
+    assert (built.trials, built.keep_best, built.data_store) == (3, True, "memory")
+    assert built.data_options == DataOptions("text", {"text": "review"}, "memory")
+    given = DataOptions(columns={"image": "photo"})
+    assert SearchOptions.build("d", "s.yaml", data_options=given, label_column="kind"
+                               ).data_options.columns == {"image": "photo", "label": "kind"}
+    with pytest.raises(OptionError, match="trails: unknown search option; did you mean "
+                                          "'trials'"):
+        search("d", "s.yaml", trails=3)

@@ -23,7 +23,7 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.data.checks import check_modality
-from autotransfer.data.options import DATA_OPTIONS_ATTR
+from autotransfer.data.options import DATA_OPTIONS_ATTR, DataOptions
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.outputs import check_out_dir
 from autotransfer.study import timebudget
@@ -46,7 +46,6 @@ from autotransfer.study.report import (
 )
 from autotransfer.study.selection import Rule, least_violating, start_selection
 from autotransfer.study.storage import (
-    DEFAULT_HEARTBEAT,
     DEFAULT_STORAGE,
     StudyLock,
     make_storage,
@@ -90,29 +89,9 @@ def search(
     device: str = "auto",
     seed: int = 0,
     workers: int = 1,
-    heartbeat: int = DEFAULT_HEARTBEAT,
     progress: Progress | None = None,
-    trust_remote_code: bool = False,
-    modality: str | None = None,
-    text_column: str = "text",
-    label_column: str = "label",
-    image_column: str | None = None,
-    audio_column: str | None = None,
-    data_store: str | Path | None = None,
-    keep_best: bool = False,
-    cache: bool = True,
-    cache_memory: str | int | None = None,
-    cache_dir: str | Path | None = None,
-    cache_views: int | None = None,
-    compile: bool = False,
-    prescreen: int | None = None,
-    prescreen_by: str | None = None,
-    history: bool | None = None,
-    warm_start: int | None = None,
-    references: bool = True,
-    transfer_effect: bool | None = None,
-    track: str | None = None,
-    tracking_uri: str | None = None,
+    data_options: DataOptions | None = None,
+    **keywords: Any,
 ) -> SearchResult:
     """Search for the best transfer configuration of ``data`` over ``space``.
 
@@ -122,72 +101,30 @@ def search(
 
     Args:
         data: images or audio (class sub-folders, train/val[/test] folders, a path,label
-            CSV) or text (a CSV, TSV or JSONL file, or a folder of train/val/test files).
+            CSV), text (a CSV, TSV or JSONL file, or a folder of train/val/test files), or a
+            Hugging Face dataset.
         space: a search-space YAML file (or a parsed :class:`SearchSpace`).
         trials: the study's total number of trials, over all workers (None: until timeout).
-            A trial of a dead worker that is retried is replaced by its retry.
-        timeout: stop starting new trials after this many seconds (Optuna's meaning: the trial
-            running then finishes, and the results are written after it).
-        time_budget: the whole call, from now to the last file written, ends within this many
-            seconds (:mod:`autotransfer.study.timebudget`): the running trial stops at an
-            epoch or batch boundary, pruned with its last score (reason ``time budget: ...``),
-            a trial that cannot reach its first report in time does not start, and the
-            deadline is stored with the study so that every worker of it stops by the same time.
-        storage: an SQLAlchemy URL; the study resumes when its name exists there, and workers
-            started anywhere with the same storage and study name join it.
+        timeout: stop starting new trials after this many seconds (the running trial
+            finishes, then the results are written).
+        time_budget: the whole call ends within this many seconds
+            (:mod:`autotransfer.study.timebudget`).
+        storage: an SQLAlchemy URL; the study resumes when its name exists there.
         study_name: defaults to ``<data folder>-<space file>``.
         out: where ``best.yaml`` and ``leaderboard.csv`` are written.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; with several GPUs, ``auto`` and
-            ``cuda`` give worker i the GPU ``i % n_gpus``.
-        seed: seeds the split and each trial's training; a worker's sampler is seeded with
-            ``seed`` plus its worker number in the study, so that workers sample differently.
-        workers: worker processes on this machine (1: trials run in this process). Each gets
-            ``cores // workers`` torch threads.
-        heartbeat: seconds between heartbeats of a running trial; a trial silent for three
-            intervals is failed and retried by the next worker that starts a trial.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seeds the split, each trial's training and the sampler.
+        workers: worker processes on this machine (1: trials run in this process).
         progress: receives the live view (trials and epochs).
-        trust_remote_code: passed to backbones whose loader takes it (Hugging Face models);
-            code shipped with a checkpoint never runs otherwise.
-        modality: ``image``, ``text`` or ``audio``; detected from ``data`` when None.
-        text_column: the text column of CSV / TSV / JSONL text data.
-        label_column: the label column of CSV / TSV / JSONL text data (and of a Hugging Face
-            dataset, where ``text_column``, ``image_column`` and ``audio_column`` choose among
-            its columns; see :mod:`autotransfer.data.hf`).
-        image_column: the image column of a Hugging Face dataset (default: from its features).
-        audio_column: the audio column of a Hugging Face dataset (default: from its features).
-        data_store: the folder of the encoded-data store shared by this machine's workers, or
-            ``"memory"`` to decode each split in each process's memory (default: see
-            :mod:`autotransfer.data.store`).
-        keep_best: keep the best trial's model (an Optuna artifact under ``out/artifacts``,
-            replaced when a better trial finishes) and unpack it into ``out/best-model``.
-        cache: reuse the frozen groups' outputs across epochs and trials (see
-            :mod:`autotransfer.finetune.cache`); False computes them every step, as without a cache.
-        cache_memory: the cache's memory bound per process, e.g. ``"2G"`` (default: 2 GiB,
-            at most a quarter of the device's memory).
-        cache_dir: a folder for a disk tier of the cache, shared by this machine's workers.
-        cache_views: K, the random augmented views per training sample that the cache holds
-            for ``crop_flip`` and other continuous augmentations (an approximation of live
-            augmentation; default 8, at most the epochs; 0: such trials train live). Finite
-            augmentations (``flip``) always cache every view
-            (:mod:`autotransfer.finetune.cache_views`).
-        compile: run the trained part of each trial through ``torch.compile``.
-        prescreen: keep the K backbones that rank best on frozen features (see
-            :mod:`autotransfer.study.prescreen`); a study keeps its first pre-screen when resumed.
-        prescreen_by: the pre-screen's ranking (default ``prescreen.DEFAULT_BY``).
-        history: record every completed trial and the dataset's meta-features in the
-            storage's transfer-history tables (:mod:`autotransfer.study.history`); None: yes,
-            unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
-        warm_start: enqueue up to N best configurations of the most similar past datasets in
-            the transfer history (once per study).
-        references: enqueue a linear probe and the default configuration of each backbone
-            before any trial is sampled (once per study; :mod:`autotransfer.study.references`).
-        transfer_effect: train the best configuration again from random weights at the end
-            and report the difference; None: when at least 8 trials completed.
-        track: ``"mlflow"`` or ``"wandb"``: mirror the search into that experiment tracker,
-            every epoch of every trial (:mod:`autotransfer.study.trackers`); one that cannot
-            be reached is a warning and the search goes on.
-        tracking_uri: the tracker's URI (MLflow: default ``MLFLOW_TRACKING_URI``; W&B: the
-            server's base URL).
+        data_options: how the data is read (:class:`~autotransfer.data.options.DataOptions`:
+            modality, columns, data store), or as keywords: ``modality="text"``,
+            ``text_column=``, ``label_column=``, ``image_column=``, ``audio_column=``,
+            ``columns=``, ``data_store=``.
+        **keywords: any other field of :class:`SearchOptions`, which documents each
+            (``heartbeat``, ``trust_remote_code``, ``keep_best``, ``cache``,
+            ``cache_memory``, ``cache_dir``, ``cache_views``, ``compile``, ``prescreen``,
+            ``prescreen_by``, ``history``, ``warm_start``, ``references``,
+            ``transfer_effect``, ``track``, ``tracking_uri``), and the data keywords above.
 
     Returns:
         The study, the best configuration (``best.yaml``'s mapping, None when no trial
@@ -195,8 +132,9 @@ def search(
         warnings about the study as a whole and the transfer effect (None when not measured).
 
     Raises:
-        OptionError: an argument out of range (named by its Python name), a bad ``device``, or
-            an ``out`` that cannot be written (:func:`autotransfer.outputs.check_out_dir`).
+        OptionError: an unknown keyword or an argument out of range (named by its Python
+            name), a bad ``device``, or an ``out`` that cannot be written
+            (:func:`autotransfer.outputs.check_out_dir`).
         SpaceError: the space file is missing or invalid.
         DataError: the data cannot be read or is unusable for classification.
         BackboneError: a backbone id of the space is unknown.
@@ -210,22 +148,11 @@ def search(
         >>> result = search("data/fashion-mnist", "search_spaces/image-quick.yaml",
         ...                 trials=8, workers=2)  # doctest: +SKIP
         >>> result.best["backbone"], result.best["val_score"]  # doctest: +SKIP
-
-    Long (as a reason): the docstring documents each of the 30 options; the body is
-    three steps.
     """
-    options = SearchOptions(
-        data=data, space=space, trials=trials, timeout=timeout, time_budget=time_budget,
-        storage=storage, study_name=study_name, out=out, device=device, seed=seed,
-        workers=workers, heartbeat=heartbeat, trust_remote_code=trust_remote_code,
-        modality=modality, text_column=text_column, label_column=label_column,
-        image_column=image_column, audio_column=audio_column, data_store=data_store,
-        keep_best=keep_best, cache=cache,
-        cache_memory=cache_memory, cache_dir=cache_dir, cache_views=cache_views,
-        compile=compile, prescreen=prescreen,
-        prescreen_by=prescreen_by, history=history, warm_start=warm_start,
-        references=references, transfer_effect=transfer_effect, track=track,
-        tracking_uri=tracking_uri,
+    options = SearchOptions.build(
+        data, space, trials=trials, timeout=timeout, time_budget=time_budget, storage=storage,
+        study_name=study_name, out=out, device=device, seed=seed, workers=workers,
+        data_options=data_options, **keywords,
     )
     own_deadline = None if time_budget is None else timebudget.now() + time_budget
     prepared = prepare(options, progress)
