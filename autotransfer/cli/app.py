@@ -25,7 +25,7 @@ from autotransfer.cli.console import (
     err_console,
     leaderboard_table,
 )
-from autotransfer.cli.panels import arrange
+from autotransfer.cli.panels import Command, Group, arrange
 from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.study.options import PRESCREEN_METHODS
 from autotransfer.study.report import fmt
@@ -41,7 +41,7 @@ RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 # How the data-reading commands (search, prescreen, inspect, train) are told what to read.
 DetectedModality = Annotated[str | None, typer.Option(
     help="image, text, audio or a plugin's (default: detected).", callback=known_modality,
-    metavar="<image|text|audio|...>")]
+    metavar="<name>")]
 TextColumn = Annotated[str, typer.Option(help="Text column of CSV/TSV/JSONL text data.")]
 LabelColumn = Annotated[str, typer.Option(
     help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset.")]
@@ -55,6 +55,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=Group,
 )
 
 
@@ -391,7 +392,7 @@ def backbones(
     ),
     modality: str | None = typer.Option(None, help="image, text, audio or a plugin's.",
                                         callback=known_modality,
-                                        metavar="<image|text|audio|...>"),
+                                        metavar="<name>"),
 ) -> None:
     """List the backbone ids that the plugins offer."""
     from autotransfer.contract.backbone import split_id
@@ -435,8 +436,8 @@ def train(
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model.
 
-    The data is read as the search read it (best.yaml's source: path, modality, columns, data
-    store); an option given here overrides that."""
+    The data is read as the search read it (best.yaml's source: path, modality,
+    columns, data store); an option given here overrides that."""
     from autotransfer.model.refit import train as run_train
 
     started = time.perf_counter()
@@ -511,3 +512,9 @@ def report(
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)
+
+
+for _command in app.registered_commands:  # every command's --help reads at 80 columns
+    _command.cls = Command
+    if _command.callback in (prescreen, inspect, train, predict):  # search: every panel
+        arrange(_command.callback, panels=("Data",))  # the data options, as search shows them
