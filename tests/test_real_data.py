@@ -13,11 +13,11 @@ import pytest
 import soundfile
 from PIL import Image
 
+from autotransfer.contract.collect import get_modality
 from autotransfer.data import (
     DataWarning,
     check_data,
     detect_modality,
-    get_modality,
     load_data,
     read_text_table,
 )
@@ -148,7 +148,7 @@ def test_modality_detection_says_what_it_found_and_names_the_flag(tmp_path, layo
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x")
     with pytest.raises(DataError, match=rf"cannot tell the modality .*{found}.*name it with "
-                                        "modality: image, audio or text"):
+                                        "modality: image, text or audio"):
         detect_modality(tmp_path)
 
 

@@ -60,7 +60,7 @@ def _by_files(root: Path, files: list[Path], what: str) -> str:
               else f"both {_either(present, 'and')} files")
     raise DataError(f"{root}: cannot tell the modality ({reason}; {what}: "
                     f"{describe_counts(counts)}); name it with modality: "
-                    f"{', '.join(get_modalities())}")
+                    f"{_either(list(get_modalities()), 'or')}")
 
 
 def _either(names: list[str], word: str) -> str:
