@@ -198,7 +198,9 @@ def choose_columns(features: Any, where: str, *, split: str = "train",
         column = _pick(features, wanted, ("string", "large_string"), "text", where, split,
                        default="text", exclude=label)
     else:
-        raise DataError(f"{where}: modality must be image, audio or text, got {modality!r}")
+        raise DataError(f"{where}: a Hugging Face dataset is read as image, audio or text, got "
+                        f"modality {modality!r} (a plugin's modality reads files: class "
+                        "folders or a path,label table)")
     return Columns(modality, column, label)
 
 
