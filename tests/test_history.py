@@ -137,21 +137,26 @@ def test_the_history_schema_is_versioned_by_named_migrations(tmp_path, monkeypat
     from autotransfer.study import migrations
 
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/old.db")
-    history.tables()[0].create_all(engine)  # a database of autotransfer 0.1: no version yet
+    history.tables_0_1()[0].create_all(engine)  # a database of autotransfer 0.1: no version yet
     assert migrations.schema_version(engine) == 0
     history.ensure_tables(engine)
-    assert migrations.applied(engine) == ["m001_history_tables"]
+    assert migrations.applied(engine) == ["m001_history_tables", "m002_transfer_costs"]
+    columns = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("autotransfer_transfers")}
+    assert {"latency_ms", "params_count", "size_mb", "value"} <= columns  # m002 added them
+    fresh = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/new.db")
+    history.ensure_tables(fresh)  # a new database: the 0.1 tables, then each migration
+    assert migrations.schema_version(fresh) == 2
     ran = []
 
-    def m002_add_a_column(connection):
+    def m003_add_a_column(connection):
         ran.append(1)
         connection.execute(sqlalchemy.text(
-            "ALTER TABLE autotransfer_transfers ADD COLUMN latency_ms FLOAT"))
+            "ALTER TABLE autotransfer_transfers ADD COLUMN energy_mj FLOAT"))
 
     monkeypatch.setattr(migrations, "MIGRATIONS",
-                        [*migrations.MIGRATIONS, ("m002_add_a_column", m002_add_a_column)])
-    assert migrations.migrate(engine) == ["m002_add_a_column"]
+                        [*migrations.MIGRATIONS, ("m003_add_a_column", m003_add_a_column)])
+    assert migrations.migrate(engine) == ["m003_add_a_column"]
     assert migrations.migrate(engine) == [] and ran == [1]  # once per database
-    assert migrations.schema_version(engine) == 2
+    assert migrations.schema_version(engine) == 3
     columns = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("autotransfer_transfers")}
-    assert "latency_ms" in columns and "value" in columns
+    assert "energy_mj" in columns and "value" in columns

@@ -2,13 +2,21 @@
 
 Measured once per trial after training, on the search's device, in float32 and eval mode (the
 model as :func:`autotransfer.model.export.export_model` writes it and its zoo's library loads
-it): ``latency_ms`` is the median of timed forward passes at batch 1 and the model's own input
-size after warm-up passes (the smallest median of :data:`ROUNDS` rounds, since other processes
-on the machine only ever add time); ``throughput`` is samples per second of forward passes at the
-evaluation batch size; ``params_count`` counts every parameter, head included; ``size_mb`` is
-the bytes of the state dict's tensors (what safetensors writes, less its small header), in
-10**6 bytes. The number of timed passes is bounded by ``budget_s`` (at least 3 at batch 1 and
-1 at the evaluation batch size), so that measuring stays a small share of a trial.
+it), with the process's torch thread count (what a plain loop in the same environment uses):
+
+- ``latency_ms``: forward passes at batch 1 and the model's own input size, after warm-up,
+  timed one by one (a device sync after each, as ``torch.utils.benchmark`` does) in blocks of
+  :data:`BLOCK` passes; the latency is the median pass of the quietest block. Other processes
+  on a shared machine only ever add time to a pass, so the median of each block ignores the
+  passes they interrupted and the quietest block ignores the busy periods; on a quiet machine
+  it is the median of all passes. Blocks go on until the two quietest agree (within
+  :data:`AGREE`) or the time budget is spent (adaptive repeats, like
+  ``torch.utils.benchmark.Timer.adaptive_autorange``), at least :data:`MIN_BLOCKS` of them.
+- ``throughput``: samples per second of forward passes at the evaluation batch size, measured
+  the same way.
+- ``params_count`` counts every parameter, head included; ``size_mb`` is the bytes of the state
+  dict's tensors (what safetensors writes, less its small header), in 10**6 bytes.
+- ``latency_threads``: the torch intra-op thread count the latency was measured with.
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ from typing import Any
 
 import torch
 
-#: Timed passes at batch 1 (at most; fewer when the budget is short) and warm-up passes.
-LATENCY_REPEATS = 30
+#: Passes per block, warm-up passes, the fewest blocks and the most passes of one measurement.
+BLOCK = 5
 WARMUP = 3
-#: Rounds of batch-1 passes; the latency is the smallest of their medians.
-ROUNDS = 3
+MIN_BLOCKS = 4
+MAX_PASSES = 700
+#: The two quietest block medians agreeing within this fraction end the measurement early.
+AGREE = 0.02
 
 #: (cache key, input shape) -> (latency_ms, throughput) of this process: the time of a forward
 #: pass depends on the network and its input's shape, not on the weights, so trials of one
@@ -62,24 +72,48 @@ def weights_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def time_forward(model: torch.nn.Module, x: Any, device: torch.device, *, repeats: int,
-                 warmup: int = WARMUP, budget_s: float | None = None) -> list[float]:
-    """Seconds of each of up to ``repeats`` forward passes of ``model`` on ``x`` after
-    ``warmup`` untimed ones; stops early (after at least 1) when ``budget_s`` is spent."""
-    times: list[float] = []
+def time_blocks(model: torch.nn.Module, x: Any, device: torch.device, *, budget_s: float,
+                block: int = BLOCK, warmup: int = WARMUP, min_blocks: int = MIN_BLOCKS,
+                max_passes: int = MAX_PASSES) -> list[list[float]]:
+    """Seconds of single forward passes of ``model`` on ``x``, in blocks of ``block`` passes,
+    after ``warmup`` untimed ones: at least ``min_blocks`` blocks, then more until the two
+    quietest blocks agree within :data:`AGREE`, ``budget_s`` seconds are spent or
+    ``max_passes`` passes are timed."""
+    blocks: list[list[float]] = []
     with torch.inference_mode():
         for _ in range(warmup):
             model(x)
         _sync(device)
         start = time.perf_counter()
-        for _ in range(repeats):
-            began = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append(time.perf_counter() - began)
-            if budget_s is not None and time.perf_counter() - start > budget_s:
-                break
-    return times
+        while len(blocks) < min_blocks or (
+                time.perf_counter() - start < budget_s and len(blocks) * block < max_passes
+                and not _settled(blocks)):
+            times = []
+            for _ in range(block):
+                began = time.perf_counter()
+                model(x)
+                _sync(device)
+                times.append(time.perf_counter() - began)
+            blocks.append(times)
+    return blocks
+
+
+def _settled(blocks: list[list[float]]) -> bool:
+    low = sorted(statistics.median(b) for b in blocks)[:2]
+    return len(low) == 2 and low[1] <= low[0] * (1 + AGREE)
+
+
+def quietest_median(blocks: list[list[float]]) -> float:
+    """The median pass of the quietest block (the smallest block median), in seconds."""
+    return min(statistics.median(b) for b in blocks)
+
+
+def latency_seconds(model: torch.nn.Module, x: Any, device: torch.device, *,
+                    budget_s: float, warmup: int = WARMUP) -> float:
+    """Seconds of one forward pass of ``model`` on ``x`` (see the module's docstring): the
+    median pass of the quietest of the blocks that ``budget_s`` allows (at least
+    :data:`MIN_BLOCKS`)."""
+    return quietest_median(time_blocks(model, x, device, budget_s=budget_s, warmup=warmup))
 
 
 def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: torch.device,
@@ -95,7 +129,8 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         device: the search's device.
         batch_size: the evaluation batch size (throughput's batch).
         budget_s: seconds the timed passes may take, split between batch 1 (two thirds) and
-            the evaluation batch (one third); warm-up comes on top.
+            the evaluation batch (one third); warm-up comes on top, and at least
+            :data:`MIN_BLOCKS` blocks at batch 1 and one at the evaluation batch are timed.
         cache_key: what identifies the network (e.g. the backbone id); with it, the timings
             of an earlier trial of the same network and input shape in this process are
             reused (only ``params_count`` and ``size_mb`` are counted again).
@@ -111,15 +146,10 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         key = None if cache_key is None else (*cache_key, str(device), n, _shape(one))
         if key not in _TIMINGS:
             batch = preprocess.to_input(_rows(inputs, n), device=device)
-            # the quietest of ROUNDS rounds: other processes only ever add time
-            single = min(statistics.median(time_forward(
-                model, one, device, repeats=LATENCY_REPEATS // ROUNDS,
-                warmup=WARMUP if i == 0 else 0, budget_s=budget_s * 2 / 3 / ROUNDS))
-                for i in range(ROUNDS))
-            many = time_forward(model, batch, device, repeats=3, warmup=1,
-                                budget_s=budget_s / 3)
-            timing = (round(1000 * single, 4),
-                      round(n / statistics.median(many), 1))
+            single = latency_seconds(model, one, device, budget_s=budget_s * 2 / 3)
+            many = quietest_median(time_blocks(model, batch, device, budget_s=budget_s / 3,
+                                               block=3, warmup=1, min_blocks=1))
+            timing = (round(1000 * single, 4), round(n / many, 1))
             if key is None:
                 latency_ms, throughput = timing
             else:
@@ -133,4 +163,5 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         "throughput": throughput,
         "params_count": sum(p.numel() for p in model.parameters()),
         "size_mb": round(weights_bytes(model) / 1e6, 4),
+        "latency_threads": torch.get_num_threads(),
     }

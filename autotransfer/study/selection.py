@@ -152,6 +152,32 @@ def rank(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
     return sorted(records, key=key)
 
 
+def top(records: list[TrialRecord], rule: Rule) -> TrialRecord | None:
+    """The first of the ranked Pareto front of the feasible ``records`` (no tie rule): the
+    best of a group such as one kind of reference trial; None when none is feasible."""
+    front = rank(pareto_front(records, rule), rule)
+    return front[0] if front else None
+
+
+def ordered(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
+    """The feasible completed ``records``, best first: :func:`pick`'s choice, then the rest of
+    the ranked Pareto front, then the front of what is left, and so on (non-dominated sorting,
+    each front ranked by :func:`rank`). With one objective this is the score, highest first
+    (the tie rule's pick leading). An infeasible record is never in it. The transfer history
+    orders past trials this way for warm starts."""
+    best = pick(records, rule)
+    pool = feasible(records)
+    found: list[TrialRecord] = []
+    while pool:
+        front = pareto_front(pool, rule)
+        found += rank(front, rule)
+        taken = {r.number for r in front}
+        pool = [r for r in pool if r.number not in taken]
+    if best is not None:
+        found = [best, *(r for r in found if r.number != best.number)]
+    return found
+
+
 def prefer(ranked: list[TrialRecord], rule: Rule) -> TrialRecord:
     """The member of the ranked front that best.yaml describes: the first."""
     return ranked[0]
