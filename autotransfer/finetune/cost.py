@@ -17,6 +17,10 @@ it), with the process's torch thread count (what a plain loop in the same enviro
 - ``params_count`` counts every parameter, head included; ``size_mb`` is the bytes of the state
   dict's tensors (what safetensors writes, less its small header), in 10**6 bytes.
 - ``latency_threads``: the torch intra-op thread count the latency was measured with.
+
+Before training, :func:`architecture_params` counts a trial's parameters without loading any
+weight (the architecture built on PyTorch's ``meta`` device), so that a configuration over a
+``params`` bound does not start.
 """
 
 from __future__ import annotations
@@ -114,6 +118,32 @@ def latency_seconds(model: torch.nn.Module, x: Any, device: torch.device, *,
     median pass of the quietest of the blocks that ``budget_s`` allows (at least
     :data:`MIN_BLOCKS`)."""
     return quietest_median(time_blocks(model, x, device, budget_s=budget_s, warmup=warmup))
+
+
+def architecture_params(entry: Any, options: dict[str, Any], n_classes: int,
+                        params: dict[str, Any]) -> int | None:
+    """Parameters of a trial's model (backbone and head, before a tuning method adds any),
+    counted without loading a weight: ``entry.load(pretrained=False)`` with every tensor on
+    PyTorch's ``meta`` device (``with torch.device("meta")``: shapes, no storage, no
+    initialisation cost), configured for the trial as the trainer configures it, plus the
+    linear head. None when the zoo's loader cannot build there (then the count after loading
+    decides).
+
+    Args:
+        entry: the :class:`~autotransfer.contract.backbone.BackboneEntry`.
+        options: its loader's options (the trial's ``load_options``).
+        n_classes: the head's outputs.
+        params: the trial's hyperparameters (for ``Backbone.configure``).
+    """
+    try:
+        with torch.device("meta"):
+            backbone = entry.load(pretrained=False, **options)
+            if backbone.configure is not None:
+                backbone.configure(params)
+            body = sum(p.numel() for p in backbone.model.parameters())
+    except Exception:  # a loader that reads tensors' values, or a library without meta
+        return None
+    return body + backbone.dim * n_classes + n_classes  # the head: nn.Linear(dim, n_classes)
 
 
 def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: torch.device,
