@@ -162,17 +162,26 @@ def top(records: list[TrialRecord], rule: Rule) -> TrialRecord | None:
 def ordered(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
     """The feasible completed ``records``, best first: :func:`pick`'s choice, then the rest of
     the ranked Pareto front, then the front of what is left, and so on (non-dominated sorting,
-    each front ranked by :func:`rank`). With one objective this is the score, highest first
-    (the tie rule's pick leading). An infeasible record is never in it. The transfer history
-    orders past trials this way for warm starts."""
+    Deb et al. 2002, each front ranked by :func:`rank`). With one objective this is the score,
+    highest first (the tie rule's pick leading). An infeasible record is never in it. The
+    leaderboard and the transfer history (warm starts) order trials this way."""
+    import numpy as np
+
     best = pick(records, rule)
     pool = feasible(records)
-    found: list[TrialRecord] = []
-    while pool:
-        front = pareto_front(pool, rule)
-        found += rank(front, rule)
-        taken = {r.number for r in front}
-        pool = [r for r in pool if r.number not in taken]
+    if rule.multi_objective and pool:
+        signed = np.array([_signed(r, rule) for r in pool])  # (n, objectives), larger better
+        at_least = (signed[:, None, :] >= signed[None, :, :]).all(-1)
+        better = (signed[:, None, :] > signed[None, :, :]).any(-1)
+        dominates = at_least & better  # [i, j]: pool[i] dominates pool[j]
+        left = np.ones(len(pool), dtype=bool)
+        found: list[TrialRecord] = []
+        while left.any():
+            front = left & ~(dominates[left].any(0))
+            found += rank([r for r, f in zip(pool, front, strict=True) if f], rule)
+            left &= ~front
+    else:
+        found = rank(pool, rule)
     if best is not None:
         found = [best, *(r for r in found if r.number != best.number)]
     return found
