@@ -229,3 +229,20 @@ def test_a_zoo_that_cannot_build_on_meta_leaves_the_count_after_loading():
     check_params_before_load(trial, entry, {}, 3, {}, rule)  # cannot say: the trial goes on
     with pytest.raises(optuna.TrialPruned, match=r"params 67 > 10 \(counted after loading"):
         check_params_bound(trial, TransferModel(entry.load(), 3), rule)
+
+
+def test_a_size_bound_never_lets_the_higher_scoring_larger_backbone_be_best(fashion_mnist,
+                                                                            tmp_path):
+    """lite0 (13.7 MB) trains, scores higher than mobilenetv2_100 (9.1 MB) and is over the
+    10 MB bound: best.yaml, the leaderboard's first row and the references never name it."""
+    space = {**SPACE, "constraints": {"size_mb": 10.0},
+             "params": {**SPACE["params"], "image_size": 64}}
+    result = _run(fashion_mnist, tmp_path, space)
+    trials = [t for t in result.study.trials if t.state.name == "COMPLETE"]
+    top = max(trials, key=lambda t: t.value)
+    assert top.user_attrs["backbone"] == BACKBONES[1] and top.user_attrs["size_mb"] > 10
+    best = yaml.safe_load(result.best_path.read_text())
+    assert best["backbone"] == BACKBONES[0] and best["size_mb"] <= 10
+    assert result.leaderboard[0]["trial"] == best["source"]["trial"]
+    assert result.leaderboard[0]["feasible"] is True
+    assert {ref["backbone"] for ref in best["references"].values()} == {BACKBONES[0]}

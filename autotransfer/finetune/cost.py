@@ -9,11 +9,12 @@ it), with the process's torch thread count (what a plain loop in the same enviro
   :data:`BLOCK` passes; the latency is the median pass of the quietest block. Other processes
   on a shared machine only ever add time to a pass, so the median of each block ignores the
   passes they interrupted and the quietest block ignores the busy periods; on a quiet machine
-  it is the median of all passes. Blocks go on until the two quietest agree (within
-  :data:`AGREE`) or the time budget is spent (adaptive repeats, like
-  ``torch.utils.benchmark.Timer.adaptive_autorange``), at least :data:`MIN_BLOCKS` of them.
-- ``throughput``: samples per second of forward passes at the evaluation batch size, measured
-  the same way.
+  it is the median of all passes. At least :data:`MIN_BLOCKS` blocks are timed; more follow
+  until the time budget is spent or, after a third of it (the minimum measured time), the two
+  quietest agree within :data:`AGREE` (adaptive repeats, like
+  ``torch.utils.benchmark.Timer.adaptive_autorange``).
+- ``throughput``: samples per second of forward passes at the evaluation batch size: the
+  fastest of the single passes that a third of the budget allows, after one warm-up pass.
 - ``params_count`` counts every parameter, head included; ``size_mb`` is the bytes of the state
   dict's tensors (what safetensors writes, less its small header), in 10**6 bytes.
 - ``latency_threads``: the torch intra-op thread count the latency was measured with.
@@ -34,7 +35,7 @@ import torch
 #: Passes per block, warm-up passes, the fewest blocks and the most passes of one measurement.
 BLOCK = 5
 WARMUP = 3
-MIN_BLOCKS = 4
+MIN_BLOCKS = 2
 MAX_PASSES = 700
 #: The two quietest block medians agreeing within this fraction end the measurement early.
 AGREE = 0.02
@@ -80,18 +81,22 @@ def time_blocks(model: torch.nn.Module, x: Any, device: torch.device, *, budget_
                 block: int = BLOCK, warmup: int = WARMUP, min_blocks: int = MIN_BLOCKS,
                 max_passes: int = MAX_PASSES) -> list[list[float]]:
     """Seconds of single forward passes of ``model`` on ``x``, in blocks of ``block`` passes,
-    after ``warmup`` untimed ones: at least ``min_blocks`` blocks, then more until the two
-    quietest blocks agree within :data:`AGREE`, ``budget_s`` seconds are spent or
-    ``max_passes`` passes are timed."""
+    after ``warmup`` untimed ones: at least ``min_blocks`` blocks; then more until
+    ``budget_s`` seconds are spent or ``max_passes`` passes are timed, or, once a third of
+    the budget is spent (the minimum measured time), until the two quietest blocks agree
+    within :data:`AGREE`."""
     blocks: list[list[float]] = []
     with torch.inference_mode():
         for _ in range(warmup):
             model(x)
         _sync(device)
         start = time.perf_counter()
-        while len(blocks) < min_blocks or (
-                time.perf_counter() - start < budget_s and len(blocks) * block < max_passes
-                and not _settled(blocks)):
+        while True:
+            spent = time.perf_counter() - start
+            if len(blocks) >= min_blocks and (
+                    spent >= budget_s or len(blocks) * block >= max_passes
+                    or (spent >= budget_s / 3 and _settled(blocks))):
+                break
             times = []
             for _ in range(block):
                 began = time.perf_counter()
@@ -178,7 +183,7 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
             batch = preprocess.to_input(_rows(inputs, n), device=device)
             single = latency_seconds(model, one, device, budget_s=budget_s * 2 / 3)
             many = quietest_median(time_blocks(model, batch, device, budget_s=budget_s / 3,
-                                               block=3, warmup=1, min_blocks=1))
+                                               block=1, warmup=1, min_blocks=1))
             timing = (round(1000 * single, 4), round(n / many, 1))
             if key is None:
                 latency_ms, throughput = timing

@@ -12,7 +12,7 @@ from autotransfer.study.selection import Rule, objective_values, violations
 
 #: The share of the trial so far that measuring may take, and its bounds in seconds.
 SHARE = 0.03
-MIN_SECONDS, MAX_SECONDS = 0.1, 3.0  # once per backbone and input size in a process
+MIN_SECONDS, MAX_SECONDS = 0.3, 3.0  # once per backbone and input size in a process
 
 
 def check_params_before_load(trial, entry, options: dict[str, Any], n_classes: int,
