@@ -106,3 +106,22 @@ def test_the_best_reference_of_a_kind_is_never_an_infeasible_one():
                                                            {"latency_ms": latency}))
         study.tell(trial, score)
     assert best_references(study)["linear_probe"]["trial"] == 1
+
+
+def test_the_leaderboards_first_row_is_the_pick():
+    from autotransfer.study.report import leaderboard
+
+    space = parse_space({**SPACE, "objectives": ["accuracy", "latency_ms"],
+                         "pick": "latency_ms", "constraints": {"size_mb": 10.0}})
+    study = optuna.create_study(directions=selection.Rule.of_space(space).directions)
+    selection.start_selection(study, space)
+    for values, size in (((0.9, 8.0), 9), ((0.8, 3.0), 9), ((0.99, 1.0), 50), ((0.7, 5.0), 9)):
+        trial = study.ask()
+        cost = {"latency_ms": values[1], "size_mb": size}
+        TrialWriter(trial).measured(cost, 0.0)
+        TrialWriter(trial).violations(selection.violations(selection.rule_of(study), cost))
+        study.tell(trial, values)
+    rows = leaderboard(study)
+    # the front {0, 1} ranked by latency, then the dominated 3, then the infeasible 2
+    assert [r["trial"] for r in rows] == [1, 0, 3, 2]
+    assert rows[0]["trial"] == selection.best_trial(study).number
