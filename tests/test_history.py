@@ -91,7 +91,8 @@ def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mni
         trial = optuna.trial.create_trial(
             params={"backbone": backbone, "lr": lr, "freeze_fraction": freeze},
             distributions=distributions, value=value,
-            user_attrs={"backbone": backbone, "pretrained": True, "epoch_1": {}},
+            user_attrs={"backbone": backbone, "pretrained": True, "epoch_1": {},
+                        "latency_ms": 4.5, "params_count": 2_236_682, "size_mb": 9.08},
         )
         past.add_trial(trial)
         recorder(past, past.trials[-1])
@@ -112,6 +113,10 @@ def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mni
     assert warm_start.enqueue_warm_starts(now, engine, meta, space, 3) == []  # once per study
     own = history.load_datasets(engine, exclude_study=now.study_name)
     assert now.study_name not in {d["study"] for d in own}
+    past_id = next(d["id"] for d in own if d["study"] == past.study_name)
+    rows = history.load_transfers(engine, past_id)  # the costs came back (migration m002)
+    assert {(r["latency_ms"], r["params_count"], r["size_mb"]) for r in rows} == {
+        (4.5, 2_236_682, 9.08)}
 
 
 def test_a_history_that_cannot_be_written_never_fails_a_trial(tmp_path):
