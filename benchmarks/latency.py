@@ -1,27 +1,38 @@
 """Can the recorded latency be trusted? A two-objective search, then its exported models timed
-in a plain loop.
+in a plain loop, interleaved with the recorded-style timing so that a shared machine's load
+hits both.
 
 A search with ``objectives: [accuracy, latency_ms]`` over the packaged image backbones on real
 Fashion-MNIST images records each trial's ``latency_ms`` (:mod:`autotransfer.finetune.cost`,
 on the search's device). Then the models of the front are exported
 (:func:`autotransfer.model.export.export_model` through ``autotransfer.train(..., trial=N)``;
-the picked one is the search's own ``--keep-best`` model), each is loaded with timm alone
-(``timm.create_model("local-dir:DIR", pretrained=True)``) and timed at batch 1 in a plain
-``for`` loop on the same device, in a fresh process per round: median of ``--repeats`` passes
-after 5 warm-up passes, the quietest of ``--rounds`` rounds (as the recorded figure is). The
-figures: the front's size, recorded / plain per model (target within 10%), the recorded
-``size_mb`` against the exported ``model.safetensors``, and the share of each completed trial's
-time spent measuring (target under 5%).
+the picked one is the search's own ``--keep-best`` model). Each exported model is loaded with
+timm alone (``timm.create_model("local-dir:DIR", pretrained=True)``) in a fresh process, with
+the search's torch thread count, and timed in ``--rounds`` interleaved rounds: a *plain loop*
+(``--repeats`` batch-1 passes after 5 warm-up passes, their median: what a user's script
+measures) and the *recorded-style* timing (:func:`autotransfer.finetune.cost.latency_seconds`
+with ``--budget`` seconds), alternating which comes first.
+
+Figures, per front member: the recorded ``latency_ms`` against the plain loop's quietest round
+(target within 10%: 0.90-1.10) and its median round; the recorded-style timing against the
+plain loop of the same round (the median of the per-round ratios: the load hit both); the
+recorded ``size_mb`` against the exported ``model.safetensors``; and, for the search, the
+front's size (members, distinct points, distinct backbones) and the share of each completed
+trial's time spent measuring (target under 5%).
 
     python benchmarks/latency.py [--trials 20] [--per-class 20] [--image-size 64] [--epochs 1]
-        [--device cpu] [--repeats 50] [--rounds 5] [--backbones packaged/mobilenetv2_100,...]
+        [--device cpu] [--seed 0] [--repeats 30] [--rounds 10] [--budget 0.3]
+        [--backbones packaged/mobilenetv2_100,...] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,13 +45,8 @@ PACKAGED = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0",
             "packaged/tf_efficientnet_lite1", "packaged/tf_efficientnet_lite2"]
 
 
-def plain_latency_ms(model_dir: Path, image_size: int, device: torch.device,
-                     repeats: int) -> float:
-    """Median milliseconds of a batch-1 forward pass of the exported model, timm alone."""
-    import timm
-
-    model = timm.create_model(f"local-dir:{model_dir}", pretrained=True).eval().to(device)
-    x = torch.randn(1, 3, image_size, image_size, device=device)
+def plain_loop_ms(model, x, device: torch.device, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` batch-1 forward passes after 5 warm-up passes."""
     times = []
     with torch.inference_mode():
         for _ in range(5):
@@ -56,16 +62,42 @@ def plain_latency_ms(model_dir: Path, image_size: int, device: torch.device,
     return 1000 * statistics.median(times)
 
 
-def _plain_in_fresh_process(model_dir: Path, args) -> float:
-    """:func:`plain_latency_ms` in a new Python process (what a user's own script sees)."""
-    import subprocess
-    import sys
+def interleaved(model_dir: Path, args) -> dict[str, list[float]]:
+    """In this (fresh) process: the exported model loaded with timm alone, timed in
+    ``args.rounds`` rounds of plain loop and recorded-style timing, alternating the order."""
+    import timm
 
-    out = subprocess.run([sys.executable, __file__, "--plain", str(model_dir),
+    from autotransfer.finetune.cost import latency_seconds
+
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    model = timm.create_model(f"local-dir:{model_dir}", pretrained=True).eval().to(device)
+    x = torch.randn(1, 3, args.image_size, args.image_size, device=device)
+    plain, recorded = [], []
+    for i in range(args.rounds):
+        for arm in ((0, 1) if i % 2 == 0 else (1, 0)):
+            if arm == 0:
+                plain.append(plain_loop_ms(model, x, device, args.repeats))
+            else:
+                recorded.append(1000 * latency_seconds(model, x, device, budget_s=args.budget))
+    return {"plain_ms": plain, "recorded_style_ms": recorded,
+            "threads": torch.get_num_threads()}
+
+
+def _interleaved_in_fresh_process(model_dir: Path, args, threads: int) -> dict[str, list[float]]:
+    out = subprocess.run([sys.executable, __file__, "--interleave", str(model_dir),
                           "--image-size", str(args.image_size), "--device", args.device,
-                          "--repeats", str(args.repeats)],
+                          "--repeats", str(args.repeats), "--rounds", str(args.rounds),
+                          "--budget", str(args.budget), "--threads", str(threads)],
                          check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
 
 
 def main() -> None:
@@ -75,21 +107,27 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0, help="the search's seed")
+    parser.add_argument("--repeats", type=int, default=30, help="plain-loop passes per round")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds per model")
+    parser.add_argument("--budget", type=float, default=0.3,
+                        help="seconds of one recorded-style timing")
     parser.add_argument("--backbones", default=",".join(PACKAGED))
     parser.add_argument("--max-models", type=int, default=3, help="front members timed")
-    parser.add_argument("--rounds", type=int, default=5, help="plain-loop rounds per model")
-    parser.add_argument("--plain", type=Path, help="only time this exported model (one round)")
+    parser.add_argument("--json", type=Path, help="append this run's figures to a JSON list")
+    parser.add_argument("--interleave", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.plain is not None:
-        print(plain_latency_ms(args.plain, args.image_size, torch.device(args.device),
-                               args.repeats))
+    if args.interleave is not None:
+        print(json.dumps(interleaved(args.interleave, args)))
         return
 
     import autotransfer
     from autotransfer.contract.space import parse_space
     from autotransfer.demo import export_fashion_mnist
 
+    load_before = _uptime()
     work = Path(tempfile.mkdtemp(prefix="latency-bench-"))
     data = export_fashion_mnist(work / "fmnist", per_class=args.per_class, test_per_class=0,
                                 seed=0)
@@ -102,25 +140,53 @@ def main() -> None:
     })
     started = time.perf_counter()
     result = autotransfer.search(data, space, trials=args.trials, device=args.device,
-                                 storage=f"sqlite:///{work}/bench.db", out=work / "out",
-                                 keep_best=True, history=False, transfer_effect=False)
+                                 seed=args.seed, storage=f"sqlite:///{work}/bench.db",
+                                 out=work / "out", keep_best=True, history=False,
+                                 transfer_effect=False)
     seconds = time.perf_counter() - started
     study, best = result.study, result.best
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     shares = [t.user_attrs["measure_seconds"] / t.duration.total_seconds() for t in complete]
     front = best["pareto_front"]
-    print(f"search: {len(study.trials)} trials ({len(complete)} complete) in {seconds:.0f}s "
-          f"on {args.device}, image_size {args.image_size}, {args.per_class} images per class")
-    print(f"front: {len(front)} members: " + ", ".join(
-        f"#{m['trial']} {m['backbone'] if isinstance(m['backbone'], str) else m['backbone']['id']}"
-        f" {m['val_score']:.3f} / {m['latency_ms']:.2f} ms" for m in front))
-    total = (sum(t.user_attrs["measure_seconds"] for t in complete)
-             / sum(t.duration.total_seconds() for t in complete))
-    print(f"measuring share of a trial: median {statistics.median(shares):.2%}, "
-          f"max {max(shares):.2%} (the first trial of a backbone); of all trials' time "
-          f"{total:.2%} (target < 5%)")
+
+    def name(member) -> str:
+        backbone = member["backbone"]
+        return backbone if isinstance(backbone, str) else backbone["id"]
+
+    latencies = {}
+    for t in complete:
+        latencies[t.user_attrs["backbone"]] = t.user_attrs["latency_ms"]
+    run = {"seed": args.seed, "uptime_before": load_before, "search_seconds": round(seconds),
+           "trials": len(study.trials), "complete": len(complete),
+           "backbone_latency_ms": latencies,
+           "front": [{"trial": m["trial"], "backbone": name(m), "val_score": m["val_score"],
+                      "latency_ms": m["latency_ms"]} for m in front],
+           "front_points": len({(m["val_score"], m["latency_ms"]) for m in front}),
+           "front_backbones": len({name(m) for m in front}),
+           "measure_share_median": statistics.median(shares),
+           "measure_share_max": max(shares),
+           "measure_share_total": (sum(t.user_attrs["measure_seconds"] for t in complete)
+                                   / sum(t.duration.total_seconds() for t in complete)),
+           "models": []}
+    print(f"search (seed {args.seed}): {len(study.trials)} trials ({len(complete)} complete) in "
+          f"{seconds:.0f}s on {args.device}, image_size {args.image_size}, {args.per_class} "
+          f"images per class; recorded latency per backbone: "
+          + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(latencies.items())))
+    print(f"front: {len(front)} members, {run['front_points']} distinct points, "
+          f"{run['front_backbones']} backbones: " + ", ".join(
+              f"#{m['trial']} {name(m)} {m['val_score']:.3f} / {m['latency_ms']:.2f} ms"
+              for m in front))
+    print(f"measuring share of a trial: median {run['measure_share_median']:.2%}, max "
+          f"{run['measure_share_max']:.2%} (the first trial of a backbone); of all trials' time "
+          f"{run['measure_share_total']:.2%} (target < 5%)")
     picked = best["source"]["trial"]
-    for member in front[:args.max_models]:
+    seen: set[str] = set()
+    for member in front:
+        if len(run["models"]) >= args.max_models:
+            break
+        if name(member) in seen:  # one timing per backbone: its trials share it
+            continue
+        seen.add(name(member))
         number = member["trial"]
         if number == picked:
             model_dir = work / "out" / "best-model"
@@ -128,18 +194,40 @@ def main() -> None:
             model_dir = work / f"model-{number}"
             autotransfer.train(result.best_path, out=model_dir, trial=number, epochs=1,
                                refit_on="train", device=args.device)
-        rounds = [_plain_in_fresh_process(model_dir, args) for _ in range(args.rounds)]
-        plain = min(rounds)  # the quietest round, the estimator the recorded figure uses
-        recorded = study.trials[number].user_attrs["latency_ms"]
+        attrs = study.trials[number].user_attrs
+        threads = attrs.get("latency_threads", torch.get_num_threads())
+        timing = _interleaved_in_fresh_process(model_dir, args, threads)
+        plain, styled = timing["plain_ms"], timing["recorded_style_ms"]
+        recorded = attrs["latency_ms"]
         size = (model_dir / "model.safetensors").stat().st_size / 1e6
-        print(f"trial {number}: size_mb recorded {study.trials[number].user_attrs['size_mb']:.3f}"
-              f", model.safetensors {size:.3f} MB")
-        print(f"trial {number}: recorded {recorded:.3f} ms, plain loop on the exported model "
-              f"{plain:.3f} ms (quietest of {args.rounds} rounds of {args.repeats}; rounds "
-              f"{min(rounds):.3f}-{max(rounds):.3f}), recorded/plain {recorded / plain:.3f} "
-              f"(target 0.90-1.10; against the median round "
-              f"{recorded / statistics.median(rounds):.3f})")
-    print(f"(load average {os.getloadavg()[0]:.2f}; work folder {work})")
+        pair = statistics.median(r / p for r, p in zip(styled, plain, strict=True))
+        figures = {
+            "trial": number, "backbone": name(member), "threads": timing["threads"],
+            "recorded_ms": recorded, "plain_quietest_ms": min(plain),
+            "plain_median_round_ms": statistics.median(plain),
+            "plain_rounds_ms": [round(p, 4) for p in plain],
+            "recorded_style_rounds_ms": [round(r, 4) for r in styled],
+            "recorded_over_plain_quietest": recorded / min(plain),
+            "recorded_over_plain_median_round": recorded / statistics.median(plain),
+            "interleaved_ratio_median": pair,
+            "size_mb_recorded": attrs["size_mb"], "safetensors_mb": size,
+        }
+        run["models"].append(figures)
+        print(f"trial {number} ({name(member)}, {timing['threads']} thread(s)): size_mb recorded "
+              f"{attrs['size_mb']:.3f}, model.safetensors {size:.3f} MB")
+        print(f"trial {number}: recorded {recorded:.3f} ms; plain loop on the exported model: "
+              f"quietest round {min(plain):.3f} ms, median round {statistics.median(plain):.3f} "
+              f"ms (rounds {min(plain):.3f}-{max(plain):.3f}); recorded/plain "
+              f"{figures['recorded_over_plain_quietest']:.3f} (target 0.90-1.10; against the "
+              f"median round {figures['recorded_over_plain_median_round']:.3f}); interleaved "
+              f"recorded-style/plain, median of {args.rounds} rounds {pair:.3f} (recorded-style "
+              f"rounds {min(styled):.3f}-{max(styled):.3f} ms)")
+    run["uptime_after"] = _uptime()
+    print(f"uptime before: {load_before}\nuptime after: {run['uptime_after']}\n"
+          f"(work folder {work})")
+    if args.json is not None:
+        runs = json.loads(args.json.read_text()) if args.json.is_file() else []
+        args.json.write_text(json.dumps([*runs, run], indent=1))
 
 
 if __name__ == "__main__":

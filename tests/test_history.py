@@ -91,7 +91,8 @@ def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mni
         trial = optuna.trial.create_trial(
             params={"backbone": backbone, "lr": lr, "freeze_fraction": freeze},
             distributions=distributions, value=value,
-            user_attrs={"backbone": backbone, "pretrained": True, "epoch_1": {}},
+            user_attrs={"backbone": backbone, "pretrained": True, "epoch_1": {},
+                        "latency_ms": 4.5, "params_count": 2_236_682, "size_mb": 9.08},
         )
         past.add_trial(trial)
         recorder(past, past.trials[-1])
@@ -112,6 +113,10 @@ def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mni
     assert warm_start.enqueue_warm_starts(now, engine, meta, space, 3) == []  # once per study
     own = history.load_datasets(engine, exclude_study=now.study_name)
     assert now.study_name not in {d["study"] for d in own}
+    past_id = next(d["id"] for d in own if d["study"] == past.study_name)
+    rows = history.load_transfers(engine, past_id)  # the costs came back (migration m002)
+    assert {(r["latency_ms"], r["params_count"], r["size_mb"]) for r in rows} == {
+        (4.5, 2_236_682, 9.08)}
 
 
 def test_a_history_that_cannot_be_written_never_fails_a_trial(tmp_path):
@@ -137,21 +142,26 @@ def test_the_history_schema_is_versioned_by_named_migrations(tmp_path, monkeypat
     from autotransfer.study import migrations
 
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/old.db")
-    history.tables()[0].create_all(engine)  # a database of autotransfer 0.1: no version yet
+    history.tables_0_1()[0].create_all(engine)  # a database of autotransfer 0.1: no version yet
     assert migrations.schema_version(engine) == 0
     history.ensure_tables(engine)
-    assert migrations.applied(engine) == ["m001_history_tables"]
+    assert migrations.applied(engine) == ["m001_history_tables", "m002_transfer_costs"]
+    columns = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("autotransfer_transfers")}
+    assert {"latency_ms", "params_count", "size_mb", "value"} <= columns  # m002 added them
+    fresh = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/new.db")
+    history.ensure_tables(fresh)  # a new database: the 0.1 tables, then each migration
+    assert migrations.schema_version(fresh) == 2
     ran = []
 
-    def m002_add_a_column(connection):
+    def m003_add_a_column(connection):
         ran.append(1)
         connection.execute(sqlalchemy.text(
-            "ALTER TABLE autotransfer_transfers ADD COLUMN latency_ms FLOAT"))
+            "ALTER TABLE autotransfer_transfers ADD COLUMN energy_mj FLOAT"))
 
     monkeypatch.setattr(migrations, "MIGRATIONS",
-                        [*migrations.MIGRATIONS, ("m002_add_a_column", m002_add_a_column)])
-    assert migrations.migrate(engine) == ["m002_add_a_column"]
+                        [*migrations.MIGRATIONS, ("m003_add_a_column", m003_add_a_column)])
+    assert migrations.migrate(engine) == ["m003_add_a_column"]
     assert migrations.migrate(engine) == [] and ran == [1]  # once per database
-    assert migrations.schema_version(engine) == 2
+    assert migrations.schema_version(engine) == 3
     columns = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("autotransfer_transfers")}
-    assert "latency_ms" in columns and "value" in columns
+    assert "energy_mj" in columns and "value" in columns

@@ -68,7 +68,11 @@ def test_a_params_bound_stops_the_larger_backbone_before_it_trains(fashion_mnist
         by_backbone.setdefault(t.user_attrs["backbone"], []).append(t)
     for t in by_backbone["packaged/tf_efficientnet_lite0"]:
         assert t.state.name == "PRUNED"
-        assert t.user_attrs["prune_reason"].startswith("constraint: params")
+        assert t.user_attrs["prune_reason"] == ("constraint: params 3,383,818 > 3,000,000 "
+                                                "(counted before loading the weights; not "
+                                                "started)")
+        assert t.user_attrs["params_count"] == 3_383_818
+        assert "parameter_count" not in t.user_attrs  # its weights never loaded
         assert not t.intermediate_values  # it never trained
     best = yaml.safe_load(result.best_path.read_text())
     assert best["backbone"] == "packaged/mobilenetv2_100"
@@ -182,3 +186,63 @@ def test_the_front_is_the_non_dominated_feasible_trials_and_pick_chooses_among_t
     from autotransfer.study.dashboard import _front_line  # the dashboard note says the same
 
     assert "trials 0, 1 (best: the first by accuracy)" in _front_line(study)[1]
+
+
+@pytest.mark.parametrize("backbone_id", [*BACKBONES, "packaged/tf_efficientnet_lite1",
+                                         "packaged/tf_efficientnet_lite2",
+                                         "packaged/all-MiniLM-L6-v2"])
+def test_the_count_before_loading_is_the_count_after(backbone_id):
+    """The meta-device count (no weight loaded) of each packaged backbone with a 10-class head
+    is exactly the parameters of the model the trainer builds from the loaded weights."""
+    from autotransfer.contract.collect import get_registry
+    from autotransfer.contract.hyperparameters import defaults
+    from autotransfer.finetune.cost import architecture_params
+    from autotransfer.finetune.trainer import TransferModel
+
+    entry = get_registry().get(backbone_id)
+    counted = architecture_params(entry, {}, 10, defaults())
+    loaded = entry.load(pretrained=True)
+    assert counted == sum(p.numel() for p in TransferModel(loaded, 10).parameters())
+
+
+def test_a_zoo_that_cannot_build_on_meta_leaves_the_count_after_loading():
+    """A loader that reads a tensor's value cannot build on the meta device: the count before
+    loading says nothing (None) and the bound is checked after loading, as before."""
+    import torch
+
+    from autotransfer.contract.backbone import Backbone, BackboneEntry
+    from autotransfer.finetune.cost import architecture_params
+    from autotransfer.finetune.trainer import TransferModel
+    from autotransfer.study.measure import check_params_before_load, check_params_bound
+
+    def load(pretrained=True):
+        layer = torch.nn.Linear(4, 8)
+        if layer.weight.detach().abs().sum().item() < 0:  # reads a value: not on meta
+            raise AssertionError
+        return Backbone(model=layer, dim=8, groups=[["weight", "bias"]], preprocess=None)
+
+    entry = BackboneEntry(id="tiny/reads-values", modality="image", loader=load)
+    assert architecture_params(entry, {}, 3, {}) is None
+    rule = selection.Rule(constraints={"params": 10})
+    study = optuna.create_study()
+    trial = study.ask()
+    check_params_before_load(trial, entry, {}, 3, {}, rule)  # cannot say: the trial goes on
+    with pytest.raises(optuna.TrialPruned, match=r"params 67 > 10 \(counted after loading"):
+        check_params_bound(trial, TransferModel(entry.load(), 3), rule)
+
+
+def test_a_size_bound_never_lets_the_higher_scoring_larger_backbone_be_best(fashion_mnist,
+                                                                            tmp_path):
+    """lite0 (13.7 MB) trains, scores higher than mobilenetv2_100 (9.1 MB) and is over the
+    10 MB bound: best.yaml, the leaderboard's first row and the references never name it."""
+    space = {**SPACE, "constraints": {"size_mb": 10.0},
+             "params": {**SPACE["params"], "image_size": 64}}
+    result = _run(fashion_mnist, tmp_path, space)
+    trials = [t for t in result.study.trials if t.state.name == "COMPLETE"]
+    top = max(trials, key=lambda t: t.value)
+    assert top.user_attrs["backbone"] == BACKBONES[1] and top.user_attrs["size_mb"] > 10
+    best = yaml.safe_load(result.best_path.read_text())
+    assert best["backbone"] == BACKBONES[0] and best["size_mb"] <= 10
+    assert result.leaderboard[0]["trial"] == best["source"]["trial"]
+    assert result.leaderboard[0]["feasible"] is True
+    assert {ref["backbone"] for ref in best["references"].values()} == {BACKBONES[0]}

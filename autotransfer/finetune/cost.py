@@ -2,13 +2,26 @@
 
 Measured once per trial after training, on the search's device, in float32 and eval mode (the
 model as :func:`autotransfer.model.export.export_model` writes it and its zoo's library loads
-it): ``latency_ms`` is the median of timed forward passes at batch 1 and the model's own input
-size after warm-up passes (the smallest median of :data:`ROUNDS` rounds, since other processes
-on the machine only ever add time); ``throughput`` is samples per second of forward passes at the
-evaluation batch size; ``params_count`` counts every parameter, head included; ``size_mb`` is
-the bytes of the state dict's tensors (what safetensors writes, less its small header), in
-10**6 bytes. The number of timed passes is bounded by ``budget_s`` (at least 3 at batch 1 and
-1 at the evaluation batch size), so that measuring stays a small share of a trial.
+it), with the process's torch thread count (what a plain loop in the same environment uses):
+
+- ``latency_ms``: forward passes at batch 1 and the model's own input size, after warm-up,
+  timed one by one (a device sync after each, as ``torch.utils.benchmark`` does) in blocks of
+  :data:`BLOCK` passes; the latency is the median pass of the quietest block. Other processes
+  on a shared machine only ever add time to a pass, so the median of each block ignores the
+  passes they interrupted and the quietest block ignores the busy periods; on a quiet machine
+  it is the median of all passes. At least :data:`MIN_BLOCKS` blocks are timed; more follow
+  until the time budget is spent or, after a third of it (the minimum measured time), the two
+  quietest agree within :data:`AGREE` (adaptive repeats, like
+  ``torch.utils.benchmark.Timer.adaptive_autorange``).
+- ``throughput``: samples per second of forward passes at the evaluation batch size: the
+  fastest of the single passes that a third of the budget allows, after one warm-up pass.
+- ``params_count`` counts every parameter, head included; ``size_mb`` is the bytes of the state
+  dict's tensors (what safetensors writes, less its small header), in 10**6 bytes.
+- ``latency_threads``: the torch intra-op thread count the latency was measured with.
+
+Before training, :func:`architecture_params` counts a trial's parameters without loading any
+weight (the architecture built on PyTorch's ``meta`` device), so that a configuration over a
+``params`` bound does not start.
 """
 
 from __future__ import annotations
@@ -19,11 +32,13 @@ from typing import Any
 
 import torch
 
-#: Timed passes at batch 1 (at most; fewer when the budget is short) and warm-up passes.
-LATENCY_REPEATS = 30
+#: Passes per block, warm-up passes, the fewest blocks and the most passes of one measurement.
+BLOCK = 5
 WARMUP = 3
-#: Rounds of batch-1 passes; the latency is the smallest of their medians.
-ROUNDS = 3
+MIN_BLOCKS = 2
+MAX_PASSES = 700
+#: The two quietest block medians agreeing within this fraction end the measurement early.
+AGREE = 0.02
 
 #: (cache key, input shape) -> (latency_ms, throughput) of this process: the time of a forward
 #: pass depends on the network and its input's shape, not on the weights, so trials of one
@@ -62,24 +77,78 @@ def weights_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def time_forward(model: torch.nn.Module, x: Any, device: torch.device, *, repeats: int,
-                 warmup: int = WARMUP, budget_s: float | None = None) -> list[float]:
-    """Seconds of each of up to ``repeats`` forward passes of ``model`` on ``x`` after
-    ``warmup`` untimed ones; stops early (after at least 1) when ``budget_s`` is spent."""
-    times: list[float] = []
+def time_blocks(model: torch.nn.Module, x: Any, device: torch.device, *, budget_s: float,
+                block: int = BLOCK, warmup: int = WARMUP, min_blocks: int = MIN_BLOCKS,
+                max_passes: int = MAX_PASSES) -> list[list[float]]:
+    """Seconds of single forward passes of ``model`` on ``x``, in blocks of ``block`` passes,
+    after ``warmup`` untimed ones: at least ``min_blocks`` blocks; then more until
+    ``budget_s`` seconds are spent or ``max_passes`` passes are timed, or, once a third of
+    the budget is spent (the minimum measured time), until the two quietest blocks agree
+    within :data:`AGREE`."""
+    blocks: list[list[float]] = []
     with torch.inference_mode():
         for _ in range(warmup):
             model(x)
         _sync(device)
         start = time.perf_counter()
-        for _ in range(repeats):
-            began = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append(time.perf_counter() - began)
-            if budget_s is not None and time.perf_counter() - start > budget_s:
+        while True:
+            spent = time.perf_counter() - start
+            if len(blocks) >= min_blocks and (
+                    spent >= budget_s or len(blocks) * block >= max_passes
+                    or (spent >= budget_s / 3 and _settled(blocks))):
                 break
-    return times
+            times = []
+            for _ in range(block):
+                began = time.perf_counter()
+                model(x)
+                _sync(device)
+                times.append(time.perf_counter() - began)
+            blocks.append(times)
+    return blocks
+
+
+def _settled(blocks: list[list[float]]) -> bool:
+    low = sorted(statistics.median(b) for b in blocks)[:2]
+    return len(low) == 2 and low[1] <= low[0] * (1 + AGREE)
+
+
+def quietest_median(blocks: list[list[float]]) -> float:
+    """The median pass of the quietest block (the smallest block median), in seconds."""
+    return min(statistics.median(b) for b in blocks)
+
+
+def latency_seconds(model: torch.nn.Module, x: Any, device: torch.device, *,
+                    budget_s: float, warmup: int = WARMUP) -> float:
+    """Seconds of one forward pass of ``model`` on ``x`` (see the module's docstring): the
+    median pass of the quietest of the blocks that ``budget_s`` allows (at least
+    :data:`MIN_BLOCKS`)."""
+    return quietest_median(time_blocks(model, x, device, budget_s=budget_s, warmup=warmup))
+
+
+def architecture_params(entry: Any, options: dict[str, Any], n_classes: int,
+                        params: dict[str, Any]) -> int | None:
+    """Parameters of a trial's model (backbone and head, before a tuning method adds any),
+    counted without loading a weight: ``entry.load(pretrained=False)`` with every tensor on
+    PyTorch's ``meta`` device (``with torch.device("meta")``: shapes, no storage, no
+    initialisation cost), configured for the trial as the trainer configures it, plus the
+    linear head. None when the zoo's loader cannot build there (then the count after loading
+    decides).
+
+    Args:
+        entry: the :class:`~autotransfer.contract.backbone.BackboneEntry`.
+        options: its loader's options (the trial's ``load_options``).
+        n_classes: the head's outputs.
+        params: the trial's hyperparameters (for ``Backbone.configure``).
+    """
+    try:
+        with torch.device("meta"):
+            backbone = entry.load(pretrained=False, **options)
+            if backbone.configure is not None:
+                backbone.configure(params)
+            body = sum(p.numel() for p in backbone.model.parameters())
+    except Exception:  # a loader that reads tensors' values, or a library without meta
+        return None
+    return body + backbone.dim * n_classes + n_classes  # the head: nn.Linear(dim, n_classes)
 
 
 def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: torch.device,
@@ -95,7 +164,8 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         device: the search's device.
         batch_size: the evaluation batch size (throughput's batch).
         budget_s: seconds the timed passes may take, split between batch 1 (two thirds) and
-            the evaluation batch (one third); warm-up comes on top.
+            the evaluation batch (one third); warm-up comes on top, and at least
+            :data:`MIN_BLOCKS` blocks at batch 1 and one at the evaluation batch are timed.
         cache_key: what identifies the network (e.g. the backbone id); with it, the timings
             of an earlier trial of the same network and input shape in this process are
             reused (only ``params_count`` and ``size_mb`` are counted again).
@@ -111,15 +181,10 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         key = None if cache_key is None else (*cache_key, str(device), n, _shape(one))
         if key not in _TIMINGS:
             batch = preprocess.to_input(_rows(inputs, n), device=device)
-            # the quietest of ROUNDS rounds: other processes only ever add time
-            single = min(statistics.median(time_forward(
-                model, one, device, repeats=LATENCY_REPEATS // ROUNDS,
-                warmup=WARMUP if i == 0 else 0, budget_s=budget_s * 2 / 3 / ROUNDS))
-                for i in range(ROUNDS))
-            many = time_forward(model, batch, device, repeats=3, warmup=1,
-                                budget_s=budget_s / 3)
-            timing = (round(1000 * single, 4),
-                      round(n / statistics.median(many), 1))
+            single = latency_seconds(model, one, device, budget_s=budget_s * 2 / 3)
+            many = quietest_median(time_blocks(model, batch, device, budget_s=budget_s / 3,
+                                               block=1, warmup=1, min_blocks=1))
+            timing = (round(1000 * single, 4), round(n / many, 1))
             if key is None:
                 latency_ms, throughput = timing
             else:
@@ -133,4 +198,5 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         "throughput": throughput,
         "params_count": sum(p.numel() for p in model.parameters()),
         "size_mb": round(weights_bytes(model) / 1e6, 4),
+        "latency_threads": torch.get_num_threads(),
     }

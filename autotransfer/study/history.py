@@ -6,11 +6,14 @@ Two tables live in the study's own database (any SQLAlchemy URL: SQLite, Postgre
   imbalance, and statistics of frozen features of a fixed reference backbone per modality
   (k-NN and LogME scores, mean feature vector);
 - ``autotransfer_transfers``: one row per completed trial — backbone, every hyperparameter,
-  score, epochs, seconds.
+  score, epochs, seconds, and the trained model's measured costs (``latency_ms``,
+  ``params_count``, ``size_mb``; since migration ``m002_transfer_costs``).
 
 Warm starts (:mod:`autotransfer.study.warm_start`) find the past datasets nearest to the
 current one (same modality, other studies) and enqueue their best configurations that the
-current space can express.
+current space can express; "best" is what :mod:`autotransfer.study.selection` says under the
+current study's rule (:func:`load_transfers`): a past trial over one of its bounds is never
+offered, and a multi-objective study gets the past fronts first.
 Recording never fails a trial: a database problem is a warning and the search goes on.
 """
 
@@ -39,68 +42,109 @@ SCALARS = ("log_classes", "log_samples", "log_imbalance", "ref_knn", "ref_logme"
 _tables = None
 
 
+def _define(metadata, *, costs: bool):
+    """The datasets and transfers tables on ``metadata``: those of autotransfer 0.1, plus the
+    measured costs' columns when ``costs`` (migration ``m002_transfer_costs``)."""
+    from sqlalchemy import (
+        BigInteger,
+        Boolean,
+        Column,
+        DateTime,
+        Float,
+        ForeignKey,
+        Integer,
+        String,
+        Table,
+        Text,
+        UniqueConstraint,
+    )
+
+    datasets = Table(
+        "autotransfer_datasets", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("study", String(512), nullable=False, unique=True),
+        Column("source", Text, nullable=False),
+        Column("modality", String(16), nullable=False),
+        Column("n_classes", Integer, nullable=False),
+        Column("n_samples", Integer, nullable=False),
+        Column("imbalance", Float, nullable=False),
+        Column("meta", Text, nullable=False),  # JSON: every meta-feature
+        Column("created", DateTime(timezone=True)),
+    )
+    extra = [Column(name, kind) for name, kind in
+             (("latency_ms", Float), ("params_count", BigInteger), ("size_mb", Float))
+             ] if costs else []
+    transfers = Table(
+        "autotransfer_transfers", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("dataset_id", Integer, ForeignKey("autotransfer_datasets.id"), nullable=False,
+               index=True),
+        Column("study", String(512), nullable=False),
+        Column("trial", Integer, nullable=False),
+        Column("backbone", String(512), nullable=False),  # the space's label
+        Column("backbone_id", String(512), nullable=False),
+        Column("pretrained", Boolean, nullable=False),
+        Column("params", Text, nullable=False),  # JSON: the study's sampled values
+        Column("all_params", Text, nullable=False),  # JSON: every hyperparameter
+        Column("metric", String(32), nullable=False),
+        Column("value", Float, nullable=False),
+        Column("test_score", Float),
+        Column("epochs", Integer, nullable=False),
+        Column("seconds", Float),
+        Column("created", DateTime(timezone=True)),
+        *extra,
+        UniqueConstraint("study", "trial", name="uq_autotransfer_transfers_trial"),
+    )
+    return datasets, transfers
+
+
+#: The measured costs a transfer row keeps (migration ``m002_transfer_costs``).
+COSTS = ("latency_ms", "params_count", "size_mb")
+
+
 def tables():
-    """The SQLAlchemy ``(metadata, datasets, transfers)`` tables (built once)."""
+    """The SQLAlchemy ``(metadata, datasets, transfers)`` tables of the current schema (built
+    once)."""
     global _tables
     if _tables is None:
-        from sqlalchemy import (
-            Boolean,
-            Column,
-            DateTime,
-            Float,
-            ForeignKey,
-            Integer,
-            MetaData,
-            String,
-            Table,
-            Text,
-            UniqueConstraint,
-        )
+        from sqlalchemy import MetaData
 
         metadata = MetaData()
-        datasets = Table(
-            "autotransfer_datasets", metadata,
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("study", String(512), nullable=False, unique=True),
-            Column("source", Text, nullable=False),
-            Column("modality", String(16), nullable=False),
-            Column("n_classes", Integer, nullable=False),
-            Column("n_samples", Integer, nullable=False),
-            Column("imbalance", Float, nullable=False),
-            Column("meta", Text, nullable=False),  # JSON: every meta-feature
-            Column("created", DateTime(timezone=True)),
-        )
-        transfers = Table(
-            "autotransfer_transfers", metadata,
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("dataset_id", Integer, ForeignKey("autotransfer_datasets.id"), nullable=False,
-                   index=True),
-            Column("study", String(512), nullable=False),
-            Column("trial", Integer, nullable=False),
-            Column("backbone", String(512), nullable=False),  # the space's label
-            Column("backbone_id", String(512), nullable=False),
-            Column("pretrained", Boolean, nullable=False),
-            Column("params", Text, nullable=False),  # JSON: the study's sampled values
-            Column("all_params", Text, nullable=False),  # JSON: every hyperparameter
-            Column("metric", String(32), nullable=False),
-            Column("value", Float, nullable=False),
-            Column("test_score", Float),
-            Column("epochs", Integer, nullable=False),
-            Column("seconds", Float),
-            Column("created", DateTime(timezone=True)),
-            UniqueConstraint("study", "trial", name="uq_autotransfer_transfers_trial"),
-        )
-        _tables = (metadata, datasets, transfers)
+        _tables = (metadata, *_define(metadata, costs=True))
     return _tables
+
+
+def tables_0_1():
+    """The ``(metadata, datasets, transfers)`` tables as autotransfer 0.1 created them (what
+    migration ``m001_history_tables`` creates; later migrations change them)."""
+    from sqlalchemy import MetaData
+
+    metadata = MetaData()
+    return (metadata, *_define(metadata, costs=False))
 
 
 @migration
 def m001_history_tables(connection) -> None:
-    """The datasets and transfers tables of autotransfer 0.1. Databases written before
-    migrations were recorded already have them: ``checkfirst`` keeps them. When a later
-    migration changes these tables, freeze the 0.1 definitions here first."""
-    metadata, _, _ = tables()
+    """The datasets and transfers tables of autotransfer 0.1 (:func:`tables_0_1`, frozen).
+    Databases written before migrations were recorded already have them: ``checkfirst``
+    keeps them."""
+    metadata, _, _ = tables_0_1()
     metadata.create_all(connection, checkfirst=True)
+
+
+@migration
+def m002_transfer_costs(connection) -> None:
+    """The trained model's measured costs on each transfer row (:data:`COSTS`; NULL on rows
+    recorded before), so that a warm start can apply the current study's constraints and
+    objectives to past trials."""
+    from sqlalchemy import inspect, text
+
+    _, _, transfers = tables()
+    have = {c["name"] for c in inspect(connection).get_columns(transfers.name)}
+    for name in COSTS:
+        if name not in have:
+            kind = transfers.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {transfers.name} ADD COLUMN {name} {kind}"))
 
 
 def ensure_tables(engine) -> None:
@@ -222,6 +266,8 @@ class Recorder:
             "test_score": record.test_score,
             "epochs": len(record.epochs) or self.epochs,
             "seconds": record.duration_seconds, "created": _now(),
+            "latency_ms": record.latency_ms, "params_count": record.params_count,
+            "size_mb": record.size_mb,
         }
         try:
             with self.engine.begin() as connection:
@@ -296,19 +342,41 @@ def load_datasets(engine, *, exclude_study: str | None = None) -> list[dict[str,
         ]
 
 
-def load_transfers(engine, dataset_id: int) -> list[dict[str, Any]]:
-    """The completed trials of one recorded dataset, best first."""
+def load_transfers(engine, dataset_id: int, rule=None) -> list[dict[str, Any]]:
+    """The completed trials of one recorded dataset, best first by ``rule`` (a
+    :class:`autotransfer.study.selection.Rule`, the current study's; None: one maximised
+    score and no bounds): :func:`autotransfer.study.selection.ordered` over the rows' scores
+    and measured costs. A row over one of the rule's bounds is left out; a row recorded before
+    costs were kept (NULL) is not known to exceed one and stays."""
     from sqlalchemy import select
 
+    from autotransfer.study.selection import Rule, ordered
+
     _, _, transfers = tables()
-    query = (select(transfers).where(transfers.c.dataset_id == dataset_id)
-             .order_by(transfers.c.value.desc(), transfers.c.trial))
+    query = select(transfers).where(transfers.c.dataset_id == dataset_id)
     with engine.connect() as connection:
-        rows = [dict(r._mapping) for r in connection.execute(query)]
-    for row in rows:
+        rows = {r.trial: dict(r._mapping) for r in connection.execute(query)}
+    for row in rows.values():
         row["params"] = json.loads(row["params"])
         row["all_params"] = json.loads(row["all_params"])
-    return rows
+    rule = rule or Rule()
+    return [rows[r.number] for r in ordered([_as_record(row, rule) for row in rows.values()],
+                                            rule)]
+
+
+def _as_record(row: dict[str, Any], rule) -> TrialRecord:
+    """A transfer row as the completed trial record that :mod:`.selection` reads, its
+    violations those of ``rule``'s bounds."""
+    from autotransfer.study.selection import violations
+
+    cost = {name: row[name] for name in COSTS if row.get(name) is not None}
+    return TrialRecord(
+        number=row["trial"], state="complete", value=row["value"], score=row["value"],
+        label=row["backbone"], sampled=row["params"], epochs_reported=row["epochs"],
+        backbone=row["backbone_id"], params=row["all_params"],
+        duration_seconds=row["seconds"], latency_ms=cost.get("latency_ms"),
+        params_count=cost.get("params_count"), size_mb=cost.get("size_mb"),
+        violations=violations(rule, cost))
 
 
 def dataset_meta(engine, study_name: str) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
-"""A trial's costs: the ``params`` bound checked before training, the trained model measured
-after it (:mod:`autotransfer.finetune.cost`) and recorded with its constraint violations."""
+"""A trial's costs: the ``params`` bound checked before the weights load (and again before
+training), the trained model measured after it (:mod:`autotransfer.finetune.cost`) and
+recorded with its constraint violations."""
 
 from __future__ import annotations
 
@@ -11,28 +12,52 @@ from autotransfer.study.selection import Rule, objective_values, violations
 
 #: The share of the trial so far that measuring may take, and its bounds in seconds.
 SHARE = 0.03
-MIN_SECONDS, MAX_SECONDS = 0.1, 3.0  # once per backbone and input size in a process
+MIN_SECONDS, MAX_SECONDS = 0.3, 3.0  # once per backbone and input size in a process
+
+
+def check_params_before_load(trial, entry, options: dict[str, Any], n_classes: int,
+                             params: dict[str, Any], rule: Rule) -> None:
+    """Prune a trial whose model (head included) cannot meet the ``params`` bound before any
+    weight loads: :func:`autotransfer.finetune.cost.architecture_params` counts the
+    architecture on the ``meta`` device. A zoo that cannot build there says nothing here, and
+    :func:`check_params_bound` decides after loading.
+
+    Raises:
+        optuna.TrialPruned: over the bound (the reason, the count and the violation are
+            recorded).
+    """
+    if rule.constraints.get("params") is None:
+        return
+    from autotransfer.finetune.cost import architecture_params
+
+    count = architecture_params(entry, options, n_classes, params)
+    if count is not None:
+        _prune_over(trial, count, rule, "counted before loading the weights; not started")
 
 
 def check_params_bound(trial, model, rule: Rule) -> None:
-    """Prune a trial whose model (head included) has more parameters than the ``params``
-    bound, before it trains: its count is known once the backbone is loaded.
+    """Prune a trial whose model (head and a tuning method's adapters included) has more
+    parameters than the ``params`` bound, after loading and before it trains.
 
     Raises:
         optuna.TrialPruned: over the bound (the reason and the violation are recorded).
     """
+    if rule.constraints.get("params") is None:
+        return
+    _prune_over(trial, sum(p.numel() for p in model.parameters()), rule,
+                "counted after loading; not trained")
+
+
+def _prune_over(trial, count: int, rule: Rule, when: str) -> None:
     import optuna
 
-    bound = rule.constraints.get("params")
-    if bound is None:
-        return
-    count = sum(p.numel() for p in model.parameters())
+    bound = rule.constraints["params"]
     if count <= bound:
         return
     record = TrialWriter(trial)
     record.measured({"params_count": count}, 0.0)
     record.violations(violations(rule, {"params_count": count}))
-    reason = f"constraint: params {count:,} > {bound:,.0f}; not trained"
+    reason = f"constraint: params {count:,} > {bound:,.0f} ({when})"
     record.pruned(reason)
     raise optuna.TrialPruned(reason)
 

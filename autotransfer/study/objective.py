@@ -11,7 +11,12 @@ from autotransfer.contract.space import SearchSpace
 from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
 from autotransfer.study import timebudget
-from autotransfer.study.measure import check_params_bound, measure_trial, trial_value
+from autotransfer.study.measure import (
+    check_params_before_load,
+    check_params_bound,
+    measure_trial,
+    trial_value,
+)
 from autotransfer.study.pruners import report_epoch
 from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
 from autotransfer.study.reference_order import prunable
@@ -175,6 +180,9 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     from autotransfer.finetune.trainer import Trainer
 
     space, device, progress = ctx.space, ctx.device, ctx.progress
+    rule = Rule.of_space(space)  # a configuration over the params bound never loads
+    check_params_before_load(trial, entry, ctx.load_options(spec, entry), ctx.data.n_classes,
+                             params, rule)
     torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
     backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
     if ctx.deadline is not None and ctx.deadline.left() <= 0:  # loading used the time up
@@ -185,7 +193,6 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
         compile=ctx.compile, label=spec.id,
         batch_check=ctx.deadline.check if ctx.deadline is not None else None,
     )
-    rule = Rule.of_space(space)
     check_params_bound(trial, trainer.model, rule)  # a configuration over the bound never trains
     record = TrialWriter(trial)
     record.loaded(sum(p.numel() for p in backbone.model.parameters()))

@@ -57,6 +57,7 @@ THROUGHPUT = "throughput"  # samples per second at the evaluation batch size
 PARAMS_COUNT = "params_count"  # every parameter of the trained model, head included
 SIZE_MB = "size_mb"  # the exported weights, 10**6 bytes
 MEASURE_SECONDS = "measure_seconds"  # what measuring them took
+LATENCY_THREADS = "latency_threads"  # torch's intra-op threads while latency_ms was measured
 VIOLATIONS = "constraint_violations"  # {name: value - bound} of the space's constraints
 
 # Study user attributes.
@@ -307,7 +308,7 @@ class TrialWriter:
     def measured(self, cost: dict[str, float], seconds: float) -> None:
         """The trained model's ``latency_ms``, ``throughput``, ``params_count`` and
         ``size_mb`` (:func:`autotransfer.finetune.cost.measure_cost`), and the seconds taken."""
-        for key in (LATENCY_MS, THROUGHPUT, PARAMS_COUNT, SIZE_MB):
+        for key in (LATENCY_MS, THROUGHPUT, PARAMS_COUNT, SIZE_MB, LATENCY_THREADS):
             if key in cost:
                 self._set(key, cost[key])
         self._set(MEASURE_SECONDS, round(seconds, 3))

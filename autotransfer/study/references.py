@@ -112,17 +112,21 @@ def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:
 
 def best_references(study) -> dict[str, dict[str, Any]]:
     """The best completed reference trial of each kind:
-    ``{kind: {backbone, val_score, test_score, trial}}`` (kinds without one are left out)."""
+    ``{kind: {backbone, val_score, test_score, trial}}`` (kinds without one are left out).
+    Best as :func:`autotransfer.study.selection.top` says: within the space's constraints,
+    the first of the kind's Pareto front by the pick rule (one objective: the highest score)."""
+    from autotransfer.study.selection import rule_of, top
+
+    rule = rule_of(study)
+    records = trial_records(study, ("complete",))
     found: dict[str, dict[str, Any]] = {}
-    for t in trial_records(study, ("complete",)):
-        kind = t.reference
-        if not t.feasible:  # over the space's constraints: not a comparison it allows
-            continue
-        if kind in KINDS and (kind not in found or t.value > found[kind]["val_score"]):
+    for kind in KINDS:
+        t = top([r for r in records if r.reference == kind], rule)
+        if t is not None:
             found[kind] = {"backbone": t.backbone or t.label, "val_score": float(t.value),
                            "test_score": None if t.test_score is None else float(t.test_score),
                            "trial": t.number}
-    return {kind: found[kind] for kind in KINDS if kind in found}
+    return found
 
 
 def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: int,

@@ -22,7 +22,12 @@ FINISHED = ("complete", "pruned", "fail")
 
 
 def leaderboard(study) -> list[dict[str, Any]]:
-    """One row per finished trial, best first: completed by value, then pruned, then failed."""
+    """One row per finished trial, best first: the feasible completed ones in the order of
+    :func:`autotransfer.study.selection.ordered` (the pick first), the infeasible ones by
+    value, then pruned, then failed."""
+    from autotransfer.study.selection import ordered, rule_of
+
+    records = trial_records(study, FINISHED)
     rows = [
         {
             "trial": r.number,
@@ -41,12 +46,13 @@ def leaderboard(study) -> list[dict[str, Any]]:
             **cost_columns(r),  # latency_ms, throughput, params_count, size_mb, feasible
             **intervals_of(r),  # val_score_ci95, test_score_ci95 (autotransfer.study.intervals)
         }
-        for r in trial_records(study, FINISHED)
+        for r in records
     ]
     order = {"complete": 0, "pruned": 1, "fail": 2}
+    picked = {r.number: i for i, r in enumerate(ordered(records, rule_of(study)))}
     # an infeasible completed trial (over a constraint) comes after every feasible one
     rows.sort(key=lambda r: (order[r["state"]], r["feasible"] is False,
-                             -(r["val_score"] or 0.0)))
+                             picked.get(r["trial"], len(picked)), -(r["val_score"] or 0.0)))
     return rows
 
 

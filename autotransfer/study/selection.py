@@ -152,6 +152,41 @@ def rank(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
     return sorted(records, key=key)
 
 
+def top(records: list[TrialRecord], rule: Rule) -> TrialRecord | None:
+    """The first of the ranked Pareto front of the feasible ``records`` (no tie rule): the
+    best of a group such as one kind of reference trial; None when none is feasible."""
+    front = rank(pareto_front(records, rule), rule)
+    return front[0] if front else None
+
+
+def ordered(records: list[TrialRecord], rule: Rule) -> list[TrialRecord]:
+    """The feasible completed ``records``, best first: :func:`pick`'s choice, then the rest of
+    the ranked Pareto front, then the front of what is left, and so on (non-dominated sorting,
+    Deb et al. 2002, each front ranked by :func:`rank`). With one objective this is the score,
+    highest first (the tie rule's pick leading). An infeasible record is never in it. The
+    leaderboard and the transfer history (warm starts) order trials this way."""
+    import numpy as np
+
+    best = pick(records, rule)
+    pool = feasible(records)
+    if rule.multi_objective and pool:
+        signed = np.array([_signed(r, rule) for r in pool])  # (n, objectives), larger better
+        at_least = (signed[:, None, :] >= signed[None, :, :]).all(-1)
+        better = (signed[:, None, :] > signed[None, :, :]).any(-1)
+        dominates = at_least & better  # [i, j]: pool[i] dominates pool[j]
+        left = np.ones(len(pool), dtype=bool)
+        found: list[TrialRecord] = []
+        while left.any():
+            front = left & ~(dominates[left].any(0))
+            found += rank([r for r, f in zip(pool, front, strict=True) if f], rule)
+            left &= ~front
+    else:
+        found = rank(pool, rule)
+    if best is not None:
+        found = [best, *(r for r in found if r.number != best.number)]
+    return found
+
+
 def prefer(ranked: list[TrialRecord], rule: Rule) -> TrialRecord:
     """The member of the ranked front that best.yaml describes: the first."""
     return ranked[0]

@@ -159,7 +159,12 @@ class WarmStart:
 def warm_start_configs(engine, study_name: str, current_meta: dict[str, Any], space, n: int,
                        *, max_datasets: int = 3) -> list[WarmStart]:
     """Up to ``n`` configurations from the ``max_datasets`` nearest past datasets, taken in
-    turn (nearest first), each dataset's best first; duplicates are skipped."""
+    turn (nearest first), each dataset's best first by the current space's rule
+    (:mod:`autotransfer.study.selection`: its bounds exclude a past trial that exceeds them,
+    its objectives order the rest); duplicates are skipped."""
+    from autotransfer.study.selection import Rule
+
+    rule = Rule.of_space(space)
     past = load_datasets(engine, exclude_study=study_name)
     if not past:
         return []
@@ -168,7 +173,7 @@ def warm_start_configs(engine, study_name: str, current_meta: dict[str, Any], sp
     queues = []
     for i in order[:max_datasets]:
         found = []
-        for row in load_transfers(engine, past[i]["id"]):
+        for row in load_transfers(engine, past[i]["id"], rule):
             params = fits(space, row["backbone"], row["params"])
             if params is not None:
                 found.append(WarmStart(params, row["study"], row["trial"], row["value"],
