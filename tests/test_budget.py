@@ -234,7 +234,7 @@ def test_a_reference_that_cannot_fit_its_share_does_not_start_and_the_floor_hold
         tiny_zoo, class_folders, tmp_path, monkeypatch):
     monkeypatch.setattr(timebudget, "now", Clock())
     # tiny/b: 20 samples x 2.5 s = ~50 s for its probe or its default; the share of a
-    # 100 s budget is 33 s, and the whole budget leaves it room
+    # 100 s budget is a third of the 90 s its reserve of 10 s leaves, and 90 s leave it room
     monkeypatch.setattr(backbone_cost, "measure_cost",
                         _fake_costs({"tiny/a": 0.001, "tiny/b": 2.5}))
     lines = Lines()
@@ -248,7 +248,7 @@ def test_a_reference_that_cannot_fit_its_share_does_not_start_and_the_floor_hold
     reasons = [reason for _, state, reason in lines.done if reason.startswith("reference share")]
     assert reasons == [t.user_attrs["prune_reason"] for t in skipped]
     assert "the linear probe of tiny/b not started, it needs ~50s (1 epochs at the measured " \
-           "cost) and 33s of the references' share (33% of the budget) are left" in reasons[0]
+           "cost) and 30s of the references' share (33% of the budget) are left" in reasons[0]
     ran = [t for t in trials if t.user_attrs.get("reference") and t.state == TrialState.COMPLETE]
     assert [t.params["backbone"] for t in ran] == ["tiny/a", "tiny/a"]
     # the skipped ones do not count: four trials ran, two references and two sampled
@@ -340,6 +340,17 @@ def test_among_backbones_of_similar_promise_the_cheaper_is_drawn_more(tmp_path):
         cheap.tell(trial, state=TrialState.PRUNED)
     assert drawn[:EARLY_TRIALS].count("tiny/b") >= 4  # p = 0.9 each
     assert drawn[EARLY_TRIALS:].count("tiny/a") >= 5  # then the random sampler alone
+    # a multivariate TPE past its start-up still leaves the early trials' backbone to the draw
+    tpe, _ = _study(tmp_path, "tpe")
+    _costs(tpe, a=0.09, b=0.01)
+    tpe.sampler = wrap(optuna.samplers.TPESampler(multivariate=True, n_startup_trials=1,
+                                                  seed=0), space, seed=0)
+    early = []
+    for _ in range(EARLY_TRIALS):
+        trial = tpe.ask()
+        early.append(space.suggest(trial)[0].label)
+        tpe.tell(trial, 0.5)
+    assert early.count("tiny/b") >= 4
     off = parse_space({**SPACE, "budget": {"cost_aware": False}})
     sampler = optuna.samplers.RandomSampler(seed=0)
     assert wrap(sampler, off, seed=0) is sampler

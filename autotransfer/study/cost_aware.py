@@ -76,7 +76,13 @@ class CostAwareSampler(BaseSampler):
         self.base, self.space, self.seed = base, space, seed
 
     def infer_relative_search_space(self, study, trial):
-        return self.base.infer_relative_search_space(study, trial)
+        found = self.base.infer_relative_search_space(study, trial)
+        if "backbone" in found and _sampled_before(study, trial.number) < EARLY_TRIALS:
+            # an early trial's backbone is drawn by sample_independent below, even once a
+            # multivariate sampler samples the rest jointly (its start-up may end earlier:
+            # trials a time budget did not start count as pruned ones for TPE)
+            found = {k: v for k, v in found.items() if k != "backbone"}
+        return found
 
     def sample_relative(self, study, trial, search_space):
         return self.base.sample_relative(study, trial, search_space)

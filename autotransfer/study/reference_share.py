@@ -1,7 +1,9 @@
 """The references' share of a time budget: at most a stated fraction of it goes to them.
 
-Under ``time_budget`` or ``timeout`` (the budget B), the reference trials of a run must end by
-``start + share * B``, where ``start`` is the search's start and ``share`` the space's
+Under ``time_budget`` or ``timeout``, the reference trials of a run must end by
+``start + share * B``, where ``start`` is when the trials begin (after the data, the pre-screen
+and the timed steps are ready), ``B`` the time for trials from then (``timeout``, or what the
+time budget leaves after its reserve for the final writes) and ``share`` the space's
 ``budget.reference_share`` (:data:`autotransfer.contract.budget.REFERENCE_SHARE`, a third,
 by default). The end is stored with the study, so that every worker keeps the same one. A
 reference whose estimate (the backbone's measured cost times the space's epochs,
@@ -24,7 +26,8 @@ from autotransfer.study.records import StudyRecord, set_reference_until
 
 
 def start_share(study, lock, *, started: float, budget: float | None, share: float) -> None:
-    """Record when this run's references' share ends (None without a budget: no share)."""
+    """Record when this run's references' share ends: ``share`` of the ``budget`` seconds
+    for trials from ``started`` (None without a budget: no share)."""
     with lock.held():
         set_reference_until(study, None if budget is None else started + share * budget)
 

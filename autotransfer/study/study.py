@@ -228,15 +228,14 @@ def search(
         references=references, transfer_effect=transfer_effect, track=track,
         tracking_uri=tracking_uri,
     )
-    began = timebudget.now()
-    own_deadline = None if time_budget is None else began + time_budget
+    own_deadline = None if time_budget is None else timebudget.now() + time_budget
     prepared = prepare(options, progress)
-    start_share(prepared.study, prepared.lock, started=began,  # the references' share
-                budget=time_budget if time_budget is not None else timeout,
-                share=prepared.options.space.budget.reference_share)
     prepared.tracker = _start_tracking(prepared)
     prepared.deadline = timebudget.make_deadline(prepared.study, prepared.lock, own_deadline,
                                                  time_budget)
+    start_share(prepared.study, prepared.lock, started=timebudget.now(),  # the references'
+                budget=prepared.deadline.left() if prepared.deadline else timeout,
+                share=prepared.options.space.budget.reference_share)
     if prepared.deadline is not None and hasattr(progress, "deadline"):
         progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
     from autotransfer.study.references import conclude
