@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from autotransfer.contract.space import SearchSpace
 from autotransfer.data import (
     LabelledData,
@@ -19,6 +21,7 @@ class StudyNote:
                  storage: str, trials: int | None) -> None:
         import yaml
 
+        self._thread, self._problem = None, None  # save_soon's thread, and what it hit
         sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())
         self.head = "\n".join([
             "# autotransfer study",
@@ -55,6 +58,51 @@ class StudyNote:
         from optuna_dashboard import save_note
 
         save_note(study, self.body(study))
+
+    def save_soon(self, study, storage) -> None:
+        """Save the note from a thread, then load the modules that the final report draws
+        with, while the first trial trains: optuna-dashboard alone imports scikit-learn,
+        SciPy and pandas (1.2 s of the start-up of a 2-core machine; torch releases the GIL
+        while it computes). :meth:`wait` joins it: call it before a later :meth:`save` and
+        before the final writes, never while holding the study lock (the thread takes it)."""
+        import atexit
+        import threading
+
+        self._thread = threading.Thread(target=self._save_then_load, args=(study, storage),
+                                        name="autotransfer-note", daemon=True)
+        self._thread.start()
+        atexit.register(self.wait)  # also when the search ends on an error
+
+    def _save_then_load(self, study, storage) -> None:
+        import importlib
+
+        from autotransfer.study.storage import StudyLock
+
+        try:
+            importlib.import_module("optuna_dashboard")  # before the lock: others wait on it
+            with StudyLock(storage, study.study_name).held():  # its own: locks are per object
+                self.save(study)
+        except Exception as exc:  # the note is a help; a failure is a warning at wait()
+            self._problem = f"dashboard note not saved: {type(exc).__name__}: {exc}"
+        for name in PRELOAD:
+            with contextlib.suppress(Exception):  # the report says what it cannot draw
+                importlib.import_module(name)
+
+    def wait(self) -> None:
+        """Join :meth:`save_soon`'s thread (at once when there is none)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        problem, self._problem = self._problem, None
+        if problem:
+            import warnings
+
+            warnings.warn(problem, stacklevel=2)
+
+
+#: What the final report imports to draw its plots (``autotransfer.study.report``).
+PRELOAD = ("optuna.visualization", "optuna.visualization.matplotlib", "plotly.graph_objects",
+           "matplotlib.pyplot")
 
 
 def _yaml(value) -> str:

@@ -337,8 +337,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
         prepared.recorder = recorder_for(study, study_storage.engine, space)
         return prepared
-    with lock.held():
-        note.save(study)
+    note.save_soon(study, study_storage)  # in a thread, while the first trial starts
     from autotransfer.study.warm_start import prepare_study
 
     space, prepared.recorder = prepare_study(
@@ -424,6 +423,7 @@ def _measure_write(deadline, write) -> list:
 def write_results(prepared: Prepared, failed: list[str] | None = None) -> SearchResult:
     """The leaderboard and best.yaml of what the study holds now."""
     options, study = prepared.options, prepared.study
+    prepared.note.wait()  # the first dashboard note is saved
     rows = leaderboard(study)
     out_dir = Path(options.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -494,6 +494,7 @@ def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
     def update_note(study, t) -> None:
         best = best_trial(study) if t.state == TrialState.COMPLETE else None
         if best is not None and best.number == t.number:
+            note.wait()  # the first note first (its thread takes the lock)
             with lock.held():
                 note.save(study)
 
