@@ -345,7 +345,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         prescreen_by=options.prescreen_by, history=options.history,
         warm_start=options.warm_start, device=torch_device, seed=options.seed,
         trust_remote_code=options.trust_remote_code, references=options.references,
-        trials=options.trials,
+        trials=options.trials, defer_history=options.workers == 1,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared
