@@ -60,11 +60,12 @@ class StudyNote:
         save_note(study, self.body(study))
 
     def save_soon(self, study, storage) -> None:
-        """Save the note from a thread, then load the modules that the final report draws
-        with, while the first trial trains: optuna-dashboard alone imports scikit-learn,
-        SciPy and pandas (1.2 s of the start-up of a 2-core machine; torch releases the GIL
-        while it computes). :meth:`wait` joins it: call it before a later :meth:`save` and
-        before the final writes, never while holding the study lock (the thread takes it)."""
+        """Save the note from a thread, then load the modules that the final writes use
+        (:data:`PRELOAD`), while the first trial trains: optuna-dashboard alone imports
+        scikit-learn, SciPy and pandas (1.2 s of the start-up of a 2-core machine; torch
+        releases the GIL while it computes). :meth:`wait` joins it: call it before a later
+        :meth:`save` and before the final writes, never while holding the study lock (the
+        thread takes it)."""
         import atexit
         import threading
 
@@ -100,9 +101,10 @@ class StudyNote:
             warnings.warn(problem, stacklevel=2)
 
 
-#: What the final report imports to draw its plots (``autotransfer.study.report``).
+#: What the final writes import: the report's plotting modules (``autotransfer.study.report``)
+#: and SciPy's statistics for the scores' intervals (``autotransfer.study.intervals``; 0.5-1.4 s).
 PRELOAD = ("optuna.visualization", "optuna.visualization.matplotlib", "plotly.graph_objects",
-           "matplotlib.pyplot")
+           "matplotlib.pyplot", "scipy.stats")
 
 
 def _yaml(value) -> str:
