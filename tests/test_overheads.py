@@ -98,3 +98,30 @@ def test_a_note_that_cannot_be_saved_is_a_warning_at_wait(class_folders, tmp_pat
         note.wait()
     assert [str(w.message) for w in caught] == [
         "dashboard note not saved: ValueError: no body"]
+
+
+def test_a_note_put_off_until_training_is_saved_at_once_when_the_search_ends(class_folders,
+                                                                             tmp_path):
+    import time
+
+    from optuna_dashboard import get_note
+
+    from autotransfer.finetune.first_step import FIRST_STEP
+
+    was_set = FIRST_STEP.is_set()
+    FIRST_STEP.clear()  # no trial of this process has trained yet
+    try:
+        storage = make_storage(f"sqlite:///{tmp_path}/p.db")
+        study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
+        note = StudyNote(load_data(class_folders), parse_space(SPACE), space_file=None,
+                         storage="sqlite:///p.db", trials=1)
+        note.save_soon(study, storage, after_first_step=True)
+        time.sleep(0.3)
+        assert get_note(study) == ""  # put off: no training step yet
+        started = time.monotonic()
+        note.wait()  # the search ends without a trained step: saved now, not after PUT_OFF
+        assert time.monotonic() - started < 30
+        assert get_note(study).startswith("# autotransfer study")
+    finally:
+        if was_set:
+            FIRST_STEP.set()

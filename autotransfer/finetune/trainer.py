@@ -23,6 +23,7 @@ from autotransfer.finetune.cache import (
 )
 from autotransfer.finetune.cache_views import ViewPlan, plan_views, stack_views, take_views
 from autotransfer.finetune.device import to_device
+from autotransfer.finetune.first_step import FIRST_STEP
 from autotransfer.finetune.freezing import n_frozen_groups, train_mode
 from autotransfer.finetune.methods import apply_method
 from autotransfer.finetune.metrics import classification_scores
@@ -312,6 +313,7 @@ class Trainer:
                 scheduler.step()
                 if self.first_batch_at is None:  # the first step done (issue 29's measure)
                     self.first_batch_at = time.time()
+                    FIRST_STEP.set()
                 total_loss += loss.item() * len(labels)
                 seen += len(labels)
             seconds = time.perf_counter() - start

@@ -337,7 +337,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
         prepared.recorder = recorder_for(study, study_storage.engine, space)
         return prepared
-    note.save_soon(study, study_storage)  # in a thread, while the first trial starts
+    # in a thread, once the first trial trains here (a worker process would not signal it)
+    note.save_soon(study, study_storage, after_first_step=options.workers == 1)
     from autotransfer.study.warm_start import prepare_study
 
     space, prepared.recorder = prepare_study(
