@@ -144,10 +144,12 @@ def phases_main(out: Path, argv: list[str]) -> None:
     import importlib._bootstrap as bootstrap
 
     find_and_load = bootstrap._find_and_load
-    depth = [0]
+    depth = [0]  # of the main thread's nested imports (other threads' imports are not timed)
 
     def timed_import(*args, **kwargs):  # every import's seconds count as "import", wherever
         if depth[0] or threading.current_thread() is not main_thread:
+            if threading.current_thread() is not main_thread:
+                return find_and_load(*args, **kwargs)
             depth[0] += 1
             try:
                 return find_and_load(*args, **kwargs)
