@@ -215,8 +215,12 @@ def search(
     metric = result.best["metric"] if result.best else "score"
     console.print(leaderboard_table(result.leaderboard, metric))
     counts = state_counts(result.leaderboard)
-    first = [r.first_batch_at - started_at for r in trial_records(result.study)
-             if (r.first_batch_at or 0) >= started_at]  # this run's trials
+    from autotransfer.study.timebudget import process_age
+
+    age = process_age()  # of the process (interpreter and imports included); 0.0 without /proc
+    launched = started_at - age + (time.perf_counter() - started) if age else started_at
+    first = [r.first_batch_at - launched for r in trial_records(result.study)
+             if (r.first_batch_at or 0) >= started_at]  # this run's trials, from the launch
     console.print(
         f"study {result.study.study_name!r}: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed; "

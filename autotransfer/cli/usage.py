@@ -67,9 +67,10 @@ def show_usage_error(exc: Exception) -> int:
 
 
 def exit_at_once(code: int) -> None:
-    """End the process now, as a time budget needs: the exit handlers run and the output is
-    flushed, but the interpreter's teardown of torch and the other modules (3-6 s on a loaded
-    2-core machine) is skipped; every file is already written and closed."""
+    """End the process now, as a time budget needs and as every command that loaded torch
+    does: the exit handlers run and the output is flushed, but the interpreter's teardown of
+    torch and the other modules (2-6 s on a 2-core machine) is skipped; every file is already
+    written and closed."""
     import atexit
     import contextlib
 

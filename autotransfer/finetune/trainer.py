@@ -23,6 +23,7 @@ from autotransfer.finetune.cache import (
 )
 from autotransfer.finetune.cache_views import ViewPlan, plan_views, stack_views, take_views
 from autotransfer.finetune.device import to_device
+from autotransfer.finetune.first_step import FIRST_STEP
 from autotransfer.finetune.freezing import n_frozen_groups, train_mode
 from autotransfer.finetune.methods import apply_method
 from autotransfer.finetune.metrics import classification_scores
@@ -167,7 +168,7 @@ class Trainer:
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._activations: dict[str, Any] = {}
         self.cache_seconds = 0.0  # spent computing prefix activations (misses)
-        self.first_batch_at: float | None = None  # wall clock (time.time()) of the first step
+        self.first_batch_at: float | None = None  # wall clock (time.time()): first step done
         self._run = torch.compile(self._forward) if compile else self._forward
         # batches without autograd: large ones fill a GPU (and shrink with the batch size when
         # a trial is retried after running out of memory); on a CPU, beyond ~32 images the
@@ -298,8 +299,6 @@ class Trainer:
                     self.batch_check()
                 inputs = self._inputs(batch, train=True)
                 labels = labels.to(self.device, non_blocking=True)
-                if self.first_batch_at is None:
-                    self.first_batch_at = time.time()
                 with self.autocast:
                     loss = self.loss_fn(self._run(inputs), labels)
                 if not torch.isfinite(loss):
@@ -310,6 +309,9 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 scheduler.step()
+                if self.first_batch_at is None:  # the first step done (issue 29's measure)
+                    self.first_batch_at = time.time()
+                    FIRST_STEP.set()
                 total_loss += loss.item() * len(labels)
                 seen += len(labels)
             seconds = time.perf_counter() - start

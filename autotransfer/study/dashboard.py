@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 from autotransfer.contract.space import SearchSpace
 from autotransfer.data import LabelledData
 from autotransfer.study.report import best_trial
@@ -15,6 +19,8 @@ class StudyNote:
                  storage: str, trials: int | None) -> None:
         import yaml
 
+        self._thread, self._problem = None, None  # save_soon's thread, and what it hit
+        self._go = threading.Event()  # set by wait(): the thread waits no longer
         sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())
         self.head = "\n".join([
             "# autotransfer study",
@@ -51,6 +57,63 @@ class StudyNote:
         from optuna_dashboard import save_note
 
         save_note(study, self.body(study))
+
+    def save_soon(self, study, storage, *, after_first_step: bool = False) -> None:
+        """Save the note from a thread, then load the modules that the final writes use
+        (:data:`PRELOAD`), while the first trial trains: optuna-dashboard alone imports
+        scikit-learn, SciPy and pandas (1.2 s of the start-up of a 2-core machine; torch
+        releases the GIL while it computes). :meth:`wait` joins it: call it before a later
+        :meth:`save` and before the final writes, never while holding the study lock (the
+        thread takes it). ``after_first_step`` (the trials run in this process): the thread
+        starts its work once a trial has done its first training step
+        (:data:`autotransfer.finetune.first_step.FIRST_STEP`, at most :data:`PUT_OFF` s)."""
+        import atexit
+
+        self._thread = threading.Thread(target=self._save_then_load,
+                                        args=(study, storage, after_first_step),
+                                        name="autotransfer-note", daemon=True)
+        self._thread.start()
+        atexit.register(self.wait)  # also when the search ends on an error
+
+    def _save_then_load(self, study, storage, after_first_step: bool) -> None:
+        import importlib
+
+        from autotransfer.finetune.first_step import FIRST_STEP
+        from autotransfer.study.storage import StudyLock
+
+        end = time.monotonic() + PUT_OFF
+        while (after_first_step and not FIRST_STEP.is_set() and time.monotonic() < end
+               and not self._go.wait(0.1)):  # wait() says go: the search ends
+            pass
+        try:
+            importlib.import_module("optuna_dashboard")  # before the lock: others wait on it
+            with StudyLock(storage, study.study_name).held():  # its own: locks are per object
+                self.save(study)
+        except Exception as exc:  # the note is a help; a failure is a warning at wait()
+            self._problem = f"dashboard note not saved: {type(exc).__name__}: {exc}"
+        for name in PRELOAD:
+            with contextlib.suppress(Exception):  # the report says what it cannot draw
+                importlib.import_module(name)
+
+    def wait(self) -> None:
+        """Join :meth:`save_soon`'s thread (at once when there is none)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._go.set()
+            thread.join()
+        problem, self._problem = self._problem, None
+        if problem:
+            import warnings
+
+            warnings.warn(problem, stacklevel=2)
+
+
+#: Seconds the note's thread waits at most for the first training step.
+PUT_OFF = 60.0
+#: What the final writes import: the report's plotting modules (``autotransfer.study.report``)
+#: and SciPy's statistics for the scores' intervals (``autotransfer.study.intervals``; 0.5-1.4 s).
+PRELOAD = ("optuna.visualization", "optuna.visualization.matplotlib", "plotly.graph_objects",
+           "matplotlib.pyplot", "scipy.stats")
 
 
 def _yaml(value) -> str:

@@ -268,8 +268,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
         prepared.recorder = recorder_for(study, study_storage.engine, space)
         return prepared
-    with lock.held():
-        note.save(study)
+    # in a thread, once the first trial trains here (a worker process would not signal it)
+    note.save_soon(study, study_storage, after_first_step=options.workers == 1)
     from autotransfer.study.warm_start import prepare_study
 
     space, prepared.recorder = prepare_study(
@@ -277,7 +277,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         prescreen_by=options.prescreen_by, history=options.history,
         warm_start=options.warm_start, device=torch_device, seed=options.seed,
         trust_remote_code=options.trust_remote_code, references=options.references,
-        trials=options.trials,
+        trials=options.trials, defer_history=options.workers == 1,
         budgeted=options.time_budget is not None or options.timeout is not None,
     )
     prepared.options = replace(prepared.options, space=space)
@@ -374,6 +374,7 @@ def _measure_write(deadline, write) -> list:
 def write_results(prepared: Prepared, failed: list[str] | None = None) -> SearchResult:
     """The leaderboard and best.yaml of what the study holds now."""
     options, study = prepared.options, prepared.study
+    prepared.note.wait()  # the first dashboard note is saved
     rows = leaderboard(study)
     out_dir = Path(options.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -445,6 +446,7 @@ def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
     def update_note(study, t) -> None:
         best = best_trial(study) if t.state == TrialState.COMPLETE else None
         if best is not None and best.number == t.number:
+            note.wait()  # the first note first (its thread takes the lock)
             with lock.held():
                 note.save(study)
 

