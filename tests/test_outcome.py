@@ -15,6 +15,7 @@ from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.hyperparameters import for_modality
 from autotransfer.contract.manager import pm
 from autotransfer.contract.space import parse_space
+from autotransfer.study.records import StudyRecord
 from autotransfer.study.references import enqueue_references, reference_params
 from autotransfer.study.scores import chance_level, divergence, per_class_scores, worst_class
 from autotransfer.study.storage import StudyLock, make_storage
@@ -90,7 +91,8 @@ def test_reference_params_are_the_documented_defaults_within_the_space():
 
 def test_references_run_first_count_towards_trials_and_are_marked(tiny_zoo, class_folders,
                                                                    tmp_path):
-    result = _run(class_folders, tmp_path, trials=5)
+    listed = {**SPACE, "budget": {"reference_order": "listed"}}  # the space's order
+    result = _run(class_folders, tmp_path, trials=5, space=listed)
     trials = result.study.get_trials()
     assert len(trials) == 5
     kinds = [t.user_attrs.get("reference") for t in trials]
@@ -120,7 +122,7 @@ def test_references_run_first_count_towards_trials_and_are_marked(tiny_zoo, clas
     assert "winner's curse" in report and "| val 95% |" in report
 
     # resumed: the references are not enqueued again
-    again = _run(class_folders, tmp_path, trials=6)
+    again = _run(class_folders, tmp_path, trials=6, space=listed)
     assert [t.user_attrs.get("reference") for t in again.study.get_trials()][4:] == [None] * 2
 
 
@@ -138,9 +140,16 @@ def test_references_are_enqueued_once_per_study(tmp_path):
     study = optuna.create_study(study_name="q", storage=storage, direction="maximize")
     lock = StudyLock(storage, "q")
     space = parse_space(SPACE)
-    assert len(enqueue_references(study, lock, space, None)) == 4
+    lines = enqueue_references(study, lock, space, None)
+    # without a pre-screen the probes go first; the defaults wait for their scores
+    assert len(lines) == 3 and "wait for the linear probes' scores" in lines[-1]
     assert enqueue_references(study, lock, space, None) == []  # a second worker, a resume
-    assert len(study.get_trials()) == 4
+    assert len(study.get_trials()) == 2
+    assert len(StudyRecord.of(study).pending_references) == 2
+    listed = parse_space({**SPACE, "budget": {"reference_order": "listed"}})
+    other = optuna.create_study(study_name="l", storage=storage, direction="maximize")
+    assert len(enqueue_references(other, StudyLock(storage, "l"), listed, None)) == 4
+    assert len(other.get_trials()) == 4
 
 
 def test_transfer_effect_trains_the_best_again_from_random_weights(tiny_zoo, class_folders,

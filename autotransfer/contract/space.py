@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autotransfer.contract.budget import BudgetPlan
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
 from autotransfer.contract.objectives import COSTS, METRICS, OBJECTIVES
 from autotransfer.contract.strategies import build
@@ -124,6 +125,8 @@ class SearchSpace(_Strict):
     objectives: list[str] | None = None  # [metric, latency_ms, ...]: a multi-objective study
     constraints: dict[str, float] = Field(default_factory=dict)  # upper bounds on costs
     pick: str | None = None  # the objective that picks best.yaml's trial on the front
+    # how a small budget is spent (references, rungs, costs): autotransfer.contract.budget
+    budget: BudgetPlan = Field(default_factory=BudgetPlan)
 
     @field_validator("backbones", mode="before")
     @classmethod

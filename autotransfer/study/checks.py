@@ -7,6 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
+from autotransfer.contract.budget import BudgetPlan
 from autotransfer.contract.collect import get_registry
 from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data.fingerprint import changes, data_fingerprint
@@ -23,7 +24,8 @@ def _space_fingerprint(space: SearchSpace) -> str:
     data = space.model_dump(mode="json")
     if data.get("sampler") == "tpe":
         del data["sampler"]
-    for key, default in (("objectives", None), ("constraints", {}), ("pick", None)):
+    for key, default in (("objectives", None), ("constraints", {}), ("pick", None),
+                         ("budget", BudgetPlan().model_dump(mode="json"))):
         if data.get(key) == default:  # spaces from before objectives keep their fingerprint
             data.pop(key, None)
     return json.dumps(data, sort_keys=True)

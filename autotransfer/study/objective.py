@@ -12,7 +12,7 @@ from autotransfer.data import (
     LabelledData,
 )
 from autotransfer.errors import first_line
-from autotransfer.study import timebudget
+from autotransfer.study import reference_share, timebudget
 from autotransfer.study.measure import check_params_bound, measure_trial, trial_value
 from autotransfer.study.pruners import report_epoch
 from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
@@ -85,7 +85,11 @@ def make_objective(ctx: TrialContext):
         record = TrialWriter(trial)
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
                        device=str(device), classes=data.classes, seed=ctx.seed)
-        skip = timebudget.not_starting(ctx.deadline, trial.study, spec.id, params)
+        skip = timebudget.not_starting(ctx.deadline, trial.study, spec.id, params,
+                                       costs=space.budget.cost_aware)
+        skip = skip or reference_share.not_starting(  # a reference beyond its share of time
+            trial.study, trial.user_attrs.get(REFERENCE), spec.label, spec.id, params,
+            space.epochs, share=space.budget.reference_share)
         if skip is not None:  # does not count towards --trials
             record.not_started(skip)
             raise optuna.TrialPruned(skip)

@@ -71,6 +71,9 @@ STUDY_WRITE_SECONDS = "write_seconds"  # the last measured write of the results
 STUDY_REFERENCES = "references"  # the kinds of the enqueued reference trials, in order
 STUDY_TRANSFER_EFFECT = "transfer_effect"  # trial, val, test, scratch_val/test_score
 STUDY_SELECTION = "selection"  # objectives, directions, constraints, pick (study.selection)
+STUDY_COSTS = "backbone_costs"  # {backbone id: its timed step} (study.backbone_cost)
+STUDY_PENDING_REFERENCES = "pending_references"  # [[kind, params]]: enqueued after the probes
+STUDY_REFERENCE_UNTIL = "reference_until"  # the end of the references' share, time.time()
 
 
 @dataclass(frozen=True)
@@ -366,6 +369,9 @@ class StudyRecord:
     references: list[str] | None = None  # None: not enqueued yet
     transfer_effect: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None  # None: one maximised metric (older studies)
+    costs: dict[str, dict[str, Any]] | None = None  # None: not measured (study.backbone_cost)
+    pending_references: list[list[Any]] | None = None  # [kind, params] held for the probes
+    reference_until: float | None = None  # the references' share ends (study.reference_share)
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -382,6 +388,9 @@ class StudyRecord:
             references=attrs.get(STUDY_REFERENCES),
             transfer_effect=attrs.get(STUDY_TRANSFER_EFFECT),
             selection=attrs.get(STUDY_SELECTION),
+            costs=attrs.get(STUDY_COSTS),
+            pending_references=attrs.get(STUDY_PENDING_REFERENCES),
+            reference_until=attrs.get(STUDY_REFERENCE_UNTIL),
         )
 
 
@@ -406,6 +415,18 @@ def set_warm_start(study, enqueued: list[dict[str, Any]]) -> None:
 
 def set_references(study, kinds: list[str]) -> None:
     study.set_user_attr(STUDY_REFERENCES, kinds)
+
+
+def set_costs(study, costs: dict[str, dict[str, Any]]) -> None:
+    study.set_user_attr(STUDY_COSTS, costs)
+
+
+def set_pending_references(study, pending: list[list[Any]]) -> None:
+    study.set_user_attr(STUDY_PENDING_REFERENCES, pending)
+
+
+def set_reference_until(study, at: float | None) -> None:
+    study.set_user_attr(STUDY_REFERENCE_UNTIL, at)
 
 
 def set_transfer_effect(study, effect: dict[str, Any]) -> None:

@@ -1,12 +1,21 @@
-"""The order reference trials run in: the pre-screen's rank, then the measured cost.
+"""The order reference trials run in: promise, then measured cost, cheapest informative first.
 
 Reference trials are the floor of a search; under a small budget they may be all it runs, so
-the most informative cheap ones go first. Linear probes come before default configurations
-(a probe fits a head on cached frozen features: seconds); within each kind, backbones are
-ordered by the pre-screen's score (best first, the ranking the study recorded with
-``prescreen``), and equal scores by the pre-screen's measured seconds per backbone (a timed
-forward pass over the same sample, the cost known before any trial), cheapest first. Without
-a pre-screen record the space's order stays.
+the most informative cheap ones go first (the space's ``budget.reference_order: ranked``):
+
+- linear probes come before default configurations (a probe fits a head on cached frozen
+  features: seconds), ordered by the pre-screen's score when the study has one, else by cost;
+- the default configurations (and LoRA references) follow, ordered by the pre-screen's score
+  (best first, the ranking the study recorded with ``prescreen``) when there is one, else by
+  their backbone's linear-probe validation score (the probe *is* a pre-screen): without a
+  pre-screen they are held back (:func:`deferred`) and enqueued once the probes have scored
+  (:mod:`autotransfer.study.reference_queue`);
+- equal promise is broken by the measured cost (seconds per epoch of the backbone,
+  :mod:`autotransfer.study.backbone_cost`; else the pre-screen's timed forward pass), cheapest
+  first, then by the space's order.
+
+``reference_order: listed`` keeps the kinds in that order and the backbones as the space lists
+them (the ablation's "off").
 """
 
 from __future__ import annotations
@@ -17,23 +26,53 @@ KIND_ORDER = ("linear_probe", "default")
 
 
 def order_references(planned: list[tuple[str, dict[str, Any]]],
-                     prescreen: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+                     prescreen: dict[str, Any] | None, *,
+                     cost: dict[str, float] | None = None,
+                     probe_scores: dict[str, float] | None = None,
+                     order: str = "ranked") -> list[tuple[str, dict[str, Any]]]:
     """``planned`` (``(kind, params)`` pairs, as :func:`references.reference_params` gives)
-    sorted by kind, then by the pre-screen's score of their backbone (higher first), then by
-    its measured seconds (lower first); the space's order breaks the remaining ties."""
+    in the order they should run.
+
+    Args:
+        planned: the reference trials, ``params["backbone"]`` the backbone's label.
+        prescreen: the study's pre-screen record (``by`` and ``scores`` per label), or None.
+        cost: seconds per epoch per backbone label (the measured cost), where known.
+        probe_scores: the best linear-probe validation score per backbone label, where known;
+            it ranks the other kinds when there is no pre-screen.
+        order: ``ranked`` (promise, then cost) or ``listed`` (the space's order per kind).
+    """
     scores = (prescreen or {}).get("scores") or {}
     by = (prescreen or {}).get("by", "logme")
+    cost, probe_scores = cost or {}, probe_scores or {}
+
+    def promise(kind: str, label: str) -> float:
+        if prescreen is not None:
+            value = scores.get(label, {}).get(by)
+        elif kind != "linear_probe":
+            value = probe_scores.get(label)
+        else:  # probes without a pre-screen: by cost alone
+            return 0.0
+        return -value if isinstance(value, (int, float)) else float("inf")
+
+    def seconds(label: str) -> float:
+        value = cost.get(label, scores.get(label, {}).get("seconds"))
+        return value if isinstance(value, (int, float)) else 0.0
 
     def key(item: tuple[int, tuple[str, dict[str, Any]]]):
         place, (kind, params) = item
-        found = scores.get(params["backbone"], {})
-        score = found.get(by)
-        seconds = found.get("seconds")
-        return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER),
-                -score if isinstance(score, (int, float)) else 0.0,
-                seconds if isinstance(seconds, (int, float)) else 0.0, place)
+        rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+        if order == "listed":
+            return (rank, 0.0, 0.0, place)
+        label = params["backbone"]
+        return (rank, promise(kind, label), seconds(label), place)
 
     return [pair for _, pair in sorted(enumerate(planned), key=key)]
+
+
+def deferred(kind: str, prescreen: dict[str, Any] | None, order: str = "ranked") -> bool:
+    """Whether a reference of ``kind`` waits for the linear probes' scores before it is
+    enqueued: ranked order without a pre-screen, for every kind but the probe."""
+    return order == "ranked" and prescreen is None and kind != "linear_probe"
 
 
 def prunable(kind: str | None) -> bool:

@@ -10,7 +10,8 @@ backbone joins them: the default configuration with ``method: lora`` at the defa
 trial holds ``user_attrs["reference"]`` (``linear_probe``, ``default`` or ``lora``). The pruner
 never stops a linear probe, so the floor always has a score; the other references take part in
 the rungs like any trial (:func:`autotransfer.study.reference_order.prunable`). They run in the
-order of :func:`autotransfer.study.reference_order.order_references` (pre-screen rank, then cost).
+order of :func:`autotransfer.study.reference_order.order_references` (promise, then measured
+cost), and under a time budget within a share of it (:mod:`autotransfer.study.reference_share`).
 
 The *transfer effect* (what the source task's weights add on the target task) is measured by
 training the best configuration once more from random weights, with the same seed and budget.
@@ -33,6 +34,7 @@ from autotransfer.study.records import (
     REFERENCE,
     StudyRecord,
     reference_attrs,
+    set_pending_references,
     set_references,
     set_transfer_effect,
     trial_records,
@@ -82,24 +84,41 @@ def _clip(spec: FloatDistribution | IntDistribution, value: float) -> float:
     return min(max(value, spec.low), spec.high)
 
 
-def enqueue_references(study, lock, space: SearchSpace, trials: int | None) -> list[str]:
+def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
+                       cost: dict[str, float] | None = None) -> list[str]:
     """Enqueue the reference trials on ``study`` (once per study, as many as ``trials`` leaves
-    room for, linear probes first); returns one line per enqueued reference."""
+    room for, in the order of :func:`autotransfer.study.reference_order.order_references`;
+    ``cost`` is each backbone label's measured seconds per epoch). References that wait for
+    the linear probes' scores are recorded as pending instead
+    (:mod:`autotransfer.study.reference_queue` enqueues them). Returns one line per
+    enqueued reference, and one for those held back."""
+    from autotransfer.study.reference_order import deferred, order_references
     from autotransfer.study.workers import tally
 
+    order = space.budget.reference_order
     with lock.held():
-        if StudyRecord.of(study).references is not None:
+        record = StudyRecord.of(study)
+        if record.references is not None:
             return []
-        from autotransfer.study.reference_order import order_references
-
-        planned = order_references(reference_params(space), StudyRecord.of(study).prescreen)
+        planned = order_references(reference_params(space), record.prescreen, cost=cost,
+                                   order=order)
         room = len(planned) if trials is None else max(0, trials - tally(study).counted)
-        chosen = planned[:room]
+        held = [(k, p) for k, p in planned if deferred(k, record.prescreen, order)]
+        chosen = [(k, p) for k, p in planned if not deferred(k, record.prescreen, order)]
+        chosen = chosen[:room]
+        held = held if room > len(chosen) else []  # the room left is counted at release
         for kind, params in chosen:
             study.enqueue_trial(params, user_attrs=reference_attrs(kind))
-        set_references(study, [kind for kind, _ in chosen])
-    return [f"reference: enqueued the {kind.replace('_', ' ')} of {params['backbone']}"
-            for kind, params in chosen]
+        if held:
+            set_pending_references(study, [[kind, params, (cost or {}).get(params["backbone"])]
+                                           for kind, params in held])
+        set_references(study, [kind for kind, _ in chosen + held])
+    lines = [f"reference: enqueued the {kind.replace('_', ' ')} of {params['backbone']}"
+             for kind, params in chosen]
+    if held:
+        lines.append(f"reference: {len(held)} default configuration(s) wait for the linear "
+                     "probes' scores, which order them")
+    return lines
 
 
 def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:

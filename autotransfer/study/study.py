@@ -37,6 +37,7 @@ from autotransfer.study.records import (
     TrialRecord,
     set_write_seconds,
 )
+from autotransfer.study.reference_share import start_share
 from autotransfer.study.report import (
     best_config,
     leaderboard,
@@ -232,6 +233,9 @@ def search(
     prepared.tracker = _start_tracking(prepared)
     prepared.deadline = timebudget.make_deadline(prepared.study, prepared.lock, own_deadline,
                                                  time_budget)
+    start_share(prepared.study, prepared.lock, started=timebudget.now(),  # the references'
+                budget=prepared.deadline.left() if prepared.deadline else timeout,
+                share=prepared.options.space.budget.reference_share)
     if prepared.deadline is not None and hasattr(progress, "deadline"):
         progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
     from autotransfer.study.references import conclude
@@ -347,6 +351,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         warm_start=options.warm_start, device=torch_device, seed=options.seed,
         trust_remote_code=options.trust_remote_code, references=options.references,
         trials=options.trials,
+        budgeted=options.time_budget is not None or options.timeout is not None,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared
@@ -384,8 +389,14 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     """This process's share of the trials (the trial loop of :mod:`.workers`); with a time
     budget, ``checkpoint`` writes the results after the first completed trial (the search's
     own process, not a worker's) to size the reserve for the final write."""
+    from autotransfer.study import cost_aware
+
     options, study = prepared.options, prepared.study
-    study.sampler = make_sampler(options.space, sampler_seed)
+    study.sampler = cost_aware.wrap(make_sampler(options.space, sampler_seed), options.space,
+                                    sampler_seed)
+    study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.rungs)
+    if fitted and checkpoint and progress:
+        progress.note(-1, fitted)
     context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
                            progress, options.trust_remote_code, keep_best=options.keep_dir,
                            cache=make_cache(options.cache_options), compile=options.compile,
@@ -402,6 +413,18 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
         timeout=options.timeout, poll=min(options.heartbeat, 5), deadline=prepared.deadline,
         callbacks=_callbacks(progress, prepared.note, prepared.lock) + recorder,
     )
+
+
+def _fitted_pruner(prepared: Prepared):
+    """The pruner fitted to the trials this run can expect, and the line that says so."""
+    from autotransfer.study.backbone_cost import recorded
+    from autotransfer.study.rungs import expected_trials, fitted_pruner
+
+    options = prepared.options
+    budget = options.time_budget if options.time_budget is not None else options.timeout
+    expected = expected_trials(options.space, options.trials, budget,
+                               recorded(prepared.study))
+    return fitted_pruner(options.space, expected)
 
 
 def _measure_write(deadline, write) -> list:

@@ -13,7 +13,10 @@ included:
   boundary (training, or computing the activation cache) when its next batch cannot; it is
   recorded as pruned with its last score and the reason ``time budget: ...``;
 - a trial does not start when its configuration cannot reach its first report (load, cache,
-  one epoch, validation) in the time left, estimated from the study's trials that did.
+  one epoch, validation) in the time left, estimated from the study's trials that did, or
+  before any did, from its backbone's measured cost (:mod:`autotransfer.study.backbone_cost`;
+  the space's ``budget.cost_aware``);
+- the references take at most a share of the budget (:mod:`autotransfer.study.reference_share`).
 
 :func:`now` is the one clock of all this (tests replace it with a fake one).
 """
@@ -26,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotransfer.study.backbone_cost import estimate_for
 from autotransfer.study.records import StudyRecord, set_deadline, trial_records
 
 MAX_SKIPS = 3  # consecutive configurations too slow to start before a worker stops
@@ -140,14 +144,17 @@ def _records(study) -> list[_Record]:
     ]
 
 
-def estimate_first_report(study, backbone: str, params: dict[str, Any]) -> float | None:
+def estimate_first_report(study, backbone: str, params: dict[str, Any], *,
+                          costs: bool = True) -> float | None:
     """Seconds from a trial's start to its first report for this configuration, from the
     study's trials that reached one: those with the same backbone and input size, the nearest
     in freezing depth, tuning method and batch size (the slowest of equally near ones; the
-    activation cache's cost is part of what they measured). None when no such trial exists yet."""
+    activation cache's cost is part of what they measured). Without such a trial, with
+    ``costs``: the backbone's measured cost (its timed step,
+    :func:`autotransfer.study.backbone_cost.estimate`). None when neither is known."""
     same = [r for r in _records(study) if r.backbone == backbone and r.size == _size(params)]
     if not same:
-        return None
+        return estimate_for(study, backbone, params, 1) if costs else None
     freeze = float(params.get("freeze_fraction", 0.0))
     batch = math.log2(max(1, int(params.get("batch_size", 1))))
     method = str(params.get("method", "finetune"))
@@ -186,13 +193,15 @@ def make_deadline(study, lock, own_at: float | None, budget: float | None) -> De
 
 
 def not_starting(deadline: Deadline | None, study, backbone: str,
-                 params: dict[str, Any]) -> str | None:
-    """Why a sampled configuration must not start (its reason, ``time budget: ...``), or None.
-    A trial without a measured configuration like it starts while time is left."""
+                 params: dict[str, Any], *, costs: bool = True) -> str | None:
+    """Why a sampled configuration must not start (its reason, ``time budget: ...``), or None:
+    it cannot reach its first report (:func:`estimate_first_report`; ``costs``: also from the
+    backbone's measured cost) in the time left. A configuration whose cost is not known
+    starts while time is left."""
     if deadline is None:
         return None
     left = deadline.left()
-    need = estimate_first_report(study, backbone, params)
+    need = estimate_first_report(study, backbone, params, costs=costs)
     if left > 0 and (need is None or need <= left):
         deadline.skipped = 0
         return None

@@ -18,12 +18,14 @@ from autotransfer.study.records import StudyRecord, set_warm_start, warm_start_a
 
 def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
                   prescreen_by, history, warm_start, device, seed, trust_remote_code,
-                  references=False, trials=None):
+                  references=False, trials=None, budgeted=False):
     """Before the first trial: ``prescreen=K`` narrows the space to the K backbones that rank
     best on frozen features, ``warm_start=N`` enqueues the best configurations of the most
     similar past datasets, then ``references`` enqueues the reference trials in the room that
-    ``trials`` leaves (:mod:`.references`). Returns ``(space, recorder)``; the recorder (or
-    None) adds each completed trial to the transfer history."""
+    ``trials`` leaves (:mod:`.references`), ordered by promise and by each backbone's cost,
+    timed once per study where something uses it (:func:`costs_wanted`). Returns
+    ``(space, recorder)``; the recorder (or None) adds each completed trial to the transfer
+    history."""
     from autotransfer.study import history as transfer_history
     from autotransfer.study.prescreen import DEFAULT_BY, narrow_space
 
@@ -60,14 +62,31 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
                     f"distance {config.distance:.2f})")
         if not chosen and StudyRecord.of(study).warm_start == []:
             say(-1, "warm start: no past configuration fits this space")
+    cost = None
+    if costs_wanted(space, references=references, budgeted=budgeted):
+        from autotransfer.study.backbone_cost import label_seconds, measure_costs
+
+        cost = label_seconds(space, measure_costs(
+            study, lock, space, dataset, device, seed=seed,
+            trust_remote_code=trust_remote_code, say=lambda line: say(-1, line)))
     if references:
         from autotransfer.study.references import enqueue_references
 
-        for line in enqueue_references(study, lock, space, trials):
+        for line in enqueue_references(study, lock, space, trials, cost=cost):
             say(-1, line)
     if not history:
         recorder = None
     return space, recorder
+
+
+def costs_wanted(space, *, references: bool, budgeted: bool) -> bool:
+    """Whether the study times each backbone's step (:mod:`.backbone_cost`): under a time
+    budget (the start rule and the references' share use it), or with several backbones when
+    the references are ranked or the starts cost-aware (the space's ``budget``)."""
+    plan = space.budget
+    several = len({b.id for b in space.backbones}) > 1
+    return budgeted or (several and (plan.cost_aware
+                                     or (references and plan.reference_order == "ranked")))
 
 
 def distances(current: dict[str, Any], past: list[dict[str, Any]]) -> list[float]:

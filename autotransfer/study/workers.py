@@ -24,6 +24,7 @@ from typing import Any
 from autotransfer.errors import AutotransferError
 from autotransfer.study.lost_trials import fail_lost_trials, say_waiting
 from autotransfer.study.records import TrialRecord, TrialWriter, next_worker_number
+from autotransfer.study.reference_queue import release_pending
 from autotransfer.study.storage import StudyLock, worker_name
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -116,7 +117,10 @@ def run_trials(
         try:
             fail_lost_trials(study)  # dead workers' trials: failed now, with a reason
             now = tally(study)
-            if trials is None or now.counted < trials or now.waiting:
+            # the references held for the probes' scores (autotransfer.study.reference_queue)
+            if release_pending(study, None if trials is None else trials - now.counted):
+                now = Tally(now.counted, running=1, waiting=0, retried=now.retried)
+            elif trials is None or now.counted < trials or now.waiting:
                 remaining = None if timeout is None else timeout - (time.monotonic() - started)
                 study.optimize(locked_objective, n_trials=1, timeout=remaining,
                                catch=(Exception,), callbacks=list(callbacks))

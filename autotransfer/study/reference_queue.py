@@ -1,0 +1,67 @@
+"""Reference trials held back until the linear probes have scored, then enqueued in order.
+
+Without a pre-screen, the linear probe of each backbone is what ranks the backbones (a probe is
+a pre-screen that also gives a floor), so the default configurations
+(:func:`autotransfer.study.reference_order.deferred`) are recorded as pending when the study
+starts and enqueued by the first worker that finds the queue empty once every probe has
+finished: best probe score first, ties by measured cost. A worker that finds the queue empty
+while a probe still runs elsewhere waits for it (seconds), rather than sampling a trial that
+would jump the queue. The trial count is kept: only as many as ``trials`` still leaves room for
+are enqueued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotransfer.study.records import (
+    REFERENCE,
+    StudyRecord,
+    reference_attrs,
+    set_pending_references,
+)
+
+
+def probe_scores(study) -> tuple[dict[str, float], bool]:
+    """The best completed linear-probe value per backbone label, and whether any probe is
+    still queued or running."""
+    from optuna.trial import TrialState
+
+    scores: dict[str, float] = {}
+    unfinished = False
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(REFERENCE) != "linear_probe":
+            continue
+        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            unfinished = True
+        elif t.state == TrialState.COMPLETE and t.values:
+            label = t.params.get("backbone")
+            scores[label] = max(scores.get(label, -float("inf")), float(t.values[0]))
+    return scores, unfinished
+
+
+def release_pending(study, room: int | None) -> bool:
+    """Run under the study lock before a worker takes a trial: enqueue the pending references
+    once every probe has finished (at most ``room`` of them; None: no limit). Returns True
+    when this worker should wait instead: references are pending, the queue is empty, and a
+    probe still runs."""
+    from optuna.trial import TrialState
+
+    pending: list[list[Any]] | None = StudyRecord.of(study).pending_references
+    if not pending:
+        return False
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return False  # queued trials (the probes among them) go first
+    scores, unfinished = probe_scores(study)
+    if unfinished:
+        return True
+    from autotransfer.study.reference_order import order_references
+
+    items = [(kind, params) for kind, params, _seconds in pending]
+    cost = {params["backbone"]: seconds for _kind, params, seconds in pending
+            if seconds is not None}
+    ordered = order_references(items, None, cost=cost, probe_scores=scores)
+    for kind, params in ordered[: len(ordered) if room is None else max(0, room)]:
+        study.enqueue_trial(params, user_attrs=reference_attrs(kind))
+    set_pending_references(study, [])
+    return False

@@ -1,0 +1,60 @@
+"""The references' share of a time budget: at most a stated fraction of it goes to them.
+
+Under ``time_budget`` or ``timeout``, the reference trials of a run must end by
+``start + share * B``, where ``start`` is when the trials begin (after the data, the pre-screen
+and the timed steps are ready), ``B`` the time for trials from then (``timeout``, or what the
+time budget leaves after its reserve for the final writes) and ``share`` the space's
+``budget.reference_share`` (:data:`autotransfer.contract.budget.REFERENCE_SHARE`, a third,
+by default). The end is stored with the study, so that every worker keeps the same one. A
+reference whose estimate (the backbone's measured cost times the space's epochs,
+:func:`autotransfer.study.backbone_cost.estimate`) does not fit in what is left of the share
+does not start: it is recorded as not started (it does not count towards ``trials``) and its
+reason, one console line, names the backbone and the estimate. The sampled trials get the
+time instead. A reference without a measured cost starts while the share lasts.
+
+The floor stays: the pick is never below the best reference that ran
+(:mod:`autotransfer.study.selection`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotransfer.study import timebudget
+from autotransfer.study.backbone_cost import estimate_for
+from autotransfer.study.records import StudyRecord, set_reference_until
+
+
+def start_share(study, lock, *, started: float, budget: float | None, share: float) -> None:
+    """Record when this run's references' share ends: ``share`` of the ``budget`` seconds
+    for trials from ``started`` (None without a budget: no share)."""
+    with lock.held():
+        set_reference_until(study, None if budget is None else started + share * budget)
+
+
+def not_starting(study, kind: str | None, backbone: str, backbone_id: str,
+                 params: dict[str, Any], epochs: int, *, share: float) -> str | None:
+    """Why the reference trial of ``kind`` must not start (its reason), or None.
+
+    Args:
+        kind: the trial's reference kind (None: a sampled trial, which this rule leaves alone).
+        backbone: the backbone's label, for the message; ``backbone_id`` keys its cost.
+        params: the trial's hyperparameters; ``epochs`` the space's.
+        share: the space's share, for the message.
+    """
+    if kind is None:
+        return None
+    until = StudyRecord.of(study).reference_until
+    if until is None:
+        return None
+    left = until - timebudget.now()
+    need = estimate_for(study, backbone_id, params, epochs)
+    if left > 0 and (need is None or need <= left):
+        return None
+    what = kind.replace("_", " ")
+    if need is None:
+        return (f"reference share: the {what} of {backbone} not started, the references' "
+                f"share ({share:.0%} of the budget) is spent")
+    return (f"reference share: the {what} of {backbone} not started, it needs ~{need:.0f}s "
+            f"({epochs} epochs at the measured cost) and {max(0.0, left):.0f}s of the "
+            f"references' share ({share:.0%} of the budget) are left")

@@ -1,0 +1,356 @@
+"""How a small budget is spent (issue #29): the measured cost of each backbone, the order of the
+references, their share of a time budget, and the space's ``budget`` switches. Tiny timm models
+built from a config (plumbing, not transfer); a fake clock (``timebudget.now``) wherever a test
+is about time, so that none of them measures it."""
+
+import time
+
+import optuna
+import pytest
+import timm
+import torch
+import yaml
+from optuna.trial import TrialState, create_trial
+
+from autotransfer import hookimpl
+from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.collect import reset_registry
+from autotransfer.contract.manager import pm
+from autotransfer.contract.space import parse_space
+from autotransfer.errors import SpaceError
+from autotransfer.study import backbone_cost, timebudget
+from autotransfer.study.records import StudyRecord, set_pending_references
+from autotransfer.study.reference_order import deferred, order_references
+from autotransfer.study.reference_queue import release_pending
+from autotransfer.study.storage import make_storage
+from autotransfer.study.study import search
+from autotransfer_timm import backbone_from_timm
+
+
+class TinyZoo:
+    @hookimpl
+    def register_backbones(self, register):
+        for name in ("a", "b"):
+            register(BackboneEntry(f"tiny/{name}", "image", loader=_tiny))
+
+
+def _tiny(pretrained=True):
+    torch.manual_seed(1234)
+    return backbone_from_timm(timm.create_model("test_efficientnet", num_classes=0))
+
+
+@pytest.fixture
+def tiny_zoo():
+    pm.register(TinyZoo(), name="tiny-budget-zoo")
+    reset_registry()
+    try:
+        yield
+    finally:
+        pm.unregister(name="tiny-budget-zoo")
+        reset_registry()
+
+
+SPACE = {
+    "backbones": ["tiny/a", "tiny/b"],
+    "epochs": 1,
+    "pruner": "none",
+    "params": {"image_size": 32, "batch_size": 8,
+               "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+               "augment": "none"},
+}
+
+
+# --- the switches -------------------------------------------------------------------------
+
+
+def test_the_budget_switches_default_to_everything_on_and_parse():
+    plan = parse_space(SPACE).budget
+    assert (plan.reference_order, plan.rungs, plan.cost_aware) == ("ranked", "fitted", True)
+    assert plan.reference_share == pytest.approx(1 / 3) and plan.is_default()
+    off = parse_space({**SPACE, "budget": yaml.safe_load(
+        "{reference_order: listed, reference_share: 1, rungs: off, cost_aware: false}")})
+    assert off.budget.model_dump() == {"reference_order": "listed", "reference_share": 1.0,
+                                       "rungs": "off", "cost_aware": False}
+
+
+@pytest.mark.parametrize("budget, message", [
+    ({"reference_order": "random"}, "budget.reference_order: must be ranked or listed, "
+                                    "got 'random'"),
+    ({"reference_share": 0}, "budget.reference_share: must be a fraction in (0, 1], got 0"),
+    ({"reference_share": 1.5}, "budget.reference_share: must be a fraction in (0, 1], got 1.5"),
+    ({"rungs": "sometimes"}, "budget.rungs: must be fitted, pruner or off, got 'sometimes'"),
+    ({"cost_aware": "yes"}, "budget.cost_aware: must be true or false, got 'yes'"),
+    ({"share": 0.5}, "unknown key 'share' in budget"),
+])
+def test_a_bad_switch_is_one_line_naming_the_key_and_the_value(budget, message):
+    with pytest.raises(SpaceError) as error:
+        parse_space({**SPACE, "budget": budget}, "space.yaml")
+    assert str(error.value) == f"space.yaml: {message}"
+
+
+# --- the order of the references -------------------------------------------------------------
+
+PLANNED = [(kind, {"backbone": b}) for kind in ("linear_probe", "default")
+           for b in ("slow", "fast", "best")]
+COST = {"slow": 9.0, "fast": 1.0, "best": 5.0}
+
+
+def test_with_a_prescreen_the_references_follow_its_rank_then_the_measured_cost():
+    prescreen = {"by": "logme", "scores": {"slow": {"logme": 0.5, "seconds": 1.0},
+                                           "fast": {"logme": 0.5, "seconds": 9.0},
+                                           "best": {"logme": 0.9, "seconds": 5.0}}}
+    found = [(k, p["backbone"]) for k, p in order_references(PLANNED, prescreen, cost=COST)]
+    # the measured cost (seconds per epoch) breaks the tie, not the pre-screen's forward pass
+    assert found == [("linear_probe", "best"), ("linear_probe", "fast"), ("linear_probe", "slow"),
+                     ("default", "best"), ("default", "fast"), ("default", "slow")]
+    assert not any(deferred(kind, prescreen) for kind, _ in PLANNED)
+
+
+def test_without_a_prescreen_probes_go_cheapest_first_and_defaults_by_probe_score():
+    found = [(k, p["backbone"]) for k, p in order_references(
+        PLANNED, None, cost=COST, probe_scores={"slow": 0.8, "fast": 0.6, "best": 0.8})]
+    assert found == [("linear_probe", "fast"), ("linear_probe", "best"), ("linear_probe", "slow"),
+                     ("default", "best"), ("default", "slow"), ("default", "fast")]
+    assert [deferred(kind, None) for kind, _ in PLANNED] == [False] * 3 + [True] * 3
+    # listed: the space's order, nothing held back
+    listed = order_references(PLANNED, None, cost=COST, order="listed")
+    assert listed == PLANNED and not deferred("default", None, "listed")
+
+
+def _study(tmp_path, name="q"):
+    storage = make_storage(f"sqlite:///{tmp_path}/q.db")
+    return optuna.create_study(study_name=name, storage=storage, direction="maximize"), storage
+
+
+def test_held_defaults_are_enqueued_once_the_probes_have_scored_best_first(tmp_path):
+    study, _ = _study(tmp_path)
+    distribution = optuna.distributions.CategoricalDistribution(["a", "b"])
+    set_pending_references(study, [["default", {"backbone": "a"}, 1.0],
+                                   ["default", {"backbone": "b"}, 2.0]])
+    study.enqueue_trial({"backbone": "a"}, user_attrs={"reference": "linear_probe"})
+    assert release_pending(study, None) is False  # a probe is queued: it goes first
+    assert len(study.get_trials()) == 1
+    running = study.ask()  # the probe runs (on another worker)
+    assert release_pending(study, None) is True  # wait for it, do not sample
+    study.tell(running, 0.4)
+    study.add_trial(create_trial(params={"backbone": "b"}, distributions={"backbone":
+                                 distribution}, value=0.9,
+                                 user_attrs={"reference": "linear_probe"}))
+    assert release_pending(study, room=1) is False
+    queued = study.get_trials(states=(TrialState.WAITING,))
+    # b's probe scored higher: its default goes first; the room left takes one
+    assert [t.system_attrs["fixed_params"]["backbone"] for t in queued] == ["b"]
+    assert StudyRecord.of(study).pending_references == []
+    assert release_pending(study, None) is False and len(study.get_trials()) == 3
+
+
+# --- the measured cost ---------------------------------------------------------------------
+
+
+def test_the_cost_formula_scales_with_freezing_epochs_and_input_size():
+    cost = {"load_seconds": 1.0, "train_sample_seconds": 0.03, "eval_sample_seconds": 0.01,
+            "size": 96.0, "size_key": "image_size", "batch_size": 32, "n_train": 100,
+            "n_val": 50}
+    full = {"freeze_fraction": 0.0, "image_size": 96}
+    assert backbone_cost.epoch_seconds(cost, full) == pytest.approx(3.0 + 0.5)
+    assert backbone_cost.estimate(cost, full, epochs=3) == pytest.approx(1.0 + 3 * 3.5)
+    probe = {"freeze_fraction": 1.0, "image_size": 96}  # features once, then a head
+    assert backbone_cost.estimate(cost, probe, epochs=3) == pytest.approx(1.0 + 150 * 0.01)
+    twice = {"freeze_fraction": 0.0, "image_size": 192}  # four times the pixels
+    assert backbone_cost.estimate(cost, twice) == pytest.approx(1.0 + 4 * 3.5)
+    lora = {"freeze_fraction": 1.0, "method": "lora", "image_size": 96}
+    assert backbone_cost.estimate(cost, lora) == backbone_cost.estimate(cost, full)
+
+
+def test_the_timed_step_is_recorded_once_per_study_and_reused_on_resume(
+        tiny_zoo, class_folders, tmp_path, monkeypatch):
+    calls = []
+    real = backbone_cost.measure_cost
+
+    def counted(entry, spec, *args, **kwargs):
+        calls.append(spec.id)
+        return real(entry, spec, *args, **kwargs)
+
+    monkeypatch.setattr(backbone_cost, "measure_cost", counted)
+    run = dict(storage=f"sqlite:///{tmp_path}/s.db", study_name="s", out=tmp_path / "out",
+               history=False)
+    first = search(class_folders, parse_space(SPACE), trials=2, **run)
+    assert calls == ["tiny/a", "tiny/b"]
+    costs = StudyRecord.of(first.study).costs
+    assert set(costs) == {"tiny/a", "tiny/b"}
+    for cost in costs.values():
+        assert cost["train_sample_seconds"] > 0 and cost["eval_sample_seconds"] > 0
+        assert (cost["n_train"], cost["n_val"], cost["size"]) == (16, 4, 32.0)
+    search(class_folders, parse_space(SPACE), trials=3, **run)  # resumed: read back
+    assert calls == ["tiny/a", "tiny/b"]
+    # one backbone, no budget: nothing uses a cost, none is timed
+    search(class_folders, parse_space({**SPACE, "backbones": ["tiny/a"]}), trials=1,
+           **{**run, "study_name": "one"})
+    assert calls == ["tiny/a", "tiny/b"]
+
+
+# --- the references' share of a time budget -----------------------------------------------
+
+
+class Clock:
+    """A wall clock that stands still (budget decisions then depend on the costs alone)."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Lines:
+    """The console's trial lines (state and reason)."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[int, str, str]] = []
+
+    def trial_started(self, number, backbone, params) -> None:
+        pass
+
+    def epoch_done(self, number, result, epochs) -> None:
+        pass
+
+    def trial_done(self, number, state, value, reason) -> None:
+        self.done.append((number, state, reason))
+
+    def note(self, number, message) -> None:
+        pass
+
+
+def _fake_costs(per_sample):
+    def measure(entry, spec, data, params, device, **kwargs):
+        seconds = per_sample[spec.id]
+        return {"load_seconds": 0.0, "train_sample_seconds": seconds,
+                "eval_sample_seconds": seconds, "size": 32.0, "size_key": "image_size",
+                "batch_size": 8, "n_train": len(data.train), "n_val": len(data.val)}
+    return measure
+
+
+def test_a_reference_that_cannot_fit_its_share_does_not_start_and_the_floor_holds(
+        tiny_zoo, class_folders, tmp_path, monkeypatch):
+    monkeypatch.setattr(timebudget, "now", Clock())
+    # tiny/b: 20 samples x 2.5 s = ~50 s for its probe or its default; the share of a
+    # 100 s budget is a third of the 90 s its reserve of 10 s leaves, and 90 s leave it room
+    monkeypatch.setattr(backbone_cost, "measure_cost",
+                        _fake_costs({"tiny/a": 0.001, "tiny/b": 2.5}))
+    lines = Lines()
+    result = search(class_folders, parse_space(SPACE), trials=4, time_budget=100,
+                    storage=f"sqlite:///{tmp_path}/s.db", study_name="s", out=tmp_path / "out",
+                    history=False, progress=lines)
+    trials = result.study.get_trials()
+    skipped = [t for t in trials if t.user_attrs.get("not_started")]
+    assert sorted(t.user_attrs["reference"] for t in skipped) == ["default", "linear_probe"]
+    assert {t.params["backbone"] for t in skipped} == {"tiny/b"}
+    reasons = [reason for _, state, reason in lines.done if reason.startswith("reference share")]
+    assert reasons == [t.user_attrs["prune_reason"] for t in skipped]
+    assert "the linear probe of tiny/b not started, it needs ~50s (1 epochs at the measured " \
+           "cost) and 30s of the references' share (33% of the budget) are left" in reasons[0]
+    ran = [t for t in trials if t.user_attrs.get("reference") and t.state == TrialState.COMPLETE]
+    assert [t.params["backbone"] for t in ran] == ["tiny/a", "tiny/a"]
+    # the skipped ones do not count: four trials ran, two references and two sampled
+    assert sum(not t.user_attrs.get("not_started") for t in trials) == 4
+    assert result.best["val_score"] >= max(t.value for t in ran)  # the floor
+
+
+def test_a_share_of_one_lets_every_reference_that_fits_the_budget_start(
+        tiny_zoo, class_folders, tmp_path, monkeypatch):
+    monkeypatch.setattr(timebudget, "now", Clock())
+    monkeypatch.setattr(backbone_cost, "measure_cost",
+                        _fake_costs({"tiny/a": 0.001, "tiny/b": 2.5}))
+    space = parse_space({**SPACE, "budget": {"reference_share": 1.0}})
+    result = search(class_folders, space, trials=4, time_budget=100,
+                    storage=f"sqlite:///{tmp_path}/s.db", study_name="s", out=tmp_path / "out",
+                    history=False)
+    kinds = [t.user_attrs.get("reference") for t in result.study.get_trials()]
+    assert kinds == ["linear_probe", "linear_probe", "default", "default"]
+    assert not any(t.user_attrs.get("not_started") for t in result.study.get_trials())
+
+
+# --- the rungs ----------------------------------------------------------------------------
+
+
+def test_a_hyperband_too_wide_for_the_expected_trials_becomes_one_bracket_from_epoch_one():
+    from autotransfer.study.rungs import expected_trials, fitted_pruner
+
+    space = parse_space({**SPACE, "epochs": 3, "pruner": "hyperband"})
+    pruner, line = fitted_pruner(space, 10)  # 2 brackets need 2 * 3**2 = 18 trials
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    assert line == ("rungs: successive halving from epoch 1, the top 1/3 of each rung goes on "
+                    "(~10 trials expected; hyperband's 2 brackets need 18)")
+    assert isinstance(fitted_pruner(space, 18)[0], optuna.pruners.HyperbandPruner)
+    assert isinstance(fitted_pruner(space, None)[0], optuna.pruners.HyperbandPruner)
+    as_set = parse_space({**space.model_dump(), "budget": {"rungs": "pruner"}})
+    pruner, line = fitted_pruner(as_set, 10)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner) and line is None
+    off = parse_space({**space.model_dump(), "budget": {"rungs": "off"}})
+    assert isinstance(fitted_pruner(off, 10)[0], optuna.pruners.NopPruner)
+    median = parse_space({**SPACE, "epochs": 3, "pruner": "median"})
+    assert isinstance(fitted_pruner(median, 10)[0], optuna.pruners.MedianPruner)
+    # no trial count: the budget over the measured seconds to a first report
+    cost = {"load_seconds": 1.0, "train_sample_seconds": 0.1, "eval_sample_seconds": 0.1,
+            "size": 32.0, "size_key": "image_size", "batch_size": 8, "n_train": 30, "n_val": 10}
+    assert expected_trials(space, None, 100.0, {"tiny/a": cost, "tiny/b": cost}) == 20
+    assert expected_trials(space, 7, 100.0, {}) == 7
+    assert expected_trials(space, None, None, {"tiny/a": cost}) is None
+
+
+# --- cost-aware starts ----------------------------------------------------------------------
+
+
+def _completed(study, label, value, reference=None):
+    distribution = optuna.distributions.CategoricalDistribution(["tiny/a", "tiny/b"])
+    study.add_trial(create_trial(params={"backbone": label}, distributions={"backbone":
+                                 distribution}, value=value,
+                                 user_attrs={"reference": reference} if reference else {}))
+
+
+def _costs(study, a, b):
+    cost = {"load_seconds": 0.0, "eval_sample_seconds": 0.0, "size": 32.0,
+            "size_key": "image_size", "batch_size": 8, "n_train": 100, "n_val": 100}
+    study.set_user_attr("backbone_costs", {"tiny/a": {**cost, "train_sample_seconds": a},
+                                           "tiny/b": {**cost, "train_sample_seconds": b}})
+
+
+def test_among_backbones_of_similar_promise_the_cheaper_is_drawn_more(tmp_path):
+    from autotransfer.study.cost_aware import EARLY_TRIALS, backbone_weights, wrap
+
+    study, _ = _study(tmp_path)
+    space = parse_space(SPACE)
+    _costs(study, a=0.04, b=0.01)  # b is four times cheaper
+    weights = backbone_weights(study, space, before=99)
+    assert weights["tiny/b"] == pytest.approx(4 * weights["tiny/a"])  # nothing scored yet
+    _completed(study, "tiny/a", 0.80, "linear_probe")
+    _completed(study, "tiny/b", 0.75, "linear_probe")  # within 2 SE (0.08) of 0.80
+    assert backbone_weights(study, space, before=99)["tiny/b"] > 0
+    _completed(study, "tiny/a", 0.95, "default")  # now b is far below: not similar
+    assert backbone_weights(study, space, before=99) == {"tiny/a": pytest.approx(1 / 4.0),
+                                                         "tiny/b": 0.0}
+    # the wrapped sampler draws the early trials' backbone by those weights, seeded
+    cheap, _ = _study(tmp_path, "cheap")
+    _costs(cheap, a=0.09, b=0.01)
+    cheap.sampler = wrap(optuna.samplers.RandomSampler(seed=0), space, seed=0)
+    drawn = []
+    for _ in range(EARLY_TRIALS + 20):
+        trial = cheap.ask()
+        drawn.append(space.suggest(trial)[0].label)
+        cheap.tell(trial, state=TrialState.PRUNED)
+    assert drawn[:EARLY_TRIALS].count("tiny/b") >= 4  # p = 0.9 each
+    assert drawn[EARLY_TRIALS:].count("tiny/a") >= 5  # then the random sampler alone
+    # a multivariate TPE past its start-up still leaves the early trials' backbone to the draw
+    tpe, _ = _study(tmp_path, "tpe")
+    _costs(tpe, a=0.09, b=0.01)
+    tpe.sampler = wrap(optuna.samplers.TPESampler(multivariate=True, n_startup_trials=1,
+                                                  seed=0), space, seed=0)
+    early = []
+    for _ in range(EARLY_TRIALS):
+        trial = tpe.ask()
+        early.append(space.suggest(trial)[0].label)
+        tpe.tell(trial, 0.5)
+    assert early.count("tiny/b") >= 4
+    off = parse_space({**SPACE, "budget": {"cost_aware": False}})
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    assert wrap(sampler, off, seed=0) is sampler
