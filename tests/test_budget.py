@@ -233,25 +233,31 @@ def _fake_costs(per_sample):
 def test_a_reference_that_cannot_fit_its_share_does_not_start_and_the_floor_holds(
         tiny_zoo, class_folders, tmp_path, monkeypatch):
     monkeypatch.setattr(timebudget, "now", Clock())
-    # tiny/b: 20 samples x 2.5 s = ~50 s for its probe or its default; the share of a
-    # 100 s budget is a third of the 90 s its reserve of 10 s leaves, and 90 s leave it room
+    # each backbone: 20 samples x 2.5 s = ~50 s for a reference; the share of a 100 s budget
+    # is a third of the 90 s its reserve of 10 s leaves (the clock stands still), while the
+    # 90 s leave every trial room under the time budget's own rule
     monkeypatch.setattr(backbone_cost, "measure_cost",
-                        _fake_costs({"tiny/a": 0.001, "tiny/b": 2.5}))
+                        _fake_costs({"tiny/a": 2.5, "tiny/b": 2.5}))
     lines = Lines()
     result = search(class_folders, parse_space(SPACE), trials=4, time_budget=100,
                     storage=f"sqlite:///{tmp_path}/s.db", study_name="s", out=tmp_path / "out",
                     history=False, progress=lines)
     trials = result.study.get_trials()
     skipped = [t for t in trials if t.user_attrs.get("not_started")]
-    assert sorted(t.user_attrs["reference"] for t in skipped) == ["default", "linear_probe"]
-    assert {t.params["backbone"] for t in skipped} == {"tiny/b"}
+    # the floor always starts: both linear probes and the best-ranked default configuration;
+    # the second default does not fit the share
+    assert [t.user_attrs["reference"] for t in skipped] == ["default"]
+    defaults = [t for t in trials if t.user_attrs.get("reference") == "default"]
+    assert defaults[0].state == TrialState.COMPLETE and defaults[1] is skipped[0]
     reasons = [reason for _, state, reason in lines.done if reason.startswith("reference share")]
-    assert reasons == [t.user_attrs["prune_reason"] for t in skipped]
-    assert "the linear probe of tiny/b not started, it needs ~50s (1 epochs at the measured " \
+    assert reasons == [skipped[0].user_attrs["prune_reason"]]
+    label = skipped[0].params["backbone"]
+    assert f"the default of {label} not started, it needs ~50s (1 epochs at the measured " \
            "cost) and 30s of the references' share (33% of the budget) are left" in reasons[0]
     ran = [t for t in trials if t.user_attrs.get("reference") and t.state == TrialState.COMPLETE]
-    assert [t.params["backbone"] for t in ran] == ["tiny/a", "tiny/a"]
-    # the skipped ones do not count: four trials ran, two references and two sampled
+    assert sorted(t.user_attrs["reference"] for t in ran) == ["default", "linear_probe",
+                                                               "linear_probe"]
+    # the skipped one does not count: four trials ran, three references and one sampled
     assert sum(not t.user_attrs.get("not_started") for t in trials) == 4
     assert result.best["val_score"] >= max(t.value for t in ran)  # the floor
 
@@ -354,3 +360,28 @@ def test_among_backbones_of_similar_promise_the_cheaper_is_drawn_more(tmp_path):
     off = parse_space({**SPACE, "budget": {"cost_aware": False}})
     sampler = optuna.samplers.RandomSampler(seed=0)
     assert wrap(sampler, off, seed=0) is sampler
+
+
+def test_the_cost_aware_draw_works_under_hyperband_whose_samplers_see_one_bracket(tmp_path):
+    # optuna hands a sampler a per-bracket view of the study under HyperbandPruner (no user
+    # attributes, other brackets' trials hidden); the draw read the costs from it and every
+    # early sampled trial failed before it had a backbone (oracle benchmark, 1/4 budget)
+    from autotransfer.study.cost_aware import EARLY_TRIALS, wrap
+
+    study, _ = _study(tmp_path, "hb")
+    _costs(study, a=0.09, b=0.01)
+    space = parse_space(SPACE)
+    study.pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9,
+                                                  reduction_factor=3)
+    study.sampler = wrap(optuna.samplers.TPESampler(seed=0), space, seed=0)
+
+    def objective(trial):
+        label = space.suggest(trial)[0].label
+        trial.report(0.5, 1)
+        return 0.5 if label == "tiny/a" else 0.6
+
+    study.optimize(objective, n_trials=EARLY_TRIALS + 2)
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE] * (EARLY_TRIALS + 2)
+    early = [t.params["backbone"] for t in study.get_trials()[:EARLY_TRIALS]]
+    assert early.count("tiny/b") >= 4  # p = 0.9 each, drawn from the whole study's costs

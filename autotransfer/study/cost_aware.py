@@ -63,6 +63,13 @@ def wrap(sampler, space, seed: int):
     return CostAwareSampler(sampler, space, seed)
 
 
+def _whole(study):
+    """The study itself: under Hyperband, optuna hands samplers a per-bracket view
+    (``optuna.pruners._filter_study``) that hides the user attributes the costs live in and the
+    other brackets' trials."""
+    return getattr(study, "_study", study)
+
+
 def _sampled_before(study, number: int) -> int:
     """Trials before ``number`` that the sampler chose (not enqueued ones)."""
     return sum(1 for t in study.get_trials(deepcopy=False)
@@ -77,7 +84,7 @@ class CostAwareSampler(BaseSampler):
 
     def infer_relative_search_space(self, study, trial):
         found = self.base.infer_relative_search_space(study, trial)
-        if "backbone" in found and _sampled_before(study, trial.number) < EARLY_TRIALS:
+        if "backbone" in found and _sampled_before(_whole(study), trial.number) < EARLY_TRIALS:
             # an early trial's backbone is drawn by sample_independent below, even once a
             # multivariate sampler samples the rest jointly (its start-up may end earlier:
             # trials a time budget did not start count as pruned ones for TPE)
@@ -88,8 +95,8 @@ class CostAwareSampler(BaseSampler):
         return self.base.sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, param_name: str, param_distribution: Any):
-        if param_name == "backbone" and _sampled_before(study, trial.number) < EARLY_TRIALS:
-            weights = backbone_weights(study, self.space, before=trial.number)
+        if param_name == "backbone" and _sampled_before(_whole(study), trial.number) < EARLY_TRIALS:
+            weights = backbone_weights(_whole(study), self.space, before=trial.number)
             labels = [c for c in param_distribution.choices if weights.get(c, 0.0) > 0]
             if labels:
                 p = np.array([weights[c] for c in labels])

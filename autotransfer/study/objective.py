@@ -82,17 +82,21 @@ def make_objective(ctx: TrialContext):
         ctx.started_at = timebudget.now()
         if ctx.deadline is not None:
             ctx.deadline.trial_started()
-        spec, params = space.suggest(trial)
+        record = TrialWriter(trial)
+        try:
+            spec, params = space.suggest(trial)
+        except Exception as exc:  # a sampler's fault still leaves the trial a reason
+            record.failed(f"sampling failed: {describe(exc)}")
+            raise
         params = apply_reference(trial, params)
         entry = registry.get(spec.id)
-        record = TrialWriter(trial)
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
                        device=str(device), classes=data.classes, seed=ctx.seed)
         skip = timebudget.not_starting(ctx.deadline, trial.study, spec.id, params,
                                        costs=space.budget.cost_aware)
         skip = skip or reference_share.not_starting(  # a reference beyond its share of time
             trial.study, trial.user_attrs.get(REFERENCE), spec.label, spec.id, params,
-            space.epochs, share=space.budget.reference_share)
+            space.epochs, share=space.budget.reference_share, number=trial.number)
         if skip is not None:  # does not count towards --trials
             record.not_started(skip)
             raise optuna.TrialPruned(skip)
