@@ -239,3 +239,53 @@ def test_a_search_records_the_method_and_trainable_params_and_best_yaml_names_it
     best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     assert best["params"]["method"] in ("finetune", "lora")
     assert ("lora_rank" in best["params"]) == (best["params"]["method"] == "lora")
+    # report.md's tables show the method and the trainable count like the leaderboards
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| method | freeze | trainable |" in report and "| method | trainable |" in report
+    assert f"| lora | {int(lora[0]['trainable_params']):,} |" in report
+    assert f"| finetune | {int(probe['trainable_params']):,} |" in report
+
+
+@pytest.mark.parametrize("family", ["mobilenetv3", "vit"])
+def test_the_cache_serves_the_frozen_prefix_of_a_partly_frozen_lora_trial(data, family):
+    import timm
+
+    from autotransfer.data import ImagePreprocess
+    from autotransfer.finetune.cache import ActivationCache
+    from autotransfer_timm import backbone_from_timm
+
+    def tiny():
+        torch.manual_seed(0)
+        if family == "vit":
+            model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
+                                      img_size=32, patch_size=8, depth=3)
+            return backbone_from_timm(model, ImagePreprocess(32, (0.5,) * 3, (0.5,) * 3,
+                                                             fixed_size=True))
+        return backbone_from_timm(timm.create_model("mobilenetv3_small_050", pretrained=False,
+                                                    num_classes=0))
+
+    params = {**defaults(), "augment": "none", "image_size": 32, "lr": 3e-3,
+              "freeze_fraction": 0.5}
+    lora = {**params, "method": "lora", "lora_rank": 4}
+    cache = ActivationCache()
+    # a finetune trial with the same frozen prefix fills the cache ...
+    first = Trainer(tiny(), data, params, device=CPU, seed=0, cache=cache)
+    first.fit(1)
+    assert first.cache_status == "miss" and cache.stats.computed == 3  # train, val, test
+    # ... and the LoRA trial takes its prefix features from there: nothing is recomputed
+    cached = Trainer(tiny(), data, lora, device=CPU, seed=0, cache=cache)
+    adapted = {n.split(".lora_")[0] for n in _trainable(cached) if "lora_" in n}
+    frozen_layers = {n.rsplit(".", 1)[0] for n in cached.frozen}
+    assert adapted and not adapted & frozen_layers  # the frozen prefix carries no adapter
+    assert cached.prefix is not None and not any(
+        "lora_" in n for n, _ in cached.prefix.prefix.named_parameters())
+    result = cached.fit(2)
+    assert cached.cache_status == "hit" and cache.stats.computed == 3
+    plain = Trainer(tiny(), data, lora, device=CPU, seed=0, cache=False)
+    expected = plain.fit(2)
+    assert plain.cache_status == "off"
+    for a, b in zip(expected.history, result.history, strict=True):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+        assert b.score == pytest.approx(a.score, abs=1e-6)
+    assert result.test == pytest.approx(expected.test, abs=1e-6)
+    assert result.n_trainable == expected.n_trainable
