@@ -17,6 +17,8 @@ The layers to adapt are chosen by architecture family (:func:`default_targets`):
 - a CNN (no linear layer): its pointwise 1x1 convolutions, each rescaling its input
   channels (peft's "feed-forward" mode). Rescaling their output instead would be a no-op in
   training: the BatchNorm right after each convolution normalises a channel's scale away.
+
+A zoo's ``Backbone.lora_targets`` are LoRA's only; IA3 has no per-backbone declaration yet.
 """
 
 from __future__ import annotations
