@@ -31,7 +31,7 @@ builtin method, and ``lora_rank``) to the space; the other fixes ``method: finet
 is today's search. One arm and seed per call::
 
     OMP_NUM_THREADS=1 python benchmarks/methods.py --compare-search --data image \\
-        --arm searched --seeds 0 --time-budget 240 --json compare.json
+        --arm searched --seeds 0 --time-budget 180 --json compare.json
     python benchmarks/methods.py --compare-search --json compare.json --table
 """
 
