@@ -86,12 +86,18 @@ def test_each_method_trains_what_it_says_and_the_frozen_prefix_nothing(data):
     assert {k.split(".")[0] for k in groups} - {"head"}, "the adapters sit in body groups"
 
 
-def test_lora_trial_trains_adapters_only_and_exports_a_plain_timm_model(data, tmp_path):
+@pytest.mark.parametrize("method, extra", [("lora", {"lora_rank": 4}), ("ia3", {})])
+def test_an_adapter_trial_trains_adapters_only_and_exports_a_plain_timm_model(
+        data, tmp_path, method, extra):
     import safetensors.torch
 
     from autotransfer.model.export import export_model, load_model
 
-    trainer = _trainer(data, "lora", lora_rank=4, lr=3e-3)
+    trainer = _trainer(data, method, lr=3e-3, **extra)
+    adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+                if f".{method}_" in n}
+    assert adapters and all(p.requires_grad for n, p in trainer.model.named_parameters()
+                            if n in adapters)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
               if "base_layer" in n}
     result = trainer.fit(1)
@@ -99,6 +105,8 @@ def test_lora_trial_trains_adapters_only_and_exports_a_plain_timm_model(data, tm
                                      if p.requires_grad)
     for name, tensor in before.items():
         assert torch.equal(dict(trainer.model.named_parameters())[name], tensor), name
+    assert any(not torch.equal(p, adapters[n]) for n, p in trainer.model.named_parameters()
+               if n in adapters), "the adapters trained"
     x = trainer.preprocess.to_input(trainer.preprocess.encode(data, "val")[0][:8], device=CPU)
     trainer.model.eval()
     with torch.inference_mode():
@@ -107,9 +115,9 @@ def test_lora_trial_trains_adapters_only_and_exports_a_plain_timm_model(data, tm
                        modality="image", backbone="timm/test_vit", params=trainer.params,
                        metrics={})
     keys = safetensors.torch.load_file(out / "model.safetensors")
-    assert not any("lora" in k or "base_layer" in k for k in keys)
+    assert not any(method in k or "base_layer" in k for k in keys)
     loaded = load_model(out)
-    assert not any("lora" in n for n, _ in loaded.model.named_modules())
+    assert not any(method in n for n, _ in loaded.model.named_modules())
     with torch.inference_mode():
         got = loaded.model(x)
     assert (got - expected).abs().max().item() < 1e-5
@@ -134,7 +142,9 @@ def test_a_method_registered_from_outside_the_core_runs_a_trial(data, biasnorm):
     assert trainer.fit(1).n_trainable < sum(p.numel() for p in trainer.model.parameters()) / 2
 
 
-def test_lora_on_a_tiny_bert_exports_a_plain_transformers_model(rotten_tomatoes, tmp_path):
+@pytest.mark.parametrize("method, extra", [("lora", {"lora_rank": 4}), ("ia3", {})])
+def test_an_adapter_on_a_tiny_bert_exports_a_plain_transformers_model(
+        rotten_tomatoes, tmp_path, method, extra):
     import transformers
 
     from autotransfer.model.export import export_model, load_model
@@ -149,10 +159,16 @@ def test_lora_on_a_tiny_bert_exports_a_plain_transformers_model(rotten_tomatoes,
     tokenizer.save_pretrained(tmp_path / "bert")
     data = load_data(rotten_tomatoes, seed=0)
     backbone = get_backbone(f"hf-text/{tmp_path / 'bert'}").load()
-    params = {**defaults(), "method": "lora", "lora_rank": 4, "lr": 3e-3, "max_length": 32}
+    params = {**defaults(), "method": method, "lr": 3e-3, "max_length": 32, **extra}
     trainer = Trainer(backbone, data, params, device=CPU, seed=0, cache=False)
-    adapted = {n.split(".lora_")[0] for n, _ in trainer.model.named_parameters() if "lora_" in n}
-    assert any("attention" in n for n in adapted) and any("intermediate" in n for n in adapted)
+    adapted = {n.split(f".{method}_")[0] for n, _ in trainer.model.named_parameters()
+               if f".{method}_" in n}
+    if method == "lora":  # every linear layer
+        assert any("attention" in n for n in adapted) and any("intermediate" in n
+                                                              for n in adapted)
+    else:  # peft's BERT targets: keys, values and the output projections
+        assert {n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1] for n in adapted} == {
+            "self.key", "self.value", "output.dense"}
     trainer.fit(1)
     x = trainer.preprocess.to_input({k: v[:8] for k, v in trainer.preprocess.encode(
         data, "val")[0].items()}, device=CPU)
@@ -164,7 +180,7 @@ def test_lora_on_a_tiny_bert_exports_a_plain_transformers_model(rotten_tomatoes,
                        metrics={})
     assert not list(out.glob("adapter*"))
     loaded = load_model(out)
-    assert not any("lora" in n for n, _ in loaded.model.named_parameters())
+    assert not any(method in n for n, _ in loaded.model.named_parameters())
     with torch.inference_mode():
         got = loaded.model(x)
     assert (got - expected).abs().max().item() < 1e-5
@@ -239,3 +255,79 @@ def test_a_search_records_the_method_and_trainable_params_and_best_yaml_names_it
     best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     assert best["params"]["method"] in ("finetune", "lora")
     assert ("lora_rank" in best["params"]) == (best["params"]["method"] == "lora")
+    # report.md's tables show the method and the trainable count like the leaderboards
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| method | freeze | trainable |" in report and "| method | trainable |" in report
+    assert f"| lora | {int(lora[0]['trainable_params']):,} |" in report
+    assert f"| finetune | {int(probe['trainable_params']):,} |" in report
+
+
+@pytest.mark.parametrize("family", ["mobilenetv3", "vit"])
+def test_the_cache_serves_the_frozen_prefix_of_a_partly_frozen_lora_trial(data, family):
+    import timm
+
+    from autotransfer.data import ImagePreprocess
+    from autotransfer.finetune.cache import ActivationCache
+    from autotransfer_timm import backbone_from_timm
+
+    def tiny():
+        torch.manual_seed(0)
+        if family == "vit":
+            model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
+                                      img_size=32, patch_size=8, depth=3)
+            return backbone_from_timm(model, ImagePreprocess(32, (0.5,) * 3, (0.5,) * 3,
+                                                             fixed_size=True))
+        return backbone_from_timm(timm.create_model("mobilenetv3_small_050", pretrained=False,
+                                                    num_classes=0))
+
+    params = {**defaults(), "augment": "none", "image_size": 32, "lr": 3e-3,
+              "freeze_fraction": 0.5}
+    lora = {**params, "method": "lora", "lora_rank": 4}
+    cache = ActivationCache()
+    # a finetune trial with the same frozen prefix fills the cache ...
+    first = Trainer(tiny(), data, params, device=CPU, seed=0, cache=cache)
+    first.fit(1)
+    assert first.cache_status == "miss" and cache.stats.computed == 3  # train, val, test
+    # ... and the LoRA trial takes its prefix features from there: nothing is recomputed
+    cached = Trainer(tiny(), data, lora, device=CPU, seed=0, cache=cache)
+    adapted = {n.split(".lora_")[0] for n in _trainable(cached) if "lora_" in n}
+    frozen_layers = {n.rsplit(".", 1)[0] for n in cached.frozen}
+    assert adapted and not adapted & frozen_layers  # the frozen prefix carries no adapter
+    assert cached.prefix is not None and not any(
+        "lora_" in n for n, _ in cached.prefix.prefix.named_parameters())
+    result = cached.fit(2)
+    assert cached.cache_status == "hit" and cache.stats.computed == 3
+    plain = Trainer(tiny(), data, lora, device=CPU, seed=0, cache=False)
+    expected = plain.fit(2)
+    assert plain.cache_status == "off"
+    for a, b in zip(expected.history, result.history, strict=True):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+        assert b.score == pytest.approx(a.score, abs=1e-6)
+    assert result.test == pytest.approx(expected.test, abs=1e-6)
+    assert result.n_trainable == expected.n_trainable
+
+
+def test_a_cnns_lora_rank_respects_each_convolutions_width(data):
+    import timm
+
+    from autotransfer.finetune.methods.lora import CONV_RANK_DIVISOR
+    from autotransfer_timm import backbone_from_timm
+
+    torch.manual_seed(0)
+    backbone = backbone_from_timm(timm.create_model("mobilenetv3_large_100", pretrained=False,
+                                                    num_classes=0))
+    params = {**defaults(), "method": "lora", "image_size": 32, "lora_rank": 8,
+              "lora_alpha": 16.0}
+    trainer = Trainer(backbone, data, params, device=CPU, seed=0, cache=False)
+    layers = [m for m in trainer.model.modules() if hasattr(m, "lora_A")]
+    assert layers
+    ranks = set()
+    for layer in layers:
+        conv = layer.get_base_layer()
+        narrow = min(conv.in_channels, conv.out_channels)
+        assert layer.r["default"] == max(1, min(8, narrow // CONV_RANK_DIVISOR)), narrow
+        assert layer.scaling["default"] == pytest.approx(16.0 / 8)  # alpha / r as requested
+        ranks.add(layer.r["default"])
+    assert 1 in ranks and max(ranks) > 2  # narrow layers capped at 1, wider ones less
+    full = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" not in n)
+    assert trainer.fit(1).n_trainable < 0.05 * full

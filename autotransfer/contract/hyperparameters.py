@@ -64,7 +64,7 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     ),
     "method": Hyperparameter(
         "finetune", "how the unfrozen groups train: finetune (every parameter), lora, bitfit "
-        "(biases), layernorm (normalisation parameters); the head always trains",
+        "(biases), layernorm (normalisation parameters), ia3; the head always trains",
         kind=str, affects_features=False, validate=lambda v: _check_method(v),
     ),
     "lora_rank": Hyperparameter(

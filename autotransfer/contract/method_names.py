@@ -15,6 +15,9 @@ METHOD_NAMES: dict[str, str] = {
     "layernorm": "the normalisation parameters of the unfrozen groups, and the head",
     "lora": "low-rank updates of the unfrozen groups' linear layers (Hu et al., 2022; "
             "through Hugging Face peft), and the head",
+    "ia3": "learned vectors rescaling the unfrozen groups' attention keys and values and "
+           "feed-forward activations (Liu et al., 2022; through Hugging Face peft), and the "
+           "head",
 }
 
 #: the methods that ship with autotransfer

@@ -403,18 +403,20 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
                       f"{c['support']} |" for name, c in best["per_class"].items()]
             lines.append("")
     lines += ["## Best per backbone", "",
-              "| backbone | trial | state | val | test | epochs | freeze | lr |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| backbone | trial | state | val | test | epochs | method | freeze | trainable | "
+              "lr |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in per_backbone:
         lines.append(f"| `{r['backbone']}` | {r['trial']} | {r['state']} | "
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
-                     f"{fmt(r['freeze_fraction'], '.2f')} | {fmt(r['lr'], '.1e')} |")
-    lines += ["", "## Leaderboard", "", "| trial | state | backbone | val | val 95% | test | "
-              "test 95% | epochs | latency ms | samples/s | params | MB | why |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                     f"{r['method']} | {fmt(r['freeze_fraction'], '.2f')} | "
+                     f"{fmt(r['trainable_params'], ',')} | {fmt(r['lr'], '.1e')} |")
+    lines += ["", "## Leaderboard", "", "| trial | state | backbone | method | trainable | val | "
+              "val 95% | test | test 95% | epochs | latency ms | samples/s | params | MB | why |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
-        lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | "
+        lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | {r['method']} | "
+                     f"{fmt(r['trainable_params'], ',')} | "
                      f"{fmt(r['val_score'])} | {_ci(r.get('val_score_ci95'), bare=True)} | "
                      f"{fmt(r['test_score'])} | {_ci(r.get('test_score_ci95'), bare=True)} | "
                      f"{r['epochs']} | "

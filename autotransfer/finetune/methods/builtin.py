@@ -1,4 +1,4 @@
-"""The builtin tuning methods: finetune, bitfit, layernorm, lora."""
+"""The builtin tuning methods: finetune, bitfit, layernorm, lora, ia3."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from autotransfer.contract.methods import METHOD_NAMES
 from autotransfer.finetune.freezing import freeze
-from autotransfer.finetune.methods import lora
+from autotransfer.finetune.methods import ia3, lora
 from autotransfer.finetune.methods._base import Tuned, TuningMethod, selective
 
 #: normalisation layers whose parameters ``layernorm`` trains (besides any module whose class
@@ -32,4 +32,5 @@ BUILTIN = [
     selective("layernorm", METHOD_NAMES["layernorm"], _is_norm),
     TuningMethod("lora", METHOD_NAMES["lora"], lora.apply,
                  {k: h for k, h in HYPERPARAMETERS.items() if h.method == "lora"}, lora.merge),
+    TuningMethod("ia3", METHOD_NAMES["ia3"], ia3.apply, {}, ia3.merge),
 ]
