@@ -54,8 +54,11 @@ def tracked(monkeypatch, tmp_path):
         return number == first[0]
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("autotransfer.study.study.make_pruner",
-                        lambda space: DeterministicPruner(prune_first))
+    pruner = DeterministicPruner(prune_first)
+    monkeypatch.setattr("autotransfer.study.study.make_pruner", lambda space: pruner)
+    # the run's pruner is the one fitted to its expected trials (autotransfer.study.rungs)
+    monkeypatch.setattr("autotransfer.study.rungs.fitted_pruner",
+                        lambda space, expected: (pruner, None))
     with registered_plugin(TrackedZoo(), name="tracked-zoo"):
         yield tmp_path
 
