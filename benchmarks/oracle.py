@@ -247,6 +247,19 @@ def _fit(forward, body, head, train, evals, lr: float, epochs: int, batch: int, 
     return {"val": val_by_epoch[-1], "val_by_epoch": val_by_epoch, "test": evals["test"]()}
 
 
+def _fit_probe(body, head, feats: dict, inputs: dict, lr: float, epochs: int, batch: int,
+               seed: int, augment=None) -> dict:
+    """A linear probe: ``head`` alone trained on the frozen ``feats`` of each split."""
+    def forward(x, training):
+        head.train(training)
+        return head(x)
+
+    evals = {s: (lambda s=s: _accuracy(head.eval()(feats[s]), inputs[s][1]))
+             for s in ("val", "test")}
+    return _fit(forward, body, head, (feats["train"], inputs["train"][1]), evals, lr, epochs,
+                batch, seed, augment=augment)
+
+
 def _image_model(name: str):
     import timm
     import torch
@@ -324,14 +337,8 @@ def image_run(name: str, inputs: dict, lr: float, freeze: float, seed: int = 0) 
             pick = (torch.rand(len(index), generator=generator) < 0.5).long()
             return views[pick, index]
 
-        def forward(x, training):
-            head.train(training)
-            return head(x)
-
-        evals = {s: (lambda s=s: _accuracy(head.eval()(feats[s]), inputs[s][1]))
-                 for s in ("val", "test")}
-        return _fit(forward, body, head, (feats["train"], inputs["train"][1]), evals, lr,
-                    IMAGE["epochs"], IMAGE["batch"], seed, augment=probe_views)
+        return _fit_probe(body, head, feats, inputs, lr, IMAGE["epochs"], IMAGE["batch"], seed,
+                          augment=probe_views)
 
     def forward(x, training):
         if training:
@@ -394,14 +401,7 @@ def text_run(inputs: dict, lr: float, freeze: float, seed: int = 0) -> dict:
     if n_frozen == len(groups):
         feats = {s: features(s) for s in inputs}
 
-        def forward(x, training):
-            head.train(training)
-            return head(x)
-
-        evals = {s: (lambda s=s: _accuracy(head.eval()(feats[s]), inputs[s][1]))
-                 for s in ("val", "test")}
-        return _fit(forward, body, head, (feats["train"], inputs["train"][1]), evals, lr,
-                    TEXT["epochs"], TEXT["batch"], seed)
+        return _fit_probe(body, head, feats, inputs, lr, TEXT["epochs"], TEXT["batch"], seed)
 
     def forward(x, training):
         body.train(training)
