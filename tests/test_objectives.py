@@ -3,15 +3,22 @@ with the real packaged image backbones for the searches."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 import yaml
 
+from autotransfer import hookimpl
+from autotransfer.contract.backbone import BackboneEntry
+from autotransfer.contract.collect import reset_registry
+from autotransfer.contract.manager import pm
 from autotransfer.contract.space import parse_space
 from autotransfer.errors import SpaceError
 from autotransfer.study import selection
 from autotransfer.study.records import TrialWriter
 from autotransfer.study.study import search
+from autotransfer_packaged import load_packaged
 
 BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]
 SPACE = {
@@ -231,18 +238,48 @@ def test_a_zoo_that_cannot_build_on_meta_leaves_the_count_after_loading():
         check_params_bound(trial, TransferModel(entry.load(), 3), rule)
 
 
+class BlindZoo:
+    """``blind/mobilenetv2_100``: mobilenetv2_100's real weights (9.1 MB, under the bound) behind
+    features that are always zero, so that it cannot score above chance and the larger lite0
+    is the higher-scoring backbone by construction (training noise cannot swap them)."""
+
+    @hookimpl
+    def register_backbones(self, register):
+        register(BackboneEntry("blind/mobilenetv2_100", "image", loader=_blind))
+
+
+def _blind(pretrained=True):
+    backbone = load_packaged("mobilenetv2_100", pretrained=pretrained)
+    backbone.model.register_forward_hook(lambda module, args, out: out * 0)
+    return dataclasses.replace(backbone, split=None)  # every forward goes through the hook
+
+
+@pytest.fixture
+def blind_zoo():
+    pm.register(BlindZoo(), name="blind-zoo")
+    reset_registry()
+    try:
+        yield
+    finally:
+        pm.unregister(name="blind-zoo")
+        reset_registry()
+
+
 def test_a_size_bound_never_lets_the_higher_scoring_larger_backbone_be_best(fashion_mnist,
-                                                                            tmp_path):
-    """lite0 (13.7 MB) trains, scores higher than mobilenetv2_100 (9.1 MB) and is over the
-    10 MB bound: best.yaml, the leaderboard's first row and the references never name it."""
-    space = {**SPACE, "constraints": {"size_mb": 10.0},
+                                                                            tmp_path, blind_zoo):
+    """lite0 (13.7 MB) trains, scores higher than a 9.1 MB backbone that cannot beat chance and
+    is over the 10 MB bound: best.yaml, the leaderboard's first row and the references never
+    name it."""
+    small, large = "blind/mobilenetv2_100", BACKBONES[1]
+    space = {**SPACE, "backbones": [small, large], "constraints": {"size_mb": 10.0},
              "params": {**SPACE["params"], "image_size": 64}}
     result = _run(fashion_mnist, tmp_path, space)
     trials = [t for t in result.study.trials if t.state.name == "COMPLETE"]
     top = max(trials, key=lambda t: t.value)
-    assert top.user_attrs["backbone"] == BACKBONES[1] and top.user_attrs["size_mb"] > 10
+    assert top.user_attrs["backbone"] == large and top.user_attrs["size_mb"] > 10
     best = yaml.safe_load(result.best_path.read_text())
-    assert best["backbone"] == BACKBONES[0] and best["size_mb"] <= 10
+    assert best["backbone"] == small and best["size_mb"] <= 10
+    assert result.study.trials[best["source"]["trial"]].value < top.value
     assert result.leaderboard[0]["trial"] == best["source"]["trial"]
     assert result.leaderboard[0]["feasible"] is True
-    assert {ref["backbone"] for ref in best["references"].values()} == {BACKBONES[0]}
+    assert {ref["backbone"] for ref in best["references"].values()} == {small}
