@@ -189,6 +189,34 @@ def test_the_timed_step_is_recorded_once_per_study_and_reused_on_resume(
     assert calls == ["tiny/a", "tiny/b"]
 
 
+def test_the_timed_step_leaves_out_a_process_s_slow_first_batches(tiny_zoo, class_folders):
+    """In a fresh search process the first three training batches ran 4x slower than the next
+    (the first backbone then looked 3x dearer): the step warms up past them."""
+    from autotransfer.contract.collect import get_registry
+    from autotransfer.data import load_data
+
+    space = parse_space(SPACE)
+    spec = space.backbones[0]
+    entry = get_registry().get(spec.id)
+    slow = []
+
+    def slow_start(*args, **kwargs):
+        backbone = entry.loader(*args, **kwargs)
+
+        def pause(module, inputs):
+            if module.training and len(slow) < 3:
+                slow.append(1)
+                time.sleep(0.3)
+        backbone.model.register_forward_pre_hook(pause)
+        return backbone
+
+    slowed = BackboneEntry(spec.id, "image", loader=slow_start)
+    cost = backbone_cost.measure_cost(slowed, spec, load_data(class_folders),
+                                      backbone_cost.step_params(space), torch.device("cpu"))
+    assert len(slow) == 3  # the three slow batches ran
+    assert cost["train_sample_seconds"] * cost["batch_size"] < 0.15  # and were not timed
+
+
 # --- the references' share of a time budget -----------------------------------------------
 
 

@@ -2,8 +2,11 @@
 
 The step loads the backbone, builds the trial's model (the :class:`~autotransfer.finetune.
 trainer.Trainer` of the space's default configuration, every layer trained, no activation
-cache) on a few training samples, trains ``1 + TIMED_BATCHES`` batches (the first is a warm-up:
-allocation, lazy initialisation) and evaluates one batch. It records, per backbone id:
+cache) on a few training samples, trains ``WARMUP_BATCHES + TIMED_BATCHES`` batches (the first
+ones are a warm-up: allocation, lazy initialisation; in a fresh search process the first three
+ran 4x slower than the rest, which made the first backbone look 3x dearer than it is) and
+evaluates one batch twice (the first is a warm-up too:
+it decodes the samples and builds the inference kernels). It records, per backbone id:
 
 - ``load_seconds``: loading the weights;
 - ``train_sample_seconds``: one training sample's forward, backward and optimizer step (the
@@ -31,7 +34,8 @@ from typing import Any
 from autotransfer.errors import first_line
 from autotransfer.study.records import StudyRecord, set_costs
 
-TIMED_BATCHES = 3  # after one warm-up batch
+WARMUP_BATCHES = 3  # the first batches of a process ran 4x slower than the next ones
+TIMED_BATCHES = 3
 SIZE_KEYS = ("image_size", "max_length", "clip_seconds")
 
 
@@ -68,8 +72,9 @@ def measure_cost(entry, spec, data, params: dict[str, Any], device, *, seed: int
     from autotransfer.data import LabelledData
     from autotransfer.finetune.trainer import Trainer
 
-    batch = max(2, min(int(params["batch_size"]), len(data.train) // (1 + TIMED_BATCHES)))
-    n = min(len(data.train), batch * (1 + TIMED_BATCHES))
+    steps = WARMUP_BATCHES + TIMED_BATCHES
+    batch = max(2, min(int(params["batch_size"]), len(data.train) // steps))
+    n = min(len(data.train), batch * steps)
     rng = np.random.default_rng(seed)
     index = np.sort(rng.permutation(len(data.train))[:n])
     val_index = np.arange(min(len(data.val), batch))
@@ -87,8 +92,9 @@ def measure_cost(entry, spec, data, params: dict[str, Any], device, *, seed: int
                       evaluate_val=False, batch_check=lambda: stamps.append(time.perf_counter()))
     trainer.fit(1, lambda _result: stamps.append(time.perf_counter()))
     # stamps: the fit's start (before encoding), then before each batch, then the epoch's end
-    durations = [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)][1:]
+    durations = [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)][WARMUP_BATCHES:]
     step = statistics.median(durations) if durations else max(0.0, stamps[-1] - stamps[0])
+    trainer.evaluate("val", batch_size=len(val_index))  # warm-up: encoding, inference kernels
     start = time.perf_counter()
     trainer.evaluate("val", batch_size=len(val_index))
     eval_seconds = time.perf_counter() - start
