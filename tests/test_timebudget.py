@@ -217,6 +217,33 @@ def test_a_worker_stops_after_too_many_configurations_too_slow_to_start(clock):
     assert not deadline.can_start(study)
 
 
+def test_a_first_linear_probe_may_use_the_grace_when_nothing_has_completed(clock):
+    """At an eighth of a grid's compute on text, start-up left 2 s and every search ended with
+    ``no trial completed``: a first linear probe now starts when it can end within
+    ``FLOOR_GRACE`` past the deadline, and keeps that grace while it runs; nothing else does."""
+    study = optuna.create_study(direction="maximize")
+    records.set_costs(study, {"a": {"load_seconds": 1.0, "train_sample_seconds": 0.01,
+                                    "eval_sample_seconds": 0.01, "size": None,
+                                    "size_key": None, "batch_size": 16, "n_train": 300,
+                                    "n_val": 200}})
+    probe = {"freeze_fraction": 1.0, "batch_size": 16}  # 1 + 500 x 0.01 = 6 s
+    deadline = timebudget.Deadline(at=clock.t + 7, reserve=5)  # 2 s for trials
+    assert timebudget.not_starting(deadline, study, "a", probe) == (
+        "time budget: not started, a needs ~6s to its first report and 2s are left")
+    assert timebudget.not_starting(deadline, study, "a", probe, probe=True) is None
+    assert deadline.grace == 5 + timebudget.FLOOR_GRACE
+    assert deadline.left() == pytest.approx(7 + timebudget.FLOOR_GRACE)  # its batches go on
+    deadline.trial_started()  # the next trial has no grace
+    assert deadline.left() == pytest.approx(2)
+    clock.jump(3)  # the time for trials is spent, the probe could still end in the grace
+    assert deadline.can_start(study)
+    late = timebudget.Deadline(at=clock.t + 1, reserve=5)  # 4 s with the grace: too short
+    assert timebudget.not_starting(late, study, "a", probe, probe=True) is not None
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5))  # a result exists
+    assert not deadline.can_start(study)
+    assert timebudget.not_starting(deadline, study, "a", probe, probe=True) is not None
+
+
 def test_a_trial_not_started_does_not_count_towards_trials(clock):
     study = optuna.create_study()
     study.add_trial(create_trial(state=TrialState.PRUNED,

@@ -92,8 +92,10 @@ def make_objective(ctx: TrialContext):
         entry = registry.get(spec.id)
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
                        device=str(device), classes=data.classes, seed=ctx.seed)
+        kind = trial.user_attrs.get(REFERENCE)
         skip = timebudget.not_starting(ctx.deadline, trial.study, spec.id, params,
-                                       costs=space.budget.cost_aware)
+                                       costs=space.budget.cost_aware,
+                                       probe=kind == "linear_probe")
         skip = skip or reference_share.not_starting(  # a reference beyond its share of time
             trial.study, trial.user_attrs.get(REFERENCE), spec.label, spec.id, params,
             space.epochs, share=space.budget.reference_share, number=trial.number)
@@ -101,9 +103,12 @@ def make_objective(ctx: TrialContext):
             record.not_started(skip)
             raise optuna.TrialPruned(skip)
         if progress:
-            kind = trial.user_attrs.get(REFERENCE)
             label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
             progress.trial_started(trial.number, label, params)
+            if ctx.deadline is not None and ctx.deadline.grace > 0:
+                progress.note(trial.number, "time budget: nothing has completed yet, so this "
+                              f"linear probe may end up to {timebudget.FLOOR_GRACE:.0f}s past "
+                              "the budget")
         try:
             return _fine_tune_with_retries(trial, entry, spec, params, ctx)
         except optuna.TrialPruned:
@@ -115,6 +120,8 @@ def make_objective(ctx: TrialContext):
             record.failed(describe(exc))
             raise
         finally:
+            if ctx.deadline is not None:
+                ctx.deadline.grace = 0.0  # a first probe's grace ends with it
             _release_memory(device)
 
     return objective
