@@ -174,19 +174,24 @@ def test_the_timed_step_is_recorded_once_per_study_and_reused_on_resume(
     monkeypatch.setattr(backbone_cost, "measure_cost", counted)
     run = dict(storage=f"sqlite:///{tmp_path}/s.db", study_name="s", out=tmp_path / "out",
                history=False)
-    first = search(class_folders, parse_space(SPACE), trials=2, **run)
+    search(class_folders, parse_space(SPACE), trials=2, **{**run, "study_name": "probes"})
+    assert calls == []  # room for the two linear probes alone: nothing would use a cost
+    first = search(class_folders, parse_space(SPACE), trials=3, **run)
     assert calls == ["tiny/a", "tiny/b"]
     costs = StudyRecord.of(first.study).costs
     assert set(costs) == {"tiny/a", "tiny/b"}
     for cost in costs.values():
         assert cost["train_sample_seconds"] > 0 and cost["eval_sample_seconds"] > 0
         assert (cost["n_train"], cost["n_val"], cost["size"]) == (16, 4, 32.0)
-    search(class_folders, parse_space(SPACE), trials=3, **run)  # resumed: read back
+    search(class_folders, parse_space(SPACE), trials=4, **run)  # resumed: read back
     assert calls == ["tiny/a", "tiny/b"]
     # one backbone, no budget: nothing uses a cost, none is timed
     search(class_folders, parse_space({**SPACE, "backbones": ["tiny/a"]}), trials=1,
            **{**run, "study_name": "one"})
     assert calls == ["tiny/a", "tiny/b"]
+    # room for one of two probes: the cheaper runs, so both are timed
+    search(class_folders, parse_space(SPACE), trials=1, **{**run, "study_name": "cheapest"})
+    assert calls == ["tiny/a", "tiny/b"] * 2
 
 
 def test_the_timed_step_leaves_out_a_process_s_slow_first_batches(tiny_zoo, class_folders):

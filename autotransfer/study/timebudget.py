@@ -20,7 +20,7 @@ included:
 - a search with nothing completed yet is never left empty-handed by its own rule: a linear
   probe that does not fit may still start when it can end within the reserve plus
   :data:`FLOOR_GRACE` seconds past the deadline (then the writes), and the console says so.
-  At an eighth of a 124 s grid's compute (15 s) on text, start-up and the timed step left 2 s
+  At an eighth of a 123 s grid's compute (15 s) on text, start-up and the timed step left 2 s
   and every search ended with ``no trial completed``.
 
 :func:`now` is the one clock of all this (tests replace it with a fake one).

@@ -48,6 +48,7 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
         except Exception as exc:  # the history helps a search; it never stops one
             say(-1, f"transfer history unavailable: {type(exc).__name__}: {first_line(exc)}")
     recorded = StudyRecord.of(study)
+    chosen = []
     if prescreen is not None or recorded.prescreen is not None:
         by = prescreen_by or DEFAULT_BY
         space, ranking, dropped = narrow_space(
@@ -70,7 +71,8 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
         if not chosen and StudyRecord.of(study).warm_start == []:
             say(-1, "warm start: no past configuration fits this space")
     cost = None
-    if costs_wanted(space, references=references, budgeted=budgeted):
+    if costs_wanted(space, references=references, budgeted=budgeted,
+                    trials=None if chosen else trials):
         from autotransfer.study.backbone_cost import label_seconds, measure_costs
 
         cost = label_seconds(space, measure_costs(
@@ -86,14 +88,22 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     return space, recorder
 
 
-def costs_wanted(space, *, references: bool, budgeted: bool) -> bool:
+def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None = None) -> bool:
     """Whether the study times each backbone's step (:mod:`.backbone_cost`): under a time
     budget (the start rule and the references' share use it), or with several backbones when
-    the references are ranked or the starts cost-aware (the space's ``budget``)."""
+    the references are ranked or the starts cost-aware (the space's ``budget``), unless
+    ``trials`` (with no warm start before the references) is room for the linear probes
+    alone in an order the costs cannot change: one probe per backbone, or fewer in the
+    space's listed order. Nothing would read the costs then; a later resume with more
+    trials times them."""
     plan = space.budget
-    several = len({b.id for b in space.backbones}) > 1
-    return budgeted or (several and (plan.cost_aware
-                                     or (references and plan.reference_order == "ranked")))
+    n = len({b.id for b in space.backbones})
+    if budgeted:
+        return True
+    if references and trials is not None and (
+            trials == n or (trials < n and plan.reference_order == "listed")):
+        return False
+    return n > 1 and (plan.cost_aware or (references and plan.reference_order == "ranked"))
 
 
 class DeferredRecorder:
