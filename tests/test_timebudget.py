@@ -244,6 +244,98 @@ def test_a_first_linear_probe_may_use_the_grace_when_nothing_has_completed(clock
     assert timebudget.not_starting(deadline, study, "a", probe, probe=True) is not None
 
 
+def test_a_first_linear_probe_that_started_in_time_goes_on_into_the_grace(clock):
+    """A probe that fitted the start rule but whose frozen features took longer (a text probe
+    at an eighth of the grid's compute was stopped at 8.9 s of its batches, and the search
+    returned nothing) keeps going into the grace; once a trial completed, none does."""
+    study = optuna.create_study(direction="maximize")
+    probe = {"freeze_fraction": 1.0, "batch_size": 16}
+    deadline = timebudget.Deadline(at=clock.t + 20, reserve=5)  # 15 s, nothing measured
+    assert timebudget.not_starting(deadline, study, "a", probe, probe=True) is None
+    assert deadline.probe_floor and deadline.grace == 0
+    for _ in range(15):  # 1 s batches; the last one starts with 1 s left: the grace goes on
+        deadline.check()
+        clock.jump(1)
+    assert deadline.grace == 5 + timebudget.FLOOR_GRACE
+    with pytest.raises(timebudget.TimeBudgetSpent):  # and ends 3 s past the deadline
+        for _ in range(15):
+            deadline.check()
+            clock.jump(1)
+    assert clock.t - deadline.at == pytest.approx(timebudget.FLOOR_GRACE - 1)  # its last batch
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5))
+    later = timebudget.Deadline(at=clock.t + 20, reserve=5)
+    assert timebudget.not_starting(later, study, "a", probe, probe=True) is None
+    assert not later.probe_floor
+    later.trial_started()
+    assert not later.probe_floor
+
+
+def test_the_best_ranked_default_may_finish_in_the_grace_when_what_it_has_left_ends_there(
+        clock):
+    """At a quarter of the oracle's image grid (37 s) MobileNetV2's default, the grid's best,
+    started with 16 s left and was stopped after 2 of its 3 epochs: the floor's default now
+    gets the grace when what it has left to run ends within it, and not otherwise."""
+    fits = timebudget.Deadline(at=clock.t + 20, reserve=5)  # 15 s for trials, 23 s with grace
+    assert not timebudget.floor_grace(fits, 15)  # it fits: no grace
+    assert timebudget.floor_grace(fits, 16)
+    assert fits.left() == pytest.approx(20 + timebudget.FLOOR_GRACE)  # its batches go on
+    assert timebudget.stopping_after(fits, 2, 3, epoch_seconds=16) is None
+    assert not timebudget.floor_grace(fits, 16)  # once per trial
+    fits.trial_started()
+    assert fits.left() == pytest.approx(15)
+    tight = timebudget.Deadline(at=clock.t + 12, reserve=5)  # 15 s with the grace
+    assert not timebudget.floor_grace(tight, 16)
+    assert tight.left() == pytest.approx(7)
+    assert timebudget.stopping_after(tight, 2, 3, epoch_seconds=16) is not None
+    assert not timebudget.floor_grace(tight, None)  # nothing known: no grace
+
+
+class Notes(Jumps):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.lines: list[str] = []
+
+    def note(self, number, message) -> None:
+        self.lines.append(message)
+
+
+@pytest.mark.parametrize("past", [1.0, 10.0])
+def test_the_floor_default_finishes_in_the_grace_only_when_its_last_epoch_ends_there(
+        class_folders, tmp_path, clock, monkeypatch, past):
+    """Through a real search (a linear probe, then the best-ranked default of 2 epochs): after
+    the default's first epoch the clock is moved ``past`` seconds beyond the time for trials.
+    1 s past, its last epoch ends within the grace and it completes; 10 s past, it does not:
+    it is stopped after epoch 1, as any trial is."""
+    real = timebudget.floor_grace
+    calls = []
+
+    def at_epoch_end(deadline, need):
+        calls.append(need)
+        if len(calls) == 2:  # the first call is at its start, the second after epoch 1
+            clock.t = deadline.at - deadline.reserve + past
+        return real(deadline, need)
+
+    monkeypatch.setattr(timebudget, "floor_grace", at_epoch_end)
+    space = {**SPACE, "params": {**SPACE["params"],
+                                 "freeze_fraction": {"type": "float", "low": 0.0, "high": 1.0}}}
+    notes = Notes(clock)
+    result = search(class_folders, parse_space(space), storage=f"sqlite:///{tmp_path}/s.db",
+                    study_name="s", out=tmp_path / "out", progress=notes, history=False,
+                    trials=3, time_budget=1000)
+    default = next(t for t in result.study.trials if t.user_attrs.get("reference") == "default")
+    assert len(calls) >= 2 and calls[1] > 0, "the floor default was not offered the grace"
+    granted = any("this default configuration is the floor" in line for line in notes.lines)
+    if past < timebudget.FLOOR_GRACE:
+        assert granted, notes.lines
+        assert default.state == TrialState.COMPLETE, default.user_attrs.get("prune_reason")
+        assert sorted(default.intermediate_values) == [1, 2]
+    else:
+        assert not granted and default.state == TrialState.PRUNED
+        assert default.user_attrs["prune_reason"].startswith("time budget: stopped after epoch 1")
+    assert len([t for t in result.study.trials if t.state == TrialState.COMPLETE]) == (
+        2 if granted else 1)  # nothing starts after it
+
+
 def test_a_trial_not_started_does_not_count_towards_trials(clock):
     study = optuna.create_study()
     study.add_trial(create_trial(state=TrialState.PRUNED,

@@ -11,6 +11,7 @@ from autotransfer.contract.space import SearchSpace
 from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
 from autotransfer.study import reference_share, timebudget
+from autotransfer.study.backbone_cost import estimate_for
 from autotransfer.study.measure import (
     check_params_before_load,
     check_params_bound,
@@ -64,6 +65,8 @@ class TrialContext:
     compile: bool = False  # torch.compile the trained part
     deadline: timebudget.Deadline | None = None  # --time-budget
     started_at: float = 0.0  # the running trial's start (timebudget.now())
+    floor: bool = False  # the running trial is the best-ranked default (timebudget.floor_grace)
+    grace_said: bool = False  # the console was told of the running trial's grace
     tracker: Any = None  # an experiment tracker (autotransfer.study.trackers), or None
 
     def load_options(self, spec, entry) -> dict[str, Any]:
@@ -102,13 +105,16 @@ def make_objective(ctx: TrialContext):
         if skip is not None:  # does not count towards --trials
             record.not_started(skip)
             raise optuna.TrialPruned(skip)
+        ctx.floor = kind == "default" and reference_share.is_first_default(trial.study,
+                                                                           trial.number)
+        ctx.grace_said = False
+        if ctx.floor:
+            timebudget.floor_grace(ctx.deadline,
+                                   estimate_for(trial.study, spec.id, params, space.epochs))
         if progress:
             label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
             progress.trial_started(trial.number, label, params)
-            if ctx.deadline is not None and ctx.deadline.grace > 0:
-                progress.note(trial.number, "time budget: nothing has completed yet, so this "
-                              f"linear probe may end up to {timebudget.FLOOR_GRACE:.0f}s past "
-                              "the budget")
+            _say_grace(ctx, trial.number)
         try:
             return _fine_tune_with_retries(trial, entry, spec, params, ctx)
         except optuna.TrialPruned:
@@ -121,10 +127,23 @@ def make_objective(ctx: TrialContext):
             raise
         finally:
             if ctx.deadline is not None:
-                ctx.deadline.grace = 0.0  # a first probe's grace ends with it
+                ctx.deadline.grace = 0.0  # the floor's grace ends with its trial
             _release_memory(device)
 
     return objective
+
+
+def _say_grace(ctx: TrialContext, number: int) -> None:
+    """One console line, once per trial, when the running trial may use the floor's grace."""
+    if ctx.progress is None or ctx.deadline is None or ctx.deadline.grace <= 0:
+        return
+    if ctx.grace_said:
+        return
+    ctx.grace_said = True
+    what = ("this default configuration is the floor, so it" if ctx.floor else
+            "nothing has completed yet, so this linear probe")
+    ctx.progress.note(number, f"time budget: {what} may end up to "
+                      f"{timebudget.FLOOR_GRACE:.0f}s past the budget")
 
 
 def describe(exc: BaseException) -> str:
@@ -242,12 +261,17 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
         # the next epoch lasts as long as this one did, validation included (the first one
         # also loaded the backbone: its training time, plus a quarter for validation)
         last = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
+        if ctx.floor:
+            timebudget.floor_grace(ctx.deadline, (space.epochs - result.epoch) * last)
+        _say_grace(ctx, trial.number)
         stop = timebudget.stopping_after(ctx.deadline, result.epoch, space.epochs, last)
         if stop is not None:
             if not rule.multi_objective:  # Optuna cannot report a multi-objective trial
                 trial.report(result.score, result.epoch)
             record.pruned(stop)
             raise optuna.TrialPruned(stop)
+        if ctx.deadline is not None:
+            ctx.deadline.epoch_ended()
         if rule.multi_objective:  # no pruning: Trial.report raises (optuna #3450)
             return
         # the linear probe always finishes; a default configuration is pruned like any trial

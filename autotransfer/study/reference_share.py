@@ -53,7 +53,7 @@ def not_starting(study, kind: str | None, backbone: str, backbone_id: str,
             ranked) is never stopped by the share, nor is a linear probe.
     """
     if kind is None or kind == "linear_probe" or (kind == "default"
-                                                   and _first_default(study, number)):
+                                                   and is_first_default(study, number)):
         return None
     until = StudyRecord.of(study).reference_until
     if until is None:
@@ -71,7 +71,7 @@ def not_starting(study, kind: str | None, backbone: str, backbone_id: str,
             f"references' share ({share:.0%} of the budget) are left")
 
 
-def _first_default(study, number: int | None) -> bool:
+def is_first_default(study, number: int | None) -> bool:
     """Whether trial ``number`` is the study's first default-configuration reference."""
     from autotransfer.study.records import REFERENCE
 

@@ -89,8 +89,10 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
 
 
 def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None = None) -> bool:
-    """Whether the study times each backbone's step (:mod:`.backbone_cost`): under a time
-    budget (the start rule and the references' share use it), or with several backbones when
+    """Whether the study times each backbone's step (:mod:`.backbone_cost`). Never with one
+    backbone: its own first trials measure it, and the time budget's start rule reads them (the
+    step took 5 s of a 17 s budget on text, and the linear probe no longer fitted). With
+    several: under a time budget (the start rule and the references' share use it), or when
     the references are ranked or the starts cost-aware (the space's ``budget``), unless
     ``trials`` (with no warm start before the references) is room for the linear probes
     alone in an order the costs cannot change: one probe per backbone, or fewer in the
@@ -98,12 +100,14 @@ def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None 
     trials times them."""
     plan = space.budget
     n = len({b.id for b in space.backbones})
+    if n == 1:
+        return False
     if budgeted:
         return True
     if references and trials is not None and (
             trials == n or (trials < n and plan.reference_order == "listed")):
         return False
-    return n > 1 and (plan.cost_aware or (references and plan.reference_order == "ranked"))
+    return plan.cost_aware or (references and plan.reference_order == "ranked")
 
 
 class DeferredRecorder:
