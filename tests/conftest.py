@@ -110,3 +110,9 @@ def cli_error(capsys, *args: str) -> str:
     assert info.value.code == 1, err
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
     return err
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first (a stable sort): under pytest-xdist a worker that draws a long test
+    near the end of the run leaves the other core idle; longest first keeps both busy."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
