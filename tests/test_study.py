@@ -93,7 +93,7 @@ def test_a_study_keeps_its_data(flaky_zoo, tmp_path):
     name = first.study.study_name
     with pytest.raises(StorageError, match=(
             f"study '{name}' .* was created with data .*arrows/data \\(classes down, up\\), not "
-            ".*shapes/data \\(classes circle, square\\); pass --study NAME")):
+            ".*shapes/data \\(classes circle, square\\); pass a new study name")):
         search(folders["shapes"], space, trials=2, storage=storage, out=tmp_path / "out")
     with pytest.warns(DataWarning, match=f"resuming study '{name}', created with data "
                                          ".*arrows/data, on .*copy/data"):

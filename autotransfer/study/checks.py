@@ -84,7 +84,7 @@ def check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -
         raise StorageError(
             f"study {study.study_name!r} in {masked_storage} was created with data "
             f"{record.data} (classes {few(classes, noun='classes')}), not {dataset.source} "
-            f"(classes {few(dataset.classes, noun='classes')}); pass --study NAME for a new "
+            f"(classes {few(dataset.classes, noun='classes')}); pass a new study name for a new "
             "study, or the original data"
         )
     _check_same_data(study, dataset)
