@@ -34,8 +34,8 @@ from autotransfer.finetune.optim import param_groups, warmup_cosine
 class EpochResult:
     """What one epoch produced; ``score`` is the study's metric on the validation split.
 
-    ``seconds`` is the epoch's training time, without the validation pass after it;
-    ``samples_per_second`` counts the training samples of that time.
+    ``seconds`` is the epoch's training time, without the validation pass after it
+    (``val_seconds``); ``samples_per_second`` counts the training samples of that time.
     """
 
     epoch: int
@@ -46,6 +46,7 @@ class EpochResult:
     seconds: float
     samples_per_second: float
     val_loss: float = math.nan  # mean cross-entropy on the validation split (nats), no smoothing
+    val_seconds: float = 0.0  # the validation pass after the epoch
 
 
 @dataclass
@@ -317,6 +318,7 @@ class Trainer:
             seconds = time.perf_counter() - start
             accuracy, macro_f1 = (self.evaluate("val") if self.evaluate_val
                                   else (math.nan, math.nan))
+            val_seconds = time.perf_counter() - start - seconds
             epoch_result = EpochResult(
                 epoch=epoch,
                 train_loss=total_loss / max(1, seen),
@@ -326,6 +328,7 @@ class Trainer:
                 seconds=seconds,
                 samples_per_second=seen / seconds if seconds > 0 else 0.0,
                 val_loss=self.losses.get("val", math.nan) if self.evaluate_val else math.nan,
+                val_seconds=val_seconds,
             )
             result.history.append(epoch_result)
             if on_epoch is not None:

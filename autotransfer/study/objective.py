@@ -261,8 +261,9 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
         # the next epoch lasts as long as this one did, validation included (the first one
         # also loaded the backbone: its training time, plus a quarter for validation)
         last = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
-        if ctx.floor:
-            timebudget.floor_grace(ctx.deadline, (space.epochs - result.epoch) * last)
+        if ctx.floor:  # at this epoch's own pace (the first one's without its load)
+            timebudget.floor_grace(ctx.deadline, (space.epochs - result.epoch) * (
+                last if result.epoch > 1 else result.seconds + result.val_seconds))
         _say_grace(ctx, trial.number)
         stop = timebudget.stopping_after(ctx.deadline, result.epoch, space.epochs, last)
         if stop is not None:
