@@ -135,9 +135,7 @@ def make_objective(ctx: TrialContext):
 
 def _say_grace(ctx: TrialContext, number: int) -> None:
     """One console line, once per trial, when the running trial may use the floor's grace."""
-    if ctx.progress is None or ctx.deadline is None or ctx.deadline.grace <= 0:
-        return
-    if ctx.grace_said:
+    if ctx.progress is None or ctx.deadline is None or ctx.deadline.grace <= 0 or ctx.grace_said:
         return
     ctx.grace_said = True
     what = ("this default configuration is the floor, so it" if ctx.floor else

@@ -120,10 +120,15 @@ class Deadline:
         if self.at + self.grace - self.reserve - t > step:
             return
         if self.probe_floor and self.grace == 0:  # a first probe goes on into the grace
-            self.grace = self.reserve + FLOOR_GRACE
+            self.grant_grace()
             if self.at + self.grace - self.reserve - t > step:
                 return
         raise TimeBudgetSpent
+
+    def grant_grace(self) -> None:
+        """Let the running trial end up to :data:`FLOOR_GRACE` seconds past the deadline (its
+        writes after that, in what was the reserve)."""
+        self.grace = self.reserve + FLOOR_GRACE
 
     def epoch_ended(self) -> None:
         """Forget the last batch check: what runs between one epoch's last batch and the
@@ -249,7 +254,7 @@ def not_starting(deadline: Deadline | None, study, backbone: str,
         return None
     if first_probe and (need or 0.0) <= deadline.floor_left():
         deadline.skipped = 0
-        deadline.grace = deadline.reserve + FLOOR_GRACE
+        deadline.grant_grace()
         return None
     deadline.skipped += 1
     if left <= 0:
@@ -272,7 +277,7 @@ def floor_grace(deadline: Deadline | None, need: float | None) -> bool:
         return False
     if need <= deadline.left() or need > deadline.floor_left():
         return False
-    deadline.grace = deadline.reserve + FLOOR_GRACE
+    deadline.grant_grace()
     return True
 
 
