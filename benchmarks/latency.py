@@ -84,9 +84,10 @@ def interleaved(model_dir: Path, args) -> dict[str, list[float]]:
             "threads": torch.get_num_threads()}
 
 
-def _interleaved_in_fresh_process(model_dir: Path, args, threads: int) -> dict[str, list[float]]:
+def _interleaved_in_fresh_process(model_dir: Path, args, threads: int,
+                                  image_size: int) -> dict[str, list[float]]:
     out = subprocess.run([sys.executable, __file__, "--interleave", str(model_dir),
-                          "--image-size", str(args.image_size), "--device", args.device,
+                          "--image-size", str(image_size), "--device", args.device,
                           "--repeats", str(args.repeats), "--rounds", str(args.rounds),
                           "--budget", str(args.budget), "--threads", str(threads)],
                          check=True, capture_output=True, text=True).stdout
@@ -105,6 +106,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--per-class", type=int, default=20)
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-sizes", help="search the input size among these (e.g. "
+                        "64,96,128) instead of fixing --image-size: a user's main latency knob")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0, help="the search's seed")
@@ -134,7 +137,11 @@ def main() -> None:
     space = parse_space({
         "backbones": args.backbones.split(","), "epochs": args.epochs,
         "objectives": ["accuracy", "latency_ms"],
-        "params": {"image_size": args.image_size, "batch_size": 32,
+        "params": {"image_size": (
+                       {"type": "categorical",
+                        "choices": [int(v) for v in args.image_sizes.split(",")]}
+                       if args.image_sizes else args.image_size),
+                   "batch_size": 32,
                    "freeze_fraction": {"type": "float", "low": 0.0, "high": 1.0},
                    "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}},
     })
@@ -155,12 +162,18 @@ def main() -> None:
 
     latencies = {}
     for t in complete:
-        latencies[t.user_attrs["backbone"]] = t.user_attrs["latency_ms"]
-    run = {"seed": args.seed, "uptime_before": load_before, "search_seconds": round(seconds),
+        size = t.params.get("image_size", args.image_size)
+        key = t.user_attrs["backbone"] + ("" if not args.image_sizes else f"@{size}")
+        latencies[key] = t.user_attrs["latency_ms"]
+    run = {"seed": args.seed, "image_sizes": args.image_sizes or str(args.image_size),
+           "per_class": args.per_class, "epochs": args.epochs, "uptime_before": load_before,
+           "search_seconds": round(seconds),
            "trials": len(study.trials), "complete": len(complete),
            "backbone_latency_ms": latencies,
            "front": [{"trial": m["trial"], "backbone": name(m), "val_score": m["val_score"],
-                      "latency_ms": m["latency_ms"]} for m in front],
+                      "latency_ms": m["latency_ms"],
+                      "image_size": m["params"].get("image_size", args.image_size)}
+                     for m in front],
            "front_points": len({(m["val_score"], m["latency_ms"]) for m in front}),
            "front_backbones": len({name(m) for m in front}),
            "measure_share_median": statistics.median(shares),
@@ -169,13 +182,13 @@ def main() -> None:
                                    / sum(t.duration.total_seconds() for t in complete)),
            "models": []}
     print(f"search (seed {args.seed}): {len(study.trials)} trials ({len(complete)} complete) in "
-          f"{seconds:.0f}s on {args.device}, image_size {args.image_size}, {args.per_class} "
+          f"{seconds:.0f}s on {args.device}, image_size {run['image_sizes']}, {args.per_class} "
           f"images per class; recorded latency per backbone: "
           + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(latencies.items())))
     print(f"front: {len(front)} members, {run['front_points']} distinct points, "
           f"{run['front_backbones']} backbones: " + ", ".join(
-              f"#{m['trial']} {name(m)} {m['val_score']:.3f} / {m['latency_ms']:.2f} ms"
-              for m in front))
+              f"#{m['trial']} {name(m)}@{m['image_size']} {m['val_score']:.3f} / "
+              f"{m['latency_ms']:.2f} ms" for m in run["front"]))
     print(f"measuring share of a trial: median {run['measure_share_median']:.2%}, max "
           f"{run['measure_share_max']:.2%} (the first trial of a backbone); of all trials' time "
           f"{run['measure_share_total']:.2%} (target < 5%)")
@@ -184,10 +197,11 @@ def main() -> None:
     for member in front:
         if len(run["models"]) >= args.max_models:
             break
-        if name(member) in seen:  # one timing per backbone: its trials share it
-            continue
-        seen.add(name(member))
         number = member["trial"]
+        pixels = study.trials[number].params.get("image_size", args.image_size)
+        if (name(member), pixels) in seen:  # one timing per network: its trials share it
+            continue
+        seen.add((name(member), pixels))
         if number == picked:
             model_dir = work / "out" / "best-model"
         else:
@@ -196,13 +210,14 @@ def main() -> None:
                                refit_on="train", device=args.device)
         attrs = study.trials[number].user_attrs
         threads = attrs.get("latency_threads", torch.get_num_threads())
-        timing = _interleaved_in_fresh_process(model_dir, args, threads)
+        timing = _interleaved_in_fresh_process(model_dir, args, threads, pixels)
         plain, styled = timing["plain_ms"], timing["recorded_style_ms"]
         recorded = attrs["latency_ms"]
         size = (model_dir / "model.safetensors").stat().st_size / 1e6
         pair = statistics.median(r / p for r, p in zip(styled, plain, strict=True))
         figures = {
-            "trial": number, "backbone": name(member), "threads": timing["threads"],
+            "trial": number, "backbone": name(member), "image_size": pixels,
+            "threads": timing["threads"],
             "recorded_ms": recorded, "plain_quietest_ms": min(plain),
             "plain_median_round_ms": statistics.median(plain),
             "plain_rounds_ms": [round(p, 4) for p in plain],
@@ -213,7 +228,8 @@ def main() -> None:
             "size_mb_recorded": attrs["size_mb"], "safetensors_mb": size,
         }
         run["models"].append(figures)
-        print(f"trial {number} ({name(member)}, {timing['threads']} thread(s)): size_mb recorded "
+        print(f"trial {number} ({name(member)} at {pixels} px, {timing['threads']} thread(s)): "
+              f"size_mb recorded "
               f"{attrs['size_mb']:.3f}, model.safetensors {size:.3f} MB")
         print(f"trial {number}: recorded {recorded:.3f} ms; plain loop on the exported model: "
               f"quietest round {min(plain):.3f} ms, median round {statistics.median(plain):.3f} "
