@@ -42,6 +42,7 @@ def test_space_validates_objectives_constraints_and_pick():
     assert space.metric == "macro_f1" and space.objective_names == ["macro_f1", "latency_ms"]
     for bad, said in (({"constraints": {"accuracy": 0.5}}, "constraints.accuracy"),
                       ({"constraints": {"latency_ms": 0}}, "must be > 0"),
+                      ({"constraints": {"latency_ms": True}}, "latency_ms: expected a number"),
                       ({"objectives": ["latency_ms"]}, "expected one metric"),
                       ({"objectives": ["accuracy", "speed"]}, "unknown objective 'speed'"),
                       ({"pick": "latency_ms"}, "pick: 'latency_ms'")):
@@ -107,6 +108,21 @@ def test_a_latency_bound_no_trial_meets_names_the_least_violating(fashion_mnist,
     assert all(t.constraints["latency_ms"] > 0 for t in complete)
 
 
+def test_a_params_bound_no_configuration_meets_names_the_least_violating(fashion_mnist,
+                                                                         tmp_path):
+    """Every trial is stopped before it loads a weight, so none completes: the end line still
+    names the smallest model and by how much, not a bare "no trial completed"."""
+    result = _run(fashion_mnist, tmp_path, {**SPACE, "constraints": {"params": 1.0e6}})
+    assert result.best is None
+    assert all(t.state.name == "PRUNED" for t in result.study.trials)
+    line = [w for w in result.warnings if w.startswith("no trial meets the constraints")]
+    assert len(line) == 1
+    smallest = min(result.study.trials, key=lambda t: t.user_attrs["params_count"])
+    assert smallest.user_attrs["backbone"] == "packaged/mobilenetv2_100"
+    assert f"trial {smallest.number} (packaged/mobilenetv2_100): params " in line[0]
+    assert "> 1e+06 (+" in line[0]
+
+
 def test_two_objectives_give_a_front_in_best_yaml_and_train_trial_refits_one(
         fashion_mnist, tmp_path):
     from typer.testing import CliRunner
@@ -120,6 +136,8 @@ def test_two_objectives_give_a_front_in_best_yaml_and_train_trial_refits_one(
     assert study.metric_names == ["val accuracy", "latency_ms"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4 and not any(t.intermediate_values for t in complete)  # no pruning
+    # the leaderboard counts the epochs each trained all the same (1 of 1), not the reports
+    assert all(r["epochs"] == 1 for r in result.leaderboard if r["state"] == "complete")
     best = yaml.safe_load(result.best_path.read_text())
     front = best["pareto_front"]
     numbers = {m["trial"] for m in front}

@@ -180,6 +180,17 @@ class SearchSpace(_Strict):
             return [str(c) for c in spec.choices]
         return [str(spec)]
 
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _no_bool_bounds(cls, value: Any) -> Any:
+        # YAML's true/false are ints to pydantic: `latency_ms: true` must not become a 1 ms bound
+        if isinstance(value, dict):
+            for name, bound in value.items():
+                if isinstance(bound, bool):
+                    raise ValueError(f"{name}: expected a number (an upper bound), "
+                                     f"got {bound!r}")
+        return value
+
     def _check_objectives(self) -> None:
         for name, bound in self.constraints.items():
             if name not in COSTS:

@@ -178,7 +178,9 @@ class TrialRecord:
             score=trial.values[0] if state == "complete" and trial.values else last,
             label=trial.params.get("backbone", attrs.get(BACKBONE, "?")),
             sampled=dict(trial.params),
-            epochs_reported=len(steps),
+            # a multi-objective trial reports no intermediate value (Optuna cannot prune it)
+            # but records each epoch it trained
+            epochs_reported=max(len(steps), len(epochs)),
             backbone=attrs.get(BACKBONE),
             pretrained=bool(attrs.get(PRETRAINED, True)),
             params=dict(attrs.get(PARAMS) or {}),

@@ -241,9 +241,12 @@ def score_target(study) -> Callable[[Any], float] | None:
 
 def least_violating(study) -> str | None:
     """With bounds and no feasible completed trial: one line naming the trial that exceeds
-    them least (by the sum of relative excesses) and by how much; else None."""
+    them least (by the sum of relative excesses) and by how much; else None. The trials a
+    bound stopped before training (a ``params`` bound counted on the ``meta`` device) take
+    part: when every configuration is over it, none completes."""
     rule = rule_of(study)
-    records = [r for r in trial_records(study, ("complete",)) if r.violations]
+    records = [r for r in trial_records(study, ("complete", "pruned"))
+               if r.violations and (r.state == "complete" or not r.feasible)]
     if not rule.constraints or not records or feasible(records):
         return None
 
