@@ -254,9 +254,12 @@ def least_violating(study) -> str | None:
         return sum(max(v, 0.0) / rule.constraints[k] for k, v in r.violations.items()
                    if k in rule.constraints)
 
+    def number(name: str, x: float) -> str:  # a count with separators, a measure as is
+        return f"{x:,.0f}" if name == "params" else f"{x:g}"
+
     worst = min(records, key=excess)
-    over = ", ".join(f"{k} {v + rule.constraints[k]:g} > {rule.constraints[k]:g} "
-                     f"(+{v / rule.constraints[k]:.0%})"
+    over = ", ".join(f"{k} {number(k, v + rule.constraints[k])} > "
+                     f"{number(k, rule.constraints[k])} (+{v / rule.constraints[k]:.0%})"
                      for k, v in worst.violations.items() if v > 0)
     return (f"no trial meets the constraints; the least violating is trial {worst.number} "
             f"({worst.backbone or worst.label}): {over}")
