@@ -160,10 +160,12 @@ def main() -> None:
         backbone = member["backbone"]
         return backbone if isinstance(backbone, str) else backbone["id"]
 
+    def pixels_of(number: int) -> int:  # a trial's input size: sampled, else the fixed one
+        return study.trials[number].params.get("image_size", args.image_size)
+
     latencies = {}
     for t in complete:
-        size = t.params.get("image_size", args.image_size)
-        key = t.user_attrs["backbone"] + ("" if not args.image_sizes else f"@{size}")
+        key = t.user_attrs["backbone"] + (f"@{pixels_of(t.number)}" if args.image_sizes else "")
         latencies[key] = t.user_attrs["latency_ms"]
     run = {"seed": args.seed, "image_sizes": args.image_sizes or str(args.image_size),
            "per_class": args.per_class, "epochs": args.epochs, "uptime_before": load_before,
@@ -172,7 +174,7 @@ def main() -> None:
            "backbone_latency_ms": latencies,
            "front": [{"trial": m["trial"], "backbone": name(m), "val_score": m["val_score"],
                       "latency_ms": m["latency_ms"],
-                      "image_size": m["params"].get("image_size", args.image_size)}
+                      "image_size": pixels_of(m["trial"])}
                      for m in front],
            "front_points": len({(m["val_score"], m["latency_ms"]) for m in front}),
            "front_backbones": len({name(m) for m in front}),
@@ -198,7 +200,7 @@ def main() -> None:
         if len(run["models"]) >= args.max_models:
             break
         number = member["trial"]
-        pixels = study.trials[number].params.get("image_size", args.image_size)
+        pixels = pixels_of(number)
         if (name(member), pixels) in seen:  # one timing per network: its trials share it
             continue
         seen.add((name(member), pixels))
