@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotransfer.study.lost_trials import fail_lost_trials, process_gone
+from autotransfer.study.lost_trials import fail_lost_trials, fail_stopped_trials, process_gone
 from autotransfer.study.storage import make_storage
 from conftest import write_images
 
@@ -41,6 +41,11 @@ def _command(*args: str) -> list[str]:
 
 def _trials(tmp_path: Path):
     return optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}").trials
+
+
+def _described(trials) -> list[tuple]:
+    return [(t.number, t.state.name, t.user_attrs.get("fail_reason"),
+             t.user_attrs.get("worker_pid")) for t in trials]
 
 
 def _start_and_wait(args, tmp_path, n_epoch_lines: int, **popen):
@@ -99,10 +104,53 @@ def test_sigterm_to_the_process_group_stops_every_worker(tmp_path):
     for pid in pids:
         assert process_gone(f"{socket.gethostname()}:{pid}", pid)
     trials = _trials(tmp_path)
-    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials), (
+        _described(trials), err)
     reasons = {t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL}
-    assert reasons == {"interrupted by SIGTERM"}
+    assert reasons == {"interrupted by SIGTERM"}, (_described(trials), err)
     assert (tmp_path / "out" / "leaderboard.csv").is_file()
+
+
+WORKER_STOPPED_TWICE = """
+import os, signal, sys, time
+from types import SimpleNamespace
+from autotransfer.study.workers import worker_main
+
+def target(spec):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # the process group's SIGTERM
+        time.sleep(5)
+    except KeyboardInterrupt:  # the trial records its failure; meanwhile the search's
+        os.kill(os.getpid(), signal.SIGTERM)  # terminate() sends a second SIGTERM
+        time.sleep(0.5)
+        print("failure recorded", flush=True)
+        raise
+
+worker_main(target, SimpleNamespace(threads=1, progress=None))
+"""
+
+
+def test_a_second_stop_signal_does_not_interrupt_a_worker_recording_its_trial():
+    """``docker stop`` on the group, then the search's own terminate(): two SIGTERMs."""
+    done = subprocess.run([sys.executable, "-c", WORKER_STOPPED_TWICE], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout == "failure recorded\n", done.stderr
+    assert done.returncode == 130, done.stderr
+
+
+def test_after_a_stop_the_trials_of_gone_workers_fail_as_interrupted(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=make_storage(url))
+    gone, alive = study.ask(), study.ask()
+    pid = _dead_pid()
+    for trial, worker_pid in ((gone, pid), (alive, os.getppid())):
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{worker_pid}")
+        trial.set_user_attr("worker_pid", worker_pid)
+    assert fail_stopped_trials(study, "interrupted by SIGTERM") == [gone.number]
+    first, second = study.get_trials()
+    assert first.state == TrialState.FAIL and second.state == TrialState.RUNNING
+    assert first.user_attrs["fail_reason"] == "interrupted by SIGTERM"
+    assert first.user_attrs["interrupted"] is True
 
 
 def _dead_pid() -> int:

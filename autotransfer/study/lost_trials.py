@@ -17,7 +17,7 @@ import os
 import socket
 import warnings
 
-from autotransfer.study.records import FAIL_REASON, WORKER, WORKER_PID
+from autotransfer.study.records import FAIL_REASON, INTERRUPTED, WORKER, WORKER_PID
 from autotransfer.study.storage import MAX_RETRY
 
 
@@ -76,14 +76,7 @@ def fail_lost_trials(study) -> list[int]:
                 worker = running[trial_id].user_attrs.get(WORKER, "unknown")
                 lost[trial_id] = (f"no heartbeat from its worker {worker} for over "
                                   f"{grace} s")
-    failed = []
-    for trial_id, why in lost.items():
-        try:
-            storage.set_trial_user_attr(trial_id, FAIL_REASON, f"lost: {why}")
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                failed.append(trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker failed it first, or it finished after all
+    failed = [t for t, why in lost.items() if _fail(storage, t, {FAIL_REASON: f"lost: {why}"})]
     callback = storage.get_heartbeat_stale_trial_callback() if heartbeat else None
     for trial_id in failed:
         number = running[trial_id].number
@@ -96,6 +89,38 @@ def fail_lost_trials(study) -> list[int]:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 callback(study, copy.deepcopy(storage.get_trial(trial_id)))
     return [running[t].number for t in failed]
+
+
+def fail_stopped_trials(study, reason: str) -> list[int]:
+    """After a stop signal ended this machine's worker processes: fail the trials they left
+    RUNNING (a worker killed after its grace, or one stopped before it could record its
+    trial) as interrupted, with ``reason`` (``interrupted by SIGTERM``), so that none is left
+    RUNNING once the search says the study is saved. Like the trials the workers failed
+    themselves, they do not count towards the total and are not retried. Returns their
+    numbers."""
+    from optuna.trial import TrialState
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not process_gone(trial.user_attrs.get(WORKER), trial.user_attrs.get(WORKER_PID)):
+            continue
+        if _fail(study._storage, trial._trial_id, {FAIL_REASON: reason, INTERRUPTED: True}):
+            failed.append(trial.number)
+    return failed
+
+
+def _fail(storage, trial_id: int, attrs: dict) -> bool:
+    """Set ``attrs`` and the state FAIL; False when the trial finished meanwhile (another
+    worker failed it first, or it completed after all)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
 
 
 def _grace(storage) -> int | None:

@@ -29,6 +29,7 @@ from autotransfer.outputs import check_out_dir
 from autotransfer.study import timebudget
 from autotransfer.study.checks import check_backbones, check_same_origin
 from autotransfer.study.dashboard import StudyNote
+from autotransfer.study.lost_trials import fail_stopped_trials
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.progress import Progress
@@ -59,6 +60,7 @@ from autotransfer.study.workers import (
     run_local_workers,
     run_trials,
     stop_on_interrupt,
+    stop_reason,
     worker_device,
 )
 
@@ -298,11 +300,16 @@ def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
                         checkpoint=True)
         return []
     threads = cpu_threads(options.workers)
-    codes = run_local_workers([
-        WorkerSpec(options, index=i, device=worker_device(options.device, i), threads=threads,
-                   progress=progress, reserve=deadline.reserve if deadline else 0.0)
-        for i in range(options.workers)
-    ], target=run_worker, stop_at=deadline.at - deadline.reserve / 2 if deadline else None)
+    try:
+        codes = run_local_workers([
+            WorkerSpec(options, index=i, device=worker_device(options.device, i),
+                       threads=threads, progress=progress,
+                       reserve=deadline.reserve if deadline else 0.0)
+            for i in range(options.workers)
+        ], target=run_worker, stop_at=deadline.at - deadline.reserve / 2 if deadline else None)
+    except KeyboardInterrupt:  # the workers are gone: none of their trials stays RUNNING
+        fail_stopped_trials(study, f"interrupted by {stop_reason()}")
+        raise
     failed = [f"worker {i} exited with status {c}" for i, c in enumerate(codes) if c]
     if deadline is not None and deadline.left() <= 0:  # stopped by the last resort
         failed = [f"{f} (stopped at the time budget)" for f in failed]

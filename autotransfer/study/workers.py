@@ -226,6 +226,18 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # may be swallowed (e.g. inside a gc callback): the flag stays
 
 
+def _worker_interrupt(signum, frame):
+    """A worker's stop handler: the first stop signal interrupts its trial; later ones are
+    ignored while that trial records its failure. A process-group SIGTERM (``docker stop``,
+    Slurm) is followed by the search's own ``terminate()``: a second KeyboardInterrupt raised
+    inside Optuna's ``tell`` left the trial RUNNING, or FAIL without its reason. A worker that
+    does not end within ``STOP_GRACE`` seconds is killed by the search."""
+    if _STOP.is_set():
+        _note_signal(signum)
+        return
+    _interrupt(signum, frame)
+
+
 @contextlib.contextmanager
 def stop_on_interrupt():
     """Trials run in this (main) thread: Ctrl-C, SIGTERM and SIGHUP (``STOP_SIGNALS``) raise
@@ -250,7 +262,7 @@ def worker_main(target: Callable[[WorkerSpec], None], spec: WorkerSpec) -> None:
     import torch
 
     for signum in STOP_SIGNALS:  # a stopped worker fails its trial cleanly
-        signal.signal(signum, _interrupt)
+        signal.signal(signum, _worker_interrupt)
     torch.set_num_threads(spec.threads)
     try:
         if spec.progress is not None and hasattr(spec.progress, "worker"):
