@@ -177,7 +177,7 @@ def test_the_timed_step_is_recorded_once_per_study_and_reused_on_resume(
     search(class_folders, parse_space(SPACE), trials=2, **{**run, "study_name": "probes"})
     assert calls == []  # room for the two linear probes alone: nothing would use a cost
     first = search(class_folders, parse_space(SPACE), trials=3, **run)
-    assert calls == ["tiny/a", "tiny/b"]
+    assert calls == ["tiny/a", "tiny/b"]  # by the default trial after the probes
     costs = StudyRecord.of(first.study).costs
     assert set(costs) == {"tiny/a", "tiny/b"}
     for cost in costs.values():
@@ -192,6 +192,32 @@ def test_the_timed_step_is_recorded_once_per_study_and_reused_on_resume(
     # room for one of two probes: the cheaper runs, so both are timed
     search(class_folders, parse_space(SPACE), trials=1, **{**run, "study_name": "cheapest"})
     assert calls == ["tiny/a", "tiny/b"] * 2
+
+
+@pytest.mark.parametrize("budget", [None, 600])
+def test_without_a_budget_the_timed_step_waits_for_the_linear_probes(
+        budget, tiny_zoo, class_folders, tmp_path, monkeypatch):
+    """Nothing before the first sampled trial reads a cost unless a time budget's start rule
+    does: timed first, the step delayed the first batch of ``make demo`` by 2.8 s."""
+    stamps = []
+    real = backbone_cost.measure_cost
+
+    def stamped(*args, **kwargs):
+        stamps.append(time.time())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backbone_cost, "measure_cost", stamped)
+    result = search(class_folders, parse_space(SPACE), trials=4, time_budget=budget,
+                    storage=f"sqlite:///{tmp_path}/s.db", study_name="s",
+                    out=tmp_path / "out", history=False)
+    trials = result.study.trials
+    assert [t.user_attrs.get("reference") for t in trials[:2]] == ["linear_probe"] * 2
+    assert len(stamps) == 2 and set(StudyRecord.of(result.study).costs) == {"tiny/a", "tiny/b"}
+    if budget is None:  # after both probes, before the first default trains
+        assert min(stamps) > max(t.datetime_complete.timestamp() for t in trials[:2])
+        assert max(stamps) < trials[2].user_attrs["first_batch_at"]
+    else:  # the start rule reads them before the first trial
+        assert max(stamps) < trials[0].datetime_start.timestamp()
 
 
 def test_the_timed_step_leaves_out_a_process_s_slow_first_batches(tiny_zoo, class_folders):

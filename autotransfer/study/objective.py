@@ -68,6 +68,9 @@ class TrialContext:
     floor: bool = False  # the running trial is the best-ranked default (timebudget.floor_grace)
     grace_said: bool = False  # the console was told of the running trial's grace
     tracker: Any = None  # an experiment tracker (autotransfer.study.trackers), or None
+    costs_due: bool = False  # the backbones' costs are wanted: timed (or read back) before
+    # the first trial that is not a linear probe (warm_start.costs_before_trials)
+    lock: Any = None  # the StudyLock (the timed step records its costs under it)
 
     def load_options(self, spec, entry) -> dict[str, Any]:
         return spec.load_options(entry, trust_remote_code=self.trust_remote_code)
@@ -82,6 +85,9 @@ def make_objective(ctx: TrialContext):
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         _release_memory(device)  # whatever the last trial left, before this one allocates
+        if ctx.costs_due and trial.user_attrs.get(REFERENCE) != "linear_probe":
+            ctx.costs_due = False  # before the sampler draws (the cost-aware draw reads them)
+            _time_backbones(ctx, trial.study)
         ctx.started_at = timebudget.now()
         if ctx.deadline is not None:
             ctx.deadline.trial_started()
@@ -131,6 +137,16 @@ def make_objective(ctx: TrialContext):
             _release_memory(device)
 
     return objective
+
+
+def _time_backbones(ctx: TrialContext, study) -> None:
+    """The study's timed step (:func:`autotransfer.study.backbone_cost.measure_costs`): read
+    back when recorded, else measured and recorded now."""
+    from autotransfer.study.backbone_cost import measure_costs
+
+    say = ctx.progress.note if ctx.progress else (lambda number, message: None)
+    measure_costs(study, ctx.lock, ctx.space, ctx.data, ctx.device, seed=ctx.seed,
+                  trust_remote_code=ctx.trust_remote_code, say=lambda line: say(-1, line))
 
 
 def _say_grace(ctx: TrialContext, number: int) -> None:

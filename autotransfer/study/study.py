@@ -280,7 +280,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         warm_start=options.warm_start, device=torch_device, seed=options.seed,
         trust_remote_code=options.trust_remote_code, references=options.references,
         trials=options.trials, defer_history=options.workers == 1,
-        budgeted=options.time_budget is not None or options.timeout is not None,
+        budgeted=_budgeted(options),
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared
@@ -324,6 +324,7 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     budget, ``checkpoint`` writes the results after the first completed trial (the search's
     own process, not a worker's) to size the reserve for the final write."""
     from autotransfer.study import cost_aware
+    from autotransfer.study.warm_start import costs_wanted
 
     options, study = prepared.options, prepared.study
     study.sampler = cost_aware.wrap(make_sampler(options.space, sampler_seed), options.space,
@@ -334,7 +335,10 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
                            progress, options.trust_remote_code, keep_best=options.keep_dir,
                            cache=make_cache(options.cache_options), compile=options.compile,
-                           deadline=prepared.deadline, tracker=prepared.tracker)
+                           deadline=prepared.deadline, tracker=prepared.tracker,
+                           costs_due=costs_wanted(options.space, references=options.references,
+                                                  budgeted=_budgeted(options)),
+                           lock=prepared.lock)
     recorder = [prepared.recorder] if prepared.recorder else []
     if prepared.tracker is not None:
         from autotransfer.study.trackers import trial_callback
@@ -347,6 +351,11 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
         timeout=options.timeout, poll=min(options.heartbeat, 5), deadline=prepared.deadline,
         callbacks=_callbacks(progress, prepared.note, prepared.lock) + recorder,
     )
+
+
+def _budgeted(options: SearchOptions) -> bool:
+    """A time budget or a timeout bounds the search."""
+    return options.time_budget is not None or options.timeout is not None
 
 
 def _fitted_pruner(prepared: Prepared):

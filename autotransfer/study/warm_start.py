@@ -24,7 +24,9 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     best on frozen features, ``warm_start=N`` enqueues the best configurations of the most
     similar past datasets, then ``references`` enqueues the reference trials in the room that
     ``trials`` leaves (:mod:`.references`), ordered by promise and by each backbone's cost,
-    timed once per study where something uses it (:func:`costs_wanted`). Returns
+    timed once per study where something uses it (:func:`costs_wanted`): here when something
+    before the first trial reads it (:func:`costs_before_trials`), else by the first trial
+    after the linear probes. Returns
     ``(space, recorder)``; the recorder (or None) adds each completed trial to the transfer
     history. ``defer_history`` (the trials run in this process): without a warm start, the
     dataset's meta-features are computed when the first trial completes, not before the first
@@ -71,8 +73,8 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
         if not chosen and StudyRecord.of(study).warm_start == []:
             say(-1, "warm start: no past configuration fits this space")
     cost = None
-    if costs_wanted(space, references=references, budgeted=budgeted,
-                    trials=None if chosen else trials):
+    if costs_before_trials(space, references=references, budgeted=budgeted,
+                           trials=None if chosen else trials):
         from autotransfer.study.backbone_cost import label_seconds, measure_costs
 
         cost = label_seconds(space, measure_costs(
@@ -108,6 +110,22 @@ def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None 
             trials == n or (trials < n and plan.reference_order == "listed")):
         return False
     return plan.cost_aware or (references and plan.reference_order == "ranked")
+
+
+def costs_before_trials(space, *, references: bool, budgeted: bool,
+                        trials: int | None) -> bool:
+    """Whether :func:`prepare_study` times the backbones before the first trial: when the
+    costs are wanted (:func:`costs_wanted`) and something before the first trial reads them:
+    a time budget's start rule, or room for fewer linear probes than backbones (the costs
+    choose which probes run). Otherwise the first trial that is not a linear probe times them
+    (``TrialContext.costs_due``), before its sampler draws the backbone: timed first, they
+    delayed the first trial's first batch on ``make demo`` from about 4.7 s to 7.5 s, and
+    only the cost-aware draw after the probes read them."""
+    if not costs_wanted(space, references=references, budgeted=budgeted, trials=trials):
+        return False
+    few_probes = references and trials is not None and trials < len(
+        {b.id for b in space.backbones})
+    return budgeted or few_probes
 
 
 class DeferredRecorder:
