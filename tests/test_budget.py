@@ -248,6 +248,58 @@ def test_the_timed_step_leaves_out_a_process_s_slow_first_batches(tiny_zoo, clas
     assert cost["train_sample_seconds"] * cost["batch_size"] < 0.15  # and were not timed
 
 
+def test_a_stop_during_the_timed_step_fails_its_trial_as_interrupted(
+        tiny_zoo, class_folders, tmp_path, monkeypatch):
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the first default trial times the backbones
+
+    monkeypatch.setattr(backbone_cost, "measure_cost", stopped)
+    url = f"sqlite:///{tmp_path}/s.db"
+    with pytest.raises(KeyboardInterrupt):
+        search(class_folders, parse_space(SPACE), trials=3, storage=url, study_name="s",
+               out=tmp_path / "out", history=False)
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    assert trials[2].user_attrs["fail_reason"].startswith("interrupted by ")
+    assert trials[2].user_attrs["interrupted"] is True  # it does not count towards --trials
+
+
+def test_workers_timing_the_backbones_together_time_each_once(
+        tiny_zoo, class_folders, tmp_path, monkeypatch):
+    """Two workers reach their first default trial at once (each after its own probe): one
+    times the backbones under the study lock, the other waits and reads them back."""
+    import threading
+
+    from autotransfer.data import load_data
+    from autotransfer.study.storage import StudyLock
+
+    calls = []
+    real = backbone_cost.measure_cost
+
+    def counted(entry, spec, *args, **kwargs):
+        calls.append(spec.id)
+        time.sleep(0.2)  # both workers are inside the step at the same time
+        return real(entry, spec, *args, **kwargs)
+
+    monkeypatch.setattr(backbone_cost, "measure_cost", counted)
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    space, data = parse_space(SPACE), load_data(class_folders)
+    found = []
+
+    def worker():
+        found.append(backbone_cost.measure_costs(study, StudyLock(storage, "s"), space, data,
+                                                 torch.device("cpu")))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(calls) == ["tiny/a", "tiny/b"]
+    assert found[0] == found[1] == StudyRecord.of(study).costs
+
+
 # --- the references' share of a time budget -----------------------------------------------
 
 

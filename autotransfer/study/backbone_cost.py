@@ -117,33 +117,34 @@ def measure_costs(study, lock, space, data, device, *, seed: int = 0,
     read back when recorded (a resumed study, a worker), else timed now and recorded.
 
     A backbone whose step fails is left out (its trials then show the error); the others are
-    measured. Returns ``{backbone id: cost}``.
+    measured. The step runs under the study lock, so that workers starting together time each
+    backbone once: the others wait for it (seconds) and read it back. Returns
+    ``{backbone id: cost}``.
     """
     from autotransfer.contract.collect import get_registry
 
     with lock.held():
         known = StudyRecord.of(study).costs
-    if known is not None and all(b.id in known for b in space.backbones):
-        return known
-    costs = dict(known or {})
-    params = step_params(space)
-    for spec in space.backbones:
-        if spec.id in costs:
-            continue
-        entry = get_registry().get(spec.id)
-        try:
-            costs[spec.id] = measure_cost(entry, spec, data, params, device, seed=seed,
-                                          trust_remote_code=trust_remote_code)
-        except Exception as exc:  # the trials report what is wrong with the backbone
+        if known is not None and all(b.id in known for b in space.backbones):
+            return known
+        costs = dict(known or {})
+        params = step_params(space)
+        for spec in space.backbones:
+            if spec.id in costs:
+                continue
+            entry = get_registry().get(spec.id)
+            try:
+                costs[spec.id] = measure_cost(entry, spec, data, params, device, seed=seed,
+                                              trust_remote_code=trust_remote_code)
+            except Exception as exc:  # the trials report what is wrong with the backbone
+                if say:
+                    say(f"cost of {spec.label}: not measured ({type(exc).__name__}: "
+                        f"{first_line(exc)})")
+                continue
             if say:
-                say(f"cost of {spec.label}: not measured ({type(exc).__name__}: "
-                    f"{first_line(exc)})")
-            continue
-        if say:
-            cost = costs[spec.id]
-            say(f"cost of {spec.label}: ~{epoch_seconds(cost, params):.1f}s per epoch "
-                f"(timed step, {cost['batch_size']} samples a batch)")
-    with lock.held():
+                cost = costs[spec.id]
+                say(f"cost of {spec.label}: ~{epoch_seconds(cost, params):.1f}s per epoch "
+                    f"(timed step, {cost['batch_size']} samples a batch)")
         set_costs(study, costs)
     return costs
 

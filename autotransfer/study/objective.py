@@ -87,7 +87,11 @@ def make_objective(ctx: TrialContext):
         _release_memory(device)  # whatever the last trial left, before this one allocates
         if ctx.costs_due and trial.user_attrs.get(REFERENCE) != "linear_probe":
             ctx.costs_due = False  # before the sampler draws (the cost-aware draw reads them)
-            _time_backbones(ctx, trial.study)
+            try:
+                _time_backbones(ctx, trial.study)
+            except KeyboardInterrupt:  # a stop during the step: the trial says so
+                TrialWriter(trial).failed(f"interrupted by {stop_reason()}", interrupted=True)
+                raise
         ctx.started_at = timebudget.now()
         if ctx.deadline is not None:
             ctx.deadline.trial_started()
