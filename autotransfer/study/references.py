@@ -241,7 +241,8 @@ def conclude(study, space: SearchSpace, data, device, *, seed: int,
                                          trust_remote_code=trust_remote_code, say=say)
     elif effect is None and completed and transfer_effect is None:
         say(f"transfer effect: not measured ({completed} completed trials; it is measured from "
-            f"{TRANSFER_EFFECT_FROM} on, or with transfer_effect=True)")
+            f"{TRANSFER_EFFECT_FROM} on, or when asked: --transfer-effect, "
+            "transfer_effect=True)")
     problems = []
     chance = chance_level(data.val.labels, data.n_classes, space.metric)
     problem = chance_warning(study, chance, space.metric)
