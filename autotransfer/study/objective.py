@@ -85,17 +85,17 @@ def make_objective(ctx: TrialContext):
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         _release_memory(device)  # whatever the last trial left, before this one allocates
+        record = TrialWriter(trial)
         if ctx.costs_due and trial.user_attrs.get(REFERENCE) != "linear_probe":
             ctx.costs_due = False  # before the sampler draws (the cost-aware draw reads them)
             try:
                 _time_backbones(ctx, trial.study)
             except KeyboardInterrupt:  # a stop during the step: the trial says so
-                TrialWriter(trial).failed(f"interrupted by {stop_reason()}", interrupted=True)
+                record.failed(f"interrupted by {stop_reason()}", interrupted=True)
                 raise
         ctx.started_at = timebudget.now()
         if ctx.deadline is not None:
             ctx.deadline.trial_started()
-        record = TrialWriter(trial)
         try:
             spec, params = space.suggest(trial)
         except Exception as exc:  # a sampler's fault still leaves the trial a reason
