@@ -1,9 +1,13 @@
 """autotransfer: which pretrained backbone to fine-tune, how much to freeze, at which rates.
 
 The user's API (lazy, so that ``import autotransfer`` stays free of torch). The parts are
-sub-packages, from the bottom layer up: ``contract`` (what zoos and the core agree on), ``data``,
-``finetune``, ``model``, ``study`` and ``cli``; ``testing`` is for plugin authors' tests, and
-``autotransfer.plugin`` is the plugin author's API.
+sub-packages, from the bottom layer up: ``contract`` (what zoos and the core agree on), ``space``
+(the search-space schema), ``data``, ``finetune``, ``model``, ``study`` and ``cli``; ``testing``
+is for plugin authors' tests, and ``plugin`` is the plugin author's API.
+
+Modules beside them: ``errors`` (the domain errors, one line each), ``listing`` (long lists in
+one-line messages), ``outputs`` (output folders checked before any work) and ``demo`` (demo data
+from packages).
 """
 
 from autotransfer._version import __version__

@@ -40,10 +40,10 @@ import torch  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.hyperparameters import defaults
 from autotransfer.data import load_data  # noqa: E402
 from autotransfer.finetune.cache import ActivationCache
 from autotransfer.finetune.trainer import Trainer
+from autotransfer.space.hyperparameters import defaults
 
 LRS = (1e-3, 3e-3, 3e-4, 2e-3, 5e-4, 1e-2)
 

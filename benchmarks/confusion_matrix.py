@@ -67,8 +67,8 @@ def main() -> None:
     parser.add_argument("--accuracy", type=float, default=0.6)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    from autotransfer.study.report import _draw
-    from autotransfer.study.scores import _confusion_matplotlib, _confusion_plotly
+    from autotransfer.study.results.report import _draw
+    from autotransfer.study.results.scores import _confusion_matplotlib, _confusion_plotly
 
     classes = [f"class_{i:03d}" for i in range(args.classes)]
     matrix = synthetic(args.classes, args.per_class, args.accuracy)

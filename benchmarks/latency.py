@@ -127,8 +127,8 @@ def main() -> None:
         return
 
     import autotransfer
-    from autotransfer.contract.space import parse_space
     from autotransfer.demo import export_fashion_mnist
+    from autotransfer.space.schema import parse_space
 
     load_before = _uptime()
     work = Path(tempfile.mkdtemp(prefix="latency-bench-"))

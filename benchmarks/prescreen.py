@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
 from autotransfer.contract.collect import get_registry
-from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data  # noqa: E402
+from autotransfer.space.schema import parse_space
 from autotransfer.study.options import PRESCREEN_METHODS
 from autotransfer.study.prescreen import prescreen
 

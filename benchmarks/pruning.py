@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import optuna  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.contract.space import parse_space
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 
 SPACE = {

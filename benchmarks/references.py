@@ -26,8 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AUTOTRANSFER_HISTORY", "0")
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.contract.space import load_space  # noqa: E402
-from autotransfer.study.scores import best_so_far  # noqa: E402
+from autotransfer.space.schema import load_space  # noqa: E402
+from autotransfer.study.results.scores import best_so_far  # noqa: E402
 from autotransfer.study.study import search  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

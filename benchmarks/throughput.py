@@ -23,9 +23,9 @@ import torch  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.hyperparameters import defaults
 from autotransfer.data import load_data, take  # noqa: E402
 from autotransfer.finetune.trainer import Trainer
+from autotransfer.space.hyperparameters import defaults
 
 SETUPS = {  # modality: (default backbone, data export, hyperparameters)
     "image": ("packaged/mobilenetv2_100",

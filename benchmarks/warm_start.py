@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prescreen import export_digits  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
-from autotransfer.contract.space import parse_space
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 
 CLOTHES = ("t-shirt", "trouser", "pullover", "dress", "coat", "shirt")

@@ -13,7 +13,8 @@ import pytest
 
 #: Packages still allowed a circle (none: the last, around ``data/_source.py``, is gone).
 CIRCULAR: tuple[str, ...] = ()
-PACKAGES = ["autotransfer", "autotransfer.cli", "autotransfer.contract", "autotransfer.data",
+PACKAGES = ["autotransfer", "autotransfer.cli", "autotransfer.contract", "autotransfer.space",
+            "autotransfer.data",
             "autotransfer.finetune", "autotransfer.model", "autotransfer.study",
             "autotransfer.testing"]
 
@@ -78,3 +79,28 @@ def test_a_circle_that_comes_back_is_found():
                       imported="autotransfer.contract.collect")
     assert ["autotransfer.contract.collect", "autotransfer.contract.registry"] in _check(
         broken, "autotransfer.contract")
+
+
+def _unnamed_modules() -> dict[str, list[str]]:
+    """Each package's public modules and sub-packages its ``__init__`` docstring never names."""
+    import ast
+    from pathlib import Path
+
+    import autotransfer
+
+    root = Path(autotransfer.__file__).parent
+    missing: dict[str, list[str]] = {}
+    for init in sorted(root.rglob("__init__.py")):
+        package = init.parent
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        names = [p.stem for p in package.glob("*.py") if not p.name.startswith("_")]
+        names += [p.name for p in package.iterdir() if (p / "__init__.py").is_file()]
+        unnamed = sorted(n for n in names if f"``{n}``" not in doc and f".{n}`" not in doc)
+        if unnamed:
+            missing[str(package.relative_to(root.parent))] = unnamed
+    return missing
+
+
+def test_every_package_docstring_names_each_of_its_modules():
+    # a newcomer reads the package's __init__ first: a module it does not name is a module lost
+    assert _unnamed_modules() == {}

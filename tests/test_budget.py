@@ -16,13 +16,13 @@ from autotransfer import hookimpl
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.manager import pm
-from autotransfer.contract.space import parse_space
 from autotransfer.errors import SpaceError
-from autotransfer.study import backbone_cost, timebudget
+from autotransfer.space.schema import parse_space
+from autotransfer.study.budget import backbone_cost, timebudget
 from autotransfer.study.records import StudyRecord, set_pending_references
-from autotransfer.study.reference_order import deferred, order_references
-from autotransfer.study.reference_queue import release_pending
-from autotransfer.study.storage import make_storage
+from autotransfer.study.references.order import deferred, order_references
+from autotransfer.study.references.queue import release_pending
+from autotransfer.study.store.storage import make_storage
 from autotransfer.study.study import search
 from autotransfer_timm import backbone_from_timm
 
@@ -271,7 +271,7 @@ def test_workers_timing_the_backbones_together_time_each_once(
     import threading
 
     from autotransfer.data import load_data
-    from autotransfer.study.storage import StudyLock
+    from autotransfer.study.store.storage import StudyLock
 
     calls = []
     real = backbone_cost.measure_cost
@@ -391,7 +391,7 @@ def test_a_share_of_one_lets_every_reference_that_fits_the_budget_start(
 
 
 def test_a_hyperband_too_wide_for_the_expected_trials_becomes_one_bracket_from_epoch_one():
-    from autotransfer.study.rungs import expected_trials, fitted_pruner
+    from autotransfer.study.budget.rungs import expected_trials, fitted_pruner
 
     space = parse_space({**SPACE, "epochs": 3, "pruner": "hyperband"})
     pruner, line = fitted_pruner(space, 10)  # 2 brackets need 2 * 3**2 = 18 trials
@@ -433,7 +433,7 @@ def _costs(study, a, b):
 
 
 def test_among_backbones_of_similar_promise_the_cheaper_is_drawn_more(tmp_path):
-    from autotransfer.study.cost_aware import EARLY_TRIALS, backbone_weights, wrap
+    from autotransfer.study.budget.cost_aware import EARLY_TRIALS, backbone_weights, wrap
 
     study, _ = _study(tmp_path)
     space = parse_space(SPACE)
@@ -477,7 +477,7 @@ def test_the_cost_aware_draw_works_under_hyperband_whose_samplers_see_one_bracke
     # optuna hands a sampler a per-bracket view of the study under HyperbandPruner (no user
     # attributes, other brackets' trials hidden); the draw read the costs from it and every
     # early sampled trial failed before it had a backbone (oracle benchmark, 1/4 budget)
-    from autotransfer.study.cost_aware import EARLY_TRIALS, wrap
+    from autotransfer.study.budget.cost_aware import EARLY_TRIALS, wrap
 
     study, _ = _study(tmp_path, "hb")
     _costs(study, a=0.09, b=0.01)

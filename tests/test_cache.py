@@ -9,11 +9,11 @@ import torch
 from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.hyperparameters import defaults
 from autotransfer.contract.stages import Stage, sequential_split
 from autotransfer.data import ImagePreprocess, load_data
 from autotransfer.finetune.cache import ActivationCache, cache_key, nbytes
 from autotransfer.finetune.trainer import Trainer
+from autotransfer.space.hyperparameters import defaults
 from autotransfer.testing import ConformanceError, check_backbone, tiny_cnn_backbone
 from autotransfer_timm import backbone_from_timm
 from conftest import cli_error

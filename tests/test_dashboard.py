@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autotransfer.cli import main
-from autotransfer.contract.space import parse_space
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from services import free_port
 

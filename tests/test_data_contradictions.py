@@ -5,11 +5,11 @@ import warnings
 
 import pytest
 
-from autotransfer.contract.space import parse_space
 from autotransfer.data import DataWarning, load_data, warn_cross_split_duplicates
 from autotransfer.data.duplicates import find_duplicates
 from autotransfer.data.fingerprint import changes, data_fingerprint
 from autotransfer.data.inspect import inspect
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 from conftest import write_images

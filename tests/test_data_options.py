@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from autotransfer.cli import main
-from autotransfer.contract.space import parse_space
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import DataError, OptionError
 from autotransfer.model.refit import train
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from conftest import write_images
 

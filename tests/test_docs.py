@@ -8,8 +8,8 @@ from typing import Literal, get_args, get_origin
 import pytest
 import typer
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
-from autotransfer.contract.space import SearchSpace
+from autotransfer.space.hyperparameters import HYPERPARAMETERS
+from autotransfer.space.schema import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_every_command_prints_its_help(capsys):
 def _valid(h) -> str:
     """The 'valid' cell of docs/search-spaces.md, from a Hyperparameter's range."""
     if h.validate is not None:  # method: the builtin tuning methods
-        from autotransfer.contract.methods import BUILTIN_METHODS
+        from autotransfer.space.methods import BUILTIN_METHODS
 
         return ", ".join(f"`{m}`" for m in BUILTIN_METHODS)
     if h.choices is not None:
@@ -156,15 +156,15 @@ def _finished_study(tmp_path):
 
 
 def test_leaderboard_columns_on_the_concepts_page_are_the_csv_columns(tmp_path):
-    from autotransfer.study.report import leaderboard
+    from autotransfer.study.results.report import leaderboard
 
     (row,) = leaderboard(_finished_study(tmp_path))
     assert _keys_table("**`leaderboard.csv`**") == list(row)
 
 
 def test_best_yaml_keys_on_the_concepts_page_are_the_written_keys(tmp_path):
-    from autotransfer.contract.space import parse_space
-    from autotransfer.study.report import best_config
+    from autotransfer.space.schema import parse_space
+    from autotransfer.study.results.report import best_config
 
     space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 2})
     config = best_config(_finished_study(tmp_path), space, data="d", storage="s",
@@ -252,7 +252,7 @@ def test_every_search_space_shown_in_the_docs_is_valid():
     import yaml
 
     import docblocks
-    from autotransfer.contract.space import parse_space
+    from autotransfer.space.schema import parse_space
 
     checked = 0
     for page in _pages():
@@ -267,7 +267,7 @@ def test_every_search_space_shown_in_the_docs_is_valid():
 
 
 def test_every_shipped_search_space_is_listed_and_valid():
-    from autotransfer.contract.space import load_space
+    from autotransfer.space.schema import load_space
 
     page = (REPO / "docs" / "search-spaces.md").read_text()
     for path in sorted((REPO / "search_spaces").glob("*.yaml")):

@@ -14,8 +14,8 @@ import yaml
 
 from autotransfer import BackboneEntry, hookimpl
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.space import parse_space
 from autotransfer.errors import BackboneError
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import registered_plugin, tiny_cnn_backbone
 
@@ -189,7 +189,7 @@ def test_remote_code_in_a_checkpoint_does_not_run_without_the_flag(tmp_path):
 
 
 def test_trust_remote_code_flag_reaches_only_loaders_that_take_it():
-    from autotransfer.contract.space import BackboneSpec
+    from autotransfer.space.schema import BackboneSpec
     from autotransfer.study.objective import TrialContext
 
     hf = get_backbone("hf-text/bert-base-uncased")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.space import parse_space
 from autotransfer.data import check_data, load_data
 from autotransfer.errors import DataError
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 

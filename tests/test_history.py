@@ -6,11 +6,12 @@ import optuna
 import pytest
 import sqlalchemy
 
-from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.demo import export_fashion_mnist
-from autotransfer.study import history, warm_start
-from autotransfer.study.storage import make_storage
+from autotransfer.space.schema import parse_space
+from autotransfer.study import warm_start
+from autotransfer.study.store import history
+from autotransfer.study.store.storage import make_storage
 from autotransfer.study.study import search
 
 SPACE = {
@@ -139,7 +140,7 @@ def test_nearest_datasets_come_first():
 
 
 def test_the_history_schema_is_versioned_by_named_migrations(tmp_path, monkeypatch):
-    from autotransfer.study import migrations
+    from autotransfer.study.store import migrations
 
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/old.db")
     history.tables_0_1()[0].create_all(engine)  # a database of autotransfer 0.1: no version yet

@@ -1,4 +1,4 @@
-"""95% intervals of scores and the rule that picks the winner (autotransfer.study.intervals)."""
+"""95% intervals of scores and the rule that picks the winner (study.results.intervals)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from autotransfer.study.intervals import (
+from autotransfer.study.results.intervals import (
     bootstrap_macro_f1,
     intervals_of,
     pick_best,
@@ -34,7 +34,7 @@ def test_bootstrap_is_seeded_and_brackets_the_score():
     assert first == again  # fixed seed: the same predictions give the same interval
     from sklearn.metrics import f1_score
 
-    from autotransfer.study.intervals import pairs
+    from autotransfer.study.results.intervals import pairs
 
     true, pred = pairs(matrix)
     point = f1_score(true, pred, average="macro")
@@ -89,7 +89,7 @@ def test_intervals_of_a_record():
 
 
 def test_references_follow_the_prescreen_rank_then_the_cost():
-    from autotransfer.study.reference_order import order_references
+    from autotransfer.study.references.order import order_references
 
     planned = [(kind, {"backbone": b}) for kind in ("linear_probe", "default")
                for b in ("slow", "fast", "best")]
@@ -103,7 +103,7 @@ def test_references_follow_the_prescreen_rank_then_the_cost():
 
 
 def test_only_the_linear_probe_escapes_the_rungs():
-    from autotransfer.study.reference_order import prunable
+    from autotransfer.study.references.order import prunable
 
     assert not prunable("linear_probe")
     assert prunable("default") and prunable(None)

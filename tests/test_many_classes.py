@@ -13,7 +13,7 @@ from autotransfer.data._images import open_image
 from autotransfer.data.checks import examine
 from autotransfer.errors import DataError
 from autotransfer.listing import few
-from autotransfer.study.scores import (
+from autotransfer.study.results.scores import (
     LABELLED_CLASSES,
     _confusion_matplotlib,
     _confusion_plotly,

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.hyperparameters import defaults
-from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.errors import SpaceError
 from autotransfer.finetune.methods import get_method, register_method, selective
 from autotransfer.finetune.trainer import Trainer
+from autotransfer.space.hyperparameters import defaults
+from autotransfer.space.schema import parse_space
 
 CPU = torch.device("cpu")
 
@@ -125,8 +125,8 @@ def test_an_adapter_trial_trains_adapters_only_and_exports_a_plain_timm_model(
 
 @pytest.fixture
 def biasnorm():
-    from autotransfer.contract.methods import METHOD_NAMES
     from autotransfer.finetune.methods import METHODS
+    from autotransfer.space.methods import METHOD_NAMES
 
     yield register_method(selective("biasnorm", "biases and norms",
                                     lambda name, param, owner: name.endswith("bias")
@@ -218,7 +218,7 @@ def test_the_conformance_kit_checks_a_zoos_declared_lora_targets(data):
 
 
 def test_a_lora_reference_joins_the_probe_and_the_default_when_lora_is_searched():
-    from autotransfer.study.references import reference_params
+    from autotransfer.study.references.trials import reference_params
 
     space = _space({"method": {"type": "categorical", "choices": ["finetune", "lora"]},
                     "lora_rank": {"type": "int", "low": 2, "high": 16},

@@ -12,13 +12,13 @@ import yaml
 from autotransfer.cli import main
 from autotransfer.contract.collect import get_modalities, get_registry
 from autotransfer.contract.manager import _state
-from autotransfer.contract.space import parse_space
 from autotransfer.data import detect_modality, load_data
 from autotransfer.data.inspect import inspect
 from autotransfer.data.options import DataOptions, column_roles
 from autotransfer.errors import DataError, OptionError
 from autotransfer.model.predict import predict
 from autotransfer.model.refit import train
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import check_backbone, registered_plugin
 from toy_vector_modality import DIM, SUFFIX, VectorPlugin, write_vector

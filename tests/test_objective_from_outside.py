@@ -8,8 +8,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from autotransfer.contract.objectives import OBJECTIVES, Objective
-from autotransfer.contract.space import parse_space
+from autotransfer.space.objectives import OBJECTIVES, Objective
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 

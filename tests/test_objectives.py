@@ -13,8 +13,8 @@ from autotransfer import hookimpl
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.manager import pm
-from autotransfer.contract.space import parse_space
 from autotransfer.errors import SpaceError
+from autotransfer.space.schema import parse_space
 from autotransfer.study import selection
 from autotransfer.study.records import TrialWriter
 from autotransfer.study.study import search
@@ -208,7 +208,7 @@ def test_the_front_is_the_non_dominated_feasible_trials_and_pick_chooses_among_t
     assert selection.best_trial(faster).number == 1
     # Optuna's own front, told the same constraints, agrees
     assert sorted(t.number for t in study.best_trials) == [0, 1]
-    from autotransfer.study.dashboard import _front_line  # the dashboard note says the same
+    from autotransfer.study.results.dashboard import _front_line  # the dashboard note says the same
 
     assert "trials 0, 1 (best: the first by accuracy)" in _front_line(study)[1]
 
@@ -220,9 +220,9 @@ def test_the_count_before_loading_is_the_count_after(backbone_id):
     """The meta-device count (no weight loaded) of each packaged backbone with a 10-class head
     is exactly the parameters of the model the trainer builds from the loaded weights."""
     from autotransfer.contract.collect import get_registry
-    from autotransfer.contract.hyperparameters import defaults
     from autotransfer.finetune.cost import architecture_params
     from autotransfer.finetune.trainer import TransferModel
+    from autotransfer.space.hyperparameters import defaults
 
     entry = get_registry().get(backbone_id)
     counted = architecture_params(entry, {}, 10, defaults())
@@ -238,7 +238,7 @@ def test_a_zoo_that_cannot_build_on_meta_leaves_the_count_after_loading():
     from autotransfer.contract.backbone import Backbone, BackboneEntry
     from autotransfer.finetune.cost import architecture_params
     from autotransfer.finetune.trainer import TransferModel
-    from autotransfer.study.measure import check_params_before_load, check_params_bound
+    from autotransfer.study.budget.measure import check_params_before_load, check_params_bound
 
     def load(pretrained=True):
         layer = torch.nn.Linear(4, 8)

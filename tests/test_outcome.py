@@ -12,13 +12,18 @@ from autotransfer import hookimpl
 from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.collect import reset_registry
-from autotransfer.contract.hyperparameters import for_modality
 from autotransfer.contract.manager import pm
-from autotransfer.contract.space import parse_space
+from autotransfer.space.hyperparameters import for_modality
+from autotransfer.space.schema import parse_space
 from autotransfer.study.records import StudyRecord
-from autotransfer.study.references import enqueue_references, reference_params
-from autotransfer.study.scores import chance_level, divergence, per_class_scores, worst_class
-from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.study.references.trials import enqueue_references, reference_params
+from autotransfer.study.results.scores import (
+    chance_level,
+    divergence,
+    per_class_scores,
+    worst_class,
+)
+from autotransfer.study.store.storage import StudyLock, make_storage
 from autotransfer.study.study import search
 from autotransfer_timm import backbone_from_timm
 from conftest import write_images

@@ -17,7 +17,7 @@ import pytest
 
 from autotransfer.errors import OptionError, StorageError
 from autotransfer.outputs import check_out_dir
-from autotransfer.study.storage import make_storage
+from autotransfer.study.store.storage import make_storage
 from conftest import write_images
 
 SPACE = """

@@ -10,10 +10,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
-from autotransfer.study.dashboard import StudyNote
-from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.space.schema import parse_space
+from autotransfer.study.results.dashboard import StudyNote
+from autotransfer.study.store.storage import StudyLock, make_storage
 from autotransfer.study.warm_start import DeferredRecorder
 from autotransfer.study.workers import frozen_heap, run_trials
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotransfer.contract.space import parse_space
+from autotransfer.space.schema import parse_space
 from autotransfer.study.prescreen import (
     keep_top,
     knn_accuracy,

@@ -13,7 +13,7 @@ from autotransfer.study.records import (
     set_kept_model,
     trial_records,
 )
-from autotransfer.study.report import best_config, leaderboard, write_report
+from autotransfer.study.results.report import best_config, leaderboard, write_report
 
 
 def _study():
@@ -90,7 +90,7 @@ def test_study_record_and_worker_numbers():
 def test_report_names_a_mapping_backbone_by_its_id(tmp_path):
     # best.yaml's backbone is a mapping when the space gave options; the report used to print
     # the whole dict (review finding report.py:243).
-    from autotransfer.contract.space import parse_space
+    from autotransfer.space.schema import parse_space
 
     study = _study()
     study.optimize(_objective, n_trials=4, catch=(RuntimeError,))

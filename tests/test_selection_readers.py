@@ -7,9 +7,10 @@ from __future__ import annotations
 import optuna
 import sqlalchemy
 
-from autotransfer.contract.space import parse_space
-from autotransfer.study import history, selection, warm_start
+from autotransfer.space.schema import parse_space
+from autotransfer.study import selection, warm_start
 from autotransfer.study.records import REFERENCE, TrialWriter
+from autotransfer.study.store import history
 
 BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]
 SPACE = {"backbones": BACKBONES, "epochs": 1,
@@ -93,7 +94,7 @@ def test_ordered_is_the_pick_then_successive_fronts():
 
 
 def test_the_best_reference_of_a_kind_is_never_an_infeasible_one():
-    from autotransfer.study.references import best_references
+    from autotransfer.study.references.trials import best_references
 
     space = parse_space({**SPACE, "constraints": {"latency_ms": 5.0}})
     study = optuna.create_study(direction="maximize")
@@ -109,7 +110,7 @@ def test_the_best_reference_of_a_kind_is_never_an_infeasible_one():
 
 
 def test_the_leaderboards_first_row_is_the_pick():
-    from autotransfer.study.report import leaderboard
+    from autotransfer.study.results.report import leaderboard
 
     space = parse_space({**SPACE, "objectives": ["accuracy", "latency_ms"],
                          "pick": "latency_ms", "constraints": {"size_mb": 10.0}})

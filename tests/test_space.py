@@ -3,9 +3,9 @@ import json
 import optuna
 import pytest
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
-from autotransfer.contract.space import load_space, parse_space
 from autotransfer.errors import SpaceError
+from autotransfer.space.hyperparameters import HYPERPARAMETERS
+from autotransfer.space.schema import load_space, parse_space
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_missing_key_and_non_mapping_and_bad_yaml(tmp_path):
 
 
 def test_pruner_and_sampler_settings_reach_the_optuna_objects():
-    from autotransfer.study.pruners import make_pruner, make_sampler
+    from autotransfer.study.budget.pruners import make_pruner, make_sampler
 
     space = parse_space(_space(pruner={"type": "median", "n_startup_trials": 7},
                                sampler={"type": "tpe", "n_startup_trials": 3}))
@@ -121,8 +121,8 @@ def _fingerprint(space):
 
 
 def test_a_hyperparameter_is_in_the_cache_key_unless_it_says_otherwise():
-    from autotransfer.contract.hyperparameters import Hyperparameter
     from autotransfer.finetune.cache import TRAINING_ONLY
+    from autotransfer.space.hyperparameters import Hyperparameter
 
     assert Hyperparameter(1, "a new knob").affects_features  # safe default: a cache miss
     assert {"image_size", "max_length", "pooling", "clip_seconds", "augment"}.isdisjoint(

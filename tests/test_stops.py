@@ -14,8 +14,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotransfer.study.lost_trials import fail_lost_trials, fail_stopped_trials, process_gone
-from autotransfer.study.storage import make_storage
+from autotransfer.study.store.lost_trials import fail_lost_trials, fail_stopped_trials, process_gone
+from autotransfer.study.store.storage import make_storage
 from conftest import write_images
 
 # Tiny images and many short epochs: a trial lasts a few seconds, a stop lands mid-trial.
@@ -207,7 +207,7 @@ def test_a_resumed_search_after_sigkill_does_not_wait_for_the_heartbeat(tmp_path
 
 
 def test_waiting_for_another_machines_trial_is_said_once(tmp_path):
-    from autotransfer.study.lost_trials import say_waiting
+    from autotransfer.study.store.lost_trials import say_waiting
 
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=20)
     study = optuna.create_study(study_name="s", storage=storage)

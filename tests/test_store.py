@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 
 import autotransfer.data._images as images_module
-from autotransfer.contract.hyperparameters import defaults
-from autotransfer.contract.space import parse_space
 from autotransfer.data import ImagePreprocess, load_data
 from autotransfer.data.store import store_directory
 from autotransfer.finetune.cache import ActivationCache
 from autotransfer.finetune.trainer import Trainer
+from autotransfer.space.hyperparameters import defaults
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin, tiny_cnn_backbone
 
@@ -23,7 +23,7 @@ SPACE = {"backbones": ["fake/tiny-cnn"], "epochs": 1, "pruner": "none",
          "params": {"lr": 3e-3, "freeze_fraction": 0.0}}
 SEARCH_IN_A_PROCESS = """
 import sys
-from autotransfer.contract.space import parse_space
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 data, store, out = sys.argv[1:4]

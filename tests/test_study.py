@@ -9,10 +9,10 @@ import yaml
 
 from autotransfer import hookimpl
 from autotransfer.contract.backbone import BackboneEntry
-from autotransfer.contract.space import parse_space
 from autotransfer.data import DataWarning
 from autotransfer.errors import StorageError
 from autotransfer.finetune.trainer import TransferModel
+from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 from autotransfer.testing import registered_plugin
 from autotransfer_timm import backbone_from_timm
@@ -107,7 +107,7 @@ def test_a_trial_that_trains_all_its_epochs_is_complete_whatever_the_pruner(prun
     the last epoch: those trials complete; earlier epochs are still pruned."""
     import optuna
 
-    from autotransfer.study.pruners import make_pruner, report_epoch
+    from autotransfer.study.budget.pruners import make_pruner, report_epoch
 
     epochs = 3
     space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": epochs,

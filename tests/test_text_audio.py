@@ -8,10 +8,10 @@ import soundfile
 import torch
 
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS, defaults
 from autotransfer.data import AudioPreprocess, check_data, detect_modality, load_audio, load_data
 from autotransfer.errors import DataError
 from autotransfer.finetune.trainer import Trainer
+from autotransfer.space.hyperparameters import HYPERPARAMETERS, defaults
 
 DEFAULTS = defaults()
 

@@ -1,7 +1,7 @@
 """``search --time-budget``: the plumbing of the stop at an epoch or batch boundary, the pruned
 record with its reason, the start rule and the deadline shared through the study, on a fake
-clock (:func:`autotransfer.study.timebudget.now`) that only moves when a test says so. No test
-here measures time; benchmarks/time_budget.py does."""
+clock (:func:`autotransfer.study.budget.timebudget.now`) that only moves when a test says so.
+No test here measures time; benchmarks/time_budget.py does."""
 
 import time
 
@@ -12,13 +12,14 @@ import yaml
 from optuna.trial import TrialState, create_trial
 
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.hyperparameters import defaults
-from autotransfer.contract.space import parse_space
 from autotransfer.data import load_data
 from autotransfer.finetune.trainer import Trainer
-from autotransfer.study import records, timebudget
+from autotransfer.space.hyperparameters import defaults
+from autotransfer.space.schema import parse_space
+from autotransfer.study import records
+from autotransfer.study.budget import timebudget
 from autotransfer.study.options import SearchOptions
-from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.study.store.storage import StudyLock, make_storage
 from autotransfer.study.study import run_worker, search
 from autotransfer.study.workers import WorkerSpec, tally
 
@@ -410,7 +411,7 @@ def test_the_command_line_counts_from_the_process_start_and_shows_the_time_left(
 
 
 def test_the_report_skips_the_plots_that_would_end_after_the_budget(tmp_path, clock):
-    from autotransfer.study.report import write_report
+    from autotransfer.study.results.report import write_report
 
     study = _study_with([("a", 96, 0.0, 32, 8.0), ("a", 96, 0.5, 32, 6.0)])
     path = write_report(study, tmp_path, metric="accuracy", until=clock.t - 1)

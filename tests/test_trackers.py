@@ -10,8 +10,8 @@ import yaml
 
 from autotransfer import hookimpl
 from autotransfer.contract.backbone import BackboneEntry
-from autotransfer.contract.space import parse_space
 from autotransfer.errors import OptionError
+from autotransfer.space.schema import parse_space
 from autotransfer.study.trackers import TrackingWarning
 from autotransfer.testing import DeterministicPruner, registered_plugin
 from autotransfer_timm import backbone_from_timm
@@ -56,8 +56,8 @@ def tracked(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     pruner = DeterministicPruner(prune_first)
     monkeypatch.setattr("autotransfer.study.study.make_pruner", lambda space: pruner)
-    # the run's pruner is the one fitted to its expected trials (autotransfer.study.rungs)
-    monkeypatch.setattr("autotransfer.study.rungs.fitted_pruner",
+    # the run's pruner is the one fitted to its expected trials (autotransfer.study.budget.rungs)
+    monkeypatch.setattr("autotransfer.study.budget.rungs.fitted_pruner",
                         lambda space, expected: (pruner, None))
     with registered_plugin(TrackedZoo(), name="tracked-zoo"):
         yield tmp_path

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from autotransfer.contract.collect import get_backbone
-from autotransfer.contract.hyperparameters import defaults
 from autotransfer.data import load_data
 from autotransfer.finetune.device import resolve_device
 from autotransfer.finetune.metrics import classification_scores
 from autotransfer.finetune.optim import warmup_cosine
 from autotransfer.finetune.trainer import Trainer
+from autotransfer.space.hyperparameters import defaults
 
 DEFAULTS = defaults()
 

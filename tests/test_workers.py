@@ -13,9 +13,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from autotransfer.study.intervals import val_examples
 from autotransfer.study.records import TrialRecord
-from autotransfer.study.storage import StudyLock, make_storage
+from autotransfer.study.results.intervals import val_examples
+from autotransfer.study.store.storage import StudyLock, make_storage
 from autotransfer.study.workers import cpu_threads, tally
 from conftest import cli_error as _error
 
@@ -71,7 +71,7 @@ def test_workers_on_one_machine_reach_the_exact_total(kind, fashion_mnist, tmp_p
     assert study.user_attrs["workers_joined"] == 2
     best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     # best.yaml describes the picked trial: the top score, or a cheaper one statistically tied
-    # with it (within one validation example; autotransfer.study.intervals.RULE)
+    # with it (within one validation example; autotransfer.study.results.intervals.RULE)
     picked = study.trials[best["source"]["trial"]]
     assert best["val_score"] == pytest.approx(picked.value)
     n_val = val_examples(TrialRecord.from_frozen(picked))
@@ -188,7 +188,7 @@ def test_study_lock_excludes_other_processes(postgres_url, tmp_path):
         lock = StudyLock(make_storage(url), "s")
         probe = (
             "import sys, threading\n"
-            "from autotransfer.study.storage import StudyLock, make_storage\n"
+            "from autotransfer.study.store.storage import StudyLock, make_storage\n"
             f"lock = StudyLock(make_storage({url!r}), 's')\n"
             "t = threading.Thread(target=lock.acquire, daemon=True); t.start(); t.join(2)\n"
             "sys.exit(3 if t.is_alive() else 0)\n"

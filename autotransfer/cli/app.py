@@ -28,8 +28,8 @@ from autotransfer.cli.console import (
 from autotransfer.cli.panels import Command, Group, arrange
 from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.study.options import PRESCREEN_METHODS
-from autotransfer.study.report import fmt
-from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from autotransfer.study.results.report import fmt
+from autotransfer.study.store.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 from autotransfer.study.trackers import TRACKERS
 
 # Options with a fixed set of values: click rejects any other value as a usage error (exit 2).
@@ -178,15 +178,15 @@ def search(
     from autotransfer.cli.process import reexec_with_tcmalloc
     from autotransfer.study.checks import check_space
     from autotransfer.study.records import trial_records
-    from autotransfer.study.report import backbone_id, state_counts
-    from autotransfer.study.storage import mask_url
+    from autotransfer.study.results.report import backbone_id, state_counts
+    from autotransfer.study.store.storage import mask_url
     from autotransfer.study.study import search as run_search
 
     if trials is None and timeout is None and time_budget is None:
         raise AutotransferError(
             "give --trials N, --timeout S or --time-budget S (or several) to bound the search")
     if time_budget is not None:
-        from autotransfer.study.timebudget import process_age
+        from autotransfer.study.budget.timebudget import process_age
 
         if not time_budget > 0:
             raise OptionError("time_budget", f" must be > 0 seconds, got {time_budget}")
@@ -215,7 +215,7 @@ def search(
     metric = result.best["metric"] if result.best else "score"
     console.print(leaderboard_table(result.leaderboard, metric))
     counts = state_counts(result.leaderboard)
-    from autotransfer.study.timebudget import process_age
+    from autotransfer.study.budget.timebudget import process_age
 
     age = process_age()  # of the process (interpreter and imports included); 0.0 without /proc
     launched = started_at - age + (time.perf_counter() - started) if age else started_at
@@ -269,10 +269,10 @@ def prescreen(
     """Rank the space's backbones by transferability from frozen features, seconds each."""
     import json
 
-    from autotransfer.contract.space import load_space
     from autotransfer.data import check_data, load_data
     from autotransfer.data.checks import check_modality
     from autotransfer.finetune.device import device_for
+    from autotransfer.space.schema import load_space
     from autotransfer.study import prescreen as ps
 
     by = by or ps.DEFAULT_BY
@@ -355,7 +355,7 @@ def dashboard(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens it to all."),
 ) -> None:
     """Watch the studies in STORAGE live in optuna-dashboard."""
-    from autotransfer.study.storage import make_storage, mask_url
+    from autotransfer.study.store.storage import make_storage, mask_url
 
     if not 0 < port < 65536:
         raise AutotransferError(f"--port must be in 1..65535, got {port}")
@@ -512,7 +512,7 @@ def report(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the report."),
 ) -> None:
     """Leaderboard, best per backbone, importances and plots (PNG + HTML) of a study."""
-    from autotransfer.study.report import report_study
+    from autotransfer.study.results.report import report_study
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)

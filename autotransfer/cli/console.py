@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from autotransfer.study.report import fmt
+from autotransfer.study.results.report import fmt
 
 # Leaderboards stay readable when the output goes to a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -105,7 +105,7 @@ def _prescreen_table(ranking, by: str) -> Table:
 def _outcome_lines(best: dict[str, Any]) -> list[str]:
     """Macro-F1, the worst class (when its recall is below half the metric), the references
     and the transfer effect of ``best.yaml``'s mapping."""
-    from autotransfer.study.scores import worst_class
+    from autotransfer.study.results.scores import worst_class
 
     lines = []
     if best.get("val_score_ci95"):

@@ -1,13 +1,17 @@
-"""Contract: what a zoo and the core agree on.
+"""Contract: what a zoo and the core agree on (the plugin contract).
 
-Owns the hook specs (``hookspecs``), ``Backbone`` / ``BackboneEntry`` / ``Preprocess``
-(``backbone``), the registry of backbone ids (``registry``), the pluggy plugin manager
-(``manager``), the collectors that fill the registry and the formats from the hooks
-(``collect``), layer groups in timm's ``group_matcher`` format (``groups``), stages for a frozen
-prefix (``stages``), the hyperparameters (``hyperparameters``), the search-space schema
-(``space``) and Hugging Face Hub id helpers (``hub``).
+- ``hookspecs``: the hooks a plugin implements (pluggy project ``autotransfer``);
+- ``manager``: the plugin manager (builtins, entry points, lazy run-once loading);
+- ``collect``: what the loaded plugins offer, gathered through their hooks on first use;
+- ``backbone``: ``Backbone``, ``BackboneEntry``, ``Preprocess``;
+- ``registry``: the registry of backbone ids;
+- ``formats``: native model formats (save and load back);
+- ``modalities``: the ``Modality`` type;
+- ``groups``: layer groups in timm's ``group_matcher`` format;
+- ``stages``: stages of a body, so that a frozen prefix runs once;
+- ``hub``: zoos whose ids name a hub repository or a local ``save_pretrained`` directory.
 
 May import: ``autotransfer.errors`` and public libraries only; it is the bottom layer
-(cli > search, model > train > data > contract). Plugin authors import it through
-``autotransfer.plugin``.
+(cli > study, model > finetune > data > space > contract). Plugin authors import it through
+``autotransfer.plugin``. The search-space schema is :mod:`autotransfer.space`.
 """

@@ -6,13 +6,20 @@ Layered, no import circles (``tests/test_import_cycles.py``), from the leaves up
   ``Unused``, ``DataWarning``);
 - :mod:`~autotransfer.data.splits`: split names and the held-out validation split;
 - :mod:`~autotransfer.data.files`: finding files (junk ignored, symlinks followed, unused named);
+- :mod:`~autotransfer.data.options`: ``DataOptions``, how to read a dataset;
+- :mod:`~autotransfer.data.pixels`: Pillow's decompression-bomb guard, named;
 - :mod:`~autotransfer.data.modality`: the builtin modalities (suffixes, readers, checks), the
   core's default plugin of the ``register_modalities`` hook;
 - :mod:`~autotransfer.data.tables`: CSV / TSV / JSONL through the csv and json modules;
 - :mod:`~autotransfer.data.labels`: label normalisation and class order;
 - :mod:`~autotransfer.data.folders`: the image and audio reader (class and split folders,
   ``path,label`` tables);
+- :mod:`~autotransfer.data.hf`, :mod:`~autotransfer.data.hf_media`,
+  :mod:`~autotransfer.data.hf_rows`: Hugging Face datasets (saved folders, Parquet / Arrow, hub
+  ids), their media columns and rows opened like files;
 - :mod:`~autotransfer.data.duplicates`: the same content in two splits;
+- :mod:`~autotransfer.data.fingerprint`: what a study's data was, to tell when it changed;
+- :mod:`~autotransfer.data.store`: encoded splits on disk, memory-mapped;
 - :mod:`~autotransfer.data.batching`: batches of encoded inputs;
 - :mod:`~autotransfer.data.checks`: the checks before trial 1, in one report;
 - :mod:`~autotransfer.data.load`: the top: ``load_data``, ``detect_modality``, ``check_source``;

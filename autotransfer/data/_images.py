@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from autotransfer.contract.hyperparameters import AUGMENTATIONS
 from autotransfer.data.dataset import LabelledData, Split
 from autotransfer.data.hf_rows import readable
 from autotransfer.data.store import encode_split
 from autotransfer.errors import DataError
+from autotransfer.space.hyperparameters import AUGMENTATIONS
 
 if TYPE_CHECKING:  # torch loads on first use: listing backbones and zoos never needs it
     import torch

@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
 from autotransfer.errors import OptionError, PluginError
 from autotransfer.finetune.sizes import parse_size
+from autotransfer.space.hyperparameters import HYPERPARAMETERS
 
 FORMAT = 2  # bump when what a cached entry holds changes (2: augmented views)
 #: Hyperparameters that change only how the unfrozen part trains, never what the frozen

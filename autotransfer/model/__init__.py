@@ -1,8 +1,9 @@
 """Model: the artefacts a search leads to.
 
 Owns refitting the best configuration (``refit``, the API's ``autotransfer.train``), native
-export and load-back of a model directory (``export``) and prediction with it (``predict``, the
-API's ``autotransfer.predict``).
+export and load-back of a model directory (``export``), the Hugging Face format shared by the text
+and audio zoos (``hf_format``), rebuilding an exported model around its body (``saved_head``) and
+prediction with it (``predict``, the API's ``autotransfer.predict``).
 
 May import: ``autotransfer.finetune``, ``autotransfer.data``, ``autotransfer.contract``,
 ``autotransfer.errors`` and public libraries; never search or cli.

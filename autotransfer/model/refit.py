@@ -172,11 +172,11 @@ def train(
     backbone, train, score, export) that reads best top to bottom.
     """
     from autotransfer.contract.collect import get_registry
-    from autotransfer.contract.space import BackboneSpec, parse_space
     from autotransfer.data import check_data, load_data
     from autotransfer.data.checks import check_modality
     from autotransfer.finetune.device import device_for
     from autotransfer.model.export import export_model
+    from autotransfer.space.schema import BackboneSpec, parse_space
 
     config = read_best(best)
     if trial is not None:

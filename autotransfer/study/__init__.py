@@ -1,13 +1,31 @@
 """Study: the Optuna study over backbones and hyperparameters.
 
-Owns the study (``study``: prepare, run, write), a trial's objective (``objective``), pruners and
-samplers (``pruners``), worker processes (``workers``), storage and its lock (``storage``), the
-transferability pre-screen (``prescreen``), the transfer history and warm starts (``history``,
-``warm_start``), kept best models (``artifacts``), the optuna-dashboard note (``dashboard``) and
-the report (``report``).
+Modules at this level:
+
+- ``study``: the search (``search`` = prepare -> run -> write results);
+- ``options``: ``SearchOptions``, the validated options of a search;
+- ``objective``: a trial's objective (build, fine-tune, record);
+- ``records``: the one schema of what a search stores in Optuna (``TrialRecord``);
+- ``selection``: the one place that says which trial is best;
+- ``workers``: the trial loop every worker runs, and local worker processes;
+- ``warm_start``: preparing a study (pre-screen, warm start, history);
+- ``prescreen``: the transferability pre-screen on frozen features;
+- ``checks``: checks made before anything heavy loads;
+- ``progress``: the ``Progress`` protocol the CLI implements.
+
+Sub-packages, by concern:
+
+- ``budget``: time budget, rungs, cost-aware starts, each backbone's measured cost, a trial's
+  costs, and the study's pruner and sampler;
+- ``references``: reference trials (linear probes, defaults), their order, queue and share;
+- ``results``: the report and ``best.yaml``, plots, intervals, scores, the dashboard note and
+  kept models;
+- ``store``: storage URLs, SQLite files, migrations, the transfer history, lost trials;
+- ``trackers``: MLflow and Weights & Biases.
 
 May import: ``autotransfer.model``, ``autotransfer.finetune``, ``autotransfer.data``,
-``autotransfer.contract``, ``autotransfer.errors`` and public libraries; never cli.
+``autotransfer.space``, ``autotransfer.contract``, ``autotransfer.errors`` and public libraries;
+never cli.
 
 The user API ``autotransfer.search(data, space, ...)`` is :func:`autotransfer.study.study.search`
 (the package is named like optuna's ``optuna/study/``, so that the function keeps its name).

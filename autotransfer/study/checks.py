@@ -7,12 +7,12 @@ import json
 import warnings
 from pathlib import Path
 
-from autotransfer.contract.budget import BudgetPlan
 from autotransfer.contract.collect import get_registry
-from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data.fingerprint import changes, data_fingerprint
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.listing import few
+from autotransfer.space.budget import BudgetPlan
+from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.records import StudyRecord, set_study_origin, trial_records
 
 __all__ = ["check_backbones", "check_space"]

@@ -7,22 +7,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autotransfer.contract.collect import get_registry
-from autotransfer.contract.space import SearchSpace
 from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
-from autotransfer.study import reference_share, timebudget
-from autotransfer.study.backbone_cost import estimate_for
-from autotransfer.study.measure import (
+from autotransfer.space.schema import SearchSpace
+from autotransfer.study.budget import timebudget
+from autotransfer.study.budget.backbone_cost import estimate_for
+from autotransfer.study.budget.measure import (
     check_params_before_load,
     check_params_bound,
     measure_trial,
     trial_value,
 )
-from autotransfer.study.pruners import report_epoch
+from autotransfer.study.budget.pruners import report_epoch
 from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
-from autotransfer.study.reference_order import prunable
-from autotransfer.study.references import apply_reference
-from autotransfer.study.scores import confusion, divergence
+from autotransfer.study.references import share as reference_share
+from autotransfer.study.references.order import prunable
+from autotransfer.study.references.trials import apply_reference
+from autotransfer.study.results.scores import confusion, divergence
 from autotransfer.study.selection import Rule
 from autotransfer.study.workers import (
     stop_reason,
@@ -144,9 +145,9 @@ def make_objective(ctx: TrialContext):
 
 
 def _time_backbones(ctx: TrialContext, study) -> None:
-    """The study's timed step (:func:`autotransfer.study.backbone_cost.measure_costs`): read
+    """The study's timed step (:func:`autotransfer.study.budget.backbone_cost.measure_costs`): read
     back when recorded, else measured and recorded now."""
-    from autotransfer.study.backbone_cost import measure_costs
+    from autotransfer.study.budget.backbone_cost import measure_costs
 
     say = ctx.progress.note if ctx.progress else (lambda number, message: None)
     measure_costs(study, ctx.lock, ctx.space, ctx.data, ctx.device, seed=ctx.seed,
@@ -309,7 +310,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
                   test_macro_f1=None if result.test is None else result.test["macro_f1"])
     cost = measure_trial(trial, trainer, rule, started_at=ctx.started_at, network=spec.id)
     if ctx.keep_best is not None:
-        from autotransfer.study.artifacts import keep_if_best
+        from autotransfer.study.results.artifacts import keep_if_best
 
         keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
                      metric=space.metric, test=result.test, store_dir=ctx.keep_best,

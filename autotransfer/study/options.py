@@ -15,7 +15,7 @@ from typing import Any
 
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import OptionError
-from autotransfer.study.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
+from autotransfer.study.store.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 from autotransfer.study.trackers import TRACKERS
 
 #: The pre-screen's rankings (``prescreen_by``); the first is the default.
@@ -37,7 +37,7 @@ class SearchOptions:
         timeout: stop starting new trials after this many seconds (Optuna's meaning: the trial
             running then finishes, and the results are written after it).
         time_budget: the whole call, from now to the last file written, ends within this many
-            seconds (:mod:`autotransfer.study.timebudget`): the running trial stops at an
+            seconds (:mod:`autotransfer.study.budget.timebudget`): the running trial stops at an
             epoch or batch boundary, pruned with its last score (reason ``time budget: ...``),
             a trial that cannot reach its first report in time does not start, and the
             deadline is stored with the study so that every worker of it stops by the same time.
@@ -78,12 +78,13 @@ class SearchOptions:
         prescreen_by: the pre-screen's ranking, one of :data:`PRESCREEN_METHODS` (default
             ``prescreen.DEFAULT_BY``).
         history: record every completed trial and the dataset's meta-features in the
-            storage's transfer-history tables (:mod:`autotransfer.study.history`); None: yes,
+            storage's transfer-history tables (:mod:`autotransfer.study.store.history`); None: yes,
             unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
         references: enqueue a linear probe and the default configuration of each backbone
-            before any trial is sampled (once per study; :mod:`autotransfer.study.references`).
+            before any trial is sampled (once per study;
+            :mod:`autotransfer.study.references.trials`).
         transfer_effect: train the best configuration again from random weights at the end
             and report the difference; None: when at least 8 trials completed.
         track: ``"mlflow"`` or ``"wandb"``: mirror the search into that experiment tracker,
@@ -120,7 +121,7 @@ class SearchOptions:
     prescreen_by: str | None = None
     history: bool | None = None
     warm_start: int | None = None
-    references: bool = True  # enqueue the reference trials (autotransfer.study.references)
+    references: bool = True  # enqueue the reference trials (autotransfer.study.references.trials)
     transfer_effect: bool | None = None  # None: when enough trials completed
     track: str | None = None  # an experiment tracker (autotransfer.study.trackers)
     tracking_uri: str | None = None  # its URI (MLflow: else MLFLOW_TRACKING_URI)

@@ -188,7 +188,7 @@ def prescreen(
 
     Args:
         data: a :class:`~autotransfer.data.LabelledData`.
-        space: a :class:`~autotransfer.contract.space.SearchSpace`; its fixed preprocessing values
+        space: a :class:`~autotransfer.space.schema.SearchSpace`; its fixed preprocessing values
             (``image_size``, ``max_length``, ``clip_seconds``) are used.
         samples: training samples embedded per backbone (stratified, seeded).
         by: the ranking: ``logme``, ``knn``, ``params`` or ``imagenet``.
@@ -257,7 +257,7 @@ def keep_top(space, ranking: Sequence[Score], k: int, by: str):
     order, plus the dropped ones with the reason."""
     if k < 1:
         raise OptionError("k", f" must be >= 1, got {k}")
-    from autotransfer.study.report import fmt
+    from autotransfer.study.results.report import fmt
 
     kept = {s.label for s in ranking[:k]}
     dropped = []

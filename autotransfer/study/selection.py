@@ -7,7 +7,7 @@ Three steps, in this order:
    per bound, :data:`~autotransfer.study.records.VIOLATIONS`). An infeasible trial is never best.
 2. **Pareto front**: the feasible trials no other feasible trial dominates on the study's
    objectives (the metric first, then ``objectives``' costs; directions from
-   :data:`autotransfer.contract.objectives.OBJECTIVES`). With one objective, the front is the
+   :data:`autotransfer.space.objectives.OBJECTIVES`). With one objective, the front is the
    trials that share the top score.
 3. **Pick**: the front ranked by the ``pick`` objective (default: the metric, so "the highest
    score on the front"), ties broken by the other objectives in order, then by the earlier
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotransfer.contract.objectives import get_objective
-from autotransfer.study.intervals import pick_best
+from autotransfer.space.objectives import get_objective
 from autotransfer.study.records import StudyRecord, TrialRecord, set_selection, trial_records
+from autotransfer.study.results.intervals import pick_best
 
 #: An objective's name -> the TrialRecord field that holds it (a cost's measured value).
 _FIELDS = {"latency_ms": "latency_ms", "params": "params_count", "size_mb": "size_mb"}
@@ -198,7 +198,7 @@ def pick(records: list[TrialRecord], rule: Rule) -> TrialRecord | None:
     front = pareto_front(records, rule)
     if not front:
         return None
-    if not rule.multi_objective:  # one score: the tie rule of autotransfer.study.intervals
+    if not rule.multi_objective:  # one score: the tie rule of autotransfer.study.results.intervals
         return pick_best(feasible(records))
     return prefer(rank(front, rule), rule)
 

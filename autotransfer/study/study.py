@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from autotransfer.contract.space import SearchSpace, load_space
 from autotransfer.data import (
     check_data,
     check_source,
@@ -26,20 +25,20 @@ from autotransfer.data.checks import check_modality
 from autotransfer.data.options import DATA_OPTIONS_ATTR, DataOptions
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.outputs import check_out_dir
-from autotransfer.study import timebudget
+from autotransfer.space.schema import SearchSpace, load_space
+from autotransfer.study.budget import timebudget
+from autotransfer.study.budget.pruners import make_pruner, make_sampler
 from autotransfer.study.checks import check_backbones, check_same_origin
-from autotransfer.study.dashboard import StudyNote
-from autotransfer.study.lost_trials import fail_stopped_trials
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.progress import Progress
-from autotransfer.study.pruners import make_pruner, make_sampler
 from autotransfer.study.records import (
     TrialRecord,
     set_write_seconds,
 )
-from autotransfer.study.reference_share import start_share
-from autotransfer.study.report import (
+from autotransfer.study.references.share import start_share
+from autotransfer.study.results.dashboard import StudyNote
+from autotransfer.study.results.report import (
     best_config,
     leaderboard,
     write_best,
@@ -47,7 +46,8 @@ from autotransfer.study.report import (
     write_report,
 )
 from autotransfer.study.selection import Rule, least_violating, start_selection
-from autotransfer.study.storage import (
+from autotransfer.study.store.lost_trials import fail_stopped_trials
+from autotransfer.study.store.storage import (
     DEFAULT_STORAGE,
     StudyLock,
     make_storage,
@@ -76,7 +76,7 @@ class SearchResult:
     leaderboard: list[dict[str, Any]]
     worker_errors: list[str] = field(default_factory=list)  # workers that exited abnormally
     warnings: list[str] = field(default_factory=list)  # e.g. every trial at chance level
-    transfer_effect: dict[str, Any] | None = None  # see autotransfer.study.references
+    transfer_effect: dict[str, Any] | None = None  # see autotransfer.study.references.trials
 
 
 def search(
@@ -111,7 +111,7 @@ def search(
         timeout: stop starting new trials after this many seconds (the running trial
             finishes, then the results are written).
         time_budget: the whole call ends within this many seconds
-            (:mod:`autotransfer.study.timebudget`).
+            (:mod:`autotransfer.study.budget.timebudget`).
         storage: an SQLAlchemy URL; the study resumes when its name exists there.
         study_name: defaults to ``<data folder>-<space file>``.
         out: where ``best.yaml`` and ``leaderboard.csv`` are written.
@@ -167,7 +167,7 @@ def search(
                 share=prepared.options.space.budget.reference_share)
     if prepared.deadline is not None and hasattr(progress, "deadline"):
         progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
-    from autotransfer.study.references import conclude
+    from autotransfer.study.references.trials import conclude
 
     try:
         failed = run(prepared, progress)
@@ -266,7 +266,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     prepared = Prepared(replace(options, space=space, study_name=study.study_name), space_file,
                         dataset, study_storage, study, lock, note, torch_device)
     if worker:
-        from autotransfer.study.history import recorder_for
+        from autotransfer.study.store.history import recorder_for
 
         prepared.recorder = recorder_for(study, study_storage.engine, space)
         return prepared
@@ -323,13 +323,13 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     """This process's share of the trials (the trial loop of :mod:`.workers`); with a time
     budget, ``checkpoint`` writes the results after the first completed trial (the search's
     own process, not a worker's) to size the reserve for the final write."""
-    from autotransfer.study import cost_aware
+    from autotransfer.study.budget import cost_aware
     from autotransfer.study.warm_start import costs_wanted
 
     options, study = prepared.options, prepared.study
     study.sampler = cost_aware.wrap(make_sampler(options.space, sampler_seed), options.space,
                                     sampler_seed)
-    study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.rungs)
+    study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.budget.rungs)
     if fitted and checkpoint and progress:
         progress.note(-1, fitted)
     context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
@@ -360,8 +360,8 @@ def _budgeted(options: SearchOptions) -> bool:
 
 def _fitted_pruner(prepared: Prepared):
     """The pruner fitted to the trials this run can expect, and the line that says so."""
-    from autotransfer.study.backbone_cost import recorded
-    from autotransfer.study.rungs import expected_trials, fitted_pruner
+    from autotransfer.study.budget.backbone_cost import recorded
+    from autotransfer.study.budget.rungs import expected_trials, fitted_pruner
 
     options = prepared.options
     budget = options.time_budget if options.time_budget is not None else options.timeout
@@ -402,7 +402,7 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
     if options.keep_dir is not None:
-        from autotransfer.study.artifacts import fetch_best
+        from autotransfer.study.results.artifacts import fetch_best
 
         fetch_best(study, options.keep_dir, out_dir / "best-model")
     try:  # plots and report.md; results above are already saved whatever happens here

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.errors import first_line
-from autotransfer.study.history import SCALARS, load_datasets, load_transfers
 from autotransfer.study.records import StudyRecord, set_warm_start, warm_start_attrs
+from autotransfer.study.store.history import SCALARS, load_datasets, load_transfers
 
 
 def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
@@ -31,8 +31,8 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     history. ``defer_history`` (the trials run in this process): without a warm start, the
     dataset's meta-features are computed when the first trial completes, not before the first
     trial starts (:class:`DeferredRecorder`)."""
-    from autotransfer.study import history as transfer_history
     from autotransfer.study.prescreen import DEFAULT_BY, narrow_space
+    from autotransfer.study.store import history as transfer_history
 
     if history is None:
         history = os.environ.get("AUTOTRANSFER_HISTORY", "1") != "0"
@@ -75,13 +75,13 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     cost = None
     if costs_before_trials(space, references=references, budgeted=budgeted,
                            trials=None if chosen else trials):
-        from autotransfer.study.backbone_cost import label_seconds, measure_costs
+        from autotransfer.study.budget.backbone_cost import label_seconds, measure_costs
 
         cost = label_seconds(space, measure_costs(
             study, lock, space, dataset, device, seed=seed,
             trust_remote_code=trust_remote_code, say=lambda line: say(-1, line)))
     if references:
-        from autotransfer.study.references import enqueue_references
+        from autotransfer.study.references.trials import enqueue_references
 
         for line in enqueue_references(study, lock, space, trials, cost=cost):
             say(-1, line)
@@ -199,7 +199,7 @@ def _cosine_distance(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 def fits(space, label: str, params: dict[str, Any]) -> dict[str, Any] | None:
     """The part of a past configuration that ``space`` can express: its backbone (None when the
     space lacks it) plus each sampled value inside the space's distribution for it."""
-    from autotransfer.contract.space import (
+    from autotransfer.space.schema import (
         CategoricalDistribution,
         FloatDistribution,
         IntDistribution,

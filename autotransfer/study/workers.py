@@ -2,11 +2,11 @@
 
 Every worker, in this process or another one on any machine, runs :func:`run_trials` on the same
 storage. The study's total (``--trials``) is kept exact by a study-wide lock
-(:class:`autotransfer.study.storage.StudyLock`) around "count, then take the next trial". A
+(:class:`autotransfer.study.store.storage.StudyLock`) around "count, then take the next trial". A
 trial that counts is any trial of the study (running and queued ones included) except a failed
 one that was retried, whose retry (a copy queued by Optuna's ``RetryHeartbeatStaleTrialCallback``)
 takes its place, one interrupted by Ctrl-C, which the next run makes up for, and one that a
-time budget did not let start (:mod:`autotransfer.study.timebudget`).
+time budget did not let start (:mod:`autotransfer.study.budget.timebudget`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotransfer.errors import AutotransferError
-from autotransfer.study.lost_trials import fail_lost_trials, say_waiting
 from autotransfer.study.records import TrialRecord, TrialWriter, next_worker_number
-from autotransfer.study.reference_queue import release_pending
-from autotransfer.study.storage import StudyLock, worker_name
+from autotransfer.study.references.queue import release_pending
+from autotransfer.study.store.lost_trials import fail_lost_trials, say_waiting
+from autotransfer.study.store.storage import StudyLock, worker_name
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Seconds a stopped worker has to record its trial as failed before it is killed.
@@ -116,8 +116,8 @@ def run_trials(
     retries), count, and take a queued retry or a new trial when there is room. When the study
     is full but other workers' trials still run, wait for them: one of them may die and need a
     retry. ``timeout`` stops starting trials (and waiting) after that many seconds; a
-    ``deadline`` (:class:`autotransfer.study.timebudget.Deadline`) when no trial can reach its
-    first report before it.
+    ``deadline`` (:class:`autotransfer.study.budget.timebudget.Deadline`) when no trial can
+    reach its first report before it.
     """
     import optuna
 
@@ -137,7 +137,7 @@ def run_trials(
         try:
             fail_lost_trials(study)  # dead workers' trials: failed now, with a reason
             now = tally(study)
-            # the references held for the probes' scores (autotransfer.study.reference_queue)
+            # the references held for the probes' scores (autotransfer.study.references.queue)
             probe_runs = release_pending(study, None if trials is None else trials - now.counted)
             if not probe_runs and (trials is None or now.counted < trials or now.waiting):
                 remaining = None if timeout is None else timeout - (time.monotonic() - started)

@@ -2,7 +2,9 @@
 
 ``freeze_fraction`` freezes a prefix of layer groups for every method (that prefix trains
 nothing and carries no adapter, so the frozen-feature cache serves it); the method decides what
-trains in the other groups; the head always trains in full at the head learning rate::
+trains in the other groups; the head always trains in full at the head learning rate. The
+builtins (``builtin``: finetune, bitfit, layernorm) and the ``peft`` methods (``lora``, ``ia3``)
+are registered like a third party's::
 
     from autotransfer.finetune.methods import register_method, selective
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from autotransfer.contract.hyperparameters import Hyperparameter
 from autotransfer.finetune.freezing import freeze
+from autotransfer.space.hyperparameters import Hyperparameter
 
 
 @dataclass

@@ -7,11 +7,11 @@ from typing import Any
 
 from torch import nn
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
-from autotransfer.contract.methods import declare_method
 from autotransfer.errors import SpaceError
 from autotransfer.finetune.methods._base import Tuned, TuningMethod
 from autotransfer.finetune.methods.builtin import BUILTIN
+from autotransfer.space.hyperparameters import HYPERPARAMETERS
+from autotransfer.space.methods import declare_method
 
 METHODS: dict[str, TuningMethod] = {m.name: m for m in BUILTIN}
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS
-from autotransfer.contract.methods import METHOD_NAMES
 from autotransfer.finetune.freezing import freeze
 from autotransfer.finetune.methods import ia3, lora
 from autotransfer.finetune.methods._base import Tuned, TuningMethod, selective
+from autotransfer.space.hyperparameters import HYPERPARAMETERS
+from autotransfer.space.methods import METHOD_NAMES
 
 #: normalisation layers whose parameters ``layernorm`` trains (besides any module whose class
 #: name says Norm: timm's LayerNorm2d, transformers' RMSNorm variants)

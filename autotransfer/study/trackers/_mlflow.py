@@ -58,7 +58,7 @@ class MlflowTracker:
 
     def start(self, study, options) -> None:
         mlflow = require("mlflow", "mlflow")
-        from autotransfer.study.storage import mask_url
+        from autotransfer.study.store.storage import mask_url
 
         for name, value in ENV_DEFAULTS.items():
             os.environ.setdefault(name, value)

@@ -39,7 +39,7 @@ class WandbTracker:
         self.runs: dict[int, Any] = {}  # trial number -> its open wandb Run
 
     def start(self, study, options) -> None:
-        from autotransfer.study.storage import mask_url
+        from autotransfer.study.store.storage import mask_url
 
         self.wandb = require("wandb", "wandb")
         self.study, self.key = study, study_key(study.study_name, mask_url(options.storage))

@@ -33,7 +33,7 @@ class Hyperparameter:
     #: when every backbone's training uses it
     modality: str | None = None
     #: the one tuning method that reads it (``lora``); it is sampled only in trials of that
-    #: method (:mod:`autotransfer.contract.methods`); None when every method reads it
+    #: method (:mod:`autotransfer.space.methods`); None when every method reads it
     method: str | None = None
     #: ``validate(value) -> why invalid | None`` for values no range describes (a method name)
     validate: Callable[[Any], str | None] | None = None
@@ -135,7 +135,7 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
 
 
 def _check_method(value: Any) -> str | None:
-    from autotransfer.contract.method_names import check_method_name
+    from autotransfer.space.method_names import check_method_name
 
     return check_method_name(value)
 

@@ -9,9 +9,10 @@ same code measures what it buys (an ablation)::
       rungs: fitted             # or pruner: the space's pruner as set; off: no pruning at all
       cost_aware: true          # false: no measured cost in the start rule or the sampler
 
-What each one does: :mod:`autotransfer.study.reference_order` (order),
-:mod:`autotransfer.study.reference_share` (share), :mod:`autotransfer.study.rungs` (rungs) and
-:mod:`autotransfer.study.backbone_cost` (the measured costs that ``cost_aware`` uses).
+What each one does: :mod:`autotransfer.study.references.order` (order),
+:mod:`autotransfer.study.references.share` (share), :mod:`autotransfer.study.budget.rungs`
+(rungs) and :mod:`autotransfer.study.budget.backbone_cost` (the measured costs that
+``cost_aware`` uses).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ included:
   recorded as pruned with its last score and the reason ``time budget: ...``;
 - a trial does not start when its configuration cannot reach its first report (load, cache,
   one epoch, validation) in the time left, estimated from the study's trials that did, or
-  before any did, from its backbone's measured cost (:mod:`autotransfer.study.backbone_cost`;
+  before any did, from its backbone's measured cost (:mod:`autotransfer.study.budget.backbone_cost`;
   the space's ``budget.cost_aware``);
-- the references take at most a share of the budget (:mod:`autotransfer.study.reference_share`);
+- the references take at most a share of the budget (:mod:`autotransfer.study.references.share`);
 - a search with nothing completed yet is never left empty-handed by its own rule: a linear
   probe that does not fit may still start when it can end within the reserve plus
   :data:`FLOOR_GRACE` seconds past the deadline (then the writes), and the console says so.
@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotransfer.study.backbone_cost import estimate_for
+from autotransfer.study.budget.backbone_cost import estimate_for
 from autotransfer.study.records import StudyRecord, set_deadline, trial_records
 
 MAX_SKIPS = 3  # consecutive configurations too slow to start before a worker stops
@@ -184,7 +184,7 @@ def estimate_first_report(study, backbone: str, params: dict[str, Any], *,
     in freezing depth, tuning method and batch size (the slowest of equally near ones; the
     activation cache's cost is part of what they measured). Without such a trial, with
     ``costs``: the backbone's measured cost (its timed step,
-    :func:`autotransfer.study.backbone_cost.estimate`). None when neither is known."""
+    :func:`autotransfer.study.budget.backbone_cost.estimate`). None when neither is known."""
     same = [r for r in _records(study) if r.backbone == backbone and r.size == _size(params)]
     if not same:
         return estimate_for(study, backbone, params, 1) if costs else None
@@ -265,7 +265,7 @@ def not_starting(deadline: Deadline | None, study, backbone: str,
 
 def floor_grace(deadline: Deadline | None, need: float | None) -> bool:
     """Give the running trial, the study's best-ranked default configuration (the floor,
-    which always starts: :mod:`autotransfer.study.reference_share`), the grace of
+    which always starts: :mod:`autotransfer.study.references.share`), the grace of
     :data:`FLOOR_GRACE` seconds past the deadline when the ``need`` seconds it has left to
     run (at its start: its epochs at the backbone's measured cost; after an epoch: the epochs
     left at that epoch's pace) do not fit in the time left but end within the grace. Returns
@@ -303,7 +303,7 @@ def transfer_effect_fits(deadline: Deadline | None, study, wanted: bool | None,
 
     Returns:
         ``wanted`` (``None`` keeps the default rule of
-        :func:`autotransfer.study.references.conclude`) or ``False`` when the budget leaves
+        :func:`autotransfer.study.references.trials.conclude`) or ``False`` when the budget leaves
         too little time.
     """
     if deadline is None or wanted is False:

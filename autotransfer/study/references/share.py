@@ -4,10 +4,10 @@ Under ``time_budget`` or ``timeout``, the reference trials of a run must end by
 ``start + share * B``, where ``start`` is when the trials begin (after the data, the pre-screen
 and the timed steps are ready), ``B`` the time for trials from then (``timeout``, or what the
 time budget leaves after its reserve for the final writes) and ``share`` the space's
-``budget.reference_share`` (:data:`autotransfer.contract.budget.REFERENCE_SHARE`, a third,
+``budget.reference_share`` (:data:`autotransfer.space.budget.REFERENCE_SHARE`, a third,
 by default). The end is stored with the study, so that every worker keeps the same one. A
 reference whose estimate (the backbone's measured cost times the space's epochs,
-:func:`autotransfer.study.backbone_cost.estimate`) does not fit in what is left of the share
+:func:`autotransfer.study.budget.backbone_cost.estimate`) does not fit in what is left of the share
 does not start: it is recorded as not started (it does not count towards ``trials``) and its
 reason, one console line, names the backbone and the estimate. The sampled trials get the
 time instead. A reference without a measured cost starts while the share lasts.
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer.study import timebudget
-from autotransfer.study.backbone_cost import estimate_for
+from autotransfer.study.budget import timebudget
+from autotransfer.study.budget.backbone_cost import estimate_for
 from autotransfer.study.records import StudyRecord, set_reference_until
 
 

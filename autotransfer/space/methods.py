@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Hyperparameter
-from autotransfer.contract.method_names import BUILTIN_METHODS, METHOD_NAMES, check_method_name
+from autotransfer.space.hyperparameters import HYPERPARAMETERS, Hyperparameter
+from autotransfer.space.method_names import BUILTIN_METHODS, METHOD_NAMES, check_method_name
 
 
 def declare_method(name: str, help: str,

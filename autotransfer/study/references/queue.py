@@ -2,7 +2,7 @@
 
 Without a pre-screen, the linear probe of each backbone is what ranks the backbones (a probe is
 a pre-screen that also gives a floor), so the default configurations
-(:func:`autotransfer.study.reference_order.deferred`) are recorded as pending when the study
+(:func:`autotransfer.study.references.order.deferred`) are recorded as pending when the study
 starts and enqueued by the first worker that finds the queue empty once every probe has
 finished: best probe score first, ties by measured cost. A worker that finds the queue empty
 while a probe still runs elsewhere waits for it (seconds), rather than sampling a trial that
@@ -55,7 +55,7 @@ def release_pending(study, room: int | None) -> bool:
     scores, unfinished = probe_scores(study)
     if unfinished:
         return True
-    from autotransfer.study.reference_order import order_references
+    from autotransfer.study.references.order import order_references
 
     items = [(kind, params) for kind, params, _seconds in pending]
     cost = {params["backbone"]: seconds for _kind, params, seconds in pending

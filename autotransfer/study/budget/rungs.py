@@ -19,7 +19,7 @@ keeping the top few matches multi-fidelity search at a fraction of its compute (
 arXiv 2307.15422).
 
 The expected count is ``trials`` when given; under a time budget without it, the budget over
-the mean measured cost of one trial's first epoch (:mod:`autotransfer.study.backbone_cost`);
+the mean measured cost of one trial's first epoch (:mod:`autotransfer.study.budget.backbone_cost`);
 unknown otherwise (the pruner stays as set). ``rungs: pruner`` keeps the space's pruner as
 set; ``rungs: off`` trains every trial to its last epoch. Workers build the same pruner from
 the same options.
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from autotransfer.contract.strategies import build, split
+from autotransfer.space.strategies import build, split
 
 
 def expected_trials(space, trials: int | None, budget: float | None,
@@ -41,7 +41,7 @@ def expected_trials(space, trials: int | None, budget: float | None,
         return trials
     if budget is None:
         return None
-    from autotransfer.study.backbone_cost import estimate, step_params
+    from autotransfer.study.budget.backbone_cost import estimate, step_params
 
     params = step_params(space)
     firsts = [estimate(costs[b.id], params, 1) for b in space.backbones if b.id in costs]

@@ -1,10 +1,10 @@
 """The study's pruner and sampler, built from the search space's ``pruner`` and ``sampler``
-(names and settings: :mod:`autotransfer.contract.strategies`)."""
+(names and settings: :mod:`autotransfer.space.strategies`)."""
 
 from __future__ import annotations
 
-from autotransfer.contract.space import SearchSpace
-from autotransfer.contract.strategies import PRUNERS, SAMPLERS, build
+from autotransfer.space.schema import SearchSpace
+from autotransfer.space.strategies import PRUNERS, SAMPLERS, build
 
 __all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "report_epoch"]
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer.study.migrations import migrate, migration
 from autotransfer.study.records import TrialRecord
+from autotransfer.study.store.migrations import migrate, migration
 
 # The reference backbone per modality comes from the zoos (the entry field ``reference_for``):
 # meta-features are comparable between datasets only when the same network embedded them, with
@@ -149,7 +149,7 @@ def m002_transfer_costs(connection) -> None:
 
 def ensure_tables(engine) -> None:
     """Bring the history tables in ``engine``'s database to the current schema (created when
-    missing; see :mod:`autotransfer.study.migrations`)."""
+    missing; see :mod:`autotransfer.study.store.migrations`)."""
     migrate(engine)
 
 
@@ -187,7 +187,7 @@ def meta_features(data, *, device="cpu", seed: int = 0) -> dict[str, Any]:
         import torch
 
         from autotransfer.contract.collect import get_registry
-        from autotransfer.contract.hyperparameters import defaults
+        from autotransfer.space.hyperparameters import defaults
         from autotransfer.study.prescreen import (
             feature_scores,
             frozen_features,

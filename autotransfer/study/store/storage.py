@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autotransfer.errors import StorageError, first_line
-from autotransfer.study.sqlite_files import check_sqlite_file
+from autotransfer.study.store.sqlite_files import check_sqlite_file
 
 DEFAULT_STORAGE = "sqlite:///autotransfer.db"
 _EXAMPLES = "sqlite:///autotransfer.db or postgresql+psycopg://user@host/dbname"
@@ -59,7 +59,7 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
     Raises:
         StorageError: a malformed URL, a missing database driver, an SQLite file that does not
             exist (``must_exist``), is another application's or needs an Optuna schema upgrade
-            (:mod:`autotransfer.study.sqlite_files`; such a file is left unchanged), or a
+            (:mod:`autotransfer.study.store.sqlite_files`; such a file is left unchanged), or a
             database that cannot be reached. A new SQLite file is removed again on failure.
     """
     from sqlalchemy.engine import make_url

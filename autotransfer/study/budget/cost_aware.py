@@ -3,7 +3,7 @@
 The first :data:`EARLY_TRIALS` sampled trials of a study (the TPE sampler's random start-up
 trials, before it has a model) draw their backbone from those whose promise is similar to the
 best's, each with a probability proportional to the inverse of its measured seconds per epoch
-(:mod:`autotransfer.study.backbone_cost`): the cheaper backbone is drawn more often, and none
+(:mod:`autotransfer.study.budget.backbone_cost`): the cheaper backbone is drawn more often, and none
 of similar promise is left out. A backbone's promise is the best score of its completed trials
 so far (its linear probe, its default configuration); similar means within two standard
 errors of the best one's (``2 * sqrt(p * (1 - p) / n_val)``, the binomial error of an accuracy
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler
 
-from autotransfer.study.backbone_cost import epoch_seconds, recorded
+from autotransfer.study.budget.backbone_cost import epoch_seconds, recorded
 
-EARLY_TRIALS = 5  # TPE's start-up trials (autotransfer.contract.strategies)
+EARLY_TRIALS = 5  # TPE's start-up trials (autotransfer.space.strategies)
 
 
 def backbone_weights(study, space, *, before: int) -> dict[str, float]:

@@ -9,10 +9,10 @@ the most informative cheap ones go first (the space's ``budget.reference_order: 
   (best first, the ranking the study recorded with ``prescreen``) when there is one, else by
   their backbone's linear-probe validation score (the probe *is* a pre-screen): without a
   pre-screen they are held back (:func:`deferred`) and enqueued once the probes have scored
-  (:mod:`autotransfer.study.reference_queue`);
+  (:mod:`autotransfer.study.references.queue`);
 - equal promise is broken by the measured cost (seconds per epoch of the backbone,
-  :mod:`autotransfer.study.backbone_cost`; else the pre-screen's timed forward pass), cheapest
-  first, then by the space's order.
+  :mod:`autotransfer.study.budget.backbone_cost`; else the pre-screen's timed forward pass),
+  cheapest first, then by the space's order.
 
 ``reference_order: listed`` keeps the kinds in that order and the backbones as the space lists
 them (the ablation's "off").

@@ -6,9 +6,9 @@ import contextlib
 import threading
 import time
 
-from autotransfer.contract.space import SearchSpace
 from autotransfer.data import LabelledData
-from autotransfer.study.report import best_trial
+from autotransfer.space.schema import SearchSpace
+from autotransfer.study.results.report import best_trial
 from autotransfer.study.workers import tally
 
 
@@ -79,7 +79,7 @@ class StudyNote:
         import importlib
 
         from autotransfer.finetune.first_step import FIRST_STEP
-        from autotransfer.study.storage import StudyLock
+        from autotransfer.study.store.storage import StudyLock
 
         end = time.monotonic() + PUT_OFF
         while (after_first_step and not FIRST_STEP.is_set() and time.monotonic() < end
@@ -110,8 +110,9 @@ class StudyNote:
 
 #: Seconds the note's thread waits at most for the first training step.
 PUT_OFF = 60.0
-#: What the final writes import: the report's plotting modules (``autotransfer.study.report``)
-#: and SciPy's statistics for the scores' intervals (``autotransfer.study.intervals``; 0.5-1.4 s).
+#: What the final writes import: the report's plotting modules
+#: (``autotransfer.study.results.report``) and SciPy's statistics for the scores' intervals
+#: (``autotransfer.study.results.intervals``; 0.5-1.4 s).
 PRELOAD = ("optuna.visualization", "optuna.visualization.matplotlib", "plotly.graph_objects",
            "matplotlib.pyplot", "scipy.stats")
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from autotransfer.contract.space import SearchSpace
 from autotransfer.data.options import DATA_OPTIONS_ATTR
-from autotransfer.study.intervals import intervals_of
+from autotransfer.space.schema import SearchSpace
 from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
+from autotransfer.study.results.intervals import intervals_of
 
 #: The states a finished trial can end in, as the leaderboard orders them.
 FINISHED = ("complete", "pruned", "fail")
@@ -44,7 +44,7 @@ def leaderboard(study) -> list[dict[str, Any]]:
             "reason": r.reason,
             "reference": r.reference or "",  # linear_probe, default or empty
             **cost_columns(r),  # latency_ms, throughput, params_count, size_mb, feasible
-            **intervals_of(r),  # val_score_ci95, test_score_ci95 (autotransfer.study.intervals)
+            **intervals_of(r),  # val_score_ci95, test_score_ci95 (study.results.intervals)
         }
         for r in records
     ]
@@ -79,8 +79,8 @@ def _own_params(params: dict[str, Any], backbone_id: str) -> dict[str, Any]:
     """``params`` without other modalities' hyperparameters (all of them when the backbone's
     zoo is not installed here)."""
     from autotransfer.contract.collect import get_registry
-    from autotransfer.contract.hyperparameters import for_modality
     from autotransfer.errors import BackboneError, PluginError
+    from autotransfer.space.hyperparameters import for_modality
 
     try:
         modality = get_registry().get(backbone_id).modality
@@ -153,8 +153,8 @@ def front_config(study, space: SearchSpace) -> dict[str, Any]:
 def outcome(study, best: TrialRecord) -> dict[str, Any]:
     """best.yaml's ``macro_f1`` and ``per_class`` (val), ``test_macro_f1`` and
     ``test_per_class``, ``references`` and ``transfer_effect`` (each when known)."""
-    from autotransfer.study.references import best_references, transfer_effect_of
-    from autotransfer.study.scores import macro_f1, per_class_scores
+    from autotransfer.study.references.trials import best_references, transfer_effect_of
+    from autotransfer.study.results.scores import macro_f1, per_class_scores
 
     found: dict[str, Any] = {}
     for split, prefix in (("val", ""), ("test", "test_")):
@@ -285,8 +285,8 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
 
-    from autotransfer.study.front_plots import front_plots
-    from autotransfer.study.scores import outcome_plots
+    from autotransfer.study.results.front_plots import front_plots
+    from autotransfer.study.results.scores import outcome_plots
     from autotransfer.study.selection import score_target
 
     target = {"target": score_target(study), "target_name": metric} if score_target(
@@ -328,7 +328,7 @@ def write_report(study, out: str | Path, *, metric: str = "score",
     """
     import warnings
 
-    from autotransfer.study.timebudget import now
+    from autotransfer.study.budget.timebudget import now
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -464,8 +464,8 @@ def _ci(interval, *, bare: bool = False) -> str:
 
 
 def _honesty(best: dict[str, Any]) -> list[str]:
-    """What the best validation score is worth (:mod:`autotransfer.study.intervals`)."""
-    from autotransfer.study.intervals import RULE
+    """What the best validation score is worth (:mod:`autotransfer.study.results.intervals`)."""
+    from autotransfer.study.results.intervals import RULE
 
     test = ("; its test score, which no choice of the search saw, is the honest estimate"
             if best.get("test_score") is not None else
@@ -513,7 +513,7 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
     """:func:`write_report` for a study in ``storage`` (also ``best.yaml`` when one completed).
 
     Example:
-        >>> from autotransfer.study.report import report_study
+        >>> from autotransfer.study.results.report import report_study
         >>> report_study("fashion-mnist-image-quick", storage="sqlite:///demo.db",
         ...              out="demo-report")  # doctest: +SKIP
     """
@@ -521,9 +521,9 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
 
     import optuna
 
-    from autotransfer.contract.space import parse_space
     from autotransfer.errors import SpaceError, StorageError
-    from autotransfer.study.storage import make_storage, mask_url
+    from autotransfer.space.schema import parse_space
+    from autotransfer.study.store.storage import make_storage, mask_url
 
     study_storage = make_storage(storage, must_exist=True)
     names = [s.study_name for s in optuna.get_all_study_summaries(study_storage)]

@@ -49,7 +49,7 @@ def _size(params: dict[str, Any]) -> tuple[str, float] | None:
 def step_params(space) -> dict[str, Any]:
     """The timed step's hyperparameters: the default configuration (the reference trial's,
     clipped into the space), every layer trained by a full fine-tune."""
-    from autotransfer.study.references import reference_params
+    from autotransfer.study.references.trials import reference_params
 
     found = dict(next((p for kind, p in reference_params(space) if kind == "default"),
                       reference_params(space)[0][1]))

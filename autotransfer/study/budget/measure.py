@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer.study import timebudget
+from autotransfer.study.budget import timebudget
 from autotransfer.study.records import TrialWriter
 from autotransfer.study.selection import Rule, objective_values, violations
 

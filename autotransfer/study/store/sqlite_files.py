@@ -1,9 +1,9 @@
 """An existing SQLite file is looked at, read-only, before Optuna's storage touches it.
 
 ``optuna.storages.RDBStorage`` creates its tables in whatever database it is given, and
-:func:`autotransfer.study.storage.make_storage` switches SQLite files to write-ahead logging. A
-file that belongs to another application (a typo in ``--storage``, a shared folder) would be
-changed for good. :func:`check_sqlite_file` opens the file with SQLite's read-only URI
+:func:`autotransfer.study.store.storage.make_storage` switches SQLite files to write-ahead
+logging. A file that belongs to another application (a typo in ``--storage``, a shared folder)
+would be changed for good. :func:`check_sqlite_file` opens the file with SQLite's read-only URI
 (``file:...?mode=ro``), reads ``sqlite_master`` and Optuna's ``alembic_version``, and refuses
 what is not a study database, or one whose schema Optuna must upgrade first, leaving the file
 byte for byte as it was.

@@ -19,11 +19,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autotransfer.contract.budget import BudgetPlan
-from autotransfer.contract.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
-from autotransfer.contract.objectives import COSTS, METRICS, OBJECTIVES
-from autotransfer.contract.strategies import build
 from autotransfer.errors import SpaceError
+from autotransfer.space.budget import BudgetPlan
+from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
+from autotransfer.space.objectives import COSTS, METRICS, OBJECTIVES
+from autotransfer.space.strategies import build
 
 
 class _Strict(BaseModel):
@@ -121,11 +121,11 @@ class SearchSpace(_Strict):
     sampler: str | StrategySpec = "tpe"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     params: dict[str, Distribution | Scalar] = Field(default_factory=dict)
-    # objectives and bounds: autotransfer.contract.objectives; the pick: study.selection
+    # objectives and bounds: autotransfer.space.objectives; the pick: study.selection
     objectives: list[str] | None = None  # [metric, latency_ms, ...]: a multi-objective study
     constraints: dict[str, float] = Field(default_factory=dict)  # upper bounds on costs
     pick: str | None = None  # the objective that picks best.yaml's trial on the front
-    # how a small budget is spent (references, rungs, costs): autotransfer.contract.budget
+    # how a small budget is spent (references, rungs, costs): autotransfer.space.budget
     budget: BudgetPlan = Field(default_factory=BudgetPlan)
 
     @field_validator("backbones", mode="before")

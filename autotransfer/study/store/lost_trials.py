@@ -18,7 +18,7 @@ import socket
 import warnings
 
 from autotransfer.study.records import FAIL_REASON, INTERRUPTED, WORKER, WORKER_PID
-from autotransfer.study.storage import MAX_RETRY
+from autotransfer.study.store.storage import MAX_RETRY
 
 
 def process_gone(worker: str | None, pid: int | None) -> bool:
@@ -47,7 +47,7 @@ def fail_lost_trials(study) -> list[int]:
     Gone: the worker process on this machine no longer exists, or (with heartbeats on) the
     trial's heartbeat is older than the storage's grace period. Each failed trial records why
     (``fail_reason``), is named in a warning, and goes to the storage's stale-trial callback
-    (the retry of :data:`autotransfer.study.storage.MAX_RETRY`), as Optuna's own
+    (the retry of :data:`autotransfer.study.store.storage.MAX_RETRY`), as Optuna's own
     ``optuna.storages.fail_stale_trials`` does; this replaces that call.
 
     Uses Optuna's private ``study._storage``, ``FrozenTrial._trial_id`` and

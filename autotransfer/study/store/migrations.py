@@ -3,7 +3,7 @@
 As llm records its migrations (``_llm_migrations``), the names of the applied ones are rows of
 ``autotransfer_migrations``; the schema version of a database is how many it has applied. A
 schema change is a new function decorated with :func:`migration`, after the others in
-``autotransfer.study.history`` (which owns the tables), never an edit of an applied one: a
+``autotransfer.study.store.history`` (which owns the tables), never an edit of an applied one: a
 database written by any earlier version is brought up to date on first use, and the history
 keeps what it recorded.
 """

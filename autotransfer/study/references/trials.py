@@ -9,9 +9,9 @@ space's ``method`` includes ``lora`` (and its default is another method), a *LoR
 backbone joins them: the default configuration with ``method: lora`` at the default rank. Their
 trial holds ``user_attrs["reference"]`` (``linear_probe``, ``default`` or ``lora``). The pruner
 never stops a linear probe, so the floor always has a score; the other references take part in
-the rungs like any trial (:func:`autotransfer.study.reference_order.prunable`). They run in the
-order of :func:`autotransfer.study.reference_order.order_references` (promise, then measured
-cost), and under a time budget within a share of it (:mod:`autotransfer.study.reference_share`).
+the rungs like any trial (:func:`autotransfer.study.references.order.prunable`). They run in the
+order of :func:`autotransfer.study.references.order.order_references` (promise, then measured
+cost), and under a time budget within a share of it (:mod:`autotransfer.study.references.share`).
 
 The *transfer effect* (what the source task's weights add on the target task) is measured by
 training the best configuration once more from random weights, with the same seed and budget.
@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autotransfer.contract.space import (
+from autotransfer.space.schema import (
     HYPERPARAMETERS,
     CategoricalDistribution,
     FloatDistribution,
@@ -87,12 +87,12 @@ def _clip(spec: FloatDistribution | IntDistribution, value: float) -> float:
 def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
                        cost: dict[str, float] | None = None) -> list[str]:
     """Enqueue the reference trials on ``study`` (once per study, as many as ``trials`` leaves
-    room for, in the order of :func:`autotransfer.study.reference_order.order_references`;
+    room for, in the order of :func:`autotransfer.study.references.order.order_references`;
     ``cost`` is each backbone label's measured seconds per epoch). References that wait for
     the linear probes' scores are recorded as pending instead
-    (:mod:`autotransfer.study.reference_queue` enqueues them). Returns one line per
+    (:mod:`autotransfer.study.references.queue` enqueues them). Returns one line per
     enqueued reference, and one for those held back."""
-    from autotransfer.study.reference_order import deferred, order_references
+    from autotransfer.study.references.order import deferred, order_references
     from autotransfer.study.workers import tally
 
     order = space.budget.reference_order
@@ -227,7 +227,7 @@ def conclude(study, space: SearchSpace, data, device, *, seed: int,
 
     from optuna.trial import TrialState
 
-    from autotransfer.study.scores import chance_level, chance_warning
+    from autotransfer.study.results.scores import chance_level, chance_warning
 
     def say(message: str) -> None:
         if progress:

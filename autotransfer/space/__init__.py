@@ -1,0 +1,12 @@
+"""Space: the search-space schema, what a space YAML may say and how it is validated.
+
+- ``schema``: search-space YAML -> validated ``SearchSpace`` -> ``trial.suggest_*`` calls;
+- ``hyperparameters``: the hyperparameters a space may name (defaults, ranges, help);
+- ``methods``: the tuning methods a space may choose, and their hyperparameters;
+- ``method_names``: the names the ``method`` hyperparameter accepts (a leaf);
+- ``objectives``: what a search can optimise or bound;
+- ``budget``: the ``budget`` key (how a small budget is spent);
+- ``strategies``: pruners and samplers as named in a space.
+
+May import: ``autotransfer.contract``, ``autotransfer.errors`` and public libraries.
+"""

@@ -1,0 +1,9 @@
+"""Budget: how a study spends its time and which trials it starts and stops.
+
+- ``timebudget``: the run-wide time budget (``--time-budget``), its deadline and grace;
+- ``rungs``: the space's pruner fitted to the trials a study can expect;
+- ``cost_aware``: among backbones of similar promise, the cheaper one starts first;
+- ``backbone_cost``: each backbone's cost, measured once per study (the timed step);
+- ``measure``: a trial's costs (params, latency, size) and its bounds;
+- ``pruners``: the study's pruner and sampler, built from the space.
+"""

@@ -1,0 +1,9 @@
+"""Results: what a search ends with and how it is shown.
+
+- ``report``: the leaderboard, ``best.yaml``, ``report.md`` and its plots;
+- ``front_plots``: the Pareto front plot;
+- ``intervals``: 95% intervals and the rule that picks among indistinguishable trials;
+- ``scores``: per-class scores, the confusion matrix, divergence and chance level;
+- ``dashboard``: the study's note for optuna-dashboard;
+- ``artifacts``: ``--keep-best``, the best trial's model kept as an Optuna artifact.
+"""

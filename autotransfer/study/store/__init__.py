@@ -1,0 +1,8 @@
+"""Store: where a study lives.
+
+- ``storage``: storage URLs, password masking, Optuna's RDB storage, the study-wide lock;
+- ``sqlite_files``: an existing SQLite file is looked at, read-only, before Optuna touches it;
+- ``migrations``: named migrations of the history tables;
+- ``history``: the transfer history of every finished trial, for warm starts;
+- ``lost_trials``: trials left RUNNING by a worker that is gone.
+"""
