@@ -21,8 +21,10 @@ from autotransfer._version import __version__
 from autotransfer.contract import hookspecs
 
 #: The core's own features offered through the hooks (datasette's default plugins): always
-#: loaded, whatever ``AUTOTRANSFER_LOAD_PLUGINS`` says.
-DEFAULT_PLUGINS: tuple[str, ...] = ("autotransfer.data.modality",)
+#: loaded, whatever ``AUTOTRANSFER_LOAD_PLUGINS`` says. A layer above the contract adds its own
+#: with :func:`add_default_plugin` when it is imported (the data layer adds the builtin
+#: modalities), so that the contract names no module above it.
+_DEFAULT_PLUGINS: dict[str, object] = {}
 #: Builtin zoos are ordinary plugins, loaded by the same manager as third-party ones.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "autotransfer_timm",
@@ -48,6 +50,17 @@ class _State:
 
 
 _state = _State()
+
+
+def add_default_plugin(plugin: object, name: str) -> None:
+    """Offer ``plugin`` (a module or object with hook implementations) as a default plugin.
+
+    Default plugins load whatever ``AUTOTRANSFER_LOAD_PLUGINS`` says; one added after the
+    plugins loaded is registered at once.
+    """
+    _DEFAULT_PLUGINS.setdefault(name, plugin)
+    if _state.loaded:
+        _register(name, lambda: plugin, _BUILTIN)
 
 
 def hook_names() -> list[str]:
@@ -76,7 +89,7 @@ def load_plugins() -> None:
 
     ``AUTOTRANSFER_LOAD_PLUGINS`` is a comma-separated list of plugin names: when set, only
     those plugins load (builtin zoos included); when set to an empty string, none do. The
-    :data:`DEFAULT_PLUGINS` (the builtin modalities) load always.
+    default plugins (:func:`add_default_plugin`: the builtin modalities) load always.
     ``AUTOTRANSFER_TRACE_HOOKS=1`` traces every hook call.
     """
     if _state.loaded:
@@ -87,8 +100,8 @@ def load_plugins() -> None:
     wanted = os.environ.get(LOAD_ENV)
     allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
 
-    for module_name in DEFAULT_PLUGINS:
-        _register(module_name, lambda m=module_name: importlib.import_module(m), _BUILTIN)
+    for name, plugin in list(_DEFAULT_PLUGINS.items()):
+        _register(name, lambda p=plugin: p, _BUILTIN)
     for module_name in BUILTIN_PLUGINS:
         if allowed is None or module_name in allowed:
             _register(module_name, lambda m=module_name: importlib.import_module(m), _BUILTIN)

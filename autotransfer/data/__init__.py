@@ -28,6 +28,8 @@ Layered, no import circles (``tests/test_import_cycles.py``), from the leaves up
 Imports neither search, train nor model code.
 """
 
+from autotransfer.contract.manager import add_default_plugin
+from autotransfer.data import modality
 from autotransfer.data._audio import AudioPreprocess, load_audio
 from autotransfer.data._images import (
     AUGMENTATIONS,
@@ -47,6 +49,10 @@ from autotransfer.data.files import is_junk, walk_files
 from autotransfer.data.labels import normalize_label, sort_classes
 from autotransfer.data.load import check_source, detect_modality, load_data
 from autotransfer.data.splits import stratified_split
+
+# The builtin modalities are the core's default plugin of the ``register_modalities`` hook: the
+# data layer offers them to the plugin manager below it, so no layer names one above it.
+add_default_plugin(modality, "autotransfer.data.modality")
 
 __all__ = [
     "AUGMENTATIONS",
