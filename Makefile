@@ -48,9 +48,11 @@ services:
 	@command -v chromium >/dev/null || \
 	  apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
-# ruff, then the architecture's import rules (pyproject.toml [tool.importlinter]).
+# ruff, mypy over the plugin contract (pyproject.toml [tool.mypy]), then the architecture's
+# import rules (pyproject.toml [tool.importlinter]).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check autotransfer plugins tests benchmarks docs
+	$(BIN)/mypy
 	PYTHONPATH=.:plugins:plugins/example_zoo $(BIN)/lint-imports --no-cache
 
 # The user guide as a site, built strictly (a broken link or a page missing from the nav fails);

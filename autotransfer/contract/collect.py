@@ -35,7 +35,8 @@ def get_registry() -> Registry:
     return _registry
 
 
-def _register_backbone(registry: Registry, entry: object, plugin: str = "?") -> None:
+def _register_backbone(registry: Registry, entry: BackboneEntry | BackboneCatalogue,
+                       plugin: str = "?") -> None:
     """``registry.register``, once the entry's (or catalogue's) modalities are registered."""
     named = (entry.modalities if isinstance(entry, BackboneCatalogue)
              else (entry.modality,) if isinstance(entry, BackboneEntry) else ())

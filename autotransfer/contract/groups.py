@@ -30,7 +30,7 @@ Matcher = Mapping[str, Any] | Callable[[str], Any]
 def _compile(matcher: Matcher) -> Callable[[str], tuple[float, ...] | None]:
     if callable(matcher):
 
-        def ordinal_of(name: str) -> tuple[float, ...] | None:
+        def called(name: str) -> tuple[float, ...] | None:
             ordinal = matcher(name)
             if ordinal is None:
                 return None
@@ -38,7 +38,7 @@ def _compile(matcher: Matcher) -> Callable[[str], tuple[float, ...] | None]:
                 return tuple(float(o) for o in ordinal)
             return (float(ordinal),)
 
-        return ordinal_of
+        return called
 
     rules: list[tuple[re.Pattern[str], tuple[float, ...], tuple[float, ...]]] = []
     for position, spec in enumerate(matcher.values()):

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pluggy
@@ -60,7 +61,11 @@ def add_default_plugin(plugin: object, name: str) -> None:
     """
     _DEFAULT_PLUGINS.setdefault(name, plugin)
     if _state.loaded:
-        _register(name, lambda: plugin, _BUILTIN)
+        _register(name, partial(_itself, plugin), _BUILTIN)
+
+
+def _itself(plugin: object) -> object:
+    return plugin
 
 
 def hook_names() -> list[str]:
@@ -101,10 +106,10 @@ def load_plugins() -> None:
     allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
 
     for name, plugin in list(_DEFAULT_PLUGINS.items()):
-        _register(name, lambda p=plugin: p, _BUILTIN)
+        _register(name, partial(_itself, plugin), _BUILTIN)
     for module_name in BUILTIN_PLUGINS:
         if allowed is None or module_name in allowed:
-            _register(module_name, lambda m=module_name: importlib.import_module(m), _BUILTIN)
+            _register(module_name, partial(importlib.import_module, module_name), _BUILTIN)
 
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if allowed is None or ep.name in allowed:
@@ -182,7 +187,7 @@ def plugin_errors() -> dict[str, str]:
 def get_plugins() -> list[dict[str, object]]:
     """Loaded plugins with their version and the hooks they implement."""
     load_plugins()
-    plugins = []
+    plugins: list[dict[str, object]] = []
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         plugins.append({"name": name, "version": _state.versions.get(name, "?"), "hooks": hooks})
