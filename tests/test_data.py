@@ -81,12 +81,16 @@ def test_grayscale_rgba_palette_and_16_bit_images_decode_to_rgb(tmp_path, mode):
 
 
 def test_resize_keeps_aspect_then_centre_crops(tmp_path):
-    # a wide image: left half black, right half white; the centre crop sees both halves
-    pixels = np.zeros((20, 40, 3), np.uint8)
-    pixels[:, 20:] = 255
+    # three 20-px bands, black | grey | white: resized on its short side and centre-cropped,
+    # the crop is the grey band alone; a stretch would show black and white at the edges, and a
+    # left crop black
+    pixels = np.zeros((20, 60, 3), np.uint8)
+    pixels[:, 20:40] = 128
+    pixels[:, 40:] = 255
     Image.fromarray(pixels).save(tmp_path / "wide.png")
-    array = load_image(tmp_path / "wide.png", PRE)
-    assert array[:, :, 0].mean() < 30 and array[:, :, -1].mean() > 225
+    array = load_image(tmp_path / "wide.png", PRE).astype(int)
+    assert abs(array[:, :, 1:-1].mean() - 128) < 6
+    assert abs(array[:, :, 0].mean() - 128) < 40 and abs(array[:, :, -1].mean() - 128) < 40
 
 
 def test_image_tensors_are_decoded_once_and_cached(class_folders):
