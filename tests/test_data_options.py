@@ -79,6 +79,15 @@ def test_data_options_round_trip_and_reject_unknown_roles():
         DataOptions.from_yaml({"colums": {}}, "best.yaml")
 
 
+def test_load_data_keeps_the_data_store_it_was_given(class_folders, tmp_path):
+    # the store is one of the data options: load_data sets it, no caller patches it afterwards
+    from autotransfer.data import load_data
+
+    assert load_data(class_folders, data_store="memory").store == "memory"
+    assert load_data(class_folders, data_store=tmp_path / "s").store == str(tmp_path / "s")
+    assert load_data(class_folders).store is None
+
+
 def test_search_groups_its_options_and_keeps_the_data_keywords():
     from autotransfer.study.options import SearchOptions
 

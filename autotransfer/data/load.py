@@ -152,7 +152,8 @@ def load_data(
         data_options: how to read it (:class:`~autotransfer.data.options.DataOptions`:
             modality, columns); or the same as keywords, ``modality="text"``,
             ``text_column="review"``, ``label_column=``, ``image_column=``, ``audio_column=``
-            (``ROLE_column`` for any column role), ``columns={"image": "photo"}``.
+            (``ROLE_column`` for any column role), ``columns={"image": "photo"}``; its
+            ``data_store`` becomes the returned data's ``store``.
 
     Raises:
         DataError: with the file (and row) or folder at fault and what was expected.
@@ -166,6 +167,13 @@ def load_data(
         options = DataOptions.of(**given)  # type: ignore[arg-type]
     elif given:
         raise OptionError(sorted(given)[0], " given beside data_options; put it there")
+    data = _read(path, val_fraction, seed, options)
+    data.store = None if options.data_store is None else str(options.data_store)
+    return data
+
+
+def _read(path: str | Path, val_fraction: float, seed: int,
+          options: DataOptions) -> LabelledData:
     modality = options.modality
     if is_hf_source(path):
         return load_hf(path, val_fraction=val_fraction, seed=seed, modality=modality,

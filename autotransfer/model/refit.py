@@ -212,8 +212,6 @@ def train(
     read = asked.over(DataOptions.from_yaml(source.get("data_options"), "best.yaml source"))
     dataset = load_data(data, val_fraction=float(source.get("val_fraction", 0.2)),
                         seed=split_seed, data_options=read)
-    if read.data_store is not None:
-        dataset.store = str(read.data_store)
     check_data(dataset)
     check_modality([spec.id], dataset)
     classes = config.get("classes")

@@ -239,7 +239,6 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
     dataset = load_data(options.data, val_fraction=space.val_fraction, seed=options.seed,
                         data_options=options.data_options)
-    dataset.store = None if options.data_store is None else str(options.data_store)
     check_data(dataset)
     # failed trials are reported by the progress view with their reason, not as tracebacks
     optuna.logging.set_verbosity(optuna.logging.ERROR)
