@@ -36,7 +36,8 @@ class ConsoleProgress:
 
     def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None:
         self.started[number] = time.perf_counter()
-        of = f" of {self.total}" if self.total else ""
+        # numbers go past the total when trials did not count (interrupted, retried): no "of"
+        of = f" of {self.total}" if self.total and number < self.total else ""
         console.print(
             f"{self._tag()}[bold]trial #{number}{of}[/] {escape(backbone)}  "
             f"{params.get('method', 'finetune')} freeze={params['freeze_fraction']:.2f} "
