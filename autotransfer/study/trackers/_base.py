@@ -104,8 +104,8 @@ class Guarded:
             self.tracker.start(study, options)
             self.on = True
         except Exception as exc:
-            warn(f"tracking with {self.name} is off: {one_line(exc).rstrip('.')}; the search goes on "
-                 f"(the study database keeps every trial)")
+            warn(f"tracking with {self.name} is off: {one_line(exc).rstrip('.')}; the search "
+                 f"goes on (the study database keeps every trial)")
         return self
 
     def _call(self, method: str, *args) -> None:
@@ -115,8 +115,8 @@ class Guarded:
             getattr(self.tracker, method)(*args)
         except Exception as exc:
             self.on = False
-            warn(f"tracking with {self.name} stopped ({method}): {one_line(exc).rstrip('.')}; the search "
-                 f"goes on (the study database keeps every trial)")
+            warn(f"tracking with {self.name} stopped ({method}): {one_line(exc).rstrip('.')}; "
+                 f"the search goes on (the study database keeps every trial)")
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
         self._call("on_epoch", trial, epoch, scores)

@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from urllib.parse import urlparse
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from autotransfer.study.trackers._base import TrialEnd, require, study_key, warn
 
@@ -165,7 +165,8 @@ class MlflowTracker:
             return found[0]
         run = self.client.create_run(
             self.experiment_id, run_name=run_name(number, backbone, params),
-            start_time=_ms(started), tags={STUDY_KEY: self.key, STUDY: self.study.study_name, KIND: "trial",
+            start_time=_ms(started),
+            tags={STUDY_KEY: self.key, STUDY: self.study.study_name, KIND: "trial",
                   TRIAL: str(number), PARENT: self.parent_id, STATE: "running"})
         logged = {"backbone": backbone, **params}
         self.client.log_batch(run.info.run_id, params=[
