@@ -223,6 +223,18 @@ def test_a_tracker_warning_is_cut_only_at_a_sentence_end():
     word = one_line(RuntimeError("a " * 200), limit=50)
     assert word.endswith("a...") and len(word) <= 53
 
+    from autotransfer.study.trackers import Guarded
+
+    class Failing:
+        def start(self, study, options):
+            raise RuntimeError(long)
+
+    with pytest.warns(TrackingWarning) as caught:
+        Guarded("mlflow", Failing()).start(None, None)
+    assert str(caught[0].message) == (f"tracking with mlflow is off: {long.split(' See')[0][:-1]}"
+                                      "; the search goes on (the study database keeps every "
+                                      "trial)")
+
 
 def test_an_unreachable_tracker_is_one_warning_and_the_search_goes_on(tracked):
     with warnings.catch_warnings(record=True) as caught:

@@ -84,6 +84,12 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return line[:line.rfind(" ", 0, limit)].rstrip(",;:") + "..."
 
 
+def _clause(exc: BaseException) -> str:
+    """:func:`one_line` without its closing full stop (a clause of a longer warning)."""
+    line = one_line(exc)
+    return line[:-1] if line.endswith(".") and not line.endswith("...") else line
+
+
 def warn(message: str) -> None:
     warnings.warn(message, TrackingWarning, stacklevel=3)
 
@@ -104,7 +110,7 @@ class Guarded:
             self.tracker.start(study, options)
             self.on = True
         except Exception as exc:
-            warn(f"tracking with {self.name} is off: {one_line(exc).rstrip('.')}; the search "
+            warn(f"tracking with {self.name} is off: {_clause(exc)}; the search "
                  f"goes on (the study database keeps every trial)")
         return self
 
@@ -115,7 +121,7 @@ class Guarded:
             getattr(self.tracker, method)(*args)
         except Exception as exc:
             self.on = False
-            warn(f"tracking with {self.name} stopped ({method}): {one_line(exc).rstrip('.')}; "
+            warn(f"tracking with {self.name} stopped ({method}): {_clause(exc)}; "
                  f"the search goes on (the study database keeps every trial)")
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
