@@ -264,3 +264,67 @@ def test_a_diverging_learning_rate_is_pruned_and_the_study_says_so(tiny_zoo, cla
     assert [t.state.name for t in trials] == ["PRUNED"] * 3
     assert all(t.user_attrs["prune_reason"].startswith("diverged: ") for t in trials)
     assert len(result.warnings) == 1
+
+
+STOP_AT: list[int] = []  # the load of tiny/stop (counted from 1) that a Ctrl-C interrupts
+STOP_LOADS: list[bool] = []
+
+
+def _stopping(pretrained=True):
+    STOP_LOADS.append(pretrained)
+    if STOP_AT and len(STOP_LOADS) == STOP_AT[0]:
+        raise KeyboardInterrupt
+    return _loader("stop")(pretrained)
+
+
+class StoppingZoo:
+    @hookimpl
+    def register_backbones(self, register):
+        register(BackboneEntry("tiny/stop", "image", loader=_stopping))
+
+
+def test_a_reference_a_stop_interrupted_runs_again_on_resume(tiny_zoo, class_folders,
+                                                             tmp_path):
+    """Ctrl-C during the default reference: the resumed search runs that default (the first
+    try does not count), and says how many trials were done before."""
+    from autotransfer.study.warm_start import resumed_line
+
+    one = {**SPACE, "backbones": ["tiny/stop"]}
+    pm.register(StoppingZoo(), name="stopping-zoo")
+    reset_registry()
+    try:
+        STOP_LOADS.clear()
+        STOP_AT[:] = [2]  # the probe loads first, then the default: stopped as it loads
+        with pytest.raises(KeyboardInterrupt):
+            _run(class_folders, tmp_path, trials=3, space=one)
+        study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+        stopped = study.get_trials()[1]
+        assert stopped.user_attrs["reference"] == "default" and stopped.state.name == "FAIL"
+        assert stopped.user_attrs["interrupted"] is True
+        assert resumed_line(study, 3) == "resuming: 1 of 3 trials done"
+        STOP_AT.clear()
+        again = _run(class_folders, tmp_path, trials=3, space=one)
+    finally:
+        pm.unregister(name="stopping-zoo")
+        reset_registry()
+    trials = again.study.get_trials()
+    done = [t.user_attrs.get("reference") for t in trials if t.state.name == "COMPLETE"]
+    assert done[:2] == ["linear_probe", "default"] and len(done) == 3, done
+    default = next(t for t in trials[2:] if t.user_attrs.get("reference") == "default")
+    assert default.user_attrs["params"] == stopped.user_attrs["params"]  # the same reference
+    # a third resume enqueues nothing again (the default ran to its end)
+    lock = StudyLock(make_storage(f"sqlite:///{tmp_path}/s.db"), "s")
+    assert enqueue_references(again.study, lock, parse_space(one), 3) == []
+
+
+def test_the_console_does_not_number_a_trial_past_the_total_as_of_it(capsys):
+    from autotransfer.cli.console import ConsoleProgress
+
+    params = {"freeze_fraction": 0.5, "lr": 1e-3, "head_lr_multiplier": 10, "layer_decay": 1,
+              "batch_size": 8}
+    progress = ConsoleProgress(8)
+    progress.trial_started(7, "tiny/a", params)
+    progress.trial_started(8, "tiny/a", params)  # the ninth: one before did not count
+    lines = capsys.readouterr().out.splitlines()
+    assert "trial #7 of 8 " in lines[0]
+    assert "trial #8 tiny/a" in lines[1] and " of 8" not in lines[1]

@@ -113,6 +113,71 @@ def test_timm_alone_loads_the_export_and_predicts_the_same(image_model, fashion_
     assert (mine.argmax(1) == theirs.argmax(1)).all()
 
 
+# Runs docs/train-predict.md's "timm alone" block as written, once per image (its model and
+# image paths replaced), without autotransfer importable by the block itself.
+DOCS_SNIPPET = textwrap.dedent("""
+    import json, sys
+    block, model, files = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3:]
+    found = []
+    for f in files:
+        scope = {}
+        exec(block.replace("docs-model", model)
+             .replace("data/fashion-mnist/test/bag/t10k-01566.png", f), scope)
+        found.append(scope["probabilities"].tolist())
+    print(json.dumps({"imported": sorted(m for m in sys.modules if m.startswith("autotransfer")),
+                      "labels": scope["labels"], "probs": found}))
+""")
+
+
+def _timm_alone_block() -> str:
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "docs" / "train-predict.md").read_text()
+    section = page.split("### The timm model, with timm alone")[1].split("\n## ")[0]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def _transparent_pngs(folder, fashion_mnist):
+    """A test image as RGBA, LA and palette-with-transparency PNGs whose transparent pixels
+    hide black (as icons do): half of each image is fully transparent."""
+    from PIL import Image
+
+    folder.mkdir()
+    source = Image.open(sorted((fashion_mnist / "test" / "bag").glob("*.png"))[0]).convert("L")
+    alpha = Image.new("L", source.size, 255)
+    alpha.paste(0, (0, 0, source.width // 2, source.height))
+    black = Image.new("L", source.size, 0)
+    half = Image.composite(source, black, alpha)  # the transparent half hides black
+    rgba = Image.merge("RGBA", (half, half, half, alpha))
+    rgba.save(folder / "rgba.png")
+    Image.merge("LA", (half, alpha)).save(folder / "la.png")
+    palette = half.convert("P")  # grey levels; the black of the hidden half is transparent
+    palette.info["transparency"] = palette.getpixel((0, 0))
+    palette.save(folder / "p.png", transparency=palette.getpixel((0, 0)))
+    return sorted(folder.glob("*.png"))
+
+
+def test_the_docs_timm_alone_snippet_matches_predict_on_transparent_images(
+        image_model, fashion_mnist, capsys, tmp_path):
+    """Icons with transparency: autotransfer composites them on white; the docs' snippet must
+    do the same, or its probabilities differ from ``autotransfer predict``'s."""
+    from PIL import Image
+
+    _, outcome = image_model
+    files = _transparent_pngs(tmp_path / "icons", fashion_mnist)
+    assert [Image.open(f).mode for f in files] == ["LA", "P", "RGBA"]
+    block = tmp_path / "block.py"
+    block.write_text(_timm_alone_block())
+    direct = _direct(DOCS_SNIPPET, str(block), str(outcome.model_dir), *map(str, files))
+    assert direct["imported"] == []
+    ours = _predict_json(capsys, str(outcome.model_dir), *map(str, files))
+    mine = np.array([[p["probabilities"][c] for c in direct["labels"]] for p in ours])
+    theirs = np.array(direct["probs"])
+    print(f"largest probability difference: {np.abs(mine - theirs).max():.2e}")
+    assert np.abs(mine - theirs).max() < 1e-4
+
+
 def test_predict_takes_files_folders_and_csv(image_model, fashion_mnist, capsys, tmp_path):
     _, outcome = image_model
     bags = sorted((fashion_mnist / "test" / "bag").glob("*.png"))

@@ -94,7 +94,7 @@ def _states(study):
     return {t.number: t.state.name.lower() for t in study.trials}
 
 
-def test_mlflow_logs_a_parent_run_and_one_nested_run_per_trial_per_epoch(tracked):
+def test_mlflow_logs_a_parent_run_and_one_nested_run_per_trial_per_epoch(tracked, capfd):
     import mlflow
 
     uri = f"sqlite:///{tracked}/mlflow.db"
@@ -102,9 +102,13 @@ def test_mlflow_logs_a_parent_run_and_one_nested_run_per_trial_per_epoch(tracked
     result = _search(tracked, TRIALS, track="mlflow", tracking_uri=uri)
     states = _states(result.study)
     assert set(states.values()) == {"complete", "pruned", "fail"}, states
+    console = capfd.readouterr()
+    assert " INFO " not in console.err + console.out  # MLflow's database set-up lines
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("tracked")
+    # the UI opens the experiment on its runs, not on the GenAI traces page
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags["autotransfer.kind"] == "search"]
     children = [r for r in runs if r.data.tags["autotransfer.kind"] == "trial"]
@@ -120,6 +124,7 @@ def test_mlflow_logs_a_parent_run_and_one_nested_run_per_trial_per_epoch(tracked
         number = int(run.data.tags["autotransfer.trial"])
         trial = result.study.trials[number]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.run_name == f"trial {number} · {trial.params['backbone']} · finetune"
         assert run.data.tags["autotransfer.state"] == states[number]
         assert run.info.status == status[states[number]]
         assert run.data.params["backbone"] == trial.params["backbone"]
@@ -162,7 +167,7 @@ def test_mlflow_logs_a_parent_run_and_one_nested_run_per_trial_per_epoch(tracked
 
 def test_mlflow_catches_up_at_the_end_with_trials_it_did_not_see(tracked):
     """A search run without tracking, then resumed with it: its trials are logged once, with
-    their per-epoch history read from the study."""
+    their per-epoch history read from the study and their own start and end times."""
     import mlflow
 
     uri = f"sqlite:///{tracked}/mlflow.db"
@@ -180,6 +185,55 @@ def test_mlflow_catches_up_at_the_end_with_trials_it_did_not_see(tracked):
             history = client.get_metric_history(run.info.run_id, "val_score")
             assert [m.step for m in history] == sorted(steps)
             assert run.info.status != "RUNNING"
+            trial = first.study.trials[number]
+            assert run.info.start_time == int(trial.datetime_start.timestamp() * 1000)
+            assert run.info.end_time == int(trial.datetime_complete.timestamp() * 1000)
+
+
+def test_mlflow_tracks_to_a_file_store_with_one_whole_line_warning(tracked, monkeypatch):
+    """``--tracking-uri ./mlruns``: MLflow 3 refuses a file store unless told; asked for by
+    name, it tracks, and the notice is one warning that names the replacement."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    _enqueue(tracked, ["tracked/tiny"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _search(tracked, 1, track="mlflow", tracking_uri="./mlruns")
+    tracking = [str(w.message) for w in caught if issubclass(w.category, TrackingWarning)]
+    assert len(tracking) == 1 and "maintenance mode" in tracking[0], tracking
+    assert "sqlite:///mlflow.db" in tracking[0] and "\n" not in tracking[0]
+    client = mlflow.MlflowClient(tracking_uri=str(tracked / "mlruns"))
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id],
+                              "tags.`autotransfer.kind` = 'trial'")
+    assert [r.info.status for r in runs] == ["KILLED"]  # (the fixture prunes the first)
+
+
+def test_a_tracker_warning_is_cut_only_at_a_sentence_end():
+    from autotransfer.study.trackers._base import one_line
+
+    long = ("The filesystem tracking backend (e.g., './mlruns') is in maintenance mode and "
+            "will not receive further updates. Please migrate to a database backend (e.g., "
+            "'sqlite:///mlflow.db') to access the latest MLflow features. The `mlflow "
+            "migrate-filestore` tool migrates your existing data losslessly. See https://"
+            "mlflow.org/docs/latest/self-hosting/migrate-from-file-store for guidance.")
+    assert one_line(RuntimeError(long), limit=200) == long.split(" Please")[0]
+    assert one_line(RuntimeError(long)).endswith("losslessly.")
+    assert one_line(RuntimeError("short\nsecond line")) == "short"
+    word = one_line(RuntimeError("a " * 200), limit=50)
+    assert word.endswith("a...") and len(word) <= 53
+
+    from autotransfer.study.trackers import Guarded
+
+    class Failing:
+        def start(self, study, options):
+            raise RuntimeError(long)
+
+    with pytest.warns(TrackingWarning) as caught:
+        Guarded("mlflow", Failing()).start(None, None)
+    assert str(caught[0].message) == (f"tracking with mlflow is off: {long.split(' See')[0][:-1]}"
+                                      "; the search goes on (the study database keeps every "
+                                      "trial)")
 
 
 def test_an_unreachable_tracker_is_one_warning_and_the_search_goes_on(tracked):
@@ -241,6 +295,7 @@ def _offline_runs(folder):
             if kind == "run":
                 info.setdefault("group", record.run.run_group)
                 info.setdefault("job_type", record.run.job_type)
+                info.setdefault("name", record.run.display_name)
                 info["config"].update(_items(record.run.config.update))
             elif kind == "history":
                 info["history"].append(_items(record.history.item))
@@ -270,6 +325,7 @@ def test_wandb_offline_logs_one_run_per_trial_grouped_under_the_study(tracked, m
         number = run["config"]["trial"]
         trial = result.study.trials[number]
         assert run["config"]["backbone"] == trial.params["backbone"]
+        assert run["name"] == f"trial {number} · {trial.params['backbone']} · finetune"
         assert run["summary"]["state"] == states[number]
         epochs = [h["_step"] for h in run["history"] if "val_score" in h]
         assert epochs == sorted(trial.intermediate_values)

@@ -28,6 +28,7 @@ from autotransfer.cli.console import (
 from autotransfer.cli.panels import Command, Group, arrange
 from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.study.options import PRESCREEN_METHODS
+from autotransfer.study.results.intervals import tie_note
 from autotransfer.study.results.report import fmt
 from autotransfer.study.store.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 from autotransfer.study.trackers import TRACKERS
@@ -214,6 +215,9 @@ def search(
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     metric = result.best["metric"] if result.best else "score"
     console.print(leaderboard_table(result.leaderboard, metric))
+    note = tie_note(result.leaderboard)  # a lower val score ranked first: why, in one line
+    if note:
+        console.print(f"[dim]{escape(note)}[/]", highlight=False)
     counts = state_counts(result.leaderboard)
     from autotransfer.study.budget.timebudget import process_age
 

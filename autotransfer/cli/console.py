@@ -36,7 +36,8 @@ class ConsoleProgress:
 
     def trial_started(self, number: int, backbone: str, params: dict[str, Any]) -> None:
         self.started[number] = time.perf_counter()
-        of = f" of {self.total}" if self.total else ""
+        # numbers go past the total when trials did not count (interrupted, retried): no "of"
+        of = f" of {self.total}" if self.total and number < self.total else ""
         console.print(
             f"{self._tag()}[bold]trial #{number}{of}[/] {escape(backbone)}  "
             f"{params.get('method', 'finetune')} freeze={params['freeze_fraction']:.2f} "
@@ -111,8 +112,10 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
     if best.get("val_score_ci95"):
         test = (f", test {_ci(best['test_score_ci95'])}" if best.get("test_score_ci95") else
                 "")
+        honest = ("the test score is the honest one" if best.get("test_score_ci95") else
+                  "give a test split for an estimate that no choice of the search saw")
         lines.append(f"  95% intervals: val {_ci(best['val_score_ci95'])}{test} (the best val of "
-                     "many trials is optimistic; the test score is the honest one)")
+                     f"many trials is optimistic; {honest})")
     if best.get("macro_f1") is not None:
         lines.append(f"  macro-F1 (val) {best['macro_f1']:.4f}")
     worst = worst_class(best.get("per_class") or {})

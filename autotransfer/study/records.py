@@ -75,6 +75,7 @@ STUDY_SELECTION = "selection"  # objectives, directions, constraints, pick (stud
 STUDY_COSTS = "backbone_costs"  # {backbone id: its timed step} (study.backbone_cost)
 STUDY_PENDING_REFERENCES = "pending_references"  # [[kind, params]]: enqueued after the probes
 STUDY_REFERENCE_UNTIL = "reference_until"  # the end of the references' share, time.time()
+STUDY_RUN_STARTS = "run_starts"  # time.time() of each run of the search (best_so_far's origin)
 
 
 @dataclass(frozen=True)
@@ -375,6 +376,7 @@ class StudyRecord:
     costs: dict[str, dict[str, Any]] | None = None  # None: not measured (study.backbone_cost)
     pending_references: list[list[Any]] | None = None  # [kind, params] held for the probes
     reference_until: float | None = None  # the references' share ends (study.reference_share)
+    run_starts: list[float] | None = None  # each run of the search began (time.time())
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -394,6 +396,7 @@ class StudyRecord:
             costs=attrs.get(STUDY_COSTS),
             pending_references=attrs.get(STUDY_PENDING_REFERENCES),
             reference_until=attrs.get(STUDY_REFERENCE_UNTIL),
+            run_starts=attrs.get(STUDY_RUN_STARTS),
         )
 
 
@@ -438,6 +441,11 @@ def set_transfer_effect(study, effect: dict[str, Any]) -> None:
 
 def set_kept_model(study, kept: dict[str, Any]) -> None:
     study.set_user_attr(STUDY_KEPT_MODEL, kept)
+
+
+def add_run_start(study, at: float) -> None:
+    """A run of the search (the first, or a resume) began at ``at`` (time.time())."""
+    study.set_user_attr(STUDY_RUN_STARTS, [*(study.user_attrs.get(STUDY_RUN_STARTS) or []), at])
 
 
 def set_deadline(study, at: float) -> None:

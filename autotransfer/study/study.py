@@ -34,6 +34,7 @@ from autotransfer.study.options import SearchOptions
 from autotransfer.study.progress import Progress
 from autotransfer.study.records import (
     TrialRecord,
+    add_run_start,
     set_write_seconds,
 )
 from autotransfer.study.references.share import start_share
@@ -223,8 +224,11 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
     Long (as a reason): the steps of a search's preparation in their order, each a call.
     """
+    import time
+
     import optuna
 
+    began = time.time()  # the run's start-up (data, timing, pre-screen) shows in best_so_far
     space = options.space
     space_file = None if isinstance(space, SearchSpace) else str(space)
     space = space if isinstance(space, SearchSpace) else load_space(space)
@@ -259,6 +263,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         # what best.yaml's source.data_options records, so that train refits this data
         study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
         start_selection(study, space)  # the pick rule, and the objectives' names for the dashboard
+        add_run_start(study, began)
     lock = StudyLock(study_storage, study.study_name)
     note = StudyNote(dataset, space, space_file=space_file, storage=masked,
                      trials=options.trials)

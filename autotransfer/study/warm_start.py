@@ -37,6 +37,9 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     if history is None:
         history = os.environ.get("AUTOTRANSFER_HISTORY", "1") != "0"
     say = progress.note if progress else (lambda number, message: None)
+    resuming = resumed_line(study, trials)
+    if resuming:
+        say(-1, resuming)
     engine = study_storage.engine
     recorder = None
     if history and not warm_start and defer_history:
@@ -88,6 +91,19 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     if not history:
         recorder = None
     return space, recorder
+
+
+def resumed_line(study, trials: int | None) -> str | None:
+    """``resuming: 5 of 8 trials done`` when the study has trials already (None otherwise):
+    trials counted as ``--trials`` counts them (interrupted ones do not count), so that trial
+    numbers past the total are not taken for an overrun."""
+    from autotransfer.study.workers import tally
+
+    if not study.get_trials(deepcopy=False):
+        return None
+    counted = tally(study).counted
+    total = f" of {trials}" if trials is not None else ""
+    return f"resuming: {counted}{total} trials done"
 
 
 def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None = None) -> bool:

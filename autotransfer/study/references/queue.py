@@ -8,13 +8,20 @@ finished: best probe score first, ties by measured cost. A worker that finds the
 while a probe still runs elsewhere waits for it (seconds), rather than sampling a trial that
 would jump the queue. The trial count is kept: only as many as ``trials`` still leaves room for
 are enqueued.
+
+A reference that a stop interrupted (Ctrl-C, SIGTERM: failed with ``interrupted``) is enqueued
+again when the search resumes (:func:`requeue_interrupted`), with the same parameters, so that
+a stop never loses a study its linear probe or default configuration; like every interrupted
+trial, the failed one does not count towards ``--trials``.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from autotransfer.study.records import (
+    INTERRUPTED,
     REFERENCE,
     StudyRecord,
     reference_attrs,
@@ -65,3 +72,30 @@ def release_pending(study, room: int | None) -> bool:
         study.enqueue_trial(params, user_attrs=reference_attrs(kind))
     set_pending_references(study, [])
     return False
+
+
+def requeue_interrupted(study) -> list[str]:
+    """Enqueue again each reference trial that a stop interrupted, unless the same reference
+    (kind and enqueued parameters) has run to an end since or waits in the queue; run under
+    the study lock when a search resumes. Returns one line per reference enqueued again."""
+    from optuna.trial import TrialState
+
+    def key(trial) -> tuple[str, str]:
+        fixed = trial.system_attrs.get("fixed_params") or {}  # what enqueue_trial recorded
+        return trial.user_attrs[REFERENCE], json.dumps(fixed, sort_keys=True, default=str)
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REFERENCE)]
+    lost = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED)
+            and t.system_attrs.get("fixed_params")]
+    settled = {key(t) for t in trials if not any(t is s for s in lost)}
+    lines = []
+    for trial in lost:
+        if key(trial) in settled:
+            continue
+        settled.add(key(trial))
+        kind = trial.user_attrs[REFERENCE]
+        params = trial.system_attrs["fixed_params"]
+        study.enqueue_trial(params, user_attrs=reference_attrs(kind))
+        lines.append(f"reference: enqueued again the {kind.replace('_', ' ')} of "
+                     f"{params.get('backbone')} (trial {trial.number} was interrupted)")
+    return lines

@@ -91,15 +91,18 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
     ``cost`` is each backbone label's measured seconds per epoch). References that wait for
     the linear probes' scores are recorded as pending instead
     (:mod:`autotransfer.study.references.queue` enqueues them). Returns one line per
-    enqueued reference, and one for those held back."""
+    enqueued reference, and one for those held back. On a resumed study, the references a
+    stop interrupted are enqueued again instead
+    (:func:`autotransfer.study.references.queue.requeue_interrupted`)."""
     from autotransfer.study.references.order import deferred, order_references
+    from autotransfer.study.references.queue import requeue_interrupted
     from autotransfer.study.workers import tally
 
     order = space.budget.reference_order
     with lock.held():
         record = StudyRecord.of(study)
         if record.references is not None:
-            return []
+            return requeue_interrupted(study)
         planned = order_references(reference_params(space), record.prescreen, cost=cost,
                                    order=order)
         room = len(planned) if trials is None else max(0, trials - tally(study).counted)

@@ -2,6 +2,7 @@
 
 - ``report``: the leaderboard, ``best.yaml``, ``report.md`` and its plots;
 - ``front_plots``: the Pareto front plot;
+- ``backbone_plot``: the score of each backbone's trials with 95% intervals, on a 0-1 axis;
 - ``intervals``: 95% intervals and the rule that picks among indistinguishable trials;
 - ``scores``: per-class scores, the confusion matrix, divergence and chance level;
 - ``dashboard``: the study's note for optuna-dashboard;

@@ -179,3 +179,50 @@ def tied_with(best, completed: Sequence[Any], metric: str | None = None) -> list
     own = intervals_of(best, metric)["val_score_ci95"]
     return [r.number for r in completed if r.number != best.number
             and overlaps(own, intervals_of(r, metric)["val_score_ci95"])]
+
+
+def tie_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """One line when the leaderboard (rows best first) ranks first a completed trial whose
+    validation score is below another feasible completed trial's: why (the pick rule), so
+    that the order does not read as a mistake. None otherwise."""
+    complete = [r for r in rows if r["state"] == "complete" and r["val_score"] is not None
+                and r.get("feasible") is not False]
+    if not complete or rows[0] is not complete[0]:
+        return None
+    first, top = complete[0], max(complete, key=lambda r: r["val_score"])
+    if top["val_score"] <= first["val_score"]:
+        return None
+    why = ("their 95% intervals overlap (a statistical tie) and it trained for fewer seconds"
+           if overlaps(first.get("val_score_ci95"), top.get("val_score_ci95")) else
+           "the study's pick rule ranks it first (best.yaml's pick)")
+    return (f"trial {first['trial']} ranks above trial {top['trial']} despite a lower val "
+            f"score ({first['val_score']:.4f} < {top['val_score']:.4f}): {why}")
+
+
+def indistinguishable_lines(best, references: dict[str, Any], record_of,
+                            metric: str | None = None) -> list[str]:
+    """One line per reference kind whose best trial the best trial's validation score cannot
+    be told apart from (their 95% intervals overlap): "Not distinguishable from the best
+    default (trial 4): a gain of 1 of 120 validation examples". ``best`` is the best trial's
+    record, ``references`` best.yaml's ``references`` and ``record_of(number)`` a trial's
+    record."""
+    own = intervals_of(best, metric)["val_score_ci95"]
+    n = val_examples(best)
+    if own is None or not n:
+        return []
+    lines = []
+    for kind, ref in references.items():
+        if ref["trial"] == best.number:
+            continue
+        other = record_of(ref["trial"])
+        if not overlaps(own, intervals_of(other, metric)["val_score_ci95"]):
+            continue
+        gain = float(best.value) - float(ref["val_score"])
+        if metric_of(best, metric) == "accuracy":
+            size = f"a gain of {round(gain * n)} of {n} validation examples"
+        else:
+            size = f"a gain of {gain:+.4f} macro-F1 on {n} validation examples"
+        lines.append(f"Not distinguishable from the best {kind.replace('_', ' ')} (trial "
+                     f"{ref['trial']}, `{ref['backbone']}`): their 95% intervals overlap, "
+                     f"{size}.")
+    return lines

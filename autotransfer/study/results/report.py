@@ -15,7 +15,7 @@ import yaml
 from autotransfer.data.options import DATA_OPTIONS_ATTR
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
-from autotransfer.study.results.intervals import intervals_of
+from autotransfer.study.results.intervals import intervals_of, tie_note
 
 #: The states a finished trial can end in, as the leaderboard orders them.
 FINISHED = ("complete", "pruned", "fail")
@@ -206,16 +206,35 @@ def best_per_backbone(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(best.values())
 
 
+#: Hyperparameter importances from this many completed trials the search sampled (references
+#: and warm starts are fixed configurations: they say nothing about what a parameter does).
+IMPORTANCE_TRIALS = 5
+
+
 def importances(study) -> tuple[dict[str, float], str | None]:
-    """Hyperparameter importances (PED-ANOVA, no extra dependency), or ``({}, why not)``."""
+    """Hyperparameter importances (PED-ANOVA, no extra dependency), or ``({}, why not)``.
+
+    Computed only where they mean something: from :data:`IMPORTANCE_TRIALS` completed trials
+    that are not references on, and when at least two hyperparameters took more than one
+    value among the completed trials (with one, its importance is 1 by construction; with
+    none varied, every share is noise)."""
     import optuna
     from optuna.trial import TrialState
 
+    from autotransfer.study.records import REFERENCE
     from autotransfer.study.selection import score_target
 
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(completed) < 3:
-        return {}, f"{len(completed)} completed trial(s); importances need at least 3"
+    sampled = [t for t in completed if not t.user_attrs.get(REFERENCE)]
+    if len(sampled) < IMPORTANCE_TRIALS:
+        return {}, (f"{len(sampled)} completed trial(s) besides the references; importances "
+                    f"need at least {IMPORTANCE_TRIALS}")
+    varied = sorted({name for t in completed for name in t.params
+                     if len({repr(u.params.get(name)) for u in completed}) > 1})
+    if len(varied) < 2:
+        which = f"only {varied[0]} varied" if varied else "no hyperparameter varied"
+        return {}, (f"{which} among the completed trials; importances compare two or more "
+                    "varied hyperparameters")
     try:
         import warnings
 
@@ -232,59 +251,12 @@ def importances(study) -> tuple[dict[str, float], str | None]:
     return dict(found), None
 
 
-def _score_points(rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, float, int]]]:
-    """backbone -> (state, score, trial) of its completed and pruned trials (pruned trials at
-    their last reported score, so that a backbone the pruner always stopped still shows)."""
-    points: dict[str, list[tuple[str, float, int]]] = {}
-    for r in sorted(rows, key=lambda r: r["backbone"]):
-        if r["state"] in ("complete", "pruned") and r["val_score"] is not None:
-            points.setdefault(r["backbone"], []).append((r["state"], r["val_score"], r["trial"]))
-    return points
-
-
-def _backbone_plotly(rows, metric: str):
-    import plotly.graph_objects as go
-
-    figure = go.Figure()
-    for state, symbol in (("complete", "circle"), ("pruned", "circle-open")):
-        xs, ys, text = [], [], []
-        for backbone, points in _score_points(rows).items():
-            for s, score, trial in points:
-                if s == state:
-                    xs.append(backbone)
-                    ys.append(score)
-                    text.append(f"trial {trial}")
-        figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=state, text=text,
-                                    marker={"symbol": symbol, "size": 10}))
-    figure.update_layout(title="Score per backbone", xaxis_title="backbone",
-                         yaxis_title=f"validation {metric} (pruned: last reported)")
-    return figure
-
-
-def _backbone_matplotlib(rows, metric: str):
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots()
-    points = _score_points(rows)
-    for i, (_backbone, found) in enumerate(points.items()):
-        for state, face in (("complete", "C0"), ("pruned", "none")):
-            ys = [score for s, score, _ in found if s == state]
-            axes.scatter([i] * len(ys), ys, facecolors=face, edgecolors="C0", s=40,
-                         label=state if i == 0 else None)
-    axes.set_xticks(range(len(points)), list(points), rotation=15, ha="right")
-    axes.set_xlim(-0.5, len(points) - 0.5)
-    axes.set_xlabel("backbone")
-    axes.set_ylabel(f"validation {metric} (pruned: last reported)")
-    axes.set_title("Score per backbone")
-    axes.legend()
-    return axes
-
-
 def _plots(study, params_importance: dict[str, float], rows, metric: str, best=None):
     """name -> (plotly figure builder, matplotlib figure builder)."""
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
 
+    from autotransfer.study.results.backbone_plot import backbone_matplotlib, backbone_plotly
     from autotransfer.study.results.front_plots import front_plots
     from autotransfer.study.results.scores import outcome_plots
     from autotransfer.study.selection import score_target
@@ -295,9 +267,9 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
         "optimization_history": (lambda: vis.plot_optimization_history(study, **target),
                                  lambda: vis_mpl.plot_optimization_history(study, **target)),
     }
-    if _score_points(rows):
-        plots["score_per_backbone"] = (lambda: _backbone_plotly(rows, metric),
-                                       lambda: _backbone_matplotlib(rows, metric))
+    if rows:
+        plots["score_per_backbone"] = (lambda: backbone_plotly(rows, metric),
+                                       lambda: backbone_matplotlib(rows, metric))
     if params_importance:
         from optuna.importance import PedAnovaImportanceEvaluator
 
@@ -388,6 +360,7 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     lines.append("")
     if best is not None:
         lines += _summary_table(best)
+        lines += _indistinguishable(study, best, metric)
         backbone = backbone_id(best)
         test = (f", test {best['test_score']:.4f}{_ci(best.get('test_score_ci95'))}"
                 if best.get("test_score") is not None else "")
@@ -422,6 +395,8 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
                      f"{r['epochs']} | "
                      f"{fmt(r['latency_ms'], '.2f')} | {fmt(r['throughput'], '.0f')} | "
                      f"{fmt(r['params_count'], ',')} | {fmt(r['size_mb'], '.1f')} | {reason} |")
+    note = tie_note(rows)
+    lines += ["", f"Note: {note}."] if note else []
     lines += _front_lines(best)
     lines += ["", "## Hyperparameter importances", ""]
     if found:
@@ -437,6 +412,21 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
     for problem in failed:
         lines.append(f"- not drawn: {problem}")
     return "\n".join(lines) + "\n"
+
+
+def _indistinguishable(study, best: dict[str, Any], metric: str) -> list[str]:
+    """report.md's lines for the references the best cannot be told apart from."""
+    from autotransfer.study.results.intervals import indistinguishable_lines
+
+    trials = study.get_trials(deepcopy=False)
+
+    def record_of(number: int) -> TrialRecord:
+        return TrialRecord.from_frozen(trials[number])
+
+    found = indistinguishable_lines(record_of(best["source"]["trial"]),
+                                    best.get("references") or {}, record_of,
+                                    None if metric == "score" else metric)
+    return [*found, ""] if found else []
 
 
 def _front_lines(best: dict[str, Any] | None) -> list[str]:

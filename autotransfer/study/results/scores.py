@@ -98,18 +98,31 @@ def chance_warning(study, chance: float, metric: str) -> str | None:
     return None
 
 
-def best_so_far(study) -> tuple[list[float], list[float]]:
-    """Wall-clock seconds since the study's first trial started, and the best validation score
-    up to then, at each completed trial."""
+def best_so_far(study) -> tuple[list[float], list[float], list[tuple[float, float]]]:
+    """Wall-clock seconds since the search started (its first run's start; the first trial's
+    start for a study that did not record it), the best validation score up to then at each
+    completed trial, and each run's start-up as ``(start, end)`` seconds: from the run's start
+    to its first trial's start (loading the data, timing the backbones, the pre-screen)."""
+    from datetime import datetime
+
+    from autotransfer.study.records import StudyRecord
     from autotransfer.study.selection import best_so_far as feasible_best
 
     trials = study.get_trials(deepcopy=False)
-    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    starts = sorted(t.datetime_start for t in trials if t.datetime_start is not None)
     done, best = feasible_best(study)  # infeasible trials (over a constraint) never count
     if not starts or not done:
-        return [], []
-    origin = min(starts)
-    return [(t.datetime_complete - origin).total_seconds() for t in done], best
+        return [], [], []
+    # Optuna's datetimes are naive local time, as datetime.fromtimestamp gives
+    runs = [datetime.fromtimestamp(at) for at in StudyRecord.of(study).run_starts or []]
+    origin = min([*runs, starts[0]])
+    startups = []
+    for run in runs:
+        first = next((s for s in starts if s >= run), None)
+        if first is not None:
+            startups.append(((run - origin).total_seconds(), (first - origin).total_seconds()))
+    seconds = [(t.datetime_complete - origin).total_seconds() for t in done]
+    return seconds, best, startups
 
 
 def outcome_plots(study, metric: str, references: dict[str, dict[str, Any]],
@@ -117,11 +130,11 @@ def outcome_plots(study, metric: str, references: dict[str, dict[str, Any]],
     """name -> (plotly figure builder, matplotlib axes builder) of ``best_so_far`` and the best
     trial's validation ``confusion_matrix`` (when recorded)."""
     plots: dict[str, tuple[Any, Any]] = {}
-    seconds, best = best_so_far(study)
+    seconds, best, startups = best_so_far(study)
     if seconds:
-        plots["best_so_far"] = (lambda: _best_so_far_plotly(seconds, best, references, metric),
-                                lambda: _best_so_far_matplotlib(seconds, best, references,
-                                                                metric))
+        plots["best_so_far"] = (
+            lambda: _best_so_far_plotly(seconds, best, references, metric, startups),
+            lambda: _best_so_far_matplotlib(seconds, best, references, metric, startups))
     matrix = None if best_trial is None else best_trial.user_attrs.get("confusion", {}).get("val")
     classes = None if best_trial is None else best_trial.user_attrs.get("classes")
     if matrix and classes:
@@ -131,28 +144,38 @@ def outcome_plots(study, metric: str, references: dict[str, dict[str, Any]],
     return plots
 
 
-def _best_so_far_plotly(seconds, best, references, metric):
+STARTUP = "start-up (data, timing, pre-screen)"
+
+
+def _best_so_far_plotly(seconds, best, references, metric, startups=()):
     import plotly.graph_objects as go
 
     figure = go.Figure(go.Scatter(x=seconds, y=best, mode="lines+markers", line_shape="hv",
                                   name="best so far"))
+    for i, (start, end) in enumerate(startups):
+        figure.add_vrect(x0=start, x1=end, fillcolor="grey", opacity=0.25, line_width=0,
+                         annotation_text=STARTUP if i == 0 else None)
     for kind, ref in references.items():
         figure.add_hline(y=ref["val_score"], line_dash="dash",
                          annotation_text=f"{kind.replace('_', ' ')} ({ref['backbone']})")
-    figure.update_layout(title="Best so far", xaxis_title="wall-clock seconds",
+    figure.update_layout(title="Best so far",
+                         xaxis_title="wall-clock seconds since the search started",
                          yaxis_title=f"best validation {metric}")
     return figure
 
 
-def _best_so_far_matplotlib(seconds, best, references, metric):
+def _best_so_far_matplotlib(seconds, best, references, metric, startups=()):
     import matplotlib.pyplot as plt
 
     _, axes = plt.subplots()
+    for i, (start, end) in enumerate(startups):
+        axes.axvspan(start, end, color="grey", alpha=0.25, label=STARTUP if i == 0 else None)
     axes.step(seconds, best, where="post", marker="o", label="best so far")
     for i, (kind, ref) in enumerate(references.items()):
         axes.axhline(ref["val_score"], linestyle="--", color=f"C{i + 1}",
                      label=f"{kind.replace('_', ' ')} ({ref['backbone']})")
-    axes.set_xlabel("wall-clock seconds")
+    axes.set_xlim(left=0)
+    axes.set_xlabel("wall-clock seconds since the search started")
     axes.set_ylabel(f"best validation {metric}")
     axes.set_title("Best so far")
     axes.legend()

@@ -22,7 +22,7 @@ from pathlib import Path
 from autotransfer.study.trackers._base import Guarded, Tracker, TrackingWarning, TrialEnd
 
 __all__ = ["TRACKERS", "Guarded", "Tracker", "TrackingWarning", "TrialEnd", "epoch_scores",
-           "result_files", "start_tracking", "trial_callback", "trial_end"]
+           "result_files", "run_name", "start_tracking", "trial_callback", "trial_end"]
 
 #: tracker name -> "module:class" (imported when asked for).
 TRACKERS = {
@@ -77,7 +77,21 @@ def trial_end(frozen) -> TrialEnd:
     return TrialEnd(number=record.number, state=record.state, reason=record.reason,
                     value=record.value, backbone=record.backbone or record.label,
                     params=record.params or dict(record.sampled), epochs=epochs,
-                    costs={k: float(v) for k, v in costs.items() if v is not None})
+                    costs={k: float(v) for k, v in costs.items() if v is not None},
+                    started=unix_seconds(frozen.datetime_start),
+                    ended=unix_seconds(frozen.datetime_complete))
+
+
+def unix_seconds(moment) -> float | None:
+    """A trial's ``datetime`` (naive, local time as Optuna stores it) as Unix seconds."""
+    return None if moment is None else moment.timestamp()
+
+
+def run_name(number: int, backbone: str | None, params: dict) -> str:
+    """A trial's run name in a tracker: ``trial 3 · packaged/mobilenetv2_100 · lora`` (the
+    backbone and the method, as the console shows them)."""
+    method = params.get("method") or "finetune"
+    return " · ".join([f"trial {number}", *([backbone] if backbone else []), str(method)])
 
 
 def trial_callback(tracker: Guarded):

@@ -29,7 +29,8 @@ class TrialEnd:
     ``state`` is ``complete``, ``pruned`` or ``fail``; ``reason`` why it was pruned or failed
     ("" otherwise); ``costs`` its measured cost (``seconds``: wall clock of the trial,
     ``seconds_per_epoch``, ``peak_memory_mib``, ``parameter_count``, ``trainable_parameters``,
-    ``samples_per_second``), each only when the trial recorded it.
+    ``samples_per_second``), each only when the trial recorded it; ``started`` and ``ended``
+    the trial's own start and end (Unix seconds), so that a run caught up later shows them.
     """
 
     number: int
@@ -40,6 +41,8 @@ class TrialEnd:
     params: dict[str, Any]
     epochs: dict[int, dict[str, float]]  # epoch -> the scores of that epoch (see epoch_scores)
     costs: dict[str, float]
+    started: float | None = None  # when the trial started and ended (Unix seconds), read
+    ended: float | None = None    # from the trial's datetime_start/datetime_complete
 
 
 class Tracker(Protocol):
@@ -68,6 +71,25 @@ def study_key(study_name: str, storage: str) -> str:
     return hashlib.sha1(f"{study_name}\n{storage}".encode()).hexdigest()[:16]
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message, cut only at a sentence's end (or, for one long
+    sentence, at a word's end with "..."), never mid-sentence: a warning the user can act on.
+    """
+    line = (str(exc).strip().splitlines() or [""])[0].strip()
+    if len(line) <= limit:
+        return line
+    end = line.rfind(". ", 0, limit)
+    if end > 0:
+        return line[:end + 1]
+    return line[:line.rfind(" ", 0, limit)].rstrip(",;:") + "..."
+
+
+def _clause(exc: BaseException) -> str:
+    """:func:`one_line` without its closing full stop (a clause of a longer warning)."""
+    line = one_line(exc)
+    return line[:-1] if line.endswith(".") and not line.endswith("...") else line
+
+
 def warn(message: str) -> None:
     warnings.warn(message, TrackingWarning, stacklevel=3)
 
@@ -88,8 +110,8 @@ class Guarded:
             self.tracker.start(study, options)
             self.on = True
         except Exception as exc:
-            warn(f"tracking with {self.name} is off: {first_line(exc)}; the search goes on "
-                 f"(the study database keeps every trial)")
+            warn(f"tracking with {self.name} is off: {_clause(exc)}; the search "
+                 f"goes on (the study database keeps every trial)")
         return self
 
     def _call(self, method: str, *args) -> None:
@@ -99,8 +121,8 @@ class Guarded:
             getattr(self.tracker, method)(*args)
         except Exception as exc:
             self.on = False
-            warn(f"tracking with {self.name} stopped ({method}): {first_line(exc)}; the search "
-                 f"goes on (the study database keeps every trial)")
+            warn(f"tracking with {self.name} stopped ({method}): {_clause(exc)}; "
+                 f"the search goes on (the study database keeps every trial)")
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
         self._call("on_epoch", trial, epoch, scores)

@@ -10,17 +10,28 @@ where that callback ends every run ``FINISHED`` (optuna #3524).
 Runs are found again by tags: the parent by ``autotransfer.study_key`` (the study name and
 storage), a trial's run by ``autotransfer.trial`` as well, so a resumed search reuses its
 parent, never logs a trial twice, and catches up at its end with the trials the tracker did
-not see (logged while it was off, or in a run before tracking was asked for).
+not see (logged while it was off, or in a run before tracking was asked for); a run caught up
+so keeps its trial's own start and end (Optuna's ``datetime_start``/``datetime_complete``).
+
+A trial's run is named ``trial 3 · packaged/mobilenetv2_100 · lora``. The experiment carries
+``mlflow.experimentKind = custom_model_development`` (the tag MLflow's UI sets when a user picks
+the experiment's type), so that the UI opens it on its runs, not on the GenAI traces page.
+MLflow's own INFO lines (database set-up) stay out of the console unless
+``MLFLOW_LOGGING_LEVEL`` asks for them. A file store (``./mlruns``), which MLflow 3 refuses
+unless ``MLFLOW_ALLOW_FILE_STORE`` is set, is used with one warning that names its replacement
+(``sqlite:///mlflow.db``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from autotransfer.study.trackers._base import TrialEnd, require, study_key
+from autotransfer.study.trackers._base import TrialEnd, require, study_key, warn
 
 STUDY_KEY = "autotransfer.study_key"
 STUDY = "autotransfer.study"
@@ -30,6 +41,8 @@ TRIAL = "autotransfer.trial"
 STATE = "autotransfer.state"
 REASON = "autotransfer.reason"
 PARENT = "mlflow.parentRunId"
+#: the experiment type MLflow 3's UI reads to open an experiment on its runs (not its traces)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 #: a trial's state -> the status its run ends with
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED"}
 # An unreachable server is retried with back-off for minutes by default; these bound it
@@ -42,6 +55,35 @@ ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIM
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+def is_file_store(uri: str) -> bool:
+    """Whether a tracking URI names MLflow's file store (a path or ``file:``; ``C:\\`` too)."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's INFO lines ("Creating initial MLflow database tables...") off the console,
+    unless ``MLFLOW_LOGGING_LEVEL`` sets a level; alembic's migration lines too."""
+    if not os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        for name in ("mlflow", "alembic"):
+            if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _allow_file_store(uri: str) -> None:
+    """MLflow 3 raises on a file store unless ``MLFLOW_ALLOW_FILE_STORE`` is set: asked for by
+    name, it is used, with one warning (a user who set the variable either way decides)."""
+    if is_file_store(uri) and "MLFLOW_ALLOW_FILE_STORE" not in os.environ:
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        warn(f"MLflow's file store ({uri}) is in maintenance mode since MLflow 3; tracking "
+             f"goes on, but --tracking-uri sqlite:///mlflow.db is what MLflow recommends "
+             f"(`mlflow migrate-filestore` moves existing runs)")
 
 
 class MlflowTracker:
@@ -62,7 +104,9 @@ class MlflowTracker:
 
         for name, value in ENV_DEFAULTS.items():
             os.environ.setdefault(name, value)
+        _quiet_mlflow()
         uri = options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        _allow_file_store(uri or mlflow.get_tracking_uri())
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         self.study, storage = study, mask_url(options.storage)
         self.key = study_key(study.study_name, storage)
@@ -73,6 +117,9 @@ class MlflowTracker:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
             self.experiment_id = experiment.experiment_id
+            for tag, value in EXPERIMENT_KIND.items():  # made before the tag, or by hand
+                if tag not in experiment.tags:
+                    self.client.set_experiment_tag(self.experiment_id, tag, value)
         runs = self.client.search_runs(
             [self.experiment_id], f"tags.`{STUDY_KEY}` = '{self.key}'", max_results=10000)
         parents = sorted((r for r in runs if r.data.tags.get(KIND) == "search"),
@@ -93,16 +140,20 @@ class MlflowTracker:
         import mlflow
 
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, tags=EXPERIMENT_KIND)
         except mlflow.exceptions.MlflowException:  # another worker created it just now
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 raise
             return experiment.experiment_id
 
-    def _child(self, number: int, backbone: str | None, params: dict[str, Any]):
-        """The run of trial ``number``: found by its tag, else created with its params."""
+    def _child(self, number: int, backbone: str | None, params: dict[str, Any],
+               started: float | None = None):
+        """The run of trial ``number``: found by its tag, else created with its params,
+        starting at ``started`` (Unix seconds; now when None)."""
         from mlflow.entities import Param
+
+        from autotransfer.study.trackers import run_name
 
         if number in self.children:
             return self.children[number]
@@ -113,7 +164,8 @@ class MlflowTracker:
             self.children[number] = found[0]
             return found[0]
         run = self.client.create_run(
-            self.experiment_id, run_name=f"trial {number}",
+            self.experiment_id, run_name=run_name(number, backbone, params),
+            start_time=_ms(started),
             tags={STUDY_KEY: self.key, STUDY: self.study.study_name, KIND: "trial",
                   TRIAL: str(number), PARENT: self.parent_id, STATE: "running"})
         logged = {"backbone": backbone, **params}
@@ -124,9 +176,11 @@ class MlflowTracker:
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
         from autotransfer.study.records import BACKBONE, PARAMS
+        from autotransfer.study.trackers import unix_seconds
 
         run = self._child(trial.number, trial.user_attrs.get(BACKBONE),
-                          dict(trial.user_attrs.get(PARAMS) or trial.params))
+                          dict(trial.user_attrs.get(PARAMS) or trial.params),
+                          unix_seconds(getattr(trial, "datetime_start", None)))
         self._log_epoch(run.info.run_id, epoch, scores)
 
     def _log_epoch(self, run_id: str, epoch: int, scores: dict[str, float]) -> None:
@@ -139,7 +193,7 @@ class MlflowTracker:
     def on_trial_end(self, trial, end: TrialEnd) -> None:
         from mlflow.entities import Metric, RunTag
 
-        run = self._child(end.number, end.backbone, end.params)
+        run = self._child(end.number, end.backbone, end.params, end.started)
         run_id = run.info.run_id
         if run.info.status != "RUNNING":
             return  # already ended: logged by an earlier run of this search
@@ -156,7 +210,8 @@ class MlflowTracker:
         tags = [RunTag(STATE, end.state)] + ([RunTag(REASON, end.reason[:5000])]
                                              if end.reason else [])
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        self.client.set_terminated(run_id, status=STATUS.get(end.state, "FAILED"))
+        self.client.set_terminated(run_id, status=STATUS.get(end.state, "FAILED"),
+                                   end_time=_ms(end.ended))
         self.children[end.number] = self.client.get_run(run_id)
 
     def end(self, best: dict[str, Any] | None, artifacts: list[Path]) -> None:

@@ -60,9 +60,11 @@ class WandbTracker:
             reinit="create_new", settings=self.settings)
 
     def _run(self, number: int, backbone: str | None, params: dict[str, Any]):
+        from autotransfer.study.trackers import run_name
+
         if number not in self.runs:
             self.runs[number] = self._init(
-                f"t{number}", f"trial {number}", "trial",
+                f"t{number}", run_name(number, backbone, params), "trial",
                 {"backbone": backbone, "trial": number, **params},
                 [t for t in ("trial", backbone and backbone.split("/")[0]) if t])
         return self.runs[number]
