@@ -10,7 +10,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autotransfer.cli.leaderboard import _ci, leaderboard_table
 from autotransfer.study.results.report import fmt
+
+__all__ = ["ConsoleProgress", "leaderboard_table"]
 
 # Leaderboards stay readable when the output goes to a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -62,30 +65,6 @@ class ConsoleProgress:
         tail = f" ({escape(reason)})" if reason and state != "complete" else ""
         which = "" if self.worker is None else f"#{number} "
         console.print(f"{self._tag()}  {which}[{colour}]{state}[/]{shown} in {seconds:.1f}s{tail}")
-
-
-def leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15) -> Table:
-    """The leaderboard's first ``limit`` rows as a rich table, ``metric`` naming the value."""
-    table = Table(title="Leaderboard", title_justify="left")
-    for column in ("#", "trial", "backbone", "method", "freeze", "trainable", "lr",
-                   f"val {metric}", "val 95%", "test", "test 95%", "epochs", "s/epoch", "ms",
-                   "MB", "state"):
-        table.add_column(column, justify="left" if column in ("backbone", "state") else "right")
-    for rank, row in enumerate(rows[:limit], start=1):
-        state = row["state"] + (" [red]infeasible[/]" if row.get("feasible") is False else "")
-        table.add_row(
-            str(rank), str(row["trial"]), row["backbone"], str(row.get("method", "")),
-            fmt(row["freeze_fraction"], ".2f"), fmt(row.get("trainable_params"), ","),
-            fmt(row["lr"], ".1e"), fmt(row["val_score"], ".4f"), _ci(row.get("val_score_ci95")),
-            fmt(row["test_score"], ".4f"), _ci(row.get("test_score_ci95")), str(row["epochs"]),
-            fmt(row["seconds_per_epoch"], ".1f"),
-            fmt(row.get("latency_ms"), ".2f"), fmt(row.get("size_mb"), ".1f"), state,
-        )
-    return table
-
-
-def _ci(interval) -> str:
-    return "-" if not interval else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
 def _prescreen_table(ranking, by: str) -> Table:

@@ -1,0 +1,62 @@
+"""What a new user meets in the first hour (#41): the leaderboard at any width, a default space,
+a search that cannot load its backbones, a budget too small, errors that say what to do."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from autotransfer.cli.leaderboard import leaderboard_table, short_names
+
+
+def _row(trial, backbone, val, state="complete", test=None, **extra):
+    return {"trial": trial, "state": state, "backbone": backbone, "method": "finetune",
+            "freeze_fraction": 0.5, "trainable_params": 1234567, "lr": 1e-3,
+            "val_score": val, "test_score": test, "epochs": 3, "seconds_per_epoch": 12.3,
+            "latency_ms": None, "size_mb": None, "feasible": "", "val_score_ci95": (0.61, 0.8),
+            "test_score_ci95": None, **extra}
+
+
+def _render(rows, width, *, tty=True):
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=tty, color_system=None)
+    console.print(leaderboard_table(rows, "accuracy", width=width))
+    return out.getvalue()
+
+
+ROWS = [_row(3, "packaged/tf_efficientnet_lite0", 0.7123),
+        _row(1, "packaged/mobilenetv2_100", 0.7012),
+        _row(0, "packaged/mobilenetv2_100", 0.55, state="pruned"),
+        _row(2, "packaged/tf_efficientnet_lite0", None, state="fail")]
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+@pytest.mark.parametrize("tty", [True, False])
+def test_leaderboard_never_cuts_backbone_or_score(width, tty):
+    text = _render(ROWS, width, tty=tty)
+    assert "…" not in text
+    for name in ("tf_efficientnet_lite0", "mobilenetv2_100", "0.7123", "0.7012", "complete",
+                 "pruned", "fail"):
+        assert name in text, (name, text)
+    assert max(len(line) for line in text.splitlines()) <= width
+    header = next(line for line in text.splitlines() if "backbone" in line)
+    assert "test" not in header  # no test split: no empty test columns
+
+
+def test_leaderboard_long_hub_ids_fold_at_80_columns():
+    rows = [_row(0, "hf-text/sentence-transformers/all-MiniLM-L12-v2", 0.8123, test=0.8),
+            _row(1, "timm/vit_small_patch16_224.augreg_in21k_ft_in1k", 0.7999, test=0.79)]
+    text = _render(rows, 80)
+    assert "…" not in text and "0.8123" in text and "0.7999" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    folded = "".join(line.split("│")[1].strip() for line in text.splitlines()
+                     if line.count("│") >= 2)
+    assert "hf-text/sentence-transformers/all-MiniLM-L12-v2" in folded  # folded, never cut
+
+
+def test_zoo_prefix_is_shortened_only_when_unambiguous():
+    assert short_names(["packaged/a", "packaged/b"]) == (["a", "b"], "packaged/")
+    assert short_names(["packaged/a", "timm/a"]) == (["packaged/a", "timm/a"], "")
+    assert short_names(["packaged/a", "b"]) == (["packaged/a", "b"], "")
