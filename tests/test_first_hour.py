@@ -60,3 +60,53 @@ def test_zoo_prefix_is_shortened_only_when_unambiguous():
     assert short_names(["packaged/a", "packaged/b"]) == (["a", "b"], "packaged/")
     assert short_names(["packaged/a", "timm/a"]) == (["packaged/a", "timm/a"], "")
     assert short_names(["packaged/a", "b"]) == (["packaged/a", "b"], "")
+
+
+# 2. Something to run after pip install: a default space per modality, shipped in the package.
+
+@pytest.mark.parametrize("modality", ["image", "text", "audio"])
+def test_default_space_per_modality_is_package_data(modality):
+    from pathlib import Path
+
+    from autotransfer.space.defaults import default_space
+    from autotransfer.space.schema import SearchSpace, load_space
+
+    path = default_space(modality)
+    assert path.is_file() and Path(__file__).parents[1] / "autotransfer" in path.parents
+    space = load_space(path)
+    assert all(b.id.startswith("packaged/") for b in space.backbones)  # they load offline
+    assert space.val_fraction == SearchSpace.model_fields["val_fraction"].default
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert '"space/defaults/*.yaml"' in pyproject.split("[tool.setuptools.package-data]")[1]
+    # one source of truth: the repository's quick space is that file
+    assert (Path(__file__).parents[1] / "search_spaces" / f"{modality}-quick.yaml"
+            ).resolve() == path.resolve()
+
+
+def test_search_without_space_takes_the_modalitys_default(class_folders, tmp_path):
+    from autotransfer.study.options import SearchOptions
+    from autotransfer.study.study import prepare
+
+    said = []
+
+    class Notes:
+        def note(self, number, message):
+            said.append(message)
+
+    options = SearchOptions.build(class_folders, None, trials=2, out=tmp_path / "out",
+                                  storage=f"sqlite:///{tmp_path / 's.db'}", history=False)
+    prepared = prepare(options, Notes())
+    assert prepared.space_file.endswith("image.yaml")
+    assert [b.id for b in prepared.options.space.backbones] == [
+        "packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]
+    assert any("default image space" in line for line in said), said
+
+
+def test_search_space_option_is_optional():
+    import typer.main
+
+    from autotransfer.cli import app
+
+    command = typer.main.get_command(app).commands["search"]
+    space = next(p for p in command.params if p.name == "space")
+    assert not space.required and "default: the shipped space" in space.help

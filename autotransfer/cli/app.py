@@ -91,7 +91,9 @@ def search(
         "JSONL file, or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, "
         "hf://datasets/OWNER/NAME[:CONFIG])."
     ),
-    space: Path = typer.Option(..., "--space", "-s", help="Search-space YAML file."),
+    space: Path | None = typer.Option(
+        None, "--space", "-s", help="Search-space YAML file (default: the shipped space of the "
+        "data's modality, over backbones that ship in pip packages; docs/search-spaces.md)."),
     trials: int | None = typer.Option(None, help="Total finished trials the study should reach."),
     timeout: float | None = typer.Option(
         None, help="Stop starting trials after S seconds (Optuna's meaning: the running trial "
@@ -194,9 +196,11 @@ def search(
         # the budget counts from this process's start: the interpreter and imports are in it
         time_budget = max(1e-3, time_budget - process_age())
     started, started_at = time.perf_counter(), time.time()
-    check_space(space)  # a bad space is reported before torch and the storage load
+    if space is not None:
+        check_space(space)  # a bad space is reported before torch and the storage load
     reexec_with_tcmalloc()  # now that the search will run
-    console.print(f"autotransfer search {data} with {space} -> {mask_url(storage)}")
+    console.print(f"autotransfer search {data} with "
+                  f"{space or 'the default space of its modality'} -> {mask_url(storage)}")
     result = run_search(
         data, space, trials=trials, timeout=timeout, time_budget=time_budget,
         storage=storage, study_name=study,
@@ -214,7 +218,7 @@ def search(
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     metric = result.best["metric"] if result.best else "score"
-    console.print(leaderboard_table(result.leaderboard, metric))
+    console.print(leaderboard_table(result.leaderboard, metric, width=console.width))
     note = tie_note(result.leaderboard)  # a lower val score ranked first: why, in one line
     if note:
         console.print(f"[dim]{escape(note)}[/]", highlight=False)

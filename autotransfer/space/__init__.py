@@ -6,7 +6,8 @@
 - ``method_names``: the names the ``method`` hyperparameter accepts (a leaf);
 - ``objectives``: what a search can optimise or bound;
 - ``budget``: the ``budget`` key (how a small budget is spent);
-- ``strategies``: pruners and samplers as named in a space.
+- ``strategies``: pruners and samplers as named in a space;
+- ``defaults``: the default space of each modality (package data ``defaults/*.yaml``).
 
 May import: ``autotransfer.contract``, ``autotransfer.errors`` and public libraries.
 """

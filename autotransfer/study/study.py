@@ -82,7 +82,7 @@ class SearchResult:
 
 def search(
     data: str | Path,
-    space: str | Path | SearchSpace,
+    space: str | Path | SearchSpace | None = None,
     *,
     trials: int | None = None,
     timeout: float | None = None,
@@ -107,7 +107,9 @@ def search(
         data: images or audio (class sub-folders, train/val[/test] folders, a path,label
             CSV), text (a CSV, TSV or JSONL file, or a folder of train/val/test files), or a
             Hugging Face dataset.
-        space: a search-space YAML file (or a parsed :class:`SearchSpace`).
+        space: a search-space YAML file (or a parsed :class:`SearchSpace`); None: the default
+            space of the data's modality (:mod:`autotransfer.space.defaults`), said through
+            ``progress``.
         trials: the study's total number of trials, over all workers (None: until timeout).
         timeout: stop starting new trials after this many seconds (the running trial
             finishes, then the results are written).
@@ -230,10 +232,11 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
     began = time.time()  # the run's start-up (data, timing, pre-screen) shows in best_so_far
     space = options.space
-    space_file = None if isinstance(space, SearchSpace) else str(space)
-    space = space if isinstance(space, SearchSpace) else load_space(space)
+    space_file = None if isinstance(space, SearchSpace | None) else str(space)
+    space = space if isinstance(space, SearchSpace | None) else load_space(space)
     if not worker:
-        check_backbones(space)
+        if space is not None:
+            check_backbones(space)
         check_out_dir(options.out)  # a file or an unwritable folder fails before any trial
     from autotransfer.finetune.device import device_for
 
@@ -241,8 +244,12 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     make_cache(options.cache_options)  # a bad AUTOTRANSFER_CACHE_VIEWS fails before any trial
     check_source(options.data)  # a mistyped DATA leaves no empty study database behind
     study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
-    dataset = load_data(options.data, val_fraction=space.val_fraction, seed=options.seed,
+    val_fraction = (SearchSpace.model_fields["val_fraction"].default if space is None
+                    else space.val_fraction)  # the default spaces keep the default fraction
+    dataset = load_data(options.data, val_fraction=val_fraction, seed=options.seed,
                         data_options=options.data_options)
+    if space is None:  # the default space of the data's modality (package data)
+        space_file, space = _default_space(dataset.modality, progress)
     check_data(dataset)
     # failed trials are reported by the progress view with their reason, not as tracebacks
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -288,6 +295,19 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared
+
+
+def _default_space(modality: str, progress: Progress | None) -> tuple[str, SearchSpace]:
+    """The default space file of ``modality`` and the space, said on the console."""
+    from autotransfer.space.defaults import default_space
+
+    path = default_space(modality)
+    space = load_space(path)
+    check_backbones(space)
+    if progress is not None:
+        progress.note(-1, f"no space given: the default {modality} space ({path}; "
+                          f"{', '.join(b.label for b in space.backbones)})")
+    return str(path), space
 
 
 def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
