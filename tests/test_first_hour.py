@@ -110,3 +110,53 @@ def test_search_space_option_is_optional():
     command = typer.main.get_command(app).commands["search"]
     space = next(p for p in command.params if p.name == "space")
     assert not space.required and "default: the shipped space" in space.help
+
+
+# 3. A space whose backbones cannot load stops before trial 0; the ones that cannot are skipped.
+
+HUB_ONLY = "timm/resnet18.a1_in1k"  # offline (HF_HUB_OFFLINE=1, no cache): does not load
+
+
+def _space(tmp_path, *backbones):
+    path = tmp_path / "space.yaml"
+    path.write_text("backbones: [" + ", ".join(backbones) + "]\nepochs: 1\nparams:\n"
+                    "  lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n"
+                    "  image_size: 32\n")
+    return path
+
+
+def test_search_stops_before_trial_0_when_no_backbone_loads(capsys, class_folders, tmp_path):
+    import optuna
+
+    from conftest import cli_error
+
+    db = tmp_path / "s.db"
+    err = cli_error(capsys, "search", str(class_folders), "--space", str(_space(
+        tmp_path, HUB_ONLY)), "--trials", "4", "--storage", f"sqlite:///{db}", "--out",
+        str(tmp_path / "out"), "--no-history")
+    assert "none of the space's 1 backbones loads here" in err
+    assert "packaged/" in err and "docs/guides/offline.md" in err
+    assert "or use pretrained: false" in err  # the loader's own hint, never cut
+    summaries = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    assert all(s.n_trials == 0 for s in summaries)
+
+
+def test_unloadable_backbones_are_skipped_and_named_once(class_folders, tmp_path):
+    from autotransfer.study.options import SearchOptions
+    from autotransfer.study.study import prepare
+
+    said = []
+
+    class Notes:
+        def note(self, number, message):
+            said.append(message)
+
+    options = SearchOptions.build(
+        class_folders, _space(tmp_path, "packaged/tf_efficientnet_lite0", HUB_ONLY), trials=4,
+        out=tmp_path / "out", storage=f"sqlite:///{tmp_path / 's.db'}", history=False)
+    prepared = prepare(options, Notes())
+    assert [b.id for b in prepared.options.space.backbones] == ["packaged/tf_efficientnet_lite0"]
+    skipped = [line for line in said if line.startswith(f"skipped {HUB_ONLY}")]
+    assert len(skipped) == 1 and skipped[0].endswith("or use pretrained: false"), said
+    queued = [str(t.system_attrs.get("fixed_params", {})) for t in prepared.study.trials]
+    assert queued and not any(HUB_ONLY in q for q in queued)  # no reference of it enqueued

@@ -10,6 +10,7 @@ Modules at this level:
 - ``workers``: the trial loop every worker runs, and local worker processes;
 - ``warm_start``: preparing a study (pre-screen, warm start, history);
 - ``prescreen``: the transferability pre-screen on frozen features;
+- ``loadable``: the backbones that load here, before the first trial (the others skipped);
 - ``checks``: checks made before anything heavy loads;
 - ``progress``: the ``Progress`` protocol the CLI implements.
 

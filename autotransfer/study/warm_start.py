@@ -31,6 +31,7 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     history. ``defer_history`` (the trials run in this process): without a warm start, the
     dataset's meta-features are computed when the first trial completes, not before the first
     trial starts (:class:`DeferredRecorder`)."""
+    from autotransfer.study.loadable import keep_loadable, load_failures
     from autotransfer.study.prescreen import DEFAULT_BY, narrow_space
     from autotransfer.study.store import history as transfer_history
 
@@ -54,6 +55,18 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
             say(-1, f"transfer history unavailable: {type(exc).__name__}: {first_line(exc)}")
     recorded = StudyRecord.of(study)
     chosen = []
+
+    def loadable(space, failed):
+        return keep_loadable(space, failed, lambda line: say(-1, line))
+
+    def probed(space):  # each backbone that has not loaded in this study yet, loaded once
+        return loadable(space, load_failures(space, trust_remote_code=trust_remote_code,
+                                             skip=frozenset(recorded.costs or {})))
+
+    timed_first = costs_before_trials(space, references=references, budgeted=budgeted,
+                                      trials=trials)
+    if not timed_first:  # else the cost step's loads tell (below)
+        space = probed(space)
     if prescreen is not None or recorded.prescreen is not None:
         by = prescreen_by or DEFAULT_BY
         space, ranking, dropped = narrow_space(
@@ -80,9 +93,14 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
                            trials=None if chosen else trials):
         from autotransfer.study.budget.backbone_cost import label_seconds, measure_costs
 
-        cost = label_seconds(space, measure_costs(
-            study, lock, space, dataset, device, seed=seed,
-            trust_remote_code=trust_remote_code, say=lambda line: say(-1, line)))
+        failed: dict[str, str] = {}
+        measured = measure_costs(
+            study, lock, space, dataset, device, seed=seed, trust_remote_code=trust_remote_code,
+            say=lambda line: say(-1, line), load_failures=failed)
+        space = loadable(space, failed)
+        cost = label_seconds(space, measured)
+    elif timed_first:  # a warm start made the step wait for the first trial: load them now
+        space = probed(space)
     if references:
         from autotransfer.study.references.trials import enqueue_references
 

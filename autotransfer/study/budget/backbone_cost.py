@@ -31,7 +31,7 @@ import statistics
 import time
 from typing import Any
 
-from autotransfer.errors import first_line
+from autotransfer.errors import BackboneError, first_line
 from autotransfer.study.records import StudyRecord, set_costs
 
 WARMUP_BATCHES = 3  # the first batches of a process ran 4x slower than the next ones
@@ -112,14 +112,16 @@ def measure_cost(entry, spec, data, params: dict[str, Any], device, *, seed: int
 
 
 def measure_costs(study, lock, space, data, device, *, seed: int = 0,
-                  trust_remote_code: bool = False, say=None) -> dict[str, dict[str, Any]]:
+                  trust_remote_code: bool = False, say=None,
+                  load_failures: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """The study's measured cost of every backbone of ``space`` (see the module docstring):
     read back when recorded (a resumed study, a worker), else timed now and recorded.
 
     A backbone whose step fails is left out (its trials then show the error); the others are
     measured. The step runs under the study lock, so that workers starting together time each
     backbone once: the others wait for it (seconds) and read it back. Returns
-    ``{backbone id: cost}``.
+    ``{backbone id: cost}``; ``load_failures`` (when given) receives ``{label: error}`` of the
+    backbones whose loader failed (a :class:`BackboneError`: :mod:`autotransfer.study.loadable`).
     """
     from autotransfer.contract.collect import get_registry
 
@@ -137,9 +139,11 @@ def measure_costs(study, lock, space, data, device, *, seed: int = 0,
                 costs[spec.id] = measure_cost(entry, spec, data, params, device, seed=seed,
                                               trust_remote_code=trust_remote_code)
             except Exception as exc:  # the trials report what is wrong with the backbone
-                if say:
+                if isinstance(exc, BackboneError) and load_failures is not None:
+                    load_failures[spec.label] = first_line(exc, 1000)  # the caller skips it
+                elif say:
                     say(f"cost of {spec.label}: not measured ({type(exc).__name__}: "
-                        f"{first_line(exc)})")
+                        f"{first_line(exc, 1000)})")
                 continue
             if say:
                 cost = costs[spec.id]
