@@ -67,7 +67,7 @@ CASES = {
     "not a csv file": (lambda r: (r / "a.txt").write_text("x") and _search(r, data=r / "a.txt"),
                        "a.txt: expected a folder of class sub-folders, a .csv"),
     "csv missing column": (lambda r: _search(r, data=_csv(r, "file,label\nimgs/img0.png,a\n")),
-                           "labels.csv: missing column 'path'"),
+                           "labels.csv: no column 'text' nor 'path' (found 'file', 'label')"),
     "csv missing image": (lambda r: _search(r, data=_csv(r, "path,label\nmissing.png,a\n")),
                           "labels.csv:2: no such image file 'missing.png'"),
     "csv not utf-8": (lambda r: _search(r, data=_csv(r, "", raw=b"path,label\n\xff.png,a\n")),

@@ -174,7 +174,7 @@ def test_the_same_file_in_two_splits_is_reported(tmp_path):
 
 def test_csv_errors_name_the_file_and_row(tmp_path):
     (tmp_path / "a.csv").write_text("file,label\nx.png,cat\n")
-    with pytest.raises(DataError, match=r"a\.csv: missing column 'path'"):
+    with pytest.raises(DataError, match=r"a\.csv: no column 'text' nor 'path' \(found 'file'"):
         load_data(tmp_path / "a.csv")
     (tmp_path / "b.csv").write_text("path,label\nmissing.png,cat\n")
     with pytest.raises(DataError, match=r"b\.csv:2: no such image file 'missing\.png'"):

@@ -160,3 +160,63 @@ def test_unloadable_backbones_are_skipped_and_named_once(class_folders, tmp_path
     assert len(skipped) == 1 and skipped[0].endswith("or use pretrained: false"), said
     queued = [str(t.system_attrs.get("fixed_params", {})) for t in prepared.study.trials]
     assert queued and not any(HUB_ONLY in q for q in queued)  # no reference of it enqueued
+
+
+# 4. A time budget that fits no more than the references is said before the first trial.
+
+def _cost(train_sample_seconds):
+    return {"load_seconds": 1.0, "train_sample_seconds": train_sample_seconds,
+            "eval_sample_seconds": train_sample_seconds / 3, "size": 96.0,
+            "size_key": "image_size", "batch_size": 32, "n_train": 1000, "n_val": 250}
+
+
+def test_a_budget_that_fits_only_the_references_is_warned_before_trial_0(monkeypatch):
+    from types import SimpleNamespace
+
+    from autotransfer.space.defaults import default_space
+    from autotransfer.space.schema import load_space
+    from autotransfer.study.budget.backbone_cost import references_only
+    from autotransfer.study.study import _warn_references_only
+
+    space = load_space(default_space("image"))  # 2 backbones, 3 epochs: 4 references
+    costs = {b.id: _cost(0.04) for b in space.backbones}  # ~43 s an epoch fine-tuned
+    line = references_only(space, costs, 300.0)
+    assert line and "fits the 4 reference trials at most" in line and "300s left" in line
+    assert references_only(space, costs, 3000.0) is None  # room for sampled trials
+    assert references_only(space, {}, 300.0) is None  # costs not measured: nothing claimed
+
+    said = []
+    prepared = SimpleNamespace(options=SimpleNamespace(space=space),
+                               deadline=SimpleNamespace(left=lambda: 300.0), study=None)
+    notes = SimpleNamespace(note=lambda number, message: said.append(message))
+    monkeypatch.setattr("autotransfer.study.budget.backbone_cost.recorded", lambda s: costs)
+    _warn_references_only(prepared, notes)
+    assert said == [line]
+
+
+# 9. Errors that say what to do.
+
+def test_a_text_csv_with_other_column_names_is_told_the_column_options(capsys, tmp_path):
+    from conftest import cli_error
+
+    data = tmp_path / "packages.csv"
+    data.write_text("description,section\nan editor,editors\na shell,shells\n")
+    err = cli_error(capsys, "inspect", str(data))
+    assert "--text-column NAME --label-column NAME" in err
+    assert "found 'description', 'section'" in err
+
+
+def test_a_misspelt_data_folder_gets_did_you_mean(capsys, class_folders):
+    from conftest import cli_error
+
+    err = cli_error(capsys, "inspect", str(class_folders.parent / "rot"))
+    assert err.endswith(f"no such file or folder; did you mean {class_folders}?")
+
+
+def test_predict_names_the_command_that_writes_a_model(capsys, tmp_path):
+    from conftest import cli_error
+
+    (tmp_path / "model").mkdir()
+    err = cli_error(capsys, "predict", str(tmp_path / "modle"), "x.png")
+    assert "expected the --out folder of autotransfer train " in err
+    assert err.endswith(f"did you mean {tmp_path / 'model'}?")

@@ -5,7 +5,8 @@ Layered, no import circles (``tests/test_import_cycles.py``), from the leaves up
 - :mod:`~autotransfer.data.dataset`: the leaf types (``Split``, ``LabelledData``, ``ReadResult``,
   ``Unused``, ``DataWarning``);
 - :mod:`~autotransfer.data.splits`: split names and the held-out validation split;
-- :mod:`~autotransfer.data.files`: finding files (junk ignored, symlinks followed, unused named);
+- :mod:`~autotransfer.data.files`: finding files (junk ignored, symlinks followed, unused named,
+  a "did you mean" for a missing one);
 - :mod:`~autotransfer.data.options`: ``DataOptions``, how to read a dataset;
 - :mod:`~autotransfer.data.pixels`: Pillow's decompression-bomb guard, named;
 - :mod:`~autotransfer.data.modality`: the builtin modalities (suffixes, readers, checks), the

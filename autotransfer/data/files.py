@@ -87,3 +87,17 @@ def class_files(folder: Path, suffixes: frozenset[str], kind: str, unused: Unuse
         else:
             unused.add(file, f"not {kind} file(s) ({suffix or 'no suffix'})")
     return used
+
+
+def did_you_mean(path: Path) -> str:
+    """``"; did you mean NAME?"`` naming the closest sibling of a missing ``path`` (difflib,
+    like Python's own NameError hint), or ``""`` when none is close or the parent is missing."""
+    import difflib
+
+    parent = path.expanduser().parent
+    try:
+        names = [p.name for p in parent.iterdir() if not is_junk(p.name)]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return f"; did you mean {parent / close[0]}?" if close else ""

@@ -14,7 +14,7 @@ import numpy as np
 
 from autotransfer.contract.collect import get_modalities, get_modality
 from autotransfer.data.dataset import LabelledData, Split
-from autotransfer.data.files import describe_counts, suffix_counts, walk_files
+from autotransfer.data.files import describe_counts, did_you_mean, suffix_counts, walk_files
 from autotransfer.data.hf import is_hf_source, load_hf
 from autotransfer.data.labels import (
     label_warnings,
@@ -93,11 +93,17 @@ def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
         columns = table_columns(root)
         if text_column in columns and "path" not in columns:
             return "text"
+        if "path" not in columns and columns:
+            raise DataError(
+                f"{root}: no column {text_column!r} nor 'path' (found "
+                f"{', '.join(repr(c) for c in columns)}): for text, name the columns with "
+                "--text-column NAME --label-column NAME (Python: text_column=, label_column=); "
+                "for image or audio files, a path,label header"
+            )
         if "path" not in columns:
             raise DataError(
-                f"{root}: missing column 'path'; expected a header with path,label (and "
-                "optionally split) for image or audio files, or text,label for text, found "
-                f"{','.join(columns) or 'nothing'}"
+                f"{root}: no header; expected text,label for text (other names: --text-column, "
+                "--label-column), or path,label (and optionally split) for image or audio files"
             )
         listed = []
         for _, row in table_records(root, ("path",), "expected a path column"):
@@ -109,7 +115,7 @@ def detect_modality(path: str | Path, *, text_column: str = "text") -> str:
         if any((root / f"train{s}").is_file() for s in TABLE_SUFFIXES):
             return "text"
         return _by_files(root, list(walk_files(root)), "found")
-    raise DataError(f"{root}: no such file or folder")
+    raise DataError(f"{root}: no such file or folder{did_you_mean(root)}")
 
 
 def check_source(path: str | Path) -> Path:
@@ -122,7 +128,7 @@ def check_source(path: str | Path) -> Path:
     root = Path(path).expanduser()
     # existence first: is_hf_source lists an existing folder, a missing path costs it nothing
     if not root.exists() and not is_hf_source(path):
-        raise DataError(f"{root}: no such file or folder")
+        raise DataError(f"{root}: no such file or folder{did_you_mean(root)}")
     return root
 
 

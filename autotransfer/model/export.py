@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autotransfer.contract.collect import format_for_export, format_for_load, get_formats
+from autotransfer.data.files import did_you_mean
 from autotransfer.errors import AutotransferError, BackboneError, first_line
 
 if TYPE_CHECKING:
@@ -101,8 +102,9 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     """``autotransfer.json`` of a model directory; a one-line error when it is not one."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ModelDirError(f"{directory}: no such model directory; expected the out folder "
-                            "of autotransfer.train")
+        raise ModelDirError(f"{directory}: no such model directory; expected the --out folder "
+                            "of autotransfer train (Python: autotransfer.train(..., out=))"
+                            f"{did_you_mean(directory)}")
     path = directory / META_FILE
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))

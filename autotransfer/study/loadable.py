@@ -2,7 +2,8 @@
 
 A space whose hub backbones cannot be reached (offline, no local weights) used to spin failing
 trials until the budget ran out (76 in 56 s, #41). Each backbone that has not loaded yet in this
-study is loaded once (the cost step's load counts, :mod:`.budget.backbone_cost`); those that
+study is loaded once (the cost step's load counts, :mod:`.budget.backbone_cost`; one with
+``pretrained: false`` fetches nothing and is not); those that
 fail are named once and left out of the space, and a space where none loads stops the search
 before its first trial with one line that says what loads without a hub.
 """
@@ -17,15 +18,16 @@ OFFLINE_GUIDE = "docs/guides/offline.md"
 
 def load_failures(space, *, trust_remote_code: bool = False,
                   skip: frozenset[str] = frozenset()) -> dict[str, str]:
-    """``{label: why}`` for each backbone of ``space`` (but ``skip``'s ids) whose weights do
-    not load: the loader's one-line error (a :class:`BackboneError`, which names the fix)."""
+    """``{label: why}`` for each pretrained backbone of ``space`` (but ``skip``'s ids) whose
+    weights do not load: the loader's one-line error (a :class:`BackboneError`, which names the
+    fix). A backbone with ``pretrained: false`` has no weights to fetch: it is not loaded."""
     import gc
 
     from autotransfer.contract.collect import get_registry
 
     failed: dict[str, str] = {}
     for spec in space.backbones:
-        if spec.id in skip:
+        if spec.id in skip or not spec.pretrained:
             continue
         entry = get_registry().get(spec.id)
         try:

@@ -170,6 +170,7 @@ def search(
                 share=prepared.options.space.budget.reference_share)
     if prepared.deadline is not None and hasattr(progress, "deadline"):
         progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
+    _warn_references_only(prepared, progress)
     from autotransfer.study.references.trials import conclude
 
     try:
@@ -295,6 +296,22 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared
+
+
+def _warn_references_only(prepared: Prepared, progress: Progress | None) -> None:
+    """Before the first trial: a time budget that fits no more than the references is said."""
+    from autotransfer.study.budget.backbone_cost import recorded, references_only
+
+    if prepared.deadline is None:
+        return
+    line = references_only(prepared.options.space, recorded(prepared.study),
+                           prepared.deadline.left())
+    if line and progress is not None:
+        progress.note(-1, line)
+    elif line:
+        import warnings
+
+        warnings.warn(line, stacklevel=3)
 
 
 def _default_space(modality: str, progress: Progress | None) -> tuple[str, SearchSpace]:

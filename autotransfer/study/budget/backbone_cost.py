@@ -198,3 +198,29 @@ def estimate_for(study, backbone_id: str, params: dict[str, Any], epochs: int = 
     """:func:`estimate` from the study's record, None when the backbone was not measured."""
     cost = recorded(study).get(backbone_id)
     return None if cost is None else estimate(cost, params, epochs)
+
+
+def references_only(space, costs: dict[str, dict[str, Any]], left: float) -> str | None:
+    """A warning when ``left`` seconds fit the reference trials of ``space`` (every epoch, by
+    :func:`estimate` from ``costs``) and no other trial after them; None when more fits or a
+    backbone's cost is unknown (one backbone: its own trials measure it)."""
+    from autotransfer.study.references.trials import reference_params
+
+    ids = {b.label: b.id for b in space.backbones}
+    planned = reference_params(space)
+    if not planned or any(ids.get(p["backbone"]) not in costs for _kind, p in planned):
+        return None
+
+    def seconds(params: dict[str, Any]) -> float:
+        own = space.resolve({k: v for k, v in params.items() if k != "backbone"})
+        return estimate(costs[ids[params["backbone"]]], own, space.epochs)
+
+    references = sum(seconds(p) for _kind, p in planned)
+    cheapest = min(seconds(p) for kind, p in planned if kind != "linear_probe") if any(
+        kind != "linear_probe" for kind, _p in planned) else min(seconds(p) for _k, p in planned)
+    if references + cheapest <= left:
+        return None
+    return (f"warning: the time budget ({left:.0f}s left) fits the {len(planned)} reference "
+            f"trials at most (about {references:.0f}s by the timed step), nothing the search "
+            "would sample after them: give a larger --time-budget, or a space with fewer "
+            "backbones, fewer epochs or a smaller input size")
