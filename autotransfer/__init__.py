@@ -25,13 +25,15 @@ from autotransfer.errors import (
 
 #: The Python API that mirrors the CLI, imported on first use so that ``import autotransfer``
 #: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``,
-#: ``autotransfer.inspect``. The parts behind them are packages of other names
-#: (``autotransfer.study``, ``autotransfer.finetune``), as optuna keeps ``optuna/study/study.py``.
+#: ``autotransfer.inspect``, ``autotransfer.evaluate``. The parts behind them are packages of
+#: other names (``autotransfer.study``, ``autotransfer.finetune``), as optuna keeps
+#: ``optuna/study/study.py``.
 _API = {
     "search": ("autotransfer.study.study", "search"),
     "train": ("autotransfer.model.refit", "train"),
     "predict": ("autotransfer.model.predict", "predict"),
     "inspect": ("autotransfer.data.inspect", "inspect"),
+    "evaluate": ("autotransfer.study.results.evaluation", "evaluate"),
 }
 
 
@@ -61,6 +63,7 @@ __all__ = [
     "SpaceError",
     "StorageError",
     "__version__",
+    "evaluate",
     "get_backbone",
     "get_registry",
     "hookimpl",

@@ -220,3 +220,45 @@ def test_predict_names_the_command_that_writes_a_model(capsys, tmp_path):
     err = cli_error(capsys, "predict", str(tmp_path / "modle"), "x.png")
     assert "expected the --out folder of autotransfer train " in err
     assert err.endswith(f"did you mean {tmp_path / 'model'}?")
+
+
+# 10. evaluate: an exported model scored on a labelled folder, with intervals.
+
+def test_evaluate_scores_a_labelled_folder_with_intervals(capsys, class_folders, tmp_path):
+    import json
+
+    import yaml
+
+    import autotransfer
+    from autotransfer.cli import main
+    from conftest import write_images
+
+    best = tmp_path / "best.yaml"
+    best.write_text(yaml.safe_dump({
+        "backbone": "packaged/mobilenetv2_100", "epochs": 1, "metric": "accuracy",
+        "val_score": 0.5, "source": {"data": str(class_folders)},
+        "params": {"freeze_fraction": 1.0, "lr": 1e-3, "batch_size": 8, "image_size": 32}}))
+    model = autotransfer.train(best, out=tmp_path / "model").model_dir
+
+    found = autotransfer.evaluate(model, class_folders)
+    assert found.split == "all" and found.examples == 20
+    predicted = autotransfer.predict(model, [class_folders])
+    right = sum(p.label == p.input.split("/")[-2] for p in predicted)
+    assert found.accuracy == pytest.approx(right / 20, abs=1e-4)
+    low, high = found.accuracy_ci95
+    assert low <= found.accuracy <= high and high - low > 0.1  # 20 examples: a wide interval
+    assert sorted(found.per_class) == ["cat", "dog"]
+    assert sum(map(sum, found.confusion)) == 20
+    assert all(c["support"] == 10 and c["recall_ci95"] for c in found.per_class.values())
+
+    capsys.readouterr()
+    main(["evaluate", str(model), str(class_folders), "--json"])
+    assert json.loads(capsys.readouterr().out)["accuracy"] == found.accuracy
+    main(["evaluate", str(model), str(class_folders)])
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "macro-F1" in out and "(95% " in out and "every example" in out
+
+    for split, n in (("train", 6), ("test", 3)):  # with a test split, the test split alone
+        for cls in ("cat", "dog"):
+            write_images(tmp_path / "split" / split / cls, n, seed=n)
+    assert autotransfer.evaluate(model, tmp_path / "split").examples == 6

@@ -514,6 +514,50 @@ def predict(
 
 
 @app.command()
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train."),
+    data: Path = typer.Argument(
+        ..., help="Labelled data as search reads it (class sub-folders, split folders, a CSV, "
+        "TSV or JSONL file): its test split when it has one, else every example."),
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    batch_size: int = typer.Option(64, help="Inputs per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Score a trained model on labelled data: accuracy, macro-F1, per class, 95% intervals."""
+    import json
+
+    from autotransfer.data.options import DataOptions
+    from autotransfer.study.results.evaluation import evaluate as run_evaluate
+
+    found = run_evaluate(model_dir, data, batch_size=batch_size, device=device,
+                         data_options=DataOptions.of(text_column=text_column,
+                                                     label_column=label_column))
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        return
+    table = Table(show_edge=False)
+    for column in ("class", "precision", "recall", "recall 95%", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, c in found.per_class.items():
+        ci = c["recall_ci95"]
+        table.add_row(escape(name), f"{c['precision']:.4f}", f"{c['recall']:.4f}",
+                      "-" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{c['f1']:.4f}",
+                      str(c["support"]))
+    console.print(table)
+
+    def ci(interval) -> str:
+        return "" if not interval else f" (95% {interval[0]:.3f}-{interval[1]:.3f})"
+
+    split = "its test split" if found.split == "test" else "every example"
+    console.print(f"[bold]accuracy[/] {found.accuracy:.4f}{ci(found.accuracy_ci95)}, "
+                  f"[bold]macro-F1[/] {found.macro_f1:.4f}{ci(found.macro_f1_ci95)} on "
+                  f"{found.examples} examples of {escape(str(data))} ({split})",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
 def report(
     study: str = typer.Option(..., help="Study name."),
     storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),

@@ -6,5 +6,6 @@
 - ``intervals``: 95% intervals and the rule that picks among indistinguishable trials;
 - ``scores``: per-class scores, the confusion matrix, divergence and chance level;
 - ``dashboard``: the study's note for optuna-dashboard;
-- ``artifacts``: ``--keep-best``, the best trial's model kept as an Optuna artifact.
+- ``artifacts``: ``--keep-best``, the best trial's model kept as an Optuna artifact;
+- ``evaluation``: ``autotransfer evaluate``, an exported model scored on labelled data.
 """
