@@ -262,3 +262,24 @@ def test_evaluate_scores_a_labelled_folder_with_intervals(capsys, class_folders,
         for cls in ("cat", "dog"):
             write_images(tmp_path / "split" / split / cls, n, seed=n)
     assert autotransfer.evaluate(model, tmp_path / "split").examples == 6
+
+
+def test_inspect_json_lists_every_duplicate(capsys, tmp_path):
+    import json
+
+    from autotransfer.cli import main
+
+    rows = ["text,label,split"]
+    for i in range(7):  # 7 texts in train and in val: the warning names 5
+        rows += [f"the same review number {i},pos,train", f"the same review number {i},pos,val"]
+    rows += [f"another review {i},{'pos' if i % 2 else 'neg'},train" for i in range(8)]
+    rows += ["a clash,pos,train", "a clash,neg,train", "other val,neg,val"]
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    capsys.readouterr()
+    main(["inspect", str(tmp_path / "reviews.csv"), "--json"])
+    found = json.loads(capsys.readouterr().out)
+    assert len(found["duplicates"]) == 7
+    assert found["duplicates"][0] == {"samples": ["the same review number 0"] * 2,
+                                      "splits": ["train", "val"]}
+    assert found["contradictions"] == [{"samples": ["a clash", "a clash"],
+                                        "classes": ["neg", "pos"]}]

@@ -331,7 +331,8 @@ def inspect(
     except AutotransferError as exc:  # unreadable at all: --json still prints its one object
         if as_json:
             typer.echo(json.dumps({"modality": None, "classes": [], "counts": {}, "skipped": [],
-                                   "warnings": [], "error": str(exc), "origin": ""},
+                                   "warnings": [], "error": str(exc), "origin": "",
+                                   "duplicates": [], "contradictions": []},
                                   indent=2, ensure_ascii=False))
         raise
     if as_json:

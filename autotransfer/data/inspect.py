@@ -25,6 +25,10 @@ class Inspection:
         skipped: ``(path, reason)`` of every file a search would skip.
         warnings: everything else worth knowing (files not used, label spellings, imbalance...).
         error: why a search would stop before trial 1 (too many unusable files), or None.
+        duplicates: every sample found in two splits, ``{"samples": [a, b], "splits": [s, t]}``
+            (the warnings list 5 of them).
+        contradictions: every content found under two or more labels, ``{"samples": [...],
+            "classes": [...]}``.
     """
 
     modality: str
@@ -34,10 +38,12 @@ class Inspection:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     origin: str = ""  # how it was read, e.g. a Hugging Face dataset's columns
+    duplicates: list[dict[str, list[str]]] = field(default_factory=list)
+    contradictions: list[dict[str, list[str]]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict: modality, classes, counts, skipped [{path, reason}], warnings,
-        error."""
+        error, origin, duplicates [{samples, splits}], contradictions [{samples, classes}]."""
         return {
             "modality": self.modality,
             "classes": list(self.classes),
@@ -46,6 +52,8 @@ class Inspection:
             "warnings": list(self.warnings),
             "error": self.error,
             "origin": self.origin,
+            "duplicates": self.duplicates,
+            "contradictions": self.contradictions,
         }
 
 
@@ -81,21 +89,28 @@ def inspect(
         ['ankle_boot', 'bag']
     """
     from autotransfer.data.checks import drop, examine
-    from autotransfer.data.duplicates import duplicate_warnings
+    from autotransfer.data.duplicates import duplicate_warnings, find_duplicates
     from autotransfer.data.load import load_data
 
     dataset = load_data(data, val_fraction=val_fraction, seed=seed,
                         data_options=data_options, **given)
     report = examine(dataset)
+    duplicates, contradictions = [], []
     if report.error is None:
         drop(dataset, {p for p, _ in report.skipped})
-        report.warnings += duplicate_warnings(dataset)
+        found = find_duplicates(dataset)
+        report.warnings += duplicate_warnings(dataset, found)
+        splits = found.split_names or [("", "")] * len(found.across_splits)
+        duplicates = [{"samples": [str(a), str(b)], "splits": list(where)}
+                      for (a, b), where in zip(found.across_splits, splits, strict=True)]
+        contradictions = [{"samples": [str(x) for x in samples], "classes": list(classes)}
+                          for samples, classes in found.contradictions]
     counts = {}
     for name, split in dataset.splits().items():
         n = [int(x) for x in _bincount(split.labels, dataset.n_classes)]
         counts[name] = dict(zip(dataset.classes, n, strict=True))
     return Inspection(dataset.modality, list(dataset.classes), counts, report.skipped,
-                      report.warnings, report.error, dataset.origin)
+                      report.warnings, report.error, dataset.origin, duplicates, contradictions)
 
 
 def _bincount(labels, n: int):
