@@ -283,3 +283,17 @@ def test_inspect_json_lists_every_duplicate(capsys, tmp_path):
                                       "splits": ["train", "val"]}
     assert found["contradictions"] == [{"samples": ["a clash", "a clash"],
                                         "classes": ["neg", "pos"]}]
+
+
+def test_dashboard_note_says_what_is_searched_and_only_what_the_space_says(class_folders):
+    from autotransfer.data import load_data
+    from autotransfer.space.defaults import default_space
+    from autotransfer.space.schema import load_space
+    from autotransfer.study.results.dashboard import StudyNote
+
+    note = StudyNote(load_data(class_folders), load_space(default_space("image")),
+                     space_file="image.yaml", storage="sqlite:///s.db", trials=4)
+    assert ("Best validation accuracy over 2 backbone(s) (`packaged/mobilenetv2_100`, "
+            "`packaged/tf_efficientnet_lite0`), 3 epoch(s) a trial, on 2 classes") in note.head
+    for default in ("val_fraction", "sampler", "constraints", "reference_share"):
+        assert default not in note.head  # the space's defaults are not spelt out

@@ -22,8 +22,15 @@ class StudyNote:
         self._thread, self._problem = None, None  # save_soon's thread, and what it hit
         self._go = threading.Event()  # set by wait(): the thread waits no longer
         sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())
+        objectives = space.objectives or [space.metric]
+        names = ", ".join(f"`{b.label}`" for b in space.backbones)
         self.head = "\n".join([
             "# autotransfer study",
+            "",
+            ("Best validation " if len(objectives) == 1 else "Pareto front of ")
+            + f"{', '.join(objectives)} over {len(space.backbones)} backbone(s) "
+            f"({names}), {space.epochs} epoch(s) a trial, on "
+            f"{len(dataset.classes)} classes of `{dataset.source.name}`.",
             "",
             f"- **data**: `{dataset.source}` ({len(dataset.classes)} classes; {sizes})",
             f"- **storage**: `{storage}`",
@@ -32,7 +39,9 @@ class StudyNote:
             "## Search space" + (f" (`{space_file}`)" if space_file else ""),
             "",
             "```yaml",
-            yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False).rstrip(),
+            # as written: the defaults it leaves out are not spelt out
+            yaml.safe_dump(space.model_dump(mode="json", exclude_defaults=True),
+                           sort_keys=False).rstrip(),
             "```",
         ])
 
