@@ -297,3 +297,34 @@ def test_dashboard_note_says_what_is_searched_and_only_what_the_space_says(class
             "`packaged/tf_efficientnet_lite0`), 3 epoch(s) a trial, on 2 classes") in note.head
     for default in ("val_fraction", "sampler", "constraints", "reference_share"):
         assert default not in note.head  # the space's defaults are not spelt out
+
+
+def test_packaged_weights_page_names_every_package_version_file_and_licence():
+    import importlib.metadata
+    from pathlib import Path
+
+    import yaml
+    from autotransfer_packaged import PACKAGED, PACKAGED_HF
+
+    repo = Path(__file__).parents[1]
+    page = (repo / "docs" / "packaged-weights.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in page.splitlines()
+            if line.startswith("| `packaged/")}
+    wanted = {f"packaged/{p.timm_name}": ([(p.distribution, p.version)], [p.file])
+              for p in PACKAGED.values()}
+    wanted |= {f"packaged/{p.name}": (list(p.distributions), []) for p in PACKAGED_HF.values()}
+    assert sorted(rows) == sorted(wanted)
+    for backbone, (distributions, files) in wanted.items():
+        row = rows[backbone]
+        for name, version in distributions:
+            assert f"`{name}=={version}`" in row, backbone
+            try:
+                meta = importlib.metadata.metadata(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            licence = meta.get("License-Expression") or meta.get("License")
+            if licence and licence != "UNKNOWN":
+                assert f"| {licence} |" in row, (backbone, licence)
+        assert all(f"`{file}`" in row for file in files), backbone
+    nav = yaml.safe_load((repo / "mkdocs.yml").read_text())["nav"]
+    assert "packaged-weights.md" in str(nav)
