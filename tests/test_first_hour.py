@@ -100,6 +100,7 @@ def test_search_without_space_takes_the_modalitys_default(class_folders, tmp_pat
     assert [b.id for b in prepared.options.space.backbones] == [
         "packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]
     assert any("default image space" in line for line in said), said
+    prepared.note.wait()
 
 
 def test_search_space_option_is_optional():
@@ -160,6 +161,7 @@ def test_unloadable_backbones_are_skipped_and_named_once(class_folders, tmp_path
     assert len(skipped) == 1 and skipped[0].endswith("or use pretrained: false"), said
     queued = [str(t.system_attrs.get("fixed_params", {})) for t in prepared.study.trials]
     assert queued and not any(HUB_ONLY in q for q in queued)  # no reference of it enqueued
+    prepared.note.wait()
 
 
 # 4. A time budget that fits no more than the references is said before the first trial.

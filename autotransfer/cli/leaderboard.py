@@ -81,10 +81,9 @@ def _width(console: Console, table: Table) -> int:
 def leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15,
                       width: int | None = None) -> Table:
     """The leaderboard's first ``limit`` rows as a rich table that fits ``width`` columns
-    (default: the CLI console's), ``metric`` naming the value: see the module docstring."""
-    from autotransfer.cli.console import console
-
-    width = width or console.width
+    (default: the terminal's, as rich measures it), ``metric`` naming the value: see the
+    module docstring."""
+    width = width or Console().width
     measure = Console(width=10_000, color_system=None)
     shown = rows[:limit]
     names, zoo = short_names([r["backbone"] for r in shown])
