@@ -189,8 +189,6 @@ USAGE_CASES = {
                      "No such option: --trails (Possible options: --track, --trials)"),
     "search: missing argument": (["search"], ["search", "--trials", "3"],
                                  "Missing argument 'data'."),
-    "search: missing option": (["search"], ["search", "d", "--trials", "3"],
-                               "Missing option '--space' / '-s'."),
     "search: bad type": (["search"], ["search", "d", "-s", "s.yaml", "--workers", "abc"],
                          "Invalid value for '--workers': Input should be a valid integer, "
                          "unable to parse string as an integer, got 'abc'"),
