@@ -306,6 +306,7 @@ def test_packaged_weights_page_names_every_package_version_file_and_licence():
     from pathlib import Path
 
     import yaml
+
     from autotransfer_packaged import PACKAGED, PACKAGED_HF
 
     repo = Path(__file__).parents[1]
