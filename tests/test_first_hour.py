@@ -186,6 +186,7 @@ def test_a_budget_that_fits_only_the_references_is_warned_before_trial_0(monkeyp
     assert line and "fits the 4 reference trials at most" in line and "300s left" in line
     assert references_only(space, costs, 3000.0) is None  # room for sampled trials
     assert references_only(space, {}, 300.0) is None  # costs not measured: nothing claimed
+    assert "spent before the first trial" in references_only(space, costs, -5.0)
 
     said = []
     prepared = SimpleNamespace(options=SimpleNamespace(space=space),

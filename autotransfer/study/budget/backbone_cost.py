@@ -220,6 +220,11 @@ def references_only(space, costs: dict[str, dict[str, Any]], left: float) -> str
         kind != "linear_probe" for kind, _p in planned) else min(seconds(p) for _k, p in planned)
     if references + cheapest <= left:
         return None
+    if left <= 0:
+        return ("warning: the time budget is spent before the first trial (the start-up and "
+                "the timed step of each backbone took it; the references need about "
+                f"{references:.0f}s more): give a larger --time-budget, or a space with fewer "
+                "backbones, fewer epochs or a smaller input size")
     return (f"warning: the time budget ({left:.0f}s left) fits the {len(planned)} reference "
             f"trials at most (about {references:.0f}s by the timed step), nothing the search "
             "would sample after them: give a larger --time-budget, or a space with fewer "
