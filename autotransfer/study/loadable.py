@@ -60,5 +60,6 @@ def keep_loadable(space, failed: dict[str, str], say=None):
             f"({{id: timm/NAME, weights: FILE}} or hf-text/DIRECTORY), see {OFFLINE_GUIDE}")
     for label, why in failed.items():
         if say:
-            say(f"skipped {label} (it does not load here, no trial will use it): {why}")
+            say(f"skipped {label} (it does not load here, no trial will use it): "
+                f"{why.removeprefix(f'{label}: ')}")
     return space.model_copy(update={"backbones": kept})
