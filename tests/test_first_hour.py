@@ -159,6 +159,7 @@ def test_unloadable_backbones_are_skipped_and_named_once(class_folders, tmp_path
     assert [b.id for b in prepared.options.space.backbones] == ["packaged/tf_efficientnet_lite0"]
     skipped = [line for line in said if line.startswith(f"skipped {HUB_ONLY}")]
     assert len(skipped) == 1 and skipped[0].endswith("or use pretrained: false"), said
+    assert sum(HUB_ONLY in line for line in said) == 1  # named once
     queued = [str(t.system_attrs.get("fixed_params", {})) for t in prepared.study.trials]
     assert queued and not any(HUB_ONLY in q for q in queued)  # no reference of it enqueued
     prepared.note.wait()
