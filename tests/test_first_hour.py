@@ -208,6 +208,8 @@ def test_a_text_csv_with_other_column_names_is_told_the_column_options(capsys, t
     err = cli_error(capsys, "inspect", str(data))
     assert "--text-column NAME --label-column NAME" in err
     assert "found 'description', 'section'" in err
+    err = cli_error(capsys, "inspect", str(data), "--modality", "text")  # read as text: same
+    assert "--text-column NAME --label-column NAME" in err and "description,section" in err
 
 
 def test_a_misspelt_data_folder_gets_did_you_mean(capsys, class_folders):

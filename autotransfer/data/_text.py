@@ -44,7 +44,9 @@ def read_text_table(path: Path, *, text_column: str = "text", label_column: str 
         raise DataError(f"{path}: expected a .csv, .tsv or .jsonl text file")
     rows: Rows = {}
     expected = f"expected {text_column} and {label_column} (and optionally split)"
-    for line, record in table_records(path, (text_column, label_column), expected):
+    named = (f"{expected}; name other columns with --text-column NAME --label-column NAME "
+             "(Python: text_column=, label_column=)")
+    for line, record in table_records(path, (text_column, label_column), named):
         _add(rows, path, line, record[text_column], record[label_column], record.get("split"))
     if not rows:
         raise DataError(f"{path}: no rows; {expected}, one row per sample")
