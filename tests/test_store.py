@@ -151,3 +151,77 @@ def test_the_store_folder_comes_from_the_data_then_the_environment(monkeypatch, 
     monkeypatch.delenv("AUTOTRANSFER_DATA_STORE")
     monkeypatch.setenv("AUTOTRANSFER_CACHE_DIR", str(tmp_path / "cache"))
     assert store_directory() == tmp_path / "cache" / "encoded"
+
+
+def test_a_full_disk_falls_back_to_memory_in_one_line_and_leaves_no_entry(fashion_mnist,
+                                                                         tmp_path, monkeypatch):
+    """The room is checked before a byte is written (a memory-mapped write past the disk's room
+    is a SIGBUS, not an error): too little is a DataWarning naming the folder, the room needed
+    and free, and the split is encoded in memory, equal to the stored one."""
+    import collections
+    import shutil as real_shutil
+
+    import pytest
+
+    import autotransfer.data.store as store_module
+    from autotransfer.data.dataset import DataWarning
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(store_module.shutil, "disk_usage",
+                        lambda path: usage(2**20, 2**20 - 4096, 4096))
+    data = load_data(fashion_mnist, seed=0)
+    data.store = str(tmp_path / "store")
+    with pytest.warns(DataWarning) as caught:
+        encoded, _ = PREPROCESS.encode(data, "train")
+    (line,) = [str(w.message) for w in caught if "store" in str(w.message)]
+    assert "no space left" in line and str(tmp_path / "store") in line
+    assert "MiB for this split, 0.0 MiB free" in line and "--data-store" in line
+    assert "\n" not in line
+    assert not list((tmp_path / "store").glob("*/*")), "nothing half-written left"
+    monkeypatch.setattr(store_module.shutil, "disk_usage", real_shutil.disk_usage)
+    plain = load_data(fashion_mnist, seed=0)
+    plain.store = "memory"
+    assert torch.equal(encoded, PREPROCESS.encode(plain, "train")[0])
+
+
+def test_a_disk_filled_meanwhile_is_the_same_fallback(fashion_mnist, tmp_path, monkeypatch):
+    """The blocks are reserved before the memory map is written: ENOSPC there (another process
+    filled the disk after the check) is the same fallback, with no partial folder left."""
+    import errno
+
+    import pytest
+
+    import autotransfer.data.store as store_module
+    from autotransfer.data.dataset import DataWarning
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "posix_fallocate", full)
+    data = load_data(fashion_mnist, seed=0)
+    data.store = str(tmp_path / "store")
+    with pytest.warns(DataWarning, match="no space left on device: .* needs"):
+        PREPROCESS.encode(data, "train")
+    assert not [p for p in (tmp_path / "store").iterdir() if p.suffix != ".lock"]
+
+
+def test_a_partial_folder_of_a_dead_writer_is_removed(fashion_mnist, tmp_path):
+    """A writer killed mid-write (SIGKILL, a crash) leaves ``<key>.<pid>.tmp``: the next writer
+    of that entry removes it (never mapped: a reader maps whole entries only)."""
+    import shutil
+
+    data = load_data(fashion_mnist, seed=0)
+    data.store = str(tmp_path / "store")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    PREPROCESS.encode(data, "train")  # the entry's key: the folder it wrote
+    (entry,) = [p for p in (tmp_path / "store").iterdir() if p.is_dir()]
+    key = entry.name
+    shutil.rmtree(entry)
+    stale = tmp_path / "store" / f"{key}.{dead}.tmp"
+    stale.mkdir()
+    (stale / "images.npy").write_bytes(b"\x93NUMPY half")
+    fresh = load_data(fashion_mnist, seed=0)
+    fresh.store = str(tmp_path / "store")
+    PREPROCESS.encode(fresh, "train")
+    assert not stale.exists() and (entry / "meta.json").is_file()

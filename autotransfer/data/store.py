@@ -27,15 +27,21 @@ Where: ``LabelledData.store`` (a folder or ``"memory"``; set by ``search(data_st
 ``--data-store``), else ``AUTOTRANSFER_DATA_STORE``, else ``AUTOTRANSFER_CACHE_DIR/encoded``,
 else ``$XDG_CACHE_HOME/autotransfer/encoded`` (``~/.cache/autotransfer/encoded``). ``memory``
 keeps today's behaviour: each process decodes each split into its own memory. A store that
-cannot be written (read-only, full disk) falls back to memory with a ``DataWarning``.
+cannot be written (read-only, full disk) falls back to memory with a ``DataWarning``. Before
+writing, the room an entry needs is checked against the disk's free room
+(``shutil.disk_usage``) and then reserved (``os.posix_fallocate``), so that a disk filling up is
+an ``OSError`` (``ENOSPC``) and that fallback, never a ``SIGBUS`` in a memory-mapped write; a
+partial folder left by a process that died is removed by the next writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -144,8 +150,11 @@ def encode_split(
         try:
             arrays = _stored(directory, key, len(part), chunks)
         except OSError as exc:
-            warnings.warn(DataWarning(f"encoded-data store {directory} not usable ({exc}); "
-                                      "keeping the split in memory"), stacklevel=3)
+            reason = exc.strerror if exc.errno == errno.ENOSPC and exc.strerror else exc
+            warnings.warn(DataWarning(
+                f"encoded-data store {directory} not usable ({reason}); keeping the split in "
+                "memory (free room there, or choose another folder with --data-store / "
+                "AUTOTRANSFER_DATA_STORE)"), stacklevel=3)
         else:
             import torch  # first use: torch loads only when a split is encoded
 
@@ -188,6 +197,7 @@ def _stored(directory: Path, key: str, n: int, chunks: Callable[[], Chunks]
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory / f"{key}.lock"):
         if not (entry / "meta.json").is_file():  # another process may have written it meanwhile
+            _clear_stale(directory, key)
             _write(entry, n, chunks())
             _evict(directory, keep=entry)
     return _open(entry)
@@ -214,8 +224,64 @@ class _locked:
         self.handle.close()  # releases the lock
 
 
+def _clear_stale(directory: Path, key: str) -> None:
+    """Remove ``<key>.<pid>.tmp`` folders of processes that no longer run (killed mid-write);
+    the caller holds the entry's lock, so no live writer of ``key`` is in there."""
+    for partial in directory.glob(f"{key}.*.tmp"):
+        pid = partial.name[len(key) + 1 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _reserve(path: Path, first: dict[str, np.ndarray], n: int) -> None:
+    """Check that the ``.npy`` files of ``n`` rows like ``first``'s fit in the free room of
+    ``path``'s disk, then allocate each file's blocks (``posix_fallocate``): writing into a
+    memory map of blocks the disk cannot supply kills the process with ``SIGBUS``.
+
+    Raises:
+        OSError: ``ENOSPC``, naming the folder, the room needed and the room free.
+    """
+    needed = sum(n * array.dtype.itemsize * math.prod(array.shape[1:]) + 4096  # rows + header
+                 for array in first.values())
+    free = shutil.disk_usage(path).free
+    if needed > free:
+        raise OSError(errno.ENOSPC, f"no space left on device: {path.parent} needs "
+                      f"{_mib(needed)} for this split, {_mib(free)} free")
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - not POSIX
+        return
+    for file in path.glob("*.npy"):
+        with open(file, "r+b") as handle:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, file.stat().st_size)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise OSError(errno.ENOSPC, f"no space left on device: {path.parent} "
+                                  f"needs {_mib(needed)} for this split") from None
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+
+
 def _write(entry: Path, n: int, chunks: Iterator[dict[str, np.ndarray]]) -> None:
-    """Write chunks into ``.npy`` memmaps in a temporary folder, then rename it to ``entry``."""
+    """Write chunks into ``.npy`` memmaps in a temporary folder, then rename it to ``entry``.
+
+    Raises:
+        OSError: the folder cannot be written or its disk has no room for the entry
+            (``ENOSPC``, checked before any byte of data is written).
+    """
     partial = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -224,8 +290,14 @@ def _write(entry: Path, n: int, chunks: Iterator[dict[str, np.ndarray]]) -> None
         filled = 0
         for chunk in chunks:
             size = len(next(iter(chunk.values())))
+            if not arrays:
+                for name, array in chunk.items():
+                    arrays[name] = np.lib.format.open_memmap(
+                        partial / f"{name}.npy", mode="w+", dtype=array.dtype,
+                        shape=(n, *array.shape[1:]))
+                _reserve(partial, chunk, n)
             for name, array in chunk.items():
-                if name not in arrays:
+                if name not in arrays:  # a tensor the first chunk did not hold
                     arrays[name] = np.lib.format.open_memmap(
                         partial / f"{name}.npy", mode="w+", dtype=array.dtype,
                         shape=(n, *array.shape[1:]))
