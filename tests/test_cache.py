@@ -1,6 +1,8 @@
 """The frozen-prefix activation cache: same scores as without it, reuse across trials, a miss
 whenever anything the frozen output depends on changes, bounds, and the CLI switch."""
 
+from pathlib import Path
+
 import optuna
 import pytest
 import timm
@@ -241,3 +243,32 @@ def test_a_bad_cache_size_is_a_one_line_error(capsys, tmp_path, monkeypatch):
     err = cli_error(capsys, "search", str(tmp_path), "--space", "space.yaml", "--trials", "1",
                     "--cache-memory", "lots")
     assert "--cache-memory must be a size such as 512M or 2G, got 'lots'" in err
+
+
+def test_a_full_cache_disk_keeps_entries_in_memory_and_says_so_once(tmp_path, monkeypatch):
+    """A disk filling up while torch saves an entry ("unexpected pos", a RuntimeError) and a
+    disk with no room before it: one warning naming the folder and the way out, the partial file
+    removed, the entries served from memory."""
+    import collections
+    import warnings
+
+    import autotransfer.finetune.cache as cache_module
+
+    def short_write(value, path):
+        Path(path).write_bytes(b"PK\x03\x04 half")  # what a full disk leaves
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024 vs 854")
+
+    monkeypatch.setattr(cache_module.torch, "save", short_write)
+    cache, cpu = ActivationCache(max_bytes=2**20, directory=tmp_path / "cache"), torch.device("cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cache.put("a", torch.ones(4, 8), cpu)
+        usage = collections.namedtuple("usage", "total used free")
+        monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda p: usage(10, 10, 0))
+        assert cache.put("b", torch.zeros(4, 8), cpu)
+    lines = [str(w.message) for w in caught if issubclass(w.category, cache_module.CacheWarning)]
+    assert len(lines) == 1, lines
+    assert str(tmp_path / "cache") in lines[0] and "no space left" in lines[0]
+    assert "--cache-dir" in lines[0] and "unexpected pos" not in lines[0]
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial entry to read later
+    assert torch.equal(cache.get("a", cpu), torch.ones(4, 8))

@@ -21,14 +21,20 @@ Policy: an in-memory LRU on the trial's device, bounded in bytes (default: 2 GiB
 quarter of the device's memory; ``AUTOTRANSFER_CACHE_MEMORY`` or ``--cache-memory``). An entry
 larger than the bound serves its own trial only. Optionally a disk tier (``--cache-dir`` or
 ``AUTOTRANSFER_CACHE_DIR``) shared by the worker processes of a machine, bounded too
-(``AUTOTRANSFER_CACHE_DISK``, default 10 GiB), oldest-used files deleted first.
+(``AUTOTRANSFER_CACHE_DISK``, default 10 GiB), oldest-used files deleted first. An entry the
+disk tier's folder has no room for (checked with ``shutil.disk_usage`` before writing, or
+``ENOSPC`` while writing) is kept in memory only, with one warning per cache naming the folder
+and the room needed; the partial file is removed, never read as an entry.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -232,6 +238,7 @@ class ActivationCache:
         self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._digests: dict[int, tuple[weakref.ref, str]] = {}
         self.stats = CacheStats()
+        self._said_full = False  # the disk tier's folder was full once: said, not again
 
     def budget(self, device: torch.device) -> int:
         return self.max_bytes if self.max_bytes is not None else default_memory_budget(device)
@@ -295,6 +302,14 @@ class ActivationCache:
 
     # -- disk tier ----------------------------------------------------------------------------
 
+    def _disk_full(self, exc: BaseException, needed: int) -> None:
+        """Say once that the disk tier could not write an entry (it stays in memory)."""
+        if not self._said_full:
+            self._said_full = True
+            assert self.directory is not None
+            warnings.warn(CacheWarning(_disk_full_line(self.directory, exc, needed)),
+                          stacklevel=4)
+
     def _path(self, key: str) -> Path:
         assert self.directory is not None
         return self.directory / f"{key}.pt"
@@ -322,8 +337,17 @@ class ActivationCache:
         if nbytes(cpu) > self.max_disk_bytes:
             return
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(cpu, partial)
-        os.replace(partial, path)  # other workers see a whole file or none
+        needed = nbytes(cpu) + 2**16  # the tensors, and the zip archive around them
+        try:
+            free = shutil.disk_usage(self.directory).free
+            if needed > free:
+                raise OSError(errno.ENOSPC, f"{_mib(needed)} needed, {_mib(free)} free")
+            torch.save(cpu, partial)
+            os.replace(partial, path)  # other workers see a whole file or none
+        except (OSError, RuntimeError) as exc:  # torch says "unexpected pos" for ENOSPC
+            partial.unlink(missing_ok=True)
+            self._disk_full(exc, needed)
+            return
         files = []
         for file in self.directory.glob("*.pt"):
             try:
@@ -337,6 +361,29 @@ class ActivationCache:
                 break
             file.unlink(missing_ok=True)
             total -= size
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+class CacheWarning(UserWarning):
+    """The activation cache's disk tier cannot hold an entry (it stays in memory)."""
+
+
+def _disk_full_line(directory: Path, exc: BaseException, needed: int) -> str:
+    """One line for an entry the disk tier could not write: ``exc`` is ``ENOSPC`` (from the
+    room check or the write), another ``OSError``, or torch's ``RuntimeError`` for a write
+    that stopped short (``unexpected pos``: the disk filled up while saving)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        cause = f"no space left ({exc.strerror or 'disk full'})"
+    elif isinstance(exc, OSError):
+        cause = f"cannot write ({exc.strerror or exc})"
+    else:
+        cause = f"a write stopped short, most likely no space left ({_mib(needed)} needed)"
+    return (f"activation cache folder {directory}: {cause}; entries are kept in memory only "
+            "(free room there, or choose another folder with --cache-dir / "
+            "AUTOTRANSFER_CACHE_DIR, or a lower AUTOTRANSFER_CACHE_DISK)")
 
 
 def cache_key(digest: str, n_frozen: int, n_groups: int, split_digest: str,
