@@ -48,6 +48,7 @@ from autotransfer.study.results.report import (
 )
 from autotransfer.study.selection import Rule, least_violating, start_selection
 from autotransfer.study.store.lost_trials import fail_stopped_trials
+from autotransfer.study.store.outage import check_connections
 from autotransfer.study.store.storage import (
     DEFAULT_STORAGE,
     StudyLock,
@@ -245,6 +246,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     make_cache(options.cache_options)  # a bad AUTOTRANSFER_CACHE_VIEWS fails before any trial
     check_source(options.data)  # a mistyped DATA leaves no empty study database behind
     study_storage = make_storage(options.storage, heartbeat_interval=options.heartbeat)
+    if not worker:  # a server with too few connections for the workers: one line, now
+        check_connections(study_storage, options.workers, mask_url(options.storage))
     val_fraction = (SearchSpace.model_fields["val_fraction"].default if space is None
                     else space.val_fraction)  # the default spaces keep the default fraction
     dataset = load_data(options.data, val_fraction=val_fraction, seed=options.seed,

@@ -141,8 +141,9 @@ def run_trials(
             probe_runs = release_pending(study, None if trials is None else trials - now.counted)
             if not probe_runs and (trials is None or now.counted < trials or now.waiting):
                 remaining = None if timeout is None else timeout - (time.monotonic() - started)
-                study.optimize(locked_objective, n_trials=1, timeout=remaining,
-                               catch=(Exception,), callbacks=list(callbacks))
+                with storage_outage():
+                    study.optimize(locked_objective, n_trials=1, timeout=remaining,
+                                   catch=(Exception,), callbacks=list(callbacks))
                 continue
         finally:
             lock.release()
@@ -153,6 +154,24 @@ def run_trials(
             return
         say_waiting(study, said)  # a trial of another machine: say that this worker waits
         time.sleep(poll)  # full, but another worker's trial may still fail and come back
+
+
+@contextlib.contextmanager
+def storage_outage():
+    """A database outage longer than the storage waits
+    (:class:`autotransfer.study.store.outage.StorageUnreachable`) ends Optuna's trial loop in
+    whatever its cleanup raised next (an ``UnboundLocalError``): raise the outage's one line."""
+    from autotransfer.study.store.outage import StorageUnreachable
+
+    try:
+        yield
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, StorageUnreachable):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None or cause is exc:
+            raise
+        raise cause from None
 
 
 def cpu_threads(workers: int) -> int:

@@ -46,9 +46,11 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
     A leading ``~`` in an SQLite path is the home folder. SQLite files are switched to
     write-ahead logging and wait up to 60 s for a lock, so that a
     few local worker processes share one file (readers no longer block the writer). Other
-    servers get pre-pinged pooled connections. With ``heartbeat_interval`` (seconds), every
-    running trial records a heartbeat; a trial silent for ``GRACE_FACTOR`` intervals is failed by
-    the next worker that starts a trial, and re-queued up to ``MAX_RETRY`` times.
+    servers get pre-pinged pooled connections, and calls that wait out an outage of the server
+    (:class:`autotransfer.study.store.outage.RetryingStorage`, 60 s by default). With
+    ``heartbeat_interval`` (seconds), every running trial records a heartbeat; a trial silent
+    for ``GRACE_FACTOR`` intervals is failed by the next worker that starts a trial, and
+    re-queued up to ``MAX_RETRY`` times.
 
     Args:
         url: an SQLAlchemy URL, e.g. ``sqlite:///autotransfer.db`` or
@@ -128,7 +130,11 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None, 
                     "heartbeat_stale_trial_callback":
                         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                 }
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            if parsed.get_backend_name() == "sqlite":  # a local file: no server to wait for
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            from autotransfer.study.store.outage import RetryingStorage
+
+            return RetryingStorage(url, shown=shown, engine_kwargs=engine_kwargs, **heartbeat)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError):
         hint = ""
         if parsed.get_backend_name() == "postgresql":
@@ -136,8 +142,15 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None, 
         raise StorageError(
             f"storage {shown}: no database driver for {parsed.drivername!r}{hint}"
         ) from None
+    except StorageError:
+        raise
     except Exception as exc:
+        from autotransfer.study.store.outage import too_many_clients
+
         detail = first_line(exc) or type(exc).__name__
+        if too_many_clients(exc):
+            detail += ("; raise the server's max_connections (ALTER SYSTEM SET max_connections"
+                       " = N, then restart it) or run fewer --workers")
         raise StorageError(f"cannot open storage {shown}: {detail}") from None
 
 
