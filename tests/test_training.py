@@ -74,3 +74,21 @@ def test_nan_loss_stops_the_trial_with_a_reason(fashion_mnist):
     trainer = Trainer(backbone, data, params, device=torch.device("cpu"), seed=0)
     with pytest.raises(FloatingPointError, match="loss is"):
         trainer.fit(3)
+
+
+def test_batch_size_one_trains_with_batch_norm_statistics_fixed(fashion_mnist):
+    """MobileNetV2 at 32 px ends in 1x1 maps: a batch of one sample gives BatchNorm one value
+    per channel, which PyTorch refuses in training mode. With ``batch_size: 1`` every
+    BatchNorm layer normalises with its pretrained running statistics (left unchanged) while
+    the weights train, and the trial ends with a score."""
+    data = load_data(fashion_mnist, seed=0)
+    backbone = get_backbone("packaged/mobilenetv2_100").load()
+    params = {**DEFAULTS, "freeze_fraction": 0.0, "lr": 1e-3, "image_size": 32,
+              "batch_size": 1}
+    trainer = Trainer(backbone, data, params, device=torch.device("cpu"), seed=0)
+    running = trainer.model.body.bn2.running_mean.clone()
+    weights = trainer.model.body.conv_head.weight.detach().clone()
+    result = trainer.fit(1)
+    assert math.isfinite(result.score)
+    assert torch.equal(trainer.model.body.bn2.running_mean, running)  # statistics fixed
+    assert not torch.equal(trainer.model.body.conv_head.weight, weights)  # weights trained

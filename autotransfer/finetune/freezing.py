@@ -43,6 +43,18 @@ def frozen_modules(model: nn.Module, frozen: set[str]) -> list[nn.Module]:
     return found
 
 
+def fix_batch_norm(model: nn.Module) -> int:
+    """Put every BatchNorm layer of ``model`` in eval mode: it normalises with its running
+    (pretrained) statistics and leaves them unchanged, while its affine weights still train.
+    For ``batch_size: 1``, where a batch's statistics are those of one sample (PyTorch refuses
+    them where a channel holds one value). Returns the number of such layers.
+    """
+    found = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for module in found:
+        module.eval()
+    return len(found)
+
+
 def train_mode(model: nn.Module, frozen: set[str]) -> None:
     """``model.train()``, except that fully frozen sub-modules stay in eval mode.
 

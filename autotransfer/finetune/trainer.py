@@ -24,7 +24,7 @@ from autotransfer.finetune.cache import (
 from autotransfer.finetune.cache_views import ViewPlan, plan_views, stack_views, take_views
 from autotransfer.finetune.device import to_device
 from autotransfer.finetune.first_step import FIRST_STEP
-from autotransfer.finetune.freezing import n_frozen_groups, train_mode
+from autotransfer.finetune.freezing import fix_batch_norm, n_frozen_groups, train_mode
 from autotransfer.finetune.methods import apply_method
 from autotransfer.finetune.metrics import classification_scores
 from autotransfer.finetune.optim import param_groups, warmup_cosine
@@ -247,6 +247,8 @@ class Trainer:
 
     def _train_mode(self) -> None:
         train_mode(self.model, self.frozen)
+        if int(self.params["batch_size"]) == 1:  # statistics of one sample: BatchNorm raises
+            fix_batch_norm(self.model)            # ("Expected more than 1 value per channel")
         if self.prefix is not None:
             self.prefix.prefix.eval()  # also its parameter-free modules (dropout)
 
