@@ -419,3 +419,37 @@ def test_the_report_skips_the_plots_that_would_end_after_the_budget(tmp_path, cl
     assert "not drawn, the time budget was spent" in text
     assert not list(tmp_path.glob("*.png"))
     assert (tmp_path / "leaderboard.csv").is_file()  # the tables are always written
+
+
+def test_a_budget_spent_by_start_up_is_one_line_at_once(class_folders, tmp_path, capsys,
+                                                        monkeypatch):
+    """On a busy machine Python and its imports took most of a 3 s budget, and the run went
+    on to read the data and ended at 14 s with "see the reasons above" and none above: now
+    the budget is refused at once, naming the start-up measured and what to give instead."""
+    from conftest import cli_error
+
+    monkeypatch.setattr(timebudget, "process_age", lambda: 2.5)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    started = time.monotonic()
+    err = cli_error(capsys, "search", str(class_folders), "--space", str(space),
+                    "--time-budget", "3", "--storage", f"sqlite:///{tmp_path}/s.db",
+                    "--out", str(tmp_path / "out"))
+    assert time.monotonic() - started < 3
+    assert "--time-budget 3 s is spent before the search starts" in err
+    assert "took 2.5 s" in err and "give --time-budget 30 or more" in err
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "out").exists()
+
+
+def test_nothing_completed_always_says_why(tmp_path):
+    """No reason above to point at: the line itself holds the trials' reasons, or, when no
+    trial ran under a budget, the time the run took before one could start."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="s")
+    line = timebudget.nothing_completed_line(study, 0.0, 12.0, 25.4)
+    assert "see the reasons above" not in line
+    assert "none could start within --time-budget 12 s" in line and "took 25 s" in line
+    trial = study.ask()
+    records.TrialWriter(trial).not_started("time budget: needs 40 s to its first score, 3 s left")
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    line = timebudget.nothing_completed_line(study, 0.0, 12.0, 25.4)
+    assert line.endswith(": time budget: needs 40 s to its first score, 3 s left")

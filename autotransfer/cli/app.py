@@ -188,19 +188,27 @@ def search(
     if trials is None and timeout is None and time_budget is None:
         raise AutotransferError(
             "give --trials N, --timeout S or --time-budget S (or several) to bound the search")
+    given = time_budget  # as given; what the search gets is less its start-up
     if time_budget is not None:
-        from autotransfer.study.budget.timebudget import process_age
+        from autotransfer.study.budget.timebudget import (
+            STARTUP_FLOOR,
+            budget_spent_line,
+            process_age,
+        )
 
         if not time_budget > 0:
             raise OptionError("time_budget", f" must be > 0 seconds, got {time_budget}")
         # the budget counts from this process's start: the interpreter and imports are in it
-        time_budget = max(1e-3, time_budget - process_age())
+        if time_budget - process_age() < STARTUP_FLOOR:  # spent before the data is read
+            raise AutotransferError(budget_spent_line(time_budget, process_age()))
     started, started_at = time.perf_counter(), time.time()
     if space is not None:
         check_space(space)  # a bad space is reported before torch and the storage load
     reexec_with_tcmalloc()  # now that the search will run
     console.print(f"autotransfer search {data} with "
                   f"{space or 'the default space of its modality'} -> {mask_url(storage)}")
+    if given is not None:  # counted up to the call: the checks above take seconds when busy
+        time_budget = max(1e-3, given - process_age())
     result = run_search(
         data, space, trials=trials, timeout=timeout, time_budget=time_budget,
         storage=storage, study_name=study,
@@ -223,7 +231,7 @@ def search(
     if note:
         console.print(f"[dim]{escape(note)}[/]", highlight=False)
     counts = state_counts(result.leaderboard)
-    from autotransfer.study.budget.timebudget import process_age
+    from autotransfer.study.budget.timebudget import nothing_completed_line, process_age
 
     age = process_age()  # of the process (interpreter and imports included); 0.0 without /proc
     launched = started_at - age + (time.perf_counter() - started) if age else started_at
@@ -238,7 +246,8 @@ def search(
     if result.best is None:  # none completed, or none within the space's constraints
         raise AutotransferError(next(
             (w for w in result.warnings if w.startswith("no trial meets the constraints")),
-            f"no trial completed in study {result.study.study_name!r}; see the reasons above"))
+            nothing_completed_line(result.study, started_at, given,
+                                   time.perf_counter() - started + age)))
     best = result.best
     test = f", test {best['test_score']:.4f}" if "test_score" in best else ""
     backbone = backbone_id(best)

@@ -165,9 +165,18 @@ def _say_grace(ctx: TrialContext, number: int) -> None:
                       f"{timebudget.FLOOR_GRACE:.0f}s past the budget")
 
 
+REASON_LIMIT = 1000  # characters of a recorded reason; a longer one loses its middle
+
+
 def describe(exc: BaseException) -> str:
-    """``Type: first line of the message``, for a trial's recorded reason."""
-    return f"{type(exc).__name__}: {first_line(exc, 300)}"
+    """``Type: first line of the message``, for a trial's recorded reason. A first line over
+    :data:`REASON_LIMIT` characters loses its middle, never its end, where the project's
+    errors put their hint (a cut at 300 characters hid the offline hint of a hub error)."""
+    line = first_line(exc, 10**6)
+    if len(line) > REASON_LIMIT:
+        half = REASON_LIMIT // 2
+        line = f"{line[:half - 3]} … {line[-half + 2:]}"
+    return f"{type(exc).__name__}: {line}"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

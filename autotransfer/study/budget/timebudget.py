@@ -37,10 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autotransfer.study.budget.backbone_cost import estimate_for
-from autotransfer.study.records import StudyRecord, set_deadline, trial_records
+from autotransfer.study.records import StudyRecord, TrialRecord, set_deadline, trial_records
 
 MAX_SKIPS = 3  # consecutive configurations too slow to start before a worker stops
 FLOOR_GRACE = 3.0  # seconds past the deadline a first linear probe may end (see above)
+# Seconds a budget must still hold once the process has started (its interpreter and imports,
+# :func:`process_age`); less is refused at once in one line: on a busy machine a 3 s budget
+# was spent by start-up, and the run went on to read the data and ended 11 s late.
+STARTUP_FLOOR = 2.0
 
 
 def now() -> float:
@@ -64,6 +68,35 @@ def process_age() -> float:
         return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def budget_spent_line(budget: float, startup: float) -> str:
+    """The one line for a budget that start-up (``startup`` seconds: the interpreter and its
+    imports, :func:`process_age`) left less than :data:`STARTUP_FLOOR` seconds of."""
+    return (f"--time-budget {budget:g} s is spent before the search starts: start-up (Python "
+            f"and its imports) took {startup:.1f} s on this machine, and a trial needs that "
+            "plus reading the data and one epoch of a linear probe; give --time-budget "
+            f"{max(30, 10 * math.ceil(3 * startup / 10))} or more")
+
+
+def nothing_completed_line(study, started_at: float, budget: float | None,
+                           elapsed: float) -> str:
+    """Why a run ended with no completed trial, always with a reason: the reasons of this
+    run's trials (since ``started_at``, wall clock), else, under a time budget, the time the
+    run took before a trial could start (``elapsed``: seconds since the process started)."""
+    name = study.study_name
+    reasons = list(dict.fromkeys(
+        TrialRecord.from_frozen(t).reason for t in study.get_trials(deepcopy=False)
+        if t.datetime_start is None or t.datetime_start.timestamp() >= started_at))
+    reasons = [r for r in reasons if r]
+    if reasons:
+        more = f" (and {len(reasons) - 2} other reasons)" if len(reasons) > 2 else ""
+        return f"no trial completed in study {name!r}: {'; '.join(reasons[:2])}{more}"
+    if budget is not None:
+        return (f"no trial completed in study {name!r}: none could start within --time-budget "
+                f"{budget:g} s (start-up, the data and the study's preparation took {elapsed:.0f}"
+                f" s); give --time-budget {max(30, 10 * math.ceil(3 * elapsed / 10))} or more")
+    return f"no trial completed in study {name!r}; none ran"
 
 
 def default_reserve(budget: float) -> float:
