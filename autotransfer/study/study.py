@@ -27,7 +27,7 @@ from autotransfer.errors import AutotransferError, first_line
 from autotransfer.outputs import check_out_dir
 from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.budget import timebudget
-from autotransfer.study.budget.pruners import make_pruner, make_sampler
+from autotransfer.study.budget.pruners import make_pruner, make_sampler, resumed_line
 from autotransfer.study.checks import check_backbones, check_same_origin
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
@@ -269,7 +269,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
                                     directions=Rule.of_space(space).directions,
                                     sampler=make_sampler(space, options.seed),
-                                    pruner=make_pruner(space))
+                                    pruner=make_pruner(space, say=True))
         check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
         study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
@@ -376,6 +376,9 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.budget.rungs)
     if fitted and checkpoint and progress:
         progress.note(-1, fitted)
+    resumed = resumed_line(study, options.seed, sampler_seed)
+    if resumed and checkpoint and progress:
+        progress.note(-1, resumed)
     context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
                            progress, options.trust_remote_code, keep_best=options.keep_dir,
                            cache=make_cache(options.cache_options), compile=options.compile,

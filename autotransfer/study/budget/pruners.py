@@ -3,14 +3,35 @@
 
 from __future__ import annotations
 
+import warnings
+
 from autotransfer.space.schema import SearchSpace
 from autotransfer.space.strategies import PRUNERS, SAMPLERS, build
 
-__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "report_epoch"]
+__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "report_epoch", "resumed_line"]
 
 
-def make_pruner(space: SearchSpace):
-    """The pruner named by the space; its resource is the epoch."""
+class PrunerWarning(UserWarning):
+    """A pruner named in the space that the study cannot use."""
+
+
+def make_pruner(space: SearchSpace, *, say: bool = False):
+    """The pruner named by the space; its resource is the epoch.
+
+    With several objectives there is none (``optuna.pruners.NopPruner``): Optuna's
+    ``Trial.report`` takes one value, so no pruner can act. A pruner the space names
+    explicitly is then said to be ignored (``say``: one :class:`PrunerWarning`)."""
+    if space.multi_objective:
+        import optuna
+
+        named = space.pruner if isinstance(space.pruner, str) else space.pruner.type
+        if say and "pruner" in space.model_fields_set and named != "none":
+            warnings.warn(PrunerWarning(
+                f"pruner: {named} is not used with several objectives "
+                f"({', '.join(space.objective_names)}): Optuna prunes on one reported value, so "
+                "every trial trains all its epochs (write pruner: none to silence this)"),
+                stacklevel=2)
+        return optuna.pruners.NopPruner()
     return build("pruner", space.pruner, epochs=space.epochs)
 
 
@@ -35,6 +56,24 @@ def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
         reason = f"pruned after epoch {epoch}/{epochs}: {metric} {score:.4f} below the pruner's bar"
         TrialWriter(trial).pruned(reason)
         raise optuna.TrialPruned(reason)
+
+
+def resumed_line(study, seed: int, sampler_seed: int) -> str | None:
+    """The line for a run that adds trials to a study that has some (None otherwise).
+
+    Each run (each worker) seeds the sampler with ``seed`` plus its worker number in the
+    study, so that it does not draw the first run's configurations again; a sampler's
+    state is not stored with the study, so trials added 1 + 1 + 1 are drawn differently
+    from one run of 3 (the same sequence of runs draws the same again)."""
+    from optuna.trial import TrialState
+
+    done = sum(t.state.is_finished() and t.state != TrialState.WAITING
+               for t in study.get_trials(deepcopy=False))
+    if not done:
+        return None
+    return (f"sampler: seeded with {sampler_seed} (seed {seed} + this study's worker "
+            f"{sampler_seed - seed}): it goes on from the study's {done} finished trial(s), "
+            "but draws other configurations than one run of the whole total would")
 
 
 def make_sampler(space: SearchSpace, seed: int):

@@ -56,6 +56,8 @@ def fitted_pruner(space, expected: int | None) -> tuple[Any, str | None]:
     import optuna
 
     mode = space.budget.rungs
+    if space.multi_objective:  # Optuna prunes on one reported value (budget.pruners)
+        return optuna.pruners.NopPruner(), None
     if mode == "off":
         return optuna.pruners.NopPruner(), "rungs: off, every trial trains all its epochs"
     as_set = build("pruner", space.pruner, epochs=space.epochs)
