@@ -38,3 +38,39 @@ def test_a_resumed_study_says_how_its_sampler_is_seeded(tmp_path):
     line = resumed_line(study, 7, 8)
     assert line.startswith("sampler: seeded with 8 (seed 7 + this study's worker 1)")
     assert "1 finished trial(s)" in line and "than one run of the whole total" in line
+
+
+class _AlwaysLast(optuna.samplers.RandomSampler):
+    """A sampler that always draws the last choice (as TPE kept drawing the big backbone)."""
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        if param_name == "backbone":
+            return param_distribution.choices[-1]
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_a_backbone_over_the_params_bound_is_not_drawn_again():
+    from autotransfer.study.budget.infeasible import InfeasibleWarning, exclude_infeasible
+    from autotransfer.study.records import TrialWriter
+
+    space = parse_space({"backbones": ["packaged/mobilenetv2_100",
+                                       "packaged/tf_efficientnet_lite0"],
+                         "epochs": 1, "constraints": {"params": 3e6}, "params": {"lr": 1e-3}})
+    study = optuna.create_study(sampler=exclude_infeasible(_AlwaysLast(seed=0), space, 0))
+    choices = optuna.distributions.CategoricalDistribution([b.label for b in space.backbones])
+    first = study.ask({"backbone": choices})
+    assert first.params["backbone"] == "packaged/tf_efficientnet_lite0"
+    reason = "constraint: params 3,373,570 > 3,000,000 (counted before loading the weights)"
+    TrialWriter(first).pruned(reason)
+    study.tell(first, state=optuna.trial.TrialState.PRUNED)
+    with pytest.warns(InfeasibleWarning, match="tf_efficientnet_lite0 is not drawn again: "
+                      "constraint: params 3,373,570"):
+        drawn = [study.ask({"backbone": choices}).params["backbone"] for _ in range(4)]
+    assert drawn == ["packaged/mobilenetv2_100"] * 4
+    lora = optuna.create_study(sampler=exclude_infeasible(_AlwaysLast(seed=0), space, 0))
+    trial = lora.ask({"backbone": choices})
+    TrialWriter(trial).started(backbone="x", pretrained=True, params={"method": "lora"},
+                               device="cpu", classes=["a", "b"], seed=0)
+    TrialWriter(trial).pruned(reason)  # over the bound with adapters: the plain one may fit
+    lora.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert lora.ask({"backbone": choices}).params["backbone"].endswith("lite0")

@@ -368,11 +368,13 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     budget, ``checkpoint`` writes the results after the first completed trial (the search's
     own process, not a worker's) to size the reserve for the final write."""
     from autotransfer.study.budget import cost_aware
+    from autotransfer.study.budget.infeasible import exclude_infeasible
     from autotransfer.study.warm_start import costs_wanted
 
     options, study = prepared.options, prepared.study
-    study.sampler = cost_aware.wrap(make_sampler(options.space, sampler_seed), options.space,
-                                    sampler_seed)
+    study.sampler = exclude_infeasible(  # no backbone known to break the params bound
+        cost_aware.wrap(make_sampler(options.space, sampler_seed), options.space, sampler_seed),
+        options.space, sampler_seed)
     study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.budget.rungs)
     if fitted and checkpoint and progress:
         progress.note(-1, fitted)

@@ -3,6 +3,7 @@
 - ``timebudget``: the run-wide time budget (``--time-budget``), its deadline and grace;
 - ``rungs``: the space's pruner fitted to the trials a study can expect;
 - ``cost_aware``: among backbones of similar promise, the cheaper one starts first;
+- ``infeasible``: backbones known to break the ``params`` bound are not drawn again;
 - ``backbone_cost``: each backbone's cost, measured once per study (the timed step);
 - ``measure``: a trial's costs (params, latency, size) and its bounds;
 - ``pruners``: the study's pruner and sampler, built from the space.
