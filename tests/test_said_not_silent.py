@@ -74,3 +74,32 @@ def test_a_backbone_over_the_params_bound_is_not_drawn_again():
     TrialWriter(trial).pruned(reason)  # over the bound with adapters: the plain one may fit
     lora.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert lora.ask({"backbone": choices}).params["backbone"].endswith("lite0")
+
+
+def test_the_study_note_agrees_with_the_trials_when_none_is_feasible(class_folders, tmp_path):
+    """Two trials completed over a latency bound: the note said "no completed trial yet";
+    it says how many completed and that none meets the bounds, naming the least violating."""
+    from autotransfer.data import load_data
+    from autotransfer.study.records import TrialWriter
+    from autotransfer.study.results.dashboard import StudyNote
+    from autotransfer.study.selection import Rule, start_selection, violations
+
+    space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 1,
+                         "constraints": {"latency_ms": 0.001}, "params": {"lr": 1e-3}})
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="s",
+                                direction="maximize")
+    start_selection(study, space)
+    note = StudyNote(load_data(class_folders), space, space_file=None, storage="s", trials=2)
+    assert "no completed trial yet" in note.body(study)
+    for latency in (2656.5, 725.9):
+        trial = study.ask()
+        writer = TrialWriter(trial)
+        writer.started(backbone="packaged/mobilenetv2_100", pretrained=True, params={},
+                       device="cpu", classes=["a", "b"], seed=0)
+        writer.measured({"latency_ms": latency}, 0.0)
+        writer.violations(violations(Rule.of_space(space), {"latency_ms": latency}))
+        study.tell(trial, 1.0)
+    body = note.body(study)
+    assert "no completed trial yet" not in body
+    assert "no trial within the constraints: 2 completed, none meets them" in body
+    assert "least violating is trial 1" in body

@@ -510,7 +510,8 @@ def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
 
     def update_note(study, t) -> None:
         best = best_trial(study) if t.state == TrialState.COMPLETE else None
-        if best is not None and best.number == t.number:
+        # a new best, or a completed trial and none within the bounds: the note says which
+        if t.state == TrialState.COMPLETE and (best is None or best.number == t.number):
             note.wait()  # the first note first (its thread takes the lock)
             with lock.held():
                 note.save(study)

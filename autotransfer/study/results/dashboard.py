@@ -50,7 +50,7 @@ class StudyNote:
         lines = [self.head, "", "## Best so far", ""]
         best = best_trial(study)
         if best is None:
-            lines.append("no completed trial yet")
+            lines.append(_no_best(study))
         else:
             test = best.test_score
             lines.append(
@@ -130,6 +130,22 @@ def _yaml(value) -> str:
     import yaml
 
     return yaml.safe_dump(value, sort_keys=False).rstrip()
+
+
+def _no_best(study) -> str:
+    """The note's line when no trial is the best: none completed yet, or none of those that
+    completed is within the space's constraints (then the least violating is named)."""
+    from optuna.trial import TrialState
+
+    from autotransfer.study.selection import least_violating
+
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if not completed:
+        return "no completed trial yet"
+    closest = least_violating(study)
+    return (f"no trial within the constraints: {completed} completed, none meets them"
+            + (f" ({closest.removeprefix('no trial meets the constraints; ')})"
+               if closest else ""))
 
 
 def _front_line(study) -> list[str]:
