@@ -331,3 +331,15 @@ def test_a_cnns_lora_rank_respects_each_convolutions_width(data):
     assert 1 in ranks and max(ranks) > 2  # narrow layers capped at 1, wider ones less
     full = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" not in n)
     assert trainer.fit(1).n_trainable < 0.05 * full
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_an_adapter_with_every_group_frozen_says_it_trains_the_head_alone(data, method):
+    """freeze_fraction 1 leaves LoRA / IA3 no layer to adapt: the trial is a linear probe,
+    and one warning says so instead of training as one silently."""
+    from autotransfer.finetune.methods._peft import MethodWarning
+
+    with pytest.warns(MethodWarning, match=f"{method} has nothing to adapt .freeze_fraction 1 "
+                      "leaves.* trains the head alone, as a linear probe"):
+        trainer = _trainer(data, method, freeze_fraction=1.0)
+    assert _trainable(trainer) == {"head.1.weight", "head.1.bias"}

@@ -30,6 +30,21 @@ def is_pointwise(module: nn.Module) -> bool:
             and module.groups == 1)
 
 
+class MethodWarning(UserWarning):
+    """A tuning method that has nothing to act on in a trial (it trains the head alone)."""
+
+
+def say_nothing_adapted(method: str, label: str, freeze_fraction: float) -> None:
+    """Warn that ``method`` found no layer to adapt in the unfrozen groups of ``label``: the
+    trial trains the head alone, as a linear probe does (said, never silently)."""
+    import warnings
+
+    warnings.warn(MethodWarning(
+        f"{label}: {method} has nothing to adapt (freeze_fraction {freeze_fraction:g} leaves "
+        f"no {method} target layer unfrozen), so this trial trains the head alone, as a linear "
+        "probe; give freeze_fraction below 1 for a real adapter trial"), stacklevel=3)
+
+
 def unfrozen_names(groups: list[list[str]], frozen: set[str]) -> set[str]:
     """The parameter names of ``model.body`` (without ``body.``) outside the frozen prefix."""
     return {n.removeprefix("body.") for g in groups for n in g if n not in frozen}

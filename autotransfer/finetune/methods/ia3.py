@@ -34,6 +34,7 @@ from autotransfer.finetune.methods._peft import (
     is_pointwise,
     load_peft,
     merge_adapters,
+    say_nothing_adapted,
     unfrozen_names,
 )
 
@@ -97,6 +98,8 @@ def apply(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
         peft = load_peft("ia3")
         config = peft.IA3Config(target_modules=chosen,
                                 feedforward_modules=[n for n in feedforward if n in chosen])
+    if not chosen:  # every target layer is frozen: the head alone trains
+        say_nothing_adapted("ia3", label, params["freeze_fraction"])
     return Tuned(frozen, inject(model, groups, config, ".ia3_"))
 
 

@@ -41,6 +41,7 @@ from autotransfer.finetune.methods._peft import (
     is_pointwise,
     load_peft,
     merge_adapters,
+    say_nothing_adapted,
     unfrozen_names,
 )
 
@@ -113,6 +114,8 @@ def apply(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
             rank_pattern=narrowed,  # alpha / r stays that of the requested rank
             alpha_pattern={n: alpha * r / rank for n, r in narrowed.items()},
         )
+    if not chosen:  # every target layer is frozen: the head alone trains
+        say_nothing_adapted("lora", label, params["freeze_fraction"])
     return Tuned(frozen, inject(model, groups, config, ".lora_"))
 
 
