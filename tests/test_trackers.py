@@ -417,3 +417,36 @@ def test_a_tracker_failing_mid_search_warns_once_and_fails_no_trial(tracked, mon
     assert tracking == ["tracking with mlflow stopped (on_epoch): server went away; the search "
                         "goes on (the study database keeps every trial)"]
     assert [t.state.name for t in result.study.trials] == ["PRUNED", "COMPLETE"]
+
+
+def test_mlflow_a_deleted_parent_run_is_replaced_once_and_keeps_the_trials_together(tmp_path):
+    """The parent run deleted in MLflow between two runs of a study: the resumed search makes
+    a new parent, moves the earlier trial runs under it and says so in one warning, so the
+    study's trials are never split across two parents."""
+    from types import SimpleNamespace
+
+    import mlflow
+    import optuna
+
+    from autotransfer.study.trackers._base import TrackingWarning
+    from autotransfer.study.trackers._mlflow import PARENT, MlflowTracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    options = SimpleNamespace(tracking_uri=uri, storage=f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="gone", storage=options.storage)
+    first = MlflowTracker()
+    first.start(study, options)
+    first._child(0, "packaged/mobilenetv2_100", {"lr": 1e-3})
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    client.delete_run(first.parent_id)
+    again = MlflowTracker()
+    with pytest.warns(TrackingWarning, match=f"parent run {first.parent_id} of study 'gone' "
+                      "is deleted; a new parent run .* holds its 1 earlier trial run"):
+        again.start(study, options)
+    assert again.parent_id != first.parent_id
+    assert again._child(0, None, {}).info.run_id == first.children[0].info.run_id
+    moved = client.get_run(first.children[0].info.run_id)
+    assert moved.data.tags[PARENT] == again.parent_id
+    again._child(1, "packaged/mobilenetv2_100", {"lr": 2e-3})
+    parents = {client.get_run(again.children[n].info.run_id).data.tags[PARENT] for n in (0, 1)}
+    assert parents == {again.parent_id}

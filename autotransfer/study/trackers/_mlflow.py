@@ -11,7 +11,9 @@ Runs are found again by tags: the parent by ``autotransfer.study_key`` (the stud
 storage), a trial's run by ``autotransfer.trial`` as well, so a resumed search reuses its
 parent, never logs a trial twice, and catches up at its end with the trials the tracker did
 not see (logged while it was off, or in a run before tracking was asked for); a run caught up
-so keeps its trial's own start and end (Optuna's ``datetime_start``/``datetime_complete``).
+so keeps its trial's own start and end (Optuna's ``datetime_start``/``datetime_complete``). A
+parent run deleted in MLflow is replaced by a new one that the earlier trial runs are moved
+under, with one warning (the study's trials are never split across two parents).
 
 A trial's run is named ``trial 3 · packaged/mobilenetv2_100 · lora``. The experiment carries
 ``mlflow.experimentKind = custom_model_development`` (the tag MLflow's UI sets when a user picks
@@ -132,9 +134,30 @@ class MlflowTracker:
                 self.experiment_id, run_name=study.study_name,
                 tags={STUDY_KEY: self.key, STUDY: study.study_name, STORAGE: storage,
                       KIND: "search"}).info.run_id
+            self._adopt(runs)
         for run in runs:
             if run.data.tags.get(KIND) == "trial" and run.data.tags.get(TRIAL, "").isdigit():
                 self.children.setdefault(int(run.data.tags[TRIAL]), run)
+
+    def _adopt(self, runs) -> None:
+        """A new parent run while trial runs of this study exist: their parent was deleted
+        (MLflow's search skips deleted runs). Nest them under the new parent, and say so once,
+        so that the study's trials are never split silently across two parents."""
+        import warnings
+
+        from autotransfer.study.trackers._base import TrackingWarning
+
+        orphans = [r for r in runs if r.data.tags.get(KIND) == "trial"
+                   and r.data.tags.get(PARENT) != self.parent_id]
+        if not orphans:
+            return
+        for run in orphans:
+            self.client.set_tag(run.info.run_id, PARENT, self.parent_id)
+        old = sorted({r.data.tags.get(PARENT, "?") for r in orphans})
+        warnings.warn(TrackingWarning(
+            f"mlflow: the parent run {', '.join(old)} of study {self.study.study_name!r} is "
+            f"deleted; a new parent run {self.parent_id} holds its {len(orphans)} earlier "
+            "trial run(s) and the new ones"), stacklevel=3)
 
     def _create_experiment(self, name: str) -> str:
         import mlflow
