@@ -247,7 +247,7 @@ def search(
         raise AutotransferError(next(
             (w for w in result.warnings if w.startswith("no trial meets the constraints")),
             nothing_completed_line(result.study, started_at, given,
-                                   time.perf_counter() - started + age)))
+                                   process_age() or time.perf_counter() - started)))
     best = result.best
     test = f", test {best['test_score']:.4f}" if "test_score" in best else ""
     backbone = backbone_id(best)
