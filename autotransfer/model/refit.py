@@ -123,6 +123,8 @@ def train(
     data_options: DataOptions | None = None,
     on_epoch: Callable[[Any], None] | None = None,
     trial: int | None = None,
+    export: str | tuple[str, ...] | list[str] = (),
+    quantize: str | None = None,
     **given: Any,
 ) -> TrainOutcome:
     """Refit a search's best configuration, evaluate it on the test split, export the model.
@@ -148,6 +150,11 @@ def train(
         trial: refit this trial of the search instead of the picked one: a member of
             ``best.yaml``'s ``pareto_front``, or any completed trial of the study (read from
             ``source.storage``); see :func:`for_trial`.
+        export: exports beside the native format: ``"onnx"`` writes ``out/onnx/``
+            (``model.onnx``, ``manifest.json``), checked against PyTorch on the validation
+            split (:mod:`autotransfer.model.onnx_export`).
+        quantize: ``"int8"`` (with ``export="onnx"``): ``out/onnx/model.int8.onnx`` too, with
+            its accuracy and latency beside the float model's in the manifest.
         **given: the data options as keywords, overriding ``data_options``: ``modality=``,
             ``text_column=``, ``label_column=``, ``image_column=``, ``audio_column=``
             (``ROLE_column`` for any column role), ``columns=``, ``data_store=``.
@@ -156,8 +163,9 @@ def train(
         A :class:`TrainOutcome` with the model directory and the test scores.
 
     Raises:
-        OptionError: ``refit_on``, ``epochs``, ``device`` or a missing ``data`` (named by the
-            parameter), or an ``out`` that cannot be written (a file, read-only, a full disk;
+        OptionError: ``refit_on``, ``epochs``, ``device``, ``export``, ``quantize`` (or onnx
+            not installed) or a missing ``data`` (named by the parameter), or an ``out`` that
+            cannot be written (a file, read-only, a full disk;
             :func:`autotransfer.outputs.check_out_dir`), before any training.
         SpaceError: ``best`` is missing or its hyperparameters are invalid.
         DataError: the data cannot be read.
@@ -200,6 +208,7 @@ def train(
         str(best) if not isinstance(best, dict) else "<best configuration>",
     ).resolve({})
     metric = config.get("metric", "accuracy")
+    extra = check_exports(export, quantize)
     torch_device = device_for(device)
     check_out_dir(out)  # a file or an unwritable folder fails before the training
 
@@ -220,6 +229,7 @@ def train(
             f"{dataset.source}: classes {few(dataset.classes, noun='classes')} differ from the "
             f"search's {few(classes, noun='classes')}"
         )
+    checked = dataset  # the ONNX check runs the search's validation split
     if refit_on == "train+val":
         dataset = _merge_val(dataset)
 
@@ -250,12 +260,45 @@ def train(
     model_dir = export_model(
         trainer.model, trainer.preprocess, out, classes=dataset.classes,
         modality=dataset.modality, backbone=spec.to_yaml(), params=params, metrics=metrics,
+        extra=extra, data=checked, quantize=quantize,
     )
     return TrainOutcome(
         model_dir=model_dir, backbone=spec.id, refit_on=refit_on, metric=metric,
         val_score=config.get("val_score"), val=val, test=result.test, epochs=epochs,
         history=result.history,
     )
+
+
+def check_exports(export: str | tuple[str, ...] | list[str] | None,
+                  quantize: str | None) -> tuple[str, ...]:
+    """The extra exports asked for, checked before any training.
+
+    Raises:
+        OptionError: an unknown export or quantisation, ``quantize`` without ``export="onnx"``,
+            or onnx / onnxruntime not installed.
+    """
+    from autotransfer.model.export import EXTRA_EXPORTS
+    from autotransfer.model.onnx_export import QUANTIZE
+
+    extra = (export,) if isinstance(export, str) else tuple(export or ())
+    for name in extra:
+        if name not in EXTRA_EXPORTS:
+            raise OptionError("export", f" must be one of {', '.join(EXTRA_EXPORTS)}, got "
+                                        f"{name!r}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise OptionError("quantize", f" must be one of {', '.join(QUANTIZE)}, got "
+                                      f"{quantize!r}")
+    if quantize is not None and "onnx" not in extra:
+        raise OptionError("quantize", f"={quantize} quantises the ONNX export; add export "
+                                      "onnx")
+    if "onnx" in extra:
+        from autotransfer.finetune.onnx_graph import OnnxError, needs
+
+        try:
+            needs()
+        except OnnxError as exc:
+            raise OptionError("export", f" onnx {exc}") from None
+    return extra
 
 
 def _merge_val(dataset):
