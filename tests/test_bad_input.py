@@ -286,10 +286,15 @@ def test_every_command_has_its_usage_errors_in_the_inventory():
 def test_the_fixed_choices_are_the_librarys():
     from typing import get_args
 
-    from autotransfer.cli.app import RefitOn
+    from autotransfer.cli.app import ExportTo, QuantizeTo, RefitOn, Runtime
+    from autotransfer.model.export import EXTRA_EXPORTS
+    from autotransfer.model.onnx_export import QUANTIZE
+    from autotransfer.model.predict import RUNTIMES
     from autotransfer.model.refit import REFIT_ON
 
     assert get_args(RefitOn) == REFIT_ON
+    assert get_args(ExportTo) == EXTRA_EXPORTS and get_args(QuantizeTo) == QUANTIZE
+    assert get_args(Runtime) == RUNTIMES
 
 
 def test_a_bug_is_an_internal_error_even_when_the_command_line_is_fine(tmp_path, capsys,

@@ -458,7 +458,7 @@ def train(
         None, "--trial", help="Refit this trial of the search (e.g. a member of best.yaml's "
         "pareto_front) instead of the picked one."
     ),
-    export: list[ExportTo] = typer.Option(
+    export: ExportTo | None = typer.Option(
         None, "--export", help="Also export to this format, beside the native one: onnx "
         "writes OUT/onnx (model.onnx, manifest.json), checked against PyTorch."),
     quantize: QuantizeTo | None = typer.Option(
@@ -483,7 +483,7 @@ def train(
         best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
         label_column=label_column, image_column=image_column, audio_column=audio_column,
-        on_epoch=on_epoch, trial=trial, export=tuple(export or ()), quantize=quantize,
+        on_epoch=on_epoch, trial=trial, export=(export,) if export else (), quantize=quantize,
     )
     search_val = fmt(outcome.val_score)
     parts = [f"search val {outcome.metric} {search_val}"]
@@ -511,7 +511,8 @@ def _onnx_lines(model_dir: Path) -> list[str]:
 
 @app.command()
 def predict(
-    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train."),
+    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train, "
+                                     "or its ONNX export (a .onnx file or the onnx folder)."),
     inputs: list[str] = typer.Argument(None, help="Files, folders or CSV files."),
     text: list[str] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="JSON with every class probability."),

@@ -19,6 +19,11 @@ it), with the process's torch thread count (what a plain loop in the same enviro
   dict's tensors (what safetensors writes, less its small header), in 10**6 bytes.
 - ``latency_threads``: the torch intra-op thread count the latency was measured with.
 
+``runtime="onnxruntime"`` (with ``precision`` ``fp32`` or ``int8``) times what ships instead of
+PyTorch eager: the model exported to ONNX and run by an ONNX Runtime CPU session with the same
+thread count (int8 quantised as ``autotransfer train --quantize int8`` does,
+:mod:`autotransfer.finetune.onnx_graph`), by the same blocks; ``latency_runtime`` names it.
+
 Before training, :func:`architecture_params` counts a trial's parameters without loading any
 weight (the architecture built on PyTorch's ``meta`` device), so that a configuration over a
 ``params`` bound does not start.
@@ -151,9 +156,56 @@ def architecture_params(entry: Any, options: dict[str, Any], n_classes: int,
     return body + backbone.dim * n_classes + n_classes  # the head: nn.Linear(dim, n_classes)
 
 
+#: What runs the timed passes, and the precisions ONNX Runtime measures.
+RUNTIMES = ("pytorch", "onnxruntime")
+PRECISIONS = ("fp32", "int8")
+
+
+def onnxruntime_runner(model: torch.nn.Module, preprocess: Any, data: Any, one: Any, *,
+                       precision: str = "fp32", calibration: int = 64) -> Any:
+    """``run(batch)``: ``model`` exported to ONNX (``one``: a preprocessed example batch on the
+    CPU) and run by an ONNX Runtime CPU session with torch's thread count; int8 quantised
+    (static with ``calibration`` training samples for a CNN, dynamic for a transformer).
+
+    Raises:
+        autotransfer.finetune.onnx_graph.OnnxError: the model cannot be exported or quantised,
+            or onnxruntime is not installed.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from autotransfer.finetune import onnx_graph as graph
+
+    if precision not in PRECISIONS:
+        raise graph.OnnxError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                              f"{precision!r}")
+    cpu = model.to("cpu").float().eval()
+    with tempfile.TemporaryDirectory(prefix="autotransfer-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        example = _rows(one, 1) if not isinstance(one, dict) else one
+        graph.export_graph(cpu, _two(example), path)
+        if precision == "int8":
+            method = graph.int8_method(path)
+            batches = (graph.calibration_batches(preprocess, data, calibration, batch_size=32)
+                       if method == "static" else None)
+            graph.quantize_int8(path, Path(tmp) / "int8.onnx", method=method,
+                                calibration=batches)
+            path = Path(tmp) / "int8.onnx"
+        session = graph.session(path, threads=torch.get_num_threads())  # read into memory
+    return lambda x: session.run(None, graph.feeds(x))
+
+
+def _two(x: Any) -> Any:
+    """A batch of two rows (the exporter traces a dynamic batch axis from more than one)."""
+    if isinstance(x, dict):
+        return {k: v.expand(2, *v.shape[1:]).contiguous() for k, v in x.items()}
+    return x.expand(2, *x.shape[1:]).contiguous()
+
+
 def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: torch.device,
                  batch_size: int, budget_s: float = 1.0,
-                 cache_key: tuple[Any, ...] | None = None) -> dict[str, float]:
+                 cache_key: tuple[Any, ...] | None = None, runtime: str = "pytorch",
+                 precision: str = "fp32") -> dict[str, float]:
     """``{latency_ms, throughput, params_count, size_mb}`` of a trained model.
 
     Args:
@@ -169,7 +221,21 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         cache_key: what identifies the network (e.g. the backbone id); with it, the timings
             of an earlier trial of the same network and input shape in this process are
             reused (only ``params_count`` and ``size_mb`` are counted again).
+        runtime: ``pytorch`` (eager, on ``device``) or ``onnxruntime`` (the exported model on
+            the CPU, :func:`onnxruntime_runner`).
+        precision: ``fp32`` or ``int8`` (ONNX Runtime only).
+
+    Raises:
+        autotransfer.finetune.onnx_graph.OnnxError: ``runtime="onnxruntime"`` and the model
+            cannot be exported, or a bad ``runtime`` or ``precision``.
     """
+    if runtime not in RUNTIMES or (runtime == "pytorch" and precision != "fp32"):
+        from autotransfer.finetune.onnx_graph import OnnxError
+
+        raise OnnxError(f"latency runtime must be one of {', '.join(RUNTIMES)} (int8 with "
+                        f"onnxruntime only), got {runtime!r} {precision!r}")
+    if runtime == "onnxruntime":
+        device = torch.device("cpu")
     split = "val" if data.val is not None and len(data.val) else "train"
     inputs, labels = preprocess.encode(data, split)
     n = max(1, min(batch_size, len(labels)))
@@ -178,11 +244,14 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
     model.to(device=device, memory_format=torch.contiguous_format)
     try:
         one = preprocess.to_input(_rows(inputs, 1), device=device)
-        key = None if cache_key is None else (*cache_key, str(device), n, _shape(one))
+        key = None if cache_key is None else (*cache_key, str(device), n, _shape(one), runtime,
+                                              precision)
         if key not in _TIMINGS:
             batch = preprocess.to_input(_rows(inputs, n), device=device)
-            single = latency_seconds(model, one, device, budget_s=budget_s * 2 / 3)
-            many = quietest_median(time_blocks(model, batch, device, budget_s=budget_s / 3,
+            run = (model if runtime == "pytorch" else
+                   onnxruntime_runner(model, preprocess, data, one, precision=precision))
+            single = latency_seconds(run, one, device, budget_s=budget_s * 2 / 3)
+            many = quietest_median(time_blocks(run, batch, device, budget_s=budget_s / 3,
                                                block=1, warmup=1, min_blocks=1))
             timing = (round(1000 * single, 4), round(n / many, 1))
             if key is None:
@@ -199,4 +268,5 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         "params_count": sum(p.numel() for p in model.parameters()),
         "size_mb": round(weights_bytes(model) / 1e6, 4),
         "latency_threads": torch.get_num_threads(),
+        "latency_runtime": "pytorch" if runtime == "pytorch" else f"onnxruntime {precision}",
     }

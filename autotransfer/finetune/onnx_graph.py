@@ -150,6 +150,20 @@ def int8_method(path: str | Path) -> str:
     return "static" if conv_share(path) > 0.5 else "dynamic"
 
 
+def calibration_batches(preprocess: Any, data: Any, n: int, *, batch_size: int, seed: int = 0):
+    """Up to ``n`` training samples of ``data`` drawn at random (seeded), as :func:`feeds` in
+    batches of ``batch_size``: static int8's calibration set."""
+    import torch
+
+    from autotransfer.data.batching import take
+
+    inputs, labels = preprocess.encode(data, "train")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
+    for start in range(0, len(order), batch_size):
+        rows = take(inputs, order[start : start + batch_size])
+        yield feeds(preprocess.to_input(rows, device=torch.device("cpu")))
+
+
 class _Batches:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over ``feeds`` dicts."""
 

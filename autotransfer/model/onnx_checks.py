@@ -101,20 +101,6 @@ def compare(model: Any, session: Any, preprocess: Any, data: Any, *, batch_size:
     return found
 
 
-def calibration_batches(preprocess: Any, data: Any, n: int, *, batch_size: int, seed: int = 0):
-    """Up to ``n`` training samples drawn at random (seeded), as ONNX Runtime feeds in batches
-    of ``batch_size`` (static int8's calibration set)."""
-    import torch
-
-    from autotransfer.finetune.onnx_graph import feeds
-
-    inputs, labels = preprocess.encode(data, "train")
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
-    for start in range(0, len(order), batch_size):
-        rows = _rows(inputs, order[start : start + batch_size])
-        yield feeds(preprocess.to_input(rows, device=torch.device("cpu")))
-
-
 def latencies(timed: dict[str, Any], preprocess: Any, data: Any, *, batch_size: int,
               budget_s: float) -> dict[str, Any]:
     """Milliseconds of one forward pass of each of ``timed`` (name -> callable on a

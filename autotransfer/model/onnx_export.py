@@ -30,6 +30,8 @@ FORMAT_VERSION = 1
 AGREEMENT = 0.995
 #: Training samples that calibrate a static int8 model.
 CALIBRATION = 128
+#: Seconds of timed passes per latency figure in the manifest.
+LATENCY_BUDGET_S = 1.0
 EXPORTS = ("onnx",)
 QUANTIZE = ("int8",)
 
@@ -40,7 +42,7 @@ class ExportWarning(UserWarning):
 
 def export_onnx(model: Any, preprocess: Any, out: str | Path, *, classes: list[str],
                 modality: str, data: Any = None, quantize: str | None = None,
-                batch_size: int = 64, latency_budget_s: float = 1.0) -> dict[str, Any]:
+                batch_size: int = 64, latency_budget_s: float | None = None) -> dict[str, Any]:
     """Write ``out/onnx/`` for ``model`` (merged, eval mode, CPU) and return its summary for
     ``autotransfer.json``'s ``exports.onnx``; a failure is a one-line ``{"error": ...}`` and an
     :class:`ExportWarning`, never an exception (the native export stands).
@@ -54,13 +56,15 @@ def export_onnx(model: Any, preprocess: Any, out: str | Path, *, classes: list[s
             whose training split calibrates static int8; None: a two-row synthetic check only.
         quantize: ``"int8"`` or None.
         batch_size: the evaluation batch (the checks' batch and the second latency batch).
-        latency_budget_s: seconds of timed passes per latency figure.
+        latency_budget_s: seconds of timed passes per latency figure (default
+            :data:`LATENCY_BUDGET_S`).
     """
     folder = Path(out) / FOLDER
+    budget = LATENCY_BUDGET_S if latency_budget_s is None else latency_budget_s
     try:
         manifest = write_onnx(model, preprocess, folder, classes=classes, modality=modality,
                               data=data, quantize=quantize, batch_size=batch_size,
-                              latency_budget_s=latency_budget_s)
+                              latency_budget_s=budget)
     except (AutotransferError, OSError) as exc:
         reason = f"ONNX export skipped, the native export is complete: {first_line(exc)}"
         warnings.warn(ExportWarning(reason), stacklevel=2)
@@ -120,8 +124,13 @@ def write_onnx(model: Any, preprocess: Any, folder: Path, *, classes: list[str],
 
 
 def _int8(model, preprocess, data, folder: Path, batch_size: int, names, threads, cache):
-    from autotransfer.finetune.onnx_graph import int8_method, quantize_int8, session
-    from autotransfer.model.onnx_checks import calibration_batches, compare
+    from autotransfer.finetune.onnx_graph import (
+        calibration_batches,
+        int8_method,
+        quantize_int8,
+        session,
+    )
+    from autotransfer.model.onnx_checks import compare
 
     method = int8_method(folder / "model.onnx")
     calibration = (calibration_batches(preprocess, data, CALIBRATION, batch_size=32)
