@@ -15,6 +15,7 @@ runtimes, ``--budget`` seconds of timed passes per figure.
     python benchmarks/export.py [--seeds 3] [--epochs 3] [--image-size 128] [--threads 1]
         [--eval-batch 16] [--budget 0.5] [--backbones packaged/mobilenetv2_100 ...]
         [--out benchmarks/results/export.json]
+    python benchmarks/export.py --table benchmarks/results/export.json   # its table again
 
 Prints a markdown table (mean over seeds, min-max in brackets where seeds differ).
 """
@@ -116,7 +117,11 @@ def main() -> None:
     parser.add_argument("--eval-batch", type=int, default=16)
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/export.json"))
+    parser.add_argument("--table", type=Path, help="print the table of a saved run and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())["manifests"]))
+        return
     torch.set_num_threads(args.threads)
     rows: dict[str, list[dict]] = {}
     started = time.perf_counter()

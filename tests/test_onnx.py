@@ -210,6 +210,7 @@ def test_export_and_quantize_are_checked_before_training(fashion_mnist, tmp_path
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_latency_can_be_measured_on_what_ships_in_onnxruntime(fashion_mnist):
     from autotransfer.finetune.cost import measure_cost
     from autotransfer.finetune.onnx_graph import OnnxError
