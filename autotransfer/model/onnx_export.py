@@ -291,10 +291,10 @@ def summary_lines(path: str | Path) -> list[str]:
         accuracy = ", ".join(f"{split} accuracy {a['onnxruntime']:.4f} (PyTorch "
                              f"{a['pytorch']:.4f})" for split, a in check["accuracy"].items())
         ms = ", ".join(f"{latency[b][key]:.2f} ms at {b.replace('_', ' ')}" for b in batches)
-        flag = "" if check["passed"] else f" [below {check['threshold']:.1%}: flagged]"
+        flag = "" if check["passed"] else f", flagged: below {check['threshold']:.1%}"
         lines.append(f"onnx {label}: {file} agrees with PyTorch on {check['agreement']:.2%} of "
-                     f"{check['n']} {check['split']} samples{flag} (largest probability "
-                     f"difference {check['max_prob_diff']:.2g}); {accuracy}; {ms}")
+                     f"{check['n']} {check['split']} samples (largest probability difference "
+                     f"{check['max_prob_diff']:.2g}{flag}); {accuracy}; {ms}")
     if torch_ms:
         lines.append(f"PyTorch eager: {torch_ms} ({latency.get('threads')} threads)")
     return lines
