@@ -69,7 +69,7 @@ def probabilities(run: Any, preprocess: Any, data: Any, split: str,
 
 
 def compare(model: Any, session: Any, preprocess: Any, data: Any, *, batch_size: int,
-            names: list[str] | None = None, cache: dict | None = None) -> dict[str, Any]:
+            cache: dict | None = None) -> dict[str, Any]:
     """``session`` against ``model`` on the data (JSON-ready).
 
     Returns:

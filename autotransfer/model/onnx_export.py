@@ -93,7 +93,7 @@ def write_onnx(model: Any, preprocess: Any, folder: Path, *, classes: list[str],
     folder.mkdir(parents=True, exist_ok=True)
     model = model.cpu().float().eval()
     example = sample_batch(preprocess, data, rows=2)
-    names = export_graph(model, example, folder / "model.onnx")
+    export_graph(model, example, folder / "model.onnx")
     _save_processor(preprocess, folder)
     threads = torch.get_num_threads()
     fp32 = session(folder / "model.onnx", threads=threads)
@@ -107,13 +107,11 @@ def write_onnx(model: Any, preprocess: Any, folder: Path, *, classes: list[str],
         "versions": versions(modality),
     }
     cache: dict = {}  # PyTorch's probabilities, computed once for both checks
-    check = compare(model, fp32, preprocess, data, batch_size=batch_size, names=names,
-                    cache=cache)
+    check = compare(model, fp32, preprocess, data, batch_size=batch_size, cache=cache)
     manifest["check"] = _flag(check, "model.onnx")
     timed = {"pytorch_fp32": model, "onnxruntime_fp32": lambda x: fp32.run(None, feeds(x))}
     if quantize == "int8":
-        manifest["int8"] = _int8(model, preprocess, data, folder, batch_size, names, threads,
-                                 cache)
+        manifest["int8"] = _int8(model, preprocess, data, folder, batch_size, threads, cache)
         int8 = session(folder / "model.int8.onnx", threads=threads)
         timed["onnxruntime_int8"] = lambda x: int8.run(None, feeds(x))
     manifest["latency_ms"] = latencies(timed, preprocess, data, batch_size=batch_size,
@@ -123,7 +121,7 @@ def write_onnx(model: Any, preprocess: Any, folder: Path, *, classes: list[str],
     return manifest
 
 
-def _int8(model, preprocess, data, folder: Path, batch_size: int, names, threads, cache):
+def _int8(model, preprocess, data, folder: Path, batch_size: int, threads, cache):
     from autotransfer.finetune.onnx_graph import (
         calibration_batches,
         int8_method,
@@ -141,8 +139,7 @@ def _int8(model, preprocess, data, folder: Path, batch_size: int, names, threads
         how["calibration"] = f"{min(CALIBRATION, _rows(data, 'train'))} samples drawn from " \
                              "the training split (seeded)"
     int8 = session(folder / "model.int8.onnx", threads=threads)
-    check = compare(model, int8, preprocess, data, batch_size=batch_size, names=names,
-                    cache=cache)
+    check = compare(model, int8, preprocess, data, batch_size=batch_size, cache=cache)
     return {"file": "model.int8.onnx", **how, "check": _flag(check, "model.int8.onnx")}
 
 
