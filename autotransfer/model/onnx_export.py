@@ -234,43 +234,6 @@ def versions(modality: str) -> dict[str, str]:
     return found
 
 
-def read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """``(model file, manifest)`` of an ONNX export: ``path`` is a ``.onnx`` file in an export
-    folder, the folder, or a native model directory holding one.
-
-    Raises:
-        ModelDirError: no manifest there, or not one this autotransfer reads.
-    """
-    from autotransfer.model.export import ModelDirError
-
-    path = Path(path)
-    folder = path.parent if path.suffix == ".onnx" else path
-    if (folder / FOLDER / MANIFEST).is_file() and not (folder / MANIFEST).is_file():
-        folder = folder / FOLDER
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelDirError(f"{folder}: no {MANIFEST}; expected the onnx folder that "
-                            "autotransfer train --export onnx writes") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelDirError(f"{folder / MANIFEST}: unreadable ({first_line(exc)})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelDirError(f"{folder / MANIFEST}: not an autotransfer ONNX manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelDirError(f"{folder / MANIFEST}: format version {manifest['format_version']}"
-                            f" is newer than this autotransfer reads; upgrade autotransfer")
-    model = path if path.suffix == ".onnx" else folder / manifest["model"]
-    if not model.is_file():
-        raise ModelDirError(f"{model}: no such ONNX file")
-    return model, manifest
-
-
-def is_onnx_export(path: str | Path) -> bool:
-    """Whether ``path`` names an ONNX export (a ``.onnx`` file or a folder with a manifest)."""
-    path = Path(path)
-    return path.suffix == ".onnx" or (path / MANIFEST).is_file()
-
-
 def summary_lines(path: str | Path) -> list[str]:
     """What ``train --export onnx`` prints from a manifest: per model file its agreement with
     PyTorch, its accuracy on each split and its latency at each batch."""

@@ -1,5 +1,6 @@
 """``autotransfer predict`` with ONNX Runtime alone: an export folder's ``model.onnx`` (or
-``model.int8.onnx``) and its ``manifest.json``; no PyTorch model is built.
+``model.int8.onnx``) and its ``manifest.json`` (:func:`read_manifest`); no PyTorch model is
+built. :func:`autotransfer.model.predict.predict` collects the inputs and calls :func:`run_onnx`.
 
 The preprocessing is read from the manifest, step by step as it is written there (the plain
 script of ``docs/train-predict.md`` does the same): images decoded by the package's decoder
@@ -10,13 +11,14 @@ texts tokenised by the tokenizer saved in the folder; audio clips decoded by
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autotransfer.errors import DataError
+from autotransfer.errors import DataError, first_line
 
 _RESAMPLE = ("nearest", "bilinear", "bicubic", "lanczos")
 
@@ -86,29 +88,59 @@ class Encoder:
         return {p["input_name"]: np.asarray(out[p["input_name"]], dtype=np.float32)}
 
 
-def predict_onnx(path: str | Path, inputs: list[str | Path], texts: list[str], *,
-                 text_column: str, batch_size: int) -> list[Any]:
-    """:func:`autotransfer.model.predict.predict` for an ONNX export (``path``: a ``.onnx``
-    file, its folder, or a model directory holding ``onnx/``), on the CPU.
+def read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """``(model file, manifest)`` of an ONNX export: ``path`` is a ``.onnx`` file in an export
+    folder, the folder, or a native model directory holding one.
 
     Raises:
-        ModelDirError: no manifest, or an unreadable one.
-        DataError: an input missing, every input unreadable, or no inputs.
+        ModelDirError: no manifest there, or not one this autotransfer reads.
+    """
+    from autotransfer.model.export import ModelDirError
+    from autotransfer.model.onnx_export import FOLDER, FORMAT, FORMAT_VERSION, MANIFEST
+
+    path = Path(path)
+    folder = path.parent if path.suffix == ".onnx" else path
+    if (folder / FOLDER / MANIFEST).is_file() and not (folder / MANIFEST).is_file():
+        folder = folder / FOLDER
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{folder}: no {MANIFEST}; expected the onnx folder that "
+                            "autotransfer train --export onnx writes") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{folder / MANIFEST}: unreadable ({first_line(exc)})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelDirError(f"{folder / MANIFEST}: not an autotransfer ONNX manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelDirError(f"{folder / MANIFEST}: format version {manifest['format_version']}"
+                            f" is newer than this autotransfer reads; upgrade autotransfer")
+    model = path if path.suffix == ".onnx" else folder / manifest["model"]
+    if not model.is_file():
+        raise ModelDirError(f"{model}: no such ONNX file")
+    return model, manifest
+
+
+def is_onnx_export(path: str | Path) -> bool:
+    """Whether ``path`` names an ONNX export (a ``.onnx`` file or a folder with a manifest)."""
+    from autotransfer.model.onnx_export import MANIFEST
+
+    path = Path(path)
+    return path.suffix == ".onnx" or (path / MANIFEST).is_file()
+
+
+def run_onnx(model_file: Path, manifest: dict[str, Any], names: list[str],
+             samples: list[Any], *, batch_size: int) -> tuple[list[str], np.ndarray]:
+    """``(names kept, probabilities (N, K))`` of the samples through ONNX Runtime on the CPU;
+    an input that cannot be decoded is named in one warning and left out.
+
+    Raises:
+        DataError: no input can be read.
     """
     from autotransfer.data import DataWarning
     from autotransfer.finetune.onnx_graph import needs, session
     from autotransfer.model.onnx_checks import softmax
-    from autotransfer.model.onnx_export import read_manifest
-    from autotransfer.model.predict import Prediction, collect_inputs
 
     needs()
-    model_file, manifest = read_manifest(path)
-    modality, classes = manifest["modality"], manifest["classes"]
-    names, samples = collect_inputs(modality, inputs, texts, text_column=text_column,
-                                    model_dir=str(path))
-    if not samples:
-        raise DataError("no inputs; give files, folders or CSV files"
-                        + (" (or texts)" if modality == "text" else ""))
     encoder = Encoder(model_file.parent, manifest)
     kept, decoded, bad = [], [], []
     for name, sample in zip(names, samples, strict=True):
@@ -129,7 +161,4 @@ def predict_onnx(path: str | Path, inputs: list[str | Path], texts: list[str], *
     for start in range(0, len(decoded), batch_size):
         logits = run.run(["logits"], encoder.feeds(decoded[start : start + batch_size]))[0]
         rows.append(softmax(logits.astype(np.float64)))
-    probs = np.concatenate(rows)
-    return [Prediction(name, classes[int(row.argmax())],
-                       {c: float(p) for c, p in zip(classes, row, strict=True)})
-            for name, row in zip(kept, probs, strict=True)]
+    return kept, np.concatenate(rows)

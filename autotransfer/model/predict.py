@@ -96,14 +96,12 @@ def predict(
         raise OptionError("batch_size", f" must be >= 1, got {batch_size}")
     if runtime not in RUNTIMES:
         raise OptionError("runtime", f" must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    from autotransfer.model.onnx_export import is_onnx_export
+    from autotransfer.model.onnx_predict import is_onnx_export
 
     if runtime == "onnxruntime" or (runtime == "auto" and is_onnx_export(model_dir)):
-        from autotransfer.model.onnx_predict import predict_onnx
-
-        read = DataOptions.of(text_column=text_column).over(data_options or DataOptions())
-        return predict_onnx(model_dir, inputs or [], texts or [],
-                            text_column=read.column("text") or "text", batch_size=batch_size)
+        return _predict_onnx(model_dir, inputs or [], texts or [], batch_size=batch_size,
+                             text_column=DataOptions.of(text_column=text_column).over(
+                                 data_options or DataOptions()).column("text") or "text")
     torch_device = device_for(device)
     loaded = load_model(model_dir)
     read = DataOptions.of(text_column=text_column).over(data_options or DataOptions())
@@ -140,6 +138,25 @@ def predict(
                    {c: float(p) for c, p in zip(classes, row, strict=True)})
         for name, row in zip(names, probs, strict=True)
     ]
+
+
+def _predict_onnx(path: str | Path, inputs: list[str | Path], texts: list[str], *,
+                  text_column: str, batch_size: int) -> list[Prediction]:
+    """:func:`predict` for an ONNX export (a ``.onnx`` file, its folder, or a model directory
+    holding ``onnx/``), with ONNX Runtime alone (:mod:`autotransfer.model.onnx_predict`)."""
+    from autotransfer.model.onnx_predict import read_manifest, run_onnx
+
+    model_file, manifest = read_manifest(path)
+    modality, classes = manifest["modality"], manifest["classes"]
+    names, samples = collect_inputs(modality, inputs, texts, text_column=text_column,
+                                    model_dir=str(path))
+    if not samples:
+        raise DataError("no inputs; give files, folders or CSV files"
+                        + (" (or texts)" if modality == "text" else ""))
+    kept, probs = run_onnx(model_file, manifest, names, samples, batch_size=batch_size)
+    return [Prediction(name, classes[int(row.argmax())],
+                       {c: float(p) for c, p in zip(classes, row, strict=True)})
+            for name, row in zip(kept, probs, strict=True)]
 
 
 def skip_unreadable(names: list[str], samples: list[Any], as_data, preprocess,
