@@ -63,7 +63,12 @@ def export_model(
     Raises:
         BackboneError: no loaded zoo's format saves this model, or the export does not
             reproduce it.
+        OptionError: an unknown name in ``extra``.
     """
+    unknown = [name for name in extra if name not in EXTRA_EXPORTS]
+    if unknown:
+        raise OptionError("export", f" must be one of {', '.join(EXTRA_EXPORTS)}, got "
+                                    f"{unknown[0]!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     from autotransfer.finetune.methods import merge_method
@@ -86,10 +91,6 @@ def export_model(
         )
     meta["library"] = fmt.library
     meta.update(fmt.export(model, preprocess, out, list(classes)))
-    unknown = [name for name in extra if name not in EXTRA_EXPORTS]
-    if unknown:
-        raise OptionError("export", f" must be one of {', '.join(EXTRA_EXPORTS)}, got "
-                                    f"{unknown[0]!r}")
     if "onnx" in extra:
         from autotransfer.model.onnx_export import export_onnx
 
