@@ -227,7 +227,7 @@ USAGE_CASES = {
                               "Invalid value for '--modality': 'video' is not one of 'image', "
                               "'text', 'audio'."),
     "train: typo": (["train"], ["train", "b.yaml", "-o", "m", "--epoch", "3"],
-                    "No such option: --epoch (Possible options: --epochs)"),
+                    "No such option: --epoch (Possible options: --epochs, --export)"),
     "train: missing argument": (["train"], ["train", "-o", "m"], "Missing argument 'best'."),
     "train: bad type": (["train"], ["train", "b.yaml", "-o", "m", "--epochs", "1.5"],
                         "Invalid value for '--epochs': Input should be a valid integer, "
