@@ -6,7 +6,8 @@ from __future__ import annotations
 from autotransfer.space.schema import SearchSpace
 from autotransfer.space.strategies import PRUNERS, SAMPLERS, build
 
-__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "report_epoch"]
+__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "pruner_says",
+           "report_epoch"]
 
 
 def make_pruner(space: SearchSpace):
@@ -14,13 +15,23 @@ def make_pruner(space: SearchSpace):
     return build("pruner", space.pruner, epochs=space.epochs)
 
 
-def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
-                 prunable: bool = True) -> None:
-    """Report an epoch's val ``score`` to the pruner; prune unless it was the last epoch
-    or the trial is not ``prunable`` (a reference trial).
+def pruner_says(trial, score: float, epoch: int, epochs: int, metric: str, *,
+                prunable: bool = True) -> str | None:
+    """Report an epoch's val ``score`` to the study's pruner; the reason to prune, or None after
+    the last epoch or for a trial that is not ``prunable`` (a reference trial).
 
     A trial that trained all its epochs is complete whatever the pruner thinks: its score
     costs nothing more, and Hyperband's top rung would otherwise discard it.
+    """
+    trial.report(score, epoch)
+    if prunable and epoch < epochs and trial.should_prune():
+        return f"pruned after epoch {epoch}/{epochs}: {metric} {score:.4f} below the pruner's bar"
+    return None
+
+
+def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
+                 prunable: bool = True) -> None:
+    """:func:`pruner_says`, its reason recorded on the trial and raised.
 
     Raises:
         optuna.TrialPruned: after an epoch before the last one, when the pruner says so (the
@@ -30,10 +41,9 @@ def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
 
     from autotransfer.study.records import TrialWriter
 
-    trial.report(score, epoch)
-    if prunable and epoch < epochs and trial.should_prune():
-        reason = f"pruned after epoch {epoch}/{epochs}: {metric} {score:.4f} below the pruner's bar"
-        TrialWriter(trial).pruned(reason)
+    reason = pruner_says(trial, score, epoch, epochs, metric, prunable=prunable)
+    if reason is not None:
+        TrialWriter(trial).pruned(reason, rule="pruner")
         raise optuna.TrialPruned(reason)
 
 
