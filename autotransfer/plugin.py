@@ -28,6 +28,8 @@ What is here, by the contract's parts:
   :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
   :func:`model_with_saved_head`, and the Hugging Face format of the text and audio zoos,
   :func:`transformers_format`;
+- a pruner or sampler that a search space names (hook ``register_strategies``):
+  :class:`Strategy`;
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -53,6 +55,7 @@ from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.hub import hub_entry, load_error, served_name
 from autotransfer.contract.hub import source as hub_source
 from autotransfer.contract.modalities import Modality
+from autotransfer.contract.strategies import Strategy
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
 from autotransfer.data.dataset import ReadResult
 from autotransfer.data.folders import read_files
@@ -78,6 +81,7 @@ __all__ = [
     "Preprocess",
     "ReadResult",
     "Stage",
+    "Strategy",
     "TextPreprocess",
     "TransferModel",
     "check_same_output",

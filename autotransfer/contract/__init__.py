@@ -7,6 +7,7 @@
 - ``registry``: the registry of backbone ids;
 - ``formats``: native model formats (save and load back);
 - ``modalities``: the ``Modality`` type;
+- ``strategies``: the ``Strategy`` type (a pruner or sampler a plugin offers to spaces);
 - ``groups``: layer groups in timm's ``group_matcher`` format;
 - ``stages``: stages of a body, so that a frozen prefix runs once;
 - ``hub``: zoos whose ids name a hub repository or a local ``save_pretrained`` directory.

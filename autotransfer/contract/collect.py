@@ -14,11 +14,13 @@ from autotransfer.contract.formats import ModelFormat
 from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin, pm
 from autotransfer.contract.modalities import Modality
 from autotransfer.contract.registry import Registry
+from autotransfer.contract.strategies import KINDS, Strategy
 from autotransfer.errors import DataError, PluginError
 
 _registry: Registry | None = None
 _formats: list[ModelFormat] | None = None
 _modalities: dict[str, Modality] | None = None
+_strategies: dict[str, dict[str, Strategy]] | None = None
 
 
 def get_registry() -> Registry:
@@ -50,11 +52,12 @@ def _register_backbone(registry: Registry, entry: BackboneEntry | BackboneCatalo
 
 
 def reset_registry() -> None:
-    """Forget the backbones, formats and modalities so that they are collected again (after
-    registering or removing a plugin)."""
-    global _registry, _modalities
+    """Forget the backbones, formats, modalities and strategies so that they are collected
+    again (after registering or removing a plugin)."""
+    global _registry, _modalities, _strategies
     _registry = None
     _modalities = None
+    _strategies = None
     reset_formats()
 
 
@@ -131,3 +134,26 @@ def format_for_load(library: str, modality: str) -> ModelFormat | None:
     """The format named ``library`` that serves ``modality`` (None when none is loaded)."""
     return next((f for f in get_formats()
                  if f.library == library and f.modality in (None, modality)), None)
+
+
+def _register_strategy(found: dict[str, dict[str, Strategy]], strategy: Strategy,
+                       plugin: str = "?") -> None:
+    if not isinstance(strategy, Strategy):
+        raise PluginError(f"plugin {plugin!r}: register() takes a Strategy, got "
+                          f"{type(strategy).__name__}")
+    found[strategy.kind].setdefault(strategy.name, strategy)  # the first registration wins
+
+
+def get_strategies() -> dict[str, dict[str, Strategy]]:
+    """The pruners and samplers the loaded plugins offer: ``{"pruner": {name: Strategy},
+    "sampler": {...}}``, in plugin order (built on first use). The builtins are
+    :mod:`autotransfer.space.strategies`'s own."""
+    global _strategies
+    if _strategies is None:
+        found: dict[str, dict[str, Strategy]] = {kind: {} for kind in KINDS}
+        call_hook_per_plugin(
+            "register_strategies",
+            register=PerPlugin(lambda plugin: partial(_register_strategy, found, plugin=plugin)),
+        )
+        _strategies = found
+    return _strategies

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from autotransfer.contract.backbone import BackboneEntry
     from autotransfer.contract.formats import ModelFormat
     from autotransfer.contract.modalities import Modality
+    from autotransfer.contract.strategies import Strategy
 
 hookspec = pluggy.HookspecMarker("autotransfer")
 hookimpl = pluggy.HookimplMarker("autotransfer")
@@ -38,3 +39,10 @@ def register_modalities(register: Callable[[Modality], None]) -> None:
     """Offer kinds of input (a reader, its file suffixes, a per-file check) by calling
     ``register(Modality(...))`` once for each; the builtin image, audio and text come the same
     way (:mod:`autotransfer.data.modality`). The first registration of a name wins."""
+
+
+@hookspec
+def register_strategies(register: Callable[[Strategy], None]) -> None:
+    """Offer pruners and samplers that a search space names like Optuna's own
+    (``pruner: <name>``) by calling ``register(Strategy(...))`` once for each. A name the core
+    or an earlier plugin already uses is not replaced."""

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from autotransfer.errors import SpaceError
 from autotransfer.space.budget import BudgetPlan
@@ -105,10 +113,26 @@ class BackboneSpec(_Strict):
 
 
 class StrategySpec(BaseModel):
-    """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``."""
+    """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``, or a
+    factory by import path: ``{factory: "my_package.schedulers:make_pruner", eta: 3}``
+    (:mod:`autotransfer.space.strategies`)."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
+    type: str | None = None
+    factory: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StrategySpec:
+        if (self.type is None) == (self.factory is None):
+            raise ValueError("give either type: <name> or factory: 'module:attribute', not "
+                             + ("both" if self.type is not None else "neither"))
+        return self
+
+    @model_serializer(mode="wrap")
+    def _set_keys_only(self, handler) -> dict[str, Any]:
+        """Without the form not used, so that a study's space fingerprint is as before."""
+        return {k: v for k, v in handler(self).items()
+                if not (k in ("type", "factory") and v is None)}
 
 
 class SearchSpace(_Strict):

@@ -17,7 +17,7 @@ Modules at this level:
 Sub-packages, by concern:
 
 - ``budget``: time budget, rungs, cost-aware starts, each backbone's measured cost, a trial's
-  costs, and the study's pruner and sampler;
+  costs, the study's pruner and sampler, and the start and epoch rules of trial control;
 - ``references``: reference trials (linear probes, defaults), their order, queue and share;
 - ``results``: the report and ``best.yaml``, plots, intervals, scores, the dashboard note and
   kept models;

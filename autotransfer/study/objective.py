@@ -10,25 +10,19 @@ from autotransfer.contract.collect import get_registry
 from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
 from autotransfer.space.schema import SearchSpace
+from autotransfer.study.budget import rules as control
 from autotransfer.study.budget import timebudget
-from autotransfer.study.budget.backbone_cost import estimate_for
 from autotransfer.study.budget.measure import (
     check_params_before_load,
     check_params_bound,
     measure_trial,
     trial_value,
 )
-from autotransfer.study.budget.pruners import report_epoch
 from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
-from autotransfer.study.references import share as reference_share
-from autotransfer.study.references.order import prunable
 from autotransfer.study.references.trials import apply_reference
-from autotransfer.study.results.scores import confusion, divergence
+from autotransfer.study.results.scores import confusion
 from autotransfer.study.selection import Rule
-from autotransfer.study.workers import (
-    stop_reason,
-    stop_requested,
-)
+from autotransfer.study.workers import stop_reason
 
 if TYPE_CHECKING:  # torch loads when a trial runs, not when the search is set up
     from autotransfer.finetune.trainer import EpochResult
@@ -72,6 +66,9 @@ class TrialContext:
     costs_due: bool = False  # the backbones' costs are wanted: timed (or read back) before
     # the first trial that is not a linear probe (warm_start.costs_before_trials)
     lock: Any = None  # the StudyLock (the timed step records its costs under it)
+    # whether a trial starts, and after each epoch whether it goes on (study.budget.rules)
+    start_rules: tuple[control.TrialRule, ...] = control.START_RULES
+    epoch_rules: tuple[control.TrialRule, ...] = control.EPOCH_RULES
 
     def load_options(self, spec, entry) -> dict[str, Any]:
         return spec.load_options(entry, trust_remote_code=self.trust_remote_code)
@@ -107,25 +104,14 @@ def make_objective(ctx: TrialContext):
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
                        device=str(device), classes=data.classes, seed=ctx.seed)
         kind = trial.user_attrs.get(REFERENCE)
-        skip = timebudget.not_starting(ctx.deadline, trial.study, spec.id, params,
-                                       costs=space.budget.cost_aware,
-                                       probe=kind == "linear_probe")
-        skip = skip or reference_share.not_starting(  # a reference beyond its share of time
-            trial.study, trial.user_attrs.get(REFERENCE), spec.label, spec.id, params,
-            space.epochs, share=space.budget.reference_share, number=trial.number)
-        if skip is not None:  # does not count towards --trials
-            record.not_started(skip)
-            raise optuna.TrialPruned(skip)
-        ctx.floor = kind == "default" and reference_share.is_first_default(trial.study,
-                                                                           trial.number)
         ctx.grace_said = False
-        if ctx.floor:
-            timebudget.floor_grace(ctx.deadline,
-                                   estimate_for(trial.study, spec.id, params, space.epochs))
+        # a trial not started does not count towards --trials
+        control.enforce(ctx.start_rules, control.StartView(trial, spec, params, kind, ctx),
+                        record, starting=True)
         if progress:
             label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
             progress.trial_started(trial.number, label, params)
-            _say_grace(ctx, trial.number)
+            control.say_grace(ctx, trial.number)
         try:
             return _fine_tune_with_retries(trial, entry, spec, params, ctx)
         except optuna.TrialPruned:
@@ -152,17 +138,6 @@ def _time_backbones(ctx: TrialContext, study) -> None:
     say = ctx.progress.note if ctx.progress else (lambda number, message: None)
     measure_costs(study, ctx.lock, ctx.space, ctx.data, ctx.device, seed=ctx.seed,
                   trust_remote_code=ctx.trust_remote_code, say=lambda line: say(-1, line))
-
-
-def _say_grace(ctx: TrialContext, number: int) -> None:
-    """One console line, once per trial, when the running trial may use the floor's grace."""
-    if ctx.progress is None or ctx.deadline is None or ctx.deadline.grace <= 0 or ctx.grace_said:
-        return
-    ctx.grace_said = True
-    what = ("this default configuration is the floor, so it" if ctx.floor else
-            "nothing has completed yet, so this linear probe")
-    ctx.progress.note(number, f"time budget: {what} may end up to "
-                      f"{timebudget.FLOOR_GRACE:.0f}s past the budget")
 
 
 REASON_LIMIT = 1000  # characters of a recorded reason; a longer one loses its middle
@@ -199,7 +174,7 @@ def _fine_tune_with_retries(trial, entry, spec, params, ctx: TrialContext
             return _fine_tune(trial, entry, spec, params, ctx)
         except FloatingPointError as exc:  # the loss became NaN or inf: a diverged setting
             reason = f"diverged: {exc}"
-            record.pruned(reason)
+            record.pruned(reason, rule="divergence")
             raise optuna.TrialPruned(reason) from None
         except Exception as exc:
             if not is_out_of_memory(exc) or params["batch_size"] <= 1:
@@ -224,24 +199,42 @@ def _stopped_by_budget(record: TrialWriter, ctx: TrialContext, done: int, epochs
               + (f", scored after epoch {done}" if done else ", before its first score"))
     if not done:
         record.first_report(timebudget.now() - ctx.started_at, reached=False)
-    record.pruned(reason)
+    record.pruned(reason, rule="time_budget")
     return optuna.TrialPruned(reason)
 
 
-def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[float, ...]:
-    """One trial's training; the model and optimizer are freed when this returns.
+def _record_epoch(trial, record: TrialWriter, trainer, result: EpochResult, ctx: TrialContext,
+                  seconds: list[float], marks: list[float]) -> None:
+    """An epoch's record, console line and tracker report (``seconds``: each epoch's training
+    seconds so far; ``marks``: the trial's start, then each epoch's report)."""
+    from autotransfer.finetune.device import peak_memory_mib
 
-    Long (as a reason): one linear sequence (build, train with a per-epoch callback that records,
-    checks divergence, the time budget and the pruner, then record the end); split, the epoch
-    callback would need a dozen shared locals.
-    """
-    import optuna
+    if result.epoch == 1:  # load, cache, one epoch and validation: the start rule's measure
+        record.first_report(marks[1] - marks[0])
+    record.epoch(
+        result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1,
+                                   result.val_loss),
+        activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
+        seconds_per_epoch=sum(seconds) / len(seconds),
+        samples_per_second=result.samples_per_second,
+        peak_memory_mib=peak_memory_mib(ctx.device), first_batch_at=trainer.first_batch_at,
+    )
+    if ctx.progress:
+        ctx.progress.epoch_done(trial.number, result, ctx.space.epochs)
+    if ctx.tracker is not None:  # never raises: a tracking error is a warning
+        from autotransfer.study.trackers import epoch_scores
+
+        ctx.tracker.on_epoch(trial, result.epoch, epoch_scores(result))
+
+
+def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[float, ...]:
+    """One trial's training; the model and optimizer are freed when this returns. After each
+    epoch: record it, then run the epoch rules (:mod:`autotransfer.study.budget.rules`)."""
     import torch
 
-    from autotransfer.finetune.device import peak_memory_mib
     from autotransfer.finetune.trainer import Trainer
 
-    space, device, progress = ctx.space, ctx.device, ctx.progress
+    space, device = ctx.space, ctx.device
     rule = Rule.of_space(space)  # a configuration over the params bound never loads
     check_params_before_load(trial, entry, ctx.load_options(spec, entry), ctx.data.n_classes,
                              params, rule)
@@ -264,48 +257,13 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     def on_epoch(result: EpochResult) -> None:
         seconds.append(result.seconds)
         marks.append(timebudget.now())
-        if result.epoch == 1:  # load, cache, one epoch and validation: the start rule's measure
-            record.first_report(marks[1] - marks[0])
-        record.epoch(
-            result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1,
-                                       result.val_loss),
-            activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
-            seconds_per_epoch=sum(seconds) / len(seconds),
-            samples_per_second=result.samples_per_second,
-            peak_memory_mib=peak_memory_mib(device), first_batch_at=trainer.first_batch_at,
-        )
-        if progress:
-            progress.epoch_done(trial.number, result, space.epochs)
-        if ctx.tracker is not None:  # never raises: a tracking error is a warning
-            from autotransfer.study.trackers import epoch_scores
-
-            ctx.tracker.on_epoch(trial, result.epoch, epoch_scores(result))
-        if stop_requested():
-            raise KeyboardInterrupt
-        diverged = divergence(result.train_loss, trainer.first_loss, result.epoch)
-        if diverged:
-            record.pruned(diverged)
-            raise optuna.TrialPruned(diverged)
+        _record_epoch(trial, record, trainer, result, ctx, seconds, marks)
         # the next epoch lasts as long as this one did, validation included (the first one
         # also loaded the backbone: its training time, plus a quarter for validation)
-        last = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
-        if ctx.floor:  # at this epoch's own pace (the first one's without its load)
-            timebudget.floor_grace(ctx.deadline, (space.epochs - result.epoch) * (
-                last if result.epoch > 1 else result.seconds + result.val_seconds))
-        _say_grace(ctx, trial.number)
-        stop = timebudget.stopping_after(ctx.deadline, result.epoch, space.epochs, last)
-        if stop is not None:
-            if not rule.multi_objective:  # Optuna cannot report a multi-objective trial
-                trial.report(result.score, result.epoch)
-            record.pruned(stop)
-            raise optuna.TrialPruned(stop)
-        if ctx.deadline is not None:
-            ctx.deadline.epoch_ended()
-        if rule.multi_objective:  # no pruning: Trial.report raises (optuna #3450)
-            return
-        # the linear probe always finishes; a default configuration is pruned like any trial
-        report_epoch(trial, result.score, result.epoch, space.epochs, space.metric,
-                     prunable=prunable(trial.user_attrs.get(REFERENCE)))
+        pace = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
+        control.enforce(ctx.epoch_rules, control.EpochView(
+            trial, result, ctx, first_loss=trainer.first_loss, pace=pace,
+            multi_objective=rule.multi_objective), record)
 
     try:
         result = trainer.fit(space.epochs, on_epoch)

@@ -37,6 +37,7 @@ PEAK_MEMORY = "peak_memory_mb"  # MiB (2**20 bytes); the 0.1 key is kept
 TEST_SCORE = "test_score"
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
+RULE = "rule"  # the trial-control rule that pruned it or kept it from starting (budget.rules)
 INTERRUPTED = "interrupted"  # Ctrl-C or a stopped worker: does not count towards the total
 OOM_RETRIES = "oom_retries"
 OOM_NOTE = "oom_note"
@@ -125,6 +126,7 @@ class TrialRecord:
     test_score: float | None = None
     fail_reason: str | None = None
     prune_reason: str | None = None
+    rule: str | None = None  # the name of the rule that gave prune_reason (study.budget.rules)
     interrupted: bool = False
     oom_retries: int = 0
     oom_note: str | None = None
@@ -202,6 +204,7 @@ class TrialRecord:
             test_score=attrs.get(TEST_SCORE),
             fail_reason=attrs.get(FAIL_REASON),
             prune_reason=attrs.get(PRUNE_REASON),
+            rule=attrs.get(RULE),
             interrupted=bool(attrs.get(INTERRUPTED, False)),
             oom_retries=int(attrs.get(OOM_RETRIES, 0)),
             oom_note=attrs.get(OOM_NOTE),
@@ -326,8 +329,11 @@ class TrialWriter:
         for name, value in violations.items():
             self.trial.set_constraint(name, value)
 
-    def pruned(self, reason: str) -> None:
+    def pruned(self, reason: str, *, rule: str | None = None) -> None:
+        """Why the trial was pruned, and the name of the trial-control ``rule`` that said so."""
         self._set(PRUNE_REASON, reason)
+        if rule is not None:
+            self._set(RULE, rule)
 
     def first_report(self, seconds: float, *, reached: bool = True) -> None:
         """Seconds from the trial's start to its first report; when it was stopped before
@@ -336,10 +342,12 @@ class TrialWriter:
         if not reached:
             self._set(FIRST_REPORT_UNREACHED, True)
 
-    def not_started(self, reason: str) -> None:
-        """A time budget did not let the trial start; it does not count towards the total."""
+    def not_started(self, reason: str, *, rule: str | None = None) -> None:
+        """A start ``rule`` did not let the trial start; it does not count towards the total."""
         self._set(NOT_STARTED, True)
         self._set(PRUNE_REASON, reason)
+        if rule is not None:
+            self._set(RULE, rule)
 
     def failed(self, reason: str, *, interrupted: bool = False) -> None:
         """Why the trial failed; an interrupted one does not count towards the total."""

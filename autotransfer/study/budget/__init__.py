@@ -6,5 +6,7 @@
 - ``infeasible``: backbones known to break the ``params`` bound are not drawn again;
 - ``backbone_cost``: each backbone's cost, measured once per study (the timed step);
 - ``measure``: a trial's costs (params, latency, size) and its bounds;
-- ``pruners``: the study's pruner and sampler, built from the space.
+- ``pruners``: the study's pruner and sampler, built from the space;
+- ``rules``: trial control, the ordered start and epoch rules (time left, the references'
+  share, the floor's grace, a stop signal, divergence, the pruner).
 """

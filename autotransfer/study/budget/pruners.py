@@ -8,7 +8,8 @@ import warnings
 from autotransfer.space.schema import SearchSpace
 from autotransfer.space.strategies import PRUNERS, SAMPLERS, build
 
-__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "report_epoch", "resumed_line"]
+__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "pruner_says", "report_epoch",
+           "resumed_line"]
 
 
 class PrunerWarning(UserWarning):
@@ -24,7 +25,8 @@ def make_pruner(space: SearchSpace, *, say: bool = False):
     if space.multi_objective:
         import optuna
 
-        named = space.pruner if isinstance(space.pruner, str) else space.pruner.type
+        named = (space.pruner if isinstance(space.pruner, str)
+                 else space.pruner.type or space.pruner.factory)
         if say and "pruner" in space.model_fields_set and named != "none":
             warnings.warn(PrunerWarning(
                 f"pruner: {named} is not used with several objectives "
@@ -35,13 +37,23 @@ def make_pruner(space: SearchSpace, *, say: bool = False):
     return build("pruner", space.pruner, epochs=space.epochs)
 
 
-def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
-                 prunable: bool = True) -> None:
-    """Report an epoch's val ``score`` to the pruner; prune unless it was the last epoch
-    or the trial is not ``prunable`` (a reference trial).
+def pruner_says(trial, score: float, epoch: int, epochs: int, metric: str, *,
+                prunable: bool = True) -> str | None:
+    """Report an epoch's val ``score`` to the study's pruner; the reason to prune, or None after
+    the last epoch or for a trial that is not ``prunable`` (a reference trial).
 
     A trial that trained all its epochs is complete whatever the pruner thinks: its score
     costs nothing more, and Hyperband's top rung would otherwise discard it.
+    """
+    trial.report(score, epoch)
+    if prunable and epoch < epochs and trial.should_prune():
+        return f"pruned after epoch {epoch}/{epochs}: {metric} {score:.4f} below the pruner's bar"
+    return None
+
+
+def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
+                 prunable: bool = True) -> None:
+    """:func:`pruner_says`, its reason recorded on the trial and raised.
 
     Raises:
         optuna.TrialPruned: after an epoch before the last one, when the pruner says so (the
@@ -51,10 +63,9 @@ def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
 
     from autotransfer.study.records import TrialWriter
 
-    trial.report(score, epoch)
-    if prunable and epoch < epochs and trial.should_prune():
-        reason = f"pruned after epoch {epoch}/{epochs}: {metric} {score:.4f} below the pruner's bar"
-        TrialWriter(trial).pruned(reason)
+    reason = pruner_says(trial, score, epoch, epochs, metric, prunable=prunable)
+    if reason is not None:
+        TrialWriter(trial).pruned(reason, rule="pruner")
         raise optuna.TrialPruned(reason)
 
 

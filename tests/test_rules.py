@@ -1,0 +1,245 @@
+"""Trial control as rules (autotransfer.study.budget.rules): each start and epoch rule alone on
+fakes (a fake trial, context and epoch result, a real Deadline on a fake clock), then the list:
+the first reason wins, and it is recorded with its rule's name."""
+
+import math
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from autotransfer.study.budget import rules, timebudget
+from autotransfer.study.records import (
+    REFERENCE,
+    TrialRecord,
+    TrialWriter,
+    set_reference_until,
+)
+from autotransfer.study.workers import _STOP
+
+
+class FakeTrial:
+    """What the rules use of an ``optuna.Trial``: its reports and the pruner's answer."""
+
+    def __init__(self, number=1, kind=None, prune=False, study=None):
+        self.number, self.study, self.prune = number, study, prune
+        self.user_attrs = {REFERENCE: kind} if kind else {}
+        self.reports = []
+
+    def report(self, score, step):
+        self.reports.append((score, step))
+
+    def should_prune(self):
+        return self.prune
+
+
+class Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(timebudget, "now", clock)
+    return clock
+
+
+def context(deadline=None, *, floor=False, epochs=3, notes=None):
+    space = SimpleNamespace(epochs=epochs, metric="accuracy",
+                            budget=SimpleNamespace(cost_aware=True, reference_share=0.3))
+    progress = None if notes is None else SimpleNamespace(
+        note=lambda number, line: notes.append(line))
+    return SimpleNamespace(space=space, deadline=deadline, floor=floor, grace_said=False,
+                           progress=progress)
+
+
+def epoch_view(trial=None, ctx=None, *, epoch=1, score=0.5, loss=1.0, first_loss=1.0, pace=5.0,
+               multi_objective=False, seconds=4.0):
+    result = SimpleNamespace(epoch=epoch, score=score, train_loss=loss, seconds=seconds,
+                             val_seconds=1.0)
+    return rules.EpochView(trial or FakeTrial(), result, ctx or context(), first_loss=first_loss,
+                           pace=pace, multi_objective=multi_objective)
+
+
+# -- epoch rules, each alone ------------------------------------------------------------------
+
+
+def test_stop_signal_interrupts_only_when_the_process_was_told_to_stop():
+    assert rules.StopSignal()(epoch_view()) is None
+    _STOP.set()
+    try:
+        assert rules.StopSignal()(epoch_view()) == "stop requested"
+        assert rules.StopSignal.action == "interrupt"
+    finally:
+        _STOP.clear()
+
+
+def test_divergence_stops_a_non_finite_or_exploding_loss():
+    assert rules.Divergence()(epoch_view(loss=1.2)) is None
+    assert rules.Divergence()(epoch_view(loss=math.nan)).startswith("diverged: training loss nan")
+    assert "is over" in rules.Divergence()(epoch_view(loss=1e4, first_loss=1.0))
+
+
+def test_time_budget_stops_when_the_next_epoch_cannot_end_and_reports_the_score_first(clock):
+    deadline = timebudget.Deadline(at=1020.0, reserve=5.0)  # 15 s left for trials
+    trial = FakeTrial()
+    assert rules.TimeBudgetStop()(epoch_view(trial, context(deadline), pace=10.0)) is None
+    reason = rules.TimeBudgetStop()(epoch_view(trial, context(deadline), pace=20.0, score=0.7))
+    assert reason == ("time budget: stopped after epoch 1/3, the next needs ~20s and 15s are "
+                      "left")
+    assert trial.reports == [(0.7, 1)]  # pruned with its last score
+    multi = FakeTrial()  # Optuna refuses a multi-objective trial's reports
+    assert rules.TimeBudgetStop()(epoch_view(multi, context(deadline), pace=20.0,
+                                             multi_objective=True)) is not None
+    assert multi.reports == []
+    assert rules.TimeBudgetStop()(epoch_view(trial, context(None), pace=1e9)) is None
+
+
+def test_time_budget_forgets_the_last_batch_check_when_the_trial_goes_on(clock):
+    deadline = timebudget.Deadline(at=2000.0, reserve=5.0)
+    deadline.check()
+    assert deadline._last is not None
+    assert rules.TimeBudgetStop()(epoch_view(ctx=context(deadline))) is None
+    assert deadline._last is None  # validation is not a batch
+
+
+def test_pruner_reports_and_prunes_before_the_last_epoch_only():
+    trial = FakeTrial(prune=True)
+    reason = rules.Pruner()(epoch_view(trial, epoch=1, score=0.25))
+    assert reason == "pruned after epoch 1/3: accuracy 0.2500 below the pruner's bar"
+    assert trial.reports == [(0.25, 1)]
+    assert rules.Pruner()(epoch_view(FakeTrial(prune=True), epoch=3)) is None  # the last epoch
+    assert rules.Pruner()(epoch_view(FakeTrial(prune=False), epoch=1)) is None
+
+
+def test_pruner_spares_a_linear_probe_and_never_reports_a_multi_objective_trial():
+    probe = FakeTrial(prune=True, kind="linear_probe")
+    assert rules.Pruner()(epoch_view(probe)) is None and probe.reports == [(0.5, 1)]
+    default = FakeTrial(prune=True, kind="default")  # a default is pruned like any trial
+    assert rules.Pruner()(epoch_view(default)) is not None
+    multi = FakeTrial(prune=True)
+    assert rules.Pruner()(epoch_view(multi, multi_objective=True)) is None
+    assert multi.reports == []
+
+
+def test_floor_grace_renews_the_floors_grace_at_the_epochs_pace_and_says_so_once(clock):
+    notes = []
+    deadline = timebudget.Deadline(at=1010.0, reserve=5.0)  # 5 s left, 10 s to the grace's end
+    ctx = context(deadline, floor=True, notes=notes)
+    # 2 epochs left at 4 + 1 s (the first epoch's pace without its load): 10 s, in the grace
+    assert rules.FloorGrace()(epoch_view(ctx=ctx, epoch=1, pace=99.0)) is None
+    assert deadline.grace == deadline.reserve + timebudget.FLOOR_GRACE
+    assert rules.FloorGrace()(epoch_view(ctx=ctx, epoch=2, pace=3.0)) is None
+    assert notes == ["time budget: this default configuration is the floor, so it may end up "
+                     "to 3s past the budget"]
+    other = timebudget.Deadline(at=1010.0, reserve=5.0)
+    rules.FloorGrace()(epoch_view(ctx=context(other, floor=False), epoch=1))
+    assert other.grace == 0.0  # not the floor: no grace
+
+
+# -- start rules, each alone (a real in-memory study) -----------------------------------------
+
+
+def _study_trial(kind=None, *, defaults_before=0):
+    study = optuna.create_study()
+    for _ in range(defaults_before):
+        earlier = study.ask()
+        earlier.set_user_attr(REFERENCE, "default")
+    trial = study.ask()
+    if kind:
+        trial.set_user_attr(REFERENCE, kind)
+    return trial
+
+
+def start_view(trial, ctx, kind=None):
+    spec = SimpleNamespace(id="fake/tiny-cnn", label="fake/tiny-cnn")
+    return rules.StartView(trial, spec, {"batch_size": 8, "freeze_fraction": 0.0}, kind, ctx)
+
+
+def test_time_budget_start_keeps_a_trial_from_starting_once_the_time_is_spent(clock):
+    trial = _study_trial()
+    assert rules.TimeBudgetStart()(start_view(trial, context(None))) is None
+    spent = timebudget.Deadline(at=1003.0, reserve=5.0)
+    assert rules.TimeBudgetStart()(start_view(trial, context(spent))) == (
+        "time budget: not started, the time for trials is spent")
+    assert spent.skipped == 1
+    left = timebudget.Deadline(at=1100.0, reserve=5.0)
+    assert rules.TimeBudgetStart()(start_view(trial, context(left))) is None
+
+
+def test_reference_share_start_stops_a_reference_past_its_share_but_not_the_floor(clock):
+    trial = _study_trial("default", defaults_before=1)  # the second default: not the floor
+    set_reference_until(trial.study, 990.0)  # the share ended 10 s ago
+    reason = rules.ReferenceShareStart()(start_view(trial, context(), "default"))
+    assert reason.startswith("reference share: the default of fake/tiny-cnn not started")
+    first = _study_trial("default")
+    set_reference_until(first.study, 990.0)
+    assert rules.ReferenceShareStart()(start_view(first, context(), "default")) is None
+    assert rules.ReferenceShareStart()(start_view(trial, context(), None)) is None  # sampled
+
+
+def test_floor_grace_start_marks_only_the_first_default_as_the_floor():
+    ctx = context()
+    assert rules.FloorGraceStart()(start_view(_study_trial("default"), ctx, "default")) is None
+    assert ctx.floor is True
+    rules.FloorGraceStart()(start_view(_study_trial("default", defaults_before=1), ctx,
+                                       "default"))
+    assert ctx.floor is False
+
+
+# -- the lists --------------------------------------------------------------------------------
+
+
+class Says:
+    def __init__(self, name, reason, action="prune"):
+        self.name, self.reason, self.action, self.asked = name, reason, action, 0
+
+    def __call__(self, view):
+        self.asked += 1
+        return self.reason
+
+
+def test_the_first_reason_wins_and_later_rules_are_not_asked():
+    quiet, first, later = Says("quiet", None), Says("first", "one"), Says("later", "two")
+    assert rules.first_verdict([quiet, first, later], None) == rules.Verdict("first", "one")
+    assert (quiet.asked, first.asked, later.asked) == (1, 1, 0)
+    assert rules.first_verdict([quiet], None) is None
+
+
+def test_enforce_records_the_reason_with_its_rule_on_the_trial():
+    study = optuna.create_study()
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned, match="too slow"):
+        rules.enforce([Says("quiet", None), Says("slow", "too slow")], None, TrialWriter(trial))
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    record = TrialRecord.from_frozen(study.trials[0])
+    assert (record.prune_reason, record.rule, record.not_started) == ("too slow", "slow", False)
+
+
+def test_a_start_rules_reason_marks_the_trial_not_started():
+    study = optuna.create_study()
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        rules.enforce([Says("memory", "no room")], None, TrialWriter(trial), starting=True)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    record = TrialRecord.from_frozen(study.trials[0])
+    assert (record.prune_reason, record.rule, record.not_started) == ("no room", "memory", True)
+
+
+def test_an_interrupting_rule_raises_keyboard_interrupt_and_an_unknown_action_is_refused():
+    with pytest.raises(KeyboardInterrupt):
+        rules.enforce([Says("stop", "stop requested", "interrupt")], None, None)
+    with pytest.raises(ValueError, match="trial rule 'later': action must be one of prune, "
+                                         "interrupt, got 'pause'"):
+        rules.enforce([Says("later", "resume me", "pause")], None, None)
+
+
+def test_the_default_lists_keep_todays_order():
+    assert [r.name for r in rules.START_RULES] == ["time_budget", "reference_share",
+                                                   "floor_grace"]
+    assert [r.name for r in rules.EPOCH_RULES] == ["stop_signal", "divergence", "floor_grace",
+                                                   "time_budget", "pruner"]
