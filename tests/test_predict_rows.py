@@ -28,7 +28,7 @@ def test_empty_and_whitespace_rows_of_a_one_column_csv_are_named_not_dropped(tmp
 def test_one_empty_text_in_a_two_column_csv_does_not_stop_the_batch(tmp_path):
     csv = tmp_path / "two.csv"
     csv.write_text("id,text\n1,Great fun.\n2,\n3,A bore.\n", encoding="utf-8")
-    with pytest.warns(DataWarning, match=rf"1 of 3 inputs have no prediction: .*two\.csv:3: "):
+    with pytest.warns(DataWarning, match=r"1 of 3 inputs have no prediction: .*two\.csv:3: "):
         names, _ = _collect("text", [csv])
     assert names == [f"{csv}:2", f"{csv}:4"]
 

@@ -54,7 +54,7 @@ def check_sqlite_file(path: Path, shown: str) -> None:
                            "give a new file or an Optuna study database") from None
     if not tables or tables <= AUTOTRANSFER_TABLES:
         return
-    if not OPTUNA_TABLES <= tables:
+    if not tables >= OPTUNA_TABLES:
         names = sorted(tables)
         listed = ", ".join(names[:SHOWN_TABLES]) + (
             f" and {len(names) - SHOWN_TABLES} more" if len(names) > SHOWN_TABLES else "")
