@@ -72,7 +72,7 @@ def load_timm(name: str, *, pretrained: bool = True, weights: str | None = None)
             f"{first_line(exc, 100)}); offline, give a local file with "
             f"{{id: timm/{name}, weights: PATH}} or use pretrained: false"
         ) from None
-    if path is not None:
+    if path is not None and pretrained:  # pretrained=False: random weights (a scratch run)
         from autotransfer_timm._weights import load_local_weights
 
         load_local_weights(model, path, f"timm/{name}")

@@ -39,12 +39,14 @@ def load_local_weights(model: nn.Module, path: Path, label: str) -> None:
     target = model.state_dict()
     state = _without_classifier(_unprefixed(_tensors(state), target), model)
     fits = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
-    missing = [k for k in target if k not in fits and not k.endswith("num_batches_tracked")]
+    counted = [k for k in target if not k.endswith("num_batches_tracked")]  # BatchNorm's step
+    missing = [k for k in counted if k not in fits]
     unexpected = [k for k in state if k not in target]
     misshapen = [k for k in state if k in target and k not in fits]
     if missing or unexpected or misshapen:
         raise BackboneError(f"{label}: weights file {path} does not fit the model: "
-                            + _counts(len(fits), len(target), missing, unexpected, misshapen)
+                            + _counts(len(counted) - len(missing), len(counted), missing,
+                                      unexpected, misshapen)
                             + "; give this architecture's file, or pretrained: false for "
                             "random weights")
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in fits.items()}, strict=False)
