@@ -114,3 +114,22 @@ def test_a_float16_text_folder_loads_in_float32(tmp_path: Path):
     _tiny_bert(tmp_path / "bert", tokenizer=True, dtype=torch.float16)
     backbone = get_backbone(f"hf-text/{tmp_path / 'bert'}").load()
     assert {p.dtype for p in backbone.model.parameters()} == {torch.float32}
+
+
+def test_a_search_refuses_a_misfit_weights_file_before_trial_0(tmp_path: Path, capsys,
+                                                               class_folders):
+    import timm
+    from safetensors.torch import save_file
+
+    from conftest import cli_error
+
+    weights = tmp_path / "vit.safetensors"
+    save_file(timm.create_model("test_vit", num_classes=0).state_dict(), weights)
+    space = tmp_path / "space.yaml"
+    space.write_text(f"backbones: [{{id: timm/test_efficientnet, weights: {weights}}}]"
+                     "\nepochs: 1\n", encoding="utf-8")
+    err = cli_error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1",
+                    "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(tmp_path / "o"))
+    assert err.startswith(f"error: timm/test_efficientnet: weights file {weights} "
+                          "does not fit the model: 0 of ")
+    assert not (tmp_path / "s.db").exists()  # before the study, so before any trial
