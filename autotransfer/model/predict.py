@@ -197,8 +197,9 @@ def collect_inputs(
 ) -> tuple[list[str], list[Any]]:
     """``(names shown, samples)``: file paths for images and audio, strings for text.
 
-    An input that cannot have a prediction (an empty or whitespace-only text, a CSV row whose
-    file is missing) is named in one warning and left out; the others are kept.
+    Every row is accounted for: an empty or whitespace-only text is kept (the model predicts
+    it from no words) and named in one warning; an input that cannot have a prediction (a CSV
+    row whose file is missing) is named in another and left out.
 
     Raises:
         DataError: a path given does not exist or holds no input of the modality, or no input
@@ -209,12 +210,12 @@ def collect_inputs(
     skipped: list[str] = []
     if texts and modality != "text":
         raise OptionError("texts", f" given, but {model_dir} classifies {modality}")
+    empty: list[str] = []
     for number, text in enumerate(texts, start=1):
-        if text.strip():
-            names.append(text)
-            samples.append(text)
-        else:
-            skipped.append(f"--text {number} ({text!r}): empty text")
+        names.append(text if text.strip() else repr(text))
+        samples.append(text)
+        if not text.strip():
+            empty.append(f"--text {number} ({text!r})")
     suffixes = get_modality(modality).suffixes
     unused = Unused()
     for raw in inputs:
@@ -225,9 +226,26 @@ def collect_inputs(
             for name, sample in _read(file, modality, suffixes, text_column, model_dir, skipped):
                 names.append(name)
                 samples.append(sample)
+                if isinstance(sample, str) and not sample.strip():
+                    empty.append(name)
     unused.warn()
     _name_skipped(skipped, len(names) + len(skipped))
+    _name_empty(empty, len(names))
     return names, samples
+
+
+def _name_empty(empty: list[str], total: int, shown: int = 5) -> None:
+    """One warning naming the empty or whitespace-only texts (predicted from no words)."""
+    if not empty:
+        return
+    import warnings
+
+    from autotransfer.data import DataWarning
+
+    listed = ", ".join(empty[:shown]) + (f" and {len(empty) - shown} more"
+                                         if len(empty) > shown else "")
+    warnings.warn(DataWarning(f"{len(empty)} of {total} inputs are empty or whitespace-only "
+                              f"texts, predicted from no words: {listed}"), stacklevel=3)
 
 
 def _files(path: Path, modality: str, suffixes, unused: Unused) -> list[Path]:
@@ -266,14 +284,9 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str,
     suffix = file.suffix.lower()
     if modality == "text":
         if suffix == ".txt":
-            text = decode_text(file).strip()
-            if not text:
-                skipped.append(f"{file}: empty text file")
-                return []
-            return [(str(file), text)]
+            return [(str(file), decode_text(file).strip())]
         if suffix in (".csv", ".tsv", ".jsonl"):
-            return [(f"{file}:{line}", text)
-                    for line, text in _text_rows(file, text_column, skipped)]
+            return [(f"{file}:{line}", text) for line, text in _text_rows(file, text_column)]
     elif suffix in suffixes:
         return [(str(file), file)]
     elif suffix == ".csv":
@@ -287,18 +300,12 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str,
                     f"expected {expected} or a folder of them")
 
 
-def _text_rows(path: Path, column: str, skipped: list[str]) -> list[tuple[int, str]]:
-    """``(line, text)`` of a CSV / TSV (header with ``column``) or JSONL file; a row whose
-    text is empty or only whitespace is named in ``skipped`` (every row is accounted for)."""
+def _text_rows(path: Path, column: str) -> list[tuple[int, str]]:
+    """``(line, text)`` of every row of a CSV / TSV (header with ``column``) or JSONL file,
+    empty and whitespace-only texts included (predict accounts for every row)."""
     expected = f"expected {column!r} in every row (text_column)"
-    rows = []
-    for line, record in table_records(path, (column,), expected, blank_rows=True):
-        text = str(record[column] or "")
-        if text.strip():
-            rows.append((line, text))
-        else:
-            skipped.append(f"{path}:{line}: empty text")
-    return rows
+    return [(line, str(record[column] or "")) for line, record
+            in table_records(path, (column,), expected, blank_rows=True)]
 
 
 def _path_rows(path: Path, suffixes, modality: str, skipped: list[str]) -> list[Path]:
