@@ -22,7 +22,8 @@ What is here, by the contract's parts:
 - layer groups (timm's ``group_matcher`` format): :func:`group_names`, :data:`MATCH_PREV_GROUP`;
 - a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
 - Hugging Face Hub ids and local ``save_pretrained`` directories: :func:`hub_entry`,
-  :func:`served_name`, :func:`hub_source`, :func:`load_error`;
+  :func:`served_name`, :func:`hub_source`, :func:`load_error`; what loaded checked:
+  :func:`check_loaded` (weights that fit), :func:`check_tokenizer` (a real vocabulary);
 - native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
   :class:`TransferModel` (body then linear head, what a format saves and loads),
   :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
@@ -52,7 +53,13 @@ from autotransfer.contract.formats import (
 )
 from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
 from autotransfer.contract.hookspecs import hookimpl
-from autotransfer.contract.hub import hub_entry, load_error, served_name
+from autotransfer.contract.hub import (
+    check_loaded,
+    check_tokenizer,
+    hub_entry,
+    load_error,
+    served_name,
+)
 from autotransfer.contract.hub import source as hub_source
 from autotransfer.contract.modalities import Modality
 from autotransfer.contract.strategies import Strategy
@@ -84,7 +91,9 @@ __all__ = [
     "Strategy",
     "TextPreprocess",
     "TransferModel",
+    "check_loaded",
     "check_same_output",
+    "check_tokenizer",
     "first_line",
     "get_backbone",
     "group_names",

@@ -197,6 +197,26 @@ def test_another_applications_sqlite_file_is_refused_and_left_as_it_was(tmp_path
         make_storage(f"sqlite:///{tmp_path / 'page.db'}")
 
 
+def test_an_alembic_managed_database_of_another_application_is_not_told_to_upgrade(tmp_path):
+    """MLflow's tracking database has an ``alembic_version`` table, as Optuna's has (#42 kind
+    8): it is another application's, named with its tables, never given Optuna's upgrade."""
+    db = tmp_path / "mlflow.db"
+    connection = sqlite3.connect(db)
+    for table in ("alembic_version (version_num TEXT)", "experiments (name TEXT)",
+                  "runs (run_uuid TEXT)", "metrics (key TEXT)"):
+        connection.execute(f"CREATE TABLE {table}")
+    connection.execute("INSERT INTO alembic_version VALUES ('4465047574b1')")
+    connection.commit()
+    connection.close()
+    before = _digest(tmp_path)
+    with pytest.raises(StorageError) as info:
+        make_storage(f"sqlite:///{db}")
+    message = str(info.value)
+    assert ("(tables: alembic_version, experiments, metrics, runs), not an Optuna study "
+            "database; it was left unchanged") in message
+    assert "upgrade" not in message and _digest(tmp_path) == before
+
+
 def test_the_cli_refuses_a_foreign_database_in_one_line(tmp_path):
     data = _data(tmp_path)
     db = tmp_path / "app.db"

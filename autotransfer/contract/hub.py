@@ -1,7 +1,8 @@
 """Zoos whose ids name a hub repository or a local ``save_pretrained`` directory.
 
 Shared by the builtin ``hf-text`` and ``hf-audio`` plugins: their entries, how an id that no
-plugin listed is resolved, and the one-line error when loading fails. Imports no model library.
+plugin listed is resolved, the one-line error when loading fails, and the checks that what
+loaded is what the user meant (weights that fit, a real tokenizer). Imports no model library.
 """
 
 from __future__ import annotations
@@ -53,3 +54,42 @@ def load_error(label: str, zoo: str, exc: BaseException) -> BackboneError:
         f"{label}: could not load ({type(exc).__name__}: {first_line(exc, 100)}); offline, give a "
         f"local directory saved with save_pretrained: {zoo}/PATH"
     )
+
+
+def check_loaded(label: str, source: str, info: dict, total: int) -> None:
+    """Refuse a checkpoint none of whose weights fit the model: ``info`` is transformers'
+    loading info (``from_pretrained(..., output_loading_info=True)``), ``total`` the number of
+    the model's tensors. A model whose every weight is missing would train from random weights
+    that its user believes pretrained.
+
+    Raises:
+        BackboneError: no weight of ``source`` matched a name of the model.
+    """
+    missing = list(info.get("missing_keys") or ())
+    unexpected = list(info.get("unexpected_keys") or ())
+    mismatched = list(info.get("mismatched_keys") or ())
+    if total and len(missing) + len(mismatched) >= total:
+        detail = f"{len(missing)} of {total} tensors missing (first: {sorted(missing)[0]})"
+        if unexpected:
+            detail += f", {len(unexpected)} unexpected (first: {sorted(unexpected)[0]})"
+        raise BackboneError(
+            f"{label}: no weight in {source} matches the model's names ({detail}); save the "
+            "model with save_pretrained, or use pretrained: false for random weights"
+        )
+
+
+def check_tokenizer(label: str, source: str, tokenizer) -> None:
+    """Refuse a tokenizer with no vocabulary besides its special tokens: what transformers
+    builds for a folder without tokenizer files (every word would be ``[UNK]``).
+
+    Raises:
+        BackboneError: the tokenizer has only special tokens.
+    """
+    special = set(getattr(tokenizer, "all_special_tokens", ()) or ())
+    size = len(tokenizer)
+    if size <= len(special):
+        raise BackboneError(
+            f"{label}: {source} has no tokenizer files (the tokenizer built without them has "
+            f"only its {size} special tokens, so every word would be unknown); save the "
+            "tokenizer there with tokenizer.save_pretrained(DIR)"
+        )

@@ -152,11 +152,12 @@ def open_image(path: Path) -> Image.Image:
         DataError: the file cannot be decoded (names it and Pillow's reason), or is over
             Pillow's decompression-bomb limit (:mod:`autotransfer.data.pixels`).
     """
+    from autotransfer.data.pixels import quiet_pillow_warning, warn_large
+
+    quiet_pillow_warning()  # warn_large names the file instead
     try:  # path: a Path, or a dataset row (autotransfer.data.hf_rows.HFRow)
         with Image.open(readable(path)) as raw:
             raw.seek(0)
-            from autotransfer.data.pixels import warn_large
-
             warn_large(path, raw)
             return to_rgb(ImageOps.exif_transpose(raw))
     except Image.DecompressionBombError as exc:  # names the file and how to allow it (#26)

@@ -32,9 +32,14 @@ def sniff(data: bytes) -> str | None:
     """``image`` when Pillow identifies ``data``, ``audio`` when libsndfile does, else None."""
     from PIL import Image, UnidentifiedImageError
 
+    from autotransfer.data.pixels import quiet_pillow_warning
+
+    quiet_pillow_warning()  # a huge image is named when it is decoded (open_image)
     try:
         with Image.open(io.BytesIO(data)):
             return "image"
+    except Image.DecompressionBombError:  # an image: open_image names it and the setting
+        return "image"
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         pass
     try:

@@ -4,7 +4,9 @@ Pillow refuses to open an image of more than twice ``PIL.Image.MAX_IMAGE_PIXELS`
 (``DecompressionBombError``) and warns above once that (``DecompressionBombWarning``), without
 naming the file. A trusted large image (a scan, a satellite tile, a whole-slide crop) is allowed
 by the environment variable ``AUTOTRANSFER_MAX_IMAGE_PIXELS``: a number of pixels, or ``none``
-for no limit; it sets ``PIL.Image.MAX_IMAGE_PIXELS`` for the process.
+for no limit; it sets ``PIL.Image.MAX_IMAGE_PIXELS`` for the process. Pillow's own warning is
+silenced (:func:`quiet_pillow_warning`, before each open) so that the user sees only the line
+that names the file and the variable.
 """
 
 from __future__ import annotations
@@ -79,6 +81,18 @@ def warn_large(path, image: Image.Image) -> None:
 
         warnings.warn(DataWarning(f"{path}: {pixels:,} pixels, over Pillow's decompression-bomb "
                                   f"warning limit of {limit:,}; {_advice(pixels)}"), stacklevel=3)
+
+
+def quiet_pillow_warning() -> None:
+    """Ignore Pillow's ``DecompressionBombWarning`` (it names no file): :func:`warn_large`
+    says the same with the file's name and the setting. A filter is added only when the one
+    that now applies to it would show it (a no-op on every later call)."""
+    for action, _message, category, _module, _line in warnings.filters:
+        if issubclass(Image.DecompressionBombWarning, category):
+            if action == "ignore":
+                return
+            break
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _pixels(error: Exception) -> int | None:

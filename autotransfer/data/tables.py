@@ -95,11 +95,13 @@ def table_columns(path: Path) -> list[str]:
     return _header(content, sniff_delimiter(content, path.suffix.lower()))
 
 
-def table_records(path: Path, columns: tuple[str, ...], expected: str
-                  ) -> Iterator[tuple[int, dict[str, Any]]]:
+def table_records(path: Path, columns: tuple[str, ...], expected: str, *,
+                  blank_rows: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line, record)`` for each row of a CSV, TSV or JSONL file that has ``columns``.
 
-    ``line`` is the physical line where the row starts. Empty lines are skipped.
+    ``line`` is the physical line where the row starts. Empty lines are skipped; so are rows
+    whose cells are all empty or whitespace (``""``, a tab), unless ``blank_rows`` (predict
+    accounts for every row).
 
     Raises:
         DataError: one line naming the file and the row, with ``expected`` (what the file
@@ -123,7 +125,7 @@ def table_records(path: Path, columns: tuple[str, ...], expected: str
         end = reader.line_num
         for row in reader:
             start, end = end + 1, reader.line_num
-            if not row or all(not cell.strip() for cell in row):
+            if not row or (not blank_rows and all(not cell.strip() for cell in row)):
                 continue
             if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
                 raise DataError(f"{path}:{start}: {len(row)} fields but the header has "

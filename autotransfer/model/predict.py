@@ -195,54 +195,102 @@ def collect_inputs(
     modality: str, inputs: list[str | Path], texts: list[str], *, text_column: str,
     model_dir: str,
 ) -> tuple[list[str], list[Any]]:
-    """``(names shown, samples)``: file paths for images and audio, strings for text."""
+    """``(names shown, samples)``: file paths for images and audio, strings for text.
+
+    Every row is accounted for: an empty or whitespace-only text is kept (the model predicts
+    it from no words) and named in one warning; an input that cannot have a prediction (a CSV
+    row whose file is missing) is named in another and left out.
+
+    Raises:
+        DataError: a path given does not exist or holds no input of the modality, or no input
+            is left (the reasons of the first ones).
+    """
     names: list[str] = []
     samples: list[Any] = []
+    skipped: list[str] = []
     if texts and modality != "text":
         raise OptionError("texts", f" given, but {model_dir} classifies {modality}")
-    for text in texts:
-        names.append(text)
+    empty: list[str] = []
+    for number, text in enumerate(texts, start=1):
+        names.append(text if text.strip() else repr(text))
         samples.append(text)
+        if not text.strip():
+            empty.append(f"--text {number} ({text!r})")
     suffixes = get_modality(modality).suffixes
     unused = Unused()
     for raw in inputs:
         path = Path(raw).expanduser()
         if not path.exists():
             raise DataError(f"{path}: no such file or folder")
-        if path.is_dir():  # the training reader's discovery: junk ignored, symlinks followed
-            files = []
-            for file in walk_files(path):
-                if file.suffix.lower() in suffixes:
-                    files.append(file)
-                else:
-                    unused.add(file, f"not {modality} file(s) ({file.suffix.lower() or 'none'})")
-            if not files:
-                raise DataError(f"{path}: no {modality} files in this folder; expected "
-                                + ", ".join(sorted(suffixes)[:12]) + ", ...")
-        else:
-            files = [path]
-        for file in files:
-            for name, sample in _read(file, modality, suffixes, text_column, model_dir):
+        for file in _files(path, modality, suffixes, unused):
+            for name, sample in _read(file, modality, suffixes, text_column, model_dir, skipped):
                 names.append(name)
                 samples.append(sample)
+                if isinstance(sample, str) and not sample.strip():
+                    empty.append(name)
     unused.warn()
+    _name_skipped(skipped, len(names) + len(skipped))
+    _name_empty(empty, len(names))
     return names, samples
 
 
-def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str):
+def _name_empty(empty: list[str], total: int, shown: int = 5) -> None:
+    """One warning naming the empty or whitespace-only texts (predicted from no words)."""
+    if not empty:
+        return
+    import warnings
+
+    from autotransfer.data import DataWarning
+
+    listed = ", ".join(empty[:shown]) + (f" and {len(empty) - shown} more"
+                                         if len(empty) > shown else "")
+    warnings.warn(DataWarning(f"{len(empty)} of {total} inputs are empty or whitespace-only "
+                              f"texts, predicted from no words: {listed}"), stacklevel=3)
+
+
+def _files(path: Path, modality: str, suffixes, unused: Unused) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    files = []  # the training reader's discovery: junk ignored, symlinks followed
+    for file in walk_files(path):
+        if file.suffix.lower() in suffixes:
+            files.append(file)
+        else:
+            unused.add(file, f"not {modality} file(s) ({file.suffix.lower() or 'none'})")
+    if not files:
+        raise DataError(f"{path}: no {modality} files in this folder; expected "
+                        + ", ".join(sorted(suffixes)[:12]) + ", ...")
+    return files
+
+
+def _name_skipped(skipped: list[str], total: int, shown: int = 5) -> None:
+    """One warning naming the inputs left out; a DataError when every input was."""
+    if not skipped:
+        return
+    import warnings
+
+    from autotransfer.data import DataWarning
+
+    listed = "; ".join(skipped[:shown]) + (f"; and {len(skipped) - shown} more"
+                                           if len(skipped) > shown else "")
+    if len(skipped) == total:
+        raise DataError(f"none of the {total} inputs can be predicted: {listed}")
+    warnings.warn(DataWarning(f"{len(skipped)} of {total} inputs have no prediction: {listed}"),
+                  stacklevel=3)
+
+
+def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str,
+          skipped: list[str]):
     suffix = file.suffix.lower()
     if modality == "text":
         if suffix == ".txt":
-            text = decode_text(file).strip()
-            if not text:
-                raise DataError(f"{file}: empty text file")
-            return [(str(file), text)]
+            return [(str(file), decode_text(file).strip())]
         if suffix in (".csv", ".tsv", ".jsonl"):
             return [(f"{file}:{line}", text) for line, text in _text_rows(file, text_column)]
     elif suffix in suffixes:
         return [(str(file), file)]
     elif suffix == ".csv":
-        return [(str(p), p) for p in _path_rows(file, suffixes, modality)]
+        return [(str(p), p) for p in _path_rows(file, suffixes, modality, skipped)]
     found = modality_of_suffix(suffix) or (
         "text" if suffix in get_modality("text").suffixes else None)
     kind = f"an {found}" if found in ("image", "audio") else f"a {found or suffix or 'suffix-less'}"
@@ -253,26 +301,27 @@ def _read(file: Path, modality: str, suffixes, text_column: str, model_dir: str)
 
 
 def _text_rows(path: Path, column: str) -> list[tuple[int, str]]:
-    """``(line, text)`` of a CSV / TSV (header with ``column``) or JSONL file."""
+    """``(line, text)`` of every row of a CSV / TSV (header with ``column``) or JSONL file,
+    empty and whitespace-only texts included (predict accounts for every row)."""
     expected = f"expected {column!r} in every row (text_column)"
-    rows = [(line, str(record[column] or "")) for line, record
-            in table_records(path, (column,), expected)]
-    for line, text in rows:
-        if not text.strip():
-            raise DataError(f"{path}:{line}: empty text")
-    return rows
+    return [(line, str(record[column] or "")) for line, record
+            in table_records(path, (column,), expected, blank_rows=True)]
 
 
-def _path_rows(path: Path, suffixes, modality: str) -> list[Path]:
-    """The files of a CSV's ``path`` column, relative to the CSV."""
+def _path_rows(path: Path, suffixes, modality: str, skipped: list[str]) -> list[Path]:
+    """The files of a CSV's ``path`` column, relative to the CSV; a row whose file is missing
+    or of another kind is named in ``skipped``."""
     expected = f"expected a CSV with a path column of {modality} files"
     files = []
-    for line, row in table_records(path, ("path",), expected):
+    for line, row in table_records(path, ("path",), expected, blank_rows=True):
         file = table_path(path, (row["path"] or "").strip())
-        if not file.is_file():
-            raise DataError(f"{path}:{line}: no such file {row['path']!r} (looked at {file})")
-        if file.suffix.lower() not in suffixes:
-            raise DataError(f"{path}:{line}: {row['path']!r} is not {modality} "
-                            f"({', '.join(sorted(suffixes))})")
-        files.append(file)
+        if not (row["path"] or "").strip():
+            skipped.append(f"{path}:{line}: empty path")
+        elif not file.is_file():
+            skipped.append(f"{path}:{line}: no such file {row['path']!r} (looked at {file})")
+        elif file.suffix.lower() not in suffixes:
+            skipped.append(f"{path}:{line}: {row['path']!r} is not {modality} "
+                           f"({', '.join(sorted(suffixes))})")
+        else:
+            files.append(file)
     return files

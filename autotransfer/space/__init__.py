@@ -1,6 +1,8 @@
 """Space: the search-space schema, what a space YAML may say and how it is validated.
 
 - ``schema``: search-space YAML -> validated ``SearchSpace`` -> ``trial.suggest_*`` calls;
+- ``yaml_file``: a space file's YAML read as its author meant (YAML 1.2 numbers, keys given
+  twice refused, the line of each key) and its problems as lines;
 - ``hyperparameters``: the hyperparameters a space may name (defaults, ranges, help);
 - ``methods``: the tuning methods a space may choose, and their hyperparameters;
 - ``method_names``: the names the ``method`` hyperparameter accepts (a leaf);

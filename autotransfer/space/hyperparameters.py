@@ -46,6 +46,8 @@ class Hyperparameter:
             return self.validate(value)
         if self.choices is not None:
             return None if value in self.choices else f"must be one of {list(self.choices)}"
+        if isinstance(value, str) and _is_number(value):
+            return f"must be a number, got the string {value!r}; write it without quotes"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, got {value!r}"
         if self.kind is int and int(value) != value:
@@ -132,6 +134,14 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         modality="audio",
     ),
 }
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_method(value: Any) -> str | None:

@@ -28,6 +28,6 @@ def check_method_name(value: Any) -> str | None:
     """Why ``value`` is not a known method name (with a close match), or None."""
     if value in METHOD_NAMES:
         return None
-    close = difflib.get_close_matches(str(value), list(METHOD_NAMES), n=1)
+    close = difflib.get_close_matches(str(value).lower(), list(METHOD_NAMES), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown tuning method {value!r}{hint}; expected one of {', '.join(METHOD_NAMES)}"

@@ -32,13 +32,29 @@ from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
 from autotransfer.space.objectives import COSTS, METRICS, OBJECTIVES
 from autotransfer.space.strategies import build
+from autotransfer.space.yaml_file import describe, problem_lines, read_yaml
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FloatDistribution(_Strict):
+def _no_string_number(value: Any) -> Any:
+    """A bound is a number: a quoted one (``"3e-3"``) is refused as a fixed value or a choice
+    is, not read by pydantic's lax mode."""
+    if isinstance(value, str):
+        raise ValueError(f"must be a number, got the string {value!r}; write it without quotes")
+    return value
+
+
+class _Range(_Strict):
+    @field_validator("low", "high", "step", mode="before", check_fields=False)
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        return _no_string_number(value)
+
+
+class FloatDistribution(_Range):
     type: Literal["float"]
     low: float
     high: float
@@ -56,7 +72,7 @@ class FloatDistribution(_Strict):
         return self
 
 
-class IntDistribution(_Strict):
+class IntDistribution(_Range):
     type: Literal["int"]
     low: int
     high: int
@@ -172,27 +188,21 @@ class SearchSpace(_Strict):
             raise ValueError(
                 f"backbone {twice[0]!r} is listed twice; give one of them a distinct name"
             )
+        problems = [p for name, spec in self.params.items() for p in _param_problems(name, spec)]
+        if problems:  # every problem of the file at once, one per line
+            raise ValueError("\n".join(problems))
         for name, spec in self.params.items():
-            known = HYPERPARAMETERS.get(name)
-            if known is None:
-                close = difflib.get_close_matches(name, list(HYPERPARAMETERS), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(
-                    f"params.{name}: unknown hyperparameter{hint}; expected one of "
-                    + ", ".join(HYPERPARAMETERS)
-                )
-            for field, value in _values_to_check(spec):
-                problem = known.check(value)
-                if problem:
-                    raise ValueError(f"params.{name}{field}: {problem}")
+            self.params[name] = _integral(name, spec)
         methods = self.methods
         for name in self.params:
             only = HYPERPARAMETERS[name].method
             if only is not None and only not in methods:
-                raise ValueError(
+                problems.append(
                     f"params.{name}: only the {only} method reads it, but params.method allows "
                     f"{', '.join(methods)}; add {only} to params.method"
                 )
+        if problems:
+            raise ValueError("\n".join(problems))
         self._check_objectives()
         return self
 
@@ -282,6 +292,32 @@ class SearchSpace(_Strict):
         return for_method(values)
 
 
+def _param_problems(name: str, spec: Any) -> list[str]:
+    """What is wrong with ``params.<name>``, one line per problem (none when it is valid)."""
+    known = HYPERPARAMETERS.get(name)
+    if known is None:
+        close = difflib.get_close_matches(name, list(HYPERPARAMETERS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [f"params.{name}: unknown hyperparameter{hint}; expected one of "
+                + ", ".join(HYPERPARAMETERS)]
+    problems = []
+    for field, value in _values_to_check(spec):
+        problem = known.check(value)
+        if problem:
+            problems.append(f"params.{name}{field}: {problem}")
+    return problems
+
+
+def _integral(name: str, spec: Any) -> Any:
+    """An integer hyperparameter written ``16.0`` (fixed or a choice) as the int 16."""
+    if HYPERPARAMETERS[name].kind is not int:
+        return spec
+    if isinstance(spec, CategoricalDistribution):
+        spec.choices = [_integral(name, c) for c in spec.choices]
+        return spec
+    return int(spec) if isinstance(spec, float) and spec.is_integer() else spec
+
+
 def _values_to_check(spec: Any) -> list[tuple[str, Any]]:
     if isinstance(spec, (FloatDistribution, IntDistribution)):
         return [(".low", spec.low), (".high", spec.high)]
@@ -290,18 +326,39 @@ def _values_to_check(spec: Any) -> list[tuple[str, Any]]:
     return [("", spec)]
 
 
-def parse_space(data: Any, source: str = "<search space>") -> SearchSpace:
-    """Validate already-parsed YAML; errors are one line that names ``source`` and the key."""
+def parse_space(data: Any, source: str = "<search space>", lines: dict | None = None,
+                problems: list[tuple[Any, str]] | None = None) -> SearchSpace:
+    """Validate already-parsed YAML.
+
+    Every problem of the data is reported at once, one line each that names ``source``, the
+    line (when ``lines``, from :func:`autotransfer.space.yaml_file.read_yaml`, knows it) and
+    the key; ``problems`` are ``(key path, message)`` found while reading the file.
+
+    Raises:
+        SpaceError: the data is not a valid space (one line per problem).
+    """
     if not isinstance(data, dict):
         raise SpaceError(f"{source}: expected a mapping with backbones, epochs and params")
+    found = [(key, f"{key}: {message}") for key, message in
+             ((".".join(map(str, path)), message) for path, message in problems or [])]
+    data, shape = _shape_problems(data)
+    found += shape
     try:
-        return SearchSpace.model_validate(data)
+        space = SearchSpace.model_validate(data)
     except ValidationError as exc:
-        raise SpaceError(f"{source}: {_describe(exc)}") from None
+        found += describe(exc) or [("", str(exc).splitlines()[0])]
+    if found:
+        raise SpaceError(problem_lines(found, source, lines or {}))
+    return space
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a search-space YAML file."""
+    """Read and validate a search-space YAML file (numbers as YAML 1.2 reads them, a key given
+    twice refused: :mod:`autotransfer.space.yaml_file`).
+
+    Raises:
+        SpaceError: the file is missing, unreadable, not YAML or not a valid space.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -310,29 +367,60 @@ def load_space(path: str | Path) -> SearchSpace:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(f"{path}: cannot read search-space file ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data, lines, problems = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpaceError(f"{where}: invalid YAML ({problem})") from None
-    return parse_space(data, str(path))
+    return parse_space(data, str(path), lines, problems)
 
 
-def _describe(exc: ValidationError) -> str:
-    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    error = errors[0]
-    # pydantic puts union members in the location; keep the user's own keys
-    loc = [str(p) for p in error["loc"] if not any(c in str(p) for c in "[(")]
-    loc = [p for p in loc if p not in ("bool", "int", "float", "str", "none")]
-    key = ".".join(loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        parent, _, name = key.rpartition(".")
-        return f"unknown key {name!r}" + (f" in {parent}" if parent else "")
-    if kind == "missing":
-        return f"missing key {key!r}"
-    if kind == "union_tag_invalid":
-        return f"{key}.type: must be float, int or categorical, got {error['input'].get('type')!r}"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{key}: {message}" if key else message
+def _shape_problems(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Mistakes of shape that pydantic would word obscurely, and ``data`` without them (so that
+    the rest is still checked): a hyperparameter outside ``params``, a plain list where a
+    categorical was meant, a search without a type, a bare backbone string."""
+    data, problems = dict(data), []
+    for key in [k for k in data if k not in SearchSpace.model_fields and k in HYPERPARAMETERS]:
+        problems.append((key, f"{key!r} is a hyperparameter: indent it under params:"))
+        del data[key]
+    if isinstance(data.get("backbones"), str):
+        problems.append(("backbones", "backbones: expected a list, got the string "
+                                      f"{data['backbones']!r}; write backbones: "
+                                      f"[{data['backbones']}]"))
+        data["backbones"] = [data["backbones"]]
+    if "params" in data and data["params"] is None:  # `params:` with nothing under it
+        data["params"] = {}
+    if isinstance(data.get("params"), dict):
+        params = data["params"] = dict(data["params"])
+        for name, spec in list(params.items()):
+            if not isinstance(spec, (dict, list)) and _param_problems(name, spec):
+                problems += [(f"params.{name}", text) for text in _param_problems(name, spec)]
+                del params[name]  # checked here, so that pydantic's errors do not hide it
+            elif isinstance(spec, list):
+                choices = yaml.safe_dump(spec, default_flow_style=True).strip()
+                problems.append((f"params.{name}", f"params.{name}: a plain list is not a "
+                                 "search; write a "
+                                 f"categorical as {{type: categorical, choices: {choices}}}"))
+                del params[name]
+            elif _choice_problems(name, spec):
+                problems += [(f"params.{name}", text) for text in _choice_problems(name, spec)]
+                del params[name]
+            elif isinstance(spec, dict) and "type" not in spec:
+                problems.append((f"params.{name}", f"params.{name}: a search needs a type: "
+                                 "{type: float, "
+                                 "low: ..., high: ...}, {type: int, ...} or {type: categorical, "
+                                 "choices: [...]}"))
+                del params[name]
+    return data, problems
+
+
+def _choice_problems(name: str, spec: Any) -> list[str]:
+    """The invalid choices of a categorical ``params.<name>`` (checked before pydantic, so
+    that another key's error does not hide them)."""
+    known = HYPERPARAMETERS.get(name)
+    if known is None or not isinstance(spec, dict) or spec.get("type") != "categorical" \
+            or not isinstance(spec.get("choices"), list):
+        return []
+    return [f"params.{name}.choices[{i}]: {problem}" for i, choice in enumerate(spec["choices"])
+            if (problem := known.check(choice))]

@@ -15,7 +15,7 @@ from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.records import StudyRecord, set_study_origin, trial_records
 
-__all__ = ["check_backbones", "check_space"]
+__all__ = ["check_backbones", "check_local_weights", "check_space"]
 
 
 def _space_fingerprint(space: SearchSpace) -> str:
@@ -62,6 +62,22 @@ def check_backbones(space: SearchSpace) -> None:
                 f"{spec.id}: option {unknown[0]!r} is not supported; "
                 f"expected one of: pretrained{''.join(', ' + o for o in entry.options)}"
             )
+
+
+def check_local_weights(space: SearchSpace) -> None:
+    """Load once, before any trial, each candidate that names a local weights file
+    (``weights:``), so that a file that does not fit its architecture is refused then, in the
+    zoo's one line (the file, what did not match), not as trial 0's failure. Only those
+    candidates' model library is imported.
+
+    Raises:
+        BackboneError: a weights file cannot be read or does not fit its network.
+    """
+    registry = get_registry()
+    for spec in space.backbones:
+        if spec.weights is not None and spec.pretrained:
+            entry = registry.get(spec.id)
+            entry.load(pretrained=True, **spec.load_options(entry))
 
 
 def check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -> None:

@@ -28,7 +28,7 @@ from autotransfer.outputs import check_out_dir
 from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.budget import timebudget
 from autotransfer.study.budget.pruners import make_pruner, make_sampler, resumed_line
-from autotransfer.study.checks import check_backbones, check_same_origin
+from autotransfer.study.checks import check_backbones, check_local_weights, check_same_origin
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.progress import Progress
@@ -240,6 +240,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         if space is not None:
             check_backbones(space)
         check_out_dir(options.out)  # a file or an unwritable folder fails before any trial
+        check_local_weights(space)  # a weights file that does not fit fails before any trial
     from autotransfer.finetune.device import device_for
 
     torch_device = device_for(options.device)

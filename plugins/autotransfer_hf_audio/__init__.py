@@ -22,6 +22,7 @@ from autotransfer.plugin import (
     BackboneCatalogue,
     BackboneEntry,
     BackboneError,
+    check_loaded,
     group_names,
     hookimpl,
     hub_entry,
@@ -192,7 +193,12 @@ def load_hf_audio(
     except ImportError:
         raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
     transformers.utils.logging.disable_progress_bar()
+    import torch
+
     source = hub_source(name)
+    info: dict = {}
+    # pretrained weights in float32 (the search's precision), whatever dtype they were saved in
+    weights = {"dtype": torch.float32, "output_loading_info": True}
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         extractor = AutoFeatureExtractor.from_pretrained(
@@ -203,17 +209,26 @@ def load_hf_audio(
             from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
             if pretrained and "WhisperEncoder" in (config.architectures or ()):
-                model = WhisperEncoder.from_pretrained(source)  # saved by autotransfer train
+                model, info = WhisperEncoder.from_pretrained(source, **weights)  # autotransfer's
             elif pretrained:
-                model = WhisperModel.from_pretrained(source).get_encoder()
+                whole, info = WhisperModel.from_pretrained(source, **weights)
+                model = whole.get_encoder()
+                info = {k: [n for n in v if not str(n).startswith("decoder.")]
+                        for k, v in info.items() if isinstance(v, (list, set))}
+                info["missing_keys"] = [n.removeprefix("encoder.")
+                                        for n in info.get("missing_keys", ())]
             else:
                 model = WhisperEncoder(config)
         elif pretrained:
-            model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
+            model, info = AutoModel.from_pretrained(
+                source, trust_remote_code=trust_remote_code, **weights
+            )
         else:
             model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
         raise load_error(label, ZOO, exc) from None
+    if pretrained:
+        check_loaded(label, source, info, len(model.state_dict()))
     return backbone_from_hf_audio(model, extractor, name=source, label=label)
 
 

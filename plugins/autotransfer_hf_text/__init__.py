@@ -21,6 +21,8 @@ from autotransfer.plugin import (
     BackboneEntry,
     BackboneError,
     TextPreprocess,
+    check_loaded,
+    check_tokenizer,
     group_names,
     hookimpl,
     hub_entry,
@@ -168,16 +170,24 @@ def load_hf_text(
     except ImportError:
         raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
     transformers.utils.logging.disable_progress_bar()
+    import torch
+
     source = hub_source(name)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        if pretrained:
-            model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
+        if pretrained:  # in float32 (the search's precision), whatever dtype it was saved in
+            model, info = AutoModel.from_pretrained(
+                source, trust_remote_code=trust_remote_code, dtype=torch.float32,
+                output_loading_info=True,
+            )
         else:
             model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:  # hub unreachable, unknown id, files missing or malformed
         raise load_error(label, ZOO, exc) from None
+    check_tokenizer(label, source, tokenizer)
+    if pretrained:
+        check_loaded(label, source, info, len(model.state_dict()))
     return backbone_from_hf_text(model, tokenizer, name=source, label=label)
 
 

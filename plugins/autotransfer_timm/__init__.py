@@ -1,7 +1,8 @@
 """Builtin zoo: every timm model as ``timm/<model name>`` (image).
 
 Pretrained weights come from the Hugging Face hub when online; offline, give a local file with
-``{id: timm/<name>, weights: PATH}`` (safetensors or a plain state dict).
+``{id: timm/<name>, weights: PATH}`` (safetensors, a state dict or a checkpoint holding one;
+``_weights`` loads it only when it fits the architecture).
 """
 
 from __future__ import annotations
@@ -54,15 +55,13 @@ def load_timm(name: str, *, pretrained: bool = True, weights: str | None = None)
     """Create ``name`` with timm without its classifier; weights from ``weights`` or the hub."""
     import timm
 
-    kwargs = {}
+    path = None
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise BackboneError(f"timm/{name}: weights file {str(path)!r} does not exist")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-        pretrained = True
-    try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    try:  # a local file is loaded here, checked (autotransfer_timm._weights), not by timm
+        model = timm.create_model(name, pretrained=pretrained and path is None, num_classes=0)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise BackboneError(f"timm/{name}: timm has no model of that name") from None
@@ -73,6 +72,10 @@ def load_timm(name: str, *, pretrained: bool = True, weights: str | None = None)
             f"{first_line(exc, 100)}); offline, give a local file with "
             f"{{id: timm/{name}, weights: PATH}} or use pretrained: false"
         ) from None
+    if path is not None and pretrained:  # pretrained=False: random weights (a scratch run)
+        from autotransfer_timm._weights import load_local_weights
+
+        load_local_weights(model, path, f"timm/{name}")
     return backbone_from_timm(model)
 
 

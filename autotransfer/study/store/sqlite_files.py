@@ -16,8 +16,9 @@ from pathlib import Path
 
 from autotransfer.errors import StorageError
 
-# Tables an Optuna storage holds (optuna.storages._rdb.models), and the transfer history's.
-OPTUNA_TABLES = frozenset({"studies", "version_info", "alembic_version"})
+# Tables only an Optuna storage holds (optuna.storages._rdb.models), and the transfer history's.
+# ``alembic_version`` is not one: every application migrated with alembic has it (MLflow).
+OPTUNA_TABLES = frozenset({"studies", "version_info"})
 AUTOTRANSFER_TABLES = frozenset({"autotransfer_datasets", "autotransfer_transfers"})
 SHOWN_TABLES = 5
 
@@ -53,7 +54,7 @@ def check_sqlite_file(path: Path, shown: str) -> None:
                            "give a new file or an Optuna study database") from None
     if not tables or tables <= AUTOTRANSFER_TABLES:
         return
-    if not tables & OPTUNA_TABLES:
+    if not tables >= OPTUNA_TABLES:
         names = sorted(tables)
         listed = ", ".join(names[:SHOWN_TABLES]) + (
             f" and {len(names) - SHOWN_TABLES} more" if len(names) > SHOWN_TABLES else "")
