@@ -28,6 +28,8 @@ What is here, by the contract's parts:
   :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
   :func:`model_with_saved_head`, and the Hugging Face format of the text and audio zoos,
   :func:`transformers_format`;
+- a new validation metric or measured cost: :class:`Objective` and
+  :func:`register_objective` (:mod:`autotransfer.space.objectives`);
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -59,6 +61,7 @@ from autotransfer.data.folders import read_files
 from autotransfer.errors import BackboneError, PluginError, first_line
 from autotransfer.model.hf_format import transformers_format
 from autotransfer.model.saved_head import model_with_saved_head
+from autotransfer.space.objectives import Objective, register_objective
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
@@ -74,6 +77,7 @@ __all__ = [
     "ImagePreprocess",
     "Modality",
     "ModelFormat",
+    "Objective",
     "PluginError",
     "Preprocess",
     "ReadResult",
@@ -91,6 +95,7 @@ __all__ = [
     "load_linear_head",
     "model_with_saved_head",
     "read_files",
+    "register_objective",
     "save_linear_head",
     "sequential_split",
     "served_name",

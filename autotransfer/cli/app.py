@@ -42,9 +42,12 @@ RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 DetectedModality = Annotated[str | None, typer.Option(
     help="image, text, audio or a plugin's (default: detected).", callback=known_modality,
     metavar="<name>")]
-TextColumn = Annotated[str, typer.Option(help="Text column of CSV/TSV/JSONL text data.")]
-LabelColumn = Annotated[str, typer.Option(
-    help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset.")]
+# None, not the default names, so that a study records only the columns it was given or read
+TextColumn = Annotated[str | None, typer.Option(
+    help="Text column of CSV/TSV/JSONL text data (default: text).")]
+LabelColumn = Annotated[str | None, typer.Option(
+    help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset (default: "
+         "label).")]
 ImageColumn = Annotated[str | None, typer.Option(
     help="Image column of a Hugging Face dataset (default: its Image feature).")]
 AudioColumn = Annotated[str | None, typer.Option(
@@ -110,8 +113,8 @@ def search(
         False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
     ),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
     image_column: ImageColumn = None,
     audio_column: AudioColumn = None,
     data_store: str | None = typer.Option(
@@ -261,8 +264,8 @@ def prescreen(
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
     trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
     image_column: ImageColumn = None,
     audio_column: AudioColumn = None,
 ) -> None:
@@ -305,8 +308,8 @@ def inspect(
         "or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, hf://datasets/...)."
     ),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
     image_column: ImageColumn = None,
     audio_column: AudioColumn = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),

@@ -18,6 +18,11 @@ it), with the process's torch thread count (what a plain loop in the same enviro
 - ``params_count`` counts every parameter, head included; ``size_mb`` is the bytes of the state
   dict's tensors (what safetensors writes, less its small header), in 10**6 bytes.
 - ``latency_threads``: the torch intra-op thread count the latency was measured with.
+- ``peak_memory_mb``: the trial's peak memory in MiB (:func:`~autotransfer.finetune.device.
+  peak_memory_mib`: CUDA's peak allocation since the trial started; on CPU the process's peak
+  resident set, which earlier trials of the process may have set).
+- each cost registered with a ``compute(model)`` (:mod:`autotransfer.space.objectives`): its
+  value on the trained model, under its ``key``.
 
 Before training, :func:`architecture_params` counts a trial's parameters without loading any
 weight (the architecture built on PyTorch's ``meta`` device), so that a configuration over a
@@ -31,6 +36,9 @@ import time
 from typing import Any
 
 import torch
+
+from autotransfer.finetune.device import peak_memory_mib
+from autotransfer.space.objectives import objectives
 
 #: Passes per block, warm-up passes, the fewest blocks and the most passes of one measurement.
 BLOCK = 5
@@ -154,7 +162,8 @@ def architecture_params(entry: Any, options: dict[str, Any], n_classes: int,
 def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: torch.device,
                  batch_size: int, budget_s: float = 1.0,
                  cache_key: tuple[Any, ...] | None = None) -> dict[str, float]:
-    """``{latency_ms, throughput, params_count, size_mb}`` of a trained model.
+    """``{latency_ms, throughput, params_count, size_mb, peak_memory_mb, ...}`` of a trained
+    model (the module's docstring).
 
     Args:
         model: the trained model (a :class:`~autotransfer.finetune.trainer.TransferModel`).
@@ -199,4 +208,6 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         "params_count": sum(p.numel() for p in model.parameters()),
         "size_mb": round(weights_bytes(model) / 1e6, 4),
         "latency_threads": torch.get_num_threads(),
+        "peak_memory_mb": round(peak_memory_mib(device), 1),
+        **{o.key: float(o.compute(model)) for o in objectives("cost") if o.compute is not None},
     }
