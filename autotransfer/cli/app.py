@@ -477,7 +477,8 @@ def train(
 
 @app.command()
 def predict(
-    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train."),
+    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train, "
+                                     "or a best.yaml that lists one (exports:)."),
     inputs: list[str] = typer.Argument(None, help="Files, folders or CSV files."),
     text: list[str] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="JSON with every class probability."),

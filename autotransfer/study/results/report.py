@@ -177,8 +177,8 @@ def outcome(study, best: TrialRecord) -> dict[str, Any]:
             per_class = per_class_scores(best.confusion[split], best.classes or [])
             found[f"{prefix}macro_f1"] = macro_f1(per_class)
             found[f"{prefix}per_class"] = per_class
-    if "macro_f1" not in found and best.macro_f1 is not None:
-        found["macro_f1"] = best.macro_f1  # a trial recorded before per-class scores
+    if "macro_f1" not in found and best.scores.get("macro_f1") is not None:
+        found["macro_f1"] = best.scores["macro_f1"]  # recorded before per-class scores
     found["references"] = best_references(study)
     effect = transfer_effect_of(study)
     if effect is not None:
