@@ -22,6 +22,7 @@ validation score in ``best.yaml``, the leaderboard and ``report.md``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,11 +109,13 @@ def bootstrap_metric(confusion: Sequence[Sequence[int]], compute, *, resamples: 
     true, pred = pairs(confusion)
     if len(true) < 2:
         raise ValueError(f"a bootstrap needs at least 2 examples, got {len(true)}")
-    result = bootstrap(
-        (np.arange(len(true)),), lambda index: compute(true[index], pred[index]),
-        n_resamples=resamples, confidence_level=level, method="percentile", vectorized=False,
-        rng=np.random.default_rng(seed),
-    )
+    with warnings.catch_warnings():  # a resample may miss a class: the metric's own warning
+        warnings.simplefilter("ignore")
+        result = bootstrap(
+            (np.arange(len(true)),), lambda index: compute(true[index], pred[index]),
+            n_resamples=resamples, confidence_level=level, method="percentile",
+            vectorized=False, rng=np.random.default_rng(seed),
+        )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
