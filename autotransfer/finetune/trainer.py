@@ -27,7 +27,7 @@ from autotransfer.finetune.first_step import FIRST_STEP
 from autotransfer.finetune.freezing import n_frozen_groups, train_mode
 from autotransfer.finetune.methods import apply_method
 from autotransfer.finetune.optim import param_groups, warmup_cosine
-from autotransfer.space.objectives import classification_scores
+from autotransfer.space.objectives import classification_scores, computed_metrics
 
 
 @dataclass
@@ -324,7 +324,7 @@ class Trainer:
                 seen += len(labels)
             seconds = time.perf_counter() - start
             scores = (self.evaluate("val") if self.evaluate_val
-                      else dict.fromkeys(classification_scores([], [], self.metric), math.nan))
+                      else dict.fromkeys(computed_metrics(self.metric), math.nan))
             val_seconds = time.perf_counter() - start - seconds
             epoch_result = EpochResult(
                 epoch=epoch,

@@ -178,6 +178,17 @@ def get_objective(name: str) -> Objective:
     return _REGISTRY[name]
 
 
+def computed_metrics(metric: str | None = None) -> tuple[str, ...]:
+    """The metrics a trial computes: those of every trial (``always``) and ``metric``.
+
+    Raises:
+        ValueError: ``metric`` is not a registered metric.
+    """
+    if metric is not None and get_objective(metric).measure != "score":
+        raise ValueError(f"{metric!r} is a cost, not a metric")
+    return tuple(o.name for o in objectives("score") if o.always or o.name == metric)
+
+
 def classification_scores(labels: Any, preds: Any, metric: str | None = None
                           ) -> dict[str, float]:
     """The metrics of ``preds`` against ``labels`` (``(N,)`` class indices): those computed
@@ -186,10 +197,9 @@ def classification_scores(labels: Any, preds: Any, metric: str | None = None
     Raises:
         ValueError: ``metric`` is not a registered metric.
     """
-    if metric is not None and get_objective(metric).measure != "score":
-        raise ValueError(f"{metric!r} is a cost, not a metric")
+    names = computed_metrics(metric)
     return {o.name: float(o.compute(labels, preds)) for o in objectives("score")
-            if (o.always or o.name == metric) and o.compute is not None}
+            if o.name in names and o.compute is not None}
 
 
 for _builtin in (
