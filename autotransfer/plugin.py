@@ -31,6 +31,8 @@ What is here, by the contract's parts:
   :func:`transformers_format`;
 - a pruner or sampler that a search space names (hook ``register_strategies``):
   :class:`Strategy`;
+- a new validation metric or measured cost: :class:`Objective` and
+  :func:`register_objective` (:mod:`autotransfer.space.objectives`);
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -69,6 +71,7 @@ from autotransfer.data.folders import read_files
 from autotransfer.errors import BackboneError, PluginError, first_line
 from autotransfer.model.hf_format import transformers_format
 from autotransfer.model.saved_head import model_with_saved_head
+from autotransfer.space.objectives import Objective, register_objective
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
@@ -84,6 +87,7 @@ __all__ = [
     "ImagePreprocess",
     "Modality",
     "ModelFormat",
+    "Objective",
     "PluginError",
     "Preprocess",
     "ReadResult",
@@ -104,6 +108,7 @@ __all__ = [
     "load_linear_head",
     "model_with_saved_head",
     "read_files",
+    "register_objective",
     "save_linear_head",
     "sequential_split",
     "served_name",

@@ -101,3 +101,29 @@ def test_search_groups_its_options_and_keeps_the_data_keywords():
     with pytest.raises(OptionError, match="trails: unknown search option; did you mean "
                                           "'trials'"):
         search("d", "s.yaml", trails=3)
+
+
+def test_the_study_records_what_was_read_and_a_resume_with_other_options_says_so(tmp_path):
+    # review 1.2: the detected modality was recorded as null and the CLI's default column
+    # names as if asked; a resumed study overwrote its options without a word
+    import optuna
+
+    from autotransfer.data import DataWarning
+    from autotransfer.data.dataset import LabelledData
+    from autotransfer.study.checks import record_data_options
+    from autotransfer.study.records import StudyRecord
+
+    table = tmp_path / "reviews.csv"
+    table.write_text("body,label\ngood,pos\n", encoding="utf-8")
+    folder = LabelledData("image", ["a", "b"], None, None, None, tmp_path)  # class folders
+    read = LabelledData("text", ["neg", "pos"], None, None, None, table)  # a table
+    assert DataOptions(columns={"text": "text"}).resolved(folder) == DataOptions("image", {})
+    assert DataOptions(columns={"text": "body"}).resolved(read) == DataOptions(
+        "text", {"text": "body", "label": "label"})
+    study = optuna.create_study()
+    record_data_options(study, DataOptions(columns={"text": "body"}), read)
+    assert StudyRecord.of(study).data_options == {
+        "modality": "text", "columns": {"text": "body", "label": "label"}, "data_store": None}
+    with pytest.warns(DataWarning, match=r"other data options \(columns.text body -> review\)"):
+        record_data_options(study, DataOptions(columns={"text": "review"}), read)
+    assert StudyRecord.of(study).data_options["columns"]["text"] == "review"

@@ -118,6 +118,7 @@ def test_history_tables_on_every_backend(backend, request, tmp_path, fashion_mni
     rows = history.load_transfers(engine, past_id)  # the costs came back (migration m002)
     assert {(r["latency_ms"], r["params_count"], r["size_mb"]) for r in rows} == {
         (4.5, 2_236_682, 9.08)}
+    assert {history.row_costs(r)["params"] for r in rows} == {2_236_682}  # m003's JSON
 
 
 def test_a_history_that_cannot_be_written_never_fails_a_trial(tmp_path):
@@ -146,23 +147,25 @@ def test_the_history_schema_is_versioned_by_named_migrations(tmp_path, monkeypat
     history.tables_0_1()[0].create_all(engine)  # a database of autotransfer 0.1: no version yet
     assert migrations.schema_version(engine) == 0
     history.ensure_tables(engine)
-    assert migrations.applied(engine) == ["m001_history_tables", "m002_transfer_costs"]
+    assert migrations.applied(engine) == ["m001_history_tables", "m002_transfer_costs",
+                                          "m003_objectives_json"]
     columns = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("autotransfer_transfers")}
     assert {"latency_ms", "params_count", "size_mb", "value"} <= columns  # m002 added them
+    assert {"costs", "scores"} <= columns  # m003: every objective, as JSON
     fresh = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/new.db")
     history.ensure_tables(fresh)  # a new database: the 0.1 tables, then each migration
-    assert migrations.schema_version(fresh) == 2
+    assert migrations.schema_version(fresh) == 3
     ran = []
 
-    def m003_add_a_column(connection):
+    def m004_add_a_column(connection):
         ran.append(1)
         connection.execute(sqlalchemy.text(
             "ALTER TABLE autotransfer_transfers ADD COLUMN energy_mj FLOAT"))
 
     monkeypatch.setattr(migrations, "MIGRATIONS",
-                        [*migrations.MIGRATIONS, ("m003_add_a_column", m003_add_a_column)])
-    assert migrations.migrate(engine) == ["m003_add_a_column"]
+                        [*migrations.MIGRATIONS, ("m004_add_a_column", m004_add_a_column)])
+    assert migrations.migrate(engine) == ["m004_add_a_column"]
     assert migrations.migrate(engine) == [] and ran == [1]  # once per database
-    assert migrations.schema_version(engine) == 3
+    assert migrations.schema_version(engine) == 4
     columns = {c["name"] for c in sqlalchemy.inspect(engine).get_columns("autotransfer_transfers")}
     assert "energy_mj" in columns and "value" in columns

@@ -301,3 +301,50 @@ def test_a_size_bound_never_lets_the_higher_scoring_larger_backbone_be_best(fash
     assert result.leaderboard[0]["trial"] == best["source"]["trial"]
     assert result.leaderboard[0]["feasible"] is True
     assert {ref["backbone"] for ref in best["references"].values()} == {small}
+
+
+def _measured_study(objectives: list[str], trials: list[tuple[float, dict[str, float]]]):
+    """An in-memory study of ``objectives`` whose completed trials scored and measured as
+    given (no training: the front plot reads only the records)."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    space = parse_space({"backbones": ["zoo/a"], "epochs": 1, "objectives": objectives})
+    rule = selection.Rule.of_space(space)
+    study = optuna.create_study(directions=rule.directions)
+    selection.start_selection(study, space)
+    for score, cost in trials:
+        values = selection.objective_values(rule, score, cost)
+        study.add_trial(create_trial(
+            values=list(values), params={"backbone": "zoo/a"},
+            distributions={"backbone": CategoricalDistribution(["zoo/a"])},
+            user_attrs={"backbone": "zoo/a", **cost}))
+    return study
+
+
+@pytest.mark.parametrize("cost", ["size_mb", "throughput"])
+def test_the_front_plot_draws_the_study_own_cost_and_its_direction(cost):
+    # the bug: the plot always drew latency_ms, whatever the objectives, so with size_mb or a
+    # maximised throughput the drawn "front" was not the study's front
+    from autotransfer.study.results.front_plots import front_plots
+
+    measured = [(0.9, {"size_mb": 9.0, "throughput": 900.0, "latency_ms": 1.0}),
+                (0.8, {"size_mb": 2.0, "throughput": 100.0, "latency_ms": 2.0}),
+                (0.7, {"size_mb": 5.0, "throughput": 950.0, "latency_ms": 3.0})]
+    study = _measured_study(["accuracy", cost], measured)
+    figure = front_plots(study, "accuracy", {})["pareto_front"][0]()
+    traces = {t.name: t for t in figure.data}
+    assert list(traces["feasible"].x) == [m[1][cost] for m in measured]
+    front = sorted(zip(traces["Pareto front"].x, traces["Pareto front"].y, strict=True))
+    if cost == "size_mb":  # minimised: 9 MB at 0.9 and 2 MB at 0.8; 5 MB at 0.7 is dominated
+        assert front == [(2.0, 0.8), (9.0, 0.9)] and traces["Pareto front"].line.shape == "hv"
+    else:  # maximised: 900/s at 0.9 and 950/s at 0.7; 100/s at 0.8 is dominated
+        assert front == [(900.0, 0.9), (950.0, 0.7)]
+        assert traces["Pareto front"].line.shape == "vh"
+    assert cost in figure.layout.xaxis.title.text
+
+
+def test_a_maximised_cost_is_bounded_from_below():
+    rule = selection.Rule(("accuracy",), {"throughput": 500.0, "latency_ms": 2.0})
+    assert selection.violations(rule, {"throughput": 400.0, "latency_ms": 1.5}) == {
+        "throughput": 100.0, "latency_ms": -0.5}

@@ -33,7 +33,8 @@ def _objective(trial):
         record.failed("RuntimeError: boom")
         raise RuntimeError("boom")
     score = 0.5 + trial.number / 10
-    record.epoch(1, EpochMetrics(0.7, score, score - 0.1), activation_cache="miss",
+    record.epoch(1, EpochMetrics(0.7, {"accuracy": score, "macro_f1": score - 0.1}),
+                 activation_cache="miss",
                  cache_seconds=0.25, seconds_per_epoch=1.5, samples_per_second=100.0,
                  peak_memory_mib=321.0)
     trial.report(score, 1)
@@ -53,7 +54,9 @@ def test_what_the_writer_stores_the_reader_returns():
     assert done.params["batch_size"] == 8 and done.classes == ["cat", "dog"] and done.seed == 3
     assert done.parameter_count == 1234 and done.trainable_parameters == 99
     assert done.n_groups == 4 and done.n_frozen_groups == 2 and done.test_score == 0.4
-    assert done.epochs == {1: EpochMetrics(0.7, 0.8, pytest.approx(0.7))}
+    assert done.epochs == {1: EpochMetrics(0.7, {"accuracy": 0.8,
+                                                 "macro_f1": pytest.approx(0.7)})}
+    assert done.scores == {"accuracy": 0.8, "macro_f1": pytest.approx(0.7)}
     assert done.peak_memory_mib == 321.0 and done.activation_cache == "miss"
     assert by_number[1].state == "fail" and by_number[1].reason == "RuntimeError: boom"
     assert by_number[2].state == "pruned" and by_number[2].score == pytest.approx(0.7)
@@ -75,6 +78,7 @@ def test_a_study_written_with_the_0_1_keys_reads_back():
     record = TrialRecord.from_frozen(study.trials[0])
     assert record.peak_memory_mib == 12.5 and record.oom_retries == 1 and record.interrupted
     assert record.epochs[1].accuracy == 0.5 and record.params == {"lr": 0.01}
+    assert record.scores == {"accuracy": 0.5, "macro_f1": 0.4}
     assert records.PEAK_MEMORY == "peak_memory_mb"  # the stored key never changes
 
 

@@ -46,9 +46,12 @@ Runtime = Literal["auto", "onnxruntime", "pytorch"]  # predict.RUNTIMES
 DetectedModality = Annotated[str | None, typer.Option(
     help="image, text, audio or a plugin's (default: detected).", callback=known_modality,
     metavar="<name>")]
-TextColumn = Annotated[str, typer.Option(help="Text column of CSV/TSV/JSONL text data.")]
-LabelColumn = Annotated[str, typer.Option(
-    help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset.")]
+# None, not the default names, so that a study records only the columns it was given or read
+TextColumn = Annotated[str | None, typer.Option(
+    help="Text column of CSV/TSV/JSONL text data (default: text).")]
+LabelColumn = Annotated[str | None, typer.Option(
+    help="Label column of CSV/TSV/JSONL text data or of a Hugging Face dataset (default: "
+         "label).")]
 ImageColumn = Annotated[str | None, typer.Option(
     help="Image column of a Hugging Face dataset (default: its Image feature).")]
 AudioColumn = Annotated[str | None, typer.Option(
@@ -116,8 +119,8 @@ def search(
         False, help="Let backbones run code from their checkpoint (Hugging Face); off by default."
     ),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
     image_column: ImageColumn = None,
     audio_column: AudioColumn = None,
     data_store: str | None = typer.Option(
@@ -281,8 +284,8 @@ def prescreen(
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
     trust_remote_code: bool = typer.Option(False, help="See search --trust-remote-code."),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
     image_column: ImageColumn = None,
     audio_column: AudioColumn = None,
 ) -> None:
@@ -325,8 +328,8 @@ def inspect(
         "or a Hugging Face dataset (save_to_disk folder, Parquet/Arrow, hf://datasets/...)."
     ),
     modality: DetectedModality = None,
-    text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
     image_column: ImageColumn = None,
     audio_column: AudioColumn = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -512,7 +515,8 @@ def _onnx_lines(model_dir: Path) -> list[str]:
 @app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train, "
-                                     "or its ONNX export (a .onnx file or the onnx folder)."),
+                                     "its ONNX export (a .onnx file or the onnx folder), or a "
+                                     "best.yaml that lists one (exports:)."),
     inputs: list[str] = typer.Argument(None, help="Files, folders or CSV files."),
     text: list[str] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="JSON with every class probability."),

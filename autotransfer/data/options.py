@@ -87,6 +87,35 @@ class DataOptions:
                            self.data_store if self.data_store is not None
                            else recorded.data_store)
 
+    def resolved(self, dataset: Any) -> DataOptions:
+        """What reading ``dataset`` (a :class:`~autotransfer.data.LabelledData` read with these
+        options) actually used: its modality (the detected one when none was given) and the
+        columns of its label and its modality's role that it read from a table or a Hugging
+        Face dataset (each given column, else its default; a folder of class sub-folders reads
+        none, so only given ones are kept); the data store as given."""
+        roles = ("label", dataset.modality)
+        from_table = Path(str(dataset.source)).is_file() or bool(dataset.origin)
+        columns = {role: name for role, name in self.columns.items() if role in roles}
+        if from_table:
+            for role in roles:
+                name = self.column(role)
+                if name is not None:
+                    columns.setdefault(role, name)
+        return DataOptions(dataset.modality, columns, self.data_store)
+
+    def differences(self, other: DataOptions) -> list[str]:
+        """``["modality image -> text", "columns.text review -> body"]``: how ``other`` reads
+        the data differently, where both say (options recorded before they were resolved
+        leave the modality None when it was detected; the data store, a cache location, is
+        not compared)."""
+        found = [] if None in (self.modality, other.modality) or (
+            self.modality == other.modality) else [f"modality {self.modality} -> {other.modality}"]
+        for role in sorted(set(self.columns) & set(other.columns)):
+            before, after = self.columns[role], other.columns[role]
+            if before != after:
+                found.append(f"columns.{role} {before} -> {after}")
+        return found
+
     def to_yaml(self) -> dict[str, Any]:
         """The mapping ``best.yaml`` records (``source.data_options``)."""
         return {"modality": self.modality, "columns": dict(self.columns),

@@ -18,6 +18,11 @@ it), with the process's torch thread count (what a plain loop in the same enviro
 - ``params_count`` counts every parameter, head included; ``size_mb`` is the bytes of the state
   dict's tensors (what safetensors writes, less its small header), in 10**6 bytes.
 - ``latency_threads``: the torch intra-op thread count the latency was measured with.
+- ``peak_memory_mb``: the trial's peak memory in MiB (:func:`~autotransfer.finetune.device.
+  peak_memory_mib`: CUDA's peak allocation since the trial started; on CPU the process's peak
+  resident set, which earlier trials of the process may have set).
+- each cost registered with a ``compute(model)`` (:mod:`autotransfer.space.objectives`): its
+  value on the trained model, under its ``key``.
 
 ``runtime="onnxruntime"`` (with ``precision`` ``fp32`` or ``int8``) times what ships instead of
 PyTorch eager: the model exported to ONNX and run by an ONNX Runtime CPU session with the same
@@ -36,6 +41,9 @@ import time
 from typing import Any
 
 import torch
+
+from autotransfer.finetune.device import peak_memory_mib
+from autotransfer.space.objectives import objectives
 
 #: Passes per block, warm-up passes, the fewest blocks and the most passes of one measurement.
 BLOCK = 5
@@ -206,7 +214,8 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
                  batch_size: int, budget_s: float = 1.0,
                  cache_key: tuple[Any, ...] | None = None, runtime: str = "pytorch",
                  precision: str = "fp32") -> dict[str, float]:
-    """``{latency_ms, throughput, params_count, size_mb}`` of a trained model.
+    """``{latency_ms, throughput, params_count, size_mb, peak_memory_mb, ...}`` of a trained
+    model (the module's docstring).
 
     Args:
         model: the trained model (a :class:`~autotransfer.finetune.trainer.TransferModel`).
@@ -269,4 +278,6 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         "size_mb": round(weights_bytes(model) / 1e6, 4),
         "latency_threads": torch.get_num_threads(),
         "latency_runtime": "pytorch" if runtime == "pytorch" else f"onnxruntime {precision}",
+        "peak_memory_mb": round(peak_memory_mib(device), 1),
+        **{o.key: float(o.compute(model)) for o in objectives("cost") if o.compute is not None},
     }

@@ -26,8 +26,8 @@ from autotransfer.finetune.device import to_device
 from autotransfer.finetune.first_step import FIRST_STEP
 from autotransfer.finetune.freezing import fix_batch_norm, n_frozen_groups, train_mode
 from autotransfer.finetune.methods import apply_method
-from autotransfer.finetune.metrics import classification_scores
 from autotransfer.finetune.optim import param_groups, warmup_cosine
+from autotransfer.space.objectives import classification_scores, computed_metrics
 
 
 @dataclass
@@ -40,13 +40,20 @@ class EpochResult:
 
     epoch: int
     train_loss: float
-    accuracy: float
-    macro_f1: float
+    scores: dict[str, float]  # metric name -> value (autotransfer.space.objectives)
     score: float
     seconds: float
     samples_per_second: float
     val_loss: float = math.nan  # mean cross-entropy on the validation split (nats), no smoothing
     val_seconds: float = 0.0  # the validation pass after the epoch
+
+    @property
+    def accuracy(self) -> float:
+        return self.scores.get("accuracy", math.nan)
+
+    @property
+    def macro_f1(self) -> float:
+        return self.scores.get("macro_f1", math.nan)
 
 
 @dataclass
@@ -318,15 +325,14 @@ class Trainer:
                 total_loss += loss.item() * len(labels)
                 seen += len(labels)
             seconds = time.perf_counter() - start
-            accuracy, macro_f1 = (self.evaluate("val") if self.evaluate_val
-                                  else (math.nan, math.nan))
+            scores = (self.evaluate("val") if self.evaluate_val
+                      else dict.fromkeys(computed_metrics(self.metric), math.nan))
             val_seconds = time.perf_counter() - start - seconds
             epoch_result = EpochResult(
                 epoch=epoch,
                 train_loss=total_loss / max(1, seen),
-                accuracy=accuracy,
-                macro_f1=macro_f1,
-                score=accuracy if self.metric == "accuracy" else macro_f1,
+                scores=scores,
+                score=scores[self.metric],
                 seconds=seconds,
                 samples_per_second=seen / seconds if seconds > 0 else 0.0,
                 val_loss=self.losses.get("val", math.nan) if self.evaluate_val else math.nan,
@@ -337,13 +343,14 @@ class Trainer:
                 on_epoch(epoch_result)
         self.batch_check = None  # the training is done: its test score is always computed
         if self.data.test is not None:
-            accuracy, macro_f1 = self.evaluate("test")
-            result.test = {"accuracy": accuracy, "macro_f1": macro_f1}
+            result.test = self.evaluate("test")
         return result
 
     @torch.inference_mode()
-    def evaluate(self, split: str, batch_size: int | None = None) -> tuple[float, float]:
-        """``(accuracy, macro_f1)`` on ``split``; its predictions and labels (class indices)
+    def evaluate(self, split: str, batch_size: int | None = None) -> dict[str, float]:
+        """The metrics on ``split`` (:func:`~autotransfer.space.objectives.classification_scores`:
+        the study's ``metric`` and those every trial records, by name); its predictions and
+        labels (class indices)
         stay in ``predictions[split]`` until the next evaluation of that split, and its mean
         cross-entropy (nats, without label smoothing) in ``losses[split]``."""
         x, y = self._split(split)
@@ -358,4 +365,4 @@ class Trainer:
                 logits.float(), labels.to(logits.device), reduction="sum").item()
         self.predictions[split] = (torch.cat(preds), y)
         self.losses[split] = loss_sum / max(1, len(y))
-        return classification_scores(self.predictions[split][0], y, self.data.n_classes)
+        return classification_scores(y.numpy(), self.predictions[split][0].numpy(), self.metric)

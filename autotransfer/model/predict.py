@@ -17,7 +17,33 @@ from autotransfer.data.folders import table_path
 from autotransfer.data.modality import modality_of_suffix
 from autotransfer.data.options import DataOptions
 from autotransfer.data.tables import decode_text, table_records
-from autotransfer.errors import DataError, OptionError
+from autotransfer.errors import DataError, OptionError, first_line
+from autotransfer.space.result import BestResult
+
+
+def model_dir_of(path: str | Path) -> Path:
+    """``path`` itself, or for a ``best.yaml`` the folder of its first export.
+
+    Raises:
+        ModelDirError: a ``best.yaml`` that is unreadable or lists no export.
+    """
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return path
+    import yaml
+
+    from autotransfer.model.export import ModelDirError
+
+    try:
+        best = BestResult.parse(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+        raise ModelDirError(f"{path}: not a readable best.yaml ({first_line(exc)})") from None
+    found = best.export_dir(path)
+    if found is None:
+        raise ModelDirError(f"{path}: lists no exported model (exports:); run autotransfer "
+                            f"train {path} --out model, or search with --keep-best")
+    return found
+
 
 #: What runs the model in :func:`predict`.
 RUNTIMES = ("auto", "onnxruntime", "pytorch")
@@ -50,9 +76,11 @@ def predict(
     """Predict the class of each input with a model directory written by ``autotransfer train``.
 
     Args:
-        model_dir: the ``--out`` folder of ``autotransfer train``; or an ONNX export (its
+        model_dir: the ``--out`` folder of ``autotransfer train``; an ONNX export (its
             ``onnx/`` folder, or a ``.onnx`` file in it), run with ONNX Runtime alone
-            (:mod:`autotransfer.model.onnx_predict`).
+            (:mod:`autotransfer.model.onnx_predict`); or a ``best.yaml`` that lists an export
+            (``search --keep-best``'s ``best-model``; its first export is used,
+            :class:`~autotransfer.space.result.BestResult`).
         inputs: files, folders (searched recursively for the model's file types) and CSV files:
             a ``path`` column for images and audio (relative to the CSV), ``text_column`` for
             text (also TSV and JSONL); ``.txt`` files are one text each.
@@ -98,6 +126,7 @@ def predict(
         raise OptionError("runtime", f" must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     from autotransfer.model.onnx_predict import is_onnx_export
 
+    model_dir = model_dir_of(model_dir)
     if runtime == "onnxruntime" or (runtime == "auto" and is_onnx_export(model_dir)):
         return _predict_onnx(model_dir, inputs or [], texts or [], batch_size=batch_size,
                              text_column=DataOptions.of(text_column=text_column).over(

@@ -13,6 +13,7 @@ from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
 from autotransfer.listing import few
 from autotransfer.outputs import check_out_dir
+from autotransfer.space.result import BestResult
 
 REFIT_ON = ("train+val", "train")
 
@@ -26,8 +27,9 @@ class TrainOutcome:
         backbone: the backbone id.
         refit_on: ``train+val`` or ``train``.
         val_score: the search's validation score of this configuration (from ``best.yaml``).
-        val: ``{accuracy, macro_f1}`` on the validation split (None when it was trained on).
-        test: ``{accuracy, macro_f1}`` on the test split (None without a test split).
+        val: ``{metric: value}`` on the validation split (accuracy, macro_f1 and the search's
+            metric; None when it was trained on).
+        test: the same on the test split (None without a test split).
         epochs: the number of epochs trained.
     """
 
@@ -42,8 +44,15 @@ class TrainOutcome:
     history: list[Any] = field(default_factory=list, repr=False)
 
 
-def read_best(path: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """A ``best.yaml`` written by ``autotransfer search``, checked; one-line errors."""
+def read_best(path: str | Path | dict[str, Any]) -> BestResult:
+    """A ``best.yaml`` written by ``autotransfer search`` (any ``schema`` version), checked
+    (:class:`~autotransfer.space.result.BestResult`); one-line errors.
+
+    Raises:
+        SpaceError: a missing or unreadable file, or a key of the wrong type.
+    """
+    if isinstance(path, BestResult):
+        return path
     if isinstance(path, dict):
         best, where = path, "<best configuration>"
     else:
@@ -55,18 +64,15 @@ def read_best(path: str | Path | dict[str, Any]) -> dict[str, Any]:
                              "autotransfer search writes") from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise SpaceError(f"{path}: unreadable ({first_line(exc)})") from None
-    if not isinstance(best, dict):
-        raise SpaceError(f"{where}: expected a mapping with backbone and params")
-    for key in ("backbone", "params"):
-        if key not in best:
-            raise SpaceError(f"{where}: missing key {key!r}; expected the best.yaml that "
-                             "autotransfer search writes")
-    if not isinstance(best["params"], dict):
+    if isinstance(best, dict) and "params" in best and not isinstance(best["params"], dict):
         raise SpaceError(f"{where}: params must be a mapping of hyperparameters")
-    return best
+    try:
+        return BestResult.parse(best, where)
+    except ValueError as exc:
+        raise SpaceError(str(exc)) from None
 
 
-def for_trial(config: dict[str, Any], number: int) -> dict[str, Any]:
+def for_trial(config: BestResult, number: int) -> BestResult:
     """``best.yaml``'s mapping with trial ``number``'s backbone, hyperparameters and score in
     place of the picked trial's: from its ``pareto_front`` when listed there, else from the
     study in ``source.storage`` (the trial must have completed).
@@ -74,17 +80,14 @@ def for_trial(config: dict[str, Any], number: int) -> dict[str, Any]:
     Raises:
         OptionError: ``trial`` is not a completed trial of the study, or the study cannot be read.
     """
-    source = dict(config.get("source") or {})
-    if number == source.get("trial"):
+    if number == config.source.trial:
         return config
-    found = next((m for m in config.get("pareto_front") or [] if m.get("trial") == number),
-                 None)
-    if found is None:
-        found = _stored_trial(source, number)
-    source["trial"] = number
-    return {**config, "backbone": found["backbone"], "params": found["params"],
-            "val_score": found["val_score"], "source": source,
-            **{k: found[k] for k in ("latency_ms", "params_count", "size_mb") if k in found}}
+    member = next((m for m in config.pareto_front or [] if m.trial == number), None)
+    found = (member.model_dump(exclude={"trial"}) if member is not None
+             else _stored_trial(config.source.model_dump(), number))
+    return config.model_copy(update={
+        **{k: v for k, v in found.items() if k in ("backbone", "params", "val_score")},
+        "source": config.source.model_copy(update={"trial": number})})
 
 
 def _stored_trial(source: dict[str, Any], number: int) -> dict[str, Any]:
@@ -192,38 +195,38 @@ def train(
     if refit_on not in REFIT_ON:
         raise OptionError("refit_on", f" must be one of {', '.join(REFIT_ON)}, got "
                                       f"{refit_on!r}")
-    source = config.get("source") or {}
-    data = data if data is not None else source.get("data")
+    source = config.source
+    data = data if data is not None else source.data
     if data is None:
         raise OptionError("data", ": best.yaml names no data (source.data); give the data")
-    epochs = int(epochs if epochs is not None else config.get("epochs", 1))
+    epochs = int(epochs if epochs is not None else config.epochs or 1)
     if epochs < 1:
         raise OptionError("epochs", f" must be >= 1, got {epochs}")
-    spec_yaml = config["backbone"]
+    spec_yaml = config.backbone
     spec = BackboneSpec.model_validate({"id": spec_yaml} if isinstance(spec_yaml, str)
                                        else spec_yaml)
     # the params go through the search-space validation, so a hand-edited value is checked
     params = parse_space(
-        {"backbones": [spec.id], "epochs": epochs, "params": config["params"]},
+        {"backbones": [spec.id], "epochs": epochs, "params": config.params},
         str(best) if not isinstance(best, dict) else "<best configuration>",
     ).resolve({})
-    metric = config.get("metric", "accuracy")
+    metric = config.metric
     extra = check_exports(export, quantize)
     torch_device = device_for(device)
     check_out_dir(out)  # a file or an unwritable folder fails before the training
 
     entry = get_registry().get(spec.id)
-    split_seed = int(source.get("seed", 0))
+    split_seed = int(source.seed)
     if seed is None:
-        seed = split_seed + int(source.get("trial", 0))
+        seed = split_seed + int(source.trial or 0)
     asked = DataOptions.of(**given)
     asked = asked.over(data_options) if data_options is not None else asked
-    read = asked.over(DataOptions.from_yaml(source.get("data_options"), "best.yaml source"))
-    dataset = load_data(data, val_fraction=float(source.get("val_fraction", 0.2)),
+    read = asked.over(DataOptions.from_yaml(source.data_options, "best.yaml source"))
+    dataset = load_data(data, val_fraction=float(source.val_fraction),
                         seed=split_seed, data_options=read)
     check_data(dataset)
     check_modality([spec.id], dataset)
-    classes = config.get("classes")
+    classes = config.classes
     if classes and list(classes) != dataset.classes:
         raise AutotransferError(
             f"{dataset.source}: classes {few(dataset.classes, noun='classes')} differ from the "
@@ -243,11 +246,10 @@ def train(
     result = trainer.fit(epochs, on_epoch)
     val = None
     if refit_on == "train":
-        last = result.history[-1]
-        val = {"accuracy": last.accuracy, "macro_f1": last.macro_f1}
+        val = dict(result.history[-1].scores)
     metrics: dict[str, Any] = {
         "metric": metric,
-        "search_val_score": config.get("val_score"),
+        "search_val_score": config.val_score,
         "refit_on": refit_on,
         "epochs": epochs,
         "n_train": len(dataset.train),
@@ -264,7 +266,7 @@ def train(
     )
     return TrainOutcome(
         model_dir=model_dir, backbone=spec.id, refit_on=refit_on, metric=metric,
-        val_score=config.get("val_score"), val=val, test=result.test, epochs=epochs,
+        val_score=config.val_score, val=val, test=result.test, epochs=epochs,
         history=result.history,
     )
 

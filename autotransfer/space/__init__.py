@@ -1,4 +1,5 @@
-"""Space: the search-space schema, what a space YAML may say and how it is validated.
+"""Space: the search-space schema, what a space YAML may say and how it is validated, and the
+typed result a search ends with.
 
 - ``schema``: search-space YAML -> validated ``SearchSpace`` -> ``trial.suggest_*`` calls;
 - ``yaml_file``: a space file's YAML read as its author meant (YAML 1.2 numbers, keys given
@@ -6,7 +7,8 @@
 - ``hyperparameters``: the hyperparameters a space may name (defaults, ranges, help);
 - ``methods``: the tuning methods a space may choose, and their hyperparameters;
 - ``method_names``: the names the ``method`` hyperparameter accepts (a leaf);
-- ``objectives``: what a search can optimise or bound;
+- ``objectives``: what a search can optimise or bound, and how each is obtained;
+- ``result``: ``best.yaml`` as one typed model (what a search writes, ``train`` reads);
 - ``budget``: the ``budget`` key (how a small budget is spent);
 - ``strategies``: pruners and samplers as named in a space;
 - ``defaults``: the default space of each modality (package data ``defaults/*.yaml``).

@@ -30,7 +30,7 @@ from pydantic import (
 from autotransfer.errors import SpaceError
 from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
-from autotransfer.space.objectives import COSTS, METRICS, OBJECTIVES
+from autotransfer.space.objectives import cost_names, get_objective, metric_names
 from autotransfer.space.strategies import build
 from autotransfer.space.yaml_file import describe, problem_lines, read_yaml
 
@@ -156,7 +156,7 @@ class SearchSpace(_Strict):
 
     backbones: list[BackboneSpec] = Field(min_length=1)
     epochs: int = Field(ge=1, le=1000)
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    metric: str = "accuracy"  # a registered metric (autotransfer.space.objectives)
     pruner: str | StrategySpec = "hyperband"
     sampler: str | StrategySpec = "tpe"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -226,20 +226,25 @@ class SearchSpace(_Strict):
         return value
 
     def _check_objectives(self) -> None:
+        if self.metric not in metric_names():
+            raise ValueError(f"metric: unknown metric {self.metric!r}; expected one of "
+                             + ", ".join(metric_names()))
         for name, bound in self.constraints.items():
-            if name not in COSTS:
+            if name not in cost_names():
                 raise ValueError(f"constraints.{name}: not a bounded measure; expected one of "
-                                 + ", ".join(COSTS))
+                                 + ", ".join(cost_names()))
             if not bound > 0:
                 raise ValueError(f"constraints.{name}: an upper bound must be > 0, got {bound!r}")
         if self.objectives is not None:
-            unknown = [o for o in self.objectives if o not in OBJECTIVES]
+            known = (*metric_names(), *cost_names())
+            unknown = [o for o in self.objectives if o not in known]
             if unknown:
                 raise ValueError(f"objectives: unknown objective {unknown[0]!r}; expected "
-                                 + ", ".join(OBJECTIVES))
-            metrics = [o for o in self.objectives if o in METRICS]
+                                 + ", ".join(known))
+            metrics = [o for o in self.objectives if get_objective(o).measure == "score"]
             if len(metrics) != 1 or len(set(self.objectives)) != len(self.objectives):
-                raise ValueError(f"objectives: expected one metric ({' or '.join(METRICS)}) "
+                raise ValueError(f"objectives: expected one metric "
+                                 f"({' or '.join(metric_names())}) "
                                  f"and distinct costs, got {self.objectives}")
             if "metric" in self.model_fields_set and self.metric != metrics[0]:
                 raise ValueError(f"objectives: its metric {metrics[0]!r} is not metric "

@@ -13,7 +13,12 @@ from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.listing import few
 from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.schema import SearchSpace, load_space
-from autotransfer.study.records import StudyRecord, set_study_origin, trial_records
+from autotransfer.study.records import (
+    StudyRecord,
+    set_data_options,
+    set_study_origin,
+    trial_records,
+)
 
 __all__ = ["check_backbones", "check_local_weights", "check_space"]
 
@@ -109,6 +114,30 @@ def check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -
 
         warnings.warn(f"resuming study {study.study_name!r}, created with data {record.data}, "
                       f"on {dataset.source} (same classes)", DataWarning, stacklevel=2)
+
+
+def record_data_options(study, options, dataset) -> None:
+    """Record the data options as reading ``dataset`` resolved them (the detected modality,
+    the columns read; :meth:`~autotransfer.data.options.DataOptions.resolved`); a resumed
+    study whose recorded options differ says so in one warning line (its later trials, and
+    ``train``, read the data the new way)."""
+    from autotransfer.data.options import DataOptions
+
+    now = options.resolved(dataset)
+    stored = StudyRecord.of(study).data_options
+    if stored is not None:
+        try:
+            before = DataOptions.from_yaml(stored, f"study {study.study_name!r}")
+        except AutotransferError:
+            before = None
+        changed = [] if before is None else before.differences(now)
+        if changed:
+            from autotransfer.data import DataWarning
+
+            warnings.warn(f"resuming study {study.study_name!r}, searched until now with other "
+                          f"data options ({'; '.join(changed)}): its earlier trials read the "
+                          "data the old way", DataWarning, stacklevel=2)
+    set_data_options(study, now.to_yaml())
 
 
 DATA_FINGERPRINT = "data_fingerprint"

@@ -212,8 +212,7 @@ def _record_epoch(trial, record: TrialWriter, trainer, result: EpochResult, ctx:
     if result.epoch == 1:  # load, cache, one epoch and validation: the start rule's measure
         record.first_report(marks[1] - marks[0])
     record.epoch(
-        result.epoch, EpochMetrics(result.train_loss, result.accuracy, result.macro_f1,
-                                   result.val_loss),
+        result.epoch, EpochMetrics(result.train_loss, result.scores, result.val_loss),
         activation_cache=trainer.cache_status, cache_seconds=trainer.cache_seconds,
         seconds_per_epoch=sum(seconds) / len(seconds),
         samples_per_second=result.samples_per_second,
@@ -274,7 +273,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
                     test_score=None if result.test is None else result.test[space.metric])
     record.scored({split: confusion(preds, labels, ctx.data.n_classes)
                    for split, (preds, labels) in trainer.predictions.items()},
-                  test_macro_f1=None if result.test is None else result.test["macro_f1"])
+                  test_scores=result.test)
     cost = measure_trial(trial, trainer, rule, started_at=ctx.started_at, network=spec.id)
     if ctx.keep_best is not None:
         from autotransfer.study.results.artifacts import keep_if_best

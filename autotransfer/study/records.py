@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotransfer.space.objectives import objectives
+
 # Trial user attributes (the stored keys; never rename one: databases hold them).
 BACKBONE = "backbone"  # the backbone id (the sampled label is the trial's "backbone" param)
 PRETRAINED = "pretrained"
@@ -27,7 +29,7 @@ PARAMETER_COUNT = "parameter_count"
 TRAINABLE_PARAMETERS = "trainable_parameters"
 N_GROUPS = "n_groups"
 N_FROZEN_GROUPS = "n_frozen_groups"
-EPOCH_PREFIX = "epoch_"  # epoch_<n>: {"train_loss", "accuracy", "macro_f1", "val_loss"}
+EPOCH_PREFIX = "epoch_"  # epoch_<n>: {"train_loss", "val_loss", and each metric: "accuracy"...}
 ACTIVATION_CACHE = "activation_cache"
 CACHE_SECONDS = "cache_seconds"
 FIRST_BATCH_AT = "first_batch_at"  # wall clock (time.time()) of the first training batch
@@ -49,14 +51,13 @@ FIRST_REPORT_SECONDS = "first_report_seconds"  # start to first report (--time-b
 FIRST_REPORT_UNREACHED = "first_report_unreached"  # stopped before it: the seconds are a minimum
 NOT_STARTED = "not_started"  # --time-budget did not let it start: does not count
 REFERENCE = "reference"  # "linear_probe" or "default": an enqueued reference trial
-MACRO_F1 = "macro_f1"  # the last epoch's validation macro-F1
-TEST_MACRO_F1 = "test_macro_f1"
+MACRO_F1 = "macro_f1"  # the last epoch's validation macro-F1 (0.1; epoch_<n> has every metric)
+TEST_MACRO_F1 = "test_macro_f1"  # 0.1's key; TEST_SCORES has every metric
+TEST_SCORES = "test_scores"  # {metric: value} on the test split
 CONFUSION = "confusion"  # {"val": [[...]], "test": [[...]]}: rows true, columns predicted
-# The trained model's costs (autotransfer.finetune.cost), measured after training
-LATENCY_MS = "latency_ms"  # median forward pass at batch 1, milliseconds
-THROUGHPUT = "throughput"  # samples per second at the evaluation batch size
-PARAMS_COUNT = "params_count"  # every parameter of the trained model, head included
-SIZE_MB = "size_mb"  # the exported weights, 10**6 bytes
+# The trained model's costs (autotransfer.finetune.cost), measured after training, are stored
+# under each cost objective's key (autotransfer.space.objectives: latency_ms, throughput,
+# params_count, size_mb, peak_memory_mb, and any registered later).
 MEASURE_SECONDS = "measure_seconds"  # what measuring them took
 LATENCY_THREADS = "latency_threads"  # torch's intra-op threads while latency_ms was measured
 VIOLATIONS = "constraint_violations"  # {name: value - bound} of the space's constraints
@@ -77,17 +78,35 @@ STUDY_COSTS = "backbone_costs"  # {backbone id: its timed step} (study.backbone_
 STUDY_PENDING_REFERENCES = "pending_references"  # [[kind, params]]: enqueued after the probes
 STUDY_REFERENCE_UNTIL = "reference_until"  # the end of the references' share, time.time()
 STUDY_RUN_STARTS = "run_starts"  # time.time() of each run of the search (best_so_far's origin)
+# the data options as resolved (modality, columns read, data store): best.yaml's
+# source.data_options (autotransfer.data.options; the key is data.options.DATA_OPTIONS_ATTR)
+STUDY_DATA_OPTIONS = "data_options"
 
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """One epoch's training loss and validation scores (None where a record written by an
+    """One epoch's training loss and validation scores: ``scores`` maps each metric computed
+    (:mod:`autotransfer.space.objectives`) to its value (None where a record written by an
     older version, or by hand, lacks them)."""
 
     train_loss: float | None
-    accuracy: float | None
-    macro_f1: float | None
+    scores: dict[str, float] = field(default_factory=dict)
     val_loss: float | None = None  # mean cross-entropy on the validation split (nats)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.scores.get("accuracy")
+
+    @property
+    def macro_f1(self) -> float | None:
+        return self.scores.get("macro_f1")
+
+    @classmethod
+    def of_attr(cls, value: dict[str, Any]) -> EpochMetrics:
+        """The metrics of a stored ``epoch_<n>`` mapping."""
+        scores = {k: v for k, v in value.items() if k not in ("train_loss", "val_loss")
+                  and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return cls(value.get("train_loss"), scores, value.get("val_loss"))
 
 
 @dataclass(frozen=True)
@@ -135,18 +154,15 @@ class TrialRecord:
     retry_of: int | None = None
     warm_start: dict[str, Any] | None = None
     reference: str | None = None
-    macro_f1: float | None = None
-    test_macro_f1: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # the last epoch's val metrics
+    test_scores: dict[str, float] = field(default_factory=dict)  # metric -> test value
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
     duration_seconds: float | None = None
     first_report_seconds: float | None = None
     first_report_unreached: bool = False
     not_started: bool = False
     values: tuple[float, ...] | None = None  # every objective's value (the metric's first)
-    latency_ms: float | None = None
-    throughput: float | None = None
-    params_count: int | None = None
-    size_mb: float | None = None
+    costs: dict[str, float] = field(default_factory=dict)  # cost objective name -> measured
     measure_seconds: float | None = None
     violations: dict[str, float] = field(default_factory=dict)  # value - bound, per bound
 
@@ -171,9 +187,7 @@ class TrialRecord:
         for key, value in attrs.items():
             if (key.startswith(EPOCH_PREFIX) and key[len(EPOCH_PREFIX):].isdigit()
                     and isinstance(value, dict)):
-                epochs[int(key[len(EPOCH_PREFIX):])] = EpochMetrics(
-                    value.get("train_loss"), value.get("accuracy"), value.get("macro_f1"),
-                    value.get("val_loss"))
+                epochs[int(key[len(EPOCH_PREFIX):])] = EpochMetrics.of_attr(value)
         return cls(
             number=trial.number,
             state=state,
@@ -213,21 +227,39 @@ class TrialRecord:
             retry_of=attrs.get(RETRY_OF),
             warm_start=attrs.get(WARM_START),
             reference=attrs.get(REFERENCE),
-            macro_f1=attrs.get(MACRO_F1),
-            test_macro_f1=attrs.get(TEST_MACRO_F1),
+            scores=_last_scores(epochs, attrs),
+            test_scores=_test_scores(attrs),
             confusion=dict(attrs.get(CONFUSION) or {}),
             duration_seconds=trial.duration.total_seconds() if trial.duration else None,
             first_report_seconds=attrs.get(FIRST_REPORT_SECONDS),
             first_report_unreached=bool(attrs.get(FIRST_REPORT_UNREACHED, False)),
             not_started=bool(attrs.get(NOT_STARTED, False)),
             values=tuple(trial.values) if trial.values else None,
-            latency_ms=attrs.get(LATENCY_MS),
-            throughput=attrs.get(THROUGHPUT),
-            params_count=attrs.get(PARAMS_COUNT),
-            size_mb=attrs.get(SIZE_MB),
+            costs=costs_of(attrs),
             measure_seconds=attrs.get(MEASURE_SECONDS),
             violations=dict(attrs.get(VIOLATIONS) or {}),
         )
+
+
+def _last_scores(epochs: dict[int, EpochMetrics], attrs: dict[str, Any]) -> dict[str, float]:
+    """The last recorded epoch's metrics (a 0.1 record without epochs: its ``macro_f1``)."""
+    scores = dict(epochs[max(epochs)].scores) if epochs else {}
+    if MACRO_F1 in attrs and "macro_f1" not in scores:
+        scores["macro_f1"] = attrs[MACRO_F1]
+    return scores
+
+
+def _test_scores(attrs: dict[str, Any]) -> dict[str, float]:
+    scores = dict(attrs.get(TEST_SCORES) or {})
+    if TEST_MACRO_F1 in attrs and "macro_f1" not in scores:  # a 0.1 record
+        scores["macro_f1"] = attrs[TEST_MACRO_F1]
+    return scores
+
+
+def costs_of(attrs: dict[str, Any]) -> dict[str, float]:
+    """``{cost objective name: value}`` of the costs a trial's attributes record (each under
+    its objective's ``key``, :mod:`autotransfer.space.objectives`)."""
+    return {o.name: attrs[o.key] for o in objectives("cost") if attrs.get(o.key) is not None}
 
 
 def trial_records(study, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
@@ -291,12 +323,12 @@ class TrialWriter:
         self._set(PEAK_MEMORY, round(peak_memory_mib, 1))
         self._set(f"{EPOCH_PREFIX}{number}", {
             "train_loss": round(metrics.train_loss, 5),
-            "accuracy": round(metrics.accuracy, 5),
-            "macro_f1": round(metrics.macro_f1, 5),
+            **{name: round(value, 5) for name, value in metrics.scores.items()},
             **({} if metrics.val_loss is None or math.isnan(metrics.val_loss)
                else {"val_loss": round(metrics.val_loss, 5)}),
         })
-        self._set(MACRO_F1, round(metrics.macro_f1, 5))
+        if metrics.macro_f1 is not None:  # 0.1's key, kept for its readers
+            self._set(MACRO_F1, round(metrics.macro_f1, 5))
 
     def finished(self, *, n_groups: int, n_frozen_groups: int, trainable_parameters: int,
                  test_score: float | None) -> None:
@@ -308,16 +340,19 @@ class TrialWriter:
             self._set(TEST_SCORE, test_score)
 
     def scored(self, confusion: dict[str, list[list[int]]],
-               test_macro_f1: float | None) -> None:
-        """The trained model's confusion matrices (per split) and its test macro-F1."""
+               test_scores: dict[str, float] | None) -> None:
+        """The trained model's confusion matrices (per split) and its test metrics."""
         self._set(CONFUSION, confusion)
-        if test_macro_f1 is not None:
-            self._set(TEST_MACRO_F1, round(test_macro_f1, 5))
+        if test_scores:
+            self._set(TEST_SCORES, {k: round(v, 5) for k, v in test_scores.items()})
+            if "macro_f1" in test_scores:  # 0.1's key, kept for its readers
+                self._set(TEST_MACRO_F1, round(test_scores["macro_f1"], 5))
 
     def measured(self, cost: dict[str, float], seconds: float) -> None:
-        """The trained model's ``latency_ms``, ``throughput``, ``params_count`` and
-        ``size_mb`` (:func:`autotransfer.finetune.cost.measure_cost`), and the seconds taken."""
-        for key in (LATENCY_MS, THROUGHPUT, PARAMS_COUNT, SIZE_MB, LATENCY_THREADS):
+        """The trained model's costs (:func:`autotransfer.finetune.cost.measure_cost`: each
+        registered cost's ``key`` found in ``cost``, and ``latency_threads``) and the seconds
+        the measurement took."""
+        for key in (*(o.key for o in objectives("cost")), LATENCY_THREADS):
             if key in cost:
                 self._set(key, cost[key])
         self._set(MEASURE_SECONDS, round(seconds, 3))
@@ -385,6 +420,7 @@ class StudyRecord:
     pending_references: list[list[Any]] | None = None  # [kind, params] held for the probes
     reference_until: float | None = None  # the references' share ends (study.reference_share)
     run_starts: list[float] | None = None  # each run of the search began (time.time())
+    data_options: dict[str, Any] | None = None  # DataOptions.to_yaml() of what was read
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -405,6 +441,7 @@ class StudyRecord:
             pending_references=attrs.get(STUDY_PENDING_REFERENCES),
             reference_until=attrs.get(STUDY_REFERENCE_UNTIL),
             run_starts=attrs.get(STUDY_RUN_STARTS),
+            data_options=attrs.get(STUDY_DATA_OPTIONS),
         )
 
 
@@ -417,6 +454,11 @@ def set_study_origin(study, space_fingerprint: str, data: str) -> None:
 def set_selection(study, selection: dict[str, Any]) -> None:
     """How the study picks its best trial (:func:`autotransfer.study.selection.rule_of`)."""
     study.set_user_attr(STUDY_SELECTION, selection)
+
+
+def set_data_options(study, options: dict[str, Any]) -> None:
+    """The data options the search resolved (``DataOptions.resolved(...).to_yaml()``)."""
+    study.set_user_attr(STUDY_DATA_OPTIONS, options)
 
 
 def set_prescreen(study, prescreen: dict[str, Any]) -> None:

@@ -3,11 +3,13 @@
 Three steps, in this order:
 
 1. **Feasible set**: the completed trials that exceed none of the space's ``constraints``
-   (upper bounds on ``latency_ms``, ``params``, ``size_mb``; a trial records ``value - bound``
-   per bound, :data:`~autotransfer.study.records.VIOLATIONS`). An infeasible trial is never best.
+   (bounds on the costs of :mod:`autotransfer.space.objectives`: an upper bound on a
+   minimised one such as ``latency_ms``, a lower bound on a maximised one such as
+   ``throughput``; a trial records how far past each bound it is,
+   :data:`~autotransfer.study.records.VIOLATIONS`). An infeasible trial is never best.
 2. **Pareto front**: the feasible trials no other feasible trial dominates on the study's
    objectives (the metric first, then ``objectives``' costs; directions from
-   :data:`autotransfer.space.objectives.OBJECTIVES`). With one objective, the front is the
+   :func:`autotransfer.space.objectives.get_objective`). With one objective, the front is the
    trials that share the top score.
 3. **Pick**: the front ranked by the ``pick`` objective (default: the metric, so "the highest
    score on the front"), ties broken by the other objectives in order, then by the earlier
@@ -26,12 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotransfer.space.objectives import get_objective
+from autotransfer.space.objectives import get_objective, objectives
 from autotransfer.study.records import StudyRecord, TrialRecord, set_selection, trial_records
 from autotransfer.study.results.intervals import pick_best
 
-#: An objective's name -> the TrialRecord field that holds it (a cost's measured value).
-_FIELDS = {"latency_ms": "latency_ms", "params": "params_count", "size_mb": "size_mb"}
+
+def _measured(cost: dict[str, float], name: str) -> float | None:
+    """Cost objective ``name`` in a measurement's result (under the objective's key)."""
+    found = cost.get(get_objective(name).key)
+    return None if found is None else float(found)
 
 
 @dataclass(frozen=True)
@@ -96,19 +101,22 @@ def value_of(record: TrialRecord, name: str, rule: Rule) -> float | None:
         return record.values[rule.objectives.index(name)]
     if name == rule.objectives[0]:
         return record.value
-    found = getattr(record, _FIELDS.get(name, name), None)
+    found = record.costs.get(name)
     return None if found is None else float(found)
 
 
 def objective_values(rule: Rule, score: float, cost: dict[str, float]) -> tuple[float, ...]:
     """What the trial returns to Optuna: its score, then each cost objective's measure."""
-    return (score, *(float(cost[_FIELDS.get(name, name)]) for name in rule.objectives[1:]))
+    return (score, *(float(cost[get_objective(name).key]) for name in rule.objectives[1:]))
 
 
 def violations(rule: Rule, cost: dict[str, float]) -> dict[str, float]:
-    """``{bound: measured - bound}`` of the rule's constraints (feasible where <= 0)."""
-    return {name: round(float(cost[_FIELDS.get(name, name)]) - bound, 6)
-            for name, bound in rule.constraints.items() if _FIELDS.get(name, name) in cost}
+    """``{bound: how far past it}`` of the rule's constraints (feasible where <= 0):
+    ``measured - bound`` for a minimised cost (an upper bound), ``bound - measured`` for a
+    maximised one (``throughput``: a lower bound)."""
+    found = {name: _measured(cost, name) for name in rule.constraints}
+    return {name: round(get_objective(name).violation(value, rule.constraints[name]), 6)
+            for name, value in found.items() if value is not None}
 
 
 def feasible(records: list[TrialRecord]) -> list[TrialRecord]:
@@ -225,8 +233,8 @@ def is_best_so_far(study, number: int, score: float, cost: dict[str, float]) -> 
                            sampled={}, epochs_reported=0)
     mine = replace(template, values=objective_values(rule, score, cost)
                    if rule.multi_objective else None,
-                   latency_ms=cost.get("latency_ms"), params_count=cost.get("params_count"),
-                   size_mb=cost.get("size_mb"), violations=violations(rule, cost))
+                   costs={o.name: cost[o.key] for o in objectives("cost") if o.key in cost},
+                   violations=violations(rule, cost))
     best = pick([*records, mine], rule)
     return best is not None and best.number == number
 
@@ -255,12 +263,16 @@ def least_violating(study) -> str | None:
                    if k in rule.constraints)
 
     def number(name: str, x: float) -> str:  # a count with separators, a measure as is
-        return f"{x:,.0f}" if name == "params" else f"{x:g}"
+        return f"{x:,.0f}" if get_objective(name).fmt == "," else f"{x:g}"
+
+    def past(name: str, v: float) -> str:  # "latency_ms 12 > 10 (+20%)"; a lower bound: <
+        objective, bound = get_objective(name), rule.constraints[name]
+        measured = bound - v * objective.sign
+        return (f"{name} {number(name, measured)} {'<' if objective.sign > 0 else '>'} "
+                f"{number(name, bound)} (+{v / bound:.0%})")
 
     worst = min(records, key=excess)
-    over = ", ".join(f"{k} {number(k, v + rule.constraints[k])} > "
-                     f"{number(k, rule.constraints[k])} (+{v / rule.constraints[k]:.0%})"
-                     for k, v in worst.violations.items() if v > 0)
+    over = ", ".join(past(k, v) for k, v in worst.violations.items() if v > 0)
     return (f"no trial meets the constraints; the least violating is trial {worst.number} "
             f"({worst.backbone or worst.label}): {over}")
 

@@ -22,17 +22,23 @@ from autotransfer.data import (
     warn_cross_split_duplicates,
 )
 from autotransfer.data.checks import check_modality
-from autotransfer.data.options import DATA_OPTIONS_ATTR, DataOptions
+from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.outputs import check_out_dir
 from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.budget import timebudget
 from autotransfer.study.budget.pruners import make_pruner, make_sampler, resumed_line
-from autotransfer.study.checks import check_backbones, check_local_weights, check_same_origin
+from autotransfer.study.checks import (
+    check_backbones,
+    check_local_weights,
+    check_same_origin,
+    record_data_options,
+)
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.progress import Progress
 from autotransfer.study.records import (
+    StudyRecord,
     TrialRecord,
     add_run_start,
     set_write_seconds,
@@ -273,7 +279,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
                                     pruner=make_pruner(space, say=True))
         check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
-        study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
+        record_data_options(study, options.data_options, dataset)
         start_selection(study, space)  # the pick rule, and the objectives' names for the dashboard
         add_run_start(study, began)
     lock = StudyLock(study_storage, study.study_name)
@@ -445,16 +451,22 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
     out_dir = Path(options.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_leaderboard_csv(rows, out_dir / "leaderboard.csv")
+    exports = None
+    if options.keep_dir is not None:
+        from autotransfer.study.results.artifacts import fetch_best
+
+        if fetch_best(study, options.keep_dir, out_dir / "best-model") is not None:
+            kept = StudyRecord.of(study).kept_model or {}
+            exports = [{"path": "best-model", "trial": kept.get("trial")}]
     best = best_config(study, options.space, data=str(prepared.dataset.source),
-                       storage=mask_url(options.storage), space_file=prepared.space_file)
+                       storage=mask_url(options.storage), space_file=prepared.space_file,
+                       exports=exports)
+    if best is not None and exports and exports[0]["trial"] != best["source"]["trial"]:
+        best.pop("exports")  # the kept model is another trial's (kept before a tie rule)
     best_path = None
     if best is not None:
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
-    if options.keep_dir is not None:
-        from autotransfer.study.results.artifacts import fetch_best
-
-        fetch_best(study, options.keep_dir, out_dir / "best-model")
     try:  # plots and report.md; results above are already saved whatever happens here
         until = None if prepared.deadline is None else prepared.deadline.at - 2.0
         write_report(study, out_dir, metric=options.space.metric, best=best, until=until,

@@ -1,20 +1,38 @@
-"""``pareto_front.{png,html}``: validation score against latency, the front drawn, the
-reference trials marked (written with the report in multi-objective mode, and whenever the
-trials were measured and one of them is over a bound)."""
+"""``pareto_front.{png,html}``: the validation score against the study's own cost objective,
+the front drawn, the reference trials marked (written with the report in multi-objective mode,
+and whenever the trials were measured and one of them is over a bound).
+
+The x axis is the study's first cost objective (``objectives: [accuracy, size_mb]`` draws
+``size_mb``); a study with one objective and ``constraints`` draws its first bounded cost. The
+front's staircase follows the cost's direction: a minimised cost (latency) attains at each x
+the best score at or left of it, a maximised one (throughput) the best at or right of it. With
+more than two objectives the front is a set in more dimensions: its members are marked, with
+no staircase (a 2-D projection of it is not one).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from autotransfer.space.objectives import Objective, cost_names, get_objective
 from autotransfer.study.records import trial_records
 from autotransfer.study.selection import front_of, rule_of
 
 
-def _points(study):
-    """(all measured completed records, the front ranked by the pick, latency's axis name)."""
-    records = [r for r in trial_records(study, ("complete",)) if r.latency_ms is not None]
-    front = [r for r in front_of(study) if r.latency_ms is not None]
-    return records, sorted(front, key=lambda r: r.latency_ms)
+def axis_objective(rule) -> Objective | None:
+    """The cost drawn on the x axis: the rule's first cost objective, else its first bounded
+    cost; None when it has neither."""
+    for name in (*rule.objectives[1:], *rule.constraints):
+        if name in cost_names():
+            return get_objective(name)
+    return None
+
+
+def _points(study, cost: Objective):
+    """(the measured completed records, the front sorted along the cost's axis)."""
+    records = [r for r in trial_records(study, ("complete",)) if cost.name in r.costs]
+    front = [r for r in front_of(study) if cost.name in r.costs]
+    return records, sorted(front, key=lambda r: r.costs[cost.name])
 
 
 def front_plots(study, metric: str, references: dict[str, dict[str, Any]]
@@ -22,53 +40,68 @@ def front_plots(study, metric: str, references: dict[str, dict[str, Any]]
     """name -> (plotly figure builder, matplotlib axes builder); empty unless the study has
     several objectives or constraints and measured trials."""
     rule = rule_of(study)
-    records, front = _points(study)
-    if not records or not (rule.multi_objective or rule.constraints):
+    cost = axis_objective(rule)
+    if cost is None or not (rule.multi_objective or rule.constraints):
+        return {}
+    records, front = _points(study, cost)
+    if not records:
         return {}
     marked = {ref["trial"]: kind for kind, ref in references.items()}
     refs = [r for r in records if r.reference or r.number in marked]
-    return {"pareto_front": (lambda: _plotly(records, front, refs, metric),
-                             lambda: _matplotlib(records, front, refs, metric))}
+    step = len(rule.objectives) <= 2  # a staircase only for a 2-D front
+    return {"pareto_front": (lambda: _plotly(records, front, refs, metric, cost, step),
+                             lambda: _matplotlib(records, front, refs, metric, cost, step))}
 
 
-def _plotly(records, front, refs, metric: str):
+def _axis_title(cost: Objective) -> str:
+    return f"{cost.name} ({cost.unit}, {cost.direction[:3]})" if cost.unit else cost.name
+
+
+def _plotly(records, front, refs, metric: str, cost: Objective, step: bool):
     import plotly.graph_objects as go
 
     def trace(rs, name, **style):
-        return go.Scatter(x=[r.latency_ms for r in rs], y=[r.value for r in rs], name=name,
-                          text=[f"trial {r.number}: {r.label}" for r in rs], **style)
+        return go.Scatter(x=[r.costs[cost.name] for r in rs], y=[r.value for r in rs],
+                          name=name, text=[f"trial {r.number}: {r.label}" for r in rs], **style)
 
+    shape = "hv" if cost.direction == "minimize" else "vh"
     figure = go.Figure([
         trace([r for r in records if r.feasible], "feasible", mode="markers"),
         trace([r for r in records if not r.feasible], "infeasible", mode="markers",
               marker={"symbol": "x"}),
-        trace(front, "Pareto front", mode="lines+markers", line={"shape": "hv"}),
+        trace(front, "Pareto front", mode="lines+markers" if step else "markers",
+              line={"shape": shape}),
         trace(refs, "references", mode="markers",
               marker={"symbol": "diamond-open", "size": 14}),
     ])
-    figure.update_layout(title="Score against latency", xaxis_title="latency (ms, batch 1)",
+    figure.update_layout(title=f"Score against {cost.name}", xaxis_title=_axis_title(cost),
                          yaxis_title=f"validation {metric}")
     return figure
 
 
-def _matplotlib(records, front, refs, metric: str):
+def _matplotlib(records, front, refs, metric: str, cost: Objective, step: bool):
     import matplotlib.pyplot as plt
+
+    def xs(rs):
+        return [r.costs[cost.name] for r in rs]
 
     figure, axes = plt.subplots()
     ok = [r for r in records if r.feasible]
     over = [r for r in records if not r.feasible]
-    axes.scatter([r.latency_ms for r in ok], [r.value for r in ok], c="C0", label="feasible")
+    axes.scatter(xs(ok), [r.value for r in ok], c="C0", label="feasible")
     if over:
-        axes.scatter([r.latency_ms for r in over], [r.value for r in over], c="C3", marker="x",
-                     label="infeasible")
-    if front:
-        axes.step([r.latency_ms for r in front], [r.value for r in front], where="post",
-                  c="C1", marker="o", label="Pareto front")
+        axes.scatter(xs(over), [r.value for r in over], c="C3", marker="x", label="infeasible")
+    if front and step:
+        axes.step(xs(front), [r.value for r in front], c="C1", marker="o", label="Pareto front",
+                  where="post" if cost.direction == "minimize" else "pre")
+    elif front:
+        axes.scatter(xs(front), [r.value for r in front], c="C1", marker="o",
+                     label="Pareto front")
     if refs:
-        axes.scatter([r.latency_ms for r in refs], [r.value for r in refs], s=140,
+        axes.scatter(xs(refs), [r.value for r in refs], s=140,
                      facecolors="none", edgecolors="k", marker="D", label="references")
-    axes.set_xlabel("latency (ms, batch 1)")
+    axes.set_xlabel(_axis_title(cost))
     axes.set_ylabel(f"validation {metric}")
-    axes.set_title("Score against latency")
+    axes.set_title(f"Score against {cost.name}")
     axes.legend()
     return axes

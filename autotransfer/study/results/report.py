@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from autotransfer.data.options import DATA_OPTIONS_ATTR
+from autotransfer.space.objectives import Objective, cost_names, get_objective, objectives
+from autotransfer.space.result import SCHEMA, BestResult
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
 from autotransfer.study.results.intervals import intervals_of, tie_note
@@ -28,6 +29,8 @@ def leaderboard(study) -> list[dict[str, Any]]:
     from autotransfer.study.selection import ordered, rule_of
 
     records = trial_records(study, FINISHED)
+    rule = rule_of(study)
+    metric = None if rule.objectives[0] == "score" else rule.objectives[0]  # older: guessed
     rows = [
         {
             "trial": r.number,
@@ -43,13 +46,13 @@ def leaderboard(study) -> list[dict[str, Any]]:
             "seconds_per_epoch": r.seconds_per_epoch,
             "reason": r.reason,
             "reference": r.reference or "",  # linear_probe, default or empty
-            **cost_columns(r),  # latency_ms, throughput, params_count, size_mb, feasible
-            **intervals_of(r),  # val_score_ci95, test_score_ci95 (study.results.intervals)
+            **cost_columns(r),  # each registered cost (by its key), then feasible
+            **intervals_of(r, metric),  # val_score_ci95, test_score_ci95 (.intervals)
         }
         for r in records
     ]
     order = {"complete": 0, "pruned": 1, "fail": 2}
-    picked = {r.number: i for i, r in enumerate(ordered(records, rule_of(study)))}
+    picked = {r.number: i for i, r in enumerate(ordered(records, rule))}
     # an infeasible completed trial (over a constraint) comes after every feasible one
     rows.sort(key=lambda r: (order[r["state"]], r["feasible"] is False,
                              picked.get(r["trial"], len(picked)), -(r["val_score"] or 0.0)))
@@ -60,8 +63,7 @@ def cost_columns(r: TrialRecord) -> dict[str, Any]:
     """A leaderboard row's measured costs and ``feasible`` (True, False, or "" without
     constraints); an infeasible trial's reason names the bounds it exceeds."""
     over = {k: v for k, v in r.violations.items() if v > 0}
-    return {"latency_ms": r.latency_ms, "throughput": r.throughput,
-            "params_count": r.params_count, "size_mb": r.size_mb,
+    return {**{o.key: r.costs.get(o.name) for o in objectives("cost")},
             "feasible": (not over) if r.violations else "",
             **({"reason": "infeasible: " + ", ".join(f"{k} +{v:g} over the bound"
                                                      for k, v in over.items())}
@@ -89,13 +91,17 @@ def _own_params(params: dict[str, Any], backbone_id: str) -> dict[str, Any]:
     return for_modality(params, modality)
 
 
-def best_config(study, space: SearchSpace, *, data: str, storage: str, space_file: str | None):
-    """The best completed trial as the ``best.yaml`` mapping (None when no trial completed)."""
+def best_config(study, space: SearchSpace, *, data: str, storage: str, space_file: str | None,
+                exports: list[dict[str, Any]] | None = None):
+    """The best completed trial as the ``best.yaml`` mapping (None when no trial completed),
+    checked against :class:`autotransfer.space.result.BestResult` (``schema: 2``);
+    ``exports``: the model folders made from it (``[{path, trial}]``)."""
     best = best_trial(study)
     if best is None:
         return None
     spec = space.backbone(best.sampled["backbone"])
     config: dict[str, Any] = {
+        "schema": SCHEMA,
         "backbone": spec.to_yaml(),
         "params": _own_params(best.params or space.resolve(best.sampled), spec.id),
         "epochs": space.epochs,
@@ -107,6 +113,8 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     config.update({k: v for k, v in intervals_of(best, space.metric).items() if v is not None})
     config["classes"] = best.classes
     config.update(best_costs(best))
+    config["scores"] = {split: dict(found) for split, found in
+                        (("val", best.scores), ("test", best.test_scores)) if found}
     config.update(outcome(study, best))
     config.update(front_config(study, space))
     config["source"] = {
@@ -117,17 +125,18 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
         "space": space_file,
         "val_fraction": space.val_fraction,  # train --refit-on train re-creates the same split
         "storage": storage,  # already masked by the caller
-        # modality, columns and data store as the search read them (autotransfer.data.options)
-        "data_options": study.user_attrs.get(DATA_OPTIONS_ATTR),
+        # modality, columns and data store as the search resolved them (data.options)
+        "data_options": StudyRecord.of(study).data_options,
     }
-    return config
+    if exports:
+        config["exports"] = exports
+    return BestResult.parse(config, "best.yaml").to_mapping()
 
 
 def best_costs(best: TrialRecord) -> dict[str, Any]:
     """best.yaml's measured costs of the picked trial (those recorded)."""
-    found = {"latency_ms": best.latency_ms, "throughput": best.throughput,
-             "params_count": best.params_count, "size_mb": best.size_mb}
-    return {k: v for k, v in found.items() if v is not None}
+    return {get_objective(name).key: value for name, value in best.costs.items()
+            if name in cost_names()}
 
 
 def front_config(study, space: SearchSpace) -> dict[str, Any]:
@@ -143,11 +152,17 @@ def front_config(study, space: SearchSpace) -> dict[str, Any]:
         spec = space.backbone(r.sampled["backbone"])
         front.append({"trial": r.number, "backbone": spec.to_yaml(),
                       "params": _own_params(r.params or space.resolve(r.sampled), spec.id),
-                      "val_score": float(r.value), "latency_ms": r.latency_ms,
-                      "params_count": r.params_count, "size_mb": r.size_mb})
+                      "val_score": float(r.value),
+                      **{o.key: r.costs.get(o.name) for o in _front_costs(rule)}})
     extra = {"constraints": dict(rule.constraints)} if rule.constraints else {}
     return {"objectives": list(rule.objectives), "pick": rule.pick or rule.objectives[0],
             **extra, "pareto_front": front}
+
+
+def _front_costs(rule) -> list[Objective]:
+    """The costs a front member lists: 0.1's three, then the rule's other cost objectives."""
+    shown = ["latency_ms", "params", "size_mb", *rule.objectives[1:]]
+    return [get_objective(n) for n in dict.fromkeys(shown) if n in cost_names()]
 
 
 def outcome(study, best: TrialRecord) -> dict[str, Any]:
@@ -162,8 +177,8 @@ def outcome(study, best: TrialRecord) -> dict[str, Any]:
             per_class = per_class_scores(best.confusion[split], best.classes or [])
             found[f"{prefix}macro_f1"] = macro_f1(per_class)
             found[f"{prefix}per_class"] = per_class
-    if "macro_f1" not in found and best.macro_f1 is not None:
-        found["macro_f1"] = best.macro_f1  # a trial recorded before per-class scores
+    if "macro_f1" not in found and best.scores.get("macro_f1") is not None:
+        found["macro_f1"] = best.scores["macro_f1"]  # recorded before per-class scores
     found["references"] = best_references(study)
     effect = transfer_effect_of(study)
     if effect is not None:
@@ -281,7 +296,8 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
                                                    **target),
         )
     plots.update(front_plots(study, metric, (best or {}).get("references", {})))
-    trial = None if best is None else study.get_trials(deepcopy=False)[best["source"]["trial"]]
+    trial = None if best is None else TrialRecord.from_frozen(
+        study.get_trials(deepcopy=False)[best["source"]["trial"]])
     plots.update(outcome_plots(study, metric, (best or {}).get("references", {}), trial))
     return plots
 
@@ -383,9 +399,11 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
                      f"{fmt(r['val_score'])} | {fmt(r['test_score'])} | {r['epochs']} | "
                      f"{r['method']} | {fmt(r['freeze_fraction'], '.2f')} | "
                      f"{fmt(r['trainable_params'], ',')} | {fmt(r['lr'], '.1e')} |")
+    costs = objectives("cost")
     lines += ["", "## Leaderboard", "", "| trial | state | backbone | method | trainable | val | "
-              "val 95% | test | test 95% | epochs | latency ms | samples/s | params | MB | why |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "val 95% | test | test 95% | epochs | "
+              + "".join(f"{o.label} | " for o in costs) + "why |",
+              "|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(costs) + 1)]
     for r in rows:
         reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | {r['method']} | "
@@ -393,8 +411,8 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
                      f"{fmt(r['val_score'])} | {_ci(r.get('val_score_ci95'), bare=True)} | "
                      f"{fmt(r['test_score'])} | {_ci(r.get('test_score_ci95'), bare=True)} | "
                      f"{r['epochs']} | "
-                     f"{fmt(r['latency_ms'], '.2f')} | {fmt(r['throughput'], '.0f')} | "
-                     f"{fmt(r['params_count'], ',')} | {fmt(r['size_mb'], '.1f')} | {reason} |")
+                     + "".join(f"{fmt(r.get(o.key), o.fmt)} | " for o in costs)
+                     + f"{reason} |")
     note = tie_note(rows)
     lines += ["", f"Note: {note}."] if note else []
     lines += _front_lines(best)
@@ -434,14 +452,15 @@ def _front_lines(best: dict[str, Any] | None) -> list[str]:
     front = (best or {}).get("pareto_front")
     if not front:
         return []
+    costs = [o for o in objectives("cost") if o.key in front[0]]  # those best.yaml lists
     lines = ["", f"## Pareto front ({', '.join(best['objectives'])}; picked by "
              f"{best['pick']}: trial {best['source']['trial']})", "",
-             "| trial | backbone | val | latency ms | params | MB |", "|---|---|---|---|---|---|"]
+             "| trial | backbone | val | " + "".join(f"{o.label} | " for o in costs),
+             "|---|---|---|" + "---|" * len(costs)]
     for m in front:
         name = m["backbone"] if isinstance(m["backbone"], str) else m["backbone"]["id"]
         lines.append(f"| {m['trial']} | `{name}` | {fmt(m['val_score'])} | "
-                     f"{fmt(m['latency_ms'], '.2f')} | {fmt(m['params_count'], ',')} | "
-                     f"{fmt(m['size_mb'], '.1f')} |")
+                     + "".join(f"{fmt(m.get(o.key), o.fmt)} | " for o in costs))
     return lines
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.space.objectives import get_objective
+from autotransfer.study.records import trial_records
+
 # a trial whose epoch loss exceeds this many times its first step's loss has diverged
 DIVERGENCE_FACTOR = 10.0
 
@@ -64,31 +67,26 @@ def divergence(train_loss: float, first_loss: float | None, epoch: int) -> str |
 
 
 def chance_level(labels: Any, n_classes: int, metric: str) -> float:
-    """The ``metric`` of always predicting the majority class of ``labels`` (the majority-class
-    rate for accuracy)."""
+    """The ``metric`` (a registered one, :mod:`autotransfer.space.objectives`) of always
+    predicting the majority class of ``labels`` (the majority-class rate for accuracy)."""
     labels = np.asarray(labels)
     if len(labels) == 0:
         return 0.0
     majority = np.bincount(labels, minlength=n_classes).argmax()
-    if metric == "accuracy":
-        return float((labels == majority).mean())
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(labels, np.full_like(labels, majority), average="macro",
-                          labels=sorted(set(labels.tolist())), zero_division=0))
+    compute = get_objective(metric).compute
+    assert compute is not None  # a metric always has one
+    return float(compute(labels, np.full_like(labels, majority)))
 
 
 def chance_warning(study, chance: float, metric: str) -> str | None:
     """One line when every finished trial of ``study`` scored at chance level (or diverged)."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    trials = trial_records(study, ("complete", "pruned"))
     if not trials:
         return None
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    diverged = [t for t in trials if str(t.user_attrs.get("prune_reason", "")).startswith(
-        "diverged")]
-    at_chance = all(t.values[0] <= chance + 1e-6 for t in complete)  # the score is first
+    complete = [r for r in trials if r.state == "complete"]
+    diverged = [r for r in trials if (r.prune_reason or "").startswith("diverged")]
+    at_chance = all(r.value is not None and r.value <= chance + 1e-6  # the score is first
+                    for r in complete)
     advice = "try a lower learning-rate range (e.g. params.lr high: 1.0e-3)"
     if complete and at_chance:
         return (f"every finished trial scored at chance level (val {metric} <= {chance:.4f}, "
@@ -128,15 +126,16 @@ def best_so_far(study) -> tuple[list[float], list[float], list[tuple[float, floa
 def outcome_plots(study, metric: str, references: dict[str, dict[str, Any]],
                   best_trial) -> dict[str, tuple[Any, Any]]:
     """name -> (plotly figure builder, matplotlib axes builder) of ``best_so_far`` and the best
-    trial's validation ``confusion_matrix`` (when recorded)."""
+    trial's validation ``confusion_matrix`` (when recorded); ``best_trial`` is its
+    :class:`~autotransfer.study.records.TrialRecord` (or None)."""
     plots: dict[str, tuple[Any, Any]] = {}
     seconds, best, startups = best_so_far(study)
     if seconds:
         plots["best_so_far"] = (
             lambda: _best_so_far_plotly(seconds, best, references, metric, startups),
             lambda: _best_so_far_matplotlib(seconds, best, references, metric, startups))
-    matrix = None if best_trial is None else best_trial.user_attrs.get("confusion", {}).get("val")
-    classes = None if best_trial is None else best_trial.user_attrs.get("classes")
+    matrix = None if best_trial is None else best_trial.confusion.get("val")
+    classes = None if best_trial is None else best_trial.classes
     if matrix and classes:
         title = f"Confusion matrix of trial {best_trial.number} (validation)"
         plots["confusion_matrix"] = (lambda: _confusion_plotly(matrix, classes, title),

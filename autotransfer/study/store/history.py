@@ -7,7 +7,9 @@ Two tables live in the study's own database (any SQLAlchemy URL: SQLite, Postgre
   (k-NN and LogME scores, mean feature vector);
 - ``autotransfer_transfers``: one row per completed trial — backbone, every hyperparameter,
   score, epochs, seconds, and the trained model's measured costs (``latency_ms``,
-  ``params_count``, ``size_mb``; since migration ``m002_transfer_costs``).
+  ``params_count``, ``size_mb`` as columns since migration ``m002_transfer_costs``; every
+  registered cost and validation metric as the JSON columns ``costs`` and ``scores`` since
+  ``m003_objectives_json``, keyed by objective name, :mod:`autotransfer.space.objectives`).
 
 Warm starts (:mod:`autotransfer.study.warm_start`) find the past datasets nearest to the
 current one (same modality, other studies) and enqueue their best configurations that the
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.space.objectives import get_objective, objectives
 from autotransfer.study.records import TrialRecord
 from autotransfer.study.store.migrations import migrate, migration
 
@@ -42,9 +45,10 @@ SCALARS = ("log_classes", "log_samples", "log_imbalance", "ref_knn", "ref_logme"
 _tables = None
 
 
-def _define(metadata, *, costs: bool):
-    """The datasets and transfers tables on ``metadata``: those of autotransfer 0.1, plus the
-    measured costs' columns when ``costs`` (migration ``m002_transfer_costs``)."""
+def _define(metadata, *, version: int):
+    """The datasets and transfers tables on ``metadata``: those of autotransfer 0.1
+    (``version`` 1), plus the measured costs' columns (2, migration ``m002_transfer_costs``),
+    plus the JSON ``costs`` and ``scores`` (3, ``m003_objectives_json``)."""
     from sqlalchemy import (
         BigInteger,
         Boolean,
@@ -73,7 +77,8 @@ def _define(metadata, *, costs: bool):
     )
     extra = [Column(name, kind) for name, kind in
              (("latency_ms", Float), ("params_count", BigInteger), ("size_mb", Float))
-             ] if costs else []
+             ] if version >= 2 else []
+    extra += [Column(name, Text) for name in JSON_COLUMNS] if version >= 3 else []
     transfers = Table(
         "autotransfer_transfers", metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -98,8 +103,11 @@ def _define(metadata, *, costs: bool):
     return datasets, transfers
 
 
-#: The measured costs a transfer row keeps (migration ``m002_transfer_costs``).
+#: The measured costs a transfer row keeps as columns (migration ``m002_transfer_costs``; by
+#: key: ``params_count`` is objective ``params``). Every cost is also in the JSON ``costs``.
 COSTS = ("latency_ms", "params_count", "size_mb")
+#: JSON columns ``{objective name: value}`` (migration ``m003_objectives_json``).
+JSON_COLUMNS = ("costs", "scores")
 
 
 def tables():
@@ -110,7 +118,7 @@ def tables():
         from sqlalchemy import MetaData
 
         metadata = MetaData()
-        _tables = (metadata, *_define(metadata, costs=True))
+        _tables = (metadata, *_define(metadata, version=3))
     return _tables
 
 
@@ -120,7 +128,7 @@ def tables_0_1():
     from sqlalchemy import MetaData
 
     metadata = MetaData()
-    return (metadata, *_define(metadata, costs=False))
+    return (metadata, *_define(metadata, version=1))
 
 
 @migration
@@ -142,6 +150,22 @@ def m002_transfer_costs(connection) -> None:
     _, _, transfers = tables()
     have = {c["name"] for c in inspect(connection).get_columns(transfers.name)}
     for name in COSTS:
+        if name not in have:
+            kind = transfers.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {transfers.name} ADD COLUMN {name} {kind}"))
+
+
+@migration
+def m003_objectives_json(connection) -> None:
+    """Every measured cost and validation metric of a transfer row as JSON
+    (:data:`JSON_COLUMNS`, keyed by objective name; NULL on rows recorded before, whose
+    costs are the :data:`COSTS` columns), so that a cost or metric registered later is kept
+    without a new column."""
+    from sqlalchemy import inspect, text
+
+    _, _, transfers = tables()
+    have = {c["name"] for c in inspect(connection).get_columns(transfers.name)}
+    for name in JSON_COLUMNS:
         if name not in have:
             kind = transfers.c[name].type.compile(dialect=connection.dialect)
             connection.execute(text(f"ALTER TABLE {transfers.name} ADD COLUMN {name} {kind}"))
@@ -266,8 +290,9 @@ class Recorder:
             "test_score": record.test_score,
             "epochs": len(record.epochs) or self.epochs,
             "seconds": record.duration_seconds, "created": _now(),
-            "latency_ms": record.latency_ms, "params_count": record.params_count,
-            "size_mb": record.size_mb,
+            **{get_objective(name).key: value for name, value in record.costs.items()
+               if get_objective(name).key in COSTS},
+            "costs": json.dumps(record.costs), "scores": json.dumps(record.scores),
         }
         try:
             with self.engine.begin() as connection:
@@ -369,14 +394,24 @@ def _as_record(row: dict[str, Any], rule) -> TrialRecord:
     violations those of ``rule``'s bounds."""
     from autotransfer.study.selection import violations
 
-    cost = {name: row[name] for name in COSTS if row.get(name) is not None}
+    costs = row_costs(row)
+    measured = {get_objective(name).key: value for name, value in costs.items()}
     return TrialRecord(
         number=row["trial"], state="complete", value=row["value"], score=row["value"],
         label=row["backbone"], sampled=row["params"], epochs_reported=row["epochs"],
         backbone=row["backbone_id"], params=row["all_params"],
-        duration_seconds=row["seconds"], latency_ms=cost.get("latency_ms"),
-        params_count=cost.get("params_count"), size_mb=cost.get("size_mb"),
-        violations=violations(rule, cost))
+        duration_seconds=row["seconds"], costs=costs,
+        scores=json.loads(row.get("scores") or "{}"), violations=violations(rule, measured))
+
+
+def row_costs(row: dict[str, Any]) -> dict[str, float]:
+    """``{cost objective name: value}`` of a transfer row: its JSON ``costs``, else (a row
+    recorded before ``m003_objectives_json``) its :data:`COSTS` columns; only the costs
+    registered in this process."""
+    known = {o.name: o for o in objectives("cost")}
+    if row.get("costs"):
+        return {k: v for k, v in json.loads(row["costs"]).items() if k in known}
+    return {o.name: row[o.key] for o in known.values() if row.get(o.key) is not None}
 
 
 def dataset_meta(engine, study_name: str) -> dict[str, Any] | None:

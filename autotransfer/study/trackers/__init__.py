@@ -19,6 +19,7 @@ import importlib
 import math
 from pathlib import Path
 
+from autotransfer.space.objectives import cost_names, get_objective
 from autotransfer.study.trackers._base import Guarded, Tracker, TrackingWarning, TrialEnd
 
 __all__ = ["TRACKERS", "Guarded", "Tracker", "TrackingWarning", "TrialEnd", "epoch_scores",
@@ -48,9 +49,11 @@ def start_tracking(name: str | None, study, options) -> Guarded | None:
 
 def epoch_scores(result) -> dict[str, float]:
     """The scores an epoch (an ``EpochResult``) logs: the study's metric on the validation
-    split (``val_score``), validation accuracy, macro-F1 and loss, and the training loss."""
-    scores = {"val_score": result.score, "val_accuracy": result.accuracy,
-              "val_macro_f1": result.macro_f1, "train_loss": result.train_loss}
+    split (``val_score``), each metric computed (``val_<metric>``: accuracy, macro_f1, ...),
+    the validation loss and the training loss."""
+    scores = {"val_score": result.score,
+              **{f"val_{name}": value for name, value in result.scores.items()},
+              "train_loss": result.train_loss}
     if not math.isnan(result.val_loss):
         scores["val_loss"] = result.val_loss
     return scores
@@ -66,14 +69,16 @@ def trial_end(frozen) -> TrialEnd:
     for step, value in sorted(frozen.intermediate_values.items()):
         epochs.setdefault(int(step), {})["val_score"] = value
     for number, metrics in record.epochs.items():
-        scores = {"val_accuracy": metrics.accuracy, "val_macro_f1": metrics.macro_f1,
+        scores = {**{f"val_{name}": value for name, value in metrics.scores.items()},
                   "train_loss": metrics.train_loss, "val_loss": metrics.val_loss}
         epochs.setdefault(number, {}).update({k: v for k, v in scores.items() if v is not None})
     costs = {"seconds": record.duration_seconds, "seconds_per_epoch": record.seconds_per_epoch,
              "peak_memory_mib": record.peak_memory_mib,
              "parameter_count": record.parameter_count,
              "trainable_parameters": record.trainable_parameters,
-             "samples_per_second": record.samples_per_second}
+             "samples_per_second": record.samples_per_second,
+             **{get_objective(name).key: value for name, value in record.costs.items()
+                if name in cost_names()}}
     return TrialEnd(number=record.number, state=record.state, reason=record.reason,
                     value=record.value, backbone=record.backbone or record.label,
                     params=record.params or dict(record.sampled), epochs=epochs,

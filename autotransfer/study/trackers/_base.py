@@ -29,8 +29,10 @@ class TrialEnd:
     ``state`` is ``complete``, ``pruned`` or ``fail``; ``reason`` why it was pruned or failed
     ("" otherwise); ``costs`` its measured cost (``seconds``: wall clock of the trial,
     ``seconds_per_epoch``, ``peak_memory_mib``, ``parameter_count``, ``trainable_parameters``,
-    ``samples_per_second``), each only when the trial recorded it; ``started`` and ``ended``
-    the trial's own start and end (Unix seconds), so that a run caught up later shows them.
+    ``samples_per_second``, and each measured cost objective by its key: ``latency_ms``,
+    ``throughput``, ``params_count``, ``size_mb``, ``peak_memory_mb``...), each only when the
+    trial recorded it; ``started`` and ``ended`` the trial's own start and end (Unix seconds),
+    so that a run caught up later shows them.
     """
 
     number: int
