@@ -28,6 +28,8 @@ What is here, by the contract's parts:
   :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
   :func:`model_with_saved_head`, and the Hugging Face format of the text and audio zoos,
   :func:`transformers_format`;
+- tuning methods (hook ``register_methods``): :class:`TuningMethod` and the
+  :func:`selective` helper (loaded on first use: they need torch);
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -62,6 +64,7 @@ from autotransfer.model.saved_head import model_with_saved_head
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
+    from autotransfer.finetune.methods import TuningMethod, selective
     from autotransfer.finetune.trainer import TransferModel
 
 __all__ = [
@@ -80,6 +83,7 @@ __all__ = [
     "Stage",
     "TextPreprocess",
     "TransferModel",
+    "TuningMethod",
     "check_same_output",
     "first_line",
     "get_backbone",
@@ -92,6 +96,7 @@ __all__ = [
     "model_with_saved_head",
     "read_files",
     "save_linear_head",
+    "selective",
     "sequential_split",
     "served_name",
     "transformers_format",
@@ -100,7 +105,8 @@ __all__ = [
 #: Loaded on first use: they need torch, and importing a zoo must not (start-up of
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
-         "TransferModel": "autotransfer.finetune.trainer"}
+         "TransferModel": "autotransfer.finetune.trainer",
+         **dict.fromkeys(("TuningMethod", "selective"), "autotransfer.finetune.methods")}
 
 
 def __getattr__(name: str):

@@ -38,3 +38,12 @@ def register_modalities(register: Callable[[Modality], None]) -> None:
     """Offer kinds of input (a reader, its file suffixes, a per-file check) by calling
     ``register(Modality(...))`` once for each; the builtin image, audio and text come the same
     way (:mod:`autotransfer.data.modality`). The first registration of a name wins."""
+
+
+@hookspec
+def register_methods(register: Callable[[object], None]) -> None:
+    """Offer tuning methods (what trains in the unfrozen layer groups) by calling
+    ``register(TuningMethod(...))`` once for each
+    (:class:`autotransfer.finetune.methods.TuningMethod`: its name, hyperparameters, whether it
+    gets a reference trial, how it costs). A search space may then name it in ``method``, from
+    the CLI and in every worker. A builtin name, or the first registration of a name, wins."""

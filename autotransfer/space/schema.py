@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autotransfer.errors import SpaceError
 from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
+from autotransfer.space.methods import declare_plugin_methods, names_known
 from autotransfer.space.objectives import COSTS, METRICS, OBJECTIVES
 from autotransfer.space.strategies import build
 
@@ -148,6 +149,8 @@ class SearchSpace(_Strict):
             raise ValueError(
                 f"backbone {twice[0]!r} is listed twice; give one of them a distinct name"
             )
+        if not names_known(list(self.params), self.methods):  # a plugin's method, maybe
+            declare_plugin_methods()
         for name, spec in self.params.items():
             known = HYPERPARAMETERS.get(name)
             if known is None:
