@@ -31,6 +31,8 @@ What is here, by the contract's parts:
   :func:`transformers_format`;
 - a pruner or sampler that a search space names (hook ``register_strategies``):
   :class:`Strategy`;
+- tuning methods (hook ``register_methods``): :class:`TuningMethod` and the
+  :func:`selective` helper (loaded on first use: they need torch);
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -72,6 +74,7 @@ from autotransfer.model.saved_head import model_with_saved_head
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
+    from autotransfer.finetune.methods import TuningMethod, selective
     from autotransfer.finetune.trainer import TransferModel
 
 __all__ = [
@@ -92,6 +95,7 @@ __all__ = [
     "TextPreprocess",
     "TransferModel",
     "check_loaded",
+    "TuningMethod",
     "check_same_output",
     "check_tokenizer",
     "first_line",
@@ -105,6 +109,7 @@ __all__ = [
     "model_with_saved_head",
     "read_files",
     "save_linear_head",
+    "selective",
     "sequential_split",
     "served_name",
     "transformers_format",
@@ -113,7 +118,8 @@ __all__ = [
 #: Loaded on first use: they need torch, and importing a zoo must not (start-up of
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
-         "TransferModel": "autotransfer.finetune.trainer"}
+         "TransferModel": "autotransfer.finetune.trainer",
+         **dict.fromkeys(("TuningMethod", "selective"), "autotransfer.finetune.methods")}
 
 
 def __getattr__(name: str):

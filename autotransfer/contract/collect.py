@@ -6,6 +6,7 @@ calls the hooks (``contract.manager``) and keeps what they registered until ``re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -21,6 +22,15 @@ _registry: Registry | None = None
 _formats: list[ModelFormat] | None = None
 _modalities: dict[str, Modality] | None = None
 _strategies: dict[str, dict[str, Strategy]] | None = None
+_methods: dict[str, Any] | None = None
+#: called by :func:`reset_registry`: a layer above that copied what plugins offered forgets it
+#: (``space.methods`` forgets the plugins' method names and hyperparameters)
+_on_reset: list[Callable[[], None]] = []
+
+
+def on_reset(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` whenever the collected plugin offers are forgotten."""
+    _on_reset.append(callback)
 
 
 def get_registry() -> Registry:
@@ -52,13 +62,16 @@ def _register_backbone(registry: Registry, entry: BackboneEntry | BackboneCatalo
 
 
 def reset_registry() -> None:
-    """Forget the backbones, formats, modalities and strategies so that they are collected
-    again (after registering or removing a plugin)."""
-    global _registry, _modalities, _strategies
+    """Forget the backbones, formats, modalities, strategies and methods so that they are
+    collected again (after registering or removing a plugin)."""
+    global _registry, _modalities, _strategies, _methods
     _registry = None
     _modalities = None
     _strategies = None
+    _methods = None
     reset_formats()
+    for callback in _on_reset:
+        callback()
 
 
 def _register_modality(found: dict[str, Modality], modality: Modality, plugin: str = "?") -> None:
@@ -91,6 +104,29 @@ def get_modality(name: str) -> Modality:
     if name not in known:
         raise DataError(f"modality must be one of {', '.join(known)}, got {name!r}")
     return known[name]
+
+
+def _register_method(found: dict[str, Any], method: Any, plugin: str = "?") -> None:
+    name = getattr(method, "name", None)
+    if not (isinstance(name, str) and name.isidentifier() and callable(getattr(method, "apply",
+                                                                                None))):
+        raise PluginError(f"plugin {plugin!r}: register() takes a TuningMethod (a name that is "
+                          f"an identifier and an apply), got {type(method).__name__}")
+    found.setdefault(name, method)  # the first registration wins
+
+
+def get_methods() -> dict[str, Any]:
+    """Every tuning method the loaded plugins offer through ``register_methods``, by name
+    (``autotransfer.finetune.methods.TuningMethod`` objects; built on first use)."""
+    global _methods
+    if _methods is None:
+        found: dict[str, Any] = {}
+        call_hook_per_plugin(
+            "register_methods",
+            register=PerPlugin(lambda plugin: partial(_register_method, found, plugin=plugin)),
+        )
+        _methods = found
+    return _methods
 
 
 def get_backbone(backbone_id: str) -> BackboneEntry:

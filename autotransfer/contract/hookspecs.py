@@ -46,3 +46,12 @@ def register_strategies(register: Callable[[Strategy], None]) -> None:
     """Offer pruners and samplers that a search space names like Optuna's own
     (``pruner: <name>``) by calling ``register(Strategy(...))`` once for each. A name the core
     or an earlier plugin already uses is not replaced."""
+
+
+@hookspec
+def register_methods(register: Callable[[object], None]) -> None:
+    """Offer tuning methods (what trains in the unfrozen layer groups) by calling
+    ``register(TuningMethod(...))`` once for each
+    (:class:`autotransfer.finetune.methods.TuningMethod`: its name, hyperparameters, whether it
+    gets a reference trial, how it costs). A search space may then name it in ``method``, from
+    the CLI and in every worker. A builtin name, or the first registration of a name, wins."""

@@ -30,6 +30,7 @@ from pydantic import (
 from autotransfer.errors import SpaceError
 from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
+from autotransfer.space.methods import declare_plugin_methods, names_known
 from autotransfer.space.objectives import COSTS, METRICS, OBJECTIVES
 from autotransfer.space.strategies import build
 from autotransfer.space.yaml_file import describe, problem_lines, read_yaml
@@ -188,6 +189,8 @@ class SearchSpace(_Strict):
             raise ValueError(
                 f"backbone {twice[0]!r} is listed twice; give one of them a distinct name"
             )
+        if not names_known(list(self.params), self.methods):  # a plugin's method, maybe
+            declare_plugin_methods()
         problems = [p for name, spec in self.params.items() for p in _param_problems(name, spec)]
         if problems:  # every problem of the file at once, one per line
             raise ValueError("\n".join(problems))

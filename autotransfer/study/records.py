@@ -35,6 +35,7 @@ SECONDS_PER_EPOCH = "seconds_per_epoch"
 SAMPLES_PER_SECOND = "samples_per_second"
 PEAK_MEMORY = "peak_memory_mb"  # MiB (2**20 bytes); the 0.1 key is kept
 TEST_SCORE = "test_score"
+AVERAGING = "averaging"  # average_checkpoints: {epochs, score, gain, ...} (finetune.averaging)
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
 RULE = "rule"  # the trial-control rule that pruned it or kept it from starting (budget.rules)
@@ -306,6 +307,11 @@ class TrialWriter:
         self._set(TRAINABLE_PARAMETERS, trainable_parameters)
         if test_score is not None:
             self._set(TEST_SCORE, test_score)
+
+    def averaged(self, averaging: dict[str, Any]) -> None:
+        """What checkpoint averaging chose (``epochs``) and bought (``gain`` over the last
+        epoch, ``gain_over_best_epoch``); see :mod:`autotransfer.finetune.averaging`."""
+        self._set(AVERAGING, averaging)
 
     def scored(self, confusion: dict[str, list[list[int]]],
                test_macro_f1: float | None) -> None:
