@@ -284,7 +284,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     if worker:
         from autotransfer.study.store.history import recorder_for
 
-        prepared.recorder = recorder_for(study, study_storage.engine, space)
+        engine = getattr(study_storage, "engine", None)  # None: a journal file
+        prepared.recorder = recorder_for(study, engine, space) if engine is not None else None
         return prepared
     # in a thread, once the first trial trains here (a worker process would not signal it)
     note.save_soon(study, study_storage, after_first_step=options.workers == 1)
