@@ -2,6 +2,7 @@
 guarantees as an SQL database: the exact total across worker processes, a silent worker's trial
 failed and retried by its heartbeat, and SIGTERM leaving nothing RUNNING."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -122,11 +123,9 @@ def test_sigterm_to_journal_workers_leaves_nothing_running(tmp_path):
     running = []
     while time.monotonic() < deadline and not running:
         if (tmp_path / "study.log").is_file():
-            try:
+            with contextlib.suppress(KeyError):  # the study is not created yet
                 running = [t for t in _study(tmp_path).get_trials(states=(TrialState.RUNNING,))
                            if "epoch_2" in t.user_attrs]
-            except KeyError:  # the study is not created yet
-                pass
         time.sleep(0.5)
     assert running, "no trial reached its second epoch"
     os.killpg(process.pid, signal.SIGTERM)

@@ -364,6 +364,15 @@ def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
     return failed
 
 
+def _shared(options, study) -> bool:
+    """Whether other workers may run trials of this study meanwhile: several workers here, a
+    storage other machines reach (not an SQLite file), or a resumed study with RUNNING trials."""
+    from optuna.trial import TrialState
+
+    return (options.workers > 1 or not options.storage.startswith("sqlite:")
+            or bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))))
+
+
 def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int,
                 checkpoint: bool = False) -> None:
     """This process's share of the trials (the trial loop of :mod:`.workers`); with a time
@@ -375,7 +384,9 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
 
     options, study = prepared.options, prepared.study
     study.sampler = exclude_infeasible(  # no backbone known to break the params bound
-        cost_aware.wrap(make_sampler(options.space, sampler_seed), options.space, sampler_seed),
+        cost_aware.wrap(make_sampler(options.space, sampler_seed,
+                                     shared=_shared(options, study)),
+                        options.space, sampler_seed),
         options.space, sampler_seed)
     study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.budget.rungs)
     if fitted and checkpoint and progress:

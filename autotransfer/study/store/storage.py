@@ -184,8 +184,9 @@ class StudyLock:
     PostgreSQL: an advisory lock; MySQL: ``GET_LOCK``; an SQLite file: ``flock`` on a file next
     to it (SQLite is shared by processes of one machine only); a journal file: ``flock`` on
     ``<file>.study-lock`` beside it (Linux's NFS client turns it into an NFS byte-range lock,
-    which the server drops when the holder's machine dies: no stale lock). Other backends: no lock, and the
-    study may overshoot ``--trials`` by a trial when workers start trials at the same instant.
+    which the server drops when the holder's machine dies: no stale lock). Other backends: no
+    lock, and the study may overshoot ``--trials`` by a trial when workers start trials at the
+    same instant.
     ``release`` may be called more than once.
     """
 
