@@ -107,7 +107,7 @@ def search(
         "the running trial stops at an epoch or batch boundary (pruned, reason 'time budget'); "
         "shared by every worker of the study."
     ),
-    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, or journal:///path/study.log."),
     study: str | None = typer.Option(None, help="Study name; an existing study resumes."),
     out: Path = typer.Option(Path("autotransfer-out"), help="Folder for best.yaml and results."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -371,7 +371,7 @@ def inspect(
 
 @app.command()
 def dashboard(
-    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, or journal:///path/study.log."),
     port: int = typer.Option(8080, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens it to all."),
 ) -> None:
@@ -594,7 +594,7 @@ def evaluate(
 @app.command()
 def report(
     study: str = typer.Option(..., help="Study name."),
-    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, or journal:///path/study.log."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the report."),
 ) -> None:
     """Leaderboard, best per backbone, importances and plots (PNG + HTML) of a study."""
