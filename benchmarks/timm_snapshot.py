@@ -13,8 +13,9 @@ import subprocess
 import sys
 
 import timm
-from autotransfer_timm.tables import SNAPSHOT, build
 from timm.models import get_pretrained_cfg
+
+from autotransfer_timm.tables import SNAPSHOT, build
 
 
 def main(repo: str, commit: str = "HEAD") -> None:

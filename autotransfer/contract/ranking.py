@@ -62,7 +62,7 @@ def parse_count(value: str | int | float, what: str = "max_params") -> int:
         return int(value)
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMBG]?)\s*", str(value), re.IGNORECASE)
     if not match:
-        raise OptionError(f"{what}: expected a count such as 10M, 500K or 2000000, got {value!r}")
+        raise OptionError(what, f" must be a count such as 10M, 500K or 2000000, got {value!r}")
     return int(float(match[1]) * _SUFFIX[match[2].upper()])
 
 
@@ -86,7 +86,7 @@ def rank(entries: Iterable[RankingEntry], n: int | None = None, *,
         OptionError: unknown ``device``.
     """
     if device not in DEVICES:
-        raise OptionError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
+        raise OptionError("device", f" must be one of {', '.join(DEVICES)}, got {device!r}")
     kept = [
         e for e in entries
         if (max_params is None or (e.params is not None and e.params <= max_params))

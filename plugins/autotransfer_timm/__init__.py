@@ -50,13 +50,13 @@ def ranking_entries(*, online: bool = False) -> Iterator[RankingEntry]:
     tables = (online_tables() if online else None) or snapshot()
     cached = cached_timm_weights()
     for model, (size, top1, params, licence) in tables["models"].items():
-        architecture = model.partition(".")[0]
+        architecture, _, tag = model.partition(".")
         throughput, rows = speed_rows(tables, architecture)
         yield RankingEntry(
             id=f"timm/{model}", modality="image", score=top1, signal="ImageNet-1k top-1 %",
             source=f"{tables['files']['imagenet']} ({tables['source']})",
             params=round(params * 1e6), throughput=throughput, throughput_source=rows,
-            input_size=size, license=licence, pretrain=tables["pretrain"].get(architecture),
+            input_size=size, license=licence, pretrain=tag or tables["pretrain"].get(architecture),
             loads_offline=model in cached, architecture=architecture,
         )
 
