@@ -117,3 +117,55 @@ def test_cli_rank_table_marks_what_loads_here_and_bad_bounds_are_one_line(capsys
     assert stop.value.code == 1 and "Traceback" not in err
     assert err.strip().splitlines() == [
         "error: --max-params must be a count such as 10M, 500K or 2000000, got 'ten'"]
+
+
+# --- a ranked search space ------------------------------------------------------------------
+
+def _ranked_space(**rule):
+    from autotransfer.space.schema import parse_space
+
+    return parse_space({"backbones": {"rank": 2} | rule, "epochs": 1})
+
+
+def test_a_ranked_space_expands_offline_to_what_loads_here_and_a_resume_keeps_it(monkeypatch):
+    import optuna
+
+    from autotransfer.study.ranked import expand_space
+    from autotransfer.study.records import StudyRecord
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    study = optuna.create_study()
+    space, note = expand_space(study, _ranked_space(max_params="10M"), "image")
+    ids = [b.id for b in space.backbones]
+    # offline, the two best packaged ImageNet weights under 10M: EfficientNet-Lite2 and -Lite1
+    assert ids == ["packaged/tf_efficientnet_lite2", "packaged/tf_efficientnet_lite1"]
+    assert "that load here (HF_HUB_OFFLINE=1)" in note and "\n" not in note
+    assert StudyRecord.of(study).ranked["ids"] == ids
+    with registered_plugin(RankedZoo(), "ranked-zoo"):  # a better candidate appears later
+        again, note = expand_space(study, _ranked_space(max_params="10M"), "image")
+        fresh, _ = expand_space(optuna.create_study(), _ranked_space(max_params="10M"), "image")
+    assert [b.id for b in again.backbones] == ids and "recorded by the study" in note
+    assert fresh.backbones[0].id == "fake/tiny-cnn"
+
+
+def test_a_candidate_that_cannot_be_fetched_is_named_in_one_line_and_skipped(monkeypatch):
+    from autotransfer.study.ranked import expand
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    rule = _ranked_space(max_params="10M", min_throughput=100).backbones
+    with pytest.warns(UserWarning, match=r"skipped 1 whose weights cannot be fetched: "
+                                         r"timm/levit_conv_128.fb_dist_in1k \(gated\)"):
+        ids, _ = expand(rule, "image", fetchable=lambda e: "gated" if "levit_conv" in e.id
+                        else None)
+    assert ids == ["timm/levit_128.fb_dist_in1k", "timm/hardcorenas_f.miil_green_in1k"]
+
+
+def test_a_ranked_space_without_candidates_is_one_clear_error(monkeypatch):
+    from autotransfer.errors import SpaceError
+    from autotransfer.study.ranked import expand
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SpaceError, match="no image candidate that load here.*max_params 1K"):
+        expand(_ranked_space(max_params="1K").backbones, "image")
+    with pytest.raises(Exception, match="backbones.rank: Input should be greater"):
+        _ranked_space(rank=0)

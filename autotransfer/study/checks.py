@@ -53,6 +53,8 @@ def check_backbones(space: SearchSpace) -> None:
         BackboneError: an id no plugin registers.
         AutotransferError: an option the backbone's loader does not take.
     """
+    if not isinstance(space.backbones, list):
+        return  # a ranked space: its ids are checked once the study expands it (study.ranked)
     registry = get_registry()
     for spec in space.backbones:
         entry = registry.get(spec.id)
