@@ -169,3 +169,26 @@ def test_a_ranked_space_without_candidates_is_one_clear_error(monkeypatch):
         expand(_ranked_space(max_params="1K").backbones, "image")
     with pytest.raises(Exception, match="backbones.rank: Input should be greater"):
         _ranked_space(rank=0)
+
+
+def test_online_reads_the_current_tables_and_offline_keeps_the_snapshot(tmp_path, monkeypatch):
+    import autotransfer_timm.tables as tables
+
+    speed = "model,infer_img_size,infer_samples_per_sec,infer_step_time,infer_batch_size\n"
+    files = {
+        tables.IMAGENET: "model,img_size,top1,param_count\nnewnet.x_in1k,224,91.5,\"1,000.0\"\n",
+        **{f: "model,top1\nnewnet.x_in1k,50.0\n" for f in tables.SHIFTED.values()},
+        tables.CPU: speed + "newnet,224,\"1,200.5\",1,1\n", tables.GPU: speed,
+        tables.PRETRAIN: "model,pretrain\nnewnet,in1k\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(tables, "TABLES_URL", tmp_path.as_uri() + "/")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert tables.online_tables() is None  # offline: the caller keeps the snapshot
+    assert "newnet" not in {e.architecture for e in get_ranking_entries("image", online=True)}
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    current = get_ranking_entries("image", online=True)
+    new = next(e for e in current if e.id == "timm/newnet.x_in1k")
+    assert (new.score, new.params, new.throughput) == (91.5, 1_000_000_000, {"cpu": 1200.5})
+    assert tmp_path.as_uri() in new.source
