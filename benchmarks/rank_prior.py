@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from autotransfer_timm.tables import snapshot
 from scipy.stats import kendalltau
 
 from autotransfer.contract.ranking import parse_count
+from autotransfer_timm.tables import snapshot
 
 
 def taus(max_params: int | None = None, orders: int = 100) -> tuple[int, dict[str, dict]]:
