@@ -167,8 +167,10 @@ def test_a_ranked_space_without_candidates_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SpaceError, match="no image candidate that load here.*max_params 1K"):
         expand(_ranked_space(max_params="1K").backbones, "image")
-    with pytest.raises(Exception, match="backbones.rank: Input should be greater"):
+    with pytest.raises(SpaceError, match="backbones.rank: Input should be greater"):
         _ranked_space(rank=0)
+    with pytest.raises(SpaceError, match="backbones.max_params: must be a count such as 10M"):
+        _ranked_space(max_params="ten")
 
 
 def test_online_reads_the_current_tables_and_offline_keeps_the_snapshot(tmp_path, monkeypatch):

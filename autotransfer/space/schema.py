@@ -142,6 +142,18 @@ class RankedBackbones(_Strict):
     device: Literal["cpu", "gpu"] = "cpu"
     license: str | None = None
 
+    @field_validator("max_params")
+    @classmethod
+    def _a_count(cls, value: int | str | None) -> int | str | None:
+        from autotransfer.contract.ranking import parse_count
+        from autotransfer.errors import OptionError
+
+        try:
+            parse_count(value) if value is not None else None
+        except OptionError as exc:
+            raise ValueError(exc.problem.strip()) from None
+        return value
+
 
 class StrategySpec(BaseModel):
     """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``, or a
