@@ -194,3 +194,11 @@ def test_online_reads_the_current_tables_and_offline_keeps_the_snapshot(tmp_path
     new = next(e for e in current if e.id == "timm/newnet.x_in1k")
     assert (new.score, new.params, new.throughput) == (91.5, 1_000_000_000, {"cpu": 1200.5})
     assert tmp_path.as_uri() in new.source
+
+
+def test_the_checks_before_the_data_leave_a_ranked_space_to_its_expansion():
+    from autotransfer.study.checks import check_backbones, check_local_weights
+
+    space = _ranked_space(max_params="10M")
+    check_backbones(space)  # the ids are checked once the study expands the rule
+    check_local_weights(space)

@@ -75,6 +75,8 @@ def check_local_weights(space: SearchSpace) -> None:
     Raises:
         BackboneError: a weights file cannot be read or does not fit its network.
     """
+    if not isinstance(space.backbones, list):
+        return  # a ranked space names no weights file (study.ranked)
     registry = get_registry()
     for spec in space.backbones:
         if spec.weights is not None and spec.pretrained:
