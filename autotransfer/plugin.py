@@ -64,6 +64,7 @@ from autotransfer.contract.hub import (
 )
 from autotransfer.contract.hub import source as hub_source
 from autotransfer.contract.modalities import Modality
+from autotransfer.contract.ranking import RankingEntry
 from autotransfer.contract.strategies import Strategy
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
 from autotransfer.data.dataset import ReadResult
@@ -89,6 +90,7 @@ __all__ = [
     "ModelFormat",
     "PluginError",
     "Preprocess",
+    "RankingEntry",
     "ReadResult",
     "Stage",
     "Strategy",

@@ -37,6 +37,7 @@ from autotransfer.study.trackers import TRACKERS
 # (A modality is any registered one, plugins' included: checked by known_modality, also exit 2.)
 RankBy = Literal[PRESCREEN_METHODS]  # type: ignore[valid-type]
 TrackWith = Literal[tuple(TRACKERS)]  # type: ignore[valid-type]
+Device = Literal["cpu", "gpu"]  # ranking.DEVICES
 RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 ExportTo = Literal["onnx"]  # export.EXTRA_EXPORTS
 QuantizeTo = Literal["int8"]  # onnx_export.QUANTIZE
@@ -418,10 +419,25 @@ def backbones(
     modality: str | None = typer.Option(None, help="image, text, audio or a plugin's.",
                                         callback=known_modality,
                                         metavar="<name>"),
+    rank: int | None = typer.Option(None, help="Show the N best candidates of --modality by "
+                                    "their published score (no download)."),
+    max_params: str | None = typer.Option(None, help="With --rank: at most this many "
+                                          "parameters (10M, 500K)."),
+    min_throughput: float | None = typer.Option(None, help="With --rank: at least this many "
+                                                "images/s (CPU at batch 1, or --device gpu)."),
+    device: Device = typer.Option("cpu", help="With --rank: the throughput row, cpu or gpu."),
+    license: str | None = typer.Option(None, help="With --rank: licence containing this text."),
+    online: bool = typer.Option(False, help="With --rank: read the current published tables "
+                                "(default: the shipped snapshot)."),
+    as_json: bool = typer.Option(False, "--json", help="With --rank: print JSON."),
 ) -> None:
-    """List the backbone ids that the plugins offer."""
+    """List the backbone ids that the plugins offer, or rank them with --rank."""
     from autotransfer.contract.backbone import split_id
     from autotransfer.contract.collect import get_registry
+
+    if rank is not None:
+        _ranked(modality, rank, max_params, min_throughput, device, license, online, as_json)
+        return
 
     registry = get_registry()
     zoo = split_id(pattern)[0] if pattern and "/" in pattern else None
@@ -434,6 +450,22 @@ def backbones(
         params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"
         typer.echo(f"{entry.id}\t{entry.modality}\t{params}\t{entry.description}")
     err_console.print(f"{len(entries)} backbones")
+
+
+def _ranked(modality: str | None, n: int, max_params: str | None, min_throughput: float | None,
+            device: str, license: str | None, online: bool, as_json: bool) -> None:
+    from autotransfer.cli.ranked import show_ranked
+    from autotransfer.contract.collect import get_ranking_entries
+    from autotransfer.contract.ranking import parse_count
+    from autotransfer.contract.ranking import rank as rank_entries
+
+    if modality is None:
+        raise OptionError("rank", " needs --modality (image, text, audio or a plugin's)")
+    entries = get_ranking_entries(modality, online=online)
+    ranked = rank_entries(entries, n, device=device, license=license,
+                          max_params=parse_count(max_params, "max_params")
+                          if max_params else None, min_throughput=min_throughput)
+    show_ranked(ranked, device=device, as_json=as_json, considered=len(entries))
 
 
 @app.command()

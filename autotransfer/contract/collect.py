@@ -14,6 +14,7 @@ from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry
 from autotransfer.contract.formats import ModelFormat
 from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin, pm
 from autotransfer.contract.modalities import Modality
+from autotransfer.contract.ranking import RankingEntry
 from autotransfer.contract.registry import Registry
 from autotransfer.contract.strategies import KINDS, Strategy
 from autotransfer.errors import DataError, PluginError
@@ -193,3 +194,24 @@ def get_strategies() -> dict[str, dict[str, Strategy]]:
         )
         _strategies = found
     return _strategies
+
+
+def _register_ranking(found: list[RankingEntry], modality: str, entry: RankingEntry,
+                      plugin: str = "?") -> None:
+    if not isinstance(entry, RankingEntry):
+        raise PluginError(f"plugin {plugin!r}: register() takes a RankingEntry, got "
+                          f"{type(entry).__name__}")
+    if entry.modality == modality:
+        found.append(entry)
+
+
+def get_ranking_entries(modality: str, *, online: bool = False) -> list[RankingEntry]:
+    """Every plugin's ranking metadata for ``modality`` (``register_ranking``), not cached:
+    ``online`` asks the zoos for their current tables."""
+    found: list[RankingEntry] = []
+    call_hook_per_plugin(
+        "register_ranking", modality=modality, online=online,
+        register=PerPlugin(lambda plugin: partial(_register_ranking, found, modality,
+                                                  plugin=plugin)),
+    )
+    return found

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from autotransfer.contract.backbone import BackboneEntry
     from autotransfer.contract.formats import ModelFormat
     from autotransfer.contract.modalities import Modality
+    from autotransfer.contract.ranking import RankingEntry
     from autotransfer.contract.strategies import Strategy
 
 hookspec = pluggy.HookspecMarker("autotransfer")
@@ -55,3 +56,11 @@ def register_methods(register: Callable[[object], None]) -> None:
     (:class:`autotransfer.finetune.methods.TuningMethod`: its name, hyperparameters, whether it
     gets a reference trial, how it costs). A search space may then name it in ``method``, from
     the CLI and in every worker. A builtin name, or the first registration of a name, wins."""
+
+
+@hookspec
+def register_ranking(register: Callable[[RankingEntry], None], modality: str,
+                     online: bool) -> None:
+    """Offer ranking metadata of this zoo's ``modality`` candidates (published accuracy,
+    parameters, throughput, licence) by calling ``register(RankingEntry(...))`` once for each;
+    read current tables only when ``online`` is True, else a shipped snapshot."""

@@ -20,7 +20,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_serializer,
@@ -129,6 +131,30 @@ class BackboneSpec(_Strict):
         return self.id if data == {"id": self.id} else data
 
 
+class RankedBackbones(_Strict):
+    """``backbones: {rank: 6, max_params: 10M, ...}``: the ``rank`` best candidates of the
+    data's modality by their published score, within the bounds
+    (:mod:`autotransfer.contract.ranking`); expanded into ids when the study is created."""
+
+    rank: int = Field(ge=1, le=100)
+    max_params: int | str | None = None  # 10M, 500K or a count
+    min_throughput: float | None = Field(None, gt=0)  # images/s on ``device``'s row
+    device: Literal["cpu", "gpu"] = "cpu"
+    license: str | None = None
+
+    @field_validator("max_params")
+    @classmethod
+    def _a_count(cls, value: int | str | None) -> int | str | None:
+        from autotransfer.contract.ranking import parse_count
+        from autotransfer.errors import OptionError
+
+        try:
+            parse_count(value) if value is not None else None
+        except OptionError as exc:
+            raise ValueError(exc.problem.strip()) from None
+        return value
+
+
 class StrategySpec(BaseModel):
     """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``, or a
     factory by import path: ``{factory: "my_package.schedulers:make_pruner", eta: 3}``
@@ -155,7 +181,12 @@ class StrategySpec(BaseModel):
 class SearchSpace(_Strict):
     """A validated search space (see the module docstring for the YAML form)."""
 
-    backbones: list[BackboneSpec] = Field(min_length=1)
+    # a list of ids, or a ranking rule that the study expands into ids (study.ranked)
+    backbones: Annotated[
+        Annotated[list[BackboneSpec], Field(min_length=1), Tag("[ids]")]
+        | Annotated[RankedBackbones, Tag("(rank)")],
+        Discriminator(lambda v: "(rank)" if isinstance(v, dict | RankedBackbones) else "[ids]"),
+    ]
     epochs: int = Field(ge=1, le=1000)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     pruner: str | StrategySpec = "hyperband"
@@ -183,7 +214,7 @@ class SearchSpace(_Strict):
                 build(kind, getattr(self, kind), epochs=self.epochs)
             except ValueError as exc:
                 raise ValueError(f"{kind}: {exc}") from None
-        labels = [b.label for b in self.backbones]
+        labels = [b.label for b in self.backbones] if isinstance(self.backbones, list) else []
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(

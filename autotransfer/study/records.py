@@ -78,6 +78,7 @@ STUDY_COSTS = "backbone_costs"  # {backbone id: its timed step} (study.backbone_
 STUDY_PENDING_REFERENCES = "pending_references"  # [[kind, params]]: enqueued after the probes
 STUDY_REFERENCE_UNTIL = "reference_until"  # the end of the references' share, time.time()
 STUDY_RUN_STARTS = "run_starts"  # time.time() of each run of the search (best_so_far's origin)
+STUDY_RANKED = "ranked_backbones"  # {ids, rule, note}: a ranked space's expansion, kept on resume
 
 
 @dataclass(frozen=True)
@@ -391,6 +392,7 @@ class StudyRecord:
     pending_references: list[list[Any]] | None = None  # [kind, params] held for the probes
     reference_until: float | None = None  # the references' share ends (study.reference_share)
     run_starts: list[float] | None = None  # each run of the search began (time.time())
+    ranked: dict[str, Any] | None = None  # a ranked space's ids (study.ranked); None: a list
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -411,6 +413,7 @@ class StudyRecord:
             pending_references=attrs.get(STUDY_PENDING_REFERENCES),
             reference_until=attrs.get(STUDY_REFERENCE_UNTIL),
             run_starts=attrs.get(STUDY_RUN_STARTS),
+            ranked=attrs.get(STUDY_RANKED),
         )
 
 
@@ -418,6 +421,11 @@ def set_study_origin(study, space_fingerprint: str, data: str) -> None:
     """The space and data a new study was created with."""
     study.set_user_attr(STUDY_SPACE, space_fingerprint)
     study.set_user_attr(STUDY_DATA, data)
+
+
+def set_ranked(study, ranked: dict[str, Any]) -> None:
+    """The ids a ranked space expanded into (``study.ranked``): a resume uses the same."""
+    study.set_user_attr(STUDY_RANKED, ranked)
 
 
 def set_selection(study, selection: dict[str, Any]) -> None:

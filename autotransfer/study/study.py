@@ -262,15 +262,18 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     if worker:
         study = optuna.load_study(study_name=options.study_name, storage=study_storage,
                                   pruner=make_pruner(space))
+        space = _expanded(study, space, dataset.modality, None)  # the ids the search recorded
     else:
         warn_cross_split_duplicates(dataset)
-        check_modality([spec.id for spec in space.backbones], dataset)
+        if isinstance(space.backbones, list):  # a ranked space is checked once expanded
+            check_modality([spec.id for spec in space.backbones], dataset)
         name = (options.study_name
                 or f"{dataset.source.name}-{Path(space_file or 'space').stem}")
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
                                     directions=Rule.of_space(space).directions,
                                     sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space, say=True))
+        space = _expanded(study, space, dataset.modality, progress)
         check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
         study.set_user_attr(DATA_OPTIONS_ATTR, options.data_options.to_yaml())
@@ -330,6 +333,19 @@ def _default_space(modality: str, progress: Progress | None) -> tuple[str, Searc
         progress.note(-1, f"no space given: the default {modality} space ({path}; "
                           f"{', '.join(b.label for b in space.backbones)})")
     return str(path), space
+
+
+def _expanded(study, space: SearchSpace, modality: str, progress: Progress | None
+              ) -> SearchSpace:
+    """A ranked space's ids (``study.ranked``), said in one line and checked as a list is."""
+    from autotransfer.study.ranked import expand_space
+
+    expanded, note = expand_space(study, space, modality)
+    if note is not None:
+        if progress is not None:
+            progress.note(-1, note)
+        check_backbones(expanded)
+    return expanded
 
 
 def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
