@@ -33,6 +33,8 @@ What is here, by the contract's parts:
   :class:`Strategy`;
 - a new validation metric or measured cost: :class:`Objective` and
   :func:`register_objective` (:mod:`autotransfer.space.objectives`);
+- tuning methods (hook ``register_methods``): :class:`TuningMethod` and the
+  :func:`selective` helper (loaded on first use: they need torch);
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -64,6 +66,7 @@ from autotransfer.contract.hub import (
 )
 from autotransfer.contract.hub import source as hub_source
 from autotransfer.contract.modalities import Modality
+from autotransfer.contract.ranking import RankingEntry
 from autotransfer.contract.strategies import Strategy
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
 from autotransfer.data.dataset import ReadResult
@@ -75,6 +78,7 @@ from autotransfer.space.objectives import Objective, register_objective
 
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
+    from autotransfer.finetune.methods import TuningMethod, selective
     from autotransfer.finetune.trainer import TransferModel
 
 __all__ = [
@@ -90,12 +94,14 @@ __all__ = [
     "Objective",
     "PluginError",
     "Preprocess",
+    "RankingEntry",
     "ReadResult",
     "Stage",
     "Strategy",
     "TextPreprocess",
     "TransferModel",
     "check_loaded",
+    "TuningMethod",
     "check_same_output",
     "check_tokenizer",
     "first_line",
@@ -110,6 +116,7 @@ __all__ = [
     "read_files",
     "register_objective",
     "save_linear_head",
+    "selective",
     "sequential_split",
     "served_name",
     "transformers_format",
@@ -118,7 +125,8 @@ __all__ = [
 #: Loaded on first use: they need torch, and importing a zoo must not (start-up of
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
-         "TransferModel": "autotransfer.finetune.trainer"}
+         "TransferModel": "autotransfer.finetune.trainer",
+         **dict.fromkeys(("TuningMethod", "selective"), "autotransfer.finetune.methods")}
 
 
 def __getattr__(name: str):

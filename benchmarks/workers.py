@@ -7,6 +7,14 @@ from the command's start to its end (worker start-up included). PostgreSQL is a 
 cluster on 127.0.0.1 (``apt-get install postgresql``).
 
     python benchmarks/workers.py [--trials 8] [--workers 1 2 4] [--rounds 1]
+
+``--scale`` is the cluster-sized run (:mod:`workers_scale`): each of N workers its own command on
+one study, a fraction killed or stopped and started again, with the figures of #40:
+
+    python benchmarks/workers.py --scale --workers 8 16 32 --trials 96 \
+        --storages postgresql journal sqlite [--kill-fraction 0.25]
+
+Memory: each worker is a torch process of about 600 MB, so 32 workers need about 20 GB.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/services.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers_scale.py
 
 from autotransfer.demo import export_fashion_mnist  # noqa: E402
 from services import throwaway_postgres  # noqa: E402
@@ -58,7 +67,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--scale", action="store_true", help="N separate workers, with kills")
+    parser.add_argument("--storages", nargs="+", default=["postgresql", "journal", "sqlite"])
+    parser.add_argument("--kill-fraction", type=float, default=0.25)
     args = parser.parse_args()
+    if args.scale:
+        return scale(args)
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres() as postgres:
         work = Path(tmp)
@@ -85,6 +99,45 @@ def main() -> None:
             cells.append(f"{per_hour:7.0f}/h {took:6.1f}s x{base[backend] / took:4.2f}")
         threads = max(1, cores // workers)
         print(f"{workers:>8} {threads:>8} | " + " | ".join(f"{c:>22}" for c in cells))
+
+
+def scale(args) -> None:
+    """The ``--scale`` run: per storage, one worker for the rate, then each worker count."""
+    import contextlib
+
+    from workers_scale import ConnectionPeak, run_workers, study_figures, worker_command
+
+    from autotransfer.study.store.storage import make_storage
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        work = Path(tmp)
+        data = export_fashion_mnist(work / "fm", per_class=30, test_per_class=10, seed=0)
+        space = work / "space.yaml"
+        space.write_text(SPACE)
+        urls = {"journal": f"journal://{work / 'bench.log'}",
+                "sqlite": f"sqlite:///{work / 'bench.db'}"}
+        if "postgresql" in args.storages:
+            urls["postgresql"] = stack.enter_context(throwaway_postgres())
+        print("storage     workers stopped  trials/min  x1-worker  gap/trial  dup  "
+              "count/--trials  RUNNING  connections", flush=True)
+        for backend in args.storages:
+            url, base = urls[backend], None
+            for workers in [1, *args.workers]:
+                study = f"{backend}-w{workers}"
+                trials = min(args.trials, 4) if workers == 1 else args.trials
+                command = worker_command(data, space, url, study, trials, work)
+                peak = ConnectionPeak(url) if backend == "postgresql" else contextlib.nullcontext()
+                with peak:
+                    took, stopped = run_workers(command, workers,
+                                                0 if workers == 1 else args.kill_fraction, work)
+                fig = study_figures(make_storage(url), study)
+                rate = fig["complete"] / took * 60
+                base = base or rate
+                held = peak.peak if backend == "postgresql" else "-"
+                print(f"{backend:<11} {workers:>7} {stopped:>7} {rate:>11.2f} {rate / base:>10.2f}"
+                      f" {fig['gap'] / fig['trial']:>10.1%} {fig['duplicates']:>4} "
+                      f"{fig['counted']:>7}/{trials:<7} {fig['running']:>8} {held:>12}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,10 @@ CASES = {
                                "storage mysql+nope://u:***@h/db: no database driver"),
     "storage folder missing": (lambda r: _search(r, "--storage", "sqlite:////no/such/x.db"),
                                "folder /no/such does not exist"),
+    "journal folder missing": (lambda r: _search(r, "--storage", "journal:///no/such/s.log"),
+                               "storage journal:///no/such/s.log: folder /no/such does not exist"),
+    "journal not a journal": (lambda r: _search(r, "--storage", f"journal://{r / 'space.yaml'}"),
+                              "space.yaml is not an Optuna journal file"),
 }
 
 

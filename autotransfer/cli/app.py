@@ -37,6 +37,7 @@ from autotransfer.study.trackers import TRACKERS
 # (A modality is any registered one, plugins' included: checked by known_modality, also exit 2.)
 RankBy = Literal[PRESCREEN_METHODS]  # type: ignore[valid-type]
 TrackWith = Literal[tuple(TRACKERS)]  # type: ignore[valid-type]
+Device = Literal["cpu", "gpu"]  # ranking.DEVICES
 RefitOn = Literal["train+val", "train"]  # refit.REFIT_ON (a test checks)
 ExportTo = Literal["onnx"]  # export.EXTRA_EXPORTS
 QuantizeTo = Literal["int8"]  # onnx_export.QUANTIZE
@@ -110,7 +111,7 @@ def search(
         "the running trial stops at an epoch or batch boundary (pruned, reason 'time budget'); "
         "shared by every worker of the study."
     ),
-    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, or journal:///path/study.log."),
     study: str | None = typer.Option(None, help="Study name; an existing study resumes."),
     out: Path = typer.Option(Path("autotransfer-out"), help="Folder for best.yaml and results."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -374,7 +375,7 @@ def inspect(
 
 @app.command()
 def dashboard(
-    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, or journal:///path/study.log."),
     port: int = typer.Option(8080, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 opens it to all."),
 ) -> None:
@@ -421,10 +422,25 @@ def backbones(
     modality: str | None = typer.Option(None, help="image, text, audio or a plugin's.",
                                         callback=known_modality,
                                         metavar="<name>"),
+    rank: int | None = typer.Option(None, help="Show the N best candidates of --modality by "
+                                    "their published score (no download)."),
+    max_params: str | None = typer.Option(None, help="With --rank: at most this many "
+                                          "parameters (10M, 500K)."),
+    min_throughput: float | None = typer.Option(None, help="With --rank: at least this many "
+                                                "images/s (CPU at batch 1, or --device gpu)."),
+    device: Device = typer.Option("cpu", help="With --rank: the throughput row, cpu or gpu."),
+    license: str | None = typer.Option(None, help="With --rank: licence containing this text."),
+    online: bool = typer.Option(False, help="With --rank: read the current published tables "
+                                "(default: the shipped snapshot)."),
+    as_json: bool = typer.Option(False, "--json", help="With --rank: print JSON."),
 ) -> None:
-    """List the backbone ids that the plugins offer."""
+    """List the backbone ids that the plugins offer, or rank them with --rank."""
     from autotransfer.contract.backbone import split_id
     from autotransfer.contract.collect import get_registry
+
+    if rank is not None:
+        _ranked(modality, rank, max_params, min_throughput, device, license, online, as_json)
+        return
 
     registry = get_registry()
     zoo = split_id(pattern)[0] if pattern and "/" in pattern else None
@@ -437,6 +453,22 @@ def backbones(
         params = f"{entry.params / 1e6:.2f}M" if entry.params else "-"
         typer.echo(f"{entry.id}\t{entry.modality}\t{params}\t{entry.description}")
     err_console.print(f"{len(entries)} backbones")
+
+
+def _ranked(modality: str | None, n: int, max_params: str | None, min_throughput: float | None,
+            device: str, license: str | None, online: bool, as_json: bool) -> None:
+    from autotransfer.cli.ranked import show_ranked
+    from autotransfer.contract.collect import get_ranking_entries
+    from autotransfer.contract.ranking import parse_count
+    from autotransfer.contract.ranking import rank as rank_entries
+
+    if modality is None:
+        raise OptionError("rank", " needs --modality (image, text, audio or a plugin's)")
+    entries = get_ranking_entries(modality, online=online)
+    ranked = rank_entries(entries, n, device=device, license=license,
+                          max_params=parse_count(max_params, "max_params")
+                          if max_params else None, min_throughput=min_throughput)
+    show_ranked(ranked, device=device, as_json=as_json, considered=len(entries))
 
 
 @app.command()
@@ -598,7 +630,7 @@ def evaluate(
 @app.command()
 def report(
     study: str = typer.Option(..., help="Study name."),
-    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, or journal:///path/study.log."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the report."),
 ) -> None:
     """Leaderboard, best per backbone, importances and plots (PNG + HTML) of a study."""

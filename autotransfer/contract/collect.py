@@ -6,6 +6,7 @@ calls the hooks (``contract.manager``) and keeps what they registered until ``re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -13,6 +14,7 @@ from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry
 from autotransfer.contract.formats import ModelFormat
 from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin, pm
 from autotransfer.contract.modalities import Modality
+from autotransfer.contract.ranking import RankingEntry
 from autotransfer.contract.registry import Registry
 from autotransfer.contract.strategies import KINDS, Strategy
 from autotransfer.errors import DataError, PluginError
@@ -21,6 +23,15 @@ _registry: Registry | None = None
 _formats: list[ModelFormat] | None = None
 _modalities: dict[str, Modality] | None = None
 _strategies: dict[str, dict[str, Strategy]] | None = None
+_methods: dict[str, Any] | None = None
+#: called by :func:`reset_registry`: a layer above that copied what plugins offered forgets it
+#: (``space.methods`` forgets the plugins' method names and hyperparameters)
+_on_reset: list[Callable[[], None]] = []
+
+
+def on_reset(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` whenever the collected plugin offers are forgotten."""
+    _on_reset.append(callback)
 
 
 def get_registry() -> Registry:
@@ -52,13 +63,16 @@ def _register_backbone(registry: Registry, entry: BackboneEntry | BackboneCatalo
 
 
 def reset_registry() -> None:
-    """Forget the backbones, formats, modalities and strategies so that they are collected
-    again (after registering or removing a plugin)."""
-    global _registry, _modalities, _strategies
+    """Forget the backbones, formats, modalities, strategies and methods so that they are
+    collected again (after registering or removing a plugin)."""
+    global _registry, _modalities, _strategies, _methods
     _registry = None
     _modalities = None
     _strategies = None
+    _methods = None
     reset_formats()
+    for callback in _on_reset:
+        callback()
 
 
 def _register_modality(found: dict[str, Modality], modality: Modality, plugin: str = "?") -> None:
@@ -91,6 +105,29 @@ def get_modality(name: str) -> Modality:
     if name not in known:
         raise DataError(f"modality must be one of {', '.join(known)}, got {name!r}")
     return known[name]
+
+
+def _register_method(found: dict[str, Any], method: Any, plugin: str = "?") -> None:
+    name = getattr(method, "name", None)
+    if not (isinstance(name, str) and name.isidentifier() and callable(getattr(method, "apply",
+                                                                                None))):
+        raise PluginError(f"plugin {plugin!r}: register() takes a TuningMethod (a name that is "
+                          f"an identifier and an apply), got {type(method).__name__}")
+    found.setdefault(name, method)  # the first registration wins
+
+
+def get_methods() -> dict[str, Any]:
+    """Every tuning method the loaded plugins offer through ``register_methods``, by name
+    (``autotransfer.finetune.methods.TuningMethod`` objects; built on first use)."""
+    global _methods
+    if _methods is None:
+        found: dict[str, Any] = {}
+        call_hook_per_plugin(
+            "register_methods",
+            register=PerPlugin(lambda plugin: partial(_register_method, found, plugin=plugin)),
+        )
+        _methods = found
+    return _methods
 
 
 def get_backbone(backbone_id: str) -> BackboneEntry:
@@ -157,3 +194,24 @@ def get_strategies() -> dict[str, dict[str, Strategy]]:
         )
         _strategies = found
     return _strategies
+
+
+def _register_ranking(found: list[RankingEntry], modality: str, entry: RankingEntry,
+                      plugin: str = "?") -> None:
+    if not isinstance(entry, RankingEntry):
+        raise PluginError(f"plugin {plugin!r}: register() takes a RankingEntry, got "
+                          f"{type(entry).__name__}")
+    if entry.modality == modality:
+        found.append(entry)
+
+
+def get_ranking_entries(modality: str, *, online: bool = False) -> list[RankingEntry]:
+    """Every plugin's ranking metadata for ``modality`` (``register_ranking``), not cached:
+    ``online`` asks the zoos for their current tables."""
+    found: list[RankingEntry] = []
+    call_hook_per_plugin(
+        "register_ranking", modality=modality, online=online,
+        register=PerPlugin(lambda plugin: partial(_register_ranking, found, modality,
+                                                  plugin=plugin)),
+    )
+    return found

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from autotransfer.contract.backbone import BackboneEntry
     from autotransfer.contract.formats import ModelFormat
     from autotransfer.contract.modalities import Modality
+    from autotransfer.contract.ranking import RankingEntry
     from autotransfer.contract.strategies import Strategy
 
 hookspec = pluggy.HookspecMarker("autotransfer")
@@ -46,3 +47,20 @@ def register_strategies(register: Callable[[Strategy], None]) -> None:
     """Offer pruners and samplers that a search space names like Optuna's own
     (``pruner: <name>``) by calling ``register(Strategy(...))`` once for each. A name the core
     or an earlier plugin already uses is not replaced."""
+
+
+@hookspec
+def register_methods(register: Callable[[object], None]) -> None:
+    """Offer tuning methods (what trains in the unfrozen layer groups) by calling
+    ``register(TuningMethod(...))`` once for each
+    (:class:`autotransfer.finetune.methods.TuningMethod`: its name, hyperparameters, whether it
+    gets a reference trial, how it costs). A search space may then name it in ``method``, from
+    the CLI and in every worker. A builtin name, or the first registration of a name, wins."""
+
+
+@hookspec
+def register_ranking(register: Callable[[RankingEntry], None], modality: str,
+                     online: bool) -> None:
+    """Offer ranking metadata of this zoo's ``modality`` candidates (published accuracy,
+    parameters, throughput, licence) by calling ``register(RankingEntry(...))`` once for each;
+    read current tables only when ``online`` is True, else a shipped snapshot."""

@@ -1,12 +1,14 @@
 """Finetune: fine-tuning one backbone on one dataset.
 
-Owns the ``Trainer`` and ``TransferModel`` (``trainer``), freezing (``freezing``), optimiser
-parameter groups with layer-wise learning-rate decay and the schedule (``optim``), metrics
-(``metrics``), device resolution and memory (``device``), the frozen-prefix activation cache
-(``cache``) and its augmented views (``cache_views``), the tuning methods (``methods``), what a
-trained model costs to run (``cost``), a model as an ONNX graph in ONNX Runtime, int8 included
-(``onnx_graph``), whether a trial has started training (``first_step``) and
-byte sizes as users write them (``sizes``).
+Owns the ``Trainer`` and ``TransferModel`` (``trainer``) and what it returns (``results``),
+what a training step is (``recipe``: the batches, the loss, the epoch-end steps) with the greedy
+soup of a trial's checkpoints (``averaging``), the trainer's state at an epoch end
+(``checkpoint``), freezing (``freezing``), optimiser parameter groups with layer-wise
+learning-rate decay and the schedule (``optim``), metrics (``metrics``), device resolution and
+memory (``device``), the frozen-prefix activation cache (``cache``) and its augmented views
+(``cache_views``), the tuning methods (``methods``), what a trained model costs to run
+(``cost``), a model as an ONNX graph in ONNX Runtime, int8 included (``onnx_graph``), whether a
+trial has started training (``first_step``) and byte sizes as users write them (``sizes``).
 
 May import: ``autotransfer.data``, ``autotransfer.contract``, ``autotransfer.errors`` and public
 libraries; never study, model or cli.

@@ -1,11 +1,15 @@
-"""The fine-tuning loop: AdamW with per-group lr scales, warmup + cosine, eval every epoch."""
+"""The fine-tuning loop: AdamW with per-group lr scales, warmup + cosine, eval every epoch.
+
+What a step draws and its loss come from the trainer's recipe (:mod:`autotransfer.finetune.recipe`,
+supervised cross-entropy by default); its state at an epoch end is a checkpoint
+(:mod:`autotransfer.finetune.checkpoint`) that :meth:`Trainer.fit` resumes from.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -22,54 +26,15 @@ from autotransfer.finetune.cache import (
     frozen_prefix,
 )
 from autotransfer.finetune.cache_views import ViewPlan, plan_views, stack_views, take_views
+from autotransfer.finetune.checkpoint import capture, restore
 from autotransfer.finetune.device import to_device
 from autotransfer.finetune.first_step import FIRST_STEP
 from autotransfer.finetune.freezing import fix_batch_norm, n_frozen_groups, train_mode
 from autotransfer.finetune.methods import apply_method
 from autotransfer.finetune.optim import param_groups, warmup_cosine
+from autotransfer.finetune.recipe import Batch, TrainingRecipe, recipe_for
+from autotransfer.finetune.results import EpochResult, TrainResult
 from autotransfer.space.objectives import classification_scores, computed_metrics
-
-
-@dataclass
-class EpochResult:
-    """What one epoch produced; ``score`` is the study's metric on the validation split.
-
-    ``seconds`` is the epoch's training time, without the validation pass after it
-    (``val_seconds``); ``samples_per_second`` counts the training samples of that time.
-    """
-
-    epoch: int
-    train_loss: float
-    scores: dict[str, float]  # metric name -> value (autotransfer.space.objectives)
-    score: float
-    seconds: float
-    samples_per_second: float
-    val_loss: float = math.nan  # mean cross-entropy on the validation split (nats), no smoothing
-    val_seconds: float = 0.0  # the validation pass after the epoch
-
-    @property
-    def accuracy(self) -> float:
-        return self.scores.get("accuracy", math.nan)
-
-    @property
-    def macro_f1(self) -> float:
-        return self.scores.get("macro_f1", math.nan)
-
-
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.fit` produced: each epoch, the test scores (None without a test
-    split), the trainable parameter count and how many of the layer groups were frozen."""
-
-    history: list[EpochResult] = field(default_factory=list)
-    test: dict[str, float] | None = None
-    n_trainable: int = 0
-    n_groups: int = 0
-    n_frozen_groups: int = 0
-
-    @property
-    def score(self) -> float:
-        return self.history[-1].score
 
 
 class TransferModel(nn.Module):
@@ -106,6 +71,7 @@ class Trainer:
         label: str = "backbone",
         evaluate_val: bool = True,
         batch_check: Callable[[], None] | None = None,
+        recipe: TrainingRecipe | None = None,
     ) -> None:
         """Set up the model, freezing and optimizer for one trial.
 
@@ -119,6 +85,8 @@ class Trainer:
                 (a refit on train+val has no validation split).
             batch_check: run before every training batch and every batch of the activation
                 cache's computation; it raises to stop the training there (a time budget).
+            recipe: what a training step is (default: :func:`~autotransfer.finetune.recipe.
+                recipe_for` of ``params``, supervised cross-entropy).
 
         Long (as a reason): a linear setup (preprocessing, model, freezing, cache plan,
         optimizer, precision), each step commented.
@@ -171,7 +139,10 @@ class Trainer:
             ),
             fused=device.type == "cuda",
         )
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=params["label_smoothing"])
+        self.recipe = recipe if recipe is not None else recipe_for(params)
+        self.epoch = 0  # the last epoch trained (a checkpoint's)
+        self.history: list[EpochResult] = []  # the epochs of the running fit
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._activations: dict[str, Any] = {}
@@ -187,6 +158,10 @@ class Trainer:
         self.inference_batch_size = (
             min(256, 4 * int(params["batch_size"])) if device.type == "cuda" else 32
         )
+
+    def forward(self, x: Any) -> torch.Tensor:
+        """The logits ``(B, n_classes)`` of model input ``x`` (a :class:`Batch`'s inputs)."""
+        return self._run(x)
 
     def _forward(self, x: Any) -> torch.Tensor:
         if self.prefix is None:
@@ -259,10 +234,40 @@ class Trainer:
         if self.prefix is not None:
             self.prefix.prefix.eval()  # also its parameter-free modules (dropout)
 
+    def train_batches(self) -> Iterator[Batch]:
+        """One epoch of the labelled training split in batches, shuffled by the trainer's
+        generator (a lone leftover sample is dropped: BatchNorm statistics of one are
+        meaningless); ``batch_check`` runs before each batch is prepared."""
+        x_train, y_train, batch_size = self._train_split
+        for batch, labels in iterate_batches(
+                x_train, y_train, batch_size, shuffle=True, generator=self.generator):
+            if len(labels) < min(2, batch_size):
+                continue
+            if self.batch_check is not None:
+                self.batch_check()
+            yield Batch(self._inputs(batch, train=True),
+                        labels.to(self.device, non_blocking=True))
+
+    def val_score(self) -> float:
+        """The study's metric on the validation split for the model as it is now."""
+        return self.evaluate("val")[self.metric]
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The training state at the end of epoch :attr:`epoch` (model, optimiser, scheduler,
+        random generators, history so far, the recipe's steps), for :meth:`fit`'s ``resume``;
+        ``torch.save`` writes it. See :mod:`autotransfer.finetune.checkpoint`."""
+        return capture(self)
+
     def fit(
-        self, epochs: int, on_epoch: Callable[[EpochResult], None] | None = None
+        self, epochs: int, on_epoch: Callable[[EpochResult], None] | None = None, *,
+        resume: dict[str, Any] | None = None,
     ) -> TrainResult:
         """Train ``epochs`` epochs; ``on_epoch`` sees each result (and may raise to stop).
+
+        ``resume``: a :meth:`checkpoint` of a trainer built alike (same backbone, data,
+        params, seed) whose ``fit`` had the same ``epochs``: training goes on after its epoch,
+        bit for bit as if it had not stopped (on one device), and the result's history starts
+        with the checkpoint's epochs.
 
         Raises:
             FloatingPointError: the loss became NaN or infinite (a diverged setting; the search
@@ -284,9 +289,10 @@ class Trainer:
         if self.views is not None:  # batches of row numbers; _inputs draws their views
             x_train = torch.arange(len(y_train))
         batch_size = min(int(self.params["batch_size"]), len(y_train))
+        self._train_split = (x_train, y_train, batch_size)
         steps = len(y_train) // batch_size + (len(y_train) % batch_size >= min(2, batch_size))
         total = epochs * steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
+        self.scheduler = scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             warmup_cosine(total, int(self.params["warmup_fraction"] * total)),
         )
@@ -295,22 +301,17 @@ class Trainer:
             n_groups=len(self.groups),
             n_frozen_groups=sum(1 for g in self.groups if g[0] in self.frozen),
         )
-        for epoch in range(1, epochs + 1):
+        self.epoch = 0
+        if resume is not None:  # after the setup above: it may draw random numbers
+            result.history = restore(self, resume)
+        self.history = result.history  # what a checkpoint keeps
+        for epoch in range(self.epoch + 1, epochs + 1):
             start = time.perf_counter()
             self._train_mode()
             total_loss, seen = 0.0, 0
-            batches = iterate_batches(
-                x_train, y_train, batch_size, shuffle=True, generator=self.generator
-            )
-            for batch, labels in batches:
-                if len(labels) < min(2, batch_size):  # a lone leftover sample: BatchNorm
-                    continue                             # statistics of one are meaningless
-                if self.batch_check is not None:
-                    self.batch_check()
-                inputs = self._inputs(batch, train=True)
-                labels = labels.to(self.device, non_blocking=True)
+            for batch in self.recipe.batches(self, epoch):
                 with self.autocast:
-                    loss = self.loss_fn(self._run(inputs), labels)
+                    loss = self.recipe.loss(self, batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}")
                 if self.first_loss is None:
@@ -322,8 +323,8 @@ class Trainer:
                 if self.first_batch_at is None:  # the first step done (issue 29's measure)
                     self.first_batch_at = time.time()
                     FIRST_STEP.set()
-                total_loss += loss.item() * len(labels)
-                seen += len(labels)
+                total_loss += loss.item() * len(batch)
+                seen += len(batch)
             seconds = time.perf_counter() - start
             scores = (self.evaluate("val") if self.evaluate_val
                       else dict.fromkeys(computed_metrics(self.metric), math.nan))
@@ -339,9 +340,12 @@ class Trainer:
                 val_seconds=val_seconds,
             )
             result.history.append(epoch_result)
+            self.epoch = epoch
+            self.recipe.after_epoch(self, epoch_result)
             if on_epoch is not None:
                 on_epoch(epoch_result)
         self.batch_check = None  # the training is done: its test score is always computed
+        self.recipe.after_fit(self, result)
         if self.data.test is not None:
             result.test = self.evaluate("test")
         return result

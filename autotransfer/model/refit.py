@@ -241,12 +241,16 @@ def train(
     torch.manual_seed(seed)
     options = spec.load_options(entry, trust_remote_code=trust_remote_code)
     backbone = entry.load(pretrained=spec.pretrained, **options)
+    average_epochs = (_averaged_epochs(source) if refit_on == "train+val"
+                      and params.get("average_checkpoints") else None)
     trainer = _refit_trainer(backbone, dataset, params, torch_device, metric, seed,
-                             evaluate_val=refit_on == "train")
+                             evaluate_val=refit_on == "train", average_epochs=average_epochs)
     result = trainer.fit(epochs, on_epoch)
     val = None
     if refit_on == "train":
         val = dict(result.history[-1].scores)
+        if result.averaging is not None:  # the averaged model's, as the trial scored it
+            val = trainer.evaluate("val")
     metrics: dict[str, Any] = {
         "metric": metric,
         "search_val_score": config.val_score,
@@ -256,6 +260,8 @@ def train(
     }
     if val is not None:
         metrics["val"] = val
+    if result.averaging is not None:  # the soup of the search's trial, chosen or replayed
+        metrics["averaging"] = result.averaging
     if result.test is not None:
         metrics["test"] = result.test
         metrics["n_test"] = len(dataset.test)
@@ -317,9 +323,33 @@ def _merge_val(dataset):
                         dataset.source)
 
 
-def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_val: bool):
-    """A Trainer; without a validation split, epochs report NaN instead of evaluating it."""
+def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_val: bool,
+                   average_epochs: list[int] | None = None):
+    """A Trainer; without a validation split, epochs report NaN instead of evaluating it, and
+    checkpoint averaging replays ``average_epochs`` (the search trial's soup)."""
+    from autotransfer.finetune.recipe import recipe_for
     from autotransfer.finetune.trainer import Trainer
 
     return Trainer(backbone, dataset, params, device=device, metric=metric, seed=seed,
-                   evaluate_val=evaluate_val)
+                   evaluate_val=evaluate_val,
+                   recipe=recipe_for(params, average_epochs=average_epochs))
+
+
+def _averaged_epochs(source: dict[str, Any]) -> list[int] | None:
+    """The epochs that the search's trial averaged (``average_checkpoints``), read from its
+    study; None, with a warning, when the study cannot be read (then the refit on train+val,
+    which has no validation score to choose by, does not average)."""
+    import warnings
+
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=source["study"], storage=source["storage"])
+        trial = study.trials[int(source["trial"])]
+        return [int(e) for e in trial.user_attrs["averaging"]["epochs"]]
+    except Exception as exc:  # a masked password, a storage that moved, an older trial
+        warnings.warn(f"cannot read which epochs trial {source.get('trial')} averaged "
+                      f"({type(exc).__name__}: {first_line(exc)}); the refit on train+val does "
+                      "not average checkpoints (refit_on='train' chooses them again)",
+                      stacklevel=3)
+        return None

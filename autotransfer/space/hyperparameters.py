@@ -116,6 +116,12 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         0.0, "dropout before the linear head", low=0.0, high=1.0, high_open=True,
         affects_features=False,
     ),
+    "average_checkpoints": Hyperparameter(
+        0, "keep the k best epoch ends of a trial by validation score and average them "
+        "greedily, one added only if validation does not drop (Wortsman et al., 2022, greedy "
+        "soup); the trial scores the average; 0: off", kind=int, low=0, high=100,
+        affects_features=False,
+    ),
     "image_size": Hyperparameter(
         None, "input side in pixels (default: the backbone's pretraining size)",
         kind=int, low=16, high=1024, optional=True, modality="image",

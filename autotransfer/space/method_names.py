@@ -5,6 +5,7 @@ accepts is checked here, without the hyperparameter table (which imports this mo
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any
 
 #: method name -> one line of what trains (the builtin ones; register_method adds more)
@@ -22,6 +23,30 @@ METHOD_NAMES: dict[str, str] = {
 
 #: the methods that ship with autotransfer
 BUILTIN_METHODS = tuple(METHOD_NAMES)
+
+
+@dataclass(frozen=True)
+class MethodTraits:
+    """What the study needs to know of a tuning method, without torch (see
+    :class:`autotransfer.finetune.methods.TuningMethod` for the meaning of each)."""
+
+    reference: bool = False  # the search adds a reference trial of this method per backbone
+    cost_follows_freezing: bool = False  # the cost model scales a trial by its unfrozen share
+
+
+#: method name -> its traits (the builtin ones; register_method and plugins add more)
+METHOD_TRAITS: dict[str, MethodTraits] = {
+    "finetune": MethodTraits(cost_follows_freezing=True),
+    "bitfit": MethodTraits(),
+    "layernorm": MethodTraits(),
+    "lora": MethodTraits(reference=True),
+    "ia3": MethodTraits(),
+}
+
+
+def method_traits(name: str) -> MethodTraits:
+    """The traits of method ``name`` (an unknown name: none)."""
+    return METHOD_TRAITS.get(name, MethodTraits())
 
 
 def check_method_name(value: Any) -> str | None:

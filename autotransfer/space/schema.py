@@ -20,7 +20,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_serializer,
@@ -30,6 +32,7 @@ from pydantic import (
 from autotransfer.errors import SpaceError
 from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
+from autotransfer.space.methods import declare_plugin_methods, names_known
 from autotransfer.space.objectives import cost_names, get_objective, metric_names
 from autotransfer.space.strategies import build
 from autotransfer.space.yaml_file import describe, problem_lines, read_yaml
@@ -128,6 +131,30 @@ class BackboneSpec(_Strict):
         return self.id if data == {"id": self.id} else data
 
 
+class RankedBackbones(_Strict):
+    """``backbones: {rank: 6, max_params: 10M, ...}``: the ``rank`` best candidates of the
+    data's modality by their published score, within the bounds
+    (:mod:`autotransfer.contract.ranking`); expanded into ids when the study is created."""
+
+    rank: int = Field(ge=1, le=100)
+    max_params: int | str | None = None  # 10M, 500K or a count
+    min_throughput: float | None = Field(None, gt=0)  # images/s on ``device``'s row
+    device: Literal["cpu", "gpu"] = "cpu"
+    license: str | None = None
+
+    @field_validator("max_params")
+    @classmethod
+    def _a_count(cls, value: int | str | None) -> int | str | None:
+        from autotransfer.contract.ranking import parse_count
+        from autotransfer.errors import OptionError
+
+        try:
+            parse_count(value) if value is not None else None
+        except OptionError as exc:
+            raise ValueError(exc.problem.strip()) from None
+        return value
+
+
 class StrategySpec(BaseModel):
     """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``, or a
     factory by import path: ``{factory: "my_package.schedulers:make_pruner", eta: 3}``
@@ -154,7 +181,12 @@ class StrategySpec(BaseModel):
 class SearchSpace(_Strict):
     """A validated search space (see the module docstring for the YAML form)."""
 
-    backbones: list[BackboneSpec] = Field(min_length=1)
+    # a list of ids, or a ranking rule that the study expands into ids (study.ranked)
+    backbones: Annotated[
+        Annotated[list[BackboneSpec], Field(min_length=1), Tag("[ids]")]
+        | Annotated[RankedBackbones, Tag("(rank)")],
+        Discriminator(lambda v: "(rank)" if isinstance(v, dict | RankedBackbones) else "[ids]"),
+    ]
     epochs: int = Field(ge=1, le=1000)
     metric: str = "accuracy"  # a registered metric (autotransfer.space.objectives)
     pruner: str | StrategySpec = "hyperband"
@@ -182,12 +214,14 @@ class SearchSpace(_Strict):
                 build(kind, getattr(self, kind), epochs=self.epochs)
             except ValueError as exc:
                 raise ValueError(f"{kind}: {exc}") from None
-        labels = [b.label for b in self.backbones]
+        labels = [b.label for b in self.backbones] if isinstance(self.backbones, list) else []
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(
                 f"backbone {twice[0]!r} is listed twice; give one of them a distinct name"
             )
+        if not names_known(list(self.params), self.methods):  # a plugin's method, maybe
+            declare_plugin_methods()
         problems = [p for name, spec in self.params.items() for p in _param_problems(name, spec)]
         if problems:  # every problem of the file at once, one per line
             raise ValueError("\n".join(problems))

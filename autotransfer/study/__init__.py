@@ -12,6 +12,7 @@ Modules at this level:
 - ``prescreen``: the transferability pre-screen on frozen features;
 - ``loadable``: the backbones that load here, before the first trial (the others skipped);
 - ``checks``: checks made before anything heavy loads;
+- ``ranked``: a ranked space (``backbones: {rank: N, ...}``) expanded into ids at creation;
 - ``progress``: the ``Progress`` protocol the CLI implements.
 
 Sub-packages, by concern:

@@ -58,6 +58,8 @@ def check_backbones(space: SearchSpace) -> None:
         BackboneError: an id no plugin registers.
         AutotransferError: an option the backbone's loader does not take.
     """
+    if not isinstance(space.backbones, list):
+        return  # a ranked space: its ids are checked once the study expands it (study.ranked)
     registry = get_registry()
     for spec in space.backbones:
         entry = registry.get(spec.id)
@@ -78,6 +80,8 @@ def check_local_weights(space: SearchSpace) -> None:
     Raises:
         BackboneError: a weights file cannot be read or does not fit its network.
     """
+    if not isinstance(space.backbones, list):
+        return  # a ranked space names no weights file (study.ranked)
     registry = get_registry()
     for spec in space.backbones:
         if spec.weights is not None and spec.pretrained:

@@ -271,6 +271,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
                     trainable_parameters=result.n_trainable,
                     test_score=None if result.test is None else result.test[space.metric])
+    if result.averaging is not None:
+        record.averaged(result.averaging)
     record.scored({split: confusion(preds, labels, ctx.data.n_classes)
                    for split, (preds, labels) in trainer.predictions.items()},
                   test_scores=result.test)

@@ -37,6 +37,7 @@ SECONDS_PER_EPOCH = "seconds_per_epoch"
 SAMPLES_PER_SECOND = "samples_per_second"
 PEAK_MEMORY = "peak_memory_mb"  # MiB (2**20 bytes); the 0.1 key is kept
 TEST_SCORE = "test_score"
+AVERAGING = "averaging"  # average_checkpoints: {epochs, score, gain, ...} (finetune.averaging)
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
 RULE = "rule"  # the trial-control rule that pruned it or kept it from starting (budget.rules)
@@ -81,6 +82,7 @@ STUDY_RUN_STARTS = "run_starts"  # time.time() of each run of the search (best_s
 # the data options as resolved (modality, columns read, data store): best.yaml's
 # source.data_options (autotransfer.data.options; the key is data.options.DATA_OPTIONS_ATTR)
 STUDY_DATA_OPTIONS = "data_options"
+STUDY_RANKED = "ranked_backbones"  # {ids, rule, note}: a ranked space's expansion, kept on resume
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,11 @@ class TrialWriter:
         if test_score is not None:
             self._set(TEST_SCORE, test_score)
 
+    def averaged(self, averaging: dict[str, Any]) -> None:
+        """What checkpoint averaging chose (``epochs``) and bought (``gain`` over the last
+        epoch, ``gain_over_best_epoch``); see :mod:`autotransfer.finetune.averaging`."""
+        self._set(AVERAGING, averaging)
+
     def scored(self, confusion: dict[str, list[list[int]]],
                test_scores: dict[str, float] | None) -> None:
         """The trained model's confusion matrices (per split) and its test metrics."""
@@ -421,6 +428,7 @@ class StudyRecord:
     reference_until: float | None = None  # the references' share ends (study.reference_share)
     run_starts: list[float] | None = None  # each run of the search began (time.time())
     data_options: dict[str, Any] | None = None  # DataOptions.to_yaml() of what was read
+    ranked: dict[str, Any] | None = None  # a ranked space's ids (study.ranked); None: a list
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -442,6 +450,7 @@ class StudyRecord:
             reference_until=attrs.get(STUDY_REFERENCE_UNTIL),
             run_starts=attrs.get(STUDY_RUN_STARTS),
             data_options=attrs.get(STUDY_DATA_OPTIONS),
+            ranked=attrs.get(STUDY_RANKED),
         )
 
 
@@ -449,6 +458,11 @@ def set_study_origin(study, space_fingerprint: str, data: str) -> None:
     """The space and data a new study was created with."""
     study.set_user_attr(STUDY_SPACE, space_fingerprint)
     study.set_user_attr(STUDY_DATA, data)
+
+
+def set_ranked(study, ranked: dict[str, Any]) -> None:
+    """The ids a ranked space expanded into (``study.ranked``): a resume uses the same."""
+    study.set_user_attr(STUDY_RANKED, ranked)
 
 
 def set_selection(study, selection: dict[str, Any]) -> None:

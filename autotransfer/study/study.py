@@ -268,15 +268,18 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     if worker:
         study = optuna.load_study(study_name=options.study_name, storage=study_storage,
                                   pruner=make_pruner(space))
+        space = _expanded(study, space, dataset.modality, None)  # the ids the search recorded
     else:
         warn_cross_split_duplicates(dataset)
-        check_modality([spec.id for spec in space.backbones], dataset)
+        if isinstance(space.backbones, list):  # a ranked space is checked once expanded
+            check_modality([spec.id for spec in space.backbones], dataset)
         name = (options.study_name
                 or f"{dataset.source.name}-{Path(space_file or 'space').stem}")
         study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
                                     directions=Rule.of_space(space).directions,
                                     sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space, say=True))
+        space = _expanded(study, space, dataset.modality, progress)
         check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
         record_data_options(study, options.data_options, dataset)
@@ -290,7 +293,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     if worker:
         from autotransfer.study.store.history import recorder_for
 
-        prepared.recorder = recorder_for(study, study_storage.engine, space)
+        engine = getattr(study_storage, "engine", None)  # None: a journal file
+        prepared.recorder = recorder_for(study, engine, space) if engine is not None else None
         return prepared
     # in a thread, once the first trial trains here (a worker process would not signal it)
     note.save_soon(study, study_storage, after_first_step=options.workers == 1)
@@ -337,6 +341,19 @@ def _default_space(modality: str, progress: Progress | None) -> tuple[str, Searc
     return str(path), space
 
 
+def _expanded(study, space: SearchSpace, modality: str, progress: Progress | None
+              ) -> SearchSpace:
+    """A ranked space's ids (``study.ranked``), said in one line and checked as a list is."""
+    from autotransfer.study.ranked import expand_space
+
+    expanded, note = expand_space(study, space, modality)
+    if note is not None:
+        if progress is not None:
+            progress.note(-1, note)
+        check_backbones(expanded)
+    return expanded
+
+
 def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
     """Run the trials, here (one worker) or in local worker processes; returns the workers
     that exited abnormally.
@@ -369,6 +386,15 @@ def run(prepared: Prepared, progress: Progress | None = None) -> list[str]:
     return failed
 
 
+def _shared(options, study) -> bool:
+    """Whether other workers may run trials of this study meanwhile: several workers here, a
+    storage other machines reach (not an SQLite file), or a resumed study with RUNNING trials."""
+    from optuna.trial import TrialState
+
+    return (options.workers > 1 or not options.storage.startswith("sqlite:")
+            or bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))))
+
+
 def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int,
                 checkpoint: bool = False) -> None:
     """This process's share of the trials (the trial loop of :mod:`.workers`); with a time
@@ -380,7 +406,9 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
 
     options, study = prepared.options, prepared.study
     study.sampler = exclude_infeasible(  # no backbone known to break the params bound
-        cost_aware.wrap(make_sampler(options.space, sampler_seed), options.space, sampler_seed),
+        cost_aware.wrap(make_sampler(options.space, sampler_seed,
+                                     shared=_shared(options, study)),
+                        options.space, sampler_seed),
         options.space, sampler_seed)
     study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.budget.rungs)
     if fitted and checkpoint and progress:

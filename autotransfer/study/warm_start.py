@@ -41,7 +41,11 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     resuming = resumed_line(study, trials)
     if resuming:
         say(-1, resuming)
-    engine = study_storage.engine
+    engine = getattr(study_storage, "engine", None)
+    if engine is None:  # a journal file: the transfer history lives in SQL tables
+        if warm_start:
+            say(-1, "warm start: needs an SQL storage (the transfer history's tables); skipped")
+        history = warm_start = False
     recorder = None
     if history and not warm_start and defer_history:
         recorder = DeferredRecorder(partial(

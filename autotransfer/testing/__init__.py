@@ -8,7 +8,8 @@ In a plugin's test suite::
         check_backbone("myzoo/tiny-net")   # raises ConformanceError naming what broke
 
 Owns the conformance check (``conformance``: :func:`check_backbone`), the lazy-catalogue
-checks (``catalogue``: :func:`check_catalogue`, :func:`check_plugin_is_light`) and the fakes
+checks (``catalogue``: :func:`check_catalogue`, :func:`check_plugin_is_light`,
+:func:`check_ranking` of a zoo's ranking metadata) and the fakes
 (``fakes``: :class:`FakeZoo`, a plugin offering tiny real CNNs; :func:`registered_plugin`, a plugin
 registered for the duration of a ``with`` block; :class:`DeterministicPruner`).
 
@@ -16,7 +17,7 @@ May import: ``autotransfer.finetune``, ``autotransfer.data``, ``autotransfer.con
 ``autotransfer.errors`` and public libraries; never search, model or cli.
 """
 
-from autotransfer.testing.catalogue import check_catalogue, check_plugin_is_light
+from autotransfer.testing.catalogue import check_catalogue, check_plugin_is_light, check_ranking
 from autotransfer.testing.conformance import (
     FREEZE_FRACTIONS,
     ConformanceError,
@@ -41,6 +42,7 @@ __all__ = [
     "check_backbone",
     "check_catalogue",
     "check_plugin_is_light",
+    "check_ranking",
     "registered_plugin",
     "tiny_cnn_backbone",
 ]

@@ -100,3 +100,54 @@ def check_plugin_is_light(plugin: str, *, zoo: str | None = None) -> None:
             f"plugin {plugin!r}: loading it and building the registry imported "
             f"{', '.join(heavy)}; import model libraries inside loaders and catalogue listings"
         )
+
+
+def check_ranking(zoo: str, modality: str, *, sample: int = 3) -> list:
+    """Check the ranking metadata that ``zoo`` offers for ``modality`` (``register_ranking``).
+
+    Checks: at least one entry; every entry is a ``RankingEntry`` of ``modality`` under
+    ``zoo/`` with unique ids, a finite score, a named signal and source, a positive
+    parameter count (or None), and a positive throughput with its source row for each device;
+    ``sample`` of its ids (and every one marked ``loads_offline``) resolve in the registry.
+
+    Returns:
+        The zoo's ranking entries.
+
+    Raises:
+        ConformanceError: naming the zoo, the id and the check that failed.
+    """
+    import math
+
+    from autotransfer.contract.collect import get_ranking_entries
+    from autotransfer.contract.ranking import DEVICES, RankingEntry
+    from autotransfer.testing.conformance import ConformanceError
+
+    def fail(what: str, check: str, detail: str) -> None:
+        raise ConformanceError(f"ranking {what}: {check}: {detail}")
+
+    entries = [e for e in get_ranking_entries(modality) if e.id.startswith(f"{zoo}/")]
+    if not entries:
+        fail(zoo, "registered", f"no ranking entry of {modality} under {zoo}/")
+    if len({e.id for e in entries}) != len(entries):
+        fail(zoo, "ids", "an id is registered twice")
+    for e in entries:
+        if not isinstance(e, RankingEntry) or e.modality != modality:
+            fail(e.id, "entry", f"expected a RankingEntry of {modality}")
+        if not (isinstance(e.score, int | float) and math.isfinite(e.score)):
+            fail(e.id, "score", f"expected a finite number, got {e.score!r}")
+        if not e.signal or not e.source:
+            fail(e.id, "source", "signal and source must name the score and where it is from")
+        if e.params is not None and e.params <= 0:
+            fail(e.id, "params", f"expected a positive count or None, got {e.params!r}")
+        for device, speed in e.throughput.items():
+            if device not in DEVICES or not speed > 0 or not e.throughput_source.get(device):
+                fail(e.id, "throughput", f"{device}: {speed!r} needs a device in {DEVICES}, a "
+                                         f"positive images/s and its throughput_source row")
+    registry = get_registry()
+    step = max(1, len(entries) // sample)
+    for e in entries[::step][:sample] + [e for e in entries if e.loads_offline]:
+        try:
+            registry.get(e.id)
+        except Exception as exc:  # noqa: BLE001 - any failure to resolve is the finding
+            fail(e.id, "resolves", f"the registry does not serve it ({exc})")
+    return entries

@@ -22,6 +22,7 @@ from autotransfer.plugin import (
     BackboneEntry,
     BackboneError,
     ImagePreprocess,
+    RankingEntry,
     hookimpl,
 )
 
@@ -128,6 +129,19 @@ IMAGENET_TOP1 = {
     "tf_efficientnet_lite2": 77.6,
     "mobilenetv2_100": 71.878,
 }
+TOP1_SOURCE = {
+    **dict.fromkeys(("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"),
+                    "tensorflow/tpu efficientnet/lite README (float)"),
+    "mobilenetv2_100": "torchvision docs, mobilenet_v2 IMAGENET1K_V1",
+}
+# Licences of the original weights: TF EfficientNet-Lite (Apache-2.0, tensorflow/tpu),
+# torchvision MobileNetV2 (BSD-3-Clause), all-MiniLM-L6-v2 (Apache-2.0), Whisper (MIT).
+LICENSE = {
+    **dict.fromkeys(("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2",
+                     "all-MiniLM-L6-v2"), "apache-2.0"),
+    "mobilenetv2_100": "bsd-3-clause",
+    **dict.fromkeys(("whisper-tiny.en", "whisper-base"), "mit"),
+}
 # The transfer history's reference backbone per modality: meta-features are comparable between
 # datasets only when the same network embedded them, with the same preprocessing.
 REFERENCE = {
@@ -151,6 +165,40 @@ def facts(name: str) -> dict:
 @hookimpl(tryfirst=True)  # builtin ids win over a plugin that registers them again
 def register_backbones(register) -> None:
     register(BackboneCatalogue("packaged", ("image", "text", "audio"), packaged_entries))
+
+
+@hookimpl
+def register_ranking(register, modality: str, online: bool) -> None:
+    for entry in ranking_entries(modality, online=online):
+        register(entry)
+
+
+def ranking_entries(modality: str, *, online: bool = False) -> Iterator[RankingEntry]:
+    """The packaged backbones of ``modality``, all loading offline. Images: the published top-1
+    of the shipped weights (``IMAGENET_TOP1``) with their architecture's timm benchmark rows.
+    Text and audio: no published accuracy ships, so the signal is the parameter count (a
+    bigger model of one family transfers better: Whisper base over tiny)."""
+    if modality == "image":
+        from autotransfer_timm.tables import online_tables, snapshot, speed_rows
+
+        tables = (online_tables() if online else None) or snapshot()
+        for name, spec in PACKAGED.items():
+            throughput, rows = speed_rows(tables, spec.timm_name)
+            yield RankingEntry(
+                id=f"packaged/{name}", modality="image", score=IMAGENET_TOP1[name],
+                signal="ImageNet-1k top-1 %", source=TOP1_SOURCE[name], params=spec.params,
+                throughput=throughput, throughput_source=rows,
+                input_size=spec.preprocess.size, license=LICENSE[name], pretrain="in1k",
+                loads_offline=True, architecture=spec.timm_name,
+            )
+    for name, hf in PACKAGED_HF.items():
+        if hf.modality == modality:
+            yield RankingEntry(
+                id=f"packaged/{name}", modality=modality, score=float(hf.params),
+                signal="parameters (no published accuracy ships)",
+                source="parameter count of the packaged weights", params=hf.params,
+                license=LICENSE.get(name), loads_offline=True,
+            )
 
 
 def packaged_entries() -> Iterator[BackboneEntry]:

@@ -18,6 +18,7 @@ from autotransfer.plugin import (
     BackboneEntry,
     BackboneError,
     ImagePreprocess,
+    RankingEntry,
     first_line,
     group_names,
     hookimpl,
@@ -31,6 +32,46 @@ if TYPE_CHECKING:
 def register_backbones(register) -> None:
     # about 3,200 ids that need timm (and torch) to list: only when a caller asks for timm/
     register(BackboneCatalogue("timm", ("image",), timm_entries))
+
+
+@hookimpl
+def register_ranking(register, modality: str, online: bool) -> None:
+    if modality == "image":
+        for entry in ranking_entries(online=online):
+            register(entry)
+
+
+def ranking_entries(*, online: bool = False) -> Iterator[RankingEntry]:
+    """Every pretrained tag of timm's ImageNet table, with its architecture's CPU and GPU
+    benchmark rows (:mod:`autotransfer_timm.tables`; the current files when ``online`` and
+    reachable, else the shipped snapshot)."""
+    from autotransfer_timm.tables import online_tables, snapshot, speed_rows
+
+    tables = (online_tables() if online else None) or snapshot()
+    cached = cached_timm_weights()
+    for model, (size, top1, params, licence) in tables["models"].items():
+        architecture, _, tag = model.partition(".")
+        throughput, rows = speed_rows(tables, architecture)
+        yield RankingEntry(
+            id=f"timm/{model}", modality="image", score=top1, signal="ImageNet-1k top-1 %",
+            source=f"{tables['files']['imagenet']} ({tables['source']})",
+            params=round(params * 1e6), throughput=throughput, throughput_source=rows,
+            input_size=size, license=licence, pretrain=tag or tables["pretrain"].get(architecture),
+            loads_offline=model in cached, architecture=architecture,
+        )
+
+
+def cached_timm_weights() -> set[str]:
+    """``model.tag`` names whose weights are in the Hugging Face cache (``timm/<name>`` repos)."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return set()
+    root = Path(HF_HUB_CACHE)
+    if not root.is_dir():
+        return set()
+    return {p.name.removeprefix("models--timm--") for p in root.glob("models--timm--*")
+            if any(p.glob("snapshots/*/*.safetensors")) or any(p.glob("snapshots/*/*.bin"))}
 
 
 def timm_entries() -> Iterator[BackboneEntry]:

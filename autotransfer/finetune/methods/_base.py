@@ -9,7 +9,6 @@ from typing import Any
 
 from torch import nn
 
-from autotransfer.finetune.freezing import freeze
 from autotransfer.space.hyperparameters import Hyperparameter
 
 
@@ -29,11 +28,16 @@ class Tuned:
     groups: list[list[str]]
 
 
-#: ``apply(model, groups, params, backbone, label) -> Tuned``: ``model`` is the
-#: ``TransferModel`` (``body`` then ``head``), ``groups`` its body's layer groups (names of
-#: ``model``), ``params`` the trial's hyperparameters, ``backbone`` the loaded
-#: :class:`Backbone` (or None), ``label`` its id for messages.
-Apply = Callable[[nn.Module, list[list[str]], dict[str, Any], Any, str], Tuned]
+#: ``apply(model, groups, frozen, params, backbone, label) -> groups | None``: ``model`` is the
+#: ``TransferModel`` (``body`` then ``head``) with ``freeze_fraction``'s prefix already frozen
+#: (:func:`~autotransfer.finetune.methods.apply_method` does it once for every method: those
+#: parameters have ``requires_grad=False``, every other one True); ``groups`` its body's layer
+#: groups (names of ``model``), ``frozen`` the names of the frozen prefix, ``params`` the
+#: trial's hyperparameters, ``backbone`` the loaded :class:`Backbone` (or None), ``label`` its
+#: id for messages. It returns the groups as names of the model after it (adapters join the
+#: group of the layer they adapt), or None when it added no parameter.
+Apply = Callable[[nn.Module, list[list[str]], set[str], dict[str, Any], Any, str],
+                 "list[list[str]] | None"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,20 @@ class TuningMethod:
     Attributes:
         name: its value of the ``method`` hyperparameter.
         help: one line: what trains.
-        apply: marks what trains (``requires_grad``) in place, see :data:`Apply`. It must
-            freeze ``freeze_fraction``'s prefix as :func:`~autotransfer.finetune.freezing.freeze`
-            does and add nothing there.
+        apply: marks what trains (``requires_grad``) outside the frozen prefix, in place, see
+            :data:`Apply`. It adds nothing to the prefix (whatever it marks there is frozen
+            again afterwards).
         hyperparameters: the hyperparameters only this method reads (sampled only in its
             trials), with defaults and valid ranges.
         merge: ``merge(model) -> model`` folds adapters into the layers they adapt, so that the
             exported model is the zoo's plain architecture; None when nothing needs folding.
+        reference: the search adds a reference trial per backbone with this method (the
+            space's default configuration with ``method`` set to it) when the space's
+            ``method`` includes it and defaults to another; ``lora``'s is one.
+        cost_follows_freezing: the backbone cost model scales a trial by its unfrozen share
+            (True for ``finetune``: its frozen groups run forward only); False: a trial costs a
+            full fine-tune's epochs whatever ``freeze_fraction`` (adapters and selective methods
+            still backpropagate through the body).
     """
 
     name: str
@@ -57,6 +68,8 @@ class TuningMethod:
     apply: Apply = field(repr=False)
     hyperparameters: Mapping[str, Hyperparameter] = field(default_factory=dict)
     merge: Callable[[nn.Module], nn.Module] | None = field(default=None, repr=False)
+    reference: bool = False
+    cost_follows_freezing: bool = False
 
 
 def owners(model: nn.Module) -> dict[str, nn.Module]:
@@ -71,14 +84,12 @@ def selective(name: str, help: str,
     """A method that trains the body parameters for which ``trains(name, param, owner)`` is
     true (in the unfrozen groups only), and the head; ``owner`` is the module holding it."""
 
-    def apply(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
-              backbone: Any = None, label: str = "backbone") -> Tuned:
-        frozen = freeze(model, groups, params["freeze_fraction"])
+    def apply(model: nn.Module, groups: list[list[str]], frozen: set[str],
+              params: dict[str, Any], backbone: Any = None, label: str = "backbone") -> None:
         owner = owners(model)
         in_groups = {n for g in groups for n in g}
         for pname, param in model.named_parameters():
             if pname in in_groups and pname not in frozen:
                 param.requires_grad_(bool(trains(pname, param, owner[pname])))
-        return Tuned(frozen, groups)
 
     return TuningMethod(name, help, apply)

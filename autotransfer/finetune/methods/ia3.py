@@ -27,8 +27,6 @@ from typing import Any
 
 from torch import nn
 
-from autotransfer.finetune.freezing import freeze
-from autotransfer.finetune.methods._base import Tuned
 from autotransfer.finetune.methods._peft import (
     inject,
     is_pointwise,
@@ -83,12 +81,12 @@ def default_targets(body: nn.Module) -> tuple[list[str], list[str]]:
     return chosen, [n for n in chosen if _ends_with(n, feedforward)]
 
 
-def apply(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
-          backbone: Any = None, label: str = "backbone") -> Tuned:
-    """Freeze the prefix, add IA3 vectors to the default targets of the other groups, train
+def apply(model: nn.Module, groups: list[list[str]], frozen: set[str],
+          params: dict[str, Any], backbone: Any = None,
+          label: str = "backbone") -> list[list[str]]:
+    """Add IA3 vectors to the default targets in the unfrozen groups, train
     only them and the head. ``model.body`` is changed in place (its adapted layers become
     peft ``IA3Layer``s); the returned groups name the vectors too."""
-    frozen = freeze(model, groups, params["freeze_fraction"])
     body: nn.Module = model.body
     unfrozen = unfrozen_names(groups, frozen)
     chosen, feedforward = default_targets(body)
@@ -100,7 +98,7 @@ def apply(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
                                 feedforward_modules=[n for n in feedforward if n in chosen])
     if not chosen:  # every target layer is frozen: the head alone trains
         say_nothing_adapted("ia3", label, params["freeze_fraction"])
-    return Tuned(frozen, inject(model, groups, config, ".ia3_"))
+    return inject(model, groups, config, ".ia3_")
 
 
 #: folds each vector into its layer's weight (and bias), see :func:`merge_adapters`

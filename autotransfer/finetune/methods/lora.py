@@ -34,8 +34,6 @@ from typing import Any
 from torch import nn
 
 from autotransfer.errors import BackboneError
-from autotransfer.finetune.freezing import freeze
-from autotransfer.finetune.methods._base import Tuned
 from autotransfer.finetune.methods._peft import (
     inject,
     is_pointwise,
@@ -94,12 +92,12 @@ def targets(body: nn.Module, trainable: set[str], backbone: Any = None,
     return [n for n in found if f"{n}.weight" in trainable]
 
 
-def apply(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
-          backbone: Any = None, label: str = "backbone") -> Tuned:
-    """Freeze the prefix, add LoRA adapters to the targets of the other groups, train only
+def apply(model: nn.Module, groups: list[list[str]], frozen: set[str],
+          params: dict[str, Any], backbone: Any = None,
+          label: str = "backbone") -> list[list[str]]:
+    """Add LoRA adapters to the targets in the unfrozen groups, train only
     the adapters and the head. ``model.body`` is changed in place (its adapted layers become
     peft ``LoraLayer``s); the returned groups name the adapter parameters too."""
-    frozen = freeze(model, groups, params["freeze_fraction"])
     body: nn.Module = model.body
     chosen = targets(body, unfrozen_names(groups, frozen), backbone, label)
     config = None
@@ -116,7 +114,7 @@ def apply(model: nn.Module, groups: list[list[str]], params: dict[str, Any],
         )
     if not chosen:  # every target layer is frozen: the head alone trains
         say_nothing_adapted("lora", label, params["freeze_fraction"])
-    return Tuned(frozen, inject(model, groups, config, ".lora_"))
+    return inject(model, groups, config, ".lora_")
 
 
 #: folds the adapters into the weights (``W + (alpha / r) B A``), see :func:`merge_adapters`

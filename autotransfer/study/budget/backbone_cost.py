@@ -32,6 +32,8 @@ import time
 from typing import Any
 
 from autotransfer.errors import BackboneError, first_line
+from autotransfer.space.hyperparameters import HYPERPARAMETERS
+from autotransfer.space.methods import method_traits
 from autotransfer.study.records import StudyRecord, set_costs
 
 WARMUP_BATCHES = 3  # the first batches of a process ran 4x slower than the next ones
@@ -186,7 +188,8 @@ def estimate(cost: dict[str, Any], params: dict[str, Any], epochs: int = 1) -> f
     """Seconds for a trial of ``params`` to train ``epochs`` epochs (load included); see the
     module docstring for the formula. ``epochs=1`` is the time to its first report."""
     frozen = min(1.0, max(0.0, float(params.get("freeze_fraction", 0.0))))
-    if params.get("method", "finetune") != "finetune":
+    if not method_traits(params.get("method", HYPERPARAMETERS["method"].default)
+                         ).cost_follows_freezing:
         frozen = 0.0  # LoRA, BitFit, LayerNorm: the backward pass still crosses the body
     scale = _scale(cost, params)
     prefix = scale * (cost["n_train"] + cost["n_val"]) * cost["eval_sample_seconds"] * frozen

@@ -87,6 +87,29 @@ def resumed_line(study, seed: int, sampler_seed: int) -> str | None:
             "but draws other configurations than one run of the whole total would")
 
 
-def make_sampler(space: SearchSpace, seed: int):
-    """The sampler named by the space, seeded (each worker adds its number to the seed)."""
-    return build("sampler", space.sampler, epochs=space.epochs, seed=seed)
+def make_sampler(space: SearchSpace, seed: int, *, shared: bool = False):
+    """The sampler named by the space, seeded (each worker adds its number to the seed).
+
+    ``shared`` (workers share the study): TPE gets ``constant_liar=True`` (Optuna's fix for
+    parallel workers proposing the same configuration, optuna#1547/#4714: a running trial counts
+    as a poor result) unless the space sets it. Before optuna PR #6189 (``tpe:relative_params``
+    shared through the storage), the liar did nothing for ``multivariate=True``: on such an
+    Optuna, the sampler falls back to independent TPE unless the space sets ``multivariate``.
+    """
+    from autotransfer.space.strategies import split
+
+    name, settings = split(space.sampler)
+    context: dict = {"seed": seed}
+    if shared and name == "tpe" and "constant_liar" not in settings:
+        context["constant_liar"] = True
+        if "multivariate" not in settings and not liar_sees_multivariate():
+            context["multivariate"] = False
+    return build("sampler", space.sampler, epochs=space.epochs, **context)
+
+
+def liar_sees_multivariate() -> bool:
+    """Whether the installed Optuna's ``constant_liar`` also covers multivariate TPE (PR #6189,
+    seen by its ``_RELATIVE_PARAMS_KEY``: check it on an Optuna upgrade)."""
+    from optuna.samplers._tpe import sampler
+
+    return hasattr(sampler, "_RELATIVE_PARAMS_KEY")

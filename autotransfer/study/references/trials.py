@@ -5,9 +5,11 @@ Reference trials are enqueued once per study before any trial is sampled (Optuna
 every other hyperparameter at its default) and the space's *default configuration* (every
 searched hyperparameter at its documented default, clipped into the searched range). They are
 ordinary trials: the sampler learns from them and they count towards ``--trials``. When the
-space's ``method`` includes ``lora`` (and its default is another method), a *LoRA reference* per
-backbone joins them: the default configuration with ``method: lora`` at the default rank. Their
-trial holds ``user_attrs["reference"]`` (``linear_probe``, ``default`` or ``lora``). The pruner
+space's ``method`` includes a method that asks for a reference (``TuningMethod.reference``:
+``lora`` does), and its default is another method, a reference of that method per backbone
+joins them: the default configuration with ``method`` set to it (LoRA at the default rank),
+whose kind is the method's name. Their trial holds ``user_attrs["reference"]``
+(``linear_probe``, ``default`` or the method's name, e.g. ``lora``). The pruner
 never stops a linear probe, so the floor always has a score; the other references take part in
 the rungs like any trial (:func:`autotransfer.study.references.order.prunable`). They run in the
 order of :func:`autotransfer.study.references.order.order_references` (promise, then measured
@@ -23,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from autotransfer.space.methods import METHOD_TRAITS, method_traits
 from autotransfer.space.schema import (
     HYPERPARAMETERS,
     CategoricalDistribution,
@@ -40,7 +43,8 @@ from autotransfer.study.records import (
     trial_records,
 )
 
-KINDS = ("linear_probe", "default", "lora")
+#: the reference kinds: the two of every space, then the methods that ask for one (their name)
+KINDS = ("linear_probe", "default", *(n for n, t in METHOD_TRAITS.items() if t.reference))
 # transfer effect by default from this many completed trials on (--transfer-effect forces it)
 TRANSFER_EFFECT_FROM = 8
 
@@ -67,9 +71,11 @@ def reference_params(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     found = [("linear_probe", {"backbone": b.label, **probe}) for b in space.backbones]
     if not same:
         found += [("default", {"backbone": b.label, **defaults}) for b in space.backbones]
-    if "lora" in space.methods and space.resolve(defaults)["method"] != "lora":
-        lora = {**defaults, "method": "lora"}
-        found += [("lora", {"backbone": b.label, **lora}) for b in space.backbones]
+    default_method = space.resolve(defaults)["method"]
+    for method in space.methods:
+        if method_traits(method).reference and method != default_method:
+            same_but = {**defaults, "method": method}
+            found += [(method, {"backbone": b.label, **same_but}) for b in space.backbones]
     return [(kind, _of_method(params)) for kind, params in found]
 
 
@@ -142,7 +148,7 @@ def best_references(study) -> dict[str, dict[str, Any]]:
     rule = rule_of(study)
     records = trial_records(study, ("complete",))
     found: dict[str, dict[str, Any]] = {}
-    for kind in KINDS:
+    for kind in dict.fromkeys([*KINDS, *(r.reference for r in records if r.reference)]):
         t = top([r for r in records if r.reference == kind], rule)
         if t is not None:
             found[kind] = {"backbone": t.backbone or t.label, "val_score": float(t.value),

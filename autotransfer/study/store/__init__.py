@@ -1,6 +1,7 @@
 """Store: where a study lives.
 
 - ``storage``: storage URLs, password masking, Optuna's RDB storage, the study-wide lock;
+- ``journal``: Optuna's journal file storage (``journal:///path``), with heartbeats;
 - ``sqlite_files``: an existing SQLite file is looked at, read-only, before Optuna touches it;
 - ``migrations``: named migrations of the history tables;
 - ``history``: the transfer history of every finished trial, for warm starts;

@@ -125,8 +125,11 @@ def _fail(storage, trial_id: int, attrs: dict) -> bool:
 
 def _grace(storage) -> int | None:
     """Seconds without a heartbeat before a trial is failed (``RDBStorage.grace_period``,
-    behind Optuna's cache wrapper ``_CachedStorage._backend``)."""
-    return getattr(getattr(storage, "_backend", storage), "grace_period", None)
+    behind Optuna's cache wrapper ``_CachedStorage._backend``, or
+    :mod:`autotransfer.study.store.journal`'s own)."""
+    own = getattr(storage, "grace_period", None)  # the journal storage's
+    return own if own is not None else getattr(getattr(storage, "_backend", storage),
+                                               "grace_period", None)
 
 
 def say_waiting(study, said: set[int]) -> None:

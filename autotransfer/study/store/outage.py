@@ -185,8 +185,8 @@ def check_connections(storage, workers: int, shown: str) -> None:
     Raises:
         StorageError: naming ``max_connections``, the connections in use and the workers.
     """
-    engine = storage.engine
-    if engine.dialect.name != "postgresql":
+    engine = getattr(storage, "engine", None)  # None: a journal file
+    if engine is None or engine.dialect.name != "postgresql":
         return
     from sqlalchemy import text
 

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autotransfer.errors import StorageError, first_line
+from autotransfer.study.store.journal import is_journal, make_journal_storage
 from autotransfer.study.store.sqlite_files import check_sqlite_file
 
 DEFAULT_STORAGE = "sqlite:///autotransfer.db"
-_EXAMPLES = "sqlite:///autotransfer.db or postgresql+psycopg://user@host/dbname"
+_EXAMPLES = ("sqlite:///autotransfer.db, postgresql+psycopg://user@host/dbname or "
+             "journal:///shared/study.log")
 # Seconds between a running trial's heartbeats.
 DEFAULT_HEARTBEAT = 20
 # A worker that records no heartbeat for GRACE_FACTOR heartbeat intervals is taken for dead.
@@ -28,6 +30,8 @@ def mask_url(url: str) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    if is_journal(url):  # a file path: no password
+        return url
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -41,7 +45,9 @@ def _sqlite_file(parsed) -> Path | None:
 
 
 def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist: bool = False):
-    """An ``optuna.storages.RDBStorage`` for ``url``; bad URLs are one-line StorageErrors.
+    """An ``optuna.storages.RDBStorage`` for ``url``, or for ``journal:///path`` Optuna's
+    ``JournalStorage`` on that file (:mod:`autotransfer.study.store.journal`, with heartbeats);
+    bad URLs are one-line StorageErrors.
 
     A leading ``~`` in an SQLite path is the home folder. SQLite files are switched to
     write-ahead logging and wait up to 60 s for a lock, so that a
@@ -54,7 +60,7 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
 
     Args:
         url: an SQLAlchemy URL, e.g. ``sqlite:///autotransfer.db`` or
-            ``postgresql+psycopg://user:password@host/dbname``.
+            ``postgresql+psycopg://user:password@host/dbname``, or ``journal:///path/study.log``.
         heartbeat_interval: seconds between heartbeats; None turns heartbeats off.
         must_exist: an SQLite file that does not exist is an error instead of being created.
 
@@ -67,6 +73,12 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    if heartbeat_interval is not None and heartbeat_interval < 1:
+        raise StorageError(f"heartbeat interval must be >= 1 second, got {heartbeat_interval}")
+    if is_journal(url):
+        return make_journal_storage(url, heartbeat_interval=heartbeat_interval,
+                                    grace_factor=GRACE_FACTOR, max_retry=MAX_RETRY,
+                                    must_exist=must_exist)
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -74,8 +86,6 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
             f"bad storage URL {url!r}: expected an SQLAlchemy URL such as {_EXAMPLES}"
         ) from None
     shown = parsed.render_as_string(hide_password=True)
-    if heartbeat_interval is not None and heartbeat_interval < 1:
-        raise StorageError(f"heartbeat interval must be >= 1 second, got {heartbeat_interval}")
     engine_kwargs: dict = {}
     sqlite_file = _sqlite_file(parsed)
     if parsed.get_backend_name() == "sqlite":
@@ -172,8 +182,11 @@ class StudyLock:
     """A lock held by one worker at a time, on every machine that shares the storage.
 
     PostgreSQL: an advisory lock; MySQL: ``GET_LOCK``; an SQLite file: ``flock`` on a file next
-    to it (SQLite is shared by processes of one machine only). Other backends: no lock, and the
-    study may overshoot ``--trials`` by a trial when workers start trials at the same instant.
+    to it (SQLite is shared by processes of one machine only); a journal file: ``flock`` on
+    ``<file>.study-lock`` beside it (Linux's NFS client turns it into an NFS byte-range lock,
+    which the server drops when the holder's machine dies: no stale lock). Other backends: no
+    lock, and the study may overshoot ``--trials`` by a trial when workers start trials at the
+    same instant.
     ``release`` may be called more than once.
     """
 
@@ -187,21 +200,16 @@ class StudyLock:
     def acquire(self) -> None:
         if self._release is not None:  # already held by this object
             return
-        engine = self._storage.engine
-        backend = engine.dialect.name
-        if backend == "sqlite":
-            path = engine.url.database
-            if path in (None, "", ":memory:"):
-                return
-            import fcntl
-
-            handle = open(f"{Path(path).expanduser().resolve()}.lock", "a")  # noqa: SIM115
-            fcntl.flock(handle, fcntl.LOCK_EX)
-
-            def release() -> None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-
+        lock_path = getattr(self._storage, "lock_path", None)  # a journal file's
+        engine = getattr(self._storage, "engine", None)
+        backend = engine.dialect.name if engine is not None else None
+        if lock_path is not None or backend == "sqlite":
+            if lock_path is None:
+                path = engine.url.database
+                if path in (None, "", ":memory:"):
+                    return
+                lock_path = f"{Path(path).expanduser().resolve()}.lock"
+            release = _flock(lock_path)
         elif backend in ("postgresql", "mysql", "mariadb"):
             from sqlalchemy import text
 
@@ -238,6 +246,20 @@ class StudyLock:
             yield self
         finally:
             self.release()
+
+
+def _flock(path):
+    """Hold an exclusive ``flock`` on ``path`` (created if need be); returns its release."""
+    import fcntl
+
+    handle = open(path, "a")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX)
+
+    def release() -> None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+    return release
 
 
 def worker_name() -> str:
