@@ -246,7 +246,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         if space is not None:
             check_backbones(space)
         check_out_dir(options.out)  # a file or an unwritable folder fails before any trial
-        check_local_weights(space)  # a weights file that does not fit fails before any trial
+        if space is not None:  # None: the modality's default space (package data, no weights:)
+            check_local_weights(space)  # a weights file that does not fit fails before any trial
     from autotransfer.finetune.device import device_for
 
     torch_device = device_for(options.device)
