@@ -415,11 +415,25 @@ def load_space(path: str | Path) -> SearchSpace:
     return parse_space(data, str(path), lines, problems)
 
 
+def _declare_plugin_methods_named(params: Any) -> None:
+    """Ask the plugins for their methods when ``params`` names a method or a hyperparameter
+    that is not declared yet (a plugin's ``register_methods`` may declare it), before any name
+    is checked."""
+    if not isinstance(params, dict):
+        return
+    method = params.get("method")
+    methods = (method.get("choices") or [] if isinstance(method, dict)
+               else [method] if isinstance(method, str) else [])
+    if not names_known(list(params), [m for m in methods if isinstance(m, str)]):
+        declare_plugin_methods()
+
+
 def _shape_problems(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Mistakes of shape that pydantic would word obscurely, and ``data`` without them (so that
     the rest is still checked): a hyperparameter outside ``params``, a plain list where a
     categorical was meant, a search without a type, a bare backbone string."""
     data, problems = dict(data), []
+    _declare_plugin_methods_named(data.get("params"))
     for key in [k for k in data if k not in SearchSpace.model_fields and k in HYPERPARAMETERS]:
         problems.append((key, f"{key!r} is a hyperparameter: indent it under params:"))
         del data[key]
