@@ -241,7 +241,7 @@ def train(
     torch.manual_seed(seed)
     options = spec.load_options(entry, trust_remote_code=trust_remote_code)
     backbone = entry.load(pretrained=spec.pretrained, **options)
-    average_epochs = (_averaged_epochs(source) if refit_on == "train+val"
+    average_epochs = (_averaged_epochs(source.model_dump()) if refit_on == "train+val"
                       and params.get("average_checkpoints") else None)
     trainer = _refit_trainer(backbone, dataset, params, torch_device, metric, seed,
                              evaluate_val=refit_on == "train", average_epochs=average_epochs)
