@@ -165,6 +165,26 @@ def test_unloadable_backbones_are_skipped_and_named_once(class_folders, tmp_path
     prepared.note.wait()
 
 
+def test_a_plugin_loader_that_raises_anything_is_named_not_a_crash():
+    # a third party's loader may raise any exception: the check before trial 0 names it
+    from autotransfer.plugin import BackboneEntry, hookimpl
+    from autotransfer.space.schema import parse_space
+    from autotransfer.study.loadable import load_failures
+    from autotransfer.testing import registered_plugin
+
+    def corrupt(pretrained=True):
+        raise RuntimeError("weights file is corrupt")
+
+    class Zoo:
+        @hookimpl
+        def register_backbones(self, register):
+            register(BackboneEntry("corrupt/net", "image", loader=corrupt))
+
+    with registered_plugin(Zoo(), "corrupt-zoo"):
+        space = parse_space({"backbones": ["corrupt/net"], "epochs": 1})
+        assert load_failures(space) == {"corrupt/net": "RuntimeError: weights file is corrupt"}
+
+
 # 4. A time budget that fits no more than the references is said before the first trial.
 
 def _cost(train_sample_seconds):

@@ -25,7 +25,14 @@ def _tiny(pretrained=True):
 
 
 def _broken(pretrained=True):
-    raise RuntimeError("weights file is corrupt")
+    # loads (the check before trial 0 passes), then fails its trial at the first forward pass
+    backbone = _tiny()
+
+    def corrupt(module, inputs):
+        raise RuntimeError("weights file is corrupt")
+
+    backbone.model.register_forward_pre_hook(corrupt)
+    return backbone
 
 
 class TrackedZoo:
@@ -55,7 +62,7 @@ def tracked(monkeypatch, tmp_path):
 
     monkeypatch.chdir(tmp_path)
     pruner = DeterministicPruner(prune_first)
-    monkeypatch.setattr("autotransfer.study.study.make_pruner", lambda space: pruner)
+    monkeypatch.setattr("autotransfer.study.study.make_pruner", lambda space, **_: pruner)
     # the run's pruner is the one fitted to its expected trials (autotransfer.study.budget.rungs)
     monkeypatch.setattr("autotransfer.study.budget.rungs.fitted_pruner",
                         lambda space, expected: (pruner, None))
@@ -63,7 +70,7 @@ def tracked(monkeypatch, tmp_path):
         yield tmp_path
 
 
-#: the enqueued backbones: trial 0 is pruned after epoch 1, trial 2 fails as it loads
+#: the enqueued backbones: trial 0 is pruned after epoch 1, trial 2 fails in its first forward pass
 ORDER = ["tracked/tiny", "tracked/tiny", "tracked/broken", "tracked/tiny"]
 
 

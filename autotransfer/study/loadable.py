@@ -35,6 +35,8 @@ def load_failures(space, *, trust_remote_code: bool = False,
                        **spec.load_options(entry, trust_remote_code=trust_remote_code))
         except BackboneError as exc:
             failed[spec.label] = first_line(exc, 1000)
+        except Exception as exc:  # a plugin's loader may raise anything: named, never a crash
+            failed[spec.label] = f"{type(exc).__name__}: {first_line(exc, 1000)}"
         gc.collect()
     return failed
 
