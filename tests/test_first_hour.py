@@ -56,6 +56,20 @@ def test_leaderboard_long_hub_ids_fold_at_80_columns():
     assert "hf-text/sentence-transformers/all-MiniLM-L12-v2" in folded  # folded, never cut
 
 
+def test_a_column_with_one_value_is_said_in_the_title_and_references_are_named():
+    # a new user saw `finetune` in every row, linear probes included, while freeze and lr
+    # (what differed) were dropped at 80 columns
+    rows = [_row(1, "packaged/tf_efficientnet_lite0", 0.7586, reference="linear_probe"),
+            _row(2, "packaged/tf_efficientnet_lite0", 0.7241, reference="default"),
+            _row(4, "packaged/mobilenetv2_100", 0.6897)]
+    text = _render(rows, 80)
+    header = next(line for line in text.splitlines() if "┃" in line)
+    assert "epochs 3" in text.splitlines()[0] and "epochs" not in header
+    assert "linear probe" in text and "finetune (default)" in text
+    same = _render([_row(1, "packaged/a", 0.7), _row(2, "packaged/b", 0.6)], 80)
+    assert "method finetune" in same.splitlines()[0]
+
+
 def test_zoo_prefix_is_shortened_only_when_unambiguous():
     assert short_names(["packaged/a", "packaged/b"]) == (["a", "b"], "packaged/")
     assert short_names(["packaged/a", "timm/a"]) == (["packaged/a", "timm/a"], "")

@@ -4,9 +4,11 @@ A table as wide as every column cut the backbone and the score to ``pack…`` an
 columns while empty test columns kept their width. Here the columns that carry nothing (no test
 split, no measured latency) are left out, a zoo prefix that every backbone shares is said once
 in the title, and the secondary columns are left out, least useful first, until the table fits
-the width; the caption names them (``leaderboard.csv`` has every one). The backbone, the score
-and the state are never cut: at a width too narrow for them, the backbone folds onto a second
-line instead.
+the width; the caption names them (``leaderboard.csv`` has every one). A column with one value
+in every row (``method: finetune`` in a search of one method) is said once in the title rather
+than dropped unseen, and a reference trial's method reads ``linear probe`` or ``... (default)``.
+The backbone, the score and the state are never cut: at a width too narrow for them, the
+backbone folds onto a second line instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ SECONDARY = ("MB", "ms", "s/epoch", "trainable", "epochs", "freeze", "lr", "#", 
              "val 95%", "method", "trial", "test")
 #: Before these are left out, the backbone folds onto lines of this many characters.
 FOLD_BEFORE, FOLD_WIDTH = ("method", "trial", "test"), 26
+#: Columns said once in the title when every row has the same value.
+SAME_IN_TITLE = ("method", "epochs")
 #: Columns whose every value may be "-": left out when none has a value.
 OPTIONAL = ("trainable", "val 95%", "test", "test 95%", "s/epoch", "ms", "MB")
 
@@ -50,7 +54,7 @@ def _cells(rank: int, row: dict[str, Any], backbone: str, metric: str) -> dict[s
     state = row["state"] + (" [red]infeasible[/]" if row.get("feasible") is False else "")
     return {
         "#": str(rank), "trial": str(row["trial"]), "backbone": escape(backbone),
-        "method": str(row.get("method", "")), "freeze": fmt(row["freeze_fraction"], ".2f"),
+        "method": _method(row), "freeze": fmt(row["freeze_fraction"], ".2f"),
         "trainable": fmt(row.get("trainable_params"), ","), "lr": fmt(row["lr"], ".1e"),
         f"val {metric}": fmt(row["val_score"], ".4f"), "val 95%": _ci(row.get("val_score_ci95")),
         "test": fmt(row["test_score"], ".4f"), "test 95%": _ci(row.get("test_score_ci95")),
@@ -58,6 +62,14 @@ def _cells(rank: int, row: dict[str, Any], backbone: str, metric: str) -> dict[s
         "ms": fmt(row.get("latency_ms"), ".2f"), "MB": fmt(row.get("size_mb"), ".1f"),
         "state": state,
     }
+
+
+def _method(row: dict[str, Any]) -> str:
+    kind = str(row.get("reference") or "")
+    method = str(row.get("method", ""))
+    if kind == "linear_probe":
+        return "linear probe"
+    return f"{method} (default)" if kind == "default" else method
 
 
 def _table(cells: list[dict[str, str]], columns: list[str], title: str, caption: str | None,
@@ -93,7 +105,12 @@ def leaderboard_table(rows: list[dict[str, Any]], metric: str, limit: int = 15,
                "val 95%", "test", "test 95%", "epochs", "s/epoch", "ms", "MB", "state"]
     columns = [c for c in columns
                if c not in OPTIONAL or any(row[c] != "-" for row in cells)]
-    title = "Leaderboard" + (f" (backbones of {zoo})" if zoo else "")
+    same = [c for c in SAME_IN_TITLE
+            if c in columns and len(cells) > 1 and len({row[c] for row in cells}) == 1]
+    columns = [c for c in columns if c not in same]
+    told = [f"backbones of {zoo}"] if zoo else []
+    told += [f"{c} {cells[0][c]}" for c in same]
+    title = "Leaderboard" + (f" ({'; '.join(told)})" if told else "")
     dropped: list[str] = []
     fold = False
     for column in SECONDARY:
