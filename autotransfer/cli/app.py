@@ -532,8 +532,13 @@ def train(
     console.print(f"[bold green]{escape(outcome.backbone)}[/]: " + "; ".join(parts)
                   + f"; {time.perf_counter() - started:.0f}s -> {outcome.model_dir}",
                   highlight=False)
-    for line in _onnx_lines(outcome.model_dir):
+    onnx = _onnx_lines(outcome.model_dir)
+    for line in onnx:
         console.print(line, highlight=False)
+    if onnx and refit_on != "train":  # its val figures are on data the model trained on
+        console.print("  (the refit trained on train+val, so the val accuracies above are not "
+                      "held out; --refit-on train keeps the search's val split unseen)",
+                      highlight=False)
 
 
 def _onnx_lines(model_dir: Path) -> list[str]:
