@@ -229,3 +229,36 @@ def test_latency_can_be_measured_on_what_ships_in_onnxruntime(fashion_mnist):
     assert eager["latency_runtime"] == "pytorch"
     with pytest.raises(OnnxError, match="latency runtime must be one of pytorch, onnxruntime"):
         measure_cost(model, preprocess, data, device=cpu, batch_size=8, precision="int8")
+
+
+def test_a_space_asks_for_latency_in_onnxruntime_and_int8_needs_it():
+    from autotransfer.errors import SpaceError
+    from autotransfer.space.schema import parse_space
+
+    space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 1,
+                         "latency": {"runtime": "onnxruntime", "precision": "int8"}})
+    assert (space.latency.runtime, space.latency.precision) == ("onnxruntime", "int8")
+    assert parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 1}
+                       ).latency.runtime == "pytorch"
+    with pytest.raises(SpaceError, match="precision int8 is measured in ONNX Runtime"):
+        parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 1,
+                     "latency": {"precision": "int8"}})
+
+
+@pytest.mark.slow
+def test_a_search_measures_latency_of_the_exported_model(class_folders, tmp_path):
+    # the front and the constraints are about what ships: ONNX Runtime's latency of the export
+    import optuna
+
+    from autotransfer.space.schema import parse_space
+
+    space = parse_space({
+        "backbones": [{"id": "packaged/mobilenetv2_100", "pretrained": False}], "epochs": 1,
+        "params": {"image_size": 32, "batch_size": 8}, "constraints": {"latency_ms": 10_000},
+        "latency": {"runtime": "onnxruntime", "precision": "fp32"}})
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    autotransfer.search(class_folders, space, trials=1, references=False, storage=storage,
+                        out=tmp_path / "out", history=False)
+    trial = optuna.load_study(study_name=None, storage=storage).trials[0]
+    assert trial.user_attrs["latency_runtime"] == "onnxruntime fp32"
+    assert trial.user_attrs["latency_ms"] > 0

@@ -155,6 +155,23 @@ class RankedBackbones(_Strict):
         return value
 
 
+class LatencySpec(_Strict):
+    """How a trial's ``latency_ms`` and ``throughput`` are measured: ``runtime: pytorch`` (eager,
+    on the search's device) or ``onnxruntime`` (the trained model exported to ONNX and run by
+    ONNX Runtime on the CPU, what ``train --export onnx`` ships); ``precision: int8`` (ONNX
+    Runtime only) measures the model quantised as ``--quantize int8`` would."""
+
+    runtime: Literal["pytorch", "onnxruntime"] = "pytorch"
+    precision: Literal["fp32", "int8"] = "fp32"
+
+    @model_validator(mode="after")
+    def _int8_in_onnxruntime(self) -> LatencySpec:
+        if self.precision == "int8" and self.runtime != "onnxruntime":
+            raise ValueError("latency: precision int8 is measured in ONNX Runtime; write "
+                             "latency: {runtime: onnxruntime, precision: int8}")
+        return self
+
+
 class StrategySpec(BaseModel):
     """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``, or a
     factory by import path: ``{factory: "my_package.schedulers:make_pruner", eta: 3}``
@@ -197,6 +214,8 @@ class SearchSpace(_Strict):
     objectives: list[str] | None = None  # [metric, latency_ms, ...]: a multi-objective study
     constraints: dict[str, float] = Field(default_factory=dict)  # upper bounds on costs
     pick: str | None = None  # the objective that picks best.yaml's trial on the front
+    # what latency_ms and throughput measure: PyTorch eager, or the ONNX export (fp32 / int8)
+    latency: LatencySpec = Field(default_factory=LatencySpec)
     # how a small budget is spent (references, rungs, costs): autotransfer.space.budget
     budget: BudgetPlan = Field(default_factory=BudgetPlan)
 

@@ -30,7 +30,8 @@ def _space_fingerprint(space: SearchSpace) -> str:
     if data.get("sampler") == "tpe":
         del data["sampler"]
     for key, default in (("objectives", None), ("constraints", {}), ("pick", None),
-                         ("budget", BudgetPlan().model_dump(mode="json"))):
+                         ("budget", BudgetPlan().model_dump(mode="json")),
+                         ("latency", {"runtime": "pytorch", "precision": "fp32"})):
         if data.get(key) == default:  # spaces from before objectives keep their fingerprint
             data.pop(key, None)
     return json.dumps(data, sort_keys=True)

@@ -61,6 +61,7 @@ CONFUSION = "confusion"  # {"val": [[...]], "test": [[...]]}: rows true, columns
 # params_count, size_mb, peak_memory_mb, and any registered later).
 MEASURE_SECONDS = "measure_seconds"  # what measuring them took
 LATENCY_THREADS = "latency_threads"  # torch's intra-op threads while latency_ms was measured
+LATENCY_RUNTIME = "latency_runtime"  # what latency_ms measured: pytorch, onnxruntime fp32 / int8
 VIOLATIONS = "constraint_violations"  # {name: value - bound} of the space's constraints
 
 # Study user attributes.
@@ -357,9 +358,9 @@ class TrialWriter:
 
     def measured(self, cost: dict[str, float], seconds: float) -> None:
         """The trained model's costs (:func:`autotransfer.finetune.cost.measure_cost`: each
-        registered cost's ``key`` found in ``cost``, and ``latency_threads``) and the seconds
-        the measurement took."""
-        for key in (*(o.key for o in objectives("cost")), LATENCY_THREADS):
+        registered cost's ``key`` found in ``cost``, ``latency_threads`` and
+        ``latency_runtime``) and the seconds the measurement took."""
+        for key in (*(o.key for o in objectives("cost")), LATENCY_THREADS, LATENCY_RUNTIME):
             if key in cost:
                 self._set(key, cost[key])
         self._set(MEASURE_SECONDS, round(seconds, 3))
