@@ -164,6 +164,10 @@ class LatencySpec(_Strict):
     runtime: Literal["pytorch", "onnxruntime"] = "pytorch"
     precision: Literal["fp32", "int8"] = "fp32"
 
+    def __str__(self) -> str:
+        """The YAML flow mapping of these settings (the docs' default cell)."""
+        return f"{{runtime: {self.runtime}, precision: {self.precision}}}"
+
     @model_validator(mode="after")
     def _int8_in_onnxruntime(self) -> LatencySpec:
         if self.precision == "int8" and self.runtime != "onnxruntime":
