@@ -326,6 +326,8 @@ class SearchSpace(_Strict):
 
     def suggest(self, trial: Any) -> tuple[BackboneSpec, dict[str, Any]]:
         """Sample a backbone and every hyperparameter for ``trial`` (fixed ones included)."""
+        if not names_known(list(self.params), self.methods):  # a spawned worker, which got the
+            declare_plugin_methods()  # parsed space: its plugins' methods are declared here
         label = trial.suggest_categorical("backbone", [b.label for b in self.backbones])
         values = {}
         method = self.params.get("method", HYPERPARAMETERS["method"].default)
