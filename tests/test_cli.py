@@ -102,8 +102,8 @@ def test_best_yaml_holds_the_best_trial_and_where_it_came_from(searched, fashion
         "study": "fm", "trial": picked.number, "data": str(fashion_mnist.resolve()),
         "space": "space.yaml", "val_fraction": 0.2, "seed": 1, "storage": "sqlite:///study.db",
         # what train reads back, so that it needs no data flag repeated
-        "data_options": {"columns": {"label": "label", "text": "text"}, "data_store": None,
-                         "modality": None},
+        # as the search resolved them: the detected modality, no column of a folder's
+        "data_options": {"columns": {}, "data_store": None, "modality": "image"},
     }
     assert (work / "out" / "leaderboard.csv").read_text().count("\n") == 6
 
@@ -200,7 +200,7 @@ def test_bad_yaml_key_and_range(capsys, class_folders, tmp_path):
     space.write_text("backbones: [packaged/mobilenetv2_100]\nepochs: 1\n"
                      "params: {layerdecay: 0.9}\n")
     err = _error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1")
-    assert "s.yaml: params.layerdecay: unknown hyperparameter (did you mean 'layer_decay'?)" in err
+    assert "s.yaml:3: params.layerdecay: unknown hyperparameter (did you mean 'layer_decay'?)" in err
     space.write_text("backbones: [packaged/mobilenetv2_100]\nepochs: 1\n"
                      "params: {freeze_fraction: {type: float, low: 0, high: 2}}\n")
     err = _error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1")

@@ -69,7 +69,7 @@ def test_a_search_and_a_refit_run_on_the_plugins_modality(plugin, vectors, tmp_p
     assert result.best is not None and result.best["backbone"] == "toyvec/mlp"
     assert result.best["val_score"] >= 0.9  # the classes are far apart: it did learn
     best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
-    assert best["source"]["data_options"]["modality"] is None  # detected, not named
+    assert best["source"]["data_options"]["modality"] == "vector"  # detected, recorded resolved
     with pytest.warns(UserWarning, match="skipped 1 unusable vector file"):  # the refit too
         outcome = train(tmp_path / "out" / "best.yaml", out=tmp_path / "model", device="cpu",
                         refit_on="train")

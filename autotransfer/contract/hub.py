@@ -51,7 +51,7 @@ def source(name: str) -> str:
 def load_error(label: str, zoo: str, exc: BaseException) -> BackboneError:
     """The one-line error for a checkpoint that could not be loaded."""
     return BackboneError(
-        f"{label}: could not load ({type(exc).__name__}: {first_line(exc, 100)}); offline, give a "
+        f"{label}: could not load ({type(exc).__name__}: {first_line(exc, 400)}); offline, give a "
         f"local directory saved with save_pretrained: {zoo}/PATH"
     )
 

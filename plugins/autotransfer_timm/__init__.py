@@ -110,7 +110,7 @@ def load_timm(name: str, *, pretrained: bool = True, weights: str | None = None)
     except Exception as exc:  # hub unreachable, file in the wrong format, ...
         raise BackboneError(
             f"timm/{name}: could not get pretrained weights ({type(exc).__name__}: "
-            f"{first_line(exc, 100)}); offline, give a local file with "
+            f"{first_line(exc, 400)}); offline, give a local file with "
             f"{{id: timm/{name}, weights: PATH}} or use pretrained: false"
         ) from None
     if path is not None and pretrained:  # pretrained=False: random weights (a scratch run)
