@@ -200,7 +200,8 @@ def test_bad_yaml_key_and_range(capsys, class_folders, tmp_path):
     space.write_text("backbones: [packaged/mobilenetv2_100]\nepochs: 1\n"
                      "params: {layerdecay: 0.9}\n")
     err = _error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1")
-    assert "s.yaml:3: params.layerdecay: unknown hyperparameter (did you mean 'layer_decay'?)" in err
+    assert ("s.yaml:3: params.layerdecay: unknown hyperparameter (did you mean 'layer_decay'?)"
+            in err)
     space.write_text("backbones: [packaged/mobilenetv2_100]\nepochs: 1\n"
                      "params: {freeze_fraction: {type: float, low: 0, high: 2}}\n")
     err = _error(capsys, "search", str(class_folders), "--space", str(space), "--trials", "1")
