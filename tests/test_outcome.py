@@ -294,7 +294,9 @@ def test_a_reference_a_stop_interrupted_runs_again_on_resume(tiny_zoo, class_fol
     reset_registry()
     try:
         STOP_LOADS.clear()
-        STOP_AT[:] = [2]  # the probe loads first, then the default: stopped as it loads
+        # the check before trial 0 loads it, then the probe, then the default: stopped as it
+        # loads
+        STOP_AT[:] = [3]
         with pytest.raises(KeyboardInterrupt):
             _run(class_folders, tmp_path, trials=3, space=one)
         study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")

@@ -35,12 +35,12 @@ def fake_zoo():
 def test_builtin_zoos_are_plugins_with_their_hooks():
     names = {p["name"]: p for p in get_plugins()}
     expected = {
-        "autotransfer_timm": ["register_backbones", "register_model_formats"],
+        "autotransfer_timm": ["register_backbones", "register_model_formats", "register_ranking"],
         "autotransfer_hf_text": ["register_backbones", "register_model_formats",
                                  "resolve_backbone"],
         "autotransfer_hf_audio": ["register_backbones", "register_model_formats",
                                   "resolve_backbone"],
-        "autotransfer_packaged": ["register_backbones"],
+        "autotransfer_packaged": ["register_backbones", "register_ranking"],
     }
     for builtin, hooks in expected.items():
         assert names[builtin]["hooks"] == hooks, builtin
