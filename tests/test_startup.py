@@ -64,7 +64,7 @@ def test_plugins_and_help_import_no_model_library_and_list_no_zoo(work, args):
 
 
 @pytest.mark.parametrize(("space", "expected"), [
-    ("zero-epochs.yaml", "zero-epochs.yaml: epochs: Input should be greater than or equal to 1"),
+    ("zero-epochs.yaml", "zero-epochs.yaml:2: epochs: Input should be greater than or equal to 1"),
     ("typo.yaml", "did you mean packaged/mobilenetv2_100?"),
     ("zoo-typo.yaml", "no zoo is called 'pakaged'"),
     ("missing.yaml", "missing.yaml: no such search-space file"),
