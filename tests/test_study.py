@@ -24,7 +24,15 @@ def _tiny(pretrained=True):
 
 
 def _broken(pretrained=True):
-    raise RuntimeError("weights file is corrupt")
+    # loads (the check before trial 0 passes; a backbone that cannot load is skipped there,
+    # tests/test_first_hour.py), then fails its trials at the first forward pass
+    backbone = _tiny()
+
+    def corrupt(module, inputs):
+        raise RuntimeError("weights file is corrupt")
+
+    backbone.model.register_forward_pre_hook(corrupt)
+    return backbone
 
 
 class FlakyZoo:
