@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo's search (--trials 10) with an older revision and with this tree, interleaved, seeds
 # 0-2 (docs/performance.md, "make demo"). Each run is a fresh process with a fresh study; the
-# older tree is imported through PYTHONPATH from a `git archive` of the revision.
+# older tree (core and builtin plugins) is imported through PYTHONPATH from a `git archive` of
+# the revision.
 #   bash benchmarks/demo_side_by_side.sh c4a803d [seeds...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +17,7 @@ for s in ${seeds[@]}; do
     tree=$root; [ $v = old ] && tree=$work/old
     cd "$work"
     start=$(date +%s.%N)
-    PYTHONPATH=$tree $python -c "import sys; sys.argv = ['autotransfer', *sys.argv[1:]]
+    PYTHONPATH=$tree:$tree/plugins $python -c "import sys; sys.argv = ['autotransfer', *sys.argv[1:]]
 from autotransfer.cli import main; main()" search "$root/data/fashion-mnist" \
       --space "$root/search_spaces/image-quick.yaml" --trials 10 --seed "$s" \
       --storage "sqlite:///$v$s.db" --out "out-$v$s" > "log-$v$s.txt" 2>&1
