@@ -63,7 +63,7 @@ def wrap(sampler, space, seed: int):
     return CostAwareSampler(sampler, space, seed)
 
 
-def _whole(study):
+def whole_study(study):
     """The study itself: under Hyperband, optuna hands samplers a per-bracket view
     (``optuna.pruners._filter_study``) that hides the user attributes the costs live in and the
     other brackets' trials."""
@@ -76,27 +76,43 @@ def _sampled_before(study, number: int) -> int:
                if t.number < number and "fixed_params" not in t.system_attrs)
 
 
-class CostAwareSampler(BaseSampler):
+class DelegatingSampler(BaseSampler):
+    """A sampler that hands every call to ``base``; a subclass changes how the backbone is
+    drawn (:class:`CostAwareSampler`, ``infeasible.ExcludeInfeasible``)."""
+
+    def __init__(self, base: BaseSampler) -> None:
+        self.base = base
+
+    def infer_relative_search_space(self, study, trial):
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.base.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name: str, param_distribution: Any):
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+
+class CostAwareSampler(DelegatingSampler):
     """Delegates to ``base``; draws the early sampled trials' backbone cost-aware."""
 
     def __init__(self, base: BaseSampler, space, seed: int) -> None:
-        self.base, self.space, self.seed = base, space, seed
+        super().__init__(base)
+        self.space, self.seed = space, seed
 
     def infer_relative_search_space(self, study, trial):
         found = self.base.infer_relative_search_space(study, trial)
-        if "backbone" in found and _sampled_before(_whole(study), trial.number) < EARLY_TRIALS:
+        if "backbone" in found and _sampled_before(whole_study(study), trial.number) < EARLY_TRIALS:
             # an early trial's backbone is drawn by sample_independent below, even once a
             # multivariate sampler samples the rest jointly (its start-up may end earlier:
             # trials a time budget did not start count as pruned ones for TPE)
             found = {k: v for k, v in found.items() if k != "backbone"}
         return found
 
-    def sample_relative(self, study, trial, search_space):
-        return self.base.sample_relative(study, trial, search_space)
-
     def sample_independent(self, study, trial, param_name: str, param_distribution: Any):
-        if param_name == "backbone" and _sampled_before(_whole(study), trial.number) < EARLY_TRIALS:
-            weights = backbone_weights(_whole(study), self.space, before=trial.number)
+        whole = whole_study(study)
+        if param_name == "backbone" and _sampled_before(whole, trial.number) < EARLY_TRIALS:
+            weights = backbone_weights(whole, self.space, before=trial.number)
             labels = [c for c in param_distribution.choices if weights.get(c, 0.0) > 0]
             if labels:
                 p = np.array([weights[c] for c in labels])

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler
 
+from autotransfer.study.budget.cost_aware import DelegatingSampler, whole_study
+
 #: Tuning methods that add parameters (their count over the bound says nothing of the others).
 ADDS_PARAMETERS = frozenset({"lora", "ia3"})
 
@@ -52,31 +54,24 @@ def exclude_infeasible(sampler, space, seed: int):
     return ExcludeInfeasible(sampler, seed)
 
 
-def _whole(study):
-    """The study itself, not Hyperband's per-bracket view (see ``cost_aware._whole``)."""
-    return getattr(study, "_study", study)
-
-
-class ExcludeInfeasible(BaseSampler):
+class ExcludeInfeasible(DelegatingSampler):
     """Delegates to ``base``; redraws a backbone known to be over the ``params`` bound."""
 
     def __init__(self, base: BaseSampler, seed: int) -> None:
-        self.base, self.seed, self.said = base, seed, set()
+        super().__init__(base)
+        self.seed, self.said = seed, set()
 
     def infer_relative_search_space(self, study, trial):
         found = self.base.infer_relative_search_space(study, trial)
-        if "backbone" in found and infeasible_backbones(_whole(study)):
+        if "backbone" in found and infeasible_backbones(whole_study(study)):
             found = {k: v for k, v in found.items() if k != "backbone"}  # drawn below
         return found
-
-    def sample_relative(self, study, trial, search_space):
-        return self.base.sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, param_name: str, param_distribution: Any):
         drawn = self.base.sample_independent(study, trial, param_name, param_distribution)
         if param_name != "backbone":
             return drawn
-        known = infeasible_backbones(_whole(study))
+        known = infeasible_backbones(whole_study(study))
         others = [c for c in param_distribution.choices if c not in known]
         if drawn not in known or not others:
             return drawn
@@ -87,12 +82,3 @@ class ExcludeInfeasible(BaseSampler):
                     f"backbone {label} is not drawn again: {known[label]}"), stacklevel=2)
         rng = np.random.default_rng([self.seed, trial.number])
         return others[int(rng.integers(len(others)))]
-
-    def before_trial(self, study, trial) -> None:
-        self.base.before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self.base.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()
