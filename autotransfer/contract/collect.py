@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry
 from autotransfer.contract.formats import ModelFormat
@@ -18,6 +18,8 @@ from autotransfer.contract.ranking import RankingEntry
 from autotransfer.contract.registry import Registry
 from autotransfer.contract.strategies import KINDS, Strategy
 from autotransfer.errors import DataError, PluginError
+
+_Found = TypeVar("_Found")
 
 _registry: Registry | None = None
 _formats: list[ModelFormat] | None = None
@@ -82,16 +84,20 @@ def _register_modality(found: dict[str, Modality], modality: Modality, plugin: s
     found.setdefault(modality.name, modality)  # the first registration wins
 
 
+def _collect(hook: str, found: _Found, register_one: Callable[..., None]) -> _Found:
+    """``found`` once every plugin's ``hook`` has added to it through
+    ``register_one(found, item, plugin=name)`` (so that a bad item names its plugin)."""
+    call_hook_per_plugin(
+        hook, register=PerPlugin(lambda plugin: partial(register_one, found, plugin=plugin)))
+    return found
+
+
 def get_modalities() -> dict[str, Modality]:
     """Every modality the loaded plugins offer by name, builtins first (built on first use)."""
     global _modalities
     if _modalities is None:
         found: dict[str, Modality] = {}
-        call_hook_per_plugin(
-            "register_modalities",
-            register=PerPlugin(lambda plugin: partial(_register_modality, found, plugin=plugin)),
-        )
-        _modalities = found
+        _modalities = _collect("register_modalities", found, _register_modality)
     return _modalities
 
 
@@ -122,11 +128,7 @@ def get_methods() -> dict[str, Any]:
     global _methods
     if _methods is None:
         found: dict[str, Any] = {}
-        call_hook_per_plugin(
-            "register_methods",
-            register=PerPlugin(lambda plugin: partial(_register_method, found, plugin=plugin)),
-        )
-        _methods = found
+        _methods = _collect("register_methods", found, _register_method)
     return _methods
 
 
@@ -147,11 +149,7 @@ def get_formats() -> list[ModelFormat]:
     global _formats
     if _formats is None:
         found: list[ModelFormat] = []
-        call_hook_per_plugin(
-            "register_model_formats",
-            register=PerPlugin(lambda plugin: partial(_register_format, found, plugin=plugin)),
-        )
-        _formats = found
+        _formats = _collect("register_model_formats", found, _register_format)
     return _formats
 
 
@@ -188,11 +186,7 @@ def get_strategies() -> dict[str, dict[str, Strategy]]:
     global _strategies
     if _strategies is None:
         found: dict[str, dict[str, Strategy]] = {kind: {} for kind in KINDS}
-        call_hook_per_plugin(
-            "register_strategies",
-            register=PerPlugin(lambda plugin: partial(_register_strategy, found, plugin=plugin)),
-        )
-        _strategies = found
+        _strategies = _collect("register_strategies", found, _register_strategy)
     return _strategies
 
 
