@@ -106,5 +106,7 @@ def test_the_jobs_command_survives_a_preempted_and_requeued_worker(tmp_path):
     assert all(t.state != TrialState.RUNNING for t in trials)
     assert trials[victim_trial].state == TrialState.FAIL
     assert trials[victim_trial].user_attrs["fail_reason"] == "interrupted by SIGTERM"
-    assert tally(study).counted == total
+    table = [(t.number, t.state.name, t.user_attrs.get("reference"),
+              t.user_attrs.get("worker_pid")) for t in trials]
+    assert tally(study).counted == total, table
     assert sum(t.state == TrialState.COMPLETE for t in trials) == total

@@ -304,6 +304,10 @@ def test_a_reference_a_stop_interrupted_runs_again_on_resume(tiny_zoo, class_fol
         assert stopped.user_attrs["reference"] == "default" and stopped.state.name == "FAIL"
         assert stopped.user_attrs["interrupted"] is True
         assert resumed_line(study, 3) == "resuming: 1 of 3 trials done"
+        # a worker requeued after the others filled the study (1 of 1 done): nothing to rerun
+        full = StudyLock(make_storage(f"sqlite:///{tmp_path}/s.db"), "s")
+        assert enqueue_references(study, full, parse_space(one), 1) == []
+        assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
         STOP_AT.clear()
         again = _run(class_folders, tmp_path, trials=3, space=one)
     finally:

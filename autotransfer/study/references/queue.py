@@ -74,10 +74,12 @@ def release_pending(study, room: int | None) -> bool:
     return False
 
 
-def requeue_interrupted(study) -> list[str]:
+def requeue_interrupted(study, room: int | None) -> list[str]:
     """Enqueue again each reference trial that a stop interrupted, unless the same reference
-    (kind and enqueued parameters) has run to an end since or waits in the queue; run under
-    the study lock when a search resumes. Returns one line per reference enqueued again."""
+    (kind and enqueued parameters) has run to an end since or waits in the queue, and at most
+    ``room`` of them (None: no limit): a worker requeued after the others filled the study
+    must not run one past ``--trials``. Run under the study lock when a search resumes.
+    Returns one line per reference enqueued again."""
     from optuna.trial import TrialState
 
     def key(trial) -> tuple[str, str]:
@@ -90,7 +92,7 @@ def requeue_interrupted(study) -> list[str]:
     settled = {key(t) for t in trials if not any(t is s for s in lost)}
     lines = []
     for trial in lost:
-        if key(trial) in settled:
+        if key(trial) in settled or (room is not None and len(lines) >= room):
             continue
         settled.add(key(trial))
         kind = trial.user_attrs[REFERENCE]

@@ -108,7 +108,9 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
     with lock.held():
         record = StudyRecord.of(study)
         if record.references is not None:
-            return requeue_interrupted(study)
+            now = tally(study)
+            return requeue_interrupted(
+                study, None if trials is None else max(0, trials - now.counted - now.waiting))
         planned = order_references(reference_params(space), record.prescreen, cost=cost,
                                    order=order)
         room = len(planned) if trials is None else max(0, trials - tally(study).counted)
