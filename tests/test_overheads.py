@@ -125,3 +125,34 @@ def test_a_note_put_off_until_training_is_saved_at_once_when_the_search_ends(cla
     finally:
         if was_set:
             FIRST_STEP.set()
+
+
+def test_a_note_still_put_off_when_the_time_budget_is_spent_is_cancelled_and_said(
+        class_folders, tmp_path):
+    """wait(cancel=True), as the final writes call it past a time budget: the thread that has
+    not begun saves nothing and imports nothing (3 s for optuna-dashboard on a busy machine),
+    and the warning says why."""
+    from optuna_dashboard import get_note
+
+    from autotransfer.finetune.first_step import FIRST_STEP
+
+    was_set = FIRST_STEP.is_set()
+    FIRST_STEP.clear()
+    try:
+        storage = make_storage(f"sqlite:///{tmp_path}/c.db")
+        study = optuna.create_study(study_name="c", storage=storage, direction="maximize")
+        note = StudyNote(load_data(class_folders), parse_space(SPACE), space_file=None,
+                         storage="sqlite:///c.db", trials=1)
+        saved = []
+        note.save = saved.append  # type: ignore[method-assign]
+        note.save_soon(study, storage, after_first_step=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            note.wait(cancel=True)
+        assert saved == [] and get_note(study) == ""
+        assert [str(w.message) for w in caught] == [
+            "dashboard note not saved: the time budget was spent before the first training "
+            "step (the next search of this study saves it)"]
+    finally:
+        if was_set:
+            FIRST_STEP.set()

@@ -52,6 +52,9 @@ MIN_BLOCKS = 2
 MAX_PASSES = 700
 #: The two quietest block medians agreeing within this fraction end the measurement early.
 AGREE = 0.02
+#: :func:`measure_cost` stops starting passes after this many times its budget, warm-up
+#: included (at least one pass is timed): a busy machine then gets fewer passes, not minutes
+LIMIT = 3.0
 
 #: (cache key, input shape) -> (latency_ms, throughput) of this process: the time of a forward
 #: pass depends on the network and its input's shape, not on the weights, so trials of one
@@ -92,26 +95,39 @@ def weights_bytes(model: torch.nn.Module) -> int:
 
 def time_blocks(model: torch.nn.Module, x: Any, device: torch.device, *, budget_s: float,
                 block: int = BLOCK, warmup: int = WARMUP, min_blocks: int = MIN_BLOCKS,
-                max_passes: int = MAX_PASSES) -> list[list[float]]:
+                max_passes: int = MAX_PASSES, limit_s: float | None = None) -> list[list[float]]:
     """Seconds of single forward passes of ``model`` on ``x``, in blocks of ``block`` passes,
     after ``warmup`` untimed ones: at least ``min_blocks`` blocks; then more until
     ``budget_s`` seconds are spent or ``max_passes`` passes are timed, or, once a third of
     the budget is spent (the minimum measured time), until the two quietest blocks agree
-    within :data:`AGREE`."""
+    within :data:`AGREE`. ``limit_s`` bounds the whole call, warm-up included: past it, no
+    pass starts once one is timed (the last block may be short). On a busy 2-core machine a
+    first pass at batch 1 took 3.5 s and the minimum blocks of a 0.2 s budget 17 s."""
     blocks: list[list[float]] = []
+    entered = time.perf_counter()
+
+    def over() -> bool:
+        return limit_s is not None and time.perf_counter() - entered > limit_s
+
     with torch.inference_mode():
-        for _ in range(warmup):
+        for i in range(warmup):
+            if i and over():
+                break
             model(x)
         _sync(device)
         start = time.perf_counter()
         while True:
             spent = time.perf_counter() - start
+            if blocks and over():
+                break
             if len(blocks) >= min_blocks and (
                     spent >= budget_s or len(blocks) * block >= max_passes
                     or (spent >= budget_s / 3 and _settled(blocks))):
                 break
-            times = []
+            times: list[float] = []
             for _ in range(block):
+                if times and over():
+                    break
                 began = time.perf_counter()
                 model(x)
                 _sync(device)
@@ -131,11 +147,12 @@ def quietest_median(blocks: list[list[float]]) -> float:
 
 
 def latency_seconds(model: torch.nn.Module, x: Any, device: torch.device, *,
-                    budget_s: float, warmup: int = WARMUP) -> float:
+                    budget_s: float, warmup: int = WARMUP, limit_s: float | None = None) -> float:
     """Seconds of one forward pass of ``model`` on ``x`` (see the module's docstring): the
     median pass of the quietest of the blocks that ``budget_s`` allows (at least
-    :data:`MIN_BLOCKS`)."""
-    return quietest_median(time_blocks(model, x, device, budget_s=budget_s, warmup=warmup))
+    :data:`MIN_BLOCKS`, unless ``limit_s`` seconds, warm-up included, run out first)."""
+    return quietest_median(time_blocks(model, x, device, budget_s=budget_s, warmup=warmup,
+                                       limit_s=limit_s))
 
 
 def architecture_params(entry: Any, options: dict[str, Any], n_classes: int,
@@ -226,7 +243,9 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         batch_size: the evaluation batch size (throughput's batch).
         budget_s: seconds the timed passes may take, split between batch 1 (two thirds) and
             the evaluation batch (one third); warm-up comes on top, and at least
-            :data:`MIN_BLOCKS` blocks at batch 1 and one at the evaluation batch are timed.
+            :data:`MIN_BLOCKS` blocks at batch 1 and one at the evaluation batch are timed,
+            unless :data:`LIMIT` times the budget, warm-up included, runs out first (then at
+            least one pass of each).
         cache_key: what identifies the network (e.g. the backbone id); with it, the timings
             of an earlier trial of the same network and input shape in this process are
             reused (only ``params_count`` and ``size_mb`` are counted again).
@@ -259,9 +278,11 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
             batch = preprocess.to_input(_rows(inputs, n), device=device)
             run = (model if runtime == "pytorch" else
                    onnxruntime_runner(model, preprocess, data, one, precision=precision))
-            single = latency_seconds(run, one, device, budget_s=budget_s * 2 / 3)
+            single = latency_seconds(run, one, device, budget_s=budget_s * 2 / 3,
+                                     limit_s=LIMIT * budget_s * 2 / 3)
             many = quietest_median(time_blocks(run, batch, device, budget_s=budget_s / 3,
-                                               block=1, warmup=1, min_blocks=1))
+                                               block=1, warmup=1, min_blocks=1,
+                                               limit_s=LIMIT * budget_s / 3))
             timing = (round(1000 * single, 4), round(n / many, 1))
             if key is None:
                 latency_ms, throughput = timing

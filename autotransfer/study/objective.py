@@ -277,7 +277,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
                    for split, (preds, labels) in trainer.predictions.items()},
                   test_scores=result.test)
     cost = measure_trial(trial, trainer, rule, started_at=ctx.started_at, network=spec.id,
-                         runtime=ctx.space.latency.runtime, precision=ctx.space.latency.precision)
+                         runtime=ctx.space.latency.runtime, precision=ctx.space.latency.precision,
+                         deadline=ctx.deadline)
     if ctx.keep_best is not None:
         from autotransfer.study.results.artifacts import keep_if_best
 

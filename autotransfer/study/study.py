@@ -475,7 +475,9 @@ def _measure_write(deadline, write) -> list:
 def write_results(prepared: Prepared, failed: list[str] | None = None) -> SearchResult:
     """The leaderboard and best.yaml of what the study holds now."""
     options, study = prepared.options, prepared.study
-    prepared.note.wait()  # the first dashboard note is saved
+    # the first dashboard note is saved, unless the time budget is spent before it began
+    until = None if prepared.deadline is None else prepared.deadline.at - 2.0
+    prepared.note.wait(cancel=until is not None and timebudget.now() > until)
     rows = leaderboard(study)
     out_dir = Path(options.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -497,7 +499,6 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
         best_path = out_dir / "best.yaml"
         write_best(best, best_path)
     try:  # plots and report.md; results above are already saved whatever happens here
-        until = None if prepared.deadline is None else prepared.deadline.at - 2.0
         write_report(study, out_dir, metric=options.space.metric, best=best, until=until,
                      rows=rows)
     except Exception as exc:

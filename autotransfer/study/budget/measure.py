@@ -64,17 +64,21 @@ def _prune_over(trial, count: int, rule: Rule, when: str) -> None:
 
 def measure_trial(trial, trainer, rule: Rule, *, started_at: float,
                   network: str | None = None, runtime: str = "pytorch",
-                  precision: str = "fp32") -> dict[str, Any]:
+                  precision: str = "fp32", deadline=None) -> dict[str, Any]:
     """Measure the trained model on the trial's device (at most :data:`SHARE` of the trial so
     far, within [:data:`MIN_SECONDS`, :data:`MAX_SECONDS`]) and record the costs and the
     constraint violations; returns the costs. ``network`` (the backbone id) lets trials of one
     backbone and input size share the timing of the first of them in this process.
     ``runtime``/``precision``: the space's ``latency`` (ONNX Runtime measures the exported
-    model, fp32 or int8, on the CPU)."""
-    from autotransfer.finetune.cost import measure_cost
+    model, fp32 or int8, on the CPU). ``deadline`` (a time budget's
+    :class:`~autotransfer.study.budget.timebudget.Deadline`): the measurement also fits in the
+    time it leaves, down to one warm-up and one timed pass at each batch size."""
+    from autotransfer.finetune.cost import LIMIT, measure_cost
 
     began = timebudget.now()
     budget = min(MAX_SECONDS, max(MIN_SECONDS, SHARE * (began - started_at)))
+    if deadline is not None:
+        budget = min(budget, max(0.0, deadline.left()) / LIMIT)
     cost = measure_cost(trainer.model, trainer.preprocess, trainer.data, device=trainer.device,
                         batch_size=trainer.inference_batch_size, budget_s=budget,
                         cache_key=None if network is None else (network, runtime, precision),

@@ -21,6 +21,7 @@ class StudyNote:
 
         self._thread, self._problem = None, None  # save_soon's thread, and what it hit
         self._go = threading.Event()  # set by wait(): the thread waits no longer
+        self._cancel = threading.Event()  # set by wait(cancel=True): nor does it start
         sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())
         objectives = space.objectives or [space.metric]
         names = ", ".join(f"`{b.label}`" for b in space.backbones)
@@ -94,6 +95,10 @@ class StudyNote:
         while (after_first_step and not FIRST_STEP.is_set() and time.monotonic() < end
                and not self._go.wait(0.1)):  # wait() says go: the search ends
             pass
+        if self._cancel.is_set():  # the time budget is spent: no imports of seconds now
+            self._problem = ("dashboard note not saved: the time budget was spent before the "
+                             "first training step (the next search of this study saves it)")
+            return
         try:
             importlib.import_module("optuna_dashboard")  # before the lock: others wait on it
             with StudyLock(storage, study.study_name).held():  # its own: locks are per object
@@ -104,10 +109,15 @@ class StudyNote:
             with contextlib.suppress(Exception):  # the report says what it cannot draw
                 importlib.import_module(name)
 
-    def wait(self) -> None:
-        """Join :meth:`save_soon`'s thread (at once when there is none)."""
+    def wait(self, *, cancel: bool = False) -> None:
+        """Join :meth:`save_soon`'s thread (at once when there is none). ``cancel``: a thread
+        still waiting for the first training step saves nothing and loads nothing (its imports
+        take seconds: 3 s for optuna-dashboard on a busy 2-core machine), and the warning says
+        so; used when a time budget is spent."""
         thread, self._thread = self._thread, None
         if thread is not None:
+            if cancel:
+                self._cancel.set()
             self._go.set()
             thread.join()
         problem, self._problem = self._problem, None
