@@ -230,7 +230,7 @@ def _two(x: Any) -> Any:
 def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: torch.device,
                  batch_size: int, budget_s: float = 1.0,
                  cache_key: tuple[Any, ...] | None = None, runtime: str = "pytorch",
-                 precision: str = "fp32") -> dict[str, float]:
+                 precision: str = "fp32", timed: bool = True) -> dict[str, Any]:
     """``{latency_ms, throughput, params_count, size_mb, peak_memory_mb, ...}`` of a trained
     model (the module's docstring).
 
@@ -252,6 +252,9 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
         runtime: ``pytorch`` (eager, on ``device``) or ``onnxruntime`` (the exported model on
             the CPU, :func:`onnxruntime_runner`).
         precision: ``fp32`` or ``int8`` (ONNX Runtime only).
+        timed: False leaves out ``latency_ms`` and ``throughput`` (no pass runs) and says so
+            in ``latency_runtime``: a time budget is spent and neither is an objective or a
+            bound.
 
     Raises:
         autotransfer.finetune.onnx_graph.OnnxError: ``runtime="onnxruntime"`` and the model
@@ -262,6 +265,15 @@ def measure_cost(model: torch.nn.Module, preprocess: Any, data: Any, *, device: 
 
         raise OnnxError(f"latency runtime must be one of {', '.join(RUNTIMES)} (int8 with "
                         f"onnxruntime only), got {runtime!r} {precision!r}")
+    if not timed:
+        return {
+            "params_count": sum(p.numel() for p in model.parameters()),
+            "size_mb": round(weights_bytes(model) / 1e6, 4),
+            "latency_runtime": "not timed: the time budget was spent",
+            "peak_memory_mb": round(peak_memory_mib(device), 1),
+            **{o.key: float(o.compute(model)) for o in objectives("cost")
+               if o.compute is not None},
+        }
     if runtime == "onnxruntime":
         device = torch.device("cpu")
     split = "val" if data.val is not None and len(data.val) else "train"

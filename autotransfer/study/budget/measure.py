@@ -13,6 +13,8 @@ from autotransfer.study.selection import Rule, objective_values, violations
 #: The share of the trial so far that measuring may take, and its bounds in seconds.
 SHARE = 0.03
 MIN_SECONDS, MAX_SECONDS = 0.3, 3.0  # once per backbone and input size in a process
+#: The objectives the timed passes measure.
+TIMED = {"latency_ms", "throughput"}
 
 
 def check_params_before_load(trial, entry, options: dict[str, Any], n_classes: int,
@@ -72,17 +74,23 @@ def measure_trial(trial, trainer, rule: Rule, *, started_at: float,
     ``runtime``/``precision``: the space's ``latency`` (ONNX Runtime measures the exported
     model, fp32 or int8, on the CPU). ``deadline`` (a time budget's
     :class:`~autotransfer.study.budget.timebudget.Deadline`): the measurement also fits in the
-    time it leaves, down to one warm-up and one timed pass at each batch size."""
+    time it leaves, down to one warm-up and one timed pass at each batch size, and none once
+    it is spent, unless latency or throughput is an objective or a bound (the leaderboard then
+    shows no ``ms`` and the record says why)."""
     from autotransfer.finetune.cost import LIMIT, measure_cost
 
     began = timebudget.now()
     budget = min(MAX_SECONDS, max(MIN_SECONDS, SHARE * (began - started_at)))
+    timed = True
     if deadline is not None:
         budget = min(budget, max(0.0, deadline.left()) / LIMIT)
+        # passes of seconds each on a busy machine: none once the budget is spent, unless the
+        # study optimises or bounds what they measure
+        timed = deadline.left() > 0 or bool(TIMED & {*rule.objectives[1:], *rule.constraints})
     cost = measure_cost(trainer.model, trainer.preprocess, trainer.data, device=trainer.device,
                         batch_size=trainer.inference_batch_size, budget_s=budget,
                         cache_key=None if network is None else (network, runtime, precision),
-                        runtime=runtime, precision=precision)
+                        runtime=runtime, precision=precision, timed=timed)
     record = TrialWriter(trial)
     record.measured(cost, timebudget.now() - began)
     if rule.constraints:
