@@ -30,6 +30,10 @@ class EnsemblePlan(BaseModel):
 
     max_members: int = Field(MAX_MEMBERS, ge=1, le=100)
 
+    def __str__(self) -> str:
+        """The YAML flow mapping of these settings (the docs' default cell)."""
+        return f"{{max_members: {self.max_members}}}"
+
     @model_validator(mode="before")
     @classmethod
     def _true_is_default(cls, value: Any) -> Any:
