@@ -102,6 +102,21 @@ def test_predictions_round_trip_in_float16_and_their_size_is_small():
         predictions.decode({"format": "pickle", "npz": ""})
 
 
+def test_an_ensemble_s_costs_are_its_members_costs_combined():
+    from autotransfer.study.records import TrialRecord
+    from autotransfer.study.results.ensemble import combined_costs
+
+    def record(number, **costs):
+        return TrialRecord(number=number, state="complete", value=0.5, score=0.5, label="x",
+                           sampled={}, epochs_reported=1, costs=costs)
+
+    found = combined_costs([record(0, latency_ms=2.0, params=100, throughput=100.0),
+                            record(1, latency_ms=3.5, params=50, throughput=100.0,
+                                   size_mb=1.0)])
+    # latency adds up, a count stays a count, a rate is 1 / sum(1 / rate), size_mb: one lacks it
+    assert found == {"latency_ms": 5.5, "params_count": 150, "throughput": 50.0}
+
+
 def test_the_space_s_ensemble_key():
     base = {"backbones": ["tiny/a"], "epochs": 1}
     assert parse_space(base).ensemble.max_members == 5

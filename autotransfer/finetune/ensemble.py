@@ -107,14 +107,14 @@ def select(probs: np.ndarray, labels: np.ndarray, compute: Callable[..., float],
         >>> select(np.stack([a, b]), np.array([0, 0, 1]), accuracy).weights
         {0: 0.5, 1: 0.5}
     """
-    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    probs, labels = np.asarray(probs, dtype=np.float32), np.asarray(labels)
     if probs.ndim != 3 or len(probs) == 0 or probs.shape[1] != len(labels):
         raise ValueError(f"probs must be (models, {len(labels)} examples, classes), got "
                          f"shape {probs.shape}")
     if max_members < 1 or rounds < 1:
         raise ValueError(f"max_members and rounds must be >= 1, got {max_members=}, {rounds=}")
     sign = 1.0 if maximize else -1.0
-    total = np.zeros(probs.shape[1:])
+    total = np.zeros(probs.shape[1:])  # float64: the sum of the chosen rows
     counts: Counter[int] = Counter()
     trace: list[tuple[float, dict[int, int]]] = []
     for done in range(rounds):

@@ -132,8 +132,8 @@ def build_ensemble(study, *, metric: str, max_members: int = 5, space: Any = Non
     skipped = 0
     # the pick first, then by validation score: ties of the selection go to it
     order = sorted(candidates, key=lambda r: (r.number != pick.number,
-                                              -(r.scores.get(metric) or 0.0)
-                                              * (1 if maximize else -1), r.number))
+                                              -(r.value or 0.0) * (1 if maximize else -1),
+                                              r.number))
     for r in order:
         found = r.probabilities() if r.number != pick.number else kept
         if ("val" not in found or not np.array_equal(found["val"][1], labels)
