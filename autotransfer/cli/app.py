@@ -22,6 +22,7 @@ from autotransfer.cli.console import (
     _outcome_lines,
     _prescreen_table,
     console,
+    ensemble_table,
     err_console,
     leaderboard_table,
 )
@@ -29,7 +30,7 @@ from autotransfer.cli.panels import Command, Group, arrange
 from autotransfer.errors import AutotransferError, OptionError
 from autotransfer.study.options import PRESCREEN_METHODS
 from autotransfer.study.results.intervals import tie_note
-from autotransfer.study.results.report import fmt
+from autotransfer.study.results.report import fmt, with_ensemble
 from autotransfer.study.store.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 from autotransfer.study.trackers import TRACKERS
 
@@ -233,7 +234,8 @@ def search(
     for problem in result.worker_errors:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     metric = result.best["metric"] if result.best else "score"
-    console.print(leaderboard_table(result.leaderboard, metric, width=console.width))
+    console.print(leaderboard_table(with_ensemble(result.leaderboard, result.best), metric,
+                                    width=console.width))
     note = tie_note(result.leaderboard)  # a lower val score ranked first: why, in one line
     if note:
         console.print(f"[dim]{escape(note)}[/]", highlight=False)
@@ -264,6 +266,10 @@ def search(
     )
     for line in _outcome_lines(best):
         console.print(line, highlight=False)
+    if best.get("ensemble"):
+        from autotransfer.study.results.ensemble import ensemble_line
+
+        console.print(escape(ensemble_line(best["ensemble"])), highlight=False, soft_wrap=True)
     if keep_best and (out / "best-model").is_dir():
         console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
                       f"{out / 'best-model'} FILES)", highlight=False)
@@ -643,6 +649,31 @@ def report(
 
     path = report_study(study, storage=storage, out=out)
     console.print(f"report of study {study!r} -> {path}", highlight=False)
+
+
+@app.command()
+def ensemble(
+    study: str = typer.Argument(..., help="Study name."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, "
+                                "or journal:///path/study.log."),
+    max_members: int | None = typer.Option(
+        None, min=1, help="At most N distinct trials (default: the space's ensemble setting, "
+        "else 5)."),
+    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for ensemble.yaml; a "
+                             "best.yaml of this study there gets the ensemble section too."),
+) -> None:
+    """Build the ensemble of a stored study's trials again, from the predictions they kept
+    (no trial runs, nothing trains)."""
+    from autotransfer.study.results.ensemble import ensemble_line
+    from autotransfer.study.results.report import ensemble_study
+
+    started = time.perf_counter()
+    section, written = ensemble_study(study, storage=storage, out=out, max_members=max_members)
+    if section.get("members"):
+        console.print(ensemble_table(section))
+    console.print(escape(ensemble_line(section)), highlight=False, soft_wrap=True)
+    console.print(f"{time.perf_counter() - started:.1f}s -> "
+                  + ", ".join(str(p) for p in written), highlight=False)
 
 
 for _command in app.registered_commands:  # every command's --help reads at 80 columns

@@ -13,7 +13,7 @@ from rich.table import Table
 from autotransfer.cli.leaderboard import _ci, leaderboard_table
 from autotransfer.study.results.report import fmt
 
-__all__ = ["ConsoleProgress", "leaderboard_table"]
+__all__ = ["ConsoleProgress", "ensemble_table", "leaderboard_table"]
 
 # Leaderboards stay readable when the output goes to a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -117,3 +117,29 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
         lines.append(f"  transfer effect: val {effect['val']:+.4f}{test} (from scratch: val "
                      f"{effect['scratch_val_score']:.4f}{scratch})")
     return lines
+
+
+def ensemble_table(section: dict[str, Any]) -> Table:
+    """The single pick beside the ensemble of an ``ensemble`` section: members and weights,
+    validation held-out (cross-fitted) and as selected, test, each with its 95% interval, and
+    the combined latency."""
+    table = Table(title=f"Single pick vs ensemble ({section.get('metric', 'score')})",
+                  title_justify="left", show_edge=False,
+                  caption="val held-out: cross-fitted over two halves of the validation split "
+                          "(selected on one, scored on the other); the pick's own val is "
+                          "optimistic (it chose the pick)", caption_justify="left")
+    for column in ("", "trials (weight)", "val held-out", "95%", "val as selected", "test",
+                   "test 95%", "ms"):
+        table.add_column(column, justify="left" if column in ("", "trials (weight)")
+                         else "right")
+    single = section["single"]
+    members = " ".join(f"{m['trial']} ({m['weight']:.2f})" for m in section["members"])
+    table.add_row("single pick", str(single["trial"]), fmt(section["single_val_score"]),
+                  _ci(section.get("single_val_score_ci95")), fmt(single["val_score"]),
+                  fmt(single.get("test_score")), _ci(single.get("test_score_ci95")),
+                  fmt(single.get("latency_ms"), ".2f"))
+    table.add_row("ensemble", members, fmt(section["val_score"]),
+                  _ci(section.get("val_score_ci95")), fmt(section["val_score_in_sample"]),
+                  fmt(section.get("test_score")), _ci(section.get("test_score_ci95")),
+                  fmt(section.get("latency_ms"), ".2f"))
+    return table

@@ -7,7 +7,9 @@ soup of a trial's checkpoints (``averaging``), the trainer's state at an epoch e
 learning-rate decay and the schedule (``optim``), metrics (``metrics``), device resolution and
 memory (``device``), the frozen-prefix activation cache (``cache``) and its augmented views
 (``cache_views``), the tuning methods (``methods``), what a trained model costs to run
-(``cost``), a model as an ONNX graph in ONNX Runtime, int8 included (``onnx_graph``), whether a
+(``cost``), a model's class probabilities packed to keep in a study (``predictions``) and
+Caruana's ensemble selection over such probabilities with its cross-fitted score
+(``ensemble``), a model as an ONNX graph in ONNX Runtime, int8 included (``onnx_graph``), whether a
 trial has started training (``first_step``) and byte sizes as users write them (``sizes``).
 
 May import: ``autotransfer.data``, ``autotransfer.contract``, ``autotransfer.errors`` and public

@@ -153,6 +153,7 @@ class Trainer:
         # a trial is retried after running out of memory); on a CPU, beyond ~32 images the
         # activations fall out of the caches (256 was 1.8x slower than 32 on mobilenetv2)
         self.predictions: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # split: (pred, y)
+        self.probabilities: dict[str, torch.Tensor] = {}  # split: softmax (N, C), float32, CPU
         self.losses: dict[str, float] = {}  # split -> mean validation cross-entropy (evaluate)
         self.first_loss: float | None = None  # the first step's loss: where training starts
         self.inference_batch_size = (
@@ -355,18 +356,23 @@ class Trainer:
         """The metrics on ``split`` (:func:`~autotransfer.space.objectives.classification_scores`:
         the study's ``metric`` and those every trial records, by name); its predictions and
         labels (class indices)
-        stay in ``predictions[split]`` until the next evaluation of that split, and its mean
-        cross-entropy (nats, without label smoothing) in ``losses[split]``."""
+        stay in ``predictions[split]`` until the next evaluation of that split, its class
+        probabilities (softmax of the logits, ``(N, n_classes)`` float32 on the CPU, rows in
+        the split's fixed order: what an ensemble of trials averages) in
+        ``probabilities[split]``, and its mean cross-entropy (nats, without label smoothing)
+        in ``losses[split]``."""
         x, y = self._split(split)
         batch_size = batch_size or self.inference_batch_size
         self.model.eval()
-        preds, loss_sum = [], 0.0
+        preds, probs, loss_sum = [], [], 0.0
         for batch, labels in iterate_batches(x, y, batch_size, shuffle=False):
             with self.autocast:
                 logits = self._run(self._inputs(batch))
             preds.append(logits.argmax(-1).cpu())
+            probs.append(logits.float().softmax(-1).cpu())
             loss_sum += nn.functional.cross_entropy(
                 logits.float(), labels.to(logits.device), reduction="sum").item()
         self.predictions[split] = (torch.cat(preds), y)
+        self.probabilities[split] = torch.cat(probs)
         self.losses[split] = loss_sum / max(1, len(y))
         return classification_scores(y.numpy(), self.predictions[split][0].numpy(), self.metric)

@@ -10,6 +10,7 @@ typed result a search ends with.
 - ``objectives``: what a search can optimise or bound, and how each is obtained;
 - ``result``: ``best.yaml`` as one typed model (what a search writes, ``train`` reads);
 - ``budget``: the ``budget`` key (how a small budget is spent);
+- ``ensemble``: the ``ensemble`` key (the ensemble of the study's trials built after it);
 - ``strategies``: pruners and samplers as named in a space;
 - ``defaults``: the default space of each modality (package data ``defaults/*.yaml``).
 

@@ -15,8 +15,11 @@ Version 2 added:
 - ``exports``: the model folders made from this result (``path`` relative to ``best.yaml``,
   ``format``, ``trial``), e.g. ``best-model`` of ``search --keep-best``, which ``predict``
   accepts through ``best.yaml``;
-- ``ensemble``: room for a result that is several models (``kind: ensemble`` or ``soup``, its
-  ``members``), absent today;
+- ``ensemble``: a result that is several models (``kind: ensemble`` or ``soup``, its
+  ``members`` with their ``weight``): the ensemble of the study's trials that the search
+  builds from their kept predictions (:mod:`autotransfer.study.results.ensemble`: held-out
+  ``val_score``, ``test_score`` beside the single pick's, both with intervals, the members'
+  costs combined, a ``note``);
 - ``source.data_options`` as the search resolved them (the detected modality, the columns
   read), no longer as asked.
 
@@ -64,8 +67,10 @@ class Member(_Open):
 
 
 class Ensemble(_Open):
-    """A result that is several models: an ensemble (their outputs averaged) or a soup (their
-    weights averaged); nothing writes one yet."""
+    """A result that is several models: an ensemble (their probabilities averaged with each
+    member's ``weight``) or a soup (their weights averaged; nothing writes one yet). Its
+    scores, costs and ``note`` are extra keys
+    (:func:`autotransfer.study.results.ensemble.build_ensemble` lists them)."""
 
     kind: Literal["ensemble", "soup"]
     members: list[Member] = Field(default_factory=list)

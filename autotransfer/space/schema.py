@@ -31,6 +31,7 @@ from pydantic import (
 
 from autotransfer.errors import SpaceError
 from autotransfer.space.budget import BudgetPlan
+from autotransfer.space.ensemble import EnsemblePlan
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
 from autotransfer.space.methods import declare_plugin_methods, names_known
 from autotransfer.space.objectives import cost_names, get_objective, metric_names
@@ -222,6 +223,17 @@ class SearchSpace(_Strict):
     latency: LatencySpec = Field(default_factory=LatencySpec)
     # how a small budget is spent (references, rungs, costs): autotransfer.space.budget
     budget: BudgetPlan = Field(default_factory=BudgetPlan)
+    # the ensemble of the study's trials built after it (space.ensemble); false: None, none
+    ensemble: EnsemblePlan | None = Field(default_factory=EnsemblePlan)
+
+    @field_validator("ensemble", mode="before")
+    @classmethod
+    def _false_is_off(cls, value: Any) -> Any:
+        if value is False:
+            return None
+        if value is None:
+            raise ValueError("expected false or {max_members: N}, got nothing")
+        return value
 
     @field_validator("backbones", mode="before")
     @classmethod

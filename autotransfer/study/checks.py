@@ -12,6 +12,7 @@ from autotransfer.data.fingerprint import changes, data_fingerprint
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.listing import few
 from autotransfer.space.budget import BudgetPlan
+from autotransfer.space.ensemble import EnsemblePlan
 from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.records import (
     StudyRecord,
@@ -31,7 +32,8 @@ def _space_fingerprint(space: SearchSpace) -> str:
         del data["sampler"]
     for key, default in (("objectives", None), ("constraints", {}), ("pick", None),
                          ("budget", BudgetPlan().model_dump(mode="json")),
-                         ("latency", {"runtime": "pytorch", "precision": "fp32"})):
+                         ("latency", {"runtime": "pytorch", "precision": "fp32"}),
+                         ("ensemble", EnsemblePlan().model_dump(mode="json"))):
         if data.get(key) == default:  # spaces from before objectives keep their fingerprint
             data.pop(key, None)
     return json.dumps(data, sort_keys=True)

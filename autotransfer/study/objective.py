@@ -276,6 +276,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     record.scored({split: confusion(preds, labels, ctx.data.n_classes)
                    for split, (preds, labels) in trainer.predictions.items()},
                   test_scores=result.test)
+    record.predicted({split: (trainer.probabilities[split].numpy(), labels.numpy())
+                      for split, (_, labels) in trainer.predictions.items()})
     cost = measure_trial(trial, trainer, rule, started_at=ctx.started_at, network=spec.id,
                          runtime=ctx.space.latency.runtime, precision=ctx.space.latency.precision,
                          deadline=ctx.deadline)

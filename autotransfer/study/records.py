@@ -56,6 +56,9 @@ MACRO_F1 = "macro_f1"  # the last epoch's validation macro-F1 (0.1; epoch_<n> ha
 TEST_MACRO_F1 = "test_macro_f1"  # 0.1's key; TEST_SCORES has every metric
 TEST_SCORES = "test_scores"  # {metric: value} on the test split
 CONFUSION = "confusion"  # {"val": [[...]], "test": [[...]]}: rows true, columns predicted
+# {"format", "npz"}: each split's class probabilities and labels (finetune.predictions), what
+# an ensemble of the study's trials is built from (finetune.ensemble); absent before 0.x
+PREDICTIONS = "predictions"
 # The trained model's costs (autotransfer.finetune.cost), measured after training, are stored
 # under each cost objective's key (autotransfer.space.objectives: latency_ms, throughput,
 # params_count, size_mb, peak_memory_mb, and any registered later).
@@ -160,6 +163,7 @@ class TrialRecord:
     scores: dict[str, float] = field(default_factory=dict)  # the last epoch's val metrics
     test_scores: dict[str, float] = field(default_factory=dict)  # metric -> test value
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+    predictions: dict[str, str] | None = field(default=None, repr=False)  # encoded (.probabilities)
     duration_seconds: float | None = None
     first_report_seconds: float | None = None
     first_report_unreached: bool = False
@@ -178,6 +182,23 @@ class TrialRecord:
     def reason(self) -> str:
         """Why the trial failed or was pruned; "" when it did neither."""
         return self.fail_reason or self.prune_reason or ""
+
+    def probabilities(self) -> dict[str, tuple[Any, Any]]:
+        """``{split: (class probabilities (N, C) float32, labels (N,))}`` the trained model
+        gave (:mod:`autotransfer.finetune.predictions`); ``{}`` when the trial kept none (not
+        completed, or recorded before predictions were kept).
+
+        Raises:
+            ValueError: the stored predictions cannot be read (one line naming the trial).
+        """
+        if not self.predictions:
+            return {}
+        from autotransfer.finetune.predictions import decode
+
+        try:
+            return decode(self.predictions)
+        except ValueError as exc:
+            raise ValueError(f"trial {self.number}: {exc}") from None
 
     @classmethod
     def from_frozen(cls, trial) -> TrialRecord:
@@ -233,6 +254,7 @@ class TrialRecord:
             scores=_last_scores(epochs, attrs),
             test_scores=_test_scores(attrs),
             confusion=dict(attrs.get(CONFUSION) or {}),
+            predictions=attrs.get(PREDICTIONS),
             duration_seconds=trial.duration.total_seconds() if trial.duration else None,
             first_report_seconds=attrs.get(FIRST_REPORT_SECONDS),
             first_report_unreached=bool(attrs.get(FIRST_REPORT_UNREACHED, False)),
@@ -355,6 +377,18 @@ class TrialWriter:
             self._set(TEST_SCORES, {k: round(v, 5) for k, v in test_scores.items()})
             if "macro_f1" in test_scores:  # 0.1's key, kept for its readers
                 self._set(TEST_MACRO_F1, round(test_scores["macro_f1"], 5))
+
+    def predicted(self, splits: dict[str, tuple[Any, Any]]) -> int:
+        """Each split's class probabilities ``(N, C)`` and labels ``(N,)``, compressed
+        (:func:`autotransfer.finetune.predictions.encode`); returns the characters stored, 0
+        when over :data:`~autotransfer.finetune.predictions.LIMIT_CHARS` (then not kept)."""
+        from autotransfer.finetune.predictions import LIMIT_CHARS, encode
+
+        stored = encode(splits)
+        if len(stored["npz"]) > LIMIT_CHARS:
+            return 0
+        self._set(PREDICTIONS, stored)
+        return len(stored["npz"])
 
     def measured(self, cost: dict[str, float], seconds: float) -> None:
         """The trained model's costs (:func:`autotransfer.finetune.cost.measure_cost`: each

@@ -3,6 +3,8 @@
 - ``report``: the leaderboard, ``best.yaml``, ``report.md`` and its plots;
 - ``front_plots``: the Pareto front plot;
 - ``backbone_plot``: the score of each backbone's trials with 95% intervals, on a 0-1 axis;
+- ``ensemble``: the ensemble of the study's own trials (best.yaml's ``ensemble`` section, its
+  leaderboard row and console line), from their kept predictions;
 - ``intervals``: 95% intervals and the rule that picks among indistinguishable trials;
 - ``scores``: per-class scores, the confusion matrix, divergence and chance level;
 - ``dashboard``: the study's note for optuna-dashboard;

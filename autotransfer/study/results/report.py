@@ -117,6 +117,8 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
                         (("val", best.scores), ("test", best.test_scores)) if found}
     config.update(outcome(study, best))
     config.update(front_config(study, space))
+    if space.ensemble is not None:  # predictions only: no trial is re-run
+        config["ensemble"] = ensemble_config(study, space)
     config["source"] = {
         "study": study.study_name,
         "trial": best.number,
@@ -131,6 +133,34 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     if exports:
         config["exports"] = exports
     return BestResult.parse(config, "best.yaml").to_mapping()
+
+
+def ensemble_config(study, space: SearchSpace, max_members: int | None = None
+                    ) -> dict[str, Any]:
+    """best.yaml's ``ensemble`` section (:mod:`autotransfer.study.results.ensemble`); one that
+    cannot be built says why in its ``note`` rather than failing the results."""
+    from autotransfer.study.results.ensemble import build_ensemble
+
+    size = max_members or (space.ensemble.max_members if space.ensemble else 5)
+    try:
+        section = build_ensemble(study, metric=space.metric, max_members=size, space=space)
+    except ValueError as exc:
+        return {"kind": "ensemble", "members": [], "note": f"not built: {exc}"}
+    for member in section["members"]:  # the member's modality's hyperparameters, as above
+        name = member["backbone"]
+        member["params"] = _own_params(member["params"],
+                                       name if isinstance(name, str) else name["id"])
+    return section
+
+
+def with_ensemble(rows: list[dict[str, Any]], best: dict[str, Any] | None
+                  ) -> list[dict[str, Any]]:
+    """The leaderboard rows to show: ``rows`` with best.yaml's ensemble (when one was built)
+    as a row after the first (``leaderboard.csv`` keeps one row per trial)."""
+    from autotransfer.study.results.ensemble import ensemble_row
+
+    row = ensemble_row((best or {}).get("ensemble") or {})
+    return rows if row is None else [*rows[:1], row, *rows[1:]]
 
 
 def best_costs(best: TrialRecord) -> dict[str, Any]:
@@ -404,7 +434,7 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
               "val 95% | test | test 95% | epochs | "
               + "".join(f"{o.label} | " for o in costs) + "why |",
               "|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(costs) + 1)]
-    for r in rows:
+    for r in with_ensemble(rows, best):
         reason = (r["reason"] or r["reference"].replace("_", " ")).replace("|", "/")
         lines.append(f"| {r['trial']} | {r['state']} | `{r['backbone']}` | {r['method']} | "
                      f"{fmt(r['trainable_params'], ',')} | "
@@ -518,13 +548,13 @@ def _summary_table(best: dict[str, Any]) -> list[str]:
     return lines + [""] + ([" ".join(notes), ""] if notes else [])
 
 
-def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
-    """:func:`write_report` for a study in ``storage`` (also ``best.yaml`` when one completed).
+def stored_study(study_name: str, *, storage: str):
+    """The study ``study_name`` in ``storage`` and the space it was created with (None when
+    the study recorded none, or one this version cannot read).
 
-    Example:
-        >>> from autotransfer.study.results.report import report_study
-        >>> report_study("fashion-mnist-image-quick", storage="sqlite:///demo.db",
-        ...              out="demo-report")  # doctest: +SKIP
+    Raises:
+        StorageError: the storage cannot be opened, or holds no such study (the message lists
+            the studies it holds).
     """
     import json
 
@@ -541,18 +571,78 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
         raise StorageError(f"no study {study_name!r} in {mask_url(storage)}; studies there: "
                            f"{shown}")
     study = optuna.load_study(study_name=study_name, storage=study_storage)
-    best = None
     origin = StudyRecord.of(study)
+    space = None
     if origin.space is not None:
         try:
             space = parse_space(json.loads(origin.space), f"study {study_name!r}")
         except (SpaceError, ValueError):
             space = None
-        if space is not None:
-            best = best_config(study, space, data=origin.data or "",
-                               storage=mask_url(storage), space_file=None)
+    return study, space
+
+
+def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
+    """:func:`write_report` for a study in ``storage`` (also ``best.yaml`` when one completed).
+
+    Example:
+        >>> from autotransfer.study.results.report import report_study
+        >>> report_study("fashion-mnist-image-quick", storage="sqlite:///demo.db",
+        ...              out="demo-report")  # doctest: +SKIP
+    """
+    from autotransfer.study.store.storage import mask_url
+
+    study, space = stored_study(study_name, storage=storage)
+    best = None
+    if space is not None:
+        best = best_config(study, space, data=StudyRecord.of(study).data or "",
+                           storage=mask_url(storage), space_file=None)
     out = Path(out)
     if best is not None:
         write_best(best, out / "best.yaml")
     metric = best["metric"] if best else "score"
     return write_report(study, out, metric=metric, best=best)
+
+
+def ensemble_study(study_name: str, *, storage: str, out: str | Path = ".",
+                   max_members: int | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """Build the ensemble of a stored study's trials again, from the predictions its trials
+    kept (no trial runs): ``out/ensemble.yaml``, and the ``ensemble`` section of
+    ``out/best.yaml`` when that file is this study's. Returns the section and the files
+    written.
+
+    Args:
+        max_members: at most this many distinct trials (None: the space's ``ensemble``
+            setting, else 5).
+
+    Raises:
+        StorageError: no such study (see :func:`stored_study`).
+        AutotransferError: the study recorded no space this version can read.
+
+    Example:
+        >>> from autotransfer.study.results.report import ensemble_study
+        >>> section, files = ensemble_study("fashion-mnist-image-quick",
+        ...                                 storage="sqlite:///demo.db")  # doctest: +SKIP
+    """
+    from autotransfer.errors import AutotransferError
+    from autotransfer.study.store.storage import mask_url
+
+    study, space = stored_study(study_name, storage=storage)
+    if space is None:
+        raise AutotransferError(f"study {study_name!r} recorded no search space this version "
+                                "can read; the ensemble needs its metric")
+    section = ensemble_config(study, space, max_members)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "ensemble.yaml"]
+    written[0].write_text(
+        "# The ensemble of a study's trials, built by `autotransfer ensemble`.\n"
+        + yaml.safe_dump({"study": study_name, "storage": mask_url(storage),
+                          "ensemble": section}, sort_keys=False), encoding="utf-8")
+    best_path = out / "best.yaml"
+    if best_path.is_file():
+        config = yaml.safe_load(best_path.read_text(encoding="utf-8")) or {}
+        if isinstance(config, dict) and (config.get("source") or {}).get("study") == study_name:
+            config["ensemble"] = section
+            write_best(BestResult.parse(config, str(best_path)).to_mapping(), best_path)
+            written.append(best_path)
+    return section, written
