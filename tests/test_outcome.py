@@ -92,6 +92,10 @@ def test_reference_params_are_the_documented_defaults_within_the_space():
     assert default["augment"] == "none"  # default "flip" is not a choice
     fixed = {**SPACE, "params": {**SPACE["params"], "freeze_fraction": 1.0}}
     assert [kind for kind, _ in reference_params(parse_space(fixed))] == ["linear_probe"] * 2
+    # a categorical freeze_fraction: the probe takes the choice nearest 1 (it crashed)
+    listed = {**SPACE, "params": {**SPACE["params"], "freeze_fraction": {
+        "type": "categorical", "choices": [0.0, 0.75]}}}
+    assert reference_params(parse_space(listed))[0][1]["freeze_fraction"] == 0.75
 
 
 def test_references_run_first_count_towards_trials_and_are_marked(tiny_zoo, class_folders,

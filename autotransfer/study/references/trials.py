@@ -86,7 +86,11 @@ def _of_method(params: dict[str, Any]) -> dict[str, Any]:
             if n not in HYPERPARAMETERS or HYPERPARAMETERS[n].method in (None, method)}
 
 
-def _clip(spec: FloatDistribution | IntDistribution, value: float) -> float:
+def _clip(spec: FloatDistribution | IntDistribution | CategoricalDistribution,
+          value: float) -> float:
+    """``value`` moved into ``spec``: clipped to a range, or the nearest of the choices."""
+    if isinstance(spec, CategoricalDistribution):
+        return min(spec.choices, key=lambda choice: abs(float(choice) - value))
     return min(max(value, spec.low), spec.high)
 
 
