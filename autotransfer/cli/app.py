@@ -438,6 +438,12 @@ def backbones(
     license: str | None = typer.Option(None, help="With --rank: licence containing this text."),
     online: bool = typer.Option(False, help="With --rank: read the current published tables "
                                 "(default: the shipped snapshot)."),
+    max_latency_ms: float | None = typer.Option(
+        None, help="With --rank: drop candidates whose prior latency on this machine (ms at "
+        "batch 1) is over 2x this; implies --prior."),
+    prior: bool = typer.Option(False, help="With --rank: add the prior latency on this machine "
+                               "(ms at batch 1: published GMACs x a constant timed here; "
+                               "imports torch, a few seconds)."),
     as_json: bool = typer.Option(False, "--json", help="With --rank: print JSON."),
 ) -> None:
     """List the backbone ids that the plugins offer, or rank them with --rank."""
@@ -445,7 +451,8 @@ def backbones(
     from autotransfer.contract.collect import get_registry
 
     if rank is not None:
-        _ranked(modality, rank, max_params, min_throughput, device, license, online, as_json)
+        _ranked(modality, rank, max_params, min_throughput, device, license, online, as_json,
+                max_latency_ms=max_latency_ms, prior=prior or max_latency_ms is not None)
         return
 
     registry = get_registry()
@@ -462,7 +469,8 @@ def backbones(
 
 
 def _ranked(modality: str | None, n: int, max_params: str | None, min_throughput: float | None,
-            device: str, license: str | None, online: bool, as_json: bool) -> None:
+            device: str, license: str | None, online: bool, as_json: bool, *,
+            max_latency_ms: float | None = None, prior: bool = False) -> None:
     from autotransfer.cli.ranked import show_ranked
     from autotransfer.contract.collect import get_ranking_entries
     from autotransfer.contract.ranking import parse_count
@@ -471,10 +479,31 @@ def _ranked(modality: str | None, n: int, max_params: str | None, min_throughput
     if modality is None:
         raise OptionError("rank", " needs --modality (image, text, audio or a plugin's)")
     entries = get_ranking_entries(modality, online=online)
-    ranked = rank_entries(entries, n, device=device, license=license,
+    if max_latency_ms is not None and max_latency_ms <= 0:
+        raise OptionError("max_latency_ms", f" must be > 0, got {max_latency_ms!r}")
+    ranked = rank_entries(entries, None if max_latency_ms else n, device=device, license=license,
                           max_params=parse_count(max_params, "max_params")
                           if max_params else None, min_throughput=min_throughput)
-    show_ranked(ranked, device=device, as_json=as_json, considered=len(entries))
+    priors, note = None, None
+    if prior:
+        from autotransfer.cli.ranked import prior_device
+        from autotransfer.study.ranked import within_latency
+
+        if max_latency_ms is not None:
+            ranked = within_latency(ranked, max_latency_ms, prior_device(device))[0]
+        ranked = ranked[:n]
+        priors, note = priors_of(ranked, prior_device(device))
+    show_ranked(ranked, device=device, as_json=as_json, considered=len(entries), priors=priors,
+                prior_note=note)
+
+
+def priors_of(entries, device: str):
+    """``({id: DevicePrior}, how they were made)`` of ``entries`` on ``device``."""
+    from autotransfer.study.budget.prior import describe, device_constant, prior_of
+
+    constant = device_constant(device)
+    return ({e.id: p for e in entries if (p := prior_of(e, constant)) is not None},
+            describe(constant))
 
 
 @app.command()

@@ -4,6 +4,7 @@ and their sources (#39)."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -11,33 +12,60 @@ from rich.table import Table
 from autotransfer.cli.console import console, err_console
 from autotransfer.contract.ranking import RankingEntry
 
+if TYPE_CHECKING:
+    from autotransfer.study.budget.prior import DevicePrior
 
-def as_dict(entry: RankingEntry, rank: int) -> dict:
-    """One ``--json`` record (every field of the entry, plus its rank from 1)."""
+
+def prior_device(device: str) -> str:
+    """Where the prior is measured: ``cuda`` for ``--device gpu`` when a GPU is here, else the
+    CPU."""
+    if device == "gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+def as_dict(entry: RankingEntry, rank: int, prior: DevicePrior | None = None) -> dict:
+    """One ``--json`` record (every field of the entry, plus its rank from 1 and, when asked,
+    ``prior_latency_ms`` and ``prior_source``)."""
     from dataclasses import asdict
 
-    return {"rank": rank, **asdict(entry)}
+    extra = {} if prior is None else {"prior_latency_ms": round(prior.latency_ms, 3),
+                                      "prior_source": prior.source}
+    return {"rank": rank, **asdict(entry), **extra}
 
 
 def show_ranked(entries: list[RankingEntry], *, device: str, as_json: bool,
-                considered: int) -> None:
+                considered: int, priors: dict[str, DevicePrior] | None = None,
+                prior_note: str | None = None) -> None:
     """Print the ranked entries (a table, or JSON lines' list with ``--json``) and, on stderr,
-    how many were considered and the sources of the figures."""
+    how many were considered and the sources of the figures. ``priors`` (``{id: prior}``,
+    None: not asked) adds the prior latency column; ``prior_note`` says how it was made."""
     if as_json:
-        typer.echo(json.dumps([as_dict(e, i) for i, e in enumerate(entries, 1)], indent=1))
+        typer.echo(json.dumps([as_dict(e, i, (priors or {}).get(e.id))
+                               for i, e in enumerate(entries, 1)], indent=1))
         return
     table = Table()
-    for column in ("#", "id", "score", "params", f"{device} img/s", "size", "licence",
-                   "pretrain", "loads here"):
+    columns = ["#", "id", "score", "params", f"{device} img/s", "size", "licence", "pretrain",
+               "loads here"]
+    if priors is not None:
+        columns.insert(5, "prior ms")
+    for column in columns:
         table.add_column(column)
     for i, e in enumerate(entries, 1):
         speed = e.throughput.get(device)
-        table.add_row(
-            str(i), e.id, f"{e.score:g}", f"{e.params / 1e6:.2f}M" if e.params else "-",
-            f"{speed:g}" if speed is not None else "-", str(e.input_size or "-"),
-            e.license or "-", e.pretrain or "-", "yes" if e.loads_offline else "download",
-        )
+        row = [str(i), e.id, f"{e.score:g}", f"{e.params / 1e6:.2f}M" if e.params else "-",
+               f"{speed:g}" if speed is not None else "-", str(e.input_size or "-"),
+               e.license or "-", e.pretrain or "-", "yes" if e.loads_offline else "download"]
+        if priors is not None:
+            prior = priors.get(e.id)
+            row.insert(5, f"{prior.latency_ms:.1f}" if prior else "-")
+        table.add_row(*row)
     console.print(table)
+    if prior_note:
+        err_console.print(f"prior ms: batch 1 on this machine = {prior_note}")
     signals = sorted({f"{e.signal} from {e.source}" for e in entries})
     rows = sorted({e.throughput_source[device].partition(":")[0] for e in entries
                    if device in e.throughput_source})

@@ -35,6 +35,10 @@ class RankingEntry:
         pretrain: pretraining data tags (``in1k``, ``in22k``), or None.
         loads_offline: True when the weights load here without a download.
         architecture: candidates of one architecture share it; the ranker keeps its best.
+        gmacs: multiply-accumulates of one image's forward pass, in billions, at
+            ``gmacs_size`` pixels (timm's benchmark row), or None; the device-aware prior
+            (:mod:`autotransfer.study.budget.prior`) reads it.
+        gmacs_size: the image size of ``gmacs``.
     """
 
     id: str
@@ -50,6 +54,8 @@ class RankingEntry:
     pretrain: str | None = None
     loads_offline: bool = False
     architecture: str | None = None
+    gmacs: float | None = None
+    gmacs_size: int | None = None
 
 
 def parse_count(value: str | int | float, what: str = "max_params") -> int:

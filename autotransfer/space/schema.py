@@ -140,6 +140,9 @@ class RankedBackbones(_Strict):
     rank: int = Field(ge=1, le=100)
     max_params: int | str | None = None  # 10M, 500K or a count
     min_throughput: float | None = Field(None, gt=0)  # images/s on ``device``'s row
+    # ms at batch 1 on the search's device, by the device-aware prior: a candidate is dropped
+    # when its prior is over prior.MARGIN (2) times this (autotransfer.study.budget.prior)
+    max_latency_ms: float | None = Field(None, gt=0)
     device: Literal["cpu", "gpu"] = "cpu"
     license: str | None = None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from autotransfer.contract.collect import get_ranking_entries
 from autotransfer.contract.ranking import RankingEntry, parse_count, rank
@@ -42,8 +43,10 @@ def hub_fetchable(entry: RankingEntry) -> str | None:
 
 def expand(rule: RankedBackbones, modality: str,
            fetchable: Callable[[RankingEntry], str | None] = hub_fetchable,
-           ) -> tuple[list[str], str]:
+           device: Any = "cpu") -> tuple[list[str], str]:
     """The ids of the ``rule.rank`` best candidates of ``modality`` and a one-line note.
+    ``rule.max_latency_ms`` drops a candidate whose prior latency on ``device``
+    (:mod:`autotransfer.study.budget.prior`) is over ``prior.MARGIN`` times it, or unknown.
 
     Raises:
         SpaceError: no candidate of ``modality`` within the bounds (or none that loads here).
@@ -52,6 +55,9 @@ def expand(rule: RankedBackbones, modality: str,
     entries = get_ranking_entries(modality)
     ranked = rank(entries, None, max_params=max_params, min_throughput=rule.min_throughput,
                   device=rule.device, license=rule.license, offline_only=offline())
+    latency_note = ""
+    if rule.max_latency_ms is not None:
+        ranked, latency_note = within_latency(ranked, rule.max_latency_ms, device)
     kept: list[str] = []
     skipped: list[str] = []
     for entry in ranked:
@@ -68,10 +74,25 @@ def expand(rule: RankedBackbones, modality: str,
                          f"of {len(entries)} ranked, loosen the bounds")
     note = (f"backbones: the {len(kept)} best {modality} candidates within {bounds(rule)}"
             + (" that load here (HF_HUB_OFFLINE=1)" if offline() else "")
-            + f": {few(kept)}")
+            + f": {few(kept)}" + latency_note)
     if skipped:
         warnings.warn(f"backbones: skipped {len(skipped)} whose weights cannot be fetched: "
                       f"{few(skipped)}", stacklevel=2)
+    return kept, note
+
+
+def within_latency(entries: list[RankingEntry], bound_ms: float, device: Any = "cpu"
+                   ) -> tuple[list[RankingEntry], str]:
+    """The entries whose prior latency on ``device`` is at most ``prior.MARGIN`` times
+    ``bound_ms`` (an entry without a prior drops out, as an unknown parameter count does), and
+    a note naming the device constant the prior used."""
+    from autotransfer.study.budget.prior import MARGIN, device_constant, over_bound, prior_of
+
+    constant = device_constant(device)
+    kept = [e for e in entries
+            if (p := prior_of(e, constant)) is not None and not over_bound(p, bound_ms)]
+    note = (f" (max_latency_ms: kept when the prior is at most {MARGIN:g}x {bound_ms:g} ms; "
+            f"{constant.ms_per_gmac:.1f} ms/GMAC measured on this {constant.name})")
     return kept, note
 
 
@@ -80,10 +101,11 @@ def bounds(rule: RankedBackbones) -> str:
     return ", ".join(f"{k} {v}" for k, v in rule.model_dump(exclude_none=True).items())
 
 
-def expand_space(study, space: SearchSpace, modality: str) -> tuple[SearchSpace, str | None]:
+def expand_space(study, space: SearchSpace, modality: str, *, device: Any = "cpu"
+                 ) -> tuple[SearchSpace, str | None]:
     """``space`` with a ranked ``backbones`` replaced by its ids (recorded in ``study`` the
     first time; a resume reads them back) and the note saying what was chosen, or ``space``
-    and None when it lists its ids."""
+    and None when it lists its ids. ``device``: where a ``max_latency_ms`` prior is measured."""
     rule = space.backbones
     if not isinstance(rule, RankedBackbones):
         return space, None
@@ -91,6 +113,6 @@ def expand_space(study, space: SearchSpace, modality: str) -> tuple[SearchSpace,
     if recorded and recorded.get("rule") == rule.model_dump():
         ids, note = recorded["ids"], recorded["note"] + " (recorded by the study)"
     else:
-        ids, note = expand(rule, modality)
+        ids, note = expand(rule, modality, device=device)
         set_ranked(study, {"ids": ids, "rule": rule.model_dump(), "note": note})
     return space.model_copy(update={"backbones": [BackboneSpec(id=i) for i in ids]}), note

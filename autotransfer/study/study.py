@@ -269,7 +269,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     if worker:
         study = optuna.load_study(study_name=options.study_name, storage=study_storage,
                                   pruner=make_pruner(space))
-        space = _expanded(study, space, dataset.modality, None)  # the ids the search recorded
+        space = _expanded(study, space, dataset.modality, None,  # the ids the search recorded
+                          torch_device)
     else:
         warn_cross_split_duplicates(dataset)
         if isinstance(space.backbones, list):  # a ranked space is checked once expanded
@@ -280,7 +281,7 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
                                     directions=Rule.of_space(space).directions,
                                     sampler=make_sampler(space, options.seed),
                                     pruner=make_pruner(space, say=True))
-        space = _expanded(study, space, dataset.modality, progress)
+        space = _expanded(study, space, dataset.modality, progress, torch_device)
         check_same_origin(study, space, dataset, masked)
         # what best.yaml's source.data_options records, so that train refits this data
         record_data_options(study, options.data_options, dataset)
@@ -342,12 +343,13 @@ def _default_space(modality: str, progress: Progress | None) -> tuple[str, Searc
     return str(path), space
 
 
-def _expanded(study, space: SearchSpace, modality: str, progress: Progress | None
-              ) -> SearchSpace:
-    """A ranked space's ids (``study.ranked``), said in one line and checked as a list is."""
+def _expanded(study, space: SearchSpace, modality: str, progress: Progress | None,
+              device: Any = "cpu") -> SearchSpace:
+    """A ranked space's ids (``study.ranked``), said in one line and checked as a list is;
+    ``device`` is the one a ``max_latency_ms`` prior is measured on."""
     from autotransfer.study.ranked import expand_space
 
-    expanded, note = expand_space(study, space, modality)
+    expanded, note = expand_space(study, space, modality, device=device)
     if note is not None:
         if progress is not None:
             progress.note(-1, note)

@@ -179,17 +179,19 @@ def ranking_entries(modality: str, *, online: bool = False) -> Iterator[RankingE
     Text and audio: no published accuracy ships, so the signal is the parameter count (a
     bigger model of one family transfers better: Whisper base over tiny)."""
     if modality == "image":
-        from autotransfer_timm.tables import online_tables, snapshot, speed_rows
+        from autotransfer_timm.tables import gmacs_row, online_tables, snapshot, speed_rows
 
         tables = (online_tables() if online else None) or snapshot()
         for name, spec in PACKAGED.items():
             throughput, rows = speed_rows(tables, spec.timm_name)
+            gmacs, gmacs_size = gmacs_row(tables, spec.timm_name)
             yield RankingEntry(
                 id=f"packaged/{name}", modality="image", score=IMAGENET_TOP1[name],
                 signal="ImageNet-1k top-1 %", source=TOP1_SOURCE[name], params=spec.params,
                 throughput=throughput, throughput_source=rows,
                 input_size=spec.preprocess.size, license=LICENSE[name], pretrain="in1k",
-                loads_offline=True, architecture=spec.timm_name,
+                loads_offline=True, architecture=spec.timm_name, gmacs=gmacs,
+                gmacs_size=gmacs_size,
             )
     for name, hf in PACKAGED_HF.items():
         if hf.modality == modality:

@@ -45,19 +45,21 @@ def ranking_entries(*, online: bool = False) -> Iterator[RankingEntry]:
     """Every pretrained tag of timm's ImageNet table, with its architecture's CPU and GPU
     benchmark rows (:mod:`autotransfer_timm.tables`; the current files when ``online`` and
     reachable, else the shipped snapshot)."""
-    from autotransfer_timm.tables import online_tables, snapshot, speed_rows
+    from autotransfer_timm.tables import gmacs_row, online_tables, snapshot, speed_rows
 
     tables = (online_tables() if online else None) or snapshot()
     cached = cached_timm_weights()
     for model, (size, top1, params, licence) in tables["models"].items():
         architecture, _, tag = model.partition(".")
         throughput, rows = speed_rows(tables, architecture)
+        gmacs, gmacs_size = gmacs_row(tables, architecture)
         yield RankingEntry(
             id=f"timm/{model}", modality="image", score=top1, signal="ImageNet-1k top-1 %",
             source=f"{tables['files']['imagenet']} ({tables['source']})",
             params=round(params * 1e6), throughput=throughput, throughput_source=rows,
             input_size=size, license=licence, pretrain=tag or tables["pretrain"].get(architecture),
-            loads_offline=model in cached, architecture=architecture,
+            loads_offline=model in cached, architecture=architecture, gmacs=gmacs,
+            gmacs_size=gmacs_size,
         )
 
 

@@ -47,6 +47,13 @@ def _speed(text: str) -> dict[str, list]:
                          int(r["infer_batch_size"])] for r in _rows(text)}
 
 
+def _gmacs(text: str) -> dict[str, list]:
+    """``{architecture: [GMACs of one image, image size]}`` of a benchmark table's rows (the
+    row that :func:`_speed` keeps: the last of an architecture)."""
+    return {r["model"]: [_num(r["infer_gmacs"]), int(r["infer_img_size"])] for r in _rows(text)
+            if r.get("infer_gmacs")}
+
+
 def build(read: Callable[[str], str], *, source: str, licenses: dict[str, str] | None = None
           ) -> dict:
     """The compact tables from the CSV files that ``read(file name)`` returns.
@@ -54,7 +61,8 @@ def build(read: Callable[[str], str], *, source: str, licenses: dict[str, str] |
     Returns:
         ``{"source", "files", "models": {model.tag: [image size, top-1 %, params (M),
         licence]}, "shifted": {test set: {model.tag: top-1 %}}, "cpu"/"gpu": {architecture:
-        [images/s, image size, batch]}, "pretrain": {architecture: tag}}``.
+        [images/s, image size, batch]}, "gmacs": {architecture: [GMACs, image size]},
+        "pretrain": {architecture: tag}}`` (GMACs from the CPU table's row, else the GPU's).
     """
     licenses = licenses or {}
     models = {r["model"]: [int(r["img_size"]), _num(r["top1"]), _num(r["param_count"]),
@@ -65,6 +73,7 @@ def build(read: Callable[[str], str], *, source: str, licenses: dict[str, str] |
         "source": source, "files": {"imagenet": IMAGENET, **SHIFTED, "cpu": CPU, "gpu": GPU,
                                     "pretrain": PRETRAIN},
         "models": models, "shifted": shifted, "cpu": _speed(read(CPU)), "gpu": _speed(read(GPU)),
+        "gmacs": {**_gmacs(read(GPU)), **_gmacs(read(CPU))},
         "pretrain": {r["model"]: r["pretrain"] for r in _rows(read(PRETRAIN))},
     }
 
@@ -108,3 +117,10 @@ def speed_rows(tables: dict, architecture: str) -> tuple[dict[str, float], dict[
             rows[device] = (f"{tables['files'][device]}: {architecture}, {size}px, "
                             f"batch {batch}")
     return throughput, rows
+
+
+def gmacs_row(tables: dict, architecture: str) -> tuple[float | None, int | None]:
+    """``(GMACs of one image, at this image size)`` of an architecture's benchmark row, or
+    ``(None, None)`` (a snapshot built before GMACs were kept, or no row)."""
+    row = tables.get("gmacs", {}).get(architecture)
+    return (float(row[0]), int(row[1])) if row else (None, None)
