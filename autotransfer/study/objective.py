@@ -18,6 +18,7 @@ from autotransfer.study.budget.measure import (
     measure_trial,
     trial_value,
 )
+from autotransfer.study.budget.prior import check_latency_before_load
 from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
 from autotransfer.study.references.trials import apply_reference
 from autotransfer.study.results.scores import confusion
@@ -237,6 +238,9 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     rule = Rule.of_space(space)  # a configuration over the params bound never loads
     check_params_before_load(trial, entry, ctx.load_options(spec, entry), ctx.data.n_classes,
                              params, rule)
+    # a backbone whose prior latency is far over the latency_ms bound never loads
+    check_latency_before_load(trial, spec.id, ctx.data.modality, device, params, rule,
+                              runtime=space.latency.runtime)
     torch.manual_seed(ctx.seed + trial.number)  # random-init weights are part of the trial
     backbone = entry.load(pretrained=spec.pretrained, **ctx.load_options(spec, entry))
     if ctx.deadline is not None and ctx.deadline.left() <= 0:  # loading used the time up

@@ -87,6 +87,7 @@ STUDY_RUN_STARTS = "run_starts"  # time.time() of each run of the search (best_s
 # source.data_options (autotransfer.data.options; the key is data.options.DATA_OPTIONS_ATTR)
 STUDY_DATA_OPTIONS = "data_options"
 STUDY_RANKED = "ranked_backbones"  # {ids, rule, note}: a ranked space's expansion, kept on resume
+STUDY_PRIORS = "backbone_priors"  # {labels: {label: ms}, source}: the device prior (budget.prior)
 
 
 @dataclass(frozen=True)
@@ -464,6 +465,7 @@ class StudyRecord:
     run_starts: list[float] | None = None  # each run of the search began (time.time())
     data_options: dict[str, Any] | None = None  # DataOptions.to_yaml() of what was read
     ranked: dict[str, Any] | None = None  # a ranked space's ids (study.ranked); None: a list
+    priors: dict[str, Any] | None = None  # the backbones' prior latencies (budget.prior)
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -486,6 +488,7 @@ class StudyRecord:
             run_starts=attrs.get(STUDY_RUN_STARTS),
             data_options=attrs.get(STUDY_DATA_OPTIONS),
             ranked=attrs.get(STUDY_RANKED),
+            priors=attrs.get(STUDY_PRIORS),
         )
 
 
@@ -498,6 +501,12 @@ def set_study_origin(study, space_fingerprint: str, data: str) -> None:
 def set_ranked(study, ranked: dict[str, Any]) -> None:
     """The ids a ranked space expanded into (``study.ranked``): a resume uses the same."""
     study.set_user_attr(STUDY_RANKED, ranked)
+
+
+def set_priors(study, priors: dict[str, Any]) -> None:
+    """The backbones' prior latencies (``budget.prior.study_priors``): a resume and every
+    worker draw with the same."""
+    study.set_user_attr(STUDY_PRIORS, priors)
 
 
 def set_selection(study, selection: dict[str, Any]) -> None:

@@ -398,6 +398,45 @@ def _shared(options, study) -> bool:
             or bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))))
 
 
+class _PriorOnce:
+    """The study's device-aware prior of its backbones (``budget.prior.study_priors``),
+    computed at the first call and recorded under the study lock."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared, self.found = prepared, None
+
+    def __call__(self) -> dict[str, float]:
+        if self.found is None:
+            from autotransfer.study.budget.prior import study_priors
+
+            p = self.prepared
+            with p.lock.held():
+                self.found = study_priors(p.study, p.options.space, p.dataset.modality,
+                                          p.device)
+        return self.found
+
+    def covers(self) -> bool:
+        """Every backbone of the space has a prior (False when it cannot be made)."""
+        try:
+            found = self()
+        except Exception:  # noqa: BLE001 - no prior: the step is timed as before
+            self.found = {}
+            return False
+        return {b.label for b in self.prepared.options.space.backbones} <= set(found)
+
+    def replaced_timing(self, costs_due: bool) -> bool:
+        """The prior stands in for the timed step (asked for, covering, no step due)."""
+        return not costs_due and bool(self.found) and self.covers()
+
+    def note(self) -> str:
+        from autotransfer.study.records import StudyRecord
+
+        ms = ", ".join(f"{k} {v:.0f} ms" for k, v in (self.found or {}).items())
+        source = (StudyRecord.of(self.prepared.study).priors or {}).get("source", "")
+        return (f"cost-aware start: the device prior stands in for the timed step ({ms} at "
+                f"batch 1; {source})")
+
+
 def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int,
                 checkpoint: bool = False) -> None:
     """This process's share of the trials (the trial loop of :mod:`.workers`); with a time
@@ -408,10 +447,11 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     from autotransfer.study.warm_start import costs_wanted
 
     options, study = prepared.options, prepared.study
+    prior = _PriorOnce(prepared)
     study.sampler = exclude_infeasible(  # no backbone known to break the params bound
         cost_aware.wrap(make_sampler(options.space, sampler_seed,
                                      shared=_shared(options, study)),
-                        options.space, sampler_seed),
+                        options.space, sampler_seed, prior=prior),
         options.space, sampler_seed)
     study.pruner, fitted = _fitted_pruner(prepared)  # the rungs (autotransfer.study.budget.rungs)
     if fitted and checkpoint and progress:
@@ -424,8 +464,11 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
                            cache=make_cache(options.cache_options), compile=options.compile,
                            deadline=prepared.deadline, tracker=prepared.tracker,
                            costs_due=costs_wanted(options.space, references=options.references,
-                                                  budgeted=_budgeted(options)),
+                                                  budgeted=_budgeted(options),
+                                                  prior_covers=prior.covers),
                            lock=prepared.lock)
+    if prior.replaced_timing(context.costs_due) and checkpoint and progress:
+        progress.note(-1, prior.note())
     recorder = [prepared.recorder] if prepared.recorder else []
     if prepared.tracker is not None:
         from autotransfer.study.trackers import trial_callback

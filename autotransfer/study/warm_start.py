@@ -128,7 +128,8 @@ def resumed_line(study, trials: int | None) -> str | None:
     return f"resuming: {counted}{total} trials done"
 
 
-def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None = None) -> bool:
+def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None = None,
+                 prior_covers=None) -> bool:
     """Whether the study times each backbone's step (:mod:`.backbone_cost`). Never with one
     backbone: its own first trials measure it, and the time budget's start rule reads them (the
     step took 5 s of a 17 s budget on text, and the linear probe no longer fitted). With
@@ -137,7 +138,11 @@ def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None 
     ``trials`` (with no warm start before the references) is room for the linear probes
     alone in an order the costs cannot change: one probe per backbone, or fewer in the
     space's listed order. Nothing would read the costs then; a later resume with more
-    trials times them."""
+    trials times them. Without a time budget, once the trials have started, the cost-aware
+    draw is the only reader (the references' order reads costs timed before the first
+    trial: :func:`costs_before_trials`): when ``prior_covers()`` (a callable) is true, every
+    backbone has a device-aware prior (:mod:`autotransfer.study.budget.prior`), the draw uses
+    it and no step is timed."""
     plan = space.budget
     n = len({b.id for b in space.backbones})
     if n == 1:
@@ -147,7 +152,8 @@ def costs_wanted(space, *, references: bool, budgeted: bool, trials: int | None 
     if references and trials is not None and (
             trials == n or (trials < n and plan.reference_order == "listed")):
         return False
-    return plan.cost_aware or (references and plan.reference_order == "ranked")
+    wanted = plan.cost_aware or (references and plan.reference_order == "ranked")
+    return wanted and not (prior_covers is not None and plan.cost_aware and prior_covers())
 
 
 def costs_before_trials(space, *, references: bool, budgeted: bool,

@@ -8,7 +8,11 @@ of similar promise is left out. A backbone's promise is the best score of its co
 so far (its linear probe, its default configuration); similar means within two standard
 errors of the best one's (``2 * sqrt(p * (1 - p) / n_val)``, the binomial error of an accuracy
 ``p`` over the ``n_val`` validation examples); a backbone without a score yet is of similar
-promise. After the early trials the sampler chooses alone. Every other hyperparameter is the
+promise. A backbone the timed step has not measured (its step failed, or the step was skipped
+because the device-aware prior covers every backbone: :mod:`autotransfer.study.budget.prior`,
+``warm_start.costs_wanted``) is weighed by its prior latency, scaled by the median ratio of
+measured seconds to prior of the measured ones (the prior alone, relative, when none is
+measured). After the early trials the sampler chooses alone. Every other hyperparameter is the
 wrapped sampler's. Quick-Tune (Arango et al., ICLR 2024) lets a cost predictor decide what
 to start; this is the cheapest form of that idea.
 
@@ -28,9 +32,11 @@ from autotransfer.study.budget.backbone_cost import epoch_seconds, recorded
 EARLY_TRIALS = 5  # TPE's start-up trials (autotransfer.space.strategies)
 
 
-def backbone_weights(study, space, *, before: int) -> dict[str, float]:
+def backbone_weights(study, space, *, before: int, prior: dict[str, float] | None = None
+                     ) -> dict[str, float]:
     """The draw's weight of each backbone label: 1 / seconds per epoch among those of similar
-    promise (0 for the others), from the study's trials numbered below ``before``."""
+    promise (0 for the others), from the study's trials numbered below ``before``; ``prior``
+    (``{label: prior latency in ms}``) stands in for a backbone that was not measured."""
     from optuna.trial import TrialState
 
     best: dict[str, float] = {}
@@ -46,6 +52,7 @@ def backbone_weights(study, space, *, before: int) -> dict[str, float]:
     params = space.resolve({})
     seconds = {b.label: epoch_seconds(costs[b.id], params) for b in space.backbones
                if b.id in costs}
+    seconds.update(from_prior(seconds, prior or {}))
     typical = float(np.median(list(seconds.values()))) if seconds else 1.0
     weights = {}
     for b in space.backbones:
@@ -54,13 +61,23 @@ def backbone_weights(study, space, *, before: int) -> dict[str, float]:
     return weights
 
 
-def wrap(sampler, space, seed: int):
+def from_prior(seconds: dict[str, float], prior: dict[str, float]) -> dict[str, float]:
+    """Seconds per epoch of the labels in ``prior`` but not in ``seconds``: the prior times the
+    median ``seconds / prior`` of the labels in both (times 1 when none is: the weights are
+    relative)."""
+    both = [seconds[k] / prior[k] for k in seconds if prior.get(k, 0) > 0]
+    scale = float(np.median(both)) if both else 1.0
+    return {k: v * scale for k, v in prior.items() if k not in seconds and v > 0}
+
+
+def wrap(sampler, space, seed: int, prior=None):
     """``sampler`` drawing the backbone of the early sampled trials cost-aware (see the
     module docstring); ``sampler`` itself when ``budget.cost_aware`` is off or the space has
-    one backbone."""
+    one backbone. ``prior``: a callable returning ``{label: prior latency in ms}``, called at
+    the first early draw (None: no prior)."""
     if not space.budget.cost_aware or len(space.backbones) < 2:
         return sampler
-    return CostAwareSampler(sampler, space, seed)
+    return CostAwareSampler(sampler, space, seed, prior)
 
 
 def whole_study(study):
@@ -96,9 +113,20 @@ class DelegatingSampler(BaseSampler):
 class CostAwareSampler(DelegatingSampler):
     """Delegates to ``base``; draws the early sampled trials' backbone cost-aware."""
 
-    def __init__(self, base: BaseSampler, space, seed: int) -> None:
+    def __init__(self, base: BaseSampler, space, seed: int, prior=None) -> None:
         super().__init__(base)
         self.space, self.seed = space, seed
+        self._prior_of, self._prior = prior, None
+
+    def prior(self) -> dict[str, float]:
+        """The backbones' prior latencies (once; ``{}`` when none is given or it fails: a
+        prior never stops a search)."""
+        if self._prior is None:
+            try:
+                self._prior = self._prior_of() if self._prior_of is not None else {}
+            except Exception:  # noqa: BLE001 - the draw falls back on the median cost
+                self._prior = {}
+        return self._prior
 
     def infer_relative_search_space(self, study, trial):
         found = self.base.infer_relative_search_space(study, trial)
@@ -112,7 +140,8 @@ class CostAwareSampler(DelegatingSampler):
     def sample_independent(self, study, trial, param_name: str, param_distribution: Any):
         whole = whole_study(study)
         if param_name == "backbone" and _sampled_before(whole, trial.number) < EARLY_TRIALS:
-            weights = backbone_weights(whole, self.space, before=trial.number)
+            weights = backbone_weights(whole, self.space, before=trial.number,
+                                       prior=self.prior())
             labels = [c for c in param_distribution.choices if weights.get(c, 0.0) > 0]
             if labels:
                 p = np.array([weights[c] for c in labels])

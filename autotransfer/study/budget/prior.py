@@ -213,6 +213,21 @@ def label_priors(space, modality: str, device: Any = "cpu") -> dict[str, float]:
     return found
 
 
+def study_priors(study, space, modality: str, device: Any = "cpu") -> dict[str, float]:
+    """:func:`label_priors`, recorded in ``study`` the first time (``StudyRecord.priors``) so
+    that a resume and every worker draw with the same figures; read back when the record
+    covers the space's labels."""
+    from autotransfer.study.records import StudyRecord, set_priors
+
+    labels = {b.label for b in space.backbones}
+    recorded = StudyRecord.of(study).priors
+    if recorded and labels <= set(recorded.get("labels", {})):
+        return {k: v for k, v in recorded["labels"].items() if k in labels}
+    found = label_priors(space, modality, device)
+    set_priors(study, {"labels": found, "source": describe(device_constant(device))})
+    return found
+
+
 def check_latency_before_load(trial, backbone_id: str, modality: str, device: Any,
                               params: dict[str, Any], rule: Rule, *,
                               runtime: str = "pytorch") -> None:
