@@ -20,9 +20,10 @@ from autotransfer.study.budget import backbone_cost, prior
 from autotransfer.study.budget.prior import DeviceConstant, prior_of
 from autotransfer.testing import registered_plugin
 
-#: 100 ms per GMAC, 10 ms per million parameters: lite0 (0.40 GMACs at 224) -> 40 ms
-FAKE = DeviceConstant("cpu", "cpu", ms_per_gmac=100.0, ms_per_mparam=10.0, reference_ms=23.0,
-                      threads=1)
+#: 100 ms per GMAC, 10 ms per million parameters, and a CPU as fast as timm's i7-12700H row
+#: (the reference takes its row's 1000 / 135.11 ms): lite0's row (97.3 images/s) -> 10.28 ms
+FAKE = DeviceConstant("cpu", "cpu", ms_per_gmac=100.0, ms_per_mparam=10.0,
+                      reference_ms=1000 / prior.REFERENCE_ROW_IPS, threads=1)
 
 
 @pytest.fixture
@@ -49,6 +50,13 @@ def test_the_prior_is_published_gmacs_at_the_input_size_times_the_device_constan
     by_params = prior_of(_entry(params=3_000_000), FAKE)
     assert by_params.latency_ms == pytest.approx(30.0) and "no GMACs" in by_params.source
     assert prior_of(_entry(), FAKE) is None
+    # a published CPU row wins on the CPU: its time, scaled by this CPU's reference over its row
+    row = dict(gmacs=0.4, gmacs_size=224, input_size=224, throughput={"cpu": 50.0},
+               throughput_source={"cpu": "cpu-i7.csv: net, 224px, batch 1"})
+    twice_slower = DeviceConstant("cpu", "cpu", 100.0, 10.0, 2 * 1000 / prior.REFERENCE_ROW_IPS, 1)
+    by_row = prior_of(_entry(**row), twice_slower)
+    assert by_row.latency_ms == pytest.approx(40.0) and "cpu-i7.csv" in by_row.source
+    assert prior_of(_entry(**row), twice_slower, 112).latency_ms == pytest.approx(10.0)
 
 
 def test_a_gpu_with_a_row_in_the_table_takes_its_throughput_and_others_the_model():
@@ -93,18 +101,18 @@ def test_the_device_constant_is_timed_once_per_process_on_random_weights(monkeyp
 
 
 def test_cli_max_latency_ms_drops_what_the_prior_puts_over_twice_the_bound(fake_constant):
-    run = CliRunner().invoke(app, ["backbones", "--modality", "image", "--rank", "30",
-                                   "--max-params", "7M", "--max-latency-ms", "25", "--json"])
+    run = CliRunner().invoke(app, ["backbones", "--modality", "image", "--rank", "100",
+                                   "--max-params", "7M", "--max-latency-ms", "6", "--json"])
     assert run.exit_code == 0, run.output
     rows = json.loads(run.stdout)
-    assert rows and all(r["prior_latency_ms"] <= 50 for r in rows)
+    assert rows and all(r["prior_latency_ms"] <= 12 for r in rows)
     ids = {r["id"] for r in rows}
-    assert "packaged/tf_efficientnet_lite0" in ids  # 40 ms: within 2 x 25
-    assert "packaged/tf_efficientnet_lite1" not in ids  # 0.62 GMACs at 240: 62 ms
+    assert "packaged/tf_efficientnet_lite0" in ids  # 10.3 ms: within 2 x 6
+    assert "packaged/tf_efficientnet_lite1" not in ids  # 74.97 images/s: 13.3 ms
     table = CliRunner().invoke(app, ["backbones", "--modality", "image", "--rank", "3",
                                      "--prior"])
     assert table.exit_code == 0, table.output
-    assert "prior ms" in table.stdout and "100.0 ms/GMAC" in table.stderr
+    assert "prior ms" in table.stdout and "i7-12700H CPU row" in table.stderr
     plain = CliRunner().invoke(app, ["backbones", "--modality", "image", "--rank", "3"])
     assert "prior ms" not in plain.stdout  # not asked: torch is not imported for it
 
@@ -117,12 +125,12 @@ def test_a_ranked_space_s_max_latency_ms_keeps_candidates_within_twice_the_bound
     space = parse_space({"backbones": {"rank": 2, "max_params": "10M"}, "epochs": 1})
     assert expand(space.backbones, "image")[0] == ["packaged/tf_efficientnet_lite2",
                                                    "packaged/tf_efficientnet_lite1"]
-    bounded = parse_space({"backbones": {"rank": 2, "max_params": "10M", "max_latency_ms": 35},
+    bounded = parse_space({"backbones": {"rank": 2, "max_params": "10M", "max_latency_ms": 6},
                            "epochs": 1})
     ids, note = expand(bounded.backbones, "image")
-    # lite2 89 ms, lite1 62 ms (kept: at most 70), lite0 40 ms
-    assert ids == ["packaged/tf_efficientnet_lite1", "packaged/tf_efficientnet_lite0"]
-    assert "at most 2x 35 ms" in note and "100.0 ms/GMAC" in note
+    # lite2 16.7 ms, lite1 13.3 ms, lite0 10.3 ms (kept: at most 12), mobilenetv2 6.6 ms
+    assert ids == ["packaged/tf_efficientnet_lite0", "packaged/mobilenetv2_100"]
+    assert "at most 2x 6 ms" in note and "100.0 ms/GMAC" in note
     with pytest.raises(Exception, match="max_latency_ms: Input should be greater than 0"):
         parse_space({"backbones": {"rank": 2, "max_latency_ms": 0}, "epochs": 1})
 
@@ -134,12 +142,12 @@ def test_a_latency_bound_prunes_a_backbone_whose_prior_is_far_over_it_before_loa
 
     study = optuna.create_study()
     trial = study.ask()
-    far = Rule(constraints={"latency_ms": 15.0})  # lite0's prior 40 ms > 2 x 15
-    with pytest.raises(optuna.TrialPruned, match=r"latency_ms prior 40.0 > 2 x 15 .*not started"):
+    far = Rule(constraints={"latency_ms": 4.0})  # lite0's prior 10.3 ms > 2 x 4
+    with pytest.raises(optuna.TrialPruned, match=r"latency_ms prior 10.3 > 2 x 4 .*not started"):
         prior.check_latency_before_load(trial, "packaged/tf_efficientnet_lite0", "image", "cpu",
                                         {}, far)
     assert "latency_ms" in TrialRecord.from_frozen(study.trials[0]).prune_reason
-    near = Rule(constraints={"latency_ms": 25.0})  # 40 ms is within 2 x 25: it loads
+    near = Rule(constraints={"latency_ms": 6.0})  # 10.3 ms is within 2 x 6: it loads
     prior.check_latency_before_load(trial, "packaged/tf_efficientnet_lite0", "image", "cpu",
                                     {}, near)
     # ONNX Runtime's int8 is not what the prior models: left to the measurement

@@ -86,13 +86,19 @@ def within_latency(entries: list[RankingEntry], bound_ms: float, device: Any = "
     """The entries whose prior latency on ``device`` is at most ``prior.MARGIN`` times
     ``bound_ms`` (an entry without a prior drops out, as an unknown parameter count does), and
     a note naming the device constant the prior used."""
-    from autotransfer.study.budget.prior import MARGIN, device_constant, over_bound, prior_of
+    from autotransfer.study.budget.prior import (
+        MARGIN,
+        describe,
+        device_constant,
+        over_bound,
+        prior_of,
+    )
 
     constant = device_constant(device)
     kept = [e for e in entries
             if (p := prior_of(e, constant)) is not None and not over_bound(p, bound_ms)]
     note = (f" (max_latency_ms: kept when the prior is at most {MARGIN:g}x {bound_ms:g} ms; "
-            f"{constant.ms_per_gmac:.1f} ms/GMAC measured on this {constant.name})")
+            f"prior = {describe(constant)})")
     return kept, note
 
 

@@ -1,7 +1,15 @@
 """A device-aware prior: each candidate's latency on the search's device before any trial (#39).
 
-The model, for one image at batch 1 on ``device``:
+The model, for one image at batch 1 on ``device``, the first that applies:
 
+- on the CPU, for a candidate with a published CPU row (timm's
+  ``benchmark-infer-fp32-nchw-pt240-cpu-i7_12700h-dynamo.csv``, images/s at batch 1):
+  ``latency_ms = 1000 / row images/s * s * (size / row size) ** 2``, where ``s`` is this CPU's
+  slowdown against that row, :data:`REFERENCE`'s measured time over its own row's
+  (:data:`REFERENCE_ROW_IPS`). Measured on this project's CPU against the GMACs model below
+  (``benchmarks/latency_prior.py``, docs/performance.md, two runs over 11 networks):
+  measured / prior stayed within 0.55-1.81, where the GMACs model's went down to 0.21 (it
+  puts dense ResNets 3-5x too slow, which a 2x margin would wrongly drop);
 - ``latency_ms = GMACs(size) * k`` where ``GMACs(size)`` is the candidate's published
   multiply-accumulates (timm's benchmark row, :attr:`RankingEntry.gmacs`) scaled to the input
   size by ``(size / row size) ** 2``, and ``k`` (ms per GMAC) is this device's constant;
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
 #: (``benchmark-infer-fp32-nchw-pt240-cpu-i7_12700h-dynamo.csv``, the shipped snapshot).
 REFERENCE, REFERENCE_SIZE = "mobilenetv3_large_100", 224
 REFERENCE_GMACS, REFERENCE_MPARAMS = 0.23, 5.48
+REFERENCE_ROW_IPS = 135.11  # its images/s at batch 1 in that table's row (i7-12700H)
 REFERENCE_SECONDS = 0.5  # the reference's timing, warm-up included
 MIN_PASSES, WARMUP = 5, 2  # at least 5 passes; the first 2 (allocation, kernels) are not timed
 MARGIN = 2.0  # a bound drops a candidate whose prior is over MARGIN times it
@@ -73,7 +82,10 @@ def describe(constant: DeviceConstant) -> str:
     """One line: what the prior multiplies, on which device, timed how."""
     where = (f"this cpu ({constant.threads} threads)" if constant.name == "cpu"
              else constant.name)
-    return (f"published GMACs x {constant.ms_per_gmac:.1f} ms/GMAC (else parameters x "
+    row = (f"the published i7-12700H CPU row x "
+           f"{constant.reference_ms * REFERENCE_ROW_IPS / 1000:.2f} (this cpu's slowdown), else "
+           if constant.name == "cpu" else "")
+    return (f"{row}published GMACs x {constant.ms_per_gmac:.1f} ms/GMAC (else parameters x "
             f"{constant.ms_per_mparam:.2f} ms/M), timed on {where} with timm/{REFERENCE} "
             f"at batch 1 ({constant.reference_ms:.1f} ms)")
 
@@ -127,6 +139,15 @@ def device_constant(device: Any = "cpu", *, budget_s: float = REFERENCE_SECONDS
     return _measure(name, torch.get_num_threads(), budget_s)
 
 
+def _cpu_row(entry: RankingEntry) -> tuple[float, int | None, str] | None:
+    """``(images/s, its image size, its source)`` of the entry's CPU benchmark row, or None."""
+    speed, source = entry.throughput.get("cpu"), entry.throughput_source.get("cpu", "")
+    if not speed or not source:
+        return None
+    size = re.search(r"(\d+)px", source)
+    return speed, int(size[1]) if size else None, source
+
+
 def _gpu_row(entry: RankingEntry, gpu_name: str) -> tuple[float, str] | None:
     """The entry's GPU-table throughput when the table's GPU is ``gpu_name`` (the file's last
     name part, ``rtx4090``, inside the lower-cased name without spaces)."""
@@ -141,14 +162,22 @@ def _gpu_row(entry: RankingEntry, gpu_name: str) -> tuple[float, str] | None:
 def prior_of(entry: RankingEntry, constant: DeviceConstant, size: int | None = None
              ) -> DevicePrior | None:
     """``entry``'s prior on ``constant``'s device at ``size`` pixels (None: the size it was
-    evaluated at, else its benchmark row's), or None when neither GMACs nor a parameter count
-    is published."""
+    evaluated at, else its benchmark row's), or None when no CPU row (on the CPU), GMACs or
+    parameter count is published; see the module docstring for the model."""
     size = size or entry.input_size
     where = f"{constant.name}, {constant.threads} threads" if constant.name == "cpu" \
         else constant.name
     measured = (f"measured on this {where} with timm/{REFERENCE} "
                 f"({constant.reference_ms:.1f} ms)")
-    if entry.gmacs is not None:
+    row = _cpu_row(entry) if constant.name == "cpu" else None
+    if row is not None:
+        speed, row_size, row_source = row
+        scale = constant.reference_ms / (1000.0 / REFERENCE_ROW_IPS)
+        pixels = (size / row_size) ** 2 if size and row_size else 1.0
+        latency = 1000.0 / speed * scale * pixels
+        source = (f"{row_source} ({speed:g} images/s) x {scale:.2f}, this cpu's slowdown "
+                  f"{measured}")
+    elif entry.gmacs is not None:
         row_size = entry.gmacs_size or size
         gmacs = entry.gmacs * ((size / row_size) ** 2 if size and row_size else 1.0)
         latency = gmacs * constant.ms_per_gmac
@@ -161,10 +190,10 @@ def prior_of(entry: RankingEntry, constant: DeviceConstant, size: int | None = N
     else:
         return None
     speed = 1000.0 / max(latency, 1e-9)
-    row = _gpu_row(entry, constant.name) if constant.name != "cpu" else None
-    if row is not None:
-        speed, row_source = row
-        source += f"; throughput from {row_source}"
+    gpu = _gpu_row(entry, constant.name) if constant.name != "cpu" else None
+    if gpu is not None:
+        speed, gpu_source = gpu
+        source += f"; throughput from {gpu_source}"
     return DevicePrior(latency, speed, source)
 
 
@@ -196,9 +225,7 @@ def prior_for(backbone_id: str, modality: str, device: Any = "cpu", size: int | 
               ) -> DevicePrior | None:
     """:func:`prior_of` for a backbone id on ``device`` (None: no ranking entry, no figure)."""
     entry = find_entry(backbone_id, modality)
-    if entry is None or (entry.gmacs is None and not entry.params):
-        return None
-    return prior_of(entry, device_constant(device), size)
+    return None if entry is None else prior_of(entry, device_constant(device), size)
 
 
 def label_priors(space, modality: str, device: Any = "cpu") -> dict[str, float]:
