@@ -7,17 +7,19 @@ The model, for one image at batch 1 on ``device``, the first that applies:
   ``latency_ms = 1000 / row images/s * s * (size / row size) ** 2``, where ``s`` is this CPU's
   slowdown against that row, :data:`REFERENCE`'s measured time over its own row's
   (:data:`REFERENCE_ROW_IPS`). Measured on this project's CPU against the GMACs model below
-  (``benchmarks/latency_prior.py``, docs/performance.md, two runs over 11 networks):
-  measured / prior stayed within 0.55-1.81, where the GMACs model's went down to 0.21 (it
-  puts dense ResNets 3-5x too slow, which a 2x margin would wrongly drop);
+  (``benchmarks/latency_prior.py``, docs/performance.md, three runs over 11 networks):
+  measured / prior spread by a factor of 1.6-2.7 within a run, never below 0.55, where the
+  GMACs model's spread by about 4 and went down to 0.21 (it puts dense ResNets 3-5x too
+  slow, which a 2x margin would wrongly drop);
 - ``latency_ms = GMACs(size) * k`` where ``GMACs(size)`` is the candidate's published
   multiply-accumulates (timm's benchmark row, :attr:`RankingEntry.gmacs`) scaled to the input
   size by ``(size / row size) ** 2``, and ``k`` (ms per GMAC) is this device's constant;
 - without GMACs (a zoo that publishes none), ``latency_ms = params (M) * k_params``;
 - ``k`` and ``k_params`` are measured once per process and device (:func:`device_constant`):
   :data:`REFERENCE` (timm, random weights: nothing is downloaded) runs at batch 1, 224 pixels,
-  for at most :data:`REFERENCE_SECONDS`; the median pass over its published
-  :data:`REFERENCE_GMACS` (over :data:`REFERENCE_MPARAMS`) is the constant.
+  for :data:`REFERENCE_SECONDS` (at least three passes; the first two are not counted); the
+  median pass over its published :data:`REFERENCE_GMACS` (over :data:`REFERENCE_MPARAMS`) is
+  the constant, and over its own CPU row's time, this CPU's slowdown ``s`` above.
 - On a GPU whose model has a row in the zoo's GPU table (the shipped snapshot holds one:
   ``benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv``, AMP at batch 1024), the throughput
   is that row's; batch-1 latency is not in that table, so it stays the GMACs model measured on
@@ -50,7 +52,7 @@ REFERENCE, REFERENCE_SIZE = "mobilenetv3_large_100", 224
 REFERENCE_GMACS, REFERENCE_MPARAMS = 0.23, 5.48
 REFERENCE_ROW_IPS = 135.11  # its images/s at batch 1 in that table's row (i7-12700H)
 REFERENCE_SECONDS = 0.5  # the reference's timing, warm-up included
-MIN_PASSES, WARMUP = 5, 2  # at least 5 passes; the first 2 (allocation, kernels) are not timed
+WARMUP, MAX_PASSES = 2, 50  # the first 2 passes (allocation, kernels) are not counted
 MARGIN = 2.0  # a bound drops a candidate whose prior is over MARGIN times it
 
 
@@ -109,14 +111,14 @@ def _measure(device: str, threads: int, budget_s: float) -> DeviceConstant:
     passes: list[float] = []
     start = time.perf_counter()
     with torch.inference_mode():
-        while len(passes) < MIN_PASSES or time.perf_counter() - start < budget_s:
+        # at least one timed pass after the warm-up; then passes until the budget is spent
+        while len(passes) <= WARMUP or (time.perf_counter() - start < budget_s
+                                        and len(passes) < MAX_PASSES):
             began = time.perf_counter()
             model(x)
             if cuda:
                 torch.cuda.synchronize()
             passes.append(time.perf_counter() - began)
-            if len(passes) >= 50:
-                break
     ms = 1000 * statistics.median(passes[WARMUP:])
     return DeviceConstant(device, _name(device), ms / REFERENCE_GMACS, ms / REFERENCE_MPARAMS,
                           ms, threads)
