@@ -17,8 +17,10 @@ The model, for one image at batch 1 on ``device``, the first that applies:
 - without GMACs (a zoo that publishes none), ``latency_ms = params (M) * k_params``;
 - ``k`` and ``k_params`` are measured once per process and device (:func:`device_constant`):
   :data:`REFERENCE` (timm, random weights: nothing is downloaded) runs at batch 1, 224 pixels,
-  for :data:`REFERENCE_SECONDS` (at least three passes; the first two are not counted); the
-  median pass over its published :data:`REFERENCE_GMACS` (over :data:`REFERENCE_MPARAMS`) is
+  for :data:`REFERENCE_SECONDS` and times it as a trial's ``latency_ms`` is timed
+  (:func:`autotransfer.finetune.cost.latency_seconds`: the median pass of the quietest block
+  of passes, which ignores the passes other processes interrupted); that time over its
+  published :data:`REFERENCE_GMACS` (over :data:`REFERENCE_MPARAMS`) is
   the constant, and over its own CPU row's time, this CPU's slowdown ``s`` above.
 - On a GPU whose model has a row in the zoo's GPU table (the shipped snapshot holds one:
   ``benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv``, AMP at batch 1024), the throughput
@@ -36,8 +38,6 @@ measured after training as before).
 from __future__ import annotations
 
 import re
-import statistics
-import time
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,7 @@ REFERENCE, REFERENCE_SIZE = "mobilenetv3_large_100", 224
 REFERENCE_GMACS, REFERENCE_MPARAMS = 0.23, 5.48
 REFERENCE_ROW_IPS = 135.11  # its images/s at batch 1 in that table's row (i7-12700H)
 REFERENCE_SECONDS = 0.5  # the reference's timing, warm-up included
-WARMUP, MAX_PASSES = 2, 50  # the first 2 passes (allocation, kernels) are not counted
+LIMIT_SECONDS = 2.0  # the whole timing, warm-up included, on a machine too busy for the budget
 MARGIN = 2.0  # a bound drops a candidate whose prior is over MARGIN times it
 
 
@@ -105,21 +105,13 @@ def _measure(device: str, threads: int, budget_s: float) -> DeviceConstant:
     import timm
     import torch
 
+    from autotransfer.finetune.cost import latency_seconds
+
     model = timm.create_model(REFERENCE, pretrained=False, num_classes=0).eval().to(device)
     x = torch.randn(1, 3, REFERENCE_SIZE, REFERENCE_SIZE, device=device)
-    cuda = device.startswith("cuda")
-    passes: list[float] = []
-    start = time.perf_counter()
-    with torch.inference_mode():
-        # at least one timed pass after the warm-up; then passes until the budget is spent
-        while len(passes) <= WARMUP or (time.perf_counter() - start < budget_s
-                                        and len(passes) < MAX_PASSES):
-            began = time.perf_counter()
-            model(x)
-            if cuda:
-                torch.cuda.synchronize()
-            passes.append(time.perf_counter() - began)
-    ms = 1000 * statistics.median(passes[WARMUP:])
+    # as a trial's latency_ms is measured: the median pass of the quietest block
+    ms = 1000 * latency_seconds(model, x, torch.device(device), budget_s=budget_s,
+                                limit_s=LIMIT_SECONDS)
     return DeviceConstant(device, _name(device), ms / REFERENCE_GMACS, ms / REFERENCE_MPARAMS,
                           ms, threads)
 
