@@ -7,10 +7,10 @@ The model, for one image at batch 1 on ``device``, the first that applies:
   ``latency_ms = 1000 / row images/s * s * (size / row size) ** 2``, where ``s`` is this CPU's
   slowdown against that row, :data:`REFERENCE`'s measured time over its own row's
   (:data:`REFERENCE_ROW_IPS`). Measured on this project's CPU against the GMACs model below
-  (``benchmarks/latency_prior.py``, docs/performance.md, three runs over 11 networks):
-  measured / prior spread by a factor of 1.6-2.7 within a run, never below 0.55, where the
-  GMACs model's spread by about 4 and went down to 0.21 (it puts dense ResNets 3-5x too
-  slow, which a 2x margin would wrongly drop);
+  (``benchmarks/latency_prior.py``, docs/performance.md, two runs over 11 networks):
+  measured / prior stayed within 0.80-1.62, where the GMACs model's spread by a factor of 4,
+  down to 0.34 (it puts dense ResNets about 3x too slow, which a 2x margin would wrongly
+  drop);
 - ``latency_ms = GMACs(size) * k`` where ``GMACs(size)`` is the candidate's published
   multiply-accumulates (timm's benchmark row, :attr:`RankingEntry.gmacs`) scaled to the input
   size by ``(size / row size) ** 2``, and ``k`` (ms per GMAC) is this device's constant;
