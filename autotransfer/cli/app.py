@@ -442,8 +442,8 @@ def backbones(
         None, help="With --rank: drop candidates whose prior latency on this machine (ms at "
         "batch 1) is over 2x this; implies --prior."),
     prior: bool = typer.Option(False, help="With --rank: add the prior latency on this machine "
-                               "(ms at batch 1: the published CPU row or GMACs, scaled by a timing here; "
-                               "imports torch, a few seconds)."),
+                               "(ms at batch 1: the published CPU row or GMACs, scaled by "
+                               "a timing here; imports torch, a few seconds)."),
     as_json: bool = typer.Option(False, "--json", help="With --rank: print JSON."),
 ) -> None:
     """List the backbone ids that the plugins offer, or rank them with --rank."""
