@@ -24,13 +24,15 @@ from autotransfer.errors import (
 )
 
 #: The Python API that mirrors the CLI, imported on first use so that ``import autotransfer``
-#: stays free of torch: ``autotransfer.search``, ``autotransfer.train``, ``autotransfer.predict``,
-#: ``autotransfer.inspect``, ``autotransfer.evaluate``. The parts behind them are packages of
+#: stays free of torch: ``autotransfer.search``, ``autotransfer.train``,
+#: ``autotransfer.train_ensemble``, ``autotransfer.predict``, ``autotransfer.inspect``,
+#: ``autotransfer.evaluate``. The parts behind them are packages of
 #: other names (``autotransfer.study``, ``autotransfer.finetune``), as optuna keeps
 #: ``optuna/study/study.py``.
 _API = {
     "search": ("autotransfer.study.study", "search"),
     "train": ("autotransfer.model.refit", "train"),
+    "train_ensemble": ("autotransfer.model.ensemble", "train_ensemble"),
     "predict": ("autotransfer.model.predict", "predict"),
     "inspect": ("autotransfer.data.inspect", "inspect"),
     "evaluate": ("autotransfer.study.results.evaluation", "evaluate"),
@@ -71,4 +73,5 @@ __all__ = [
     "predict",
     "search",
     "train",
+    "train_ensemble",
 ]

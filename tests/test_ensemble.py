@@ -2,6 +2,8 @@
 is known, the kept predictions, and the plumbing (best.yaml, the leaderboard row, the console,
 ``autotransfer ensemble``) on tiny models built from a config."""
 
+import json
+
 import numpy as np
 import pytest
 import timm
@@ -228,3 +230,80 @@ def _csv(path):
 
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+# --- the ensemble refit, exported and predicted (train --ensemble) ---------------------------
+
+PARAMS = {"image_size": 32, "batch_size": 8, "augment": "none"}
+
+
+def _best_with_ensemble(tmp_path, data, *, pick: int = 0) -> str:
+    """A best.yaml whose ensemble is trials 0 (tiny/a) and 1 (tiny/b), written by hand: the
+    members' configurations come from the section itself, no study is read."""
+    members = [{"trial": 0, "backbone": "tiny/a", "params": {**PARAMS, "lr": 0.01},
+                "val_score": 0.5, "weight": 0.6},
+               {"trial": 1, "backbone": "tiny/b", "params": {**PARAMS, "lr": 0.03},
+                "val_score": 0.4, "weight": 0.4},
+               {"trial": 2, "backbone": "tiny/b", "params": {**PARAMS, "lr": 0.002},
+                "val_score": 0.45, "weight": 0.0}]
+    chosen = next(m for m in members if m["trial"] == pick)
+    best = {"schema": 2, "backbone": chosen["backbone"], "params": chosen["params"],
+            "epochs": 1, "metric": "accuracy", "classes": ["cat", "dog", "fox"],
+            "source": {"study": "s", "trial": pick, "seed": 0, "data": str(data)},
+            "pareto_front": None,
+            "ensemble": {"kind": "ensemble", "members": members[:2], "val_score": 0.6}}
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(best, sort_keys=False))
+    return str(path)
+
+
+def test_train_ensemble_exports_each_member_once_and_predict_averages_them(
+        tiny_zoo, three_splits, tmp_path, capsys):
+    best = _best_with_ensemble(tmp_path, three_splits)
+    out = tmp_path / "ens"
+    main(["train", best, "--out", str(out), "--ensemble", "--device", "cpu"])
+    said = capsys.readouterr().out
+    manifest = json.loads((out / "ensemble.json").read_text())
+    # the pick (trial 0) is a member: two models trained, not three
+    assert sorted(p.name for p in out.iterdir()) == ["ensemble.json", "trial-0", "trial-1"]
+    assert [(m["trial"], m["weight"]) for m in manifest["members"]] == [(0, 0.6), (1, 0.4)]
+    assert manifest["pick"]["member"] and manifest["classes"] == ["cat", "dog", "fox"]
+    assert "ensemble of 2" in said and "2 models trained" in said
+    # each member is an ordinary model folder of its own backbone
+    assert json.loads((out / "trial-1" / "autotransfer.json").read_text())["backbone"] == "tiny/b"
+
+    test_images = str(three_splits / "test")
+    main(["predict", str(out), test_images, "--json", "--device", "cpu"])
+    together = json.loads(capsys.readouterr().out)
+    alone = []
+    for member in ("trial-0", "trial-1"):
+        main(["predict", str(out / member), test_images, "--json", "--device", "cpu"])
+        alone.append(json.loads(capsys.readouterr().out))
+    assert [p["input"] for p in together] == [p["input"] for p in alone[0]]
+    for row, a, b in zip(together, *alone, strict=True):
+        for c in ("cat", "dog", "fox"):
+            assert row["probabilities"][c] == pytest.approx(
+                0.6 * a["probabilities"][c] + 0.4 * b["probabilities"][c], abs=1e-6)
+        assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
+
+    # evaluate scores the same ensemble as the refit did on the test split
+    main(["evaluate", str(out), str(three_splits), "--json", "--device", "cpu"])
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["examples"] == 12
+    assert scored["accuracy"] == pytest.approx(manifest["test"]["accuracy"], abs=1e-4)
+
+
+def test_train_ensemble_adds_a_pick_that_is_not_a_member_and_refuses_no_ensemble(
+        tiny_zoo, three_splits, tmp_path):
+    from autotransfer import train_ensemble
+
+    outcome = train_ensemble(_best_with_ensemble(tmp_path, three_splits, pick=2),
+                             out=tmp_path / "ens", device="cpu")
+    assert outcome.trained == 3 and outcome.pick == 2 and 2 not in outcome.weights
+    assert not outcome.manifest["pick"]["member"]
+    assert (tmp_path / "ens" / "trial-2" / "autotransfer.json").is_file()
+
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    best["ensemble"] = {"kind": "ensemble", "members": [], "note": "not built: no trial"}
+    with pytest.raises(SpaceError, match="no ensemble with members .not built: no trial"):
+        train_ensemble(best, out=tmp_path / "none")

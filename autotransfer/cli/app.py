@@ -534,6 +534,9 @@ def train(
     quantize: QuantizeTo | None = typer.Option(
         None, "--quantize", help="int8: also OUT/onnx/model.int8.onnx (static for CNNs, "
         "dynamic for transformers), with its accuracy and latency."),
+    ensemble: bool = typer.Option(
+        False, "--ensemble", help="Refit every member of best.yaml's ensemble and the single "
+        "pick instead: OUT/trial-N each, OUT/ensemble.json (weights) for predict."),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model.
 
@@ -542,13 +545,23 @@ def train(
     from autotransfer.model.refit import train as run_train
 
     started = time.perf_counter()
-    console.print(f"autotransfer train {best} on {refit_on} -> {out}")
+    console.print(f"autotransfer train {best} on {refit_on} -> {out}"
+                  + (" (the ensemble)" if ensemble else ""))
 
     def on_epoch(result) -> None:
         val = "" if result.accuracy != result.accuracy else f"  val acc {result.accuracy:.4f}"
         console.print(f"  epoch {result.epoch}  loss {result.train_loss:.4f}{val}  "
                       f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s")
 
+    if ensemble:
+        _train_ensemble(best, out=out, data=data, refit_on=refit_on, epochs=epochs,
+                        device=device, seed=seed, trust_remote_code=trust_remote_code,
+                        modality=modality, text_column=text_column, label_column=label_column,
+                        image_column=image_column, audio_column=audio_column,
+                        on_epoch=on_epoch, trial=trial, export=(export,) if export else (),
+                        quantize=quantize)
+        console.print(f"{time.perf_counter() - started:.0f}s -> {out}", highlight=False)
+        return
     outcome = run_train(
         best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device, seed=seed,
         trust_remote_code=trust_remote_code, modality=modality, text_column=text_column,
@@ -576,6 +589,30 @@ def train(
                       highlight=False)
 
 
+def _train_ensemble(best: Path, **options) -> None:
+    """``train --ensemble``: each member's refit, then the ensemble's test line."""
+    from autotransfer.model.ensemble import train_ensemble
+
+    def on_member(trial: int, position: int) -> None:
+        console.print(f"trial {trial} ({position + 1} of the ensemble's refits)",
+                      highlight=False)
+
+    outcome = train_ensemble(best, on_member=on_member, **options)
+    pick = outcome.members[outcome.pick]
+    for trial, member in outcome.members.items():
+        role = (f"weight {outcome.weights[trial]:.2f}" if trial in outcome.weights
+                else "the single pick, not a member")
+        test = ("no test split" if member.test is None
+                else f"test {outcome.metric} {member.test[outcome.metric]:.4f}")
+        console.print(f"  trial {trial} {escape(member.backbone)} ({role}): {test} -> "
+                      f"{member.model_dir}", highlight=False)
+    if outcome.test is not None and pick.test is not None:
+        console.print(f"[bold green]ensemble of {len(outcome.weights)}[/]: test "
+                      f"{outcome.metric} {outcome.test[outcome.metric]:.4f} (single pick, trial "
+                      f"{outcome.pick}: {pick.test[outcome.metric]:.4f}); {outcome.trained} "
+                      "models trained", highlight=False)
+
+
 def _onnx_lines(model_dir: Path) -> list[str]:
     """The ONNX export's checks, accuracy and latency, from its manifest (none without)."""
     from autotransfer.model.onnx_export import FOLDER, MANIFEST, summary_lines
@@ -587,8 +624,9 @@ def _onnx_lines(model_dir: Path) -> list[str]:
 @app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train, "
-                                     "its ONNX export (a .onnx file or the onnx folder), or a "
-                                     "best.yaml that lists one (exports:)."),
+                                     "its ONNX export (a .onnx file or the onnx folder), an "
+                                     "ensemble folder (train --ensemble), or a best.yaml that "
+                                     "lists one (exports:)."),
     inputs: list[str] = typer.Argument(None, help="Files, folders or CSV files."),
     text: list[str] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="JSON with every class probability."),
@@ -625,7 +663,8 @@ def predict(
 
 @app.command()
 def evaluate(
-    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train."),
+    model_dir: Path = typer.Argument(..., help="Model directory written by autotransfer train "
+                                     "(or its ensemble folder, train --ensemble)."),
     data: Path = typer.Argument(
         ..., help="Labelled data as search reads it (class sub-folders, split folders, a CSV, "
         "TSV or JSONL file): its test split when it has one, else every example."),

@@ -3,7 +3,9 @@
 Owns refitting the best configuration (``refit``, the API's ``autotransfer.train``), native
 export and load-back of a model directory (``export``), the Hugging Face format shared by the text
 and audio zoos (``hf_format``), rebuilding an exported model around its body (``saved_head``) and
-prediction with it (``predict``, the API's ``autotransfer.predict``); the ONNX export beside the
+prediction with it (``predict``, the API's ``autotransfer.predict``); the ensemble of a search's
+trials refit member by member into one folder and predicted as their weighted average
+(``ensemble``, ``train --ensemble``); the ONNX export beside the
 native one (``onnx_export``), its checks against PyTorch and latencies (``onnx_checks``) and
 prediction with ONNX Runtime alone (``onnx_predict``).
 

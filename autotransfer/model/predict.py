@@ -76,7 +76,9 @@ def predict(
     """Predict the class of each input with a model directory written by ``autotransfer train``.
 
     Args:
-        model_dir: the ``--out`` folder of ``autotransfer train``; an ONNX export (its
+        model_dir: the ``--out`` folder of ``autotransfer train``; an ensemble folder of
+            ``train --ensemble`` (``ensemble.json``: the members' probabilities averaged with
+            their weights, :mod:`autotransfer.model.ensemble`); an ONNX export (its
             ``onnx/`` folder, or a ``.onnx`` file in it), run with ONNX Runtime alone
             (:mod:`autotransfer.model.onnx_predict`); or a ``best.yaml`` that lists an export
             (``search --keep-best``'s ``best-model``; its first export is used,
@@ -127,6 +129,12 @@ def predict(
     from autotransfer.model.onnx_predict import is_onnx_export
 
     model_dir = model_dir_of(model_dir)
+    from autotransfer.model.ensemble import is_ensemble_dir
+
+    if is_ensemble_dir(model_dir):  # each member predicted as below, weighted probabilities
+        return predict_ensemble(model_dir, inputs, texts=texts, text_column=text_column,
+                                data_options=data_options, batch_size=batch_size,
+                                device=device, runtime=runtime)
     if runtime == "onnxruntime" or (runtime == "auto" and is_onnx_export(model_dir)):
         return _predict_onnx(model_dir, inputs or [], texts or [], batch_size=batch_size,
                              text_column=DataOptions.of(text_column=text_column).over(
@@ -167,6 +175,55 @@ def predict(
                    {c: float(p) for c, p in zip(classes, row, strict=True)})
         for name, row in zip(names, probs, strict=True)
     ]
+
+
+def predict_ensemble(directory: str | Path, inputs: list[str | Path] | None = None,
+                     **options: Any) -> list[Any]:
+    """The weighted average of the members' class probabilities on ``inputs``.
+
+    Args:
+        directory: an ensemble folder written by
+            :func:`~autotransfer.model.ensemble.train_ensemble`.
+        inputs: as :func:`predict`'s.
+        **options: :func:`predict`'s (``texts``, ``batch_size``,
+            ``device``...), the same for every member.
+
+    Returns:
+        One :class:`Prediction` per input that every member
+        predicted, in order; ``probabilities`` are ``sum(weight * member's)`` (the weights sum
+        to 1, so they sum to 1 too).
+
+    Raises:
+        EnsembleDirError: not an ensemble folder
+            (:func:`~autotransfer.model.ensemble.read_manifest`), or a member whose classes
+            differ from the manifest's.
+        DataError, OptionError: as :func:`predict`.
+    """
+    from autotransfer.model.ensemble import MANIFEST, EnsembleDirError, read_manifest
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    classes = list(manifest["classes"])
+    total = sum(float(m["weight"]) for m in manifest["members"])
+    summed: dict[str, dict[str, float]] = {}
+    order: list[str] = []
+    seen: dict[str, int] = {}
+    for member in manifest["members"]:
+        found = predict(directory / member["path"], inputs, **options)
+        weight = float(member["weight"]) / total
+        for p in found:
+            if set(p.probabilities) != set(classes):
+                raise EnsembleDirError(f"{directory / member['path']}: classes differ from "
+                                       f"{directory / MANIFEST}'s")
+            if p.input not in summed:
+                order.append(p.input)
+                summed[p.input] = dict.fromkeys(classes, 0.0)
+            seen[p.input] = seen.get(p.input, 0) + 1
+            for c, v in p.probabilities.items():
+                summed[p.input][c] += weight * v
+    everyone = len(manifest["members"])
+    return [Prediction(name, max(classes, key=lambda c, n=name: summed[n][c]), summed[name])
+            for name in order if seen[name] == everyone]
 
 
 def _predict_onnx(path: str | Path, inputs: list[str | Path], texts: list[str], *,

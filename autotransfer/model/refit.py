@@ -31,6 +31,9 @@ class TrainOutcome:
             metric; None when it was trained on).
         test: the same on the test split (None without a test split).
         epochs: the number of epochs trained.
+        probabilities: ``{split: (probabilities (N, C) float32, labels (N,))}`` of the refit
+            model on the splits it was scored on (``test``; ``val`` too when refit on
+            ``train``): what an ensemble of refit members averages.
     """
 
     model_dir: Path
@@ -42,6 +45,7 @@ class TrainOutcome:
     test: dict[str, float] | None
     epochs: int
     history: list[Any] = field(default_factory=list, repr=False)
+    probabilities: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
 
 def read_best(path: str | Path | dict[str, Any]) -> BestResult:
@@ -74,15 +78,17 @@ def read_best(path: str | Path | dict[str, Any]) -> BestResult:
 
 def for_trial(config: BestResult, number: int) -> BestResult:
     """``best.yaml``'s mapping with trial ``number``'s backbone, hyperparameters and score in
-    place of the picked trial's: from its ``pareto_front`` when listed there, else from the
-    study in ``source.storage`` (the trial must have completed).
+    place of the picked trial's: from its ``pareto_front`` or its ``ensemble`` members when
+    listed there, else from the study in ``source.storage`` (the trial must have completed).
 
     Raises:
         OptionError: ``trial`` is not a completed trial of the study, or the study cannot be read.
     """
     if number == config.source.trial:
         return config
-    member = next((m for m in config.pareto_front or [] if m.trial == number), None)
+    listed = [*(config.pareto_front or []),
+              *(config.ensemble.members if config.ensemble is not None else [])]
+    member = next((m for m in listed if m.trial == number), None)
     found = (member.model_dump(exclude={"trial"}) if member is not None
              else _stored_trial(config.source.model_dump(), number))
     return config.model_copy(update={
@@ -163,7 +169,9 @@ def train(
             (``ROLE_column`` for any column role), ``columns=``, ``data_store=``.
 
     Returns:
-        A :class:`TrainOutcome` with the model directory and the test scores.
+        A :class:`TrainOutcome` with the model directory and the test scores. The ensemble
+        of ``best.yaml`` is refit by :func:`autotransfer.train_ensemble
+        <autotransfer.model.ensemble.train_ensemble>` (``train --ensemble``).
 
     Raises:
         OptionError: ``refit_on``, ``epochs``, ``device``, ``export``, ``quantize`` (or onnx
@@ -274,6 +282,9 @@ def train(
         model_dir=model_dir, backbone=spec.id, refit_on=refit_on, metric=metric,
         val_score=config.val_score, val=val, test=result.test, epochs=epochs,
         history=result.history,
+        probabilities={split: (probs.numpy(), trainer.predictions[split][1].numpy())
+                       for split, probs in trainer.probabilities.items()
+                       if split in ("val", "test")},
     )
 
 

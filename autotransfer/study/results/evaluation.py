@@ -60,7 +60,8 @@ def labelled_examples(data: str | Path, data_options: DataOptions, modality: str
 
 def evaluate(model_dir: str | Path, data: str | Path, *, data_options: DataOptions | None = None,
              batch_size: int = 64, device: str = "auto") -> Evaluation:
-    """Score the model of ``model_dir`` (written by ``autotransfer train``) on ``data``.
+    """Score the model of ``model_dir`` (written by ``autotransfer train``, or the ensemble
+    folder of ``train --ensemble``: its weighted average of the members) on ``data``.
 
     Returns:
         An :class:`Evaluation`: accuracy and macro-F1 with 95% intervals, per-class precision,
@@ -68,16 +69,18 @@ def evaluate(model_dir: str | Path, data: str | Path, *, data_options: DataOptio
 
     Raises:
         ModelDirError: ``model_dir`` is not a model directory.
+        EnsembleDirError: an ensemble folder with a damaged manifest or a member missing.
         DataError: the data cannot be read, or holds classes the model does not know.
     """
     import numpy as np
 
+    from autotransfer.model.ensemble import is_ensemble_dir, read_manifest
     from autotransfer.model.export import read_meta
     from autotransfer.model.predict import predict
     from autotransfer.study.results.intervals import score_ci95, wilson
     from autotransfer.study.results.scores import confusion, macro_f1, per_class_scores
 
-    meta = read_meta(model_dir)
+    meta = read_manifest(model_dir) if is_ensemble_dir(model_dir) else read_meta(model_dir)
     modality, classes = meta["modality"], list(meta["classes"])
     options = data_options or DataOptions()
     split, examples = labelled_examples(data, options, modality)
