@@ -348,3 +348,38 @@ def test_a_maximised_cost_is_bounded_from_below():
     rule = selection.Rule(("accuracy",), {"throughput": 500.0, "latency_ms": 2.0})
     assert selection.violations(rule, {"throughput": 400.0, "latency_ms": 1.5}) == {
         "throughput": 100.0, "latency_ms": -0.5}
+
+
+def test_the_ensemble_is_a_point_of_the_front_and_of_its_plot():
+    # an ensemble of trials 0 and 1: held-out 0.85 at 11 MB (their sizes added); trial 0
+    # (0.9 at 9 MB) dominates it, so it is not on the front; at 0.95 it is
+    from autotransfer.study.results.ensemble import front_point
+    from autotransfer.study.results.front_plots import front_plots
+
+    study = _measured_study(["accuracy", "size_mb"], [(0.9, {"size_mb": 9.0}),
+                                                      (0.8, {"size_mb": 2.0})])
+    section = {"members": [{"trial": 0}, {"trial": 1}], "val_score": 0.85, "size_mb": 11.0}
+    assert front_point(study, section) == {
+        "objectives": {"accuracy": 0.85, "size_mb": 11.0}, "on_front": False,
+        "dominated_by": [0], "score": front_point(study, section)["score"]}
+    assert front_point(study, {**section, "val_score": 0.95})["on_front"]
+    assert front_point(study, {**section, "size_mb": None}) is None  # a cost not measured
+
+    figure = front_plots(study, "accuracy", {}, section)["pareto_front"][0]()
+    star = {t.name: t for t in figure.data}["ensemble"]
+    assert (list(star.x), list(star.y)) == ([11.0], [0.85])
+    assert "ensemble of trials 0+1" in star.text[0]
+    axes = front_plots(study, "accuracy", {}, section)["pareto_front"][1]()
+    assert "ensemble" in [t.get_text() for t in axes.get_legend().get_texts()]
+    assert "ensemble" not in {t.name for t in front_plots(
+        study, "accuracy", {}, {"members": []})["pareto_front"][0]().data}
+
+    from autotransfer.study.results.report import _front_lines
+
+    best = {"objectives": ["accuracy", "size_mb"], "pick": "accuracy", "source": {"trial": 0},
+            "pareto_front": [{"trial": 0, "backbone": "zoo/a", "val_score": 0.9,
+                              "size_mb": 9.0}],
+            "ensemble": {**section, "pareto": front_point(study, section)}}
+    lines = _front_lines(best)
+    assert any(line.startswith("| ensemble | trials 0+1 | 0.85") for line in lines)
+    assert any("dominated by trial(s) 0" in line for line in lines)

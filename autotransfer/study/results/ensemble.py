@@ -22,6 +22,9 @@ What is reported, and why it is honest:
   pick's; both with 95% intervals (:mod:`autotransfer.study.results.intervals`).
 - ``note``: when the selection keeps only the single pick, or when the ensemble is not better
   on held-out validation, it says so.
+- ``pareto`` (a study with cost objectives): the ensemble as a point of the Pareto front, its
+  held-out score against its combined costs, and the front's trials that dominate it
+  (:func:`front_point`); the front plot marks it.
 """
 
 from __future__ import annotations
@@ -100,7 +103,8 @@ def build_ensemble(study, *, metric: str, max_members: int = 5, space: Any = Non
         ``val_score`` (held-out) and ``val_score_ci95``, ``val_score_in_sample``,
         ``single_val_score`` (held-out), ``val_gain``, ``test_score`` and ``test_score_ci95``
         (with a test split), ``single`` (the pick: trial, val and test scores with intervals),
-        the combined costs, ``selection`` (how) and ``note``; without a library it is
+        the combined costs, ``selection`` (how), ``note`` and, with cost objectives,
+        ``pareto`` (:func:`front_point`); without a library it is
         ``{kind, members: [], note}`` saying why.
 
     Raises:
@@ -186,7 +190,55 @@ def build_ensemble(study, *, metric: str, max_members: int = 5, space: Any = Non
         "seconds": round(time.perf_counter() - started, 3),
     }
     section["note"] = _note(members, pick, section)
+    point = front_point(study, section)
+    if point is not None:
+        section["pareto"] = point
     return section
+
+
+def _signed(name: str, value: float) -> float:
+    direction = "maximize" if name == "score" else get_objective(name).direction
+    return value if direction == "maximize" else -value
+
+
+def front_point(study, section: dict[str, Any]) -> dict[str, Any] | None:
+    """The ensemble as a point of a multi-objective study's Pareto front: its held-out
+    ``val_score`` and its combined costs on the study's objectives, and the front's trials
+    that dominate it (at least as good on every objective, better on one). None without cost
+    objectives, or when a cost of the point is unknown.
+
+    The trials' scores are their own validation scores (each trial is one model, scored once);
+    the ensemble's is the cross-fitted one, so that a selection on the split scoring it does
+    not put it on the front by itself.
+
+    Returns:
+        ``{objectives: {name: value}, on_front, dominated_by: [trial numbers], score}``.
+    """
+    from autotransfer.study.selection import front_of, rule_of, value_of
+
+    rule = rule_of(study)
+    if not rule.multi_objective or section.get("val_score") is None:
+        return None
+    values: dict[str, float] = {rule.objectives[0]: float(section["val_score"])}
+    for name in rule.objectives[1:]:
+        found = section.get(get_objective(name).key)
+        if found is None:
+            return None
+        values[name] = float(found)
+    mine = [_signed(n, v) for n, v in values.items()]
+    dominated_by = []
+    for r in front_of(study):
+        theirs = [value_of(r, n, rule) for n in values]
+        if any(v is None for v in theirs):
+            continue
+        signed = [_signed(n, float(v)) for n, v in zip(values, theirs, strict=True)
+                  if v is not None]
+        if all(t >= m for t, m in zip(signed, mine, strict=True)) and signed != mine:
+            dominated_by.append(r.number)
+    return {"objectives": values, "on_front": not dominated_by,
+            "dominated_by": sorted(dominated_by),
+            "score": "the ensemble's held-out (cross-fitted) val_score; the trials' own "
+                     "validation scores"}
 
 
 def _member(r: TrialRecord, weight: float, space: Any) -> dict[str, Any]:

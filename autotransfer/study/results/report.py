@@ -325,7 +325,8 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
                                                    evaluator=PedAnovaImportanceEvaluator(),
                                                    **target),
         )
-    plots.update(front_plots(study, metric, (best or {}).get("references", {})))
+    plots.update(front_plots(study, metric, (best or {}).get("references", {}),
+                             (best or {}).get("ensemble")))
     trial = None if best is None else TrialRecord.from_frozen(
         study.get_trials(deepcopy=False)[best["source"]["trial"]])
     plots.update(outcome_plots(study, metric, (best or {}).get("references", {}), trial))
@@ -491,6 +492,16 @@ def _front_lines(best: dict[str, Any] | None) -> list[str]:
         name = m["backbone"] if isinstance(m["backbone"], str) else m["backbone"]["id"]
         lines.append(f"| {m['trial']} | `{name}` | {fmt(m['val_score'])} | "
                      + "".join(f"{fmt(m.get(o.key), o.fmt)} | " for o in costs))
+    section = (best or {}).get("ensemble") or {}
+    point = section.get("pareto")
+    if section.get("members") and point:
+        trials = "+".join(str(m["trial"]) for m in section["members"])
+        where = ("on the front" if point["on_front"] else "dominated by trial(s) "
+                 + ", ".join(str(n) for n in point["dominated_by"]))
+        lines.append(f"| ensemble | trials {trials} | {fmt(section['val_score'])} (held-out) | "
+                     + "".join(f"{fmt(section.get(o.key), o.fmt)} | " for o in costs))
+        lines += ["", f"The ensemble of trials is {where} (its held-out validation score "
+                      "against its members' costs combined)."]
     return lines
 
 
