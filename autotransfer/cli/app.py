@@ -537,6 +537,10 @@ def train(
     ensemble: bool = typer.Option(
         False, "--ensemble", help="Refit every member of best.yaml's ensemble and the single "
         "pick instead: OUT/trial-N each, OUT/ensemble.json (weights) for predict."),
+    soup: bool = typer.Option(
+        False, "--soup", help="Refit the study's trials that share the pick's backbone and "
+        "method on train and export their greedy weight soup (Wortsman et al. 2022) as one "
+        "model."),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model.
 
@@ -553,6 +557,16 @@ def train(
         console.print(f"  epoch {result.epoch}  loss {result.train_loss:.4f}{val}  "
                       f"{result.seconds:.1f}s  {result.samples_per_second:.0f} samples/s")
 
+    if ensemble and soup:
+        raise OptionError("soup", " and ensemble are two results; give one")
+    if soup:
+        _train_soup(best, out=out, data=data, refit_on=refit_on, epochs=epochs, device=device,
+                    seed=seed, trust_remote_code=trust_remote_code, modality=modality,
+                    text_column=text_column, label_column=label_column,
+                    image_column=image_column, audio_column=audio_column, on_epoch=on_epoch,
+                    trial=trial, export=(export,) if export else (), quantize=quantize)
+        console.print(f"{time.perf_counter() - started:.0f}s -> {out}", highlight=False)
+        return
     if ensemble:
         _train_ensemble(best, out=out, data=data, refit_on=refit_on, epochs=epochs,
                         device=device, seed=seed, trust_remote_code=trust_remote_code,
@@ -611,6 +625,24 @@ def _train_ensemble(best: Path, **options) -> None:
                       f"{outcome.metric} {outcome.test[outcome.metric]:.4f} (single pick, trial "
                       f"{outcome.pick}: {pick.test[outcome.metric]:.4f}); {outcome.trained} "
                       "models trained", highlight=False)
+
+
+def _train_soup(best: Path, *, refit_on: str, **options) -> None:
+    """``train --soup``: the ingredients refit, the soup's line, the trials left out."""
+    from autotransfer.model.soup import train_soup
+
+    if refit_on != "train":
+        console.print("  the soup chooses its ingredients on the validation split: each "
+                      "refits on train (the search's split)", highlight=False)
+    outcome = train_soup(best, refit_on="train", **options)
+    for number, why in sorted(outcome.left_out.items()):
+        console.print(f"  trial {number} cannot be averaged: {escape(why)}", highlight=False)
+    test = ("" if outcome.test is None
+            else f", test {outcome.metric} {outcome.test[outcome.metric]:.4f}")
+    console.print(f"[bold green]soup of trials {'+'.join(map(str, outcome.kept))}[/] (of "
+                  f"{len(outcome.tried)} refit): val {outcome.metric} "
+                  f"{outcome.val[outcome.metric]:.4f} (best ingredient alone "
+                  f"{outcome.single_val:.4f}){test} -> {outcome.model_dir}", highlight=False)
 
 
 def _onnx_lines(model_dir: Path) -> list[str]:

@@ -11,6 +11,9 @@ By construction the soup scores at least the best single checkpoint on validatio
 with averaging scores at least its best epoch, which is at least its last epoch (the score
 without averaging). What it bought is recorded (``TrainResult.averaging``): the gain over the
 last epoch (the score the trial has without averaging) and over the best epoch.
+
+:func:`load_average` is the average itself, shared with the soup across trials
+(:mod:`autotransfer.model.soup`).
 """
 
 from __future__ import annotations
@@ -40,12 +43,27 @@ def _trained_state(trainer: Any) -> dict[str, torch.Tensor]:
             for k, v in trainer.model.state_dict().items() if k in trainable | buffers}
 
 
+def load_average(model: torch.nn.Module, states: list[dict[str, torch.Tensor]]) -> None:
+    """Load the uniform average of ``states`` (``state_dict`` entries by key, the first
+    state's keys; float tensors averaged in float32, an integer buffer such as BatchNorm's
+    ``num_batches_tracked`` taken from the first) into ``model``, in its own dtypes; keys the
+    states lack keep ``model``'s values (Wortsman et al. 2022's uniform average of an
+    ingredient list).
+
+    Raises:
+        KeyError: a state lacks a key of the first, or ``model`` lacks one.
+    """
+    averaged = {k: (sum(s[k].float() for s in states) / len(states)
+                    if states[0][k].is_floating_point() else states[0][k])
+                for k in states[0]}
+    model_state = model.state_dict()
+    model.load_state_dict(
+        {**model_state, **{k: v.to(model_state[k].dtype) for k, v in averaged.items()}})
+
+
 def _load_average(trainer: Any, soup: list[_Checkpoint]) -> None:
     """Load the uniform average of ``soup``'s states into the trainer's model."""
-    averaged = {k: sum(c.state[k].float() for c in soup) / len(soup) for k in soup[0].state}
-    model_state = trainer.model.state_dict()
-    trainer.model.load_state_dict(
-        {**model_state, **{k: v.to(model_state[k].dtype) for k, v in averaged.items()}})
+    load_average(trainer.model, [c.state for c in soup])
 
 
 @dataclass

@@ -34,6 +34,8 @@ class TrainOutcome:
         probabilities: ``{split: (probabilities (N, C) float32, labels (N,))}`` of the refit
             model on the splits it was scored on (``test``; ``val`` too when refit on
             ``train``): what an ensemble of refit members averages.
+        model: the exported :class:`~autotransfer.finetune.trainer.TransferModel` (on the CPU,
+            adapters merged) and ``preprocess`` its preprocessing: what a soup averages.
     """
 
     model_dir: Path
@@ -46,6 +48,8 @@ class TrainOutcome:
     epochs: int
     history: list[Any] = field(default_factory=list, repr=False)
     probabilities: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
+    model: Any = field(default=None, repr=False)
+    preprocess: Any = field(default=None, repr=False)
 
 
 def read_best(path: str | Path | dict[str, Any]) -> BestResult:
@@ -191,8 +195,6 @@ def train(
     backbone, train, score, export) that reads best top to bottom.
     """
     from autotransfer.contract.collect import get_registry
-    from autotransfer.data import check_data, load_data
-    from autotransfer.data.checks import check_modality
     from autotransfer.finetune.device import device_for
     from autotransfer.model.export import export_model
     from autotransfer.space.schema import BackboneSpec, parse_space
@@ -227,19 +229,7 @@ def train(
     split_seed = int(source.seed)
     if seed is None:
         seed = split_seed + int(source.trial or 0)
-    asked = DataOptions.of(**given)
-    asked = asked.over(data_options) if data_options is not None else asked
-    read = asked.over(DataOptions.from_yaml(source.data_options, "best.yaml source"))
-    dataset = load_data(data, val_fraction=float(source.val_fraction),
-                        seed=split_seed, data_options=read)
-    check_data(dataset)
-    check_modality([spec.id], dataset)
-    classes = config.classes
-    if classes and list(classes) != dataset.classes:
-        raise AutotransferError(
-            f"{dataset.source}: classes {few(dataset.classes, noun='classes')} differ from the "
-            f"search's {few(classes, noun='classes')}"
-        )
+    dataset = refit_data(config, data, spec.id, data_options, **given)
     checked = dataset  # the ONNX check runs the search's validation split
     if refit_on == "train+val":
         dataset = _merge_val(dataset)
@@ -285,7 +275,39 @@ def train(
         probabilities={split: (probs.numpy(), trainer.predictions[split][1].numpy())
                        for split, probs in trainer.probabilities.items()
                        if split in ("val", "test")},
+        model=trainer.model, preprocess=trainer.preprocess,
     )
+
+
+def refit_data(config: BestResult, data: str | Path, backbone_id: str,
+               data_options: DataOptions | None = None, **given: Any):
+    """The data of a refit, split as the search split it (``source.seed`` and
+    ``val_fraction``) and read as the search read it (``source.data_options``, under
+    ``data_options`` and the keywords ``given``), checked: the backbone's modality and the
+    search's classes.
+
+    Raises:
+        DataError: the data cannot be read, or is not the backbone's modality.
+        AutotransferError: its classes differ from ``best.yaml``'s.
+    """
+    from autotransfer.data import check_data, load_data
+    from autotransfer.data.checks import check_modality
+
+    source = config.source
+    asked = DataOptions.of(**given)
+    asked = asked.over(data_options) if data_options is not None else asked
+    read = asked.over(DataOptions.from_yaml(source.data_options, "best.yaml source"))
+    dataset = load_data(data, val_fraction=float(source.val_fraction),
+                        seed=int(source.seed), data_options=read)
+    check_data(dataset)
+    check_modality([backbone_id], dataset)
+    classes = config.classes
+    if classes and list(classes) != dataset.classes:
+        raise AutotransferError(
+            f"{dataset.source}: classes {few(dataset.classes, noun='classes')} differ from the "
+            f"search's {few(classes, noun='classes')}"
+        )
+    return dataset
 
 
 def check_exports(export: str | tuple[str, ...] | list[str] | None,
