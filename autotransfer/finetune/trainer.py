@@ -377,6 +377,12 @@ class Trainer:
         if epochs > self.epochs:
             self.schedule.replan(epochs * self._steps_per_epoch)
             self.lengths.append(epochs)
+            # the next step's rate from the new plan (the old one had decayed to about 0)
+            assert self.scheduler is not None
+            step = self.scheduler.last_epoch
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                   strict=True):
+                group["lr"] = base * self.schedule(step)
         self.epochs = epochs
 
     def rewind(self, state: dict[str, Any]) -> None:
