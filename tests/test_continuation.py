@@ -174,3 +174,58 @@ def test_a_replanned_fit_goes_on_from_its_state_and_resumes_bit_for_bit(images, 
                                                       weights_only=False))
     assert _epochs(resumed) == _epochs(longer) and resumed.lengths == [2, 4]
     assert resumed.test == longer.test
+
+
+def test_a_continuation_stopped_inside_an_epoch_completes_from_its_last_epoch_end(images):
+    data = load_data(images, seed=0)
+    straight = _trainer(data)
+
+    def double_at_1(result):
+        if result.epoch == 1 and straight.epochs == 1:
+            straight.replan(3)
+
+    reference = straight.fit(1, double_at_1)
+    stopped = _trainer(data)
+    kept = []
+
+    def continue_and_keep(result):
+        if result.epoch == 1 and stopped.epochs == 1:
+            stopped.replan(3)
+        kept[:] = [stopped.checkpoint()]  # the objective's freeze at each epoch end
+        if result.epoch == 2:
+            stopped.batch_check = _raise_stop  # the time runs out inside epoch 3
+
+    with pytest.raises(_Stop):
+        stopped.fit(1, continue_and_keep)
+    stopped.rewind(kept[0])
+    result = stopped.finish()
+    assert _epochs(result) == _epochs(reference)[:2] and result.lengths == [1, 3]
+    cut = _trainer(data)  # ended at epoch 2 by a plan verdict (ContinuationEnd's "finish")
+
+    def continue_then_finish_at_2(result):
+        if result.epoch == 1 and cut.epochs == 1:
+            cut.replan(3)
+        elif result.epoch == 2:
+            cut.replan(2)
+
+    ended = cut.fit(1, continue_then_finish_at_2)
+    assert _epochs(ended) == _epochs(result) and ended.test == result.test  # epoch 2's weights
+
+
+def _raise_stop():
+    raise _Stop
+
+
+def test_the_picks_line_says_its_epochs_continuations_and_what_averaging_bought():
+    from autotransfer.study.results.report import training_summary
+
+    assert training_summary({"epochs": 3}) == "the pick trained 3 epochs, not continued"
+    best = {"epochs": 5, "training": {
+        "epochs": 5, "lengths": [3, 6], "continuations": 1,
+        "ended": "time budget: continuation ended after epoch 5/6, the next needs ~9s and 4s "
+                 "are left",
+        "averaging": {"k": 3, "epochs": [5, 4], "gain": 0.0125, "score": 0.9}}}
+    assert training_summary(best) == (
+        "the pick trained 5 epochs, continued 1 time (planned 3 -> 6); time budget: "
+        "continuation ended after epoch 5/6, the next needs ~9s and 4s are left; checkpoint "
+        "averaging of epochs [5, 4]: +0.0125 val over its last epoch")
