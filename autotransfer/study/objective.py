@@ -288,7 +288,8 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
         result = trainer.fit(space.epochs, on_epoch)
     except timebudget.TimeBudgetSpent:  # at a batch boundary: pruned with its last score
         if not kept:
-            raise _stopped_by_budget(record, ctx, len(seconds), trainer.epochs) from None
+            raise _stopped_by_budget(record, ctx, len(seconds),
+                                     trainer.epochs or space.epochs) from None
         inside = trainer.epoch + 1
         trainer.rewind(kept[0])  # a continued trial completes from its last epoch end
         record.replanned(after=trainer.epoch, epochs=trainer.epoch, rule="continuation_end",
