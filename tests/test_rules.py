@@ -48,8 +48,8 @@ def clock(monkeypatch):
     return clock
 
 
-def context(deadline=None, *, floor=False, epochs=3, notes=None):
-    space = SimpleNamespace(epochs=epochs, metric="accuracy",
+def context(deadline=None, *, floor=False, epochs=3, notes=None, max_epochs=None):
+    space = SimpleNamespace(epochs=epochs, metric="accuracy", epoch_cap=max_epochs or epochs,
                             budget=SimpleNamespace(cost_aware=True, reference_share=0.3))
     progress = None if notes is None else SimpleNamespace(
         note=lambda number, line: notes.append(line))
@@ -58,11 +58,12 @@ def context(deadline=None, *, floor=False, epochs=3, notes=None):
 
 
 def epoch_view(trial=None, ctx=None, *, epoch=1, score=0.5, loss=1.0, first_loss=1.0, pace=5.0,
-               multi_objective=False, seconds=4.0):
+               multi_objective=False, seconds=4.0, planned=0, scores=()):
     result = SimpleNamespace(epoch=epoch, score=score, train_loss=loss, seconds=seconds,
                              val_seconds=1.0)
     return rules.EpochView(trial or FakeTrial(), result, ctx or context(), first_loss=first_loss,
-                           pace=pace, multi_objective=multi_objective)
+                           pace=pace, multi_objective=multi_objective, planned=planned,
+                           scores=scores)
 
 
 # -- epoch rules, each alone ------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_an_interrupting_rule_raises_keyboard_interrupt_and_an_unknown_action_is
     with pytest.raises(KeyboardInterrupt):
         rules.enforce([Says("stop", "stop requested", "interrupt")], None, None)
     with pytest.raises(ValueError, match="trial rule 'later': action must be one of prune, "
-                                         "interrupt, got 'pause'"):
+                                         "interrupt, continue, finish, got 'pause'"):
         rules.enforce([Says("later", "resume me", "pause")], None, None)
 
 
@@ -242,4 +243,95 @@ def test_the_default_lists_keep_todays_order():
     assert [r.name for r in rules.START_RULES] == ["time_budget", "reference_share",
                                                    "floor_grace"]
     assert [r.name for r in rules.EPOCH_RULES] == ["stop_signal", "divergence", "floor_grace",
-                                                   "time_budget", "pruner"]
+                                                   "continuation_end", "time_budget", "pruner",
+                                                   "continuation"]
+
+
+# -- freeze-thaw continuation -----------------------------------------------------------------
+
+
+def _study_with_best(value):
+    """A real in-memory study whose best completed trial scored ``value`` (None: none did)."""
+    study = optuna.create_study(direction="maximize")
+    if value is not None:
+        study.add_trial(optuna.trial.create_trial(value=value))
+    return study
+
+
+def _at_last_epoch(*, best=0.6, score=0.7, scores=(0.5, 0.6, 0.7), epochs=3, max_epochs=12,
+                   deadline=None, kind=None, multi_objective=False, pace=5.0):
+    trial = FakeTrial(kind=kind, study=_study_with_best(best))
+    ctx = context(deadline, epochs=epochs, max_epochs=max_epochs)
+    return epoch_view(trial, ctx, epoch=len(scores), score=score, scores=scores, pace=pace,
+                      multi_objective=multi_objective)
+
+
+def test_continuation_doubles_a_leader_that_still_improves_up_to_max_epochs():
+    rule = rules.Continuation()
+    view = _at_last_epoch()
+    assert rule(view) == ("continued after epoch 3 to 6 epochs: it leads with accuracy 0.7000 "
+                          "and still improves, best earlier 0.6000")
+    assert rule.action == "continue" and rule.epochs(view) == 6
+    capped = _at_last_epoch(max_epochs=5)
+    assert rule.epochs(capped) == 5  # the doubling is cut at max_epochs
+    assert rule(_at_last_epoch(best=None)) is not None  # the first trial to complete leads
+
+
+def test_continuation_needs_the_lead_the_improvement_and_room():
+    rule = rules.Continuation()
+    assert rule(_at_last_epoch(best=0.8)) is None  # does not lead
+    assert rule(_at_last_epoch(scores=(0.5, 0.7, 0.7))) is None  # no better than epoch 2
+    assert rule(_at_last_epoch(scores=(0.5, 0.6995, 0.7))) is None  # by less than MIN_DELTA
+    assert rule(_at_last_epoch(max_epochs=None)) is None  # max_epochs unset: epochs is the cap
+    assert rule(_at_last_epoch(kind="linear_probe")) is None
+    assert rule(_at_last_epoch(multi_objective=True)) is None
+    before_last = _at_last_epoch()
+    before_last.result.epoch = 2
+    assert rule(before_last) is None  # only at the planned last epoch
+
+
+def test_continuation_under_a_time_budget_needs_the_new_segment_to_fit(clock):
+    rule = rules.Continuation()
+    deadline = timebudget.Deadline(at=clock.t + 40.0, reserve=5.0)  # 35 s for trials
+    assert rule(_at_last_epoch(deadline=deadline, pace=12.0)) is None  # 3 x 12 s > 35 s
+    assert rule(_at_last_epoch(deadline=deadline, pace=11.0)) is not None  # 33 s fit
+    deadline.grace = 10.0  # the floor's grace past the deadline pays for no continuation
+    assert rule(_at_last_epoch(deadline=deadline, pace=11.0)) is not None
+    assert rule(_at_last_epoch(deadline=deadline, pace=12.0)) is None
+
+
+def test_a_continued_trial_is_reported_but_never_pruned_and_the_deadline_finishes_it(clock):
+    trial = FakeTrial(prune=True)
+    ctx = context(timebudget.Deadline(at=clock.t + 12.0, reserve=2.0), epochs=3, max_epochs=12)
+    view = epoch_view(trial, ctx, epoch=4, score=0.8, planned=6, pace=5.0)
+    assert view.continued and view.epochs == 6
+    assert rules.Pruner()(view) is None and trial.reports == [(0.8, 4)]
+    assert rules.ContinuationEnd()(view) is None  # 10 s left, the next epoch needs 5
+    clock.t += 6.0
+    reason = rules.ContinuationEnd()(view)
+    assert reason == ("time budget: continuation ended after epoch 4/6, the next needs ~5s and "
+                      "4s are left")
+    assert rules.ContinuationEnd.action == "finish" and rules.ContinuationEnd().epochs(view) == 4
+    assert trial.reports[-1] == (0.8, 4)  # the pruner's view still has this epoch
+    not_continued = epoch_view(FakeTrial(), ctx, epoch=2, planned=3)
+    assert rules.ContinuationEnd()(not_continued) is None  # TimeBudgetStop prunes that one
+
+
+def test_enforce_returns_a_plan_verdict_and_records_it_on_the_trial():
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    view = _at_last_epoch(best=None)
+    verdict = rules.enforce([rules.Continuation()], view, TrialWriter(trial))
+    assert (verdict.action, verdict.epochs, verdict.rule) == ("continue", 6, "continuation")
+    study.tell(trial, 0.7)
+    record = TrialRecord.from_frozen(study.trials[0])
+    assert record.continuations == [{"after": 3, "epochs": 6, "rule": "continuation",
+                                     "reason": verdict.reason}]
+    assert record.continued == 1
+
+
+def test_improves_compares_the_last_epoch_with_the_best_earlier_one():
+    assert rules.improves([0.5])  # one epoch: nothing to compare with
+    assert rules.improves([0.5, 0.7, 0.6, 0.702])
+    assert not rules.improves([0.5, 0.7, 0.6, 0.7005])
+    assert rules.improves([0.5, 0.5], min_delta=-1.0)

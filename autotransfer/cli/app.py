@@ -513,7 +513,9 @@ def train(
     data: Path | None = typer.Option(None, help="Dataset (default: the search's, from best.yaml)."),
     refit_on: RefitOn = typer.Option("train+val", help="train+val (default) or train (the search's "
                                  "split, which reproduces its validation score)."),
-    epochs: int | None = typer.Option(None, help="Epochs (default: the search's per trial)."),
+    epochs: int | None = typer.Option(
+        None, help="Epochs (default: what the picked trial trained, its continuations "
+                   "replayed)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     seed: int | None = typer.Option(
         None, help="Seed of the training (default: the best trial's, which it repeats)."

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autotransfer.cli.leaderboard import _ci, leaderboard_table
-from autotransfer.study.results.report import fmt
+from autotransfer.study.results.report import fmt, training_summary
 
 __all__ = ["ConsoleProgress", "ensemble_table", "leaderboard_table"]
 
@@ -87,7 +87,7 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
     and the transfer effect of ``best.yaml``'s mapping."""
     from autotransfer.study.results.scores import worst_class
 
-    lines = []
+    lines = [f"  {escape(training_summary(best))}"] if best.get("epochs") else []
     if best.get("val_score_ci95"):
         test = (f", test {_ci(best['test_score_ci95'])}" if best.get("test_score_ci95") else
                 "")

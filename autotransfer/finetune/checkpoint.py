@@ -4,7 +4,9 @@ A checkpoint holds what the next epoch depends on: the model's weights (``state_
 optimiser's moments, the learning-rate schedule's position, the epoch, the random generators
 (torch's global one, which dropout draws from; the trainer's own, which shuffles, augments and
 draws cached views; CUDA's), the loss of the first step (the divergence check's reference), the
-history so far and the recipe's state (the checkpoints an averaging step keeps). It is a dict of
+history so far, the recipe's state (the checkpoints an averaging step keeps) and the plan (the
+planned length and each earlier one, :meth:`Trainer.replan`; the schedule's own state holds its
+re-planned cosine). It is a dict of
 tensors and plain values: ``torch.save`` writes it, ``torch.load(path, weights_only=False)``
 reads it back. This is the seam that a freeze-thaw continuation (a trial paused at an epoch end
 and resumed later) uses: :meth:`Trainer.checkpoint` then ``Trainer.fit(epochs, resume=...)`` on
@@ -42,6 +44,9 @@ def capture(trainer: Any) -> dict[str, Any]:
         "first_loss": trainer.first_loss,
         "history": [dataclasses.asdict(h) for h in trainer.history],
         "recipe": trainer.recipe.state_dict(),
+        # the plan: the running fit's planned length and each one it had (a continuation's)
+        "planned": trainer.epochs,
+        "lengths": list(trainer.lengths),
     }
     if trainer.device.type == "cuda":
         state["rng"]["cuda"] = torch.cuda.get_rng_state(trainer.device)
@@ -80,4 +85,7 @@ def restore(trainer: Any, state: dict[str, Any]) -> list[EpochResult]:
     trainer.first_loss = state["first_loss"]
     trainer.recipe.load_state_dict(_copy(state["recipe"]))
     trainer.epoch = int(state["epoch"])
+    if "lengths" in state:  # taken by a version that re-plans (a continued trial's plan)
+        trainer.lengths = [int(n) for n in state["lengths"]]
+        trainer.epochs = int(state["planned"])
     return [EpochResult(**h) for h in state["history"]]

@@ -61,13 +61,44 @@ def param_groups(
     return result
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """lr factor: linear warmup to 1, then cosine decay to 0 at ``total_steps``."""
+class WarmupCosine:
+    """The learning-rate factor of step ``step`` (from 0): a linear warm-up to 1 over
+    ``warmup_steps``, then a cosine decay to 0 at ``total_steps`` (Loshchilov & Hutter, 2017,
+    "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR, arXiv 1608.03983, eq. 5 with
+    one cycle). A callable object rather than a function, so that ``LambdaLR.state_dict``
+    keeps its plan (a checkpoint of a continued trial holds its re-planned length).
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    A freeze-thaw continuation re-plans it (:meth:`replan`): the cosine is stretched over the
+    new total from the current step on, so the factor continues as if the trial had been
+    planned that long from the start. For a doubled length it rises at once from about 0 to
+    the planned cosine's value there (0.5 at the old end), then decays to 0 at the new end: a
+    warm restart whose peak is the longer schedule's value, never the full rate. The warm-up
+    is never repeated: it ended long before a continuation.
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int) -> None:
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-    return factor
+    def replan(self, total_steps: int) -> None:
+        """Plan the cosine to end at ``total_steps`` instead (the warm-up unchanged).
+
+        Raises:
+            ValueError: ``total_steps`` at or before the end of the warm-up.
+        """
+        if total_steps <= self.warmup_steps:
+            raise ValueError(f"total_steps must be after the warm-up ({self.warmup_steps} "
+                             f"steps), got {total_steps=}")
+        self.total_steps = int(total_steps)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """lr factor: linear warmup to 1, then cosine decay to 0 at ``total_steps``
+    (a :class:`WarmupCosine`)."""
+    return WarmupCosine(total_steps, warmup_steps)

@@ -39,7 +39,8 @@ class TrainResult:
     """What :meth:`Trainer.fit` produced: each epoch, the test scores (None without a test
     split), the trainable parameter count and how many of the layer groups were frozen;
     ``averaging``: what checkpoint averaging chose and bought (None without it,
-    :class:`~autotransfer.finetune.averaging.GreedySoup`)."""
+    :class:`~autotransfer.finetune.averaging.GreedySoup`); ``lengths``: the planned length,
+    then each longer one it was re-planned to (a freeze-thaw continuation)."""
 
     history: list[EpochResult] = field(default_factory=list)
     test: dict[str, float] | None = None
@@ -47,6 +48,17 @@ class TrainResult:
     n_groups: int = 0
     n_frozen_groups: int = 0
     averaging: dict[str, Any] | None = None
+    lengths: list[int] = field(default_factory=list)  # each planned length ([4, 8]: continued)
+
+    @property
+    def epochs(self) -> int:
+        """The epochs trained."""
+        return len(self.history)
+
+    @property
+    def continuations(self) -> int:
+        """How many times the planned length grew (:meth:`Trainer.replan`)."""
+        return max(0, len(self.lengths) - 1)
 
     @property
     def score(self) -> float:

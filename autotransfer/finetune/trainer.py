@@ -31,7 +31,7 @@ from autotransfer.finetune.device import to_device
 from autotransfer.finetune.first_step import FIRST_STEP
 from autotransfer.finetune.freezing import fix_batch_norm, n_frozen_groups, train_mode
 from autotransfer.finetune.methods import apply_method
-from autotransfer.finetune.optim import param_groups, warmup_cosine
+from autotransfer.finetune.optim import WarmupCosine, param_groups
 from autotransfer.finetune.recipe import Batch, TrainingRecipe, recipe_for
 from autotransfer.finetune.results import EpochResult, TrainResult
 from autotransfer.space.objectives import classification_scores, computed_metrics
@@ -141,6 +141,11 @@ class Trainer:
         )
         self.recipe = recipe if recipe is not None else recipe_for(params)
         self.epoch = 0  # the last epoch trained (a checkpoint's)
+        self.epochs = 0  # the planned length of the running fit (replan() changes it)
+        self.lengths: list[int] = []  # each planned length of the running fit, in order
+        self.schedule: WarmupCosine | None = None
+        self.result: TrainResult | None = None  # the running fit's
+        self._steps_per_epoch = 0
         self.history: list[EpochResult] = []  # the epochs of the running fit
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
@@ -268,7 +273,12 @@ class Trainer:
         ``resume``: a :meth:`checkpoint` of a trainer built alike (same backbone, data,
         params, seed) whose ``fit`` had the same ``epochs``: training goes on after its epoch,
         bit for bit as if it had not stopped (on one device), and the result's history starts
-        with the checkpoint's epochs.
+        with the checkpoint's epochs (and its plan: a checkpoint taken after :meth:`replan`
+        goes on to the re-planned length).
+
+        ``on_epoch`` may call :meth:`replan` to train longer or end after this epoch (a
+        freeze-thaw continuation, :mod:`autotransfer.study.budget.rules`): the loop runs until
+        :attr:`epochs`, the planned length, whatever it became.
 
         Raises:
             FloatingPointError: the loss became NaN or infinite (a diverged setting; the search
@@ -293,20 +303,21 @@ class Trainer:
         self._train_split = (x_train, y_train, batch_size)
         steps = len(y_train) // batch_size + (len(y_train) % batch_size >= min(2, batch_size))
         total = epochs * steps
+        self._steps_per_epoch = steps
+        self.schedule = WarmupCosine(total, int(self.params["warmup_fraction"] * total))
         self.scheduler = scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            warmup_cosine(total, int(self.params["warmup_fraction"] * total)),
-        )
-        result = TrainResult(
+            self.optimizer, self.schedule)
+        self.result = result = TrainResult(
             n_trainable=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             n_groups=len(self.groups),
             n_frozen_groups=sum(1 for g in self.groups if g[0] in self.frozen),
         )
-        self.epoch = 0
+        self.epoch, self.epochs, self.lengths = 0, epochs, [epochs]
         if resume is not None:  # after the setup above: it may draw random numbers
             result.history = restore(self, resume)
         self.history = result.history  # what a checkpoint keeps
-        for epoch in range(self.epoch + 1, epochs + 1):
+        while self.epoch < self.epochs:
+            epoch = self.epoch + 1
             start = time.perf_counter()
             self._train_mode()
             total_loss, seen = 0.0, 0
@@ -345,6 +356,55 @@ class Trainer:
             self.recipe.after_epoch(self, epoch_result)
             if on_epoch is not None:
                 on_epoch(epoch_result)
+        return self.finish()
+
+    def replan(self, epochs: int) -> None:
+        """Change the running fit's planned length to ``epochs`` (called between epochs, from
+        ``on_epoch``): longer continues the training from this very state (no restart; the
+        cosine is re-planned over the new length from the current step,
+        :meth:`~autotransfer.finetune.optim.WarmupCosine.replan`, the warm-up not repeated);
+        the current epoch ends the fit after it. The new length is appended to
+        :attr:`lengths` when it is longer.
+
+        Raises:
+            ValueError: ``epochs`` before the current epoch, or no fit running.
+        """
+        if self.schedule is None:
+            raise ValueError("replan is called between the epochs of a running fit")
+        if epochs < self.epoch:
+            raise ValueError(f"epochs must be at least the current epoch {self.epoch}, got "
+                             f"{epochs=}")
+        if epochs > self.epochs:
+            self.schedule.replan(epochs * self._steps_per_epoch)
+            self.lengths.append(epochs)
+            # the next step's rate from the new plan (the old one had decayed to about 0)
+            assert self.scheduler is not None
+            step = self.scheduler.last_epoch
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                   strict=True):
+                group["lr"] = base * self.schedule(step)
+        self.epochs = epochs
+
+    def rewind(self, state: dict[str, Any]) -> None:
+        """Put the running fit back to ``state``, a :meth:`checkpoint` of its own taken at an
+        epoch end, and end it there: :meth:`finish` then completes it from that epoch (a
+        continuation stopped inside an epoch by the time budget keeps what it had).
+
+        Raises:
+            ValueError: a checkpoint of another version (:func:`~autotransfer.finetune.
+                checkpoint.restore`).
+        """
+        assert self.result is not None
+        self.result.history[:] = restore(self, state)
+        self.epochs = self.epoch
+
+    def finish(self) -> TrainResult:
+        """End the running fit after its last epoch (:meth:`fit` calls it; after
+        :meth:`rewind`, its caller): the recipe's end steps (checkpoint averaging), then the
+        test split's scores. Returns the fit's :class:`TrainResult`."""
+        result = self.result
+        assert result is not None
+        result.lengths = list(self.lengths)
         self.batch_check = None  # the training is done: its test score is always computed
         self.recipe.after_fit(self, result)
         if self.data.test is not None:

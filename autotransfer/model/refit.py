@@ -95,8 +95,16 @@ def for_trial(config: BestResult, number: int) -> BestResult:
     member = next((m for m in listed if m.trial == number), None)
     found = (member.model_dump(exclude={"trial"}) if member is not None
              else _stored_trial(config.source.model_dump(), number))
+    first = (config.training or {}).get("lengths", [config.epochs])[0]
+    plan = {}
+    if found.get("epochs_trained"):  # what that trial trained, its continuations replayed
+        lengths = [first, *found.get("continued_to", [])]
+        plan = {"epochs": found["epochs_trained"],
+                "training": {"epochs": found["epochs_trained"], "lengths": lengths,
+                             "continuations": len(lengths) - 1}}
     return config.model_copy(update={
         **{k: v for k, v in found.items() if k in ("backbone", "params", "val_score")},
+        "training": None, **plan,
         "source": config.source.model_copy(update={"trial": number})})
 
 
@@ -120,7 +128,9 @@ def _stored_trial(source: dict[str, Any], number: int) -> dict[str, Any]:
     if not attrs.get("pretrained", True):
         backbone = {"id": backbone, "pretrained": False}
     return {"backbone": backbone, "params": dict(attrs.get("params") or found.params),
-            "val_score": float(found.values[0])}
+            "val_score": float(found.values[0]), "epochs_trained": attrs.get("epochs_trained"),
+            "continued_to": [int(c["epochs"]) for c in attrs.get("continuations") or []
+                             if c.get("rule") == "continuation"]}
 
 
 def train(
@@ -209,6 +219,9 @@ def train(
     data = data if data is not None else source.data
     if data is None:
         raise OptionError("data", ": best.yaml names no data (source.data); give the data")
+    # the pick's own plan (a continued trial: each planned length), unless epochs is given
+    lengths = ([int(n) for n in (config.training or {}).get("lengths") or []]
+               if epochs is None else [])
     epochs = int(epochs if epochs is not None else config.epochs or 1)
     if epochs < 1:
         raise OptionError("epochs", f" must be >= 1, got {epochs}")
@@ -243,7 +256,8 @@ def train(
                       and params.get("average_checkpoints") else None)
     trainer = _refit_trainer(backbone, dataset, params, torch_device, metric, seed,
                              evaluate_val=refit_on == "train", average_epochs=average_epochs)
-    result = trainer.fit(epochs, on_epoch)
+    result = (trainer.fit(lengths[0], _replaying(trainer, lengths, epochs, on_epoch))
+              if len(lengths) > 1 else trainer.fit(epochs, on_epoch))
     val = None
     if refit_on == "train":
         val = dict(result.history[-1].scores)
@@ -258,6 +272,8 @@ def train(
     }
     if val is not None:
         metrics["val"] = val
+    if result.continuations:  # the search trial's plan, replayed
+        metrics["lengths"] = result.lengths
     if result.averaging is not None:  # the soup of the search's trial, chosen or replayed
         metrics["averaging"] = result.averaging
     if result.test is not None:
@@ -366,6 +382,23 @@ def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_
     return Trainer(backbone, dataset, params, device=device, metric=metric, seed=seed,
                    evaluate_val=evaluate_val,
                    recipe=recipe_for(params, average_epochs=average_epochs))
+
+
+def _replaying(trainer, lengths: list[int], epochs: int, on_epoch):
+    """An ``on_epoch`` that re-plans ``trainer`` as the search's trial was: at the end of each
+    planned length in ``lengths`` to the next one (its continuations, the schedule re-planned
+    alike: ``Trainer.replan``), and to an end after ``epochs`` (a continuation the time budget
+    ended early), then calls ``on_epoch``."""
+    def step(result) -> None:
+        later = [n for n in lengths if n > result.epoch]
+        if result.epoch == trainer.epochs and later:
+            trainer.replan(min(later))
+        if result.epoch >= epochs:
+            trainer.replan(result.epoch)
+        if on_epoch is not None:
+            on_epoch(result)
+
+    return step
 
 
 def _averaged_epochs(source: dict[str, Any]) -> list[int] | None:

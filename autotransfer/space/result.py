@@ -21,7 +21,12 @@ Version 2 added:
   ``val_score``, ``test_score`` beside the single pick's, both with intervals, the members'
   costs combined, a ``note``);
 - ``source.data_options`` as the search resolved them (the detected modality, the columns
-  read), no longer as asked.
+  read), no longer as asked;
+- ``epochs`` is the number of epochs the pick trained (a continued trial's total; before
+  continuations, always the space's ``epochs``), and ``training``, written when the pick was
+  continued or averaged checkpoints: ``{epochs, lengths, continuations, ended, averaging}``
+  (each planned length, the space's ``epochs`` first; why a continuation ended early; what
+  averaging chose and bought), which ``train`` replays.
 
 Keys that no version declares (a cost registered by a plugin, a hand-written note) are kept.
 """
@@ -90,7 +95,9 @@ class BestResult(_Open):
     schema_version: int = Field(1, alias="schema")  # absent: an autotransfer 0.1 file
     backbone: str | dict[str, Any]
     params: dict[str, Any]
-    epochs: int | None = None
+    epochs: int | None = None  # the epochs the pick trained (its continuations included)
+    # how long the pick trained and what its recipe bought (study.results.report.training_of)
+    training: dict[str, Any] | None = None
     metric: str = "accuracy"
     val_score: float | None = None
     test_score: float | None = None

@@ -3,7 +3,8 @@
 Hyperparameters use Optuna's own short form; a plain scalar fixes a value::
 
     backbones: [packaged/mobilenetv2_100, {id: packaged/mobilenetv2_100, pretrained: false}]
-    epochs: 3
+    epochs: 3          # the first length a trial gets
+    max_epochs: 12     # a leader that still improves is continued up to this (default: epochs)
     params:
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
       batch_size: {type: categorical, choices: [16, 32]}
@@ -212,7 +213,9 @@ class SearchSpace(_Strict):
         | Annotated[RankedBackbones, Tag("(rank)")],
         Discriminator(lambda v: "(rank)" if isinstance(v, dict | RankedBackbones) else "[ids]"),
     ]
-    epochs: int = Field(ge=1, le=1000)
+    epochs: int = Field(ge=1, le=1000)  # a trial's first planned length
+    # the longest a continued trial may train (study.budget.rules.Continuation); None: epochs
+    max_epochs: int | None = Field(None, ge=1, le=1000)
     metric: str = "accuracy"  # a registered metric (autotransfer.space.objectives)
     pruner: str | StrategySpec = "hyperband"
     sampler: str | StrategySpec = "tpe"
@@ -247,6 +250,9 @@ class SearchSpace(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
+        if self.max_epochs is not None and self.max_epochs < self.epochs:
+            raise ValueError(f"max_epochs: must be at least epochs ({self.epochs}), the first "
+                             f"length a trial gets, got {self.max_epochs}")
         for kind in ("pruner", "sampler"):  # Optuna's own constructors check the settings
             try:
                 build(kind, getattr(self, kind), epochs=self.epochs)
@@ -277,6 +283,12 @@ class SearchSpace(_Strict):
             raise ValueError("\n".join(problems))
         self._check_objectives()
         return self
+
+    @property
+    def epoch_cap(self) -> int:
+        """The most epochs a trial may train: ``max_epochs``, or ``epochs`` when unset (no
+        trial is continued)."""
+        return self.max_epochs if self.max_epochs is not None else self.epochs
 
     @property
     def methods(self) -> list[str]:

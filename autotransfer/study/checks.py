@@ -30,7 +30,8 @@ def _space_fingerprint(space: SearchSpace) -> str:
     data = space.model_dump(mode="json")
     if data.get("sampler") == "tpe":
         del data["sampler"]
-    for key, default in (("objectives", None), ("constraints", {}), ("pick", None),
+    for key, default in (("max_epochs", None), ("objectives", None), ("constraints", {}),
+                         ("pick", None),
                          ("budget", BudgetPlan().model_dump(mode="json")),
                          ("latency", {"runtime": "pytorch", "precision": "fp32"}),
                          ("ensemble", EnsemblePlan().model_dump(mode="json"))):

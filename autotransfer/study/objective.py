@@ -220,7 +220,7 @@ def _record_epoch(trial, record: TrialWriter, trainer, result: EpochResult, ctx:
         peak_memory_mib=peak_memory_mib(ctx.device), first_batch_at=trainer.first_batch_at,
     )
     if ctx.progress:
-        ctx.progress.epoch_done(trial.number, result, ctx.space.epochs)
+        ctx.progress.epoch_done(trial.number, result, trainer.epochs)
     if ctx.tracker is not None:  # never raises: a tracking error is a warning
         from autotransfer.study.trackers import epoch_scores
 
@@ -229,7 +229,13 @@ def _record_epoch(trial, record: TrialWriter, trainer, result: EpochResult, ctx:
 
 def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[float, ...]:
     """One trial's training; the model and optimizer are freed when this returns. After each
-    epoch: record it, then run the epoch rules (:mod:`autotransfer.study.budget.rules`)."""
+    epoch: record it, then run the epoch rules (:mod:`autotransfer.study.budget.rules`); a
+    plan verdict (a continuation, or its end) re-plans the trainer (``Trainer.replan``). Under a
+    time budget a continued trial keeps a checkpoint of its last epoch end, so that a stop
+    inside an epoch completes it from there (``Trainer.rewind``) instead of pruning it.
+
+    Long (as a reason): the trial's one story, from load to its value, with its epoch hook.
+    """
     import torch
 
     from autotransfer.finetune.trainer import Trainer
@@ -256,6 +262,7 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     record.loaded(sum(p.numel() for p in backbone.model.parameters()))
     seconds: list[float] = []
     marks = [ctx.started_at]  # when the trial started, then when each epoch was reported
+    kept: list[dict] = []  # a continued trial's last epoch end, under a time budget
 
     def on_epoch(result: EpochResult) -> None:
         seconds.append(result.seconds)
@@ -264,17 +271,35 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
         # the next epoch lasts as long as this one did, validation included (the first one
         # also loaded the backbone: its training time, plus a quarter for validation)
         pace = marks[-1] - marks[-2] if result.epoch > 1 else 1.25 * result.seconds
-        control.enforce(ctx.epoch_rules, control.EpochView(
+        verdict = control.enforce(ctx.epoch_rules, control.EpochView(
             trial, result, ctx, first_loss=trainer.first_loss, pace=pace,
-            multi_objective=rule.multi_objective), record)
+            multi_objective=rule.multi_objective, planned=trainer.epochs,
+            scores=tuple(h.score for h in trainer.history)), record)
+        if verdict is not None:  # continued, or its continuation ended: a new plan
+            trainer.replan(int(verdict.epochs or result.epoch))
+            if ctx.deadline is not None:
+                ctx.deadline.grace = 0.0  # the floor's grace was for its first length
+            if ctx.progress:
+                ctx.progress.note(trial.number, verdict.reason)
+        if ctx.deadline is not None and len(trainer.lengths) > 1 and trainer.epoch < trainer.epochs:
+            kept[:] = [trainer.checkpoint()]
 
     try:
         result = trainer.fit(space.epochs, on_epoch)
     except timebudget.TimeBudgetSpent:  # at a batch boundary: pruned with its last score
-        raise _stopped_by_budget(record, ctx, len(seconds), space.epochs) from None
+        if not kept:
+            raise _stopped_by_budget(record, ctx, len(seconds),
+                                     trainer.epochs or space.epochs) from None
+        inside = trainer.epoch + 1
+        trainer.rewind(kept[0])  # a continued trial completes from its last epoch end
+        record.replanned(after=trainer.epoch, epochs=trainer.epoch, rule="continuation_end",
+                         reason=f"time budget: continuation ended inside epoch {inside}; "
+                                f"completed with epoch {trainer.epoch}")
+        result = trainer.finish()
     record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
                     trainable_parameters=result.n_trainable,
-                    test_score=None if result.test is None else result.test[space.metric])
+                    test_score=None if result.test is None else result.test[space.metric],
+                    epochs_trained=result.epochs)
     if result.averaging is not None:
         record.averaged(result.averaging)
     record.scored({split: confusion(preds, labels, ctx.data.n_classes)

@@ -38,6 +38,10 @@ SAMPLES_PER_SECOND = "samples_per_second"
 PEAK_MEMORY = "peak_memory_mb"  # MiB (2**20 bytes); the 0.1 key is kept
 TEST_SCORE = "test_score"
 AVERAGING = "averaging"  # average_checkpoints: {epochs, score, gain, ...} (finetune.averaging)
+# freeze-thaw continuation (study.budget.rules.Continuation): each change of the planned length,
+# [{"after": epoch, "epochs": new length, "rule", "reason"}], and the epochs the trial trained
+CONTINUATIONS = "continuations"
+EPOCHS_TRAINED = "epochs_trained"
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
 RULE = "rule"  # the trial-control rule that pruned it or kept it from starting (budget.rules)
@@ -173,6 +177,15 @@ class TrialRecord:
     costs: dict[str, float] = field(default_factory=dict)  # cost objective name -> measured
     measure_seconds: float | None = None
     violations: dict[str, float] = field(default_factory=dict)  # value - bound, per bound
+    # each change of the planned length (a continuation, or its end by the time budget)
+    continuations: list[dict[str, Any]] = field(default_factory=list)
+    epochs_trained: int | None = None  # recorded when it finished
+    averaging: dict[str, Any] | None = None  # what checkpoint averaging chose and bought
+
+    @property
+    def continued(self) -> int:
+        """How many times the trial's planned length grew (freeze-thaw continuations)."""
+        return sum(1 for c in self.continuations if c.get("rule") == "continuation")
 
     @property
     def feasible(self) -> bool:
@@ -264,6 +277,9 @@ class TrialRecord:
             costs=costs_of(attrs),
             measure_seconds=attrs.get(MEASURE_SECONDS),
             violations=dict(attrs.get(VIOLATIONS) or {}),
+            continuations=list(attrs.get(CONTINUATIONS) or []),
+            epochs_trained=attrs.get(EPOCHS_TRAINED),
+            averaging=attrs.get(AVERAGING) or None,
         )
 
 
@@ -357,8 +373,11 @@ class TrialWriter:
             self._set(MACRO_F1, round(metrics.macro_f1, 5))
 
     def finished(self, *, n_groups: int, n_frozen_groups: int, trainable_parameters: int,
-                 test_score: float | None) -> None:
-        """The trained model's shape (groups, frozen groups, trainable count), test score."""
+                 test_score: float | None, epochs_trained: int | None = None) -> None:
+        """The trained model's shape (groups, frozen groups, trainable count), test score and
+        the epochs it trained (continuations included)."""
+        if epochs_trained is not None:
+            self._set(EPOCHS_TRAINED, epochs_trained)
         self._set(N_GROUPS, n_groups)
         self._set(N_FROZEN_GROUPS, n_frozen_groups)
         self._set(TRAINABLE_PARAMETERS, trainable_parameters)
@@ -406,6 +425,13 @@ class TrialWriter:
         self._set(VIOLATIONS, violations)
         for name, value in violations.items():
             self.trial.set_constraint(name, value)
+
+    def replanned(self, *, after: int, epochs: int, reason: str, rule: str) -> None:
+        """The trial's planned length changed after epoch ``after`` to ``epochs`` (a
+        continuation, or its end), by the trial-control ``rule``, for ``reason``."""
+        done = list(self.trial.user_attrs.get(CONTINUATIONS) or [])
+        self._set(CONTINUATIONS, [*done, {"after": after, "epochs": epochs, "rule": rule,
+                                          "reason": reason}])
 
     def pruned(self, reason: str, *, rule: str | None = None) -> None:
         """Why the trial was pruned, and the name of the trial-control ``rule`` that said so."""

@@ -12,13 +12,34 @@ later rules are not asked. :func:`enforce` acts on it by the rule's ``action``:
   (``TrialRecord.prune_reason`` and ``TrialRecord.rule``, :mod:`autotransfer.study.records`),
   and Optuna's ``TrialPruned`` ends it;
 - ``"interrupt"``: the run was told to stop; the trial fails as interrupted
-  (``KeyboardInterrupt``, recorded by the objective).
+  (``KeyboardInterrupt``, recorded by the objective);
+- ``"continue"`` (a freeze-thaw continuation): the trial trains on past its planned length, to
+  the length the rule's ``epochs(view)`` gives, from the same trainer state;
+- ``"finish"``: the trial ends after this epoch and completes with what it has (a continued
+  trial that the time budget ends: it already completed its first planned length, so it is
+  never pruned).
 
-A rule may act without stopping (the floor's grace extends the deadline and returns None).
-A trial that goes on past its planned epochs, or pauses to be continued later (freeze-thaw,
-DESIGN.md "Trial control"), is a further action of the same list once the trainer can
-checkpoint a trial at an epoch boundary; no rule here asks for it, and :func:`enforce` refuses
-an action it does not know rather than ignore it.
+These last two change the trial's plan: :func:`enforce` records them on the trial
+(``TrialRecord.continuations``) and returns the :class:`Verdict`, whose ``epochs`` the objective
+gives to ``Trainer.replan``. A rule may also act without stopping (the floor's grace extends
+the deadline and returns None); :func:`enforce` refuses an action it does not know rather than
+ignore it.
+
+Freeze-thaw continuation (:class:`Continuation`; Swersky et al., 2014, "Freeze-Thaw Bayesian
+Optimization", arXiv 1406.3896, for the idea of extending the promising runs rather than
+starting new ones): the space's ``epochs`` is the first length a trial gets and
+``max_epochs`` (default ``epochs``: no continuation) caps it. A trial that reaches its planned
+last epoch continues, its planned length doubled up to ``max_epochs``, when (a) it leads: its
+score is at least the value of the study's best completed trial (or none has completed), (b)
+it still improves: its last epoch beat the best of its earlier epochs by more than
+:data:`MIN_DELTA` (a trial of one epoch has nothing to compare with and counts as improving),
+and (c) there is room: its planned length is below ``max_epochs`` and, under a time budget, the
+doubled segment at the measured pace (seconds per epoch, validation included) ends in the time
+left. A linear probe and a multi-objective trial never continue. While continued, the pruner
+still sees every epoch (``trial.report`` steps go on increasing) but does not prune (the trial
+already completed what it was planned for), and the time budget ends it with ``"finish"``
+(:class:`ContinuationEnd`) rather than pruning it. Without a time budget the outcome depends
+only on the scores: the same seeds give the same trials.
 
 The rules, in their order:
 
@@ -26,15 +47,16 @@ The rules, in their order:
   :class:`ReferenceShareStart` (:func:`autotransfer.study.references.share.not_starting`),
   :class:`FloorGraceStart` (the best-ranked default's grace, never stops);
 - epoch: :class:`StopSignal`, :class:`Divergence`, :class:`FloorGrace` (never stops),
-  :class:`TimeBudgetStop`, :class:`Pruner` (the space's pruner, fitted to the expected trials by
-  :mod:`autotransfer.study.budget.rungs`; never a multi-objective trial, whose reports Optuna
-  refuses, nor a linear probe, nor the last epoch).
+  :class:`ContinuationEnd`, :class:`TimeBudgetStop`, :class:`Pruner` (the space's pruner,
+  fitted to the expected trials by :mod:`autotransfer.study.budget.rungs`; never a
+  multi-objective trial, whose reports Optuna refuses, nor a linear probe, nor the last epoch,
+  nor a continued trial), :class:`Continuation`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from autotransfer.study.budget import timebudget
@@ -45,7 +67,11 @@ from autotransfer.study.references.order import prunable
 from autotransfer.study.results.scores import divergence
 from autotransfer.study.workers import stop_requested
 
-ACTIONS = ("prune", "interrupt")
+ACTIONS = ("prune", "interrupt", "continue", "finish")
+PLAN_ACTIONS = ("continue", "finish")  # they change the trial's planned length
+#: how much a trial's last epoch must beat its best earlier one to count as still improving
+#: (a fraction of the metric: 0.001 is one sample in a validation split under 1,000)
+MIN_DELTA = 1e-3
 
 
 @dataclass
@@ -70,7 +96,9 @@ class EpochView:
 
     ``result`` is the trainer's ``EpochResult`` (``epoch``, ``score``, ``train_loss``,
     ``seconds`` and ``val_seconds``); ``first_loss`` the loss of the trial's first step;
-    ``pace`` the seconds the next epoch is expected to take, validation included.
+    ``pace`` the seconds the next epoch is expected to take, validation included;
+    ``planned`` the trial's planned length now (0: the space's ``epochs``, never continued);
+    ``scores`` the validation score of each epoch so far, this one's last.
     """
 
     trial: Any  # optuna.Trial
@@ -79,10 +107,18 @@ class EpochView:
     first_loss: float | None
     pace: float
     multi_objective: bool
+    planned: int = 0
+    scores: Sequence[float] = field(default_factory=tuple)
 
     @property
     def epochs(self) -> int:
-        return self.ctx.space.epochs
+        """The trial's planned length (its last epoch, unless continued again)."""
+        return self.planned or self.ctx.space.epochs
+
+    @property
+    def continued(self) -> bool:
+        """The trial trains past the space's ``epochs`` (a continuation)."""
+        return self.epochs > self.ctx.space.epochs
 
     @property
     def kind(self) -> str | None:
@@ -107,23 +143,32 @@ class Verdict:
     rule: str
     reason: str
     action: str = "prune"
+    epochs: int | None = None  # a plan action's new planned length (``rule.epochs(view)``)
 
 
 def first_verdict(rules: Sequence[TrialRule], view: Any) -> Verdict | None:
-    """Ask ``rules`` in order; the first reason, or None when every rule lets the trial go on."""
+    """Ask ``rules`` in order; the first reason, or None when every rule lets the trial go on.
+    A rule of a plan action (:data:`PLAN_ACTIONS`) also gives the new length
+    (its ``epochs(view)``)."""
     for rule in rules:
         reason = rule(view)
         if reason is not None:
-            return Verdict(rule.name, reason, rule.action)
+            epochs = rule.epochs(view) if rule.action in PLAN_ACTIONS else None  # type: ignore[attr-defined]
+            return Verdict(rule.name, reason, rule.action, epochs)
     return None
 
 
-def enforce(rules: Sequence[TrialRule], view: Any, record, *, starting: bool = False) -> None:
+def enforce(rules: Sequence[TrialRule], view: Any, record, *,
+            starting: bool = False) -> Verdict | None:
     """Run ``rules`` on ``view`` and act on the first reason (see the module docstring).
 
     Args:
         record: the trial's :class:`~autotransfer.study.records.TrialWriter`.
         starting: the start rules (a pruned trial is recorded as not started).
+
+    Returns:
+        The verdict of a plan action (``"continue"`` or ``"finish"``, recorded on the trial):
+        the caller re-plans the trial to its ``epochs``; None when the trial goes on as planned.
 
     Raises:
         optuna.TrialPruned: a rule of action ``"prune"`` gave a reason (recorded first).
@@ -132,9 +177,14 @@ def enforce(rules: Sequence[TrialRule], view: Any, record, *, starting: bool = F
     """
     verdict = first_verdict(rules, view)
     if verdict is None:
-        return
+        return None
     if verdict.action == "interrupt":
         raise KeyboardInterrupt
+    if verdict.action in PLAN_ACTIONS and not starting:
+        assert verdict.epochs is not None
+        record.replanned(after=view.result.epoch, epochs=verdict.epochs, reason=verdict.reason,
+                         rule=verdict.rule)
+        return verdict
     if verdict.action != "prune":
         raise ValueError(f"trial rule {verdict.rule!r}: action must be one of "
                          f"{', '.join(ACTIONS)}, got {verdict.action!r}")
@@ -244,7 +294,9 @@ class FloorGrace:
         ctx, result = view.ctx, view.result
         if ctx.floor:
             pace = view.pace if result.epoch > 1 else result.seconds + result.val_seconds
-            timebudget.floor_grace(ctx.deadline, (view.epochs - result.epoch) * pace)
+            # its first planned length only: a continuation never runs on the grace
+            timebudget.floor_grace(ctx.deadline,
+                                   max(0, ctx.space.epochs - result.epoch) * pace)
         say_grace(ctx, view.trial.number)
         return None
 
@@ -269,11 +321,37 @@ class TimeBudgetStop:
         return None
 
 
+class ContinuationEnd:
+    """Finished after this epoch: a continued trial whose next epoch, as long as this one,
+    cannot end in the time left (:func:`autotransfer.study.budget.timebudget.stopping_after`).
+    It completed its first planned length before it was continued, so the time budget ends it
+    with what it has rather than pruning it (:class:`TimeBudgetStop`, after this rule, prunes
+    the trials that are not continued)."""
+
+    name: ClassVar[str] = "continuation_end"
+    action: ClassVar[str] = "finish"
+
+    def __call__(self, view: EpochView) -> str | None:
+        if not view.continued:
+            return None
+        result = view.result
+        stop = timebudget.stopping_after(view.ctx.deadline, result.epoch, view.epochs, view.pace)
+        if stop is None:
+            return None
+        if not view.multi_objective:  # the pruner's view of the trial has every epoch
+            view.trial.report(result.score, result.epoch)
+        return stop.replace("stopped after", "continuation ended after", 1)
+
+    def epochs(self, view: EpochView) -> int:
+        return int(view.result.epoch)
+
+
 class Pruner:
     """Pruned: the study's pruner says so after an epoch before the last
     (:func:`autotransfer.study.budget.pruners.pruner_says`). A multi-objective trial is never
     reported (optuna #3450); a linear probe always finishes, a default configuration is pruned
-    like any trial (:func:`autotransfer.study.references.order.prunable`)."""
+    like any trial (:func:`autotransfer.study.references.order.prunable`); a continued trial
+    is reported (the steps go on increasing) but never pruned."""
 
     name: ClassVar[str] = "pruner"
     action: ClassVar[str] = "prune"
@@ -283,10 +361,70 @@ class Pruner:
             return None
         result, space = view.result, view.ctx.space
         return pruner_says(view.trial, result.score, result.epoch, view.epochs, space.metric,
-                           prunable=prunable(view.kind))
+                           prunable=prunable(view.kind) and not view.continued)
+
+
+def leads(study, score: float) -> bool:
+    """Whether ``score`` is at least the value of ``study``'s best completed trial
+    (:func:`autotransfer.study.selection.best_trial`; the metric is maximised), or no trial
+    has completed."""
+    from autotransfer.study.selection import best_trial
+
+    best = best_trial(study)
+    return best is None or best.value is None or score >= best.value
+
+
+def improves(scores: Sequence[float], min_delta: float = MIN_DELTA) -> bool:
+    """Whether the last of ``scores`` (each epoch's validation score) beats the best earlier
+    one by more than ``min_delta``; a single score has nothing to compare with and does."""
+    if not scores:
+        return False
+    *earlier, last = scores
+    return not earlier or last > max(earlier) + min_delta
+
+
+class Continuation:
+    """Continued (freeze-thaw; see the module docstring): a trial at its planned last epoch
+    that leads (:func:`leads`), still improves (:func:`improves` by ``min_delta``) and has
+    room (below the space's ``max_epochs``; under a time budget the doubled segment fits in
+    the time left at the epoch's ``pace``) trains on to :meth:`epochs`: its planned length
+    doubled, at most ``max_epochs``.
+
+    Args:
+        min_delta: see :func:`improves` (default :data:`MIN_DELTA`).
+    """
+
+    name: ClassVar[str] = "continuation"
+    action: ClassVar[str] = "continue"
+
+    def __init__(self, min_delta: float = MIN_DELTA) -> None:
+        self.min_delta = min_delta
+
+    def epochs(self, view: EpochView) -> int:
+        """The new planned length: double the current one, at most ``max_epochs``."""
+        return min(2 * view.epochs, view.ctx.space.epoch_cap)
+
+    def __call__(self, view: EpochView) -> str | None:
+        ctx, result = view.ctx, view.result
+        if (view.multi_objective or view.kind == "linear_probe" or result.epoch < view.epochs
+                or view.epochs >= ctx.space.epoch_cap):
+            return None
+        scores = list(view.scores) or [result.score]
+        if not improves(scores, self.min_delta):
+            return None
+        if not leads(view.trial.study, result.score):
+            return None
+        to = self.epochs(view)
+        need = (to - view.epochs) * view.pace
+        # the floor's grace (past the deadline) is for its first planned length only
+        if ctx.deadline is not None and need > ctx.deadline.left() - ctx.deadline.grace:
+            return None
+        earlier = f", best earlier {max(scores[:-1]):.4f}" if len(scores) > 1 else ""
+        return (f"continued after epoch {result.epoch} to {to} epochs: it leads with "
+                f"{ctx.space.metric} {result.score:.4f} and still improves{earlier}")
 
 
 START_RULES: tuple[TrialRule, ...] = (TimeBudgetStart(), ReferenceShareStart(),
                                       FloorGraceStart())
-EPOCH_RULES: tuple[TrialRule, ...] = (StopSignal(), Divergence(), FloorGrace(), TimeBudgetStop(),
-                                      Pruner())
+EPOCH_RULES: tuple[TrialRule, ...] = (StopSignal(), Divergence(), FloorGrace(), ContinuationEnd(),
+                                      TimeBudgetStop(), Pruner(), Continuation())

@@ -104,7 +104,7 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
         "schema": SCHEMA,
         "backbone": spec.to_yaml(),
         "params": _own_params(best.params or space.resolve(best.sampled), spec.id),
-        "epochs": space.epochs,
+        "epochs": best.epochs_trained or space.epochs,  # what the pick trained: train repeats it
         "metric": space.metric,
         "val_score": float(best.value),
     }
@@ -115,6 +115,9 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     config.update(best_costs(best))
     config["scores"] = {split: dict(found) for split, found in
                         (("val", best.scores), ("test", best.test_scores)) if found}
+    training = training_of(best, space)
+    if training is not None:
+        config["training"] = training
     config.update(outcome(study, best))
     config.update(front_config(study, space))
     if space.ensemble is not None:  # predictions only: no trial is re-run
@@ -161,6 +164,50 @@ def with_ensemble(rows: list[dict[str, Any]], best: dict[str, Any] | None
 
     row = ensemble_row((best or {}).get("ensemble") or {})
     return rows if row is None else [*rows[:1], row, *rows[1:]]
+
+
+def training_of(best: TrialRecord, space: SearchSpace) -> dict[str, Any] | None:
+    """best.yaml's ``training``: how long the pick trained and what its recipe bought, when
+    there is something to say (a continuation, or checkpoint averaging): ``epochs`` trained,
+    ``lengths`` (each planned length, the space's ``epochs`` first), ``continuations`` and
+    ``averaging`` (the trial's record: the epochs averaged and the ``gain`` over its last
+    epoch, :mod:`autotransfer.finetune.averaging`). None otherwise."""
+    averaging = best.averaging
+    if not best.continuations and averaging is None:
+        return None
+    lengths = [space.epochs, *(int(c["epochs"]) for c in best.continuations
+                               if c.get("rule") == "continuation")]
+    training: dict[str, Any] = {"epochs": best.epochs_trained or space.epochs,
+                                "lengths": lengths, "continuations": best.continued}
+    ended = [c["reason"] for c in best.continuations if c.get("rule") != "continuation"]
+    if ended:
+        training["ended"] = ended[-1]
+    if averaging is not None:
+        training["averaging"] = averaging
+    return training
+
+
+def training_summary(best: dict[str, Any]) -> str:
+    """One sentence on how long the pick of ``best.yaml``'s mapping trained, how many
+    continuations it got and what checkpoint averaging bought (its ``epochs`` and
+    ``training``), for the console and the report."""
+    training = best.get("training") or {}
+    epochs = int(best["epochs"])
+    lengths = training.get("lengths") or [epochs]
+    line = f"the pick trained {epochs} epoch{'s' * (epochs != 1)}"
+    n = int(training.get("continuations") or 0)
+    if n:
+        line += (f", continued {n} time{'s' * (n != 1)} (planned "
+                 f"{' -> '.join(str(x) for x in lengths)})")
+        if training.get("ended"):
+            line += f"; {training['ended']}"
+    else:
+        line += ", not continued"
+    averaging = training.get("averaging")
+    if averaging and "gain" in averaging:
+        line += (f"; checkpoint averaging of epochs {averaging['epochs']}: "
+                 f"{averaging['gain']:+.4f} val over its last epoch")
+    return line
 
 
 def best_costs(best: TrialRecord) -> dict[str, Any]:
@@ -415,6 +462,7 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
                   f"`{backbone}`: val {best['val_score']:.4f}{_ci(best.get('val_score_ci95'))}"
                   f"{test} (`best.yaml`; refit it with `autotransfer train best.yaml --out "
                   "model`)", "", *_honesty(best), "",
+                  *([f"{training_summary(best).capitalize()}.", ""] if best.get("epochs") else []),
                   "```yaml", yaml.safe_dump(best["params"], sort_keys=False).rstrip(), "```", ""]
         if best.get("per_class"):
             lines += ["## Per-class scores of the best (validation)", "",
