@@ -243,8 +243,8 @@ def test_the_default_lists_keep_todays_order():
     assert [r.name for r in rules.START_RULES] == ["time_budget", "reference_share",
                                                    "floor_grace"]
     assert [r.name for r in rules.EPOCH_RULES] == ["stop_signal", "divergence", "floor_grace",
-                                                   "continuation_end", "time_budget", "pruner",
-                                                   "continuation"]
+                                                   "continuation_end", "first_result",
+                                                   "time_budget", "pruner", "continuation"]
 
 
 # -- freeze-thaw continuation -----------------------------------------------------------------
@@ -335,3 +335,21 @@ def test_improves_compares_the_last_epoch_with_the_best_earlier_one():
     assert rules.improves([0.5, 0.7, 0.6, 0.702])
     assert not rules.improves([0.5, 0.7, 0.6, 0.7005])
     assert rules.improves([0.5, 0.5], min_delta=-1.0)
+
+
+def test_the_time_budget_finishes_a_trial_while_none_has_completed(clock):
+    """FirstResult: the stop TimeBudgetStop would give becomes a finish at this epoch while
+    the study has no completed trial; once one has, it leaves the trial to TimeBudgetStop."""
+    study = optuna.create_study(direction="maximize")
+    deadline = timebudget.Deadline(at=clock.t + 20.0, reserve=5.0)  # 15 s left for trials
+    trial = FakeTrial(study=study)
+    rule = rules.FirstResult()
+    assert rule(epoch_view(trial, context(deadline), epoch=2, pace=10.0)) is None  # it fits
+    view = epoch_view(trial, context(deadline), epoch=2, pace=20.0, score=0.9)
+    assert rule(view) == ("time budget: finished after epoch 2/3, the next needs ~20s and 15s "
+                          "are left; no trial had completed, so it is the study's first result")
+    assert rules.FirstResult.action == "finish" and rule.epochs(view) == 2
+    assert trial.reports == [(0.9, 2)]
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    assert rule(view) is None  # TimeBudgetStop prunes it
+    assert rules.TimeBudgetStop()(view) is not None

@@ -47,7 +47,8 @@ The rules, in their order:
   :class:`ReferenceShareStart` (:func:`autotransfer.study.references.share.not_starting`),
   :class:`FloorGraceStart` (the best-ranked default's grace, never stops);
 - epoch: :class:`StopSignal`, :class:`Divergence`, :class:`FloorGrace` (never stops),
-  :class:`ContinuationEnd`, :class:`TimeBudgetStop`, :class:`Pruner` (the space's pruner,
+  :class:`ContinuationEnd`, :class:`FirstResult` (the time budget finishes a trial while
+  none has completed), :class:`TimeBudgetStop`, :class:`Pruner` (the space's pruner,
   fitted to the expected trials by :mod:`autotransfer.study.budget.rungs`; never a
   multi-objective trial, whose reports Optuna refuses, nor a linear probe, nor the last epoch,
   nor a continued trial), :class:`Continuation`.
@@ -346,6 +347,31 @@ class ContinuationEnd:
         return int(view.result.epoch)
 
 
+class FirstResult:
+    """Finished after this epoch: the time budget stops a trial (as :class:`TimeBudgetStop`
+    would) while no trial of the study has completed, so it completes with its scores so far
+    and the search ends with a result rather than ``no trial completed``; its record and
+    ``best.yaml`` say the epochs it trained, which ``train`` replays. On a busy machine a
+    30 s budget stopped the first linear probe after epoch 2 of 3 at val 1.0 and the search
+    ended in an error."""
+
+    name: ClassVar[str] = "first_result"
+    action: ClassVar[str] = "finish"
+
+    def __call__(self, view: EpochView) -> str | None:
+        result = view.result
+        stop = timebudget.stopping_after(view.ctx.deadline, result.epoch, view.epochs, view.pace)
+        if stop is None or timebudget.completed(view.trial.study):
+            return None
+        if not view.multi_objective:
+            view.trial.report(result.score, result.epoch)
+        return (stop.replace("stopped after", "finished after", 1)
+                + "; no trial had completed, so it is the study's first result")
+
+    def epochs(self, view: EpochView) -> int:
+        return int(view.result.epoch)
+
+
 class Pruner:
     """Pruned: the study's pruner says so after an epoch before the last
     (:func:`autotransfer.study.budget.pruners.pruner_says`). A multi-objective trial is never
@@ -427,4 +453,4 @@ class Continuation:
 START_RULES: tuple[TrialRule, ...] = (TimeBudgetStart(), ReferenceShareStart(),
                                       FloorGraceStart())
 EPOCH_RULES: tuple[TrialRule, ...] = (StopSignal(), Divergence(), FloorGrace(), ContinuationEnd(),
-                                      TimeBudgetStop(), Pruner(), Continuation())
+                                      FirstResult(), TimeBudgetStop(), Pruner(), Continuation())
