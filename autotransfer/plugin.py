@@ -35,6 +35,9 @@ What is here, by the contract's parts:
   :func:`register_objective` (:mod:`autotransfer.space.objectives`);
 - tuning methods (hook ``register_methods``): :class:`TuningMethod` and the
   :func:`selective` helper (loaded on first use: they need torch);
+- training recipes that a search space names (hook ``register_recipes``): :class:`Recipe`,
+  and what a recipe subclasses, :class:`TrainingRecipe`, :class:`Supervised` and its
+  :class:`Batch` (loaded on first use: they need torch);
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -67,6 +70,7 @@ from autotransfer.contract.hub import (
 from autotransfer.contract.hub import source as hub_source
 from autotransfer.contract.modalities import Modality
 from autotransfer.contract.ranking import RankingEntry
+from autotransfer.contract.recipes import Recipe
 from autotransfer.contract.strategies import Strategy
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
 from autotransfer.data.dataset import ReadResult
@@ -79,6 +83,7 @@ from autotransfer.space.objectives import Objective, register_objective
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
     from autotransfer.finetune.methods import TuningMethod, selective
+    from autotransfer.finetune.recipe import Batch, Supervised, TrainingRecipe
     from autotransfer.finetune.trainer import TransferModel
 
 __all__ = [
@@ -88,6 +93,7 @@ __all__ = [
     "BackboneCatalogue",
     "BackboneEntry",
     "BackboneError",
+    "Batch",
     "ImagePreprocess",
     "Modality",
     "ModelFormat",
@@ -96,9 +102,12 @@ __all__ = [
     "Preprocess",
     "RankingEntry",
     "ReadResult",
+    "Recipe",
     "Stage",
     "Strategy",
+    "Supervised",
     "TextPreprocess",
+    "TrainingRecipe",
     "TransferModel",
     "check_loaded",
     "TuningMethod",
@@ -126,6 +135,7 @@ __all__ = [
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
          "TransferModel": "autotransfer.finetune.trainer",
+         **dict.fromkeys(("Batch", "Supervised", "TrainingRecipe"), "autotransfer.finetune.recipe"),
          **dict.fromkeys(("TuningMethod", "selective"), "autotransfer.finetune.methods")}
 
 

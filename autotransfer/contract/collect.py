@@ -15,6 +15,7 @@ from autotransfer.contract.formats import ModelFormat
 from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin, pm
 from autotransfer.contract.modalities import Modality
 from autotransfer.contract.ranking import RankingEntry
+from autotransfer.contract.recipes import Recipe
 from autotransfer.contract.registry import Registry
 from autotransfer.contract.strategies import KINDS, Strategy
 from autotransfer.errors import DataError, PluginError
@@ -26,6 +27,7 @@ _formats: list[ModelFormat] | None = None
 _modalities: dict[str, Modality] | None = None
 _strategies: dict[str, dict[str, Strategy]] | None = None
 _methods: dict[str, Any] | None = None
+_recipes: dict[str, Recipe] | None = None
 #: called by :func:`reset_registry`: a layer above that copied what plugins offered forgets it
 #: (``space.methods`` forgets the plugins' method names and hyperparameters)
 _on_reset: list[Callable[[], None]] = []
@@ -65,13 +67,14 @@ def _register_backbone(registry: Registry, entry: BackboneEntry | BackboneCatalo
 
 
 def reset_registry() -> None:
-    """Forget the backbones, formats, modalities, strategies and methods so that they are
-    collected again (after registering or removing a plugin)."""
-    global _registry, _modalities, _strategies, _methods
+    """Forget the backbones, formats, modalities, strategies, methods and recipes so that they
+    are collected again (after registering or removing a plugin)."""
+    global _registry, _modalities, _strategies, _methods, _recipes
     _registry = None
     _modalities = None
     _strategies = None
     _methods = None
+    _recipes = None
     reset_formats()
     for callback in _on_reset:
         callback()
@@ -188,6 +191,24 @@ def get_strategies() -> dict[str, dict[str, Strategy]]:
         found: dict[str, dict[str, Strategy]] = {kind: {} for kind in KINDS}
         _strategies = _collect("register_strategies", found, _register_strategy)
     return _strategies
+
+
+def _register_recipe(found: dict[str, Recipe], recipe: Recipe, plugin: str = "?") -> None:
+    if not isinstance(recipe, Recipe):
+        raise PluginError(f"plugin {plugin!r}: register() takes a Recipe, got "
+                          f"{type(recipe).__name__}")
+    found.setdefault(recipe.name, recipe)  # the first registration wins
+
+
+def get_recipes() -> dict[str, Recipe]:
+    """The training recipes the loaded plugins offer through ``register_recipes``, by name, in
+    plugin order (built on first use). The builtin ``supervised`` is
+    :mod:`autotransfer.finetune.recipe`'s own."""
+    global _recipes
+    if _recipes is None:
+        found: dict[str, Recipe] = {}
+        _recipes = _collect("register_recipes", found, _register_recipe)
+    return _recipes
 
 
 def _register_ranking(found: list[RankingEntry], modality: str, entry: RankingEntry,

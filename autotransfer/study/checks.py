@@ -25,8 +25,8 @@ __all__ = ["check_backbones", "check_local_weights", "check_space"]
 
 
 def _space_fingerprint(space: SearchSpace) -> str:
-    """The space as sorted JSON; the default sampler is left out, so that studies created before
-    the space had a ``sampler`` key keep their fingerprint."""
+    """The space as sorted JSON; the default sampler (and objectives, budget, latency, recipe)
+    is left out, so that studies created before the space had the key keep their fingerprint."""
     data = space.model_dump(mode="json")
     if data.get("sampler") == "tpe":
         del data["sampler"]
@@ -34,7 +34,8 @@ def _space_fingerprint(space: SearchSpace) -> str:
                          ("pick", None),
                          ("budget", BudgetPlan().model_dump(mode="json")),
                          ("latency", {"runtime": "pytorch", "precision": "fp32"}),
-                         ("ensemble", EnsemblePlan().model_dump(mode="json"))):
+                         ("ensemble", EnsemblePlan().model_dump(mode="json")),
+                         ("recipe", "supervised")):
         if data.get(key) == default:  # spaces from before objectives keep their fingerprint
             data.pop(key, None)
     return json.dumps(data, sort_keys=True)
