@@ -28,6 +28,7 @@ _modalities: dict[str, Modality] | None = None
 _strategies: dict[str, dict[str, Strategy]] | None = None
 _methods: dict[str, Any] | None = None
 _recipes: dict[str, Recipe] | None = None
+_objectives: dict[str, Any] | None = None
 #: called by :func:`reset_registry`: a layer above that copied what plugins offered forgets it
 #: (``space.methods`` forgets the plugins' method names and hyperparameters)
 _on_reset: list[Callable[[], None]] = []
@@ -67,14 +68,15 @@ def _register_backbone(registry: Registry, entry: BackboneEntry | BackboneCatalo
 
 
 def reset_registry() -> None:
-    """Forget the backbones, formats, modalities, strategies, methods and recipes so that they
-    are collected again (after registering or removing a plugin)."""
-    global _registry, _modalities, _strategies, _methods, _recipes
+    """Forget the backbones, formats, modalities, strategies, methods, recipes and objectives so
+    that they are collected again (after registering or removing a plugin)."""
+    global _registry, _modalities, _strategies, _methods, _recipes, _objectives
     _registry = None
     _modalities = None
     _strategies = None
     _methods = None
     _recipes = None
+    _objectives = None
     reset_formats()
     for callback in _on_reset:
         callback()
@@ -133,6 +135,25 @@ def get_methods() -> dict[str, Any]:
         found: dict[str, Any] = {}
         _methods = _collect("register_methods", found, _register_method)
     return _methods
+
+
+def _register_objective(found: dict[str, Any], objective: Any, plugin: str = "?") -> None:
+    name = getattr(objective, "name", None)
+    if not (isinstance(name, str) and name
+            and getattr(objective, "measure", None) in ("score", "cost")):
+        raise PluginError(f"plugin {plugin!r}: register() takes an Objective (a name and a "
+                          f"measure, score or cost), got {type(objective).__name__}")
+    found.setdefault(name, objective)  # the first registration wins
+
+
+def get_objectives() -> dict[str, Any]:
+    """Every metric and cost the loaded plugins offer through ``register_objectives``, by name
+    (``autotransfer.space.objectives.Objective`` objects; built on first use)."""
+    global _objectives
+    if _objectives is None:
+        found: dict[str, Any] = {}
+        _objectives = _collect("register_objectives", found, _register_objective)
+    return _objectives
 
 
 def get_backbone(backbone_id: str) -> BackboneEntry:

@@ -60,6 +60,15 @@ def register_methods(register: Callable[[object], None]) -> None:
 
 
 @hookspec
+def register_objectives(register: Callable[[object], None]) -> None:
+    """Offer validation metrics and measured costs by calling ``register(Objective(...))`` once
+    for each (:class:`autotransfer.space.objectives.Objective`: its name, direction, and how it
+    is obtained). A search space may then name it (``metric``, ``objectives``,
+    ``constraints``), from the CLI and in every worker. A builtin name, or the first
+    registration of a name, wins."""
+
+
+@hookspec
 def register_recipes(register: Callable[[Recipe], None]) -> None:
     """Offer training recipes (what a training step is: its batch streams, its loss, its
     epoch-end steps) that a search space names (``recipe: <name>``) by calling

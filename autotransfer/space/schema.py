@@ -36,7 +36,12 @@ from autotransfer.space.ensemble import EnsemblePlan
 from autotransfer.space.factories import accepted
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
 from autotransfer.space.methods import declare_plugin_methods, names_known
-from autotransfer.space.objectives import cost_names, get_objective, metric_names
+from autotransfer.space.objectives import (
+    cost_names,
+    declare_plugin_objectives_named,
+    get_objective,
+    metric_names,
+)
 from autotransfer.space.recipes import DEFAULT as DEFAULT_RECIPE
 from autotransfer.space.recipes import as_param
 from autotransfer.space.recipes import resolve as resolve_recipe
@@ -272,8 +277,7 @@ class SearchSpace(_Strict):
             raise ValueError(
                 f"backbone {twice[0]!r} is listed twice; give one of them a distinct name"
             )
-        if not names_known(list(self.params), self.methods):  # a plugin's method, maybe
-            declare_plugin_methods()
+        self.declare_plugins()  # a plugin's method or objective, maybe
         problems = [p for name, spec in self.params.items() for p in _param_problems(name, spec)]
         if problems:  # every problem of the file at once, one per line
             raise ValueError("\n".join(problems))
@@ -291,6 +295,15 @@ class SearchSpace(_Strict):
             raise ValueError("\n".join(problems))
         self._check_objectives()
         return self
+
+    def declare_plugins(self) -> None:
+        """Declare the tuning methods and objectives that the plugins offer when this space
+        names one that is not declared yet (the plugins load only then). A spawned worker,
+        which receives the parsed space, calls it before it reads an objective."""
+        if not names_known(list(self.params), self.methods):
+            declare_plugin_methods()
+        declare_plugin_objectives_named([self.metric, *(self.objectives or []),
+                                         *self.constraints, *filter(None, [self.pick])])
 
     @property
     def epoch_cap(self) -> int:
@@ -361,8 +374,7 @@ class SearchSpace(_Strict):
 
     def suggest(self, trial: Any) -> tuple[BackboneSpec, dict[str, Any]]:
         """Sample a backbone and every hyperparameter for ``trial`` (fixed ones included)."""
-        if not names_known(list(self.params), self.methods):  # a spawned worker, which got the
-            declare_plugin_methods()  # parsed space: its plugins' methods are declared here
+        self.declare_plugins()  # a spawned worker got the parsed space: declared here too
         label = trial.suggest_categorical("backbone", [b.label for b in self.backbones])
         values = {}
         method = self.params.get("method", HYPERPARAMETERS["method"].default)

@@ -242,6 +242,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
     space = options.space
     space_file = None if isinstance(space, SearchSpace | None) else str(space)
     space = space if isinstance(space, SearchSpace | None) else load_space(space)
+    if space is not None:  # a worker's parsed space: its plugins' methods and objectives
+        space.declare_plugins()
     if not worker:
         if space is not None:
             check_backbones(space)
