@@ -16,6 +16,7 @@ from autotransfer.space.ensemble import EnsemblePlan
 from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.records import (
     StudyRecord,
+    set_data_fingerprint,
     set_data_options,
     set_study_origin,
     trial_records,
@@ -102,7 +103,7 @@ def check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -
     record = StudyRecord.of(study)
     if record.space is None:
         set_study_origin(study, fingerprint, str(dataset.source))
-        study.set_user_attr(DATA_FINGERPRINT, data_fingerprint(dataset))
+        set_data_fingerprint(study, data_fingerprint(dataset))
         return
     if record.space != fingerprint:
         raise StorageError(
@@ -149,16 +150,13 @@ def record_data_options(study, options, dataset) -> None:
     set_data_options(study, now.to_yaml())
 
 
-DATA_FINGERPRINT = "data_fingerprint"
-
-
 def _check_same_data(study, dataset) -> None:
     """Warn when a resumed study's data changed since it began (counts or content): its
     trials would be compared across different validation splits."""
-    before = study.user_attrs.get(DATA_FINGERPRINT)
+    before = StudyRecord.of(study).data_fingerprint
     now = data_fingerprint(dataset)
     if before is None:  # begun before fingerprints were recorded
-        study.set_user_attr(DATA_FINGERPRINT, now)
+        set_data_fingerprint(study, now)
         return
     changed = changes(before, now)
     if changed:

@@ -123,9 +123,9 @@ class EpochView:
 
     @property
     def kind(self) -> str | None:
-        from autotransfer.study.records import REFERENCE
+        from autotransfer.study.records import reference_of
 
-        return self.trial.user_attrs.get(REFERENCE)
+        return reference_of(self.trial)
 
 
 class TrialRule(Protocol):

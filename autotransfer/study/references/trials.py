@@ -34,9 +34,9 @@ from autotransfer.space.schema import (
     SearchSpace,
 )
 from autotransfer.study.records import (
-    REFERENCE,
     StudyRecord,
     reference_attrs,
+    reference_of,
     set_pending_references,
     set_references,
     set_transfer_effect,
@@ -139,7 +139,7 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
 def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:
     """A linear probe freezes the whole backbone even where the space fixes
     ``freeze_fraction`` or keeps it below 1."""
-    if trial.user_attrs.get(REFERENCE) == "linear_probe":
+    if reference_of(trial) == "linear_probe":
         return {**params, "freeze_fraction": 1.0}
     return params
 

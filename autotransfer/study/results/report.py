@@ -313,11 +313,11 @@ def importances(study) -> tuple[dict[str, float], str | None]:
     import optuna
     from optuna.trial import TrialState
 
-    from autotransfer.study.records import REFERENCE
+    from autotransfer.study.records import reference_of
     from autotransfer.study.selection import score_target
 
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    sampled = [t for t in completed if not t.user_attrs.get(REFERENCE)]
+    sampled = [t for t in completed if not reference_of(t)]
     if len(sampled) < IMPORTANCE_TRIALS:
         return {}, (f"{len(sampled)} completed trial(s) besides the references; importances "
                     f"need at least {IMPORTANCE_TRIALS}")

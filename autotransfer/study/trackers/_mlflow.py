@@ -198,11 +198,11 @@ class MlflowTracker:
         return run
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
-        from autotransfer.study.records import BACKBONE, PARAMS
+        from autotransfer.study.records import TrialRecord
         from autotransfer.study.trackers import unix_seconds
 
-        run = self._child(trial.number, trial.user_attrs.get(BACKBONE),
-                          dict(trial.user_attrs.get(PARAMS) or trial.params),
+        record = TrialRecord.from_frozen(trial)
+        run = self._child(trial.number, record.backbone, record.params or dict(trial.params),
                           unix_seconds(getattr(trial, "datetime_start", None)))
         self._log_epoch(run.info.run_id, epoch, scores)
 

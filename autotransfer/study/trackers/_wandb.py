@@ -70,10 +70,10 @@ class WandbTracker:
         return self.runs[number]
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
-        from autotransfer.study.records import BACKBONE, PARAMS
+        from autotransfer.study.records import TrialRecord
 
-        run = self._run(trial.number, trial.user_attrs.get(BACKBONE),
-                        dict(trial.user_attrs.get(PARAMS) or trial.params))
+        record = TrialRecord.from_frozen(trial)
+        run = self._run(trial.number, record.backbone, record.params or dict(trial.params))
         run.log({k: v for k, v in scores.items() if v is not None}, step=int(epoch))
 
     def on_trial_end(self, trial, end: TrialEnd) -> None:
