@@ -21,9 +21,11 @@ What is here, by the contract's parts:
   :class:`Preprocess` protocol and the three preprocessors of the data layer;
 - layer groups (timm's ``group_matcher`` format): :func:`group_names`, :data:`MATCH_PREV_GROUP`;
 - a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
-- Hugging Face Hub ids and local ``save_pretrained`` directories: :func:`hub_entry`,
-  :func:`served_name`, :func:`hub_source`, :func:`load_error`; what loaded checked:
-  :func:`check_loaded` (weights that fit), :func:`check_tokenizer` (a real vocabulary);
+- Hugging Face Hub ids and local ``save_pretrained`` directories: a zoo's skeleton
+  :class:`HubZoo` (its catalogue and both hooks), :func:`import_transformers`,
+  :func:`hub_entry`, :func:`served_name`, :func:`hub_source`, :func:`load_error`; what
+  loaded checked: :func:`check_loaded` (weights that fit), :func:`check_tokenizer` (a real
+  vocabulary);
 - native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
   :class:`TransferModel` (body then linear head, what a format saves and loads),
   :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
@@ -61,9 +63,11 @@ from autotransfer.contract.formats import (
 from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
 from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.hub import (
+    HubZoo,
     check_loaded,
     check_tokenizer,
     hub_entry,
+    import_transformers,
     load_error,
     served_name,
 )
@@ -94,6 +98,7 @@ __all__ = [
     "BackboneEntry",
     "BackboneError",
     "Batch",
+    "HubZoo",
     "ImagePreprocess",
     "Modality",
     "ModelFormat",
@@ -119,6 +124,7 @@ __all__ = [
     "hookimpl",
     "hub_entry",
     "hub_source",
+    "import_transformers",
     "load_error",
     "load_linear_head",
     "model_with_saved_head",
