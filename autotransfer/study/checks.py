@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autotransfer.contract.collect import get_registry
 from autotransfer.data.fingerprint import changes, data_fingerprint
+from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.listing import few
 from autotransfer.space.budget import BudgetPlan
@@ -131,8 +132,6 @@ def record_data_options(study, options, dataset) -> None:
     the columns read; :meth:`~autotransfer.data.options.DataOptions.resolved`); a resumed
     study whose recorded options differ says so in one warning line (its later trials, and
     ``train``, read the data the new way)."""
-    from autotransfer.data.options import DataOptions
-
     now = options.resolved(dataset)
     stored = StudyRecord.of(study).data_options
     if stored is not None:

@@ -12,6 +12,7 @@ from autotransfer.errors import first_line
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.budget import rules as control
 from autotransfer.study.budget import timebudget
+from autotransfer.study.budget.backbone_cost import measure_costs
 from autotransfer.study.budget.measure import (
     check_params_before_load,
     check_params_bound,
@@ -134,8 +135,6 @@ def make_objective(ctx: TrialContext):
 def _time_backbones(ctx: TrialContext, study) -> None:
     """The study's timed step (:func:`autotransfer.study.budget.backbone_cost.measure_costs`): read
     back when recorded, else measured and recorded now."""
-    from autotransfer.study.budget.backbone_cost import measure_costs
-
     say = ctx.progress.note if ctx.progress else (lambda number, message: None)
     measure_costs(study, ctx.lock, ctx.space, ctx.data, ctx.device, seed=ctx.seed,
                   trust_remote_code=ctx.trust_remote_code, say=lambda line: say(-1, line))

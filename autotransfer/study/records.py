@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotransfer.finetune.predictions import LIMIT_CHARS, decode, encode
 from autotransfer.space.objectives import objectives
 
 # Trial user attributes (the stored keys; never rename one: databases hold them).
@@ -167,7 +168,6 @@ class TrialRecord:
     retry_of: int | None = None
     warm_start: dict[str, Any] | None = None
     reference: str | None = None
-    averaging: dict[str, Any] | None = None  # average_checkpoints: {epochs, score, gain, ...}
     scores: dict[str, float] = field(default_factory=dict)  # the last epoch's val metrics
     test_scores: dict[str, float] = field(default_factory=dict)  # metric -> test value
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
@@ -210,7 +210,6 @@ class TrialRecord:
         """
         if not self.predictions:
             return {}
-        from autotransfer.finetune.predictions import decode
 
         try:
             return decode(self.predictions)
@@ -271,7 +270,6 @@ class TrialRecord:
             retry_of=attrs.get(RETRY_OF),
             warm_start=attrs.get(WARM_START),
             reference=attrs.get(REFERENCE),
-            averaging=attrs.get(AVERAGING),
             scores=_last_scores(epochs, attrs),
             test_scores=_test_scores(attrs),
             confusion=dict(attrs.get(CONFUSION) or {}),
@@ -415,8 +413,6 @@ class TrialWriter:
         """Each split's class probabilities ``(N, C)`` and labels ``(N,)``, compressed
         (:func:`autotransfer.finetune.predictions.encode`); returns the characters stored, 0
         when over :data:`~autotransfer.finetune.predictions.LIMIT_CHARS` (then not kept)."""
-        from autotransfer.finetune.predictions import LIMIT_CHARS, encode
-
         stored = encode(splits)
         if len(stored["npz"]) > LIMIT_CHARS:
             return 0

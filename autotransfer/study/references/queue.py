@@ -27,6 +27,7 @@ from autotransfer.study.records import (
     reference_of,
     set_pending_references,
 )
+from autotransfer.study.references.order import order_references
 
 
 def probe_scores(study) -> tuple[dict[str, float], bool]:
@@ -62,7 +63,6 @@ def release_pending(study, room: int | None) -> bool:
     scores, unfinished = probe_scores(study)
     if unfinished:
         return True
-    from autotransfer.study.references.order import order_references
 
     items = [(kind, params) for kind, params, _seconds in pending]
     cost = {params["backbone"]: seconds for _kind, params, seconds in pending
