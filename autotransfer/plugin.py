@@ -21,9 +21,11 @@ What is here, by the contract's parts:
   :class:`Preprocess` protocol and the three preprocessors of the data layer;
 - layer groups (timm's ``group_matcher`` format): :func:`group_names`, :data:`MATCH_PREV_GROUP`;
 - a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
-- Hugging Face Hub ids and local ``save_pretrained`` directories: :func:`hub_entry`,
-  :func:`served_name`, :func:`hub_source`, :func:`load_error`; what loaded checked:
-  :func:`check_loaded` (weights that fit), :func:`check_tokenizer` (a real vocabulary);
+- Hugging Face Hub ids and local ``save_pretrained`` directories: a zoo's skeleton
+  :class:`HubZoo` (its catalogue and both hooks), :func:`import_transformers`,
+  :func:`hub_entry`, :func:`served_name`, :func:`hub_source`, :func:`load_error`; what
+  loaded checked: :func:`check_loaded` (weights that fit), :func:`check_tokenizer` (a real
+  vocabulary);
 - native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
   :class:`TransferModel` (body then linear head, what a format saves and loads),
   :func:`check_same_output`, :func:`save_linear_head`, :func:`load_linear_head`,
@@ -35,6 +37,9 @@ What is here, by the contract's parts:
   :func:`register_objective` (:mod:`autotransfer.space.objectives`);
 - tuning methods (hook ``register_methods``): :class:`TuningMethod` and the
   :func:`selective` helper (loaded on first use: they need torch);
+- training recipes that a search space names (hook ``register_recipes``): :class:`Recipe`,
+  and what a recipe subclasses, :class:`TrainingRecipe`, :class:`Supervised` and its
+  :class:`Batch` (loaded on first use: they need torch);
 - errors: :class:`BackboneError`, :class:`PluginError`, :func:`first_line`.
 
 Tests of a zoo use :mod:`autotransfer.testing` (``check_backbone``, fakes).
@@ -58,15 +63,18 @@ from autotransfer.contract.formats import (
 from autotransfer.contract.groups import MATCH_PREV_GROUP, group_names
 from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.contract.hub import (
+    HubZoo,
     check_loaded,
     check_tokenizer,
     hub_entry,
+    import_transformers,
     load_error,
     served_name,
 )
 from autotransfer.contract.hub import source as hub_source
 from autotransfer.contract.modalities import Modality
 from autotransfer.contract.ranking import RankingEntry
+from autotransfer.contract.recipes import Recipe
 from autotransfer.contract.strategies import Strategy
 from autotransfer.data import AudioPreprocess, ImagePreprocess, TextPreprocess
 from autotransfer.data.dataset import ReadResult
@@ -79,6 +87,7 @@ from autotransfer.space.objectives import Objective, register_objective
 if TYPE_CHECKING:
     from autotransfer.contract.stages import Stage, sequential_split
     from autotransfer.finetune.methods import TuningMethod, selective
+    from autotransfer.finetune.recipe import Batch, Supervised, TrainingRecipe
     from autotransfer.finetune.trainer import TransferModel
 
 __all__ = [
@@ -88,6 +97,8 @@ __all__ = [
     "BackboneCatalogue",
     "BackboneEntry",
     "BackboneError",
+    "Batch",
+    "HubZoo",
     "ImagePreprocess",
     "Modality",
     "ModelFormat",
@@ -96,9 +107,12 @@ __all__ = [
     "Preprocess",
     "RankingEntry",
     "ReadResult",
+    "Recipe",
     "Stage",
     "Strategy",
+    "Supervised",
     "TextPreprocess",
+    "TrainingRecipe",
     "TransferModel",
     "check_loaded",
     "TuningMethod",
@@ -110,6 +124,7 @@ __all__ = [
     "hookimpl",
     "hub_entry",
     "hub_source",
+    "import_transformers",
     "load_error",
     "load_linear_head",
     "model_with_saved_head",
@@ -126,6 +141,7 @@ __all__ = [
 #: ``autotransfer plugins``, ``backbones`` and ``--help``).
 _LAZY = {**dict.fromkeys(("Stage", "sequential_split"), "autotransfer.contract.stages"),
          "TransferModel": "autotransfer.finetune.trainer",
+         **dict.fromkeys(("Batch", "Supervised", "TrainingRecipe"), "autotransfer.finetune.recipe"),
          **dict.fromkeys(("TuningMethod", "selective"), "autotransfer.finetune.methods")}
 
 

@@ -202,3 +202,29 @@ def test_converted_whisper_transcribes_an_espeak_sentence(name, tmp_path):
                 break
     text = tokenizer.decode(tokens[0].tolist()).lower()
     assert "lazy dog" in text and "quick" in text, text
+
+
+def test_a_hub_zoo_is_one_helper_its_catalogue_and_both_hooks(tmp_path):
+    from autotransfer.plugin import HubZoo
+    from autotransfer.testing import registered_plugin
+    from autotransfer.testing.fakes import tiny_cnn_backbone
+
+    def load_tiny(name, *, pretrained=True, label=None, trust_remote_code=False):
+        return tiny_cnn_backbone()
+
+    hub = HubZoo("tinyhub", "image", load_tiny, {"org/listed": (10, "a listed one")})
+    zoo = type("TinyHub", (), {"register_backbones": hub.register_backbones,
+                               "resolve_backbone": hub.resolve_backbone})()
+    with registered_plugin(zoo, "tinyhub"):
+        listed = get_backbone("tinyhub/org/listed")
+        assert (listed.params, listed.description) == (10, "a listed one; weights from the hub")
+        (tmp_path / "mine").mkdir()
+        for served in ("tinyhub/org/other", f"tinyhub/{tmp_path / 'mine'}"):
+            entry = get_backbone(served)  # not listed: resolved, a hub id or a local directory
+            assert entry.options == ("trust_remote_code",) and entry.load().dim > 0
+    # the text and audio zoos are two of them
+    import autotransfer_hf_audio
+    import autotransfer_hf_text
+
+    assert {autotransfer_hf_text.HUB.modality, autotransfer_hf_audio.HUB.modality} == {
+        "text", "audio"}

@@ -96,3 +96,102 @@ def test_an_unknown_metric_is_one_line_naming_the_known_ones():
 
     with pytest.raises(SpaceError, match="metric: unknown metric 'auroc'.*balanced_accuracy"):
         parse_space({"backbones": ["fake/tiny-cnn"], "epochs": 1, "metric": "auroc"})
+
+
+#: a plugin that adds a validation metric and a measured cost: the whole of it (no core file;
+#: a space then names them, from the CLI and in every spawned worker)
+OBJECTIVES_PLUGIN = '''
+from sklearn.metrics import cohen_kappa_score
+
+from autotransfer.plugin import Objective, hookimpl
+
+
+def _trainable(model):
+    return float(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+class Kappa:
+    @hookimpl
+    def register_objectives(self, register):
+        register(Objective("cohen_kappa", "maximize", "score", prunable=True,
+                           compute=cohen_kappa_score))
+        register(Objective("trainable", "minimize", "cost", unit="parameters",
+                           compute=_trainable, fmt=","))
+
+
+plugin = Kappa()
+'''
+
+SPACE_OBJECTIVES = """
+backbones: [{id: timm/test_vit, pretrained: false}]
+epochs: 1
+objectives: [cohen_kappa, trainable]
+params:
+  image_size: 32
+  lr: 3.0e-3
+"""
+
+
+def _check_objective_trials(trials):
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    for trial in trials:  # the plugin's metric is the first value, its cost the second
+        assert trial.values[0] == pytest.approx(trial.user_attrs["epoch_1"]["cohen_kappa"],
+                                                abs=1e-5)
+        assert trial.values[1] == trial.user_attrs["trainable"] > 0
+
+
+def test_a_plugins_objectives_are_named_in_a_space_and_searched_from_the_cli(fashion_mnist,
+                                                                              tmp_path):
+    import types
+
+    import optuna
+
+    from autotransfer.cli import main
+
+    module = types.ModuleType("kappa_plugin")
+    exec(OBJECTIVES_PLUGIN, module.__dict__)
+    (tmp_path / "space.yaml").write_text(SPACE_OBJECTIVES)
+    storage = f"sqlite:///{tmp_path}/s.db"
+    with registered_plugin(module.plugin, "kappa"):
+        main(["search", str(fashion_mnist), "--space", str(tmp_path / "space.yaml"),
+              "--trials", "2", "--storage", storage, "--study", "k", "--out",
+              str(tmp_path / "out"), "--device", "cpu", "--no-references"])
+    _check_objective_trials(optuna.load_study(study_name="k", storage=storage).trials)
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert best["metric"] == "cohen_kappa" and best["trainable"] > 0
+    from autotransfer.errors import SpaceError
+
+    with pytest.raises(SpaceError, match="unknown metric 'cohen_kappa'"):  # the plugin is gone
+        parse_space({"backbones": ["timm/test_vit"], "epochs": 1, "metric": "cohen_kappa"})
+
+
+@pytest.mark.slow
+def test_spawned_workers_load_a_plugins_objectives_through_its_entry_point(fashion_mnist,
+                                                                           tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import optuna
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "kappa_plugin.py").write_text(textwrap.dedent(OBJECTIVES_PLUGIN))
+    info = site / "kappa_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kappa-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[autotransfer]\nkappa = kappa_plugin:plugin\n")
+    (tmp_path / "space.yaml").write_text(SPACE_OBJECTIVES)
+    storage = f"sqlite:///{tmp_path}/s.db"
+    run = subprocess.run(
+        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search",
+         str(fashion_mnist), "--space", "space.yaml", "--trials", "2", "--workers", "2",
+         "--storage", storage, "--study", "w", "--out", "out", "--device", "cpu",
+         "--no-references"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
+    assert run.returncode == 0, run.stderr
+    trials = optuna.load_study(study_name="w", storage=storage).trials
+    _check_objective_trials(trials)
+    assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # spawned workers

@@ -125,8 +125,8 @@ def test_every_hook_is_documented_with_its_signature_and_tested():
     docs = (Path(__file__).parents[1] / "docs" / "plugins" / "index.md").read_text()
     tests = "\n".join(p.read_text() for p in Path(__file__).parent.glob("*.py"))  # + plugins
     assert hook_names() == ["register_backbones", "register_methods", "register_modalities",
-                            "register_model_formats", "register_ranking", "register_strategies",
-                            "resolve_backbone"]
+                            "register_model_formats", "register_objectives", "register_ranking",
+                            "register_recipes", "register_strategies", "resolve_backbone"]
     for hook in hook_names():
         assert f"## `{hook}(" in docs, f"docs/plugins/index.md has no section for {hook}"
         assert f"def {hook}(" in tests, f"no test implements the {hook} hook"

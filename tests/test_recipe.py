@@ -256,3 +256,133 @@ def test_a_tuning_method_declares_its_traits():
             method.reference, method.cost_follows_freezing), name
     assert [n for n in METHODS if METHODS[n].reference] == ["lora"]
     assert [n for n in METHODS if METHODS[n].cost_follows_freezing] == ["finetune"]
+
+
+#: a plugin that adds a training recipe with a loss term: the whole of it (no core file changes;
+#: the space names it). ``marks`` (a folder) lets the tests see which process built and ran it.
+RECIPE_PLUGIN = '''
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from autotransfer.plugin import Recipe, Supervised, hookimpl
+
+
+@dataclass
+class HeadL2(Supervised):
+    """Cross-entropy plus ``weight`` times the squared L2 norm of the head's weights."""
+
+    weight: float = 0.5
+    marks: str | None = None
+
+    def loss(self, trainer, batch):
+        return (super().loss(trainer, batch)
+                + self.weight * trainer.model.head[1].weight.pow(2).sum())
+
+    def after_fit(self, trainer, result):
+        super().after_fit(trainer, result)
+        if self.marks:
+            Path(self.marks, f"{os.getpid()}.{uuid.uuid4().hex}").write_text(str(self.weight))
+
+
+class HeadL2Plugin:
+    @hookimpl
+    def register_recipes(self, register):
+        register(Recipe("head_l2", HeadL2, "cross-entropy plus an L2 penalty on the head"))
+
+
+plugin = HeadL2Plugin()
+'''
+
+SPACE_RECIPE = """
+backbones: [{id: timm/test_vit, pretrained: false}]
+epochs: 1
+recipe: {type: head_l2, weight: 0.5, marks: MARKS}
+params:
+  image_size: 32
+  lr: 3.0e-3
+"""
+
+
+@pytest.fixture
+def head_l2():
+    module = types.ModuleType("headl2_plugin")
+    exec(RECIPE_PLUGIN, module.__dict__)
+    with registered_plugin(module.plugin, "head-l2") as registered:
+        yield registered
+
+
+def _marks(folder):
+    return sorted(int(p.name.split(".")[0]) for p in folder.iterdir())
+
+
+def test_a_plugins_recipe_is_named_in_a_space_searched_and_refit(head_l2, fashion_mnist,
+                                                                   tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "space.yaml").write_text(SPACE_RECIPE.replace("MARKS", str(marks)))
+    storage = f"sqlite:///{tmp_path}/s.db"
+    main(["search", str(fashion_mnist), "--space", str(tmp_path / "space.yaml"), "--trials",
+          "1", "--storage", storage, "--study", "r", "--out", str(tmp_path / "out"),
+          "--device", "cpu", "--no-references"])
+    assert _marks(marks) == [os.getpid()]  # the trial trained with the plugin's recipe
+    trial = optuna.load_study(study_name="r", storage=storage).trials[0]
+    recorded = {"type": "head_l2", "weight": 0.5, "marks": str(marks)}
+    assert trial.user_attrs["params"]["recipe"] == recorded
+    best_yaml = tmp_path / "out" / "best.yaml"
+    best = yaml.safe_load(best_yaml.read_text())
+    assert best["params"]["recipe"] == recorded
+    again = train(best_yaml, out=tmp_path / "again", device="cpu", refit_on="train")
+    assert len(_marks(marks)) == 2 and again.val["accuracy"] == trial.value  # the same trial
+    del best["params"]["recipe"]  # the same trial without its loss term trains another model
+    plain = train(best, out=tmp_path / "plain", device="cpu", refit_on="train")
+    assert len(_marks(marks)) == 2 and plain.history[0].train_loss < again.history[0].train_loss
+
+
+def test_a_spaces_recipe_is_checked_when_the_space_is_read(head_l2):
+    space = {"backbones": ["timm/test_vit"], "epochs": 1}
+    with pytest.raises(SpaceError, match=r"recipe: unknown training recipe 'head_l3' \(did you "
+                                         r"mean 'head_l2'\?\); expected one of supervised, "
+                                         r"head_l2"):
+        parse_space({**space, "recipe": "head_l3"})
+    with pytest.raises(SpaceError, match="recipe: head_l2: .*unexpected keyword argument 'wait'"):
+        parse_space({**space, "recipe": {"type": "head_l2", "wait": 1}})
+    with pytest.raises(SpaceError, match="recipe: supervised takes no settings, got weight"):
+        parse_space({**space, "recipe": {"type": "supervised", "weight": 1}})
+    assert "recipe" not in parse_space({**space, "recipe": "supervised"}).resolve({})
+    by_path = parse_space({**space, "recipe": {"factory": "autotransfer.plugin:Supervised"}})
+    assert by_path.resolve({})["recipe"] == {"factory": "autotransfer.plugin:Supervised"}
+
+
+def test_without_the_plugin_its_recipe_is_unknown_again():
+    with pytest.raises(SpaceError, match="unknown training recipe 'head_l2'"):
+        parse_space({"backbones": ["timm/test_vit"], "epochs": 1, "recipe": "head_l2"})
+
+
+@pytest.mark.slow
+def test_spawned_workers_build_a_plugins_recipe_through_its_entry_point(fashion_mnist,
+                                                                         tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "headl2_plugin.py").write_text(textwrap.dedent(RECIPE_PLUGIN))
+    info = site / "headl2_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: headl2-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[autotransfer]\nhead_l2 = headl2_plugin:plugin\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "space.yaml").write_text(SPACE_RECIPE.replace("MARKS", str(marks)))
+    storage = f"sqlite:///{tmp_path}/s.db"
+    run = subprocess.run(
+        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search",
+         str(fashion_mnist), "--space", "space.yaml", "--trials", "2", "--workers", "2",
+         "--storage", storage, "--study", "w", "--out", "out", "--device", "cpu",
+         "--no-references"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
+    assert run.returncode == 0, run.stderr
+    trials = optuna.load_study(study_name="w", storage=storage).trials
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    assert sorted(_marks(marks)) == sorted(t.user_attrs["worker_pid"] for t in trials)
+    assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # spawned workers

@@ -105,3 +105,35 @@ def test_report_names_a_mapping_backbone_by_its_id(tmp_path):
     report = write_report(study, tmp_path, metric="accuracy", best=best).read_text()
     assert "`zoo/b`: val" in report
     assert "{'id'" not in report
+
+
+def test_a_running_trial_reads_as_a_record_so_far_and_a_soup_is_read_back():
+    study = _study()
+    seen = {}
+
+    def objective(trial):
+        record = TrialWriter(trial)
+        record.started(backbone="zoo/a", pretrained=True, params={"lr": 0.1}, device="cpu",
+                       classes=["cat", "dog"], seed=0)
+        seen["running"] = TrialRecord.from_frozen(trial)  # a live optuna.Trial, not frozen
+        seen["kind"] = records.reference_of(trial)
+        record.averaged({"epochs": [3, 2], "score": 0.9, "gain": 0.01})
+        return 0.9
+
+    study.enqueue_trial({}, user_attrs=records.reference_attrs("default"))
+    study.optimize(objective, n_trials=1)
+    running = seen["running"]
+    assert (running.state, running.backbone, running.params, running.values) == (
+        "running", "zoo/a", {"lr": 0.1}, None)
+    assert seen["kind"] == "default" == running.reference
+    done = trial_records(study)[0]
+    assert done.averaging == {"epochs": [3, 2], "score": 0.9, "gain": 0.01}
+    assert done.state == "complete" and done.value == 0.9
+
+
+def test_the_data_fingerprint_is_a_study_record():
+    study = _study()
+    assert StudyRecord.of(study).data_fingerprint is None
+    records.set_data_fingerprint(study, {"train": [4, "abc"]})
+    assert StudyRecord.of(study).data_fingerprint == {"train": [4, "abc"]}
+    assert study.user_attrs["data_fingerprint"] == {"train": [4, "abc"]}  # the stored key kept

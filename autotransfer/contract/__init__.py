@@ -8,6 +8,7 @@
 - ``formats``: native model formats (save and load back);
 - ``modalities``: the ``Modality`` type;
 - ``strategies``: the ``Strategy`` type (a pruner or sampler a plugin offers to spaces);
+- ``recipes``: the ``Recipe`` type (a training recipe a plugin offers to spaces);
 - ``ranking``: ``RankingEntry`` (a zoo's candidate metadata) and the ranker ``rank``;
 - ``groups``: layer groups in timm's ``group_matcher`` format;
 - ``stages``: stages of a body, so that a frozen prefix runs once;

@@ -15,6 +15,7 @@ from autotransfer.contract.formats import ModelFormat
 from autotransfer.contract.manager import PerPlugin, call_hook_per_plugin, pm
 from autotransfer.contract.modalities import Modality
 from autotransfer.contract.ranking import RankingEntry
+from autotransfer.contract.recipes import Recipe
 from autotransfer.contract.registry import Registry
 from autotransfer.contract.strategies import KINDS, Strategy
 from autotransfer.errors import DataError, PluginError
@@ -26,6 +27,8 @@ _formats: list[ModelFormat] | None = None
 _modalities: dict[str, Modality] | None = None
 _strategies: dict[str, dict[str, Strategy]] | None = None
 _methods: dict[str, Any] | None = None
+_recipes: dict[str, Recipe] | None = None
+_objectives: dict[str, Any] | None = None
 #: called by :func:`reset_registry`: a layer above that copied what plugins offered forgets it
 #: (``space.methods`` forgets the plugins' method names and hyperparameters)
 _on_reset: list[Callable[[], None]] = []
@@ -65,13 +68,15 @@ def _register_backbone(registry: Registry, entry: BackboneEntry | BackboneCatalo
 
 
 def reset_registry() -> None:
-    """Forget the backbones, formats, modalities, strategies and methods so that they are
-    collected again (after registering or removing a plugin)."""
-    global _registry, _modalities, _strategies, _methods
+    """Forget the backbones, formats, modalities, strategies, methods, recipes and objectives so
+    that they are collected again (after registering or removing a plugin)."""
+    global _registry, _modalities, _strategies, _methods, _recipes, _objectives
     _registry = None
     _modalities = None
     _strategies = None
     _methods = None
+    _recipes = None
+    _objectives = None
     reset_formats()
     for callback in _on_reset:
         callback()
@@ -132,6 +137,25 @@ def get_methods() -> dict[str, Any]:
     return _methods
 
 
+def _register_objective(found: dict[str, Any], objective: Any, plugin: str = "?") -> None:
+    name = getattr(objective, "name", None)
+    if not (isinstance(name, str) and name
+            and getattr(objective, "measure", None) in ("score", "cost")):
+        raise PluginError(f"plugin {plugin!r}: register() takes an Objective (a name and a "
+                          f"measure, score or cost), got {type(objective).__name__}")
+    found.setdefault(name, objective)  # the first registration wins
+
+
+def get_objectives() -> dict[str, Any]:
+    """Every metric and cost the loaded plugins offer through ``register_objectives``, by name
+    (``autotransfer.space.objectives.Objective`` objects; built on first use)."""
+    global _objectives
+    if _objectives is None:
+        found: dict[str, Any] = {}
+        _objectives = _collect("register_objectives", found, _register_objective)
+    return _objectives
+
+
 def get_backbone(backbone_id: str) -> BackboneEntry:
     """Shortcut for ``get_registry().get(backbone_id)``."""
     return get_registry().get(backbone_id)
@@ -188,6 +212,24 @@ def get_strategies() -> dict[str, dict[str, Strategy]]:
         found: dict[str, dict[str, Strategy]] = {kind: {} for kind in KINDS}
         _strategies = _collect("register_strategies", found, _register_strategy)
     return _strategies
+
+
+def _register_recipe(found: dict[str, Recipe], recipe: Recipe, plugin: str = "?") -> None:
+    if not isinstance(recipe, Recipe):
+        raise PluginError(f"plugin {plugin!r}: register() takes a Recipe, got "
+                          f"{type(recipe).__name__}")
+    found.setdefault(recipe.name, recipe)  # the first registration wins
+
+
+def get_recipes() -> dict[str, Recipe]:
+    """The training recipes the loaded plugins offer through ``register_recipes``, by name, in
+    plugin order (built on first use). The builtin ``supervised`` is
+    :mod:`autotransfer.finetune.recipe`'s own."""
+    global _recipes
+    if _recipes is None:
+        found: dict[str, Recipe] = {}
+        _recipes = _collect("register_recipes", found, _register_recipe)
+    return _recipes
 
 
 def _register_ranking(found: list[RankingEntry], modality: str, entry: RankingEntry,

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from autotransfer.contract.formats import ModelFormat
     from autotransfer.contract.modalities import Modality
     from autotransfer.contract.ranking import RankingEntry
+    from autotransfer.contract.recipes import Recipe
     from autotransfer.contract.strategies import Strategy
 
 hookspec = pluggy.HookspecMarker("autotransfer")
@@ -56,6 +57,23 @@ def register_methods(register: Callable[[object], None]) -> None:
     (:class:`autotransfer.finetune.methods.TuningMethod`: its name, hyperparameters, whether it
     gets a reference trial, how it costs). A search space may then name it in ``method``, from
     the CLI and in every worker. A builtin name, or the first registration of a name, wins."""
+
+
+@hookspec
+def register_objectives(register: Callable[[object], None]) -> None:
+    """Offer validation metrics and measured costs by calling ``register(Objective(...))`` once
+    for each (:class:`autotransfer.space.objectives.Objective`: its name, direction, and how it
+    is obtained). A search space may then name it (``metric``, ``objectives``,
+    ``constraints``), from the CLI and in every worker. A builtin name, or the first
+    registration of a name, wins."""
+
+
+@hookspec
+def register_recipes(register: Callable[[Recipe], None]) -> None:
+    """Offer training recipes (what a training step is: its batch streams, its loss, its
+    epoch-end steps) that a search space names (``recipe: <name>``) by calling
+    ``register(Recipe(...))`` once for each; the search, every worker and ``train`` build it.
+    The builtin ``supervised``, or the first registration of a name, wins."""
 
 
 @hookspec

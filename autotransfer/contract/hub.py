@@ -1,18 +1,23 @@
 """Zoos whose ids name a hub repository or a local ``save_pretrained`` directory.
 
-Shared by the builtin ``hf-text`` and ``hf-audio`` plugins: their entries, how an id that no
-plugin listed is resolved, the one-line error when loading fails, and the checks that what
-loaded is what the user meant (weights that fit, a real tokenizer). Imports no model library.
+Shared by the builtin ``hf-text`` and ``hf-audio`` plugins: their skeleton (:class:`HubZoo`:
+the listed ids as a catalogue, any other hub id or directory resolved, both hooks), their
+entries, transformers imported with its progress bars off (:func:`import_transformers`), the
+one-line error when loading fails, and the checks that what loaded is what the user meant
+(weights that fit, a real tokenizer). Imports no model library at import time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from autotransfer.contract.backbone import BackboneEntry, split_id
+from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry, split_id
+from autotransfer.contract.hookspecs import hookimpl
 from autotransfer.errors import BackboneError, first_line
 
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -32,6 +37,62 @@ def hub_entry(
         description=description or DESCRIPTION,
         options=("trust_remote_code",),  # only --trust-remote-code turns it on
     )
+
+
+@dataclass(frozen=True)
+class HubZoo:
+    """The skeleton of a zoo whose ids are hub ids or local ``save_pretrained`` directories.
+
+    Its two hooks are the zoo module's own once bound to its names::
+
+        HUB = HubZoo("hf-text", "text", load_hf_text, WELL_KNOWN)
+        register_backbones, resolve_backbone = HUB.register_backbones, HUB.resolve_backbone
+
+    Args:
+        zoo: the id prefix (``hf-text``).
+        modality: of every entry.
+        loader: ``loader(name, pretrained=..., label=..., trust_remote_code=...) -> Backbone``.
+        well_known: the listed ids: ``{name: (parameter count, description)}``; any other hub
+            id or local directory resolves too.
+    """
+
+    zoo: str
+    modality: str
+    loader: Callable[..., Any]
+    well_known: Mapping[str, tuple[int, str]]
+
+    def entry(self, name: str, params: int | None = None, description: str = ""
+              ) -> BackboneEntry:
+        """The entry ``zoo/name``."""
+        return hub_entry(self.zoo, self.modality, self.loader, name, params, description)
+
+    def listed(self) -> list[BackboneEntry]:
+        """The listed ids' entries (built when a catalogue is first asked for)."""
+        return [self.entry(name, params, f"{description}; weights from the hub")
+                for name, (params, description) in self.well_known.items()]
+
+    @hookimpl(tryfirst=True)
+    def register_backbones(self, register: Callable[[BackboneCatalogue], None]) -> None:
+        register(BackboneCatalogue(self.zoo, (self.modality,), self.listed))
+
+    @hookimpl
+    def resolve_backbone(self, backbone_id: str) -> BackboneEntry | None:
+        name = served_name(backbone_id, self.zoo)
+        return None if name is None else self.entry(name)
+
+
+def import_transformers(label: str) -> Any:
+    """The ``transformers`` module, its download progress bars off.
+
+    Raises:
+        BackboneError: transformers is not installed (naming ``label`` and the install).
+    """
+    try:
+        import transformers
+    except ImportError:
+        raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
 
 
 def served_name(backbone_id: str, zoo: str) -> str | None:

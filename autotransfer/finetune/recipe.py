@@ -6,7 +6,9 @@ loss of a batch (:meth:`~TrainingRecipe.loss`), and what happens after each epoc
 last one (its ``steps``, e.g. :class:`~autotransfer.finetune.averaging.GreedySoup`). The
 :class:`~autotransfer.finetune.trainer.Trainer` runs the loop (optimiser, schedule, precision,
 evaluation) and asks its recipe for these. :class:`Supervised` (cross-entropy with label
-smoothing) is the default, :func:`recipe_for` builds it from a trial's hyperparameters.
+smoothing) is the default; :func:`recipe_for` builds a trial's recipe from its hyperparameters:
+the one its search space names (``recipe:``, :mod:`autotransfer.space.recipes`), a builtin, a
+plugin's (hook ``register_recipes``) or one by import path.
 
 A recipe that adds a loss term is one subclass::
 
@@ -16,6 +18,9 @@ A recipe that adds a loss term is one subclass::
             return super().loss(trainer, batch) + 1e-3 * head.pow(2).sum()
 
     Trainer(backbone, data, params, device=device, recipe=HeadL2(label_smoothing=0.1))
+
+and a search space names it, ``recipe: {factory: "my_package.recipes:HeadL2"}``, or by the
+name a plugin registers it under (``register_recipes``).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from autotransfer.errors import SpaceError
 from autotransfer.finetune.averaging import GreedySoup
 from autotransfer.finetune.results import EpochResult, TrainResult
+from autotransfer.space.factories import accepted
+from autotransfer.space.recipes import DEFAULT, resolve
 
 
 @dataclass
@@ -121,14 +129,41 @@ class Supervised(TrainingRecipe):
         return self.loss_fn(trainer.forward(batch.inputs), batch.labels)
 
 
+#: the builtin recipes by the name a space gives them (:data:`autotransfer.space.recipes.
+#: BUILTIN_RECIPES` holds their help)
+BUILTIN: dict[str, type[TrainingRecipe]] = {"supervised": Supervised}
+
+
 def recipe_for(params: dict[str, Any], *,
                average_epochs: list[int] | None = None) -> TrainingRecipe:
-    """The recipe of a trial's hyperparameters: :class:`Supervised` with its
-    ``label_smoothing``, and greedy checkpoint averaging when ``average_checkpoints`` is above 0
-    (``average_epochs``, when given, replays the epochs a search's trial averaged: a refit
-    without a validation split)."""
+    """The recipe of a trial's hyperparameters: the space's recipe (``params["recipe"]``, a
+    name or ``{type | factory, **settings}``, :mod:`autotransfer.space.recipes`; absent:
+    :class:`Supervised`) with its ``label_smoothing``, and greedy checkpoint averaging after
+    the recipe's own steps when ``average_checkpoints`` is above 0 (``average_epochs``, when
+    given, replays the epochs a search's trial averaged: a refit without a validation split).
+
+    Raises:
+        SpaceError: an unknown recipe, settings its factory rejects, or a factory that does not
+            return a :class:`TrainingRecipe`.
+    """
     k = int(params.get("average_checkpoints") or 0)
-    steps: list[EpochStep] = []
+    recipe = _built(params.get("recipe") or DEFAULT, float(params["label_smoothing"]))
     if k > 0:
-        steps.append(GreedySoup(k, epochs=average_epochs))
-    return Supervised(steps=steps, label_smoothing=float(params["label_smoothing"]))
+        recipe.steps.append(GreedySoup(k, epochs=average_epochs))
+    return recipe
+
+
+def _built(value: Any, label_smoothing: float) -> TrainingRecipe:
+    """The recipe named by ``value`` (see :func:`recipe_for`)."""
+    try:
+        name, factory, settings = resolve(value)
+        if factory is None:
+            factory = BUILTIN[name]
+        recipe = factory(**{**accepted(factory, {"label_smoothing": label_smoothing}),
+                            **settings})
+    except (TypeError, ValueError) as exc:
+        raise SpaceError(f"recipe: {exc}") from None
+    if not isinstance(recipe, TrainingRecipe):
+        raise SpaceError(f"recipe: {name}: the factory returned a {type(recipe).__name__}, not "
+                         "a TrainingRecipe")
+    return recipe

@@ -228,9 +228,12 @@ def train(
     spec_yaml = config.backbone
     spec = BackboneSpec.model_validate({"id": spec_yaml} if isinstance(spec_yaml, str)
                                        else spec_yaml)
-    # the params go through the search-space validation, so a hand-edited value is checked
+    # the params go through the search-space validation, so a hand-edited value is checked;
+    # the trial's training recipe, which its params record, is the space's recipe key again
+    hyper = dict(config.params)
+    recipe = {"recipe": hyper.pop("recipe")} if "recipe" in hyper else {}
     params = parse_space(
-        {"backbones": [spec.id], "epochs": epochs, "params": config.params},
+        {"backbones": [spec.id], "epochs": epochs, "params": hyper, **recipe},
         str(best) if not isinstance(best, dict) else "<best configuration>",
     ).resolve({})
     metric = config.metric

@@ -12,6 +12,8 @@ typed result a search ends with.
 - ``budget``: the ``budget`` key (how a small budget is spent);
 - ``ensemble``: the ``ensemble`` key (the ensemble of the study's trials built after it);
 - ``strategies``: pruners and samplers as named in a space;
+- ``recipes``: the training recipe a space names (``recipe``), checked without torch;
+- ``factories``: what the three read alike: a name, a name with settings, or an import path;
 - ``defaults``: the default space of each modality (package data ``defaults/*.yaml``).
 
 May import: ``autotransfer.contract``, ``autotransfer.errors`` and public libraries.

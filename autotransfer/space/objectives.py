@@ -15,8 +15,11 @@ Two kinds, one registry (:func:`register_objective`, :func:`objectives`):
   minimised cost, a lower bound for a maximised one such as ``throughput``).
 
 A new metric or cost is one :func:`register_objective` call (the builtins below are entries of
-the same table); the leaderboard, ``best.yaml``, the history, the trackers and the plots
-iterate over the registry or over the study's own objectives.
+the same table), or, from a plugin, one ``register_objectives`` hook that offers it: those are
+declared here (:func:`declare_plugin_objectives`) when a space names an objective that is not
+registered yet, in the search and in each spawned worker alike. The leaderboard,
+``best.yaml``, the history, the trackers and the plots iterate over the registry or over the
+study's own objectives.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+from autotransfer.contract.collect import get_objectives, on_reset
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,40 @@ def register_objective(objective: Objective, *, replace: bool = False) -> Object
 def unregister_objective(name: str) -> None:
     """Remove objective ``name`` (a test's or a plugin's own; unknown names are ignored)."""
     _REGISTRY.pop(name, None)
+
+
+#: the objectives declared from a plugin's ``register_objectives`` hook (forgotten when the
+#: plugins change: ``contract.collect.reset_registry``)
+_FROM_PLUGINS: set[str] = set()
+
+
+def declare_plugin_objectives() -> None:
+    """Register the objectives that the loaded plugins offer through ``register_objectives``
+    (loading the plugins first); a name already registered (a builtin) wins.
+
+    Raises:
+        PluginError: a plugin registers something that is not an objective.
+    """
+    for name, objective in get_objectives().items():
+        if name not in _REGISTRY:
+            register_objective(objective)
+            _FROM_PLUGINS.add(name)
+
+
+def declare_plugin_objectives_named(names: Any) -> None:
+    """:func:`declare_plugin_objectives` when one of ``names`` is not registered yet (so that
+    the plugins load only then)."""
+    if any(name not in _REGISTRY for name in names):
+        declare_plugin_objectives()
+
+
+def _forget_plugin_objectives() -> None:
+    for name in sorted(_FROM_PLUGINS):
+        unregister_objective(name)
+    _FROM_PLUGINS.clear()
+
+
+on_reset(_forget_plugin_objectives)
 
 
 def objectives(measure: str | None = None) -> tuple[Objective, ...]:

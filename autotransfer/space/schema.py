@@ -33,9 +33,18 @@ from pydantic import (
 from autotransfer.errors import SpaceError
 from autotransfer.space.budget import BudgetPlan
 from autotransfer.space.ensemble import EnsemblePlan
+from autotransfer.space.factories import accepted
 from autotransfer.space.hyperparameters import HYPERPARAMETERS, Scalar, defaults, for_method
 from autotransfer.space.methods import declare_plugin_methods, names_known
-from autotransfer.space.objectives import cost_names, get_objective, metric_names
+from autotransfer.space.objectives import (
+    cost_names,
+    declare_plugin_objectives_named,
+    get_objective,
+    metric_names,
+)
+from autotransfer.space.recipes import DEFAULT as DEFAULT_RECIPE
+from autotransfer.space.recipes import as_param
+from autotransfer.space.recipes import resolve as resolve_recipe
 from autotransfer.space.strategies import build
 from autotransfer.space.yaml_file import describe, problem_lines, read_yaml
 
@@ -182,9 +191,10 @@ class LatencySpec(_Strict):
 
 
 class StrategySpec(BaseModel):
-    """A pruner or sampler with settings: ``{type: hyperband, reduction_factor: 2}``, or a
-    factory by import path: ``{factory: "my_package.schedulers:make_pruner", eta: 3}``
-    (:mod:`autotransfer.space.strategies`)."""
+    """A pruner, sampler or training recipe with settings: ``{type: hyperband,
+    reduction_factor: 2}``, or a factory by import path: ``{factory:
+    "my_package.schedulers:make_pruner", eta: 3}`` (:mod:`autotransfer.space.strategies`,
+    :mod:`autotransfer.space.recipes`)."""
 
     model_config = ConfigDict(extra="allow")
     type: str | None = None
@@ -219,6 +229,8 @@ class SearchSpace(_Strict):
     metric: str = "accuracy"  # a registered metric (autotransfer.space.objectives)
     pruner: str | StrategySpec = "hyperband"
     sampler: str | StrategySpec = "tpe"
+    # what a training step is (its loss, batch streams, epoch-end steps): space.recipes
+    recipe: str | StrategySpec = DEFAULT_RECIPE
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     params: dict[str, Distribution | Scalar] = Field(default_factory=dict)
     # objectives and bounds: autotransfer.space.objectives; the pick: study.selection
@@ -258,14 +270,14 @@ class SearchSpace(_Strict):
                 build(kind, getattr(self, kind), epochs=self.epochs)
             except ValueError as exc:
                 raise ValueError(f"{kind}: {exc}") from None
+        _check_recipe(self.recipe)
         labels = [b.label for b in self.backbones] if isinstance(self.backbones, list) else []
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(
                 f"backbone {twice[0]!r} is listed twice; give one of them a distinct name"
             )
-        if not names_known(list(self.params), self.methods):  # a plugin's method, maybe
-            declare_plugin_methods()
+        self.declare_plugins()  # a plugin's method or objective, maybe
         problems = [p for name, spec in self.params.items() for p in _param_problems(name, spec)]
         if problems:  # every problem of the file at once, one per line
             raise ValueError("\n".join(problems))
@@ -283,6 +295,15 @@ class SearchSpace(_Strict):
             raise ValueError("\n".join(problems))
         self._check_objectives()
         return self
+
+    def declare_plugins(self) -> None:
+        """Declare the tuning methods and objectives that the plugins offer when this space
+        names one that is not declared yet (the plugins load only then). A spawned worker,
+        which receives the parsed space, calls it before it reads an objective."""
+        if not names_known(list(self.params), self.methods):
+            declare_plugin_methods()
+        declare_plugin_objectives_named([self.metric, *(self.objectives or []),
+                                         *self.constraints, *filter(None, [self.pick])])
 
     @property
     def epoch_cap(self) -> int:
@@ -353,8 +374,7 @@ class SearchSpace(_Strict):
 
     def suggest(self, trial: Any) -> tuple[BackboneSpec, dict[str, Any]]:
         """Sample a backbone and every hyperparameter for ``trial`` (fixed ones included)."""
-        if not names_known(list(self.params), self.methods):  # a spawned worker, which got the
-            declare_plugin_methods()  # parsed space: its plugins' methods are declared here
+        self.declare_plugins()  # a spawned worker got the parsed space: declared here too
         label = trial.suggest_categorical("backbone", [b.label for b in self.backbones])
         values = {}
         method = self.params.get("method", HYPERPARAMETERS["method"].default)
@@ -380,7 +400,33 @@ class SearchSpace(_Strict):
         values = defaults()
         values.update({k: v for k, v in self.params.items() if not isinstance(v, BaseModel)})
         values.update({k: v for k, v in sampled.items() if k in HYPERPARAMETERS})
+        recipe = as_param(self.recipe)
+        if recipe is not None:  # the default recipe is left out, as before recipes were named
+            values["recipe"] = recipe
         return for_method(values)
+
+
+def _check_recipe(value: str | StrategySpec) -> None:
+    """The space's ``recipe`` names a known recipe, and its factory takes the settings (it is
+    called once, as :func:`autotransfer.finetune.recipe.recipe_for` will call it).
+
+    Raises:
+        ValueError: an unknown name, a factory that cannot be imported, settings for the
+            builtin recipe, or settings the factory rejects (its message).
+    """
+    try:
+        name, factory, settings = resolve_recipe(value)
+    except ValueError as exc:
+        raise ValueError(f"recipe: {exc}") from None
+    if factory is None:
+        if settings:
+            raise ValueError(f"recipe: {name} takes no settings, got {', '.join(settings)} "
+                             "(its label_smoothing is params.label_smoothing)")
+        return
+    try:
+        factory(**{**accepted(factory, {"label_smoothing": 0.0}), **settings})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"recipe: {name}: {exc}") from None
 
 
 def _param_problems(name: str, spec: Any) -> list[str]:

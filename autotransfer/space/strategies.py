@@ -12,11 +12,10 @@ by the factory itself when the space is loaded, so a bad one is a one-line error
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from typing import Any
 
 from autotransfer.contract.strategies import Strategy
+from autotransfer.space.factories import accepted, import_factory, parse
 
 __all__ = ["PRUNERS", "SAMPLERS", "Strategy", "build", "resolve", "split"]
 
@@ -63,21 +62,10 @@ SAMPLERS: dict[str, Strategy] = _table(
 )
 
 
-def _parse(value: Any) -> tuple[str, dict[str, Any], bool]:
-    """The name, the settings, and whether the name is a factory's import path."""
-    if isinstance(value, str):
-        return value, {}, False
-    data = dict(value if isinstance(value, dict) else value.model_dump(exclude_none=True))
-    if data.get("factory") is not None:
-        data.pop("type", None)
-        return str(data.pop("factory")), data, True
-    return data.pop("type"), data, False
-
-
 def split(value: Any) -> tuple[str, dict[str, Any]]:
     """``"median"``, ``{"type": "median", ...}`` or ``{"factory": "pkg.mod:make", ...}`` ->
     ``("median", settings)`` (a factory's name is its import path)."""
-    name, settings, _ = _parse(value)
+    name, settings, _ = parse(value)
     return name, settings
 
 
@@ -88,7 +76,7 @@ def resolve(kind: str, value: Any) -> tuple[str, Strategy, dict[str, Any]]:
     Raises:
         ValueError: an unknown name (the known ones listed).
     """
-    name, settings, is_factory = _parse(value)
+    name, settings, is_factory = parse(value)
     if is_factory:
         return name, Strategy(kind, name, name), settings
     builtins = PRUNERS if kind == "pruner" else SAMPLERS
@@ -116,23 +104,7 @@ def _factory(kind: str, strategy: Strategy):
         if not hasattr(module, factory):
             raise ValueError(f"optuna.{kind}s has no {factory!r}")
         return getattr(module, factory)
-    path, _, attribute = factory.partition(":")
-    try:
-        return getattr(importlib.import_module(path), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import the factory {factory!r}: {exc}") from None
-
-
-def _accepted(factory, context: dict[str, Any]) -> dict[str, Any]:
-    """The ``context`` arguments ``factory`` takes (a sampler's ``seed``): all of them when its
-    signature cannot be read or takes ``**kwargs``."""
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return context
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return context
-    return {k: v for k, v in context.items() if k in parameters}
+    return import_factory(factory)
 
 
 def build(kind: str, value: Any, *, epochs: int, **context: Any) -> Any:
@@ -150,7 +122,7 @@ def build(kind: str, value: Any, *, epochs: int, **context: Any) -> Any:
 
     name, strategy, settings = resolve(kind, value)
     factory = _factory(kind, strategy)
-    arguments = {**strategy.defaults(epochs), **settings, **_accepted(factory, context)}
+    arguments = {**strategy.defaults(epochs), **settings, **accepted(factory, context)}
     try:
         built = factory(**arguments)
     except (TypeError, ValueError) as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autotransfer.contract.collect import get_registry
 from autotransfer.data.fingerprint import changes, data_fingerprint
+from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, StorageError
 from autotransfer.listing import few
 from autotransfer.space.budget import BudgetPlan
@@ -16,6 +17,7 @@ from autotransfer.space.ensemble import EnsemblePlan
 from autotransfer.space.schema import SearchSpace, load_space
 from autotransfer.study.records import (
     StudyRecord,
+    set_data_fingerprint,
     set_data_options,
     set_study_origin,
     trial_records,
@@ -25,8 +27,8 @@ __all__ = ["check_backbones", "check_local_weights", "check_space"]
 
 
 def _space_fingerprint(space: SearchSpace) -> str:
-    """The space as sorted JSON; the default sampler is left out, so that studies created before
-    the space had a ``sampler`` key keep their fingerprint."""
+    """The space as sorted JSON; the default sampler (and objectives, budget, latency, recipe)
+    is left out, so that studies created before the space had the key keep their fingerprint."""
     data = space.model_dump(mode="json")
     if data.get("sampler") == "tpe":
         del data["sampler"]
@@ -34,7 +36,8 @@ def _space_fingerprint(space: SearchSpace) -> str:
                          ("pick", None),
                          ("budget", BudgetPlan().model_dump(mode="json")),
                          ("latency", {"runtime": "pytorch", "precision": "fp32"}),
-                         ("ensemble", EnsemblePlan().model_dump(mode="json"))):
+                         ("ensemble", EnsemblePlan().model_dump(mode="json")),
+                         ("recipe", "supervised")):
         if data.get(key) == default:  # spaces from before objectives keep their fingerprint
             data.pop(key, None)
     return json.dumps(data, sort_keys=True)
@@ -101,7 +104,7 @@ def check_same_origin(study, space: SearchSpace, dataset, masked_storage: str) -
     record = StudyRecord.of(study)
     if record.space is None:
         set_study_origin(study, fingerprint, str(dataset.source))
-        study.set_user_attr(DATA_FINGERPRINT, data_fingerprint(dataset))
+        set_data_fingerprint(study, data_fingerprint(dataset))
         return
     if record.space != fingerprint:
         raise StorageError(
@@ -129,8 +132,6 @@ def record_data_options(study, options, dataset) -> None:
     the columns read; :meth:`~autotransfer.data.options.DataOptions.resolved`); a resumed
     study whose recorded options differ says so in one warning line (its later trials, and
     ``train``, read the data the new way)."""
-    from autotransfer.data.options import DataOptions
-
     now = options.resolved(dataset)
     stored = StudyRecord.of(study).data_options
     if stored is not None:
@@ -148,16 +149,13 @@ def record_data_options(study, options, dataset) -> None:
     set_data_options(study, now.to_yaml())
 
 
-DATA_FINGERPRINT = "data_fingerprint"
-
-
 def _check_same_data(study, dataset) -> None:
     """Warn when a resumed study's data changed since it began (counts or content): its
     trials would be compared across different validation splits."""
-    before = study.user_attrs.get(DATA_FINGERPRINT)
+    before = StudyRecord.of(study).data_fingerprint
     now = data_fingerprint(dataset)
     if before is None:  # begun before fingerprints were recorded
-        study.set_user_attr(DATA_FINGERPRINT, now)
+        set_data_fingerprint(study, now)
         return
     changed = changes(before, now)
     if changed:

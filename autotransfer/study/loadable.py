@@ -10,6 +10,9 @@ before its first trial with one line that says what loads without a hub.
 
 from __future__ import annotations
 
+import gc
+
+from autotransfer.contract.collect import get_registry
 from autotransfer.errors import BackboneError, first_line
 
 #: The guide a stopped search points to.
@@ -21,10 +24,6 @@ def load_failures(space, *, trust_remote_code: bool = False,
     """``{label: why}`` for each pretrained backbone of ``space`` (but ``skip``'s ids) whose
     weights do not load: the loader's one-line error (a :class:`BackboneError`, which names the
     fix). A backbone with ``pretrained: false`` has no weights to fetch: it is not loaded."""
-    import gc
-
-    from autotransfer.contract.collect import get_registry
-
     failed: dict[str, str] = {}
     for spec in space.backbones:
         if spec.id in skip or not spec.pretrained:

@@ -12,6 +12,7 @@ from autotransfer.errors import first_line
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.budget import rules as control
 from autotransfer.study.budget import timebudget
+from autotransfer.study.budget.backbone_cost import measure_costs
 from autotransfer.study.budget.measure import (
     check_params_before_load,
     check_params_bound,
@@ -19,7 +20,7 @@ from autotransfer.study.budget.measure import (
     trial_value,
 )
 from autotransfer.study.budget.prior import check_latency_before_load
-from autotransfer.study.records import REFERENCE, EpochMetrics, TrialWriter
+from autotransfer.study.records import EpochMetrics, TrialWriter, reference_of
 from autotransfer.study.references.trials import apply_reference
 from autotransfer.study.results.scores import confusion
 from autotransfer.study.selection import Rule
@@ -85,7 +86,7 @@ def make_objective(ctx: TrialContext):
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         _release_memory(device)  # whatever the last trial left, before this one allocates
         record = TrialWriter(trial)
-        if ctx.costs_due and trial.user_attrs.get(REFERENCE) != "linear_probe":
+        if ctx.costs_due and reference_of(trial) != "linear_probe":
             ctx.costs_due = False  # before the sampler draws (the cost-aware draw reads them)
             try:
                 _time_backbones(ctx, trial.study)
@@ -104,7 +105,7 @@ def make_objective(ctx: TrialContext):
         entry = registry.get(spec.id)
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
                        device=str(device), classes=data.classes, seed=ctx.seed)
-        kind = trial.user_attrs.get(REFERENCE)
+        kind = reference_of(trial)
         ctx.grace_said = False
         # a trial not started does not count towards --trials
         control.enforce(ctx.start_rules, control.StartView(trial, spec, params, kind, ctx),
@@ -134,8 +135,6 @@ def make_objective(ctx: TrialContext):
 def _time_backbones(ctx: TrialContext, study) -> None:
     """The study's timed step (:func:`autotransfer.study.budget.backbone_cost.measure_costs`): read
     back when recorded, else measured and recorded now."""
-    from autotransfer.study.budget.backbone_cost import measure_costs
-
     say = ctx.progress.note if ctx.progress else (lambda number, message: None)
     measure_costs(study, ctx.lock, ctx.space, ctx.data, ctx.device, seed=ctx.seed,
                   trust_remote_code=ctx.trust_remote_code, say=lambda line: say(-1, line))

@@ -15,6 +15,7 @@ from typing import Any
 
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import OptionError
+from autotransfer.finetune.sizes import parse_size
 from autotransfer.study.store.storage import DEFAULT_HEARTBEAT, DEFAULT_STORAGE
 from autotransfer.study.trackers import TRACKERS
 
@@ -151,8 +152,6 @@ class SearchOptions:
         return cls(data=data, space=space, data_options=read, **given)
 
     def __post_init__(self) -> None:
-        from autotransfer.finetune.sizes import parse_size  # no torch: a bad option fails at once
-
         for name in ("trials", "workers", "prescreen", "warm_start"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -181,7 +180,6 @@ class SearchOptions:
         """The ``ActivationCache`` arguments (None: caching is off)."""
         if not self.cache:
             return None
-        from autotransfer.finetune.sizes import parse_size
 
         return {"max_bytes": parse_size(self.cache_memory, what="cache_memory"),
                 "directory": self.cache_dir, "views": self.cache_views}

@@ -26,8 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.contract.collect import get_registry
+from autotransfer.data import LabelledData, iterate_batches
 from autotransfer.errors import AutotransferError, OptionError, first_line
 from autotransfer.study.options import PRESCREEN_METHODS
+from autotransfer.study.records import StudyRecord, set_prescreen
 
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300
@@ -84,8 +87,6 @@ def frozen_features(
     a trial with ``params`` (image size, text length, clip length) and no augmentation.
     """
     import torch
-
-    from autotransfer.data import LabelledData, iterate_batches
 
     sample = LabelledData(data.modality, data.classes, data.train.subset(index), data.val,
                           None, data.source)
@@ -210,8 +211,6 @@ def prescreen(
     """
     import torch
 
-    from autotransfer.contract.collect import get_registry
-
     if by not in PRESCREEN_METHODS:
         raise OptionError("by", f" must be one of {', '.join(PRESCREEN_METHODS)}, got {by!r}")
     registry = get_registry()
@@ -281,8 +280,6 @@ def narrow_space(study, space, data, k: int, *, by: str = DEFAULT_BY, samples: i
     a resumed search (or another worker) reuses them, since a study's backbone choices must
     never change. Returns ``(space, ranking, dropped)``; ``ranking`` is empty when reused.
     """
-    from autotransfer.study.records import StudyRecord, set_prescreen
-
     saved = StudyRecord.of(study).prescreen
     if saved is not None:
         kept = set(saved["kept"])

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotransfer.finetune.predictions import LIMIT_CHARS, decode, encode
 from autotransfer.space.objectives import objectives
 
 # Trial user attributes (the stored keys; never rename one: databases hold them).
@@ -92,6 +93,8 @@ STUDY_RUN_STARTS = "run_starts"  # time.time() of each run of the search (best_s
 STUDY_DATA_OPTIONS = "data_options"
 STUDY_RANKED = "ranked_backbones"  # {ids, rule, note}: a ranked space's expansion, kept on resume
 STUDY_PRIORS = "backbone_priors"  # {labels: {label: ms}, source}: the device prior (budget.prior)
+# what the data was (counts and content per split: data.fingerprint), to tell when it changed
+STUDY_DATA_FINGERPRINT = "data_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,6 @@ class TrialRecord:
         """
         if not self.predictions:
             return {}
-        from autotransfer.finetune.predictions import decode
 
         try:
             return decode(self.predictions)
@@ -216,10 +218,13 @@ class TrialRecord:
 
     @classmethod
     def from_frozen(cls, trial) -> TrialRecord:
-        """The record of an Optuna ``FrozenTrial`` (any state)."""
+        """The record of an Optuna ``FrozenTrial`` (any state), or of a running
+        ``optuna.Trial`` so far (state ``running``; it exposes no values or reported steps)."""
         attrs = trial.user_attrs
-        state = trial.state.name.lower()
-        steps = trial.intermediate_values
+        state = trial.state.name.lower() if hasattr(trial, "state") else "running"
+        steps = getattr(trial, "intermediate_values", {})
+        values = getattr(trial, "values", None)
+        duration = getattr(trial, "duration", None)
         last = steps[max(steps)] if steps else None
         epochs = {}
         for key, value in attrs.items():
@@ -229,8 +234,8 @@ class TrialRecord:
         return cls(
             number=trial.number,
             state=state,
-            value=trial.values[0] if trial.values else None,
-            score=trial.values[0] if state == "complete" and trial.values else last,
+            value=values[0] if values else None,
+            score=values[0] if state == "complete" and values else last,
             label=trial.params.get("backbone", attrs.get(BACKBONE, "?")),
             sampled=dict(trial.params),
             # a multi-objective trial reports no intermediate value (Optuna cannot prune it)
@@ -269,11 +274,11 @@ class TrialRecord:
             test_scores=_test_scores(attrs),
             confusion=dict(attrs.get(CONFUSION) or {}),
             predictions=attrs.get(PREDICTIONS),
-            duration_seconds=trial.duration.total_seconds() if trial.duration else None,
+            duration_seconds=duration.total_seconds() if duration else None,
             first_report_seconds=attrs.get(FIRST_REPORT_SECONDS),
             first_report_unreached=bool(attrs.get(FIRST_REPORT_UNREACHED, False)),
             not_started=bool(attrs.get(NOT_STARTED, False)),
-            values=tuple(trial.values) if trial.values else None,
+            values=tuple(values) if values else None,
             costs=costs_of(attrs),
             measure_seconds=attrs.get(MEASURE_SECONDS),
             violations=dict(attrs.get(VIOLATIONS) or {}),
@@ -302,6 +307,12 @@ def costs_of(attrs: dict[str, Any]) -> dict[str, float]:
     """``{cost objective name: value}`` of the costs a trial's attributes record (each under
     its objective's ``key``, :mod:`autotransfer.space.objectives`)."""
     return {o.name: attrs[o.key] for o in objectives("cost") if attrs.get(o.key) is not None}
+
+
+def reference_of(trial) -> str | None:
+    """The reference kind of a trial, running (an ``optuna.Trial``, whose record cannot be read
+    whole yet) or frozen: ``"linear_probe"``, ``"default"``, a method's name, or None."""
+    return trial.user_attrs.get(REFERENCE)
 
 
 def trial_records(study, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
@@ -402,8 +413,6 @@ class TrialWriter:
         """Each split's class probabilities ``(N, C)`` and labels ``(N,)``, compressed
         (:func:`autotransfer.finetune.predictions.encode`); returns the characters stored, 0
         when over :data:`~autotransfer.finetune.predictions.LIMIT_CHARS` (then not kept)."""
-        from autotransfer.finetune.predictions import LIMIT_CHARS, encode
-
         stored = encode(splits)
         if len(stored["npz"]) > LIMIT_CHARS:
             return 0
@@ -492,6 +501,7 @@ class StudyRecord:
     data_options: dict[str, Any] | None = None  # DataOptions.to_yaml() of what was read
     ranked: dict[str, Any] | None = None  # a ranked space's ids (study.ranked); None: a list
     priors: dict[str, Any] | None = None  # the backbones' prior latencies (budget.prior)
+    data_fingerprint: dict[str, Any] | None = None  # None: begun before fingerprints
 
     @classmethod
     def of(cls, study) -> StudyRecord:
@@ -515,6 +525,7 @@ class StudyRecord:
             data_options=attrs.get(STUDY_DATA_OPTIONS),
             ranked=attrs.get(STUDY_RANKED),
             priors=attrs.get(STUDY_PRIORS),
+            data_fingerprint=attrs.get(STUDY_DATA_FINGERPRINT),
         )
 
 
@@ -522,6 +533,11 @@ def set_study_origin(study, space_fingerprint: str, data: str) -> None:
     """The space and data a new study was created with."""
     study.set_user_attr(STUDY_SPACE, space_fingerprint)
     study.set_user_attr(STUDY_DATA, data)
+
+
+def set_data_fingerprint(study, fingerprint: dict[str, Any]) -> None:
+    """What the study's data was (:func:`autotransfer.data.fingerprint.data_fingerprint`)."""
+    study.set_user_attr(STUDY_DATA_FINGERPRINT, fingerprint)
 
 
 def set_ranked(study, ranked: dict[str, Any]) -> None:

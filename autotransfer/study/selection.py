@@ -24,8 +24,9 @@ a study written before objectives existed has one maximised metric and no constr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autotransfer.space.objectives import get_objective, objectives
@@ -77,7 +78,6 @@ def start_selection(study, space) -> None:
         return
     rule = Rule.of_space(space)
     set_selection(study, rule.to_attr())
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks set_metric_names experimental
@@ -225,8 +225,6 @@ def front_of(study) -> list[TrialRecord]:
 def is_best_so_far(study, number: int, score: float, cost: dict[str, float]) -> bool:
     """Whether a running trial that ends with ``score`` and ``cost`` would be the study's pick
     (for ``--keep-best``, before Optuna records the trial as complete)."""
-    from dataclasses import replace
-
     rule = rule_of(study)
     records = [r for r in trial_records(study, ("complete",)) if r.number != number]
     template = TrialRecord(number=number, state="complete", value=score, score=score, label="",

@@ -10,6 +10,7 @@ Over 400 lines for a reason: :func:`search`'s docstring documents each of its op
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -25,9 +26,15 @@ from autotransfer.data.checks import check_modality
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, first_line
 from autotransfer.outputs import check_out_dir
+from autotransfer.space.defaults import default_space
 from autotransfer.space.schema import SearchSpace, load_space
-from autotransfer.study.budget import timebudget
+
+# through their modules: what a test replaces there is what runs (recorded, fitted_pruner)
+from autotransfer.study.budget import backbone_cost, cost_aware, rungs, timebudget
+from autotransfer.study.budget.backbone_cost import references_only
+from autotransfer.study.budget.infeasible import exclude_infeasible
 from autotransfer.study.budget.pruners import make_pruner, make_sampler, resumed_line
+from autotransfer.study.budget.rungs import expected_trials
 from autotransfer.study.checks import (
     check_backbones,
     check_local_weights,
@@ -37,6 +44,7 @@ from autotransfer.study.checks import (
 from autotransfer.study.objective import TrialContext, make_cache, make_objective
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.progress import Progress
+from autotransfer.study.ranked import expand_space
 from autotransfer.study.records import (
     StudyRecord,
     TrialRecord,
@@ -44,6 +52,7 @@ from autotransfer.study.records import (
     set_write_seconds,
 )
 from autotransfer.study.references.share import start_share
+from autotransfer.study.references.trials import conclude
 from autotransfer.study.results.dashboard import StudyNote
 from autotransfer.study.results.report import (
     best_config,
@@ -52,7 +61,7 @@ from autotransfer.study.results.report import (
     write_leaderboard_csv,
     write_report,
 )
-from autotransfer.study.selection import Rule, least_violating, start_selection
+from autotransfer.study.selection import Rule, best_trial, least_violating, start_selection
 from autotransfer.study.store.lost_trials import fail_stopped_trials
 from autotransfer.study.store.outage import check_connections
 from autotransfer.study.store.storage import (
@@ -61,6 +70,8 @@ from autotransfer.study.store.storage import (
     make_storage,
     mask_url,
 )
+from autotransfer.study.trackers import start_tracking
+from autotransfer.study.warm_start import costs_wanted, prepare_study
 from autotransfer.study.workers import (
     WorkerSpec,
     cpu_threads,
@@ -178,7 +189,6 @@ def search(
     if prepared.deadline is not None and hasattr(progress, "deadline"):
         progress.deadline = prepared.deadline.at  # type: ignore[union-attr]
     _warn_references_only(prepared, progress)
-    from autotransfer.study.references.trials import conclude
 
     try:
         failed = run(prepared, progress)
@@ -234,14 +244,14 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
     Long (as a reason): the steps of a search's preparation in their order, each a call.
     """
-    import time
-
     import optuna
 
     began = time.time()  # the run's start-up (data, timing, pre-screen) shows in best_so_far
     space = options.space
     space_file = None if isinstance(space, SearchSpace | None) else str(space)
     space = space if isinstance(space, SearchSpace | None) else load_space(space)
+    if space is not None:  # a worker's parsed space: its plugins' methods and objectives
+        space.declare_plugins()
     if not worker:
         if space is not None:
             check_backbones(space)
@@ -300,7 +310,6 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         return prepared
     # in a thread, once the first trial trains here (a worker process would not signal it)
     note.save_soon(study, study_storage, after_first_step=options.workers == 1)
-    from autotransfer.study.warm_start import prepare_study
 
     space, prepared.recorder = prepare_study(
         study, study_storage, lock, space, dataset, progress, prescreen=options.prescreen,
@@ -316,11 +325,9 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
 
 def _warn_references_only(prepared: Prepared, progress: Progress | None) -> None:
     """Before the first trial: a time budget that fits no more than the references is said."""
-    from autotransfer.study.budget.backbone_cost import recorded, references_only
-
     if prepared.deadline is None:
         return
-    line = references_only(prepared.options.space, recorded(prepared.study),
+    line = references_only(prepared.options.space, backbone_cost.recorded(prepared.study),
                            prepared.deadline.left())
     if line and progress is not None:
         progress.note(-1, line)
@@ -332,8 +339,6 @@ def _warn_references_only(prepared: Prepared, progress: Progress | None) -> None
 
 def _default_space(modality: str, progress: Progress | None) -> tuple[str, SearchSpace]:
     """The default space file of ``modality`` and the space, said on the console."""
-    from autotransfer.space.defaults import default_space
-
     path = default_space(modality)
     space = load_space(path)
     check_backbones(space)
@@ -347,8 +352,6 @@ def _expanded(study, space: SearchSpace, modality: str, progress: Progress | Non
               device: Any = "cpu") -> SearchSpace:
     """A ranked space's ids (``study.ranked``), said in one line and checked as a list is;
     ``device`` is the one a ``max_latency_ms`` prior is measured on."""
-    from autotransfer.study.ranked import expand_space
-
     expanded, note = expand_space(study, space, modality, device=device)
     if note is not None:
         if progress is not None:
@@ -429,8 +432,6 @@ class _PriorOnce:
         return not costs_due and bool(self.found) and self.covers()
 
     def note(self) -> str:
-        from autotransfer.study.records import StudyRecord
-
         ms = ", ".join(f"{k} {v:.0f} ms" for k, v in (self.found or {}).items())
         source = (StudyRecord.of(self.prepared.study).priors or {}).get("source", "")
         return (f"cost-aware start: the device prior stands in for the timed step ({ms} at "
@@ -442,10 +443,6 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
     """This process's share of the trials (the trial loop of :mod:`.workers`); with a time
     budget, ``checkpoint`` writes the results after the first completed trial (the search's
     own process, not a worker's) to size the reserve for the final write."""
-    from autotransfer.study.budget import cost_aware
-    from autotransfer.study.budget.infeasible import exclude_infeasible
-    from autotransfer.study.warm_start import costs_wanted
-
     options, study = prepared.options, prepared.study
     prior = _PriorOnce(prepared)
     study.sampler = exclude_infeasible(  # no backbone known to break the params bound
@@ -490,14 +487,11 @@ def _budgeted(options: SearchOptions) -> bool:
 
 def _fitted_pruner(prepared: Prepared):
     """The pruner fitted to the trials this run can expect, and the line that says so."""
-    from autotransfer.study.budget.backbone_cost import recorded
-    from autotransfer.study.budget.rungs import expected_trials, fitted_pruner
-
     options = prepared.options
     budget = options.time_budget if options.time_budget is not None else options.timeout
     expected = expected_trials(options.space, options.trials, budget,
-                               recorded(prepared.study))
-    return fitted_pruner(options.space, expected)
+                               backbone_cost.recorded(prepared.study))
+    return rungs.fitted_pruner(options.space, expected)
 
 
 def _measure_write(deadline, write) -> list:
@@ -573,7 +567,6 @@ def _start_tracking(prepared: Prepared):
     that workers starting together find one parent run."""
     if prepared.options.track is None:
         return None
-    from autotransfer.study.trackers import start_tracking
 
     with prepared.lock.held():
         return start_tracking(prepared.options.track, prepared.study, prepared.options)
@@ -589,8 +582,6 @@ def _end_tracking(prepared: Prepared, result: SearchResult) -> None:
 
 def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
     from optuna.trial import TrialState
-
-    from autotransfer.study.selection import best_trial
 
     def show(_study, t) -> None:
         record = TrialRecord.from_frozen(t)

@@ -13,8 +13,12 @@ from typing import Any
 import numpy as np
 
 from autotransfer.errors import first_line
+from autotransfer.study.loadable import keep_loadable, load_failures
 from autotransfer.study.records import StudyRecord, set_warm_start, warm_start_attrs
+from autotransfer.study.selection import Rule
+from autotransfer.study.store import history as transfer_history
 from autotransfer.study.store.history import SCALARS, load_datasets, load_transfers
+from autotransfer.study.workers import tally
 
 
 def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
@@ -31,9 +35,7 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     history. ``defer_history`` (the trials run in this process): without a warm start, the
     dataset's meta-features are computed when the first trial completes, not before the first
     trial starts (:class:`DeferredRecorder`)."""
-    from autotransfer.study.loadable import keep_loadable, load_failures
     from autotransfer.study.prescreen import DEFAULT_BY, narrow_space
-    from autotransfer.study.store import history as transfer_history
 
     if history is None:
         history = os.environ.get("AUTOTRANSFER_HISTORY", "1") != "0"
@@ -119,8 +121,6 @@ def resumed_line(study, trials: int | None) -> str | None:
     """``resuming: 5 of 8 trials done`` when the study has trials already (None otherwise):
     trials counted as ``--trials`` counts them (interrupted ones do not count), so that trial
     numbers past the total are not taken for an overrun."""
-    from autotransfer.study.workers import tally
-
     if not study.get_trials(deepcopy=False):
         return None
     counted = tally(study).counted
@@ -288,8 +288,6 @@ def warm_start_configs(engine, study_name: str, current_meta: dict[str, Any], sp
     turn (nearest first), each dataset's best first by the current space's rule
     (:mod:`autotransfer.study.selection`: its bounds exclude a past trial that exceeds them,
     its objectives order the rest); duplicates are skipped."""
-    from autotransfer.study.selection import Rule
-
     rule = Rule.of_space(space)
     past = load_datasets(engine, exclude_study=study_name)
     if not past:

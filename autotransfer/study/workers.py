@@ -12,6 +12,9 @@ time budget did not let start (:mod:`autotransfer.study.budget.timebudget`).
 from __future__ import annotations
 
 import contextlib
+import gc
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -89,8 +92,6 @@ def frozen_heap():
     garbage collector's passes while they run (``gc.freeze``), then put back: the full
     collection before and after each trial took 0.5 s on a 2-core machine with torch and
     timm loaded, and now scans only what the trials allocated."""
-    import gc
-
     gc.freeze()
     try:
         yield
@@ -300,9 +301,6 @@ def run_local_workers(specs: list[WorkerSpec], target: Callable[[WorkerSpec], No
     for all; Ctrl-C stops them, and so does the wall clock (``time.time()``) passing
     ``stop_at`` (a time budget's last resort: the workers stop their trials themselves before
     it). Returns exit codes."""
-    import multiprocessing
-    import multiprocessing.connection
-
     context = multiprocessing.get_context("spawn")
     saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     processes = []

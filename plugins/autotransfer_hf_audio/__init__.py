@@ -19,16 +19,14 @@ from autotransfer.plugin import (
     MATCH_PREV_GROUP,
     AudioPreprocess,
     Backbone,
-    BackboneCatalogue,
-    BackboneEntry,
     BackboneError,
+    HubZoo,
     check_loaded,
     group_names,
     hookimpl,
-    hub_entry,
     hub_source,
+    import_transformers,
     load_error,
-    served_name,
     transformers_format,
 )
 
@@ -80,27 +78,6 @@ def matcher_for(config) -> dict[str, Any]:
         f"no layer groups for audio model type {model_type!r}; supported: "
         "wav2vec2, hubert, wavlm, data2vec-audio, audio-spectrogram-transformer, whisper"
     )
-
-
-def _entry(name: str, params: int | None = None, description: str = "") -> BackboneEntry:
-    return hub_entry(ZOO, "audio", load_hf_audio, name, params, description)
-
-
-@hookimpl(tryfirst=True)
-def register_backbones(register) -> None:
-    register(BackboneCatalogue(ZOO, ("audio",), well_known))
-
-
-def well_known() -> list[BackboneEntry]:
-    """The listed ids (any other hub id or local directory resolves too)."""
-    return [_entry(name, params, f"{description}; weights from the hub")
-            for name, (params, description) in WELL_KNOWN.items()]
-
-
-@hookimpl
-def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
-    name = served_name(backbone_id, ZOO)
-    return None if name is None else _entry(name)
 
 
 def _audio_encoder_class():
@@ -187,13 +164,9 @@ def load_hf_audio(
 ) -> Backbone:
     """Load ``name`` (hub id or local directory): its encoder and its feature extractor."""
     label = label or f"{ZOO}/{name}"
-    try:
-        import transformers
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
-    except ImportError:
-        raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
-    transformers.utils.logging.disable_progress_bar()
+    import_transformers(label)  # its progress bars off; a one-line error without it
     import torch
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
     source = hub_source(name)
     info: dict = {}
@@ -245,3 +218,9 @@ def _describe(model, preprocess) -> dict[str, Any]:
 @hookimpl
 def register_model_formats(register) -> None:
     register(transformers_format("audio", load_hf_audio, lambda p: p.extractor, _describe))
+
+
+#: the listed ids as a catalogue, any other hub id or local directory resolved: both hooks
+HUB = HubZoo(ZOO, "audio", load_hf_audio, WELL_KNOWN)
+register_backbones = HUB.register_backbones
+resolve_backbone = HUB.resolve_backbone

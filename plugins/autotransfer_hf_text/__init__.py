@@ -17,18 +17,16 @@ from typing import Any
 from autotransfer.plugin import (
     MATCH_PREV_GROUP,
     Backbone,
-    BackboneCatalogue,
-    BackboneEntry,
     BackboneError,
+    HubZoo,
     TextPreprocess,
     check_loaded,
     check_tokenizer,
     group_names,
     hookimpl,
-    hub_entry,
     hub_source,
+    import_transformers,
     load_error,
-    served_name,
     transformers_format,
 )
 
@@ -73,27 +71,6 @@ MATCHERS: dict[str, dict[str, Any]] = {
     },
 }
 DECODER_ONLY = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "gpt2"})
-
-
-def _entry(name: str, params: int | None = None, description: str = "") -> BackboneEntry:
-    return hub_entry(ZOO, "text", load_hf_text, name, params, description)
-
-
-@hookimpl(tryfirst=True)
-def register_backbones(register) -> None:
-    register(BackboneCatalogue(ZOO, ("text",), well_known))
-
-
-def well_known() -> list[BackboneEntry]:
-    """The listed ids (any other hub id or local directory resolves too)."""
-    return [_entry(name, params, f"{description}; weights from the hub")
-            for name, (params, description) in WELL_KNOWN.items()]
-
-
-@hookimpl
-def resolve_backbone(backbone_id: str) -> BackboneEntry | None:
-    name = served_name(backbone_id, ZOO)
-    return None if name is None else _entry(name)
 
 
 def _text_encoder_class():
@@ -164,13 +141,9 @@ def load_hf_text(
 ) -> Backbone:
     """Load ``name`` (hub id or local directory) with AutoModel and AutoTokenizer."""
     label = label or f"{ZOO}/{name}"
-    try:
-        import transformers
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-    except ImportError:
-        raise BackboneError(f"{label}: needs transformers: pip install transformers") from None
-    transformers.utils.logging.disable_progress_bar()
+    import_transformers(label)  # its progress bars off; a one-line error without it
     import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     source = hub_source(name)
     try:
@@ -203,3 +176,9 @@ def _describe(model, preprocess) -> dict[str, Any]:
 @hookimpl
 def register_model_formats(register) -> None:
     register(transformers_format("text", load_hf_text, lambda p: p.tokenizer, _describe))
+
+
+#: the listed ids as a catalogue, any other hub id or local directory resolved: both hooks
+HUB = HubZoo(ZOO, "text", load_hf_text, WELL_KNOWN)
+register_backbones = HUB.register_backbones
+resolve_backbone = HUB.resolve_backbone

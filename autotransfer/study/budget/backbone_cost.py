@@ -31,6 +31,7 @@ import statistics
 import time
 from typing import Any
 
+from autotransfer.contract.collect import get_registry
 from autotransfer.errors import BackboneError, first_line
 from autotransfer.space.hyperparameters import HYPERPARAMETERS
 from autotransfer.space.methods import method_traits
@@ -125,8 +126,6 @@ def measure_costs(study, lock, space, data, device, *, seed: int = 0,
     ``{backbone id: cost}``; ``load_failures`` (when given) receives ``{label: error}`` of the
     backbones whose loader failed (a :class:`BackboneError`: :mod:`autotransfer.study.loadable`).
     """
-    from autotransfer.contract.collect import get_registry
-
     with lock.held():
         known = StudyRecord.of(study).costs
         if known is not None and all(b.id in known for b in space.backbones):

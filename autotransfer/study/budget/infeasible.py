@@ -21,6 +21,7 @@ import numpy as np
 from optuna.samplers import BaseSampler
 
 from autotransfer.study.budget.cost_aware import DelegatingSampler, whole_study
+from autotransfer.study.records import TrialRecord
 
 #: Tuning methods that add parameters (their count over the bound says nothing of the others).
 ADDS_PARAMETERS = frozenset({"lora", "ia3"})
@@ -33,8 +34,6 @@ class InfeasibleWarning(UserWarning):
 def infeasible_backbones(study) -> dict[str, str]:
     """``{backbone label: the reason}`` of backbones proven over the ``params`` bound."""
     from optuna.trial import TrialState
-
-    from autotransfer.study.records import TrialRecord
 
     found: dict[str, str] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from autotransfer.contract.collect import get_ranking_entries
+
 if TYPE_CHECKING:
     from autotransfer.contract.ranking import RankingEntry
     from autotransfer.study.selection import Rule
@@ -199,8 +201,6 @@ def over_bound(prior: DevicePrior | None, bound_ms: float | None) -> bool:
 
 @cache
 def _entries(modality: str) -> dict[str, RankingEntry]:
-    from autotransfer.contract.collect import get_ranking_entries
-
     found: dict[str, RankingEntry] = {}
     for entry in get_ranking_entries(modality):
         found.setdefault(entry.id, entry)

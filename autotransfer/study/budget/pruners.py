@@ -6,7 +6,8 @@ from __future__ import annotations
 import warnings
 
 from autotransfer.space.schema import SearchSpace
-from autotransfer.space.strategies import PRUNERS, SAMPLERS, build
+from autotransfer.space.strategies import PRUNERS, SAMPLERS, build, split
+from autotransfer.study.records import TrialWriter
 
 __all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "pruner_says", "report_epoch",
            "resumed_line"]
@@ -61,8 +62,6 @@ def report_epoch(trial, score: float, epoch: int, epochs: int, metric: str, *,
     """
     import optuna
 
-    from autotransfer.study.records import TrialWriter
-
     reason = pruner_says(trial, score, epoch, epochs, metric, prunable=prunable)
     if reason is not None:
         TrialWriter(trial).pruned(reason, rule="pruner")
@@ -96,8 +95,6 @@ def make_sampler(space: SearchSpace, seed: int, *, shared: bool = False):
     shared through the storage), the liar did nothing for ``multivariate=True``: on such an
     Optuna, the sampler falls back to independent TPE unless the space sets ``multivariate``.
     """
-    from autotransfer.space.strategies import split
-
     name, settings = split(space.sampler)
     context: dict = {"seed": seed}
     if shared and name == "tpe" and "constant_liar" not in settings:

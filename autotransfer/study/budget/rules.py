@@ -63,6 +63,7 @@ from typing import Any, ClassVar, Protocol
 from autotransfer.study.budget import timebudget
 from autotransfer.study.budget.backbone_cost import estimate_for
 from autotransfer.study.budget.pruners import pruner_says
+from autotransfer.study.records import reference_of
 from autotransfer.study.references import share as reference_share
 from autotransfer.study.references.order import prunable
 from autotransfer.study.results.scores import divergence
@@ -123,9 +124,7 @@ class EpochView:
 
     @property
     def kind(self) -> str | None:
-        from autotransfer.study.records import REFERENCE
-
-        return self.trial.user_attrs.get(REFERENCE)
+        return reference_of(self.trial)
 
 
 class TrialRule(Protocol):

@@ -21,12 +21,13 @@ import json
 from typing import Any
 
 from autotransfer.study.records import (
-    INTERRUPTED,
-    REFERENCE,
     StudyRecord,
+    TrialRecord,
     reference_attrs,
+    reference_of,
     set_pending_references,
 )
+from autotransfer.study.references.order import order_references
 
 
 def probe_scores(study) -> tuple[dict[str, float], bool]:
@@ -37,7 +38,7 @@ def probe_scores(study) -> tuple[dict[str, float], bool]:
     scores: dict[str, float] = {}
     unfinished = False
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(REFERENCE) != "linear_probe":
+        if reference_of(t) != "linear_probe":
             continue
         if t.state in (TrialState.RUNNING, TrialState.WAITING):
             unfinished = True
@@ -62,7 +63,6 @@ def release_pending(study, room: int | None) -> bool:
     scores, unfinished = probe_scores(study)
     if unfinished:
         return True
-    from autotransfer.study.references.order import order_references
 
     items = [(kind, params) for kind, params, _seconds in pending]
     cost = {params["backbone"]: seconds for _kind, params, seconds in pending
@@ -84,18 +84,18 @@ def requeue_interrupted(study, room: int | None) -> list[str]:
 
     def key(trial) -> tuple[str, str]:
         fixed = trial.system_attrs.get("fixed_params") or {}  # what enqueue_trial recorded
-        return trial.user_attrs[REFERENCE], json.dumps(fixed, sort_keys=True, default=str)
+        return reference_of(trial), json.dumps(fixed, sort_keys=True, default=str)
 
-    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REFERENCE)]
-    lost = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED)
-            and t.system_attrs.get("fixed_params")]
+    trials = [t for t in study.get_trials(deepcopy=False) if reference_of(t)]
+    lost = [t for t in trials if t.state == TrialState.FAIL
+            and TrialRecord.from_frozen(t).interrupted and t.system_attrs.get("fixed_params")]
     settled = {key(t) for t in trials if not any(t is s for s in lost)}
     lines = []
     for trial in lost:
         if key(trial) in settled or (room is not None and len(lines) >= room):
             continue
         settled.add(key(trial))
-        kind = trial.user_attrs[REFERENCE]
+        kind = str(reference_of(trial))
         params = trial.system_attrs["fixed_params"]
         study.enqueue_trial(params, user_attrs=reference_attrs(kind))
         lines.append(f"reference: enqueued again the {kind.replace('_', ' ')} of "

@@ -29,7 +29,7 @@ from typing import Any
 
 from autotransfer.study.budget import timebudget
 from autotransfer.study.budget.backbone_cost import estimate_for
-from autotransfer.study.records import StudyRecord, set_reference_until
+from autotransfer.study.records import StudyRecord, reference_of, set_reference_until
 
 
 def start_share(study, lock, *, started: float, budget: float | None, share: float) -> None:
@@ -73,9 +73,7 @@ def not_starting(study, kind: str | None, backbone: str, backbone_id: str,
 
 def is_first_default(study, number: int | None) -> bool:
     """Whether trial ``number`` is the study's first default-configuration reference."""
-    from autotransfer.study.records import REFERENCE
-
     if number is None:
         return False
-    return not any(t.number < number and t.user_attrs.get(REFERENCE) == "default"
+    return not any(t.number < number and reference_of(t) == "default"
                    for t in study.get_trials(deepcopy=False))

@@ -21,10 +21,12 @@ training the best configuration once more from random weights, with the same see
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pydantic import BaseModel
 
+from autotransfer.contract.collect import get_registry
 from autotransfer.space.methods import METHOD_TRAITS, method_traits
 from autotransfer.space.schema import (
     HYPERPARAMETERS,
@@ -34,14 +36,19 @@ from autotransfer.space.schema import (
     SearchSpace,
 )
 from autotransfer.study.records import (
-    REFERENCE,
     StudyRecord,
     reference_attrs,
+    reference_of,
     set_pending_references,
     set_references,
     set_transfer_effect,
     trial_records,
 )
+from autotransfer.study.references.order import deferred, order_references
+from autotransfer.study.references.queue import requeue_interrupted
+from autotransfer.study.results.scores import chance_level, chance_warning
+from autotransfer.study.selection import best_trial, rule_of, top
+from autotransfer.study.workers import tally
 
 #: the reference kinds: the two of every space, then the methods that ask for one (their name)
 KINDS = ("linear_probe", "default", *(n for n, t in METHOD_TRAITS.items() if t.reference))
@@ -104,10 +111,6 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
     enqueued reference, and one for those held back. On a resumed study, the references a
     stop interrupted are enqueued again instead
     (:func:`autotransfer.study.references.queue.requeue_interrupted`)."""
-    from autotransfer.study.references.order import deferred, order_references
-    from autotransfer.study.references.queue import requeue_interrupted
-    from autotransfer.study.workers import tally
-
     order = space.budget.reference_order
     with lock.held():
         record = StudyRecord.of(study)
@@ -139,7 +142,7 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
 def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:
     """A linear probe freezes the whole backbone even where the space fixes
     ``freeze_fraction`` or keeps it below 1."""
-    if trial.user_attrs.get(REFERENCE) == "linear_probe":
+    if reference_of(trial) == "linear_probe":
         return {**params, "freeze_fraction": 1.0}
     return params
 
@@ -149,8 +152,6 @@ def best_references(study) -> dict[str, dict[str, Any]]:
     ``{kind: {backbone, val_score, test_score, trial}}`` (kinds without one are left out).
     Best as :func:`autotransfer.study.selection.top` says: within the space's constraints,
     the first of the kind's Pareto front by the pick rule (one objective: the highest score)."""
-    from autotransfer.study.selection import rule_of, top
-
     rule = rule_of(study)
     records = trial_records(study, ("complete",))
     found: dict[str, dict[str, Any]] = {}
@@ -173,7 +174,6 @@ def measure_transfer_effect(study, space: SearchSpace, data, device, *, seed: in
     same best trial is returned as it is."""
     import torch
 
-    from autotransfer.contract.collect import get_registry
     from autotransfer.finetune.trainer import Trainer
 
     best = _best_trial(study)
@@ -227,8 +227,6 @@ def transfer_effect_of(study) -> dict[str, Any] | None:
 
 
 def _best_trial(study):
-    from autotransfer.study.selection import best_trial
-
     return best_trial(study)
 
 
@@ -238,11 +236,7 @@ def conclude(study, space: SearchSpace, data, device, *, seed: int,
     """The end of a search: the transfer effect (when asked for, or by default from
     ``TRANSFER_EFFECT_FROM`` completed trials on) and the warnings of the study as a whole
     (each also issued with ``warnings.warn``). Returns ``(transfer effect or None, warnings)``."""
-    import warnings
-
     from optuna.trial import TrialState
-
-    from autotransfer.study.results.scores import chance_level, chance_warning
 
     def say(message: str) -> None:
         if progress:

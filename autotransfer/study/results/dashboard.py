@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib
 import threading
 import time
 
 from autotransfer.data import LabelledData
+from autotransfer.finetune.first_step import FIRST_STEP
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.results.report import best_trial
+from autotransfer.study.selection import front_of, least_violating, rule_of
+from autotransfer.study.store.storage import StudyLock
 from autotransfer.study.workers import tally
 
 
@@ -77,8 +82,6 @@ class StudyNote:
         thread takes it). ``after_first_step`` (the trials run in this process): the thread
         starts its work once a trial has done its first training step
         (:data:`autotransfer.finetune.first_step.FIRST_STEP`, at most :data:`PUT_OFF` s)."""
-        import atexit
-
         self._thread = threading.Thread(target=self._save_then_load,
                                         args=(study, storage, after_first_step),
                                         name="autotransfer-note", daemon=True)
@@ -86,11 +89,6 @@ class StudyNote:
         atexit.register(self.wait)  # also when the search ends on an error
 
     def _save_then_load(self, study, storage, after_first_step: bool) -> None:
-        import importlib
-
-        from autotransfer.finetune.first_step import FIRST_STEP
-        from autotransfer.study.store.storage import StudyLock
-
         end = time.monotonic() + PUT_OFF
         while (after_first_step and not FIRST_STEP.is_set() and time.monotonic() < end
                and not self._go.wait(0.1)):  # wait() says go: the search ends
@@ -147,8 +145,6 @@ def _no_best(study) -> str:
     completed is within the space's constraints (then the least violating is named)."""
     from optuna.trial import TrialState
 
-    from autotransfer.study.selection import least_violating
-
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if not completed:
         return "no completed trial yet"
@@ -160,8 +156,6 @@ def _no_best(study) -> str:
 
 def _front_line(study) -> list[str]:
     """The Pareto front of a multi-objective study (its trials, by the pick rule)."""
-    from autotransfer.study.selection import front_of, rule_of
-
     rule = rule_of(study)
     if not rule.multi_objective:
         return []

@@ -40,6 +40,7 @@ from autotransfer.space.objectives import get_objective, objectives
 from autotransfer.study.records import TrialRecord, trial_records
 from autotransfer.study.results.intervals import intervals_of, score_ci95
 from autotransfer.study.results.scores import confusion
+from autotransfer.study.selection import best_trial, rule_of
 
 #: How the validation split is cross-fitted, as ``best.yaml`` states it.
 CROSS_FITTING = ("two fixed halves of the validation split (stratified by class, seed "
@@ -110,8 +111,6 @@ def build_ensemble(study, *, metric: str, max_members: int = 5, space: Any = Non
     Raises:
         ValueError: ``max_members`` < 1, or a trial's stored predictions cannot be read.
     """
-    from autotransfer.study.selection import best_trial, rule_of
-
     started = time.perf_counter()
     if max_members < 1:
         raise ValueError(f"max_members must be >= 1, got {max_members=}")

@@ -13,8 +13,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from autotransfer.contract.collect import get_modality
+from autotransfer.data.hf import is_hf_source
+from autotransfer.data.labels import normalize_parts
+from autotransfer.data.load import check_source
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import DataError
+from autotransfer.model.ensemble import is_ensemble_dir, read_manifest
+from autotransfer.model.export import read_meta
+from autotransfer.study.results.intervals import score_ci95, wilson
 
 
 @dataclass
@@ -43,11 +50,6 @@ def labelled_examples(data: str | Path, data_options: DataOptions, modality: str
     Raises:
         DataError: the data cannot be read, or is a Hugging Face dataset.
     """
-    from autotransfer.contract.collect import get_modality
-    from autotransfer.data.hf import is_hf_source
-    from autotransfer.data.labels import normalize_parts
-    from autotransfer.data.load import check_source
-
     if is_hf_source(data):
         raise DataError(f"{data}: evaluate reads folders and CSV/TSV/JSONL files; save the "
                         "Hugging Face dataset's split as one of those")
@@ -74,10 +76,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, data_options: DataOptio
     """
     import numpy as np
 
-    from autotransfer.model.ensemble import is_ensemble_dir, read_manifest
-    from autotransfer.model.export import read_meta
     from autotransfer.model.predict import predict
-    from autotransfer.study.results.intervals import score_ci95, wilson
     from autotransfer.study.results.scores import confusion, macro_f1, per_class_scores
 
     meta = read_manifest(model_dir) if is_ensemble_dir(model_dir) else read_meta(model_dir)

@@ -7,16 +7,41 @@ records the same way; a little over 400 lines).
 from __future__ import annotations
 
 import csv
+import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from autotransfer.contract.collect import get_registry
+from autotransfer.errors import (
+    AutotransferError,
+    BackboneError,
+    PluginError,
+    SpaceError,
+    StorageError,
+)
+from autotransfer.space.hyperparameters import for_modality
 from autotransfer.space.objectives import Objective, cost_names, get_objective, objectives
 from autotransfer.space.result import SCHEMA, BestResult
-from autotransfer.space.schema import SearchSpace
-from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
-from autotransfer.study.results.intervals import intervals_of, tie_note
+from autotransfer.space.schema import SearchSpace, parse_space
+from autotransfer.study.budget.timebudget import now
+from autotransfer.study.records import StudyRecord, TrialRecord, reference_of, trial_records
+from autotransfer.study.references.trials import best_references, transfer_effect_of
+from autotransfer.study.results.backbone_plot import backbone_matplotlib, backbone_plotly
+from autotransfer.study.results.ensemble import build_ensemble, ensemble_row
+from autotransfer.study.results.front_plots import front_plots
+from autotransfer.study.results.intervals import (
+    RULE,
+    indistinguishable_lines,
+    intervals_of,
+    tie_note,
+)
+from autotransfer.study.results.scores import macro_f1, outcome_plots, per_class_scores
+from autotransfer.study.selection import best_trial as selected
+from autotransfer.study.selection import front_of, ordered, rule_of, score_target
+from autotransfer.study.store.storage import make_storage, mask_url
 
 #: The states a finished trial can end in, as the leaderboard orders them.
 FINISHED = ("complete", "pruned", "fail")
@@ -26,8 +51,6 @@ def leaderboard(study) -> list[dict[str, Any]]:
     """One row per finished trial, best first: the feasible completed ones in the order of
     :func:`autotransfer.study.selection.ordered` (the pick first), the infeasible ones by
     value, then pruned, then failed."""
-    from autotransfer.study.selection import ordered, rule_of
-
     records = trial_records(study, FINISHED)
     rule = rule_of(study)
     metric = None if rule.objectives[0] == "score" else rule.objectives[0]  # older: guessed
@@ -80,10 +103,6 @@ def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def _own_params(params: dict[str, Any], backbone_id: str) -> dict[str, Any]:
     """``params`` without other modalities' hyperparameters (all of them when the backbone's
     zoo is not installed here)."""
-    from autotransfer.contract.collect import get_registry
-    from autotransfer.errors import BackboneError, PluginError
-    from autotransfer.space.hyperparameters import for_modality
-
     try:
         modality = get_registry().get(backbone_id).modality
     except (BackboneError, PluginError):  # a study of another machine's zoo still reports
@@ -142,8 +161,6 @@ def ensemble_config(study, space: SearchSpace, max_members: int | None = None
                     ) -> dict[str, Any]:
     """best.yaml's ``ensemble`` section (:mod:`autotransfer.study.results.ensemble`); one that
     cannot be built says why in its ``note`` rather than failing the results."""
-    from autotransfer.study.results.ensemble import build_ensemble
-
     size = max_members or (space.ensemble.max_members if space.ensemble else 5)
     try:
         section = build_ensemble(study, metric=space.metric, max_members=size, space=space)
@@ -160,8 +177,6 @@ def with_ensemble(rows: list[dict[str, Any]], best: dict[str, Any] | None
                   ) -> list[dict[str, Any]]:
     """The leaderboard rows to show: ``rows`` with best.yaml's ensemble (when one was built)
     as a row after the first (``leaderboard.csv`` keeps one row per trial)."""
-    from autotransfer.study.results.ensemble import ensemble_row
-
     row = ensemble_row((best or {}).get("ensemble") or {})
     return rows if row is None else [*rows[:1], row, *rows[1:]]
 
@@ -219,8 +234,6 @@ def best_costs(best: TrialRecord) -> dict[str, Any]:
 def front_config(study, space: SearchSpace) -> dict[str, Any]:
     """best.yaml's ``objectives``, ``pick`` and ``pareto_front`` in multi-objective mode (the
     front ranked by the pick rule, :mod:`autotransfer.study.selection`), else nothing."""
-    from autotransfer.study.selection import front_of, rule_of
-
     rule = rule_of(study)
     if not rule.multi_objective:
         return {"constraints": dict(rule.constraints)} if rule.constraints else {}
@@ -245,9 +258,6 @@ def _front_costs(rule) -> list[Objective]:
 def outcome(study, best: TrialRecord) -> dict[str, Any]:
     """best.yaml's ``macro_f1`` and ``per_class`` (val), ``test_macro_f1`` and
     ``test_per_class``, ``references`` and ``transfer_effect`` (each when known)."""
-    from autotransfer.study.references.trials import best_references, transfer_effect_of
-    from autotransfer.study.results.scores import macro_f1, per_class_scores
-
     found: dict[str, Any] = {}
     for split, prefix in (("val", ""), ("test", "test_")):
         if best.confusion.get(split):
@@ -267,8 +277,6 @@ def outcome(study, best: TrialRecord) -> dict[str, Any]:
 def best_trial(study) -> TrialRecord | None:
     """The record of the study's best completed trial (None when none completed within the
     space's constraints); :mod:`autotransfer.study.selection` decides."""
-    from autotransfer.study.selection import best_trial as selected
-
     return selected(study)
 
 
@@ -313,11 +321,8 @@ def importances(study) -> tuple[dict[str, float], str | None]:
     import optuna
     from optuna.trial import TrialState
 
-    from autotransfer.study.records import REFERENCE
-    from autotransfer.study.selection import score_target
-
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    sampled = [t for t in completed if not t.user_attrs.get(REFERENCE)]
+    sampled = [t for t in completed if not reference_of(t)]
     if len(sampled) < IMPORTANCE_TRIALS:
         return {}, (f"{len(sampled)} completed trial(s) besides the references; importances "
                     f"need at least {IMPORTANCE_TRIALS}")
@@ -347,11 +352,6 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
     """name -> (plotly figure builder, matplotlib figure builder)."""
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
-
-    from autotransfer.study.results.backbone_plot import backbone_matplotlib, backbone_plotly
-    from autotransfer.study.results.front_plots import front_plots
-    from autotransfer.study.results.scores import outcome_plots
-    from autotransfer.study.selection import score_target
 
     target = {"target": score_target(study), "target_name": metric} if score_target(
         study) else {}  # a multi-objective study: its score's history and importances
@@ -392,10 +392,6 @@ def write_report(study, out: str | Path, *, metric: str = "score",
     that the caller has already written to ``leaderboard.csv`` (the search does, before
     ``best.yaml``); None: it is computed and written here. Returns the path of ``report.md``.
     """
-    import warnings
-
-    from autotransfer.study.budget.timebudget import now
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if rows is None:
@@ -513,8 +509,6 @@ def _markdown(study, rows, per_backbone, found, why_not, drawn, failed, metric, 
 
 def _indistinguishable(study, best: dict[str, Any], metric: str) -> list[str]:
     """report.md's lines for the references the best cannot be told apart from."""
-    from autotransfer.study.results.intervals import indistinguishable_lines
-
     trials = study.get_trials(deepcopy=False)
 
     def record_of(number: int) -> TrialRecord:
@@ -563,8 +557,6 @@ def _ci(interval, *, bare: bool = False) -> str:
 
 def _honesty(best: dict[str, Any]) -> list[str]:
     """What the best validation score is worth (:mod:`autotransfer.study.results.intervals`)."""
-    from autotransfer.study.results.intervals import RULE
-
     test = ("; its test score, which no choice of the search saw, is the honest estimate"
             if best.get("test_score") is not None else
             "; give a test split for an estimate that no choice of the search saw")
@@ -615,13 +607,7 @@ def stored_study(study_name: str, *, storage: str):
         StorageError: the storage cannot be opened, or holds no such study (the message lists
             the studies it holds).
     """
-    import json
-
     import optuna
-
-    from autotransfer.errors import SpaceError, StorageError
-    from autotransfer.space.schema import parse_space
-    from autotransfer.study.store.storage import make_storage, mask_url
 
     study_storage = make_storage(storage, must_exist=True)
     names = [s.study_name for s in optuna.get_all_study_summaries(study_storage)]
@@ -648,8 +634,6 @@ def report_study(study_name: str, *, storage: str, out: str | Path) -> Path:
         >>> report_study("fashion-mnist-image-quick", storage="sqlite:///demo.db",
         ...              out="demo-report")  # doctest: +SKIP
     """
-    from autotransfer.study.store.storage import mask_url
-
     study, space = stored_study(study_name, storage=storage)
     best = None
     if space is not None:
@@ -682,9 +666,6 @@ def ensemble_study(study_name: str, *, storage: str, out: str | Path = ".",
         >>> section, files = ensemble_study("fashion-mnist-image-quick",
         ...                                 storage="sqlite:///demo.db")  # doctest: +SKIP
     """
-    from autotransfer.errors import AutotransferError
-    from autotransfer.study.store.storage import mask_url
-
     study, space = stored_study(study_name, storage=storage)
     if space is None:
         raise AutotransferError(f"study {study_name!r} recorded no search space this version "

@@ -4,12 +4,14 @@ divergence, chance level, and the plots that show them (scikit-learn computes th
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from autotransfer.space.objectives import get_objective
-from autotransfer.study.records import trial_records
+from autotransfer.study.records import StudyRecord, trial_records
+from autotransfer.study.selection import best_so_far as feasible_best
 
 # a trial whose epoch loss exceeds this many times its first step's loss has diverged
 DIVERGENCE_FACTOR = 10.0
@@ -101,11 +103,6 @@ def best_so_far(study) -> tuple[list[float], list[float], list[tuple[float, floa
     start for a study that did not record it), the best validation score up to then at each
     completed trial, and each run's start-up as ``(start, end)`` seconds: from the run's start
     to its first trial's start (loading the data, timing the backbones, the pre-screen)."""
-    from datetime import datetime
-
-    from autotransfer.study.records import StudyRecord
-    from autotransfer.study.selection import best_so_far as feasible_best
-
     trials = study.get_trials(deepcopy=False)
     starts = sorted(t.datetime_start for t in trials if t.datetime_start is not None)
     done, best = feasible_best(study)  # infeasible trials (over a constraint) never count

@@ -26,12 +26,15 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
+from autotransfer.contract.collect import get_registry
 from autotransfer.space.objectives import get_objective, objectives
 from autotransfer.study.records import TrialRecord
+from autotransfer.study.selection import Rule, ordered, violations
 from autotransfer.study.store.migrations import migrate, migration
 
 # The reference backbone per modality comes from the zoos (the entry field ``reference_for``):
@@ -178,8 +181,6 @@ def ensure_tables(engine) -> None:
 
 
 def _now():
-    from datetime import datetime, timezone
-
     return datetime.now(timezone.utc)
 
 
@@ -244,7 +245,6 @@ def reference_backbone(modality: str) -> tuple[str, dict[str, Any]] | None:
     meta-features: the first entry whose zoo marks it ``reference_for`` that modality."""
     if REFERENCE is not None:
         return REFERENCE.get(modality)
-    from autotransfer.contract.collect import get_registry
 
     for entry in get_registry().entries(modality):
         if entry.reference_for == modality:
@@ -375,8 +375,6 @@ def load_transfers(engine, dataset_id: int, rule=None) -> list[dict[str, Any]]:
     costs were kept (NULL) is not known to exceed one and stays."""
     from sqlalchemy import select
 
-    from autotransfer.study.selection import Rule, ordered
-
     _, _, transfers = tables()
     query = select(transfers).where(transfers.c.dataset_id == dataset_id)
     with engine.connect() as connection:
@@ -392,8 +390,6 @@ def load_transfers(engine, dataset_id: int, rule=None) -> list[dict[str, Any]]:
 def _as_record(row: dict[str, Any], rule) -> TrialRecord:
     """A transfer row as the completed trial record that :mod:`.selection` reads, its
     violations those of ``rule``'s bounds."""
-    from autotransfer.study.selection import violations
-
     costs = row_costs(row)
     measured = {get_objective(name).key: value for name, value in costs.items()}
     return TrialRecord(

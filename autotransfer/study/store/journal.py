@@ -14,6 +14,7 @@ the workers themselves: the machines' clocks must agree to well under the grace 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import warnings
 from pathlib import Path
@@ -89,8 +90,6 @@ def make_journal_storage(url: str, *, heartbeat_interval: int | None, grace_fact
 def _check_journal(path: Path, url: str) -> None:
     """Raise a StorageError unless ``path`` is empty or starts with an Optuna journal record
     (a JSON object with an ``op_code``), so that another application's file stays as it is."""
-    import json
-
     try:
         with path.open("rb") as handle:
             first = handle.readline()

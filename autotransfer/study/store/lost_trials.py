@@ -17,7 +17,7 @@ import os
 import socket
 import warnings
 
-from autotransfer.study.records import FAIL_REASON, INTERRUPTED, WORKER, WORKER_PID
+from autotransfer.study.records import FAIL_REASON, INTERRUPTED, TrialRecord
 from autotransfer.study.store.storage import MAX_RETRY
 
 
@@ -65,15 +65,16 @@ def fail_lost_trials(study) -> list[int]:
         return []
     lost: dict[int, str] = {}
     for trial_id, trial in running.items():
-        worker, pid = trial.user_attrs.get(WORKER), trial.user_attrs.get(WORKER_PID)
-        if process_gone(worker, pid):
+        record = TrialRecord.from_frozen(trial)
+        worker = record.worker
+        if process_gone(worker, record.worker_pid):
             lost[trial_id] = f"its worker {worker} is no longer running"
     heartbeat = is_heartbeat_enabled(storage)
     if heartbeat:
         grace = _grace(storage)
         for trial_id in storage._get_stale_trial_ids(study._study_id):
             if trial_id in running and trial_id not in lost:
-                worker = running[trial_id].user_attrs.get(WORKER, "unknown")
+                worker = TrialRecord.from_frozen(running[trial_id]).worker or "unknown"
                 lost[trial_id] = (f"no heartbeat from its worker {worker} for over "
                                   f"{grace} s")
     failed = [t for t, why in lost.items() if _fail(storage, t, {FAIL_REASON: f"lost: {why}"})]
@@ -102,7 +103,8 @@ def fail_stopped_trials(study, reason: str) -> list[int]:
 
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not process_gone(trial.user_attrs.get(WORKER), trial.user_attrs.get(WORKER_PID)):
+        record = TrialRecord.from_frozen(trial)
+        if not process_gone(record.worker, record.worker_pid):
             continue
         if _fail(study._storage, trial._trial_id, {FAIL_REASON: reason, INTERRUPTED: True}):
             failed.append(trial.number)
@@ -140,7 +142,7 @@ def say_waiting(study, said: set[int]) -> None:
 
     grace = _grace(study._storage)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER)
+        worker = TrialRecord.from_frozen(trial).worker
         if trial.number in said or not worker or worker.rsplit(":", 1)[0] == socket.gethostname():
             continue
         said.add(trial.number)

@@ -11,6 +11,7 @@ keeps what it recorded.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 #: (name, function) in the order they apply; a function takes a SQLAlchemy connection.
@@ -53,8 +54,6 @@ def migrate(engine) -> list[str]:
     """Apply the migrations ``engine``'s database lacks, each in its own transaction with its
     record; return the names applied now. Another process migrating at the same time is
     harmless: a migration it recorded first is not applied again."""
-    from datetime import datetime, timezone
-
     from sqlalchemy.exc import IntegrityError
 
     table = _table()

@@ -4,8 +4,11 @@ study-wide lock that makes ``--trials`` exact across workers."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import socket
+import sqlite3
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,8 +169,6 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None, 
 
 def _use_wal(path: Path, shown: str) -> None:
     """Switch an SQLite file to write-ahead logging (a setting the file keeps)."""
-    import sqlite3
-
     try:
         connection = sqlite3.connect(path, timeout=60)
         try:
@@ -250,8 +251,6 @@ class StudyLock:
 
 def _flock(path):
     """Hold an exclusive ``flock`` on ``path`` (created if need be); returns its release."""
-    import fcntl
-
     handle = open(path, "a")  # noqa: SIM115
     fcntl.flock(handle, fcntl.LOCK_EX)
 
@@ -264,6 +263,4 @@ def _flock(path):
 
 def worker_name() -> str:
     """``host:pid`` of this process, as recorded on each trial it runs."""
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 from autotransfer.space.objectives import cost_names, get_objective
+from autotransfer.study.records import TrialRecord
 from autotransfer.study.trackers._base import Guarded, Tracker, TrackingWarning, TrialEnd
 
 __all__ = ["TRACKERS", "Guarded", "Tracker", "TrackingWarning", "TrialEnd", "epoch_scores",
@@ -62,8 +63,6 @@ def epoch_scores(result) -> dict[str, float]:
 def trial_end(frozen) -> TrialEnd:
     """How an Optuna ``FrozenTrial`` ended, read through its record (per-epoch scores
     included, so that a tracker can log a trial it did not see run)."""
-    from autotransfer.study.records import TrialRecord
-
     record = TrialRecord.from_frozen(frozen)
     epochs: dict[int, dict[str, float]] = {}
     for step, value in sorted(frozen.intermediate_values.items()):
@@ -101,7 +100,6 @@ def run_name(number: int, backbone: str | None, params: dict) -> str:
 
 def trial_callback(tracker: Guarded):
     """An Optuna study callback that tells ``tracker`` how each trial ended."""
-
     def track(_study, frozen) -> None:
         if frozen.state.is_finished():
             tracker.on_trial_end(frozen, trial_end(frozen))

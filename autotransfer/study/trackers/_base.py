@@ -10,6 +10,7 @@ tracking, and one that fails later is one warning and no further tracking in tha
 from __future__ import annotations
 
 import hashlib
+import importlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,6 @@ def require(module: str, extra: str):
     Raises:
         ImportError: ``module`` is not installed; the message names ``autotransfer[extra]``.
     """
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:

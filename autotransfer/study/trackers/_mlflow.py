@@ -29,11 +29,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from autotransfer.study.trackers._base import TrialEnd, require, study_key, warn
+from autotransfer.study.records import TrialRecord
+from autotransfer.study.store.storage import mask_url
+from autotransfer.study.trackers import run_name, trial_end, unix_seconds
+from autotransfer.study.trackers._base import TrackingWarning, TrialEnd, require, study_key, warn
 
 STUDY_KEY = "autotransfer.study_key"
 STUDY = "autotransfer.study"
@@ -102,7 +106,6 @@ class MlflowTracker:
 
     def start(self, study, options) -> None:
         mlflow = require("mlflow", "mlflow")
-        from autotransfer.study.store.storage import mask_url
 
         for name, value in ENV_DEFAULTS.items():
             os.environ.setdefault(name, value)
@@ -143,10 +146,6 @@ class MlflowTracker:
         """A new parent run while trial runs of this study exist: their parent was deleted
         (MLflow's search skips deleted runs). Nest them under the new parent, and say so once,
         so that the study's trials are never split silently across two parents."""
-        import warnings
-
-        from autotransfer.study.trackers._base import TrackingWarning
-
         orphans = [r for r in runs if r.data.tags.get(KIND) == "trial"
                    and r.data.tags.get(PARENT) != self.parent_id]
         if not orphans:
@@ -176,8 +175,6 @@ class MlflowTracker:
         starting at ``started`` (Unix seconds; now when None)."""
         from mlflow.entities import Param
 
-        from autotransfer.study.trackers import run_name
-
         if number in self.children:
             return self.children[number]
         found = self.client.search_runs(
@@ -198,11 +195,8 @@ class MlflowTracker:
         return run
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
-        from autotransfer.study.records import BACKBONE, PARAMS
-        from autotransfer.study.trackers import unix_seconds
-
-        run = self._child(trial.number, trial.user_attrs.get(BACKBONE),
-                          dict(trial.user_attrs.get(PARAMS) or trial.params),
+        record = TrialRecord.from_frozen(trial)
+        run = self._child(trial.number, record.backbone, record.params or dict(trial.params),
                           unix_seconds(getattr(trial, "datetime_start", None)))
         self._log_epoch(run.info.run_id, epoch, scores)
 
@@ -239,8 +233,6 @@ class MlflowTracker:
 
     def end(self, best: dict[str, Any] | None, artifacts: list[Path]) -> None:
         from mlflow.entities import Metric, RunTag
-
-        from autotransfer.study.trackers import trial_end
 
         for frozen in self.study.get_trials(deepcopy=False):  # catch up with the study
             if frozen.state.is_finished():

@@ -18,6 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from autotransfer.study.records import TrialRecord
+from autotransfer.study.store.storage import mask_url
+from autotransfer.study.trackers import run_name
 from autotransfer.study.trackers._base import TrialEnd, require, study_key
 
 DEFAULT_PROJECT = "autotransfer"
@@ -39,8 +42,6 @@ class WandbTracker:
         self.runs: dict[int, Any] = {}  # trial number -> its open wandb Run
 
     def start(self, study, options) -> None:
-        from autotransfer.study.store.storage import mask_url
-
         self.wandb = require("wandb", "wandb")
         self.study, self.key = study, study_key(study.study_name, mask_url(options.storage))
         mode = os.environ.get("WANDB_MODE", "online")
@@ -60,8 +61,6 @@ class WandbTracker:
             reinit="create_new", settings=self.settings)
 
     def _run(self, number: int, backbone: str | None, params: dict[str, Any]):
-        from autotransfer.study.trackers import run_name
-
         if number not in self.runs:
             self.runs[number] = self._init(
                 f"t{number}", run_name(number, backbone, params), "trial",
@@ -70,10 +69,8 @@ class WandbTracker:
         return self.runs[number]
 
     def on_epoch(self, trial, epoch: int, scores: dict[str, float]) -> None:
-        from autotransfer.study.records import BACKBONE, PARAMS
-
-        run = self._run(trial.number, trial.user_attrs.get(BACKBONE),
-                        dict(trial.user_attrs.get(PARAMS) or trial.params))
+        record = TrialRecord.from_frozen(trial)
+        run = self._run(trial.number, record.backbone, record.params or dict(trial.params))
         run.log({k: v for k, v in scores.items() if v is not None}, step=int(epoch))
 
     def on_trial_end(self, trial, end: TrialEnd) -> None:
