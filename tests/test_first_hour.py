@@ -219,6 +219,7 @@ def test_a_budget_that_fits_only_the_references_is_warned_before_trial_0(monkeyp
     costs = {b.id: _cost(0.04) for b in space.backbones}  # ~43 s an epoch fine-tuned
     line = references_only(space, costs, 300.0)
     assert line and "fits the 4 reference trials at most" in line and "300s left" in line
+    assert "fits only part of the 4 reference trials" in references_only(space, costs, 30.0)
     assert references_only(space, costs, 3000.0) is None  # room for sampled trials
     assert references_only(space, {}, 300.0) is None  # costs not measured: nothing claimed
     assert "spent before the first trial" in references_only(space, costs, -5.0)

@@ -227,7 +227,9 @@ def references_only(space, costs: dict[str, dict[str, Any]], left: float) -> str
                 "the timed step of each backbone took it; the references need about "
                 f"{references:.0f}s more): give a larger --time-budget, or a space with fewer "
                 "backbones, fewer epochs or a smaller input size")
-    return (f"warning: the time budget ({left:.0f}s left) fits the {len(planned)} reference "
-            f"trials at most (about {references:.0f}s by the timed step), nothing the search "
-            "would sample after them: give a larger --time-budget, or a space with fewer "
-            "backbones, fewer epochs or a smaller input size")
+    fits = (f"fits the {len(planned)} reference trials at most" if references <= left else
+            f"fits only part of the {len(planned)} reference trials")
+    return (f"warning: the time budget ({left:.0f}s left) {fits} (about {references:.0f}s by "
+            "the timed step), nothing the search would sample after them: give a larger "
+            "--time-budget, or a space with fewer backbones, fewer epochs or a smaller input "
+            "size")

@@ -271,7 +271,7 @@ def ensemble_line(section: dict[str, Any]) -> str:
     def ci(interval) -> str:
         return "" if not interval else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
 
-    members = ", ".join(f"{m['trial']}x{m['weight']:.2f}" for m in section["members"])
+    members = ", ".join(f"{m['trial']} (weight {m['weight']:.2f})" for m in section["members"])
     single = section["single"]
     text = (f"ensemble of trials {members}: val {section['val_score']:.4f}"
             f"{ci(section['val_score_ci95'])} held-out (single pick, same way: "
