@@ -19,13 +19,8 @@ from autotransfer.contract.ranking import RankingEntry, parse_count, rank
 from autotransfer.errors import SpaceError
 from autotransfer.listing import few
 from autotransfer.space.schema import BackboneSpec, RankedBackbones, SearchSpace
-from autotransfer.study.budget.prior import (
-    MARGIN,
-    describe,
-    device_constant,
-    over_bound,
-    prior_of,
-)
+from autotransfer.study.budget import prior
+from autotransfer.study.budget.prior import MARGIN, describe, over_bound, prior_of
 from autotransfer.study.records import StudyRecord, set_ranked
 
 
@@ -93,7 +88,7 @@ def within_latency(entries: list[RankingEntry], bound_ms: float, device: Any = "
     """The entries whose prior latency on ``device`` is at most ``prior.MARGIN`` times
     ``bound_ms`` (an entry without a prior drops out, as an unknown parameter count does), and
     a note naming the device constant the prior used."""
-    constant = device_constant(device)
+    constant = prior.device_constant(device)  # through its module: tests replace it there
     kept = [e for e in entries
             if (p := prior_of(e, constant)) is not None and not over_bound(p, bound_ms)]
     note = (f" (max_latency_ms: kept when the prior is at most {MARGIN:g}x {bound_ms:g} ms; "
