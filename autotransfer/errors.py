@@ -27,6 +27,11 @@ class PluginError(AutotransferError):
     """A plugin broke the contract of a hook."""
 
 
+class HubUnreachable(AutotransferError):
+    """The Hugging Face Hub did not answer a metadata query (network down, timeout, HTTP
+    error); not a broken plugin: the query fails in one line."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of ``exc``'s message, at most ``limit`` characters (for one-line errors)."""
     return (str(exc).strip().splitlines() or [""])[0][:limit]

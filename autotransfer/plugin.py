@@ -22,8 +22,10 @@ What is here, by the contract's parts:
 - layer groups (timm's ``group_matcher`` format): :func:`group_names`, :data:`MATCH_PREV_GROUP`;
 - a body cut into stages for the frozen-prefix cache: :class:`Stage`, :func:`sequential_split`;
 - Hugging Face Hub ids and local ``save_pretrained`` directories: a zoo's skeleton
-  :class:`HubZoo` (its catalogue and both hooks), :func:`import_transformers`,
-  :func:`hub_entry`, :func:`served_name`, :func:`hub_source`, :func:`load_error`; what
+  :class:`HubZoo` (its catalogue and hooks; with a :class:`HubQuery`, the Hub's metadata
+  ranked online), :func:`import_transformers`,
+  :func:`hub_entry`, :func:`served_name`, :func:`hub_source`, :func:`load_error`, a Hub
+  repository's ranking entry :func:`entry_of` from :func:`hub_infos`; what
   loaded checked: :func:`check_loaded` (weights that fit), :func:`check_tokenizer` (a real
   vocabulary);
 - native model formats (hook ``register_model_formats``): :class:`ModelFormat`,
@@ -72,6 +74,7 @@ from autotransfer.contract.hub import (
     served_name,
 )
 from autotransfer.contract.hub import source as hub_source
+from autotransfer.contract.hub_ranking import HubQuery, entry_of, hub_infos
 from autotransfer.contract.modalities import Modality
 from autotransfer.contract.ranking import RankingEntry
 from autotransfer.contract.recipes import Recipe
@@ -98,6 +101,7 @@ __all__ = [
     "BackboneEntry",
     "BackboneError",
     "Batch",
+    "HubQuery",
     "HubZoo",
     "ImagePreprocess",
     "Modality",
@@ -122,7 +126,9 @@ __all__ = [
     "get_backbone",
     "group_names",
     "hookimpl",
+    "entry_of",
     "hub_entry",
+    "hub_infos",
     "hub_source",
     "import_transformers",
     "load_error",

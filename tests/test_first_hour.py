@@ -78,16 +78,26 @@ def test_zoo_prefix_is_shortened_only_when_unambiguous():
 
 # 2. Something to run after pip install: a default space per modality, shipped in the package.
 
+def offline_default(modality: str):
+    """The default space of ``modality`` as a study expands it offline (conftest sets
+    HF_HUB_OFFLINE=1): the image space ranks the CPU front online, its packaged list offline."""
+    from autotransfer.space.defaults import default_space
+    from autotransfer.space.schema import load_space
+    from autotransfer.study.ranked import expand_space
+
+    return expand_space(None, load_space(default_space(modality)), modality)[0]
+
+
 @pytest.mark.parametrize("modality", ["image", "text", "audio"])
 def test_default_space_per_modality_is_package_data(modality):
     from pathlib import Path
 
     from autotransfer.space.defaults import default_space
-    from autotransfer.space.schema import SearchSpace, load_space
+    from autotransfer.space.schema import SearchSpace
 
     path = default_space(modality)
     assert path.is_file() and Path(__file__).parents[1] / "autotransfer" in path.parents
-    space = load_space(path)
+    space = offline_default(modality)  # the image space is ranked: its offline expansion
     assert all(b.id.startswith("packaged/") for b in space.backbones)  # they load offline
     assert space.val_fraction == SearchSpace.model_fields["val_fraction"].default
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
@@ -210,12 +220,10 @@ def _cost(train_sample_seconds):
 def test_a_budget_that_fits_only_the_references_is_warned_before_trial_0(monkeypatch):
     from types import SimpleNamespace
 
-    from autotransfer.space.defaults import default_space
-    from autotransfer.space.schema import load_space
     from autotransfer.study.budget.backbone_cost import references_only
     from autotransfer.study.study import _warn_references_only
 
-    space = load_space(default_space("image"))  # 2 backbones, 3 epochs: 4 references
+    space = offline_default("image")  # 2 backbones, 3 epochs: 4 references
     costs = {b.id: _cost(0.04) for b in space.backbones}  # ~43 s an epoch fine-tuned
     line = references_only(space, costs, 300.0)
     assert line and "fits the 4 reference trials at most" in line and "300s left" in line
@@ -328,11 +336,9 @@ def test_inspect_json_lists_every_duplicate(capsys, tmp_path):
 
 def test_dashboard_note_says_what_is_searched_and_only_what_the_space_says(class_folders):
     from autotransfer.data import load_data
-    from autotransfer.space.defaults import default_space
-    from autotransfer.space.schema import load_space
     from autotransfer.study.results.dashboard import StudyNote
 
-    note = StudyNote(load_data(class_folders), load_space(default_space("image")),
+    note = StudyNote(load_data(class_folders), offline_default("image"),
                      space_file="image.yaml", storage="sqlite:///s.db", trials=4)
     assert ("Best validation accuracy over 2 backbone(s) (`packaged/mobilenetv2_100`, "
             "`packaged/tf_efficientnet_lite0`), 3 epoch(s) a trial, on 2 classes") in note.head

@@ -37,9 +37,9 @@ def test_builtin_zoos_are_plugins_with_their_hooks():
     expected = {
         "autotransfer_timm": ["register_backbones", "register_model_formats", "register_ranking"],
         "autotransfer_hf_text": ["register_backbones", "register_model_formats",
-                                 "resolve_backbone"],
+                                 "register_ranking", "resolve_backbone"],
         "autotransfer_hf_audio": ["register_backbones", "register_model_formats",
-                                  "resolve_backbone"],
+                                  "register_ranking", "resolve_backbone"],
         "autotransfer_packaged": ["register_backbones", "register_ranking"],
     }
     for builtin, hooks in expected.items():

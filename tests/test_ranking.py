@@ -202,3 +202,75 @@ def test_the_checks_before_the_data_leave_a_ranked_space_to_its_expansion():
     space = _ranked_space(max_params="10M")
     check_backbones(space)  # the ids are checked once the study expands the rule
     check_local_weights(space)
+
+
+# --- the CPU front, and the shipped image spaces that rank it ---------------------------------
+
+def test_front_keeps_only_candidates_no_other_beats_on_both_score_and_cpu_speed():
+    entries = get_ranking_entries("image")
+    front = rank(entries, None, front="cpu", max_params=parse_count("10M"))
+    assert len(front) > 3
+    for entry in front:  # nothing within the bounds is better and faster
+        assert not any(o.score > entry.score and o.throughput["cpu"] > entry.throughput["cpu"]
+                       for o in rank(entries, None, max_params=parse_count("10M"))
+                       if "cpu" in o.throughput)
+    ids = {e.architecture for e in front}
+    # the example: Lite0 (74.8 %, 97 img/s) is dominated by MobileNetV3-Large
+    assert "mobilenetv3_large_100" in ids and "tf_efficientnet_lite0" not in ids
+    with pytest.raises(OptionError, match="front must be one of cpu, gpu"):
+        rank(entries, 1, front="tpu")
+
+
+@pytest.mark.parametrize("space, online, offline", [
+    ("autotransfer/space/defaults/image.yaml",
+     ["timm/mobilenetv3_large_100.miil_in21k_ft_in1k", "timm/hardcorenas_b.miil_green_in1k"],
+     ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]),  # as before, in order
+    ("search_spaces/image.yaml", 6, ["packaged/tf_efficientnet_lite2",
+                                     "packaged/tf_efficientnet_lite1",
+                                     "packaged/tf_efficientnet_lite0",
+                                     "packaged/mobilenetv2_100"]),
+])
+def test_the_shipped_image_spaces_rank_the_cpu_front_online_and_offline_keep_packaged_weights(
+        monkeypatch, space, online, offline):
+    from pathlib import Path
+
+    from autotransfer.space.schema import load_space
+    from autotransfer.study.ranked import expand
+
+    rule = load_space(Path(__file__).parents[1] / space).backbones
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    ids, note = expand(rule, "image", fetchable=lambda e: None)
+    front = {e.id for e in rank(get_ranking_entries("image"), None, front="cpu")}
+    assert ids == online if isinstance(online, list) else len(ids) == online
+    assert all(i in front for i in ids) and "front cpu" in note
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ids, note = expand(rule, "image")
+    assert ids == offline and "HF_HUB_OFFLINE=1" in note and "\n" not in note
+
+
+def test_a_hub_that_does_not_answer_falls_back_to_the_offline_list_in_one_line(monkeypatch):
+    from autotransfer.errors import HubUnreachable
+    from autotransfer.study.ranked import expand
+
+    def down(entry):
+        raise HubUnreachable("the Hugging Face Hub did not answer model_info(x) (ConnectError)")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    rule = _ranked_space(front="cpu", offline=["packaged/mobilenetv2_100"]).backbones
+    ids, note = expand(rule, "image", fetchable=down)
+    assert ids == ["packaged/mobilenetv2_100"]
+    assert note.startswith("backbones: offline (the Hugging Face Hub did not answer")
+    rule = _ranked_space(front="cpu", max_params="10M").backbones  # no offline list
+    ids, note = expand(rule, "image", fetchable=down)
+    assert all(i.startswith("packaged/") for i in ids) and "that load here (the Hugging" in note
+
+
+def test_the_prescreen_command_expands_a_ranked_space_without_a_study(capsys):
+    from autotransfer.cli.app import _expanded_now
+    from autotransfer.space.defaults import default_space
+    from autotransfer.space.schema import load_space
+
+    space = _expanded_now(load_space(default_space("image")), "image")
+    assert [b.id for b in space.backbones] == ["packaged/mobilenetv2_100",
+                                               "packaged/tf_efficientnet_lite0"]
+    assert "the space's offline list" in capsys.readouterr().err

@@ -312,6 +312,7 @@ def prescreen(
                         text_column=text_column, label_column=label_column,
                         image_column=image_column, audio_column=audio_column)
     check_data(dataset)
+    parsed = _expanded_now(parsed, dataset.modality)
     check_modality([spec.id for spec in parsed.backbones], dataset)
 
     def show(score) -> None:
@@ -444,6 +445,8 @@ def backbones(
     prior: bool = typer.Option(False, help="With --rank: add the prior latency on this machine "
                                "(ms at batch 1: the published CPU row or GMACs, scaled by "
                                "a timing here; imports torch, a few seconds)."),
+    front: Device | None = typer.Option(None, help="With --rank: keep only the accuracy/"
+                                        "throughput front on this row (cpu or gpu)."),
     as_json: bool = typer.Option(False, "--json", help="With --rank: print JSON."),
 ) -> None:
     """List the backbone ids that the plugins offer, or rank them with --rank."""
@@ -452,7 +455,8 @@ def backbones(
 
     if rank is not None:
         _ranked(modality, rank, max_params, min_throughput, device, license, online, as_json,
-                max_latency_ms=max_latency_ms, prior=prior or max_latency_ms is not None)
+                max_latency_ms=max_latency_ms, prior=prior or max_latency_ms is not None,
+                front=front)
         return
 
     registry = get_registry()
@@ -470,20 +474,20 @@ def backbones(
 
 def _ranked(modality: str | None, n: int, max_params: str | None, min_throughput: float | None,
             device: str, license: str | None, online: bool, as_json: bool, *,
-            max_latency_ms: float | None = None, prior: bool = False) -> None:
-    from autotransfer.cli.ranked import show_ranked
-    from autotransfer.contract.collect import get_ranking_entries
+            max_latency_ms: float | None = None, prior: bool = False,
+            front: str | None = None) -> None:
+    from autotransfer.cli.ranked import ranking_entries, show_ranked
     from autotransfer.contract.ranking import parse_count
     from autotransfer.contract.ranking import rank as rank_entries
 
     if modality is None:
         raise OptionError("rank", " needs --modality (image, text, audio or a plugin's)")
-    entries = get_ranking_entries(modality, online=online)
+    entries = ranking_entries(modality, online=online)
     if max_latency_ms is not None and max_latency_ms <= 0:
         raise OptionError("max_latency_ms", f" must be > 0, got {max_latency_ms!r}")
     ranked = rank_entries(entries, None if max_latency_ms else n, device=device, license=license,
                           max_params=parse_count(max_params, "max_params")
-                          if max_params else None, min_throughput=min_throughput)
+                          if max_params else None, min_throughput=min_throughput, front=front)
     priors, note = None, None
     if prior:
         from autotransfer.cli.ranked import prior_device
@@ -495,6 +499,18 @@ def _ranked(modality: str | None, n: int, max_params: str | None, min_throughput
         priors, note = priors_of(ranked, prior_device(device))
     show_ranked(ranked, device=device, as_json=as_json, considered=len(entries), priors=priors,
                 prior_note=note)
+
+
+def _expanded_now(space, modality: str):
+    """A ranked space's ids for a command that has no study (``prescreen``), said in one line
+    on stderr; a space that lists its ids as it is."""
+    from autotransfer.study.ranked import expand_space
+
+    expanded, note = expand_space(None, space, modality,
+                                  say=lambda line: err_console.print(line, highlight=False))
+    if note is not None:
+        err_console.print(note, highlight=False)
+    return expanded
 
 
 def priors_of(entries, device: str):

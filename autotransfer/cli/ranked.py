@@ -16,6 +16,40 @@ if TYPE_CHECKING:
     from autotransfer.study.budget.prior import DevicePrior
 
 
+def ranking_entries(modality: str, *, online: bool) -> list[RankingEntry]:
+    """Every zoo's ranking entries of ``modality``; ``online``: the current tables and the
+    Hugging Face Hub's metadata, with a progress line on stderr while they are read (a spinner
+    on a terminal) and one after saying how long it took, or, with ``HF_HUB_OFFLINE=1``, one
+    line saying that nothing was asked.
+
+    Raises:
+        HubUnreachable: the Hub did not answer within ``hub_ranking.TIMEOUT_S`` (one line).
+    """
+    import time
+
+    from autotransfer.contract.collect import get_ranking_entries
+    from autotransfer.contract.hub_ranking import TIMEOUT_S, hub_offline
+
+    if not online:
+        return get_ranking_entries(modality)
+    if hub_offline():
+        err_console.print("HF_HUB_OFFLINE=1: nothing asked online; ranked from the shipped "
+                          "snapshot and the packaged weights", highlight=False)
+        return get_ranking_entries(modality)
+    line = (f"reading the current tables and the Hugging Face Hub's {modality} metadata "
+            f"(at most {TIMEOUT_S:g} s)")
+    began = time.perf_counter()
+    if err_console.is_terminal:
+        with err_console.status(line + " ..."):
+            entries = get_ranking_entries(modality, online=True)
+    else:
+        err_console.print(line + " ...", highlight=False)
+        entries = get_ranking_entries(modality, online=True)
+    err_console.print(f"read {len(entries)} {modality} candidates online in "
+                      f"{time.perf_counter() - began:.1f} s", highlight=False)
+    return entries
+
+
 def prior_device(device: str) -> str:
     """Where the prior is measured: ``cuda`` for ``--device gpu`` when a GPU is here, else the
     CPU."""
@@ -56,7 +90,8 @@ def show_ranked(entries: list[RankingEntry], *, device: str, as_json: bool,
         table.add_column(column)
     for i, e in enumerate(entries, 1):
         speed = e.throughput.get(device)
-        row = [str(i), e.id, f"{e.score:g}", f"{e.params / 1e6:.2f}M" if e.params else "-",
+        score = f"{e.score:,.0f}" if e.score >= 1e4 else f"{e.score:g}"  # downloads: 1,234,567
+        row = [str(i), e.id, score, f"{e.params / 1e6:.2f}M" if e.params else "-",
                f"{speed:g}" if speed is not None else "-", str(e.input_size or "-"),
                e.license or "-", e.pretrain or "-", "yes" if e.loads_offline else "download"]
         if priors is not None:

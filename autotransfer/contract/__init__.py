@@ -12,7 +12,9 @@
 - ``ranking``: ``RankingEntry`` (a zoo's candidate metadata) and the ranker ``rank``;
 - ``groups``: layer groups in timm's ``group_matcher`` format;
 - ``stages``: stages of a body, so that a frozen prefix runs once;
-- ``hub``: zoos whose ids name a hub repository or a local ``save_pretrained`` directory.
+- ``hub``: zoos whose ids name a hub repository or a local ``save_pretrained`` directory;
+- ``hub_ranking``: the Hugging Face Hub's metadata (downloads, parameters, licence) as ranking
+  entries of those zoos, asked only online.
 
 May import: ``autotransfer.errors`` and public libraries only; it is the bottom layer
 (cli > study, model > finetune > data > space > contract). Plugin authors import it through

@@ -18,7 +18,7 @@ from autotransfer.contract.ranking import RankingEntry
 from autotransfer.contract.recipes import Recipe
 from autotransfer.contract.registry import Registry
 from autotransfer.contract.strategies import KINDS, Strategy
-from autotransfer.errors import DataError, PluginError
+from autotransfer.errors import DataError, HubUnreachable, PluginError
 
 _Found = TypeVar("_Found")
 
@@ -243,10 +243,14 @@ def _register_ranking(found: list[RankingEntry], modality: str, entry: RankingEn
 
 def get_ranking_entries(modality: str, *, online: bool = False) -> list[RankingEntry]:
     """Every plugin's ranking metadata for ``modality`` (``register_ranking``), not cached:
-    ``online`` asks the zoos for their current tables."""
+    ``online`` asks the zoos for their current tables and the Hub's metadata.
+
+    Raises:
+        HubUnreachable: ``online`` and the Hugging Face Hub did not answer (one line).
+    """
     found: list[RankingEntry] = []
     call_hook_per_plugin(
-        "register_ranking", modality=modality, online=online,
+        "register_ranking", passthrough=(HubUnreachable,), modality=modality, online=online,
         register=PerPlugin(lambda plugin: partial(_register_ranking, found, modality,
                                                   plugin=plugin)),
     )

@@ -18,6 +18,8 @@ from typing import Any
 
 from autotransfer.contract.backbone import BackboneCatalogue, BackboneEntry, split_id
 from autotransfer.contract.hookspecs import hookimpl
+from autotransfer.contract.hub_ranking import HubQuery, hub_ranking_entries
+from autotransfer.contract.ranking import RankingEntry
 from autotransfer.errors import BackboneError, first_line
 
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -47,6 +49,7 @@ class HubZoo:
 
         HUB = HubZoo("hf-text", "text", load_hf_text, WELL_KNOWN)
         register_backbones, resolve_backbone = HUB.register_backbones, HUB.resolve_backbone
+        register_ranking = HUB.register_ranking  # with ``ranking``: the Hub's metadata online
 
     Args:
         zoo: the id prefix (``hf-text``).
@@ -54,12 +57,15 @@ class HubZoo:
         loader: ``loader(name, pretrained=..., label=..., trust_remote_code=...) -> Backbone``.
         well_known: the listed ids: ``{name: (parameter count, description)}``; any other hub
             id or local directory resolves too.
+        ranking: which Hub models rank as candidates when the ranking is asked ``online``
+            (:mod:`autotransfer.contract.hub_ranking`); None: the zoo offers no ranking.
     """
 
     zoo: str
     modality: str
     loader: Callable[..., Any]
     well_known: Mapping[str, tuple[int, str]]
+    ranking: HubQuery | None = None
 
     def entry(self, name: str, params: int | None = None, description: str = ""
               ) -> BackboneEntry:
@@ -74,6 +80,15 @@ class HubZoo:
     @hookimpl(tryfirst=True)
     def register_backbones(self, register: Callable[[BackboneCatalogue], None]) -> None:
         register(BackboneCatalogue(self.zoo, (self.modality,), self.listed))
+
+    @hookimpl
+    def register_ranking(self, register: Callable[[RankingEntry], None], modality: str,
+                         online: bool) -> None:
+        """Online, the Hub's most downloaded loadable models of ``ranking``'s pipeline tags;
+        offline or without ``online``, nothing (the packaged copies rank alone)."""
+        if online and modality == self.modality and self.ranking is not None:
+            for entry in hub_ranking_entries(self.zoo, self.modality, self.ranking):
+                register(entry)
 
     @hookimpl
     def resolve_backbone(self, backbone_id: str) -> BackboneEntry | None:

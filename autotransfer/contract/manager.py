@@ -147,11 +147,14 @@ def _describe_invalid(plugin: object, exc: pluggy.PluginValidationError) -> str:
     return f"does not fit the hook contract: {exc}"
 
 
-def call_hook_per_plugin(hook: str, **kwargs: Any) -> None:
+def call_hook_per_plugin(hook: str, *, passthrough: tuple[type[Exception], ...] = (),
+                         **kwargs: Any) -> None:
     """Call ``hook`` on each plugin in turn; a plugin that raises is reported and skipped.
 
     ``kwargs`` values may be callables of the plugin name (``lambda plugin: ...``) wrapped in
     :class:`PerPlugin`, so that what a plugin registers can be traced back to it.
+    ``passthrough``: errors that are not the plugin's fault (the network is down) and reach
+    the caller instead.
     """
     load_plugins()
     caller = getattr(pm.hook, hook)
@@ -164,6 +167,8 @@ def call_hook_per_plugin(hook: str, **kwargs: Any) -> None:
         }
         try:
             pm.subset_hook_caller(hook, remove_plugins=others)(**arguments)
+        except passthrough:
+            raise
         except Exception as exc:
             report_plugin_error(impl.plugin_name, f"failed in {hook}: {type(exc).__name__}: {exc}")
 

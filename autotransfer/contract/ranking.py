@@ -75,7 +75,7 @@ def parse_count(value: str | int | float, what: str = "max_params") -> int:
 def rank(entries: Iterable[RankingEntry], n: int | None = None, *,
          max_params: int | None = None, min_throughput: float | None = None,
          device: str = "cpu", license: str | None = None, offline_only: bool = False,
-         ) -> list[RankingEntry]:
+         front: str | None = None) -> list[RankingEntry]:
     """The best ``n`` entries within the bounds, highest ``score`` first.
 
     Args:
@@ -87,12 +87,15 @@ def rank(entries: Iterable[RankingEntry], n: int | None = None, *,
         device: ``cpu`` or ``gpu``: which throughput row the bound reads.
         license: keep entries whose licence contains this text (case-insensitive).
         offline_only: keep entries that load without a download.
+        front: ``cpu`` or ``gpu``: keep only the accuracy/throughput front on that device's
+            row among the entries within the other bounds (:func:`pareto_front`).
 
     Raises:
-        OptionError: unknown ``device``.
+        OptionError: unknown ``device`` or ``front``.
     """
-    if device not in DEVICES:
-        raise OptionError("device", f" must be one of {', '.join(DEVICES)}, got {device!r}")
+    for name, value in (("device", device), ("front", front)):
+        if value is not None and value not in DEVICES:
+            raise OptionError(name, f" must be one of {', '.join(DEVICES)}, got {value!r}")
     kept = [
         e for e in entries
         if (max_params is None or (e.params is not None and e.params <= max_params))
@@ -110,4 +113,26 @@ def rank(entries: Iterable[RankingEntry], n: int | None = None, *,
             continue
         seen.add(key)
         best.append(entry)
+    if front is not None:
+        best = pareto_front(best, front)
     return best if n is None else best[:n]
+
+
+def pareto_front(entries: list[RankingEntry], device: str) -> list[RankingEntry]:
+    """The entries that no other entry beats on both ``score`` and ``device`` throughput
+    (higher is better on both, at least as good on one and better on the other), in the
+    order given; an entry without that throughput row drops out. The "accuracy/speed
+    trade-off" front that timm's published benchmark plots draw (Wightman, pytorch-image-models
+    ``results/``). O(n log n): sorted by score, an entry is kept when it is faster than every
+    entry of a higher score (ties in score: the faster one).
+    """
+    timed = [e for e in entries if device in e.throughput]
+    order = sorted(timed, key=lambda e: (-e.score, -e.throughput[device]))
+    kept: set[int] = set()
+    fastest = float("-inf")
+    for entry in order:
+        speed = entry.throughput[device]
+        if speed > fastest:
+            kept.add(id(entry))
+            fastest = speed
+    return [e for e in entries if id(e) in kept]

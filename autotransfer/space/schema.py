@@ -155,6 +155,14 @@ class RankedBackbones(_Strict):
     max_latency_ms: float | None = Field(None, gt=0)
     device: Literal["cpu", "gpu"] = "cpu"
     license: str | None = None
+    # keep only the accuracy/throughput front on this device's row (ranking.pareto_front)
+    front: Literal["cpu", "gpu"] | None = None
+    # read the current tables and the Hugging Face Hub's metadata when the study is created
+    # (text and audio: the Hub's models; default: the shipped snapshot and packaged weights)
+    online: bool = False
+    # the ids used when the hub is off (HF_HUB_OFFLINE=1) or does not answer, in this order;
+    # None: the best candidates within the bounds that load here
+    offline: list[str] | None = Field(None, min_length=1)
 
     @field_validator("max_params")
     @classmethod

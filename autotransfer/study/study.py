@@ -343,8 +343,9 @@ def _default_space(modality: str, progress: Progress | None) -> tuple[str, Searc
     space = load_space(path)
     check_backbones(space)
     if progress is not None:
-        progress.note(-1, f"no space given: the default {modality} space ({path}; "
-                          f"{', '.join(b.label for b in space.backbones)})")
+        what = (", ".join(b.label for b in space.backbones) if isinstance(space.backbones, list)
+                else "backbones ranked when the study is created")
+        progress.note(-1, f"no space given: the default {modality} space ({path}; {what})")
     return str(path), space
 
 
@@ -352,7 +353,8 @@ def _expanded(study, space: SearchSpace, modality: str, progress: Progress | Non
               device: Any = "cpu") -> SearchSpace:
     """A ranked space's ids (``study.ranked``), said in one line and checked as a list is;
     ``device`` is the one a ``max_latency_ms`` prior is measured on."""
-    expanded, note = expand_space(study, space, modality, device=device)
+    say = None if progress is None else (lambda line: progress.note(-1, line))
+    expanded, note = expand_space(study, space, modality, device=device, say=say)
     if note is not None:
         if progress is not None:
             progress.note(-1, note)

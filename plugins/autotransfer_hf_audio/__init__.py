@@ -20,6 +20,7 @@ from autotransfer.plugin import (
     AudioPreprocess,
     Backbone,
     BackboneError,
+    HubQuery,
     HubZoo,
     check_loaded,
     group_names,
@@ -221,6 +222,12 @@ def register_model_formats(register) -> None:
 
 
 #: the listed ids as a catalogue, any other hub id or local directory resolved: both hooks
-HUB = HubZoo(ZOO, "audio", load_hf_audio, WELL_KNOWN)
+#: Online ranking (``backbones --modality audio --rank N --online``): the Hub's most
+#: downloaded audio classifiers and speech recognisers of a model type with layer groups here
+#: (their encoder is the backbone; Whisper's decoder is dropped).
+RANKING = HubQuery(("audio-classification", "automatic-speech-recognition"),
+                   WAV2VEC2_TYPES | {"audio-spectrogram-transformer", "whisper"})
+HUB = HubZoo(ZOO, "audio", load_hf_audio, WELL_KNOWN, RANKING)
 register_backbones = HUB.register_backbones
 resolve_backbone = HUB.resolve_backbone
+register_ranking = HUB.register_ranking

@@ -18,6 +18,7 @@ from autotransfer.plugin import (
     MATCH_PREV_GROUP,
     Backbone,
     BackboneError,
+    HubQuery,
     HubZoo,
     TextPreprocess,
     check_loaded,
@@ -179,6 +180,12 @@ def register_model_formats(register) -> None:
 
 
 #: the listed ids as a catalogue, any other hub id or local directory resolved: both hooks
-HUB = HubZoo(ZOO, "text", load_hf_text, WELL_KNOWN)
+#: Online ranking (``backbones --modality text --rank N --online``): the Hub's most downloaded
+#: encoders (sentence embedders, feature extractors, masked language models) of a model type
+#: with layer groups here; fine-tuned classifiers (text-classification) are left out.
+RANKING = HubQuery(("sentence-similarity", "feature-extraction", "fill-mask"),
+                   frozenset(MATCHERS))
+HUB = HubZoo(ZOO, "text", load_hf_text, WELL_KNOWN, RANKING)
 register_backbones = HUB.register_backbones
 resolve_backbone = HUB.resolve_backbone
+register_ranking = HUB.register_ranking

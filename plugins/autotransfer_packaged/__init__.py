@@ -23,7 +23,9 @@ from autotransfer.plugin import (
     BackboneError,
     ImagePreprocess,
     RankingEntry,
+    entry_of,
     hookimpl,
+    hub_infos,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -142,6 +144,10 @@ LICENSE = {
     "mobilenetv2_100": "bsd-3-clause",
     **dict.fromkeys(("whisper-tiny.en", "whisper-base"), "mit"),
 }
+# The Hub repository of the same weights as each packaged text/audio copy: online, the copy
+# ranks by that repository's downloads (one candidate with it, autotransfer.contract.hub_ranking)
+HUB_TWIN = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+            "whisper-tiny.en": "openai/whisper-tiny.en", "whisper-base": "openai/whisper-base"}
 # The transfer history's reference backbone per modality: meta-features are comparable between
 # datasets only when the same network embedded them, with the same preprocessing.
 REFERENCE = {
@@ -176,8 +182,14 @@ def register_ranking(register, modality: str, online: bool) -> None:
 def ranking_entries(modality: str, *, online: bool = False) -> Iterator[RankingEntry]:
     """The packaged backbones of ``modality``, all loading offline. Images: the published top-1
     of the shipped weights (``IMAGENET_TOP1``) with their architecture's timm benchmark rows.
-    Text and audio: no published accuracy ships, so the signal is the parameter count (a
-    bigger model of one family transfers better: Whisper base over tiny)."""
+    Text and audio: no published accuracy ships, so offline the signal is the parameter count
+    (a bigger model of one family transfers better: Whisper base over tiny); ``online``, the
+    downloads of the same weights on the Hub (``HUB_TWIN``), the hub zoos' signal, so that
+    both rank on one scale.
+
+    Raises:
+        HubUnreachable: ``online`` and the Hub did not answer (one line).
+    """
     if modality == "image":
         from autotransfer_timm.tables import gmacs_row, online_tables, snapshot, speed_rows
 
@@ -193,8 +205,15 @@ def ranking_entries(modality: str, *, online: bool = False) -> Iterator[RankingE
                 loads_offline=True, architecture=spec.timm_name, gmacs=gmacs,
                 gmacs_size=gmacs_size,
             )
-    for name, hf in PACKAGED_HF.items():
-        if hf.modality == modality:
+    named = [n for n, hf in PACKAGED_HF.items() if hf.modality == modality]
+    twins = hub_infos([HUB_TWIN[n] for n in named]) if online and modality != "image" else {}
+    for name in named:
+        hf = PACKAGED_HF[name]
+        if HUB_TWIN[name] in twins:
+            yield entry_of(twins[HUB_TWIN[name]], "packaged", modality, entry_id=f"packaged/{name}",
+                           loads_offline=True, source=f"huggingface.co model_info "
+                           f"{HUB_TWIN[name]} (the same weights)")
+        else:
             yield RankingEntry(
                 id=f"packaged/{name}", modality=modality, score=float(hf.params),
                 signal="parameters (no published accuracy ships)",
