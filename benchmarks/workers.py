@@ -108,8 +108,7 @@ def scale(args) -> None:
     """The ``--scale`` run: per storage, one worker for the rate, then each worker count."""
     import contextlib
 
-    from workers_scale import (ConnectionPeak, MemoryPeak, run_workers, study_figures,
-                               worker_command)
+    from workers_scale import ConnectionPeak, MemoryPeak, run_workers, study_figures, worker_command
 
     from autotransfer.study.store.storage import make_storage, mask_url
 
