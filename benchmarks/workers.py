@@ -14,7 +14,7 @@ one study, a fraction killed or stopped and started again, with the figures of #
     python benchmarks/workers.py --scale --workers 8 16 32 --trials 96 \
         --storages postgresql journal sqlite [--kill-fraction 0.25]
 
-Memory: each worker is a torch process of about 600 MB, so 32 workers need about 20 GB.
+Memory: each worker is a torch process of about 700 MiB, so 32 workers need about 22 GB.
 """
 
 from __future__ import annotations
