@@ -14,7 +14,7 @@ one study, a fraction killed or stopped and started again, with the figures of #
     python benchmarks/workers.py --scale --workers 8 16 32 --trials 96 \
         --storages postgresql journal sqlite [--kill-fraction 0.25]
 
-Memory: each worker is a torch process of about 600 MB, so 32 workers need about 20 GB.
+Memory: each worker is a torch process of about 700 MiB, so 32 workers need about 22 GB.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="N separate workers, with kills")
     parser.add_argument("--storages", nargs="+", default=["postgresql", "journal", "sqlite"])
     parser.add_argument("--kill-fraction", type=float, default=0.25)
+    parser.add_argument("--kill-window", type=float, nargs=2, default=[20.0, 120.0],
+                        metavar=("FROM", "TO"),
+                        help="seconds after the start between which the workers are stopped")
     args = parser.parse_args()
     if args.scale:
         return scale(args)
@@ -105,9 +108,9 @@ def scale(args) -> None:
     """The ``--scale`` run: per storage, one worker for the rate, then each worker count."""
     import contextlib
 
-    from workers_scale import ConnectionPeak, run_workers, study_figures, worker_command
+    from workers_scale import ConnectionPeak, MemoryPeak, run_workers, study_figures, worker_command
 
-    from autotransfer.study.store.storage import make_storage
+    from autotransfer.study.store.storage import make_storage, mask_url
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
@@ -118,26 +121,33 @@ def scale(args) -> None:
                 "sqlite": f"sqlite:///{work / 'bench.db'}"}
         if "postgresql" in args.storages:
             urls["postgresql"] = stack.enter_context(throwaway_postgres())
-        print("storage     workers stopped  trials/min  x1-worker  gap/trial  dup  "
-              "count/--trials  RUNNING  connections", flush=True)
+        print(f"{len(os.sched_getaffinity(0))} cores; kill fraction {args.kill_fraction}, "
+              f"stopped between {args.kill_window[0]:.0f} and {args.kill_window[1]:.0f} s",
+              flush=True)
+        print("storage     workers stopped  trials/min  x1-worker  gap s  trial s  gap/trial  dup"
+              "  count/--trials  RUNNING  connections  RSS GiB  wall s", flush=True)
         for backend in args.storages:
             url, base = urls[backend], None
             for workers in [1, *args.workers]:
                 study = f"{backend}-w{workers}"
                 trials = min(args.trials, 4) if workers == 1 else args.trials
                 command = worker_command(data, space, url, study, trials, work)
+                if workers == 1:
+                    print("  worker: " + " ".join(command).replace(url, mask_url(url)),
+                          flush=True)
                 peak = ConnectionPeak(url) if backend == "postgresql" else contextlib.nullcontext()
-                with peak:
+                with peak, MemoryPeak(work) as memory:
                     took, stopped = run_workers(command, workers,
-                                                0 if workers == 1 else args.kill_fraction, work)
+                                                0 if workers == 1 else args.kill_fraction, work,
+                                                window=tuple(args.kill_window))
                 fig = study_figures(make_storage(url), study)
                 rate = fig["complete"] / took * 60
                 base = base or rate
                 held = peak.peak if backend == "postgresql" else "-"
                 print(f"{backend:<11} {workers:>7} {stopped:>7} {rate:>11.2f} {rate / base:>10.2f}"
-                      f" {fig['gap'] / fig['trial']:>10.1%} {fig['duplicates']:>4} "
-                      f"{fig['counted']:>7}/{trials:<7} {fig['running']:>8} {held:>12}",
-                      flush=True)
+                      f" {fig['gap']:>6.2f} {fig['trial']:>8.1f} {fig['gap'] / fig['trial']:>10.1%}"
+                      f" {fig['duplicates']:>4} {fig['counted']:>7}/{trials:<7} {fig['running']:>8}"
+                      f" {held:>12} {memory.peak:>8.1f} {took:>7.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,10 +34,11 @@ def worker_command(data: Path, space: Path, storage: str, study: str, trials: in
 
 
 def run_workers(command: list[str], workers: int, kill_fraction: float, work: Path,
-                seed: int = 0) -> tuple[float, int]:
+                seed: int = 0, window: tuple[float, float] = (20.0, 120.0)) -> tuple[float, int]:
     """Start ``workers`` copies of ``command``; stop ``kill_fraction`` of them once each at a
-    random moment (SIGKILL and SIGTERM alternately) and start them again. Returns the seconds
-    until all exited and how many were stopped."""
+    random moment drawn uniformly from ``window`` (seconds after the start; SIGKILL and SIGTERM
+    alternately) and start them again. Returns the seconds until all exited and how many were
+    stopped (a victim that had already exited is not)."""
     rng = random.Random(seed)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     logs = [open(work / f"worker{i}.log", "a") for i in range(workers)]  # noqa: SIM115
@@ -49,10 +50,11 @@ def run_workers(command: list[str], workers: int, kill_fraction: float, work: Pa
     began = time.perf_counter()
     procs = [start(i) for i in range(workers)]
     victims = rng.sample(range(workers), round(workers * kill_fraction))
+    moments = sorted(rng.uniform(*window) for _ in victims)
     stopped = 0
     try:
-        for n, i in enumerate(victims):
-            time.sleep(rng.uniform(20, 60))  # past start-up, into some trial
+        for n, (i, moment) in enumerate(zip(victims, moments, strict=True)):
+            time.sleep(max(0.0, began + moment - time.perf_counter()))
             if procs[i].poll() is not None:
                 continue
             os.killpg(procs[i].pid, signal.SIGKILL if n % 2 == 0 else signal.SIGTERM)
@@ -71,6 +73,34 @@ def run_workers(command: list[str], workers: int, kill_fraction: float, work: Pa
     return time.perf_counter() - began, stopped
 
 
+class MemoryPeak:
+    """The most resident memory (RSS, GiB) that the processes under ``work`` (the workers,
+    started with ``cwd=work``) held together, polled every 0.5 s."""
+
+    def __init__(self, work: Path) -> None:
+        self.work, self.peak = str(work), 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.5):
+            total = 0
+            for process in psutil.process_iter(["cwd", "memory_info"]):
+                if process.info["cwd"] == self.work and process.info["memory_info"]:
+                    total += process.info["memory_info"].rss
+            self.peak = max(self.peak, total / 2**30)
+
+    def __enter__(self) -> MemoryPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class ConnectionPeak:
     """The most connections PostgreSQL held to ``url``'s database, polled every 0.2 s."""
 
@@ -78,8 +108,9 @@ class ConnectionPeak:
         from sqlalchemy import create_engine, text
 
         self._engine = create_engine(url, poolclass=__import__("sqlalchemy.pool").pool.NullPool)
+        # client connections only: autovacuum workers also name the database
         self._query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                           "current_database()")
+                           "current_database() AND backend_type = 'client backend'")
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)

@@ -26,6 +26,9 @@ DEFAULT_HEARTBEAT = 20
 GRACE_FACTOR = 3
 # How many times a dead worker's trial is retried before it stays failed.
 MAX_RETRY = 2
+# Connections a worker keeps open to a database server between two uses (SQLAlchemy's
+# pool_size); the server then holds about one per worker, plus the few in use at that moment.
+POOL_KEPT = 1
 
 
 def mask_url(url: str) -> str:
@@ -55,7 +58,8 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
     A leading ``~`` in an SQLite path is the home folder. SQLite files are switched to
     write-ahead logging and wait up to 60 s for a lock, so that a
     few local worker processes share one file (readers no longer block the writer). Other
-    servers get pre-pinged pooled connections, and calls that wait out an outage of the server
+    servers get pre-pinged pooled connections, one kept open (``POOL_KEPT``) and at most
+    ``CONNECTIONS_PER_WORKER`` (3) at once, and calls that wait out an outage of the server
     (:class:`autotransfer.study.store.outage.RetryingStorage`, 60 s by default). With
     ``heartbeat_interval`` (seconds), every running trial records a heartbeat; a trial silent
     for ``GRACE_FACTOR`` intervals is failed by the next worker that starts a trial, and
@@ -145,8 +149,14 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None, 
                 }
             if parsed.get_backend_name() == "sqlite":  # a local file: no server to wait for
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-            from autotransfer.study.store.outage import RetryingStorage
+            from autotransfer.study.store.outage import CONNECTIONS_PER_WORKER, RetryingStorage
 
+            # SQLAlchemy's QueuePool keeps up to pool_size (5) connections open once used: a
+            # worker kept the 3 that its trial loop, heartbeat and study lock once held at the
+            # same moment, for its whole life. One is kept; the others are opened when needed
+            # and closed after, never more than CONNECTIONS_PER_WORKER at once.
+            engine_kwargs = {**engine_kwargs, "pool_size": POOL_KEPT,
+                             "max_overflow": CONNECTIONS_PER_WORKER - POOL_KEPT}
             return RetryingStorage(url, shown=shown, engine_kwargs=engine_kwargs, **heartbeat)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError):
         hint = ""
