@@ -25,9 +25,10 @@ class StudyNote:
         import yaml
 
         self._thread, self._problem = None, None  # save_soon's thread, and what it hit
-        # update(): when the best was last looked up, the best trial the note shows (False:
-        # none saved by update yet), and whether a trial completed since the last save
-        self._looked, self._shown, self._stale = float("-inf"), False, False
+        # update(): when the best was last looked up, the number of the best trial the note
+        # shows (-1: none saved yet; None: none feasible), whether a trial completed since
+        self._looked, self._stale = float("-inf"), False
+        self._shown: int | None = -1
         self._go = threading.Event()  # set by wait(): the thread waits no longer
         self._cancel = threading.Event()  # set by wait(cancel=True): nor does it start
         sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())

@@ -243,12 +243,12 @@ class StudyLock:
                     return
                 lock_path = f"{Path(path).expanduser().resolve()}.lock"
             release = _flock(lock_path)
-        elif backend in ("postgresql", "mysql", "mariadb"):
-            release = _server_lock(engine, *((("SELECT pg_try_advisory_lock(:k)",
-                                                "SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-                                              if backend == "postgresql" else
-                                              (("SELECT GET_LOCK(:n, 0)",
-                                                "SELECT RELEASE_LOCK(:n)"), {"n": self._name})))
+        elif backend == "postgresql":
+            release = _server_lock(engine, "SELECT pg_try_advisory_lock(:k)",
+                                   "SELECT pg_advisory_unlock(:k)", {"k": self._key})
+        elif backend in ("mysql", "mariadb"):
+            release = _server_lock(engine, "SELECT GET_LOCK(:n, 0)", "SELECT RELEASE_LOCK(:n)",
+                                   {"n": self._name})
         else:
             return
         self._release = release
@@ -275,9 +275,9 @@ _THREAD_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
-def _server_lock(engine, sql: tuple[str, str], args: dict):
-    """Take a database server's named lock on ``engine``'s pooled connection, polling
-    (``sql``: the try-lock and the unlock statement); returns its release."""
+def _server_lock(engine, take: str, give_back: str, args: dict):
+    """Take a database server's named lock on ``engine``'s pooled connection, asking again
+    until ``take`` (a try-lock statement) says yes; returns its release (``give_back``)."""
     from sqlalchemy import text
 
     with _THREAD_LOCKS_GUARD:
@@ -288,7 +288,7 @@ def _server_lock(engine, sql: tuple[str, str], args: dict):
         pause = LOCK_POLL
         while True:
             with engine.connect() as connection:  # checked out for one statement only
-                taken = connection.execute(text(sql[0]), args).scalar()
+                taken = connection.execute(text(take), args).scalar()
                 connection.commit()
             if taken:
                 break
@@ -301,7 +301,7 @@ def _server_lock(engine, sql: tuple[str, str], args: dict):
     def release() -> None:
         try:
             with engine.connect() as connection:  # the one pooled connection: the lock's
-                connection.execute(text(sql[1]), args)
+                connection.execute(text(give_back), args)
                 connection.commit()
         finally:
             mine.release()
