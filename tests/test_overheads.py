@@ -179,8 +179,8 @@ def test_the_note_looks_for_a_new_best_once_a_minute_and_ends_with_the_true_best
                         lambda *args: reads.append(1) or trial_records(*args))
     scores = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])  # each trial a new best
     study.optimize(lambda trial: next(scores), n_trials=6, callbacks=_callbacks(None, note, lock))
-    assert "trial 0:" in get_note(study)  # the first completed trial shows at once
     assert len(reads) == 2  # looked up once, and once more for the note it saved
+    assert "trial 0:" in get_note(study)  # the first completed trial shows at once
     note.flush(study, lock)  # what the trial loop's caller does at its end
     body = get_note(study)
     assert "trial 5:" in body and "val 0.6000" in body and "(6 trials so far)" in body
