@@ -288,3 +288,52 @@ def test_a_worker_keeps_one_server_connection_open_between_trials(postgres_url):
     storage.engine.dispose()
     assert tally(study).counted == 3
     assert kept == 1
+
+
+@pytest.mark.xdist_group("postgres")
+def test_a_worker_opens_no_connection_past_its_one_for_the_lock_heartbeats_or_the_wait(
+        postgres_url):
+    # The study lock held a second connection while the storage calls under it opened a third
+    # (the pool then closed one of the two): a new server connection every locked section and
+    # every poll of the end-of-study wait, 1.6 per worker at the server's peak (#40). Now the
+    # lock lives on the worker's one connection, which the heartbeat thread shares.
+    import threading
+
+    from sqlalchemy import event
+
+    from autotransfer.study.workers import run_trials
+
+    storage = make_storage(postgres_url, heartbeat_interval=1)
+    study = optuna.create_study(study_name="one-connection", storage=storage)
+    opened = []
+    event.listen(storage.engine, "connect", lambda *_: opened.append(1))
+    # another machine's trial, still running when this worker has run its own share
+    elsewhere = optuna.load_study(study_name="one-connection", storage=make_storage(postgres_url))
+    theirs = elsewhere.ask()
+    lock = StudyLock(storage, study.study_name)
+
+    def objective(trial):
+        time.sleep(1.2)  # the heartbeat thread writes while the trial runs
+        return trial.suggest_float("x", 0, 1)
+
+    loop = threading.Thread(target=run_trials, args=(study, objective),
+                            kwargs={"lock": lock, "trials": 3, "timeout": 60, "poll": 0.05},
+                            daemon=True)
+    loop.start()
+    _wait_for(lambda: len(elsewhere.get_trials(states=(TrialState.COMPLETE,))) == 2, 60,
+              "the worker's two trials")
+    time.sleep(0.5)  # it waits for the other trial, polling
+    # two more threads of the worker's process (as the note's) take their turns
+    with StudyLock(storage, study.study_name).held():
+        second = StudyLock(storage, study.study_name)
+        blocked = threading.Thread(target=second.acquire, daemon=True)
+        blocked.start()
+        blocked.join(0.3)
+        assert blocked.is_alive()  # the lock is re-entrant on one connection: not here
+    blocked.join(10)
+    second.release()
+    elsewhere.tell(theirs, 0.5)
+    loop.join(60)
+    assert not loop.is_alive() and tally(study).counted == 3
+    assert opened == []  # every call went through the connection opened with the storage
+    storage.engine.dispose()

@@ -61,7 +61,7 @@ from autotransfer.study.results.report import (
     write_leaderboard_csv,
     write_report,
 )
-from autotransfer.study.selection import Rule, best_trial, least_violating, start_selection
+from autotransfer.study.selection import Rule, least_violating, start_selection
 from autotransfer.study.store.lost_trials import fail_stopped_trials
 from autotransfer.study.store.outage import check_connections
 from autotransfer.study.store.storage import (
@@ -480,6 +480,7 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
         timeout=options.timeout, poll=min(options.heartbeat, 5), deadline=prepared.deadline,
         callbacks=_callbacks(progress, prepared.note, prepared.lock) + recorder,
     )
+    prepared.note.flush(study, prepared.lock)  # a worker process writes no results
 
 
 def _budgeted(options: SearchOptions) -> bool:
@@ -519,6 +520,7 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
     # the first dashboard note is saved, unless the time budget is spent before it began
     until = None if prepared.deadline is None else prepared.deadline.at - 2.0
     prepared.note.wait(cancel=until is not None and timebudget.now() > until)
+    prepared.note.flush(study, prepared.lock)  # the best of the trials this process saw end
     rows = leaderboard(study)
     out_dir = Path(options.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -583,18 +585,11 @@ def _end_tracking(prepared: Prepared, result: SearchResult) -> None:
 
 
 def _callbacks(progress, note: StudyNote, lock: StudyLock) -> list:
-    from optuna.trial import TrialState
-
     def show(_study, t) -> None:
         record = TrialRecord.from_frozen(t)
         progress.trial_done(t.number, record.state, record.value, record.reason)
 
     def update_note(study, t) -> None:
-        best = best_trial(study) if t.state == TrialState.COMPLETE else None
-        # a new best, or a completed trial and none within the bounds: the note says which
-        if t.state == TrialState.COMPLETE and (best is None or best.number == t.number):
-            note.wait()  # the first note first (its thread takes the lock)
-            with lock.held():
-                note.save(study)
+        note.update(study, t, lock)
 
     return [update_note] + ([show] if progress else [])

@@ -25,6 +25,10 @@ class StudyNote:
         import yaml
 
         self._thread, self._problem = None, None  # save_soon's thread, and what it hit
+        # update(): when the best was last looked up, the number of the best trial the note
+        # shows (-1: none saved yet; None: none feasible), whether a trial completed since
+        self._looked, self._stale = float("-inf"), False
+        self._shown: int | None = -1
         self._go = threading.Event()  # set by wait(): the thread waits no longer
         self._cancel = threading.Event()  # set by wait(cancel=True): nor does it start
         sizes = ", ".join(f"{len(s)} {k}" for k, s in dataset.splits().items())
@@ -72,6 +76,37 @@ class StudyNote:
         from optuna_dashboard import save_note
 
         save_note(study, self.body(study))
+
+    def update(self, study, trial, lock: StudyLock) -> None:
+        """After each finished trial (a trial-loop callback): save the note when the best
+        trial changed, looking the best up (a read of every trial) at most every
+        :data:`NOTE_EVERY` seconds, the first completed trial at once; :meth:`flush` writes the
+        final state. A new best shows within ``NOTE_EVERY`` s: looking it up after every trial
+        took 0.15 s a trial on PostgreSQL (#40)."""
+        from optuna.trial import TrialState
+
+        if trial.state != TrialState.COMPLETE:
+            return
+        self._stale = True
+        if time.monotonic() - self._looked >= NOTE_EVERY:
+            self._save_if_changed(study, lock, always=False)
+
+    def flush(self, study, lock: StudyLock) -> None:
+        """Save the note if a trial completed since :meth:`update` last saved it (the final
+        state, before the results are written)."""
+        if self._stale:
+            self._save_if_changed(study, lock, always=True)
+
+    def _save_if_changed(self, study, lock: StudyLock, *, always: bool) -> None:
+        self._looked = time.monotonic()
+        best = best_trial(study)
+        shown = None if best is None else best.number
+        # a new best, or completed trials and none within the bounds: the note says which
+        if always or shown is None or shown != self._shown:
+            self.wait()  # the first note first (its thread takes the lock)
+            with lock.held():
+                self.save(study)
+            self._shown, self._stale = shown, False
 
     def save_soon(self, study, storage, *, after_first_step: bool = False) -> None:
         """Save the note from a thread, then load the modules that the final writes use
@@ -125,6 +160,8 @@ class StudyNote:
             warnings.warn(problem, stacklevel=2)
 
 
+#: Seconds between two looks for a new best trial in :meth:`StudyNote.update`.
+NOTE_EVERY = 60.0
 #: Seconds the note's thread waits at most for the first training step.
 PUT_OFF = 60.0
 #: What the final writes import: the report's plotting modules

@@ -32,9 +32,10 @@ import optuna
 from autotransfer.errors import StorageError, first_line
 
 DEFAULT_RETRY = 60.0  # seconds a storage call waits for the database server to come back
-# What one worker process holds at once: the trial loop's session, the heartbeat thread's, and
-# the study lock's connection (PostgreSQL advisory locks live on a connection).
-CONNECTIONS_PER_WORKER = 3
+# What one worker process holds: one connection, which its trial loop, its heartbeat thread
+# and the study lock (a PostgreSQL advisory lock lives on it) take turns on
+# (autotransfer.study.store.storage.POOL_KEPT).
+CONNECTIONS_PER_WORKER = 1
 _FULL = ("too many clients", "remaining connection slots", "too many connections")
 # The RDBStorage calls that reach the database (the ones Optuna's trial loop and ours make).
 _CALLS = (
@@ -83,7 +84,9 @@ def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says the server could not be reached."""
     from sqlalchemy import exc as sa
 
-    return any(isinstance(e, sa.OperationalError | sa.InterfaceError)
+    # sa.TimeoutError: the process's one connection stayed busy with another thread's call
+    # that waits for the server
+    return any(isinstance(e, sa.OperationalError | sa.InterfaceError | sa.TimeoutError)
                or (isinstance(e, sa.DBAPIError) and e.connection_invalidated)
                for e in _causes(exc))
 
@@ -196,7 +199,7 @@ def check_connections(storage, workers: int, shown: str) -> None:
         used = int(connection.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
         )).scalar())
-    free = limit - reserved - used + 1  # this check's own connection is closed again
+    free = limit - reserved - used  # used: this process's own, which stays open
     needed = workers * CONNECTIONS_PER_WORKER
     if free < needed:
         raise StorageError(

@@ -9,7 +9,10 @@ import hashlib
 import os
 import socket
 import sqlite3
+import threading
+import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +29,8 @@ DEFAULT_HEARTBEAT = 20
 GRACE_FACTOR = 3
 # How many times a dead worker's trial is retried before it stays failed.
 MAX_RETRY = 2
-# Connections a worker keeps open to a database server between two uses (SQLAlchemy's
-# pool_size); the server then holds about one per worker, plus the few in use at that moment.
+# Connections a worker process opens to a database server: one, kept open (SQLAlchemy's
+# pool_size, no overflow); its trial loop, heartbeat thread and the study lock take turns.
 POOL_KEPT = 1
 
 
@@ -58,8 +61,8 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, must_exist:
     A leading ``~`` in an SQLite path is the home folder. SQLite files are switched to
     write-ahead logging and wait up to 60 s for a lock, so that a
     few local worker processes share one file (readers no longer block the writer). Other
-    servers get pre-pinged pooled connections, one kept open (``POOL_KEPT``) and at most
-    ``CONNECTIONS_PER_WORKER`` (3) at once, and calls that wait out an outage of the server
+    servers get one pre-pinged connection per process, kept open (``POOL_KEPT``; the
+    threads and the study lock take turns on it), and calls that wait out an outage of the server
     (:class:`autotransfer.study.store.outage.RetryingStorage`, 60 s by default). With
     ``heartbeat_interval`` (seconds), every running trial records a heartbeat; a trial silent
     for ``GRACE_FACTOR`` intervals is failed by the next worker that starts a trial, and
@@ -149,15 +152,18 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None, 
                 }
             if parsed.get_backend_name() == "sqlite":  # a local file: no server to wait for
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-            from autotransfer.study.store.outage import CONNECTIONS_PER_WORKER, RetryingStorage
+            from autotransfer.study.store.outage import RetryingStorage
 
-            # SQLAlchemy's QueuePool keeps up to pool_size (5) connections open once used: a
-            # worker kept the 3 that its trial loop, heartbeat and study lock once held at the
-            # same moment, for its whole life. One is kept; the others are opened when needed
-            # and closed after, never more than CONNECTIONS_PER_WORKER at once.
-            engine_kwargs = {**engine_kwargs, "pool_size": POOL_KEPT,
-                             "max_overflow": CONNECTIONS_PER_WORKER - POOL_KEPT}
-            return RetryingStorage(url, shown=shown, engine_kwargs=engine_kwargs, **heartbeat)
+            # One connection per worker process, shared by its trial loop, its heartbeat
+            # thread and the study lock (which lives on it, StudyLock): SQLAlchemy's default
+            # pool kept 3 open for a worker's life, and an overflow connection opened for
+            # every locked section churned 1.6 per worker at the server's peak (#40).
+            # Optuna's first start on a new database nests a second connection: one is allowed
+            # until the storage is made, none after.
+            engine_kwargs = {**engine_kwargs, "pool_size": POOL_KEPT, "max_overflow": 1}
+            storage = RetryingStorage(url, shown=shown, engine_kwargs=engine_kwargs, **heartbeat)
+            _no_overflow(storage.engine.pool)
+            return storage
     except (NoSuchModuleError, ModuleNotFoundError, ImportError):
         hint = ""
         if parsed.get_backend_name() == "postgresql":
@@ -177,6 +183,15 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None, 
         raise StorageError(f"cannot open storage {shown}: {detail}") from None
 
 
+def _no_overflow(pool) -> None:
+    """No connection past ``pool_size`` from now on: a thread that needs one while another
+    uses it waits for it (SQLAlchemy's private ``QueuePool._max_overflow``, which its
+    ``max_overflow`` argument sets; check it on an SQLAlchemy upgrade: a test counts the
+    connections a worker opens)."""
+    if hasattr(pool, "_max_overflow"):
+        pool._max_overflow = 0
+
+
 def _use_wal(path: Path, shown: str) -> None:
     """Switch an SQLite file to write-ahead logging (a setting the file keeps)."""
     try:
@@ -192,12 +207,19 @@ def _use_wal(path: Path, shown: str) -> None:
 class StudyLock:
     """A lock held by one worker at a time, on every machine that shares the storage.
 
-    PostgreSQL: an advisory lock; MySQL: ``GET_LOCK``; an SQLite file: ``flock`` on a file next
-    to it (SQLite is shared by processes of one machine only); a journal file: ``flock`` on
-    ``<file>.study-lock`` beside it (Linux's NFS client turns it into an NFS byte-range lock,
-    which the server drops when the holder's machine dies: no stale lock). Other backends: no
-    lock, and the study may overshoot ``--trials`` by a trial when workers start trials at the
-    same instant.
+    PostgreSQL: a session-level advisory lock; MySQL: ``GET_LOCK``; an SQLite file: ``flock``
+    on a file next to it (SQLite is shared by processes of one machine only); a journal file:
+    ``flock`` on ``<file>.study-lock`` beside it (Linux's NFS client turns it into an NFS
+    byte-range lock, which the server drops when the holder's machine dies: no stale lock).
+    Other backends: no lock, and the study may overshoot ``--trials`` by a trial when workers
+    start trials at the same instant.
+
+    On a server the lock lives on the worker's one pooled connection (``make_storage``: one
+    per process, :data:`POOL_KEPT`), which it does not keep checked out: the storage calls made
+    under the lock, and the heartbeat thread's, use the same connection, so that taking the
+    lock opens none. A worker waiting for it asks again (``pg_try_advisory_lock``) after
+    :data:`LOCK_POLL` seconds at first, doubling up to :data:`LOCK_POLL_MAX`; threads of one
+    process take it in turn (a server's lock is re-entrant within one connection).
     ``release`` may be called more than once.
     """
 
@@ -221,26 +243,12 @@ class StudyLock:
                     return
                 lock_path = f"{Path(path).expanduser().resolve()}.lock"
             release = _flock(lock_path)
-        elif backend in ("postgresql", "mysql", "mariadb"):
-            from sqlalchemy import text
-
-            connection = engine.connect()
-            if backend == "postgresql":
-                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
-                unlock = text("SELECT pg_advisory_unlock(:k)")
-                args = {"k": self._key}
-            else:
-                connection.execute(text("SELECT GET_LOCK(:n, -1)"), {"n": self._name})
-                unlock = text("SELECT RELEASE_LOCK(:n)")
-                args = {"n": self._name}
-
-            def release() -> None:
-                try:
-                    connection.execute(unlock, args)
-                    connection.commit()
-                finally:
-                    connection.close()
-
+        elif backend == "postgresql":
+            release = _server_lock(engine, "SELECT pg_try_advisory_lock(:k)",
+                                   "SELECT pg_advisory_unlock(:k)", {"k": self._key})
+        elif backend in ("mysql", "mariadb"):
+            release = _server_lock(engine, "SELECT GET_LOCK(:n, 0)", "SELECT RELEASE_LOCK(:n)",
+                                   {"n": self._name})
         else:
             return
         self._release = release
@@ -257,6 +265,48 @@ class StudyLock:
             yield self
         finally:
             self.release()
+
+
+# Seconds a worker waits before it asks for the study lock again, at first and at most.
+LOCK_POLL = 0.005
+LOCK_POLL_MAX = 0.05
+# One lock per engine and key for the threads of this process (the note's thread, the loop).
+_THREAD_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _server_lock(engine, take: str, give_back: str, args: dict):
+    """Take a database server's named lock on ``engine``'s pooled connection, asking again
+    until ``take`` (a try-lock statement) says yes; returns its release (``give_back``)."""
+    from sqlalchemy import text
+
+    with _THREAD_LOCKS_GUARD:
+        mine = _THREAD_LOCKS.setdefault(engine, {}).setdefault(tuple(args.values()),
+                                                               threading.Lock())
+    mine.acquire()
+    try:
+        pause = LOCK_POLL
+        while True:
+            with engine.connect() as connection:  # checked out for one statement only
+                taken = connection.execute(text(take), args).scalar()
+                connection.commit()
+            if taken:
+                break
+            time.sleep(pause)
+            pause = min(2 * pause, LOCK_POLL_MAX)
+    except BaseException:
+        mine.release()
+        raise
+
+    def release() -> None:
+        try:
+            with engine.connect() as connection:  # the one pooled connection: the lock's
+                connection.execute(text(give_back), args)
+                connection.commit()
+        finally:
+            mine.release()
+
+    return release
 
 
 def _flock(path):
