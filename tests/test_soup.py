@@ -19,6 +19,7 @@ from autotransfer.study.records import trial_records
 from autotransfer.study.results.kept_weights import keep_weights, study_folder, tidy
 from autotransfer.study.results.soup import build_soup, greedy
 from test_ensemble import PARAMS, three_splits, tiny_zoo  # noqa: F401 (fixtures)
+from test_objectives import _measured_study
 
 
 def test_the_space_s_soup_key():
@@ -37,6 +38,35 @@ def test_greedy_adds_an_ingredient_only_when_the_score_does_not_drop():
     scores = {(0,): 0.5, (0, 1): 0.4, (0, 2): 0.5, (0, 2, 3): 0.6}
     soup, tried = greedy([0, 1, 2, 3], lambda trials: scores[tuple(trials)])
     assert soup == [0, 2, 3] and tried == {0: 0.5, 1: 0.4, 2: 0.5, 3: 0.6}
+
+
+def test_the_soup_is_a_point_of_the_front_at_the_pick_s_costs_beside_the_ensemble():
+    from autotransfer.study.results.ensemble import front_point
+    from autotransfer.study.results.front_plots import front_plots
+    from autotransfer.study.results.report import _front_lines
+
+    study = _measured_study(["accuracy", "size_mb"], [(0.9, {"size_mb": 9.0}),
+                                                      (0.8, {"size_mb": 2.0})])
+    # a soup of trials 0 and 1: held-out 0.92 at one model's size, the pick's (trial 0)
+    soup = {"kind": "soup", "members": [{"trial": 0}, {"trial": 1}], "val_score": 0.92,
+            "size_mb": 9.0}
+    point = front_point(study, soup)
+    assert point["on_front"] and point["score"].startswith("the soup's held-out")
+    ensemble = {"kind": "ensemble", "members": [{"trial": 0}, {"trial": 1}],
+                "val_score": 0.85, "size_mb": 11.0}
+    figure = front_plots(study, "accuracy", {}, ensemble, soup)["pareto_front"][0]()
+    stars = {t.name: t for t in figure.data}
+    assert (list(stars["soup"].x), list(stars["soup"].y)) == ([9.0], [0.92])
+    assert "soup of trials 0+1" in stars["soup"].text[0] and "ensemble" in stars
+    axes = front_plots(study, "accuracy", {}, None, soup)["pareto_front"][1]()
+    assert "soup" in [t.get_text() for t in axes.get_legend().get_texts()]
+    best = {"objectives": ["accuracy", "size_mb"], "pick": "accuracy", "source": {"trial": 0},
+            "pareto_front": [{"trial": 0, "backbone": "zoo/a", "val_score": 0.9,
+                              "size_mb": 9.0}],
+            "soup": {**soup, "pareto": point}}
+    lines = _front_lines(best)
+    assert any(line.startswith("| soup | trials 0+1 | 0.92") for line in lines)
+    assert "The soup of trials is on the front" in lines[-1]
 
 
 def _ask(study, backbone: str, method: str = "finetune"):

@@ -560,9 +560,9 @@ def train(
         False, "--ensemble", help="Refit every member of best.yaml's ensemble and the single "
         "pick instead: OUT/trial-N each, OUT/ensemble.json (weights) for predict."),
     soup: bool = typer.Option(
-        False, "--soup", help="Refit the study's trials that share the pick's backbone and "
-        "method on train and export their greedy weight soup (Wortsman et al. 2022) as one "
-        "model."),
+        False, "--soup", help="Export the greedy weight soup (Wortsman et al. 2022) of the "
+        "study's trials that share the pick's backbone and method as one model: from the "
+        "weights the search kept (best.yaml's soup section), else refit on train."),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model.
 
@@ -572,7 +572,7 @@ def train(
 
     started = time.perf_counter()
     console.print(f"autotransfer train {best} on {refit_on} -> {out}"
-                  + (" (the ensemble)" if ensemble else ""))
+                  + (" (the ensemble)" if ensemble else " (the soup)" if soup else ""))
 
     def on_epoch(result) -> None:
         val = "" if result.accuracy != result.accuracy else f"  val acc {result.accuracy:.4f}"
@@ -785,8 +785,9 @@ def ensemble(
     max_members: int | None = typer.Option(
         None, min=1, help="At most N distinct trials (default: the space's ensemble setting, "
         "else 5)."),
-    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for ensemble.yaml; a "
-                             "best.yaml of this study there gets the ensemble section too."),
+    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for ensemble.yaml (and "
+                             "soup.yaml); a best.yaml of this study there gets the sections "
+                             "too."),
 ) -> None:
     """Build the ensemble of a stored study's trials again, from the predictions they kept,
     and its weight soup when its space has a soup key, from the weights they kept (no trial

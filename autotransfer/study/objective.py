@@ -339,6 +339,6 @@ def _keep_weights(trial, trainer, spec, params, score: float, ctx: TrialContext)
                      max_ingredients=ctx.space.soup.max_ingredients,
                      maximize=get_objective(ctx.space.metric).direction == "maximize",
                      lock=ctx.lock)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # a full disk: the trial's result stands
         if ctx.progress:
             ctx.progress.note(trial.number, f"weights not kept for the soup: {describe(exc)}")

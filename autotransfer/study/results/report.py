@@ -189,7 +189,7 @@ def soup_config(study, space: SearchSpace, *, data, device: Any = "auto",
                              max_ingredients=size, trust_remote_code=trust_remote_code)
     except (AutotransferError, ValueError, KeyError, OSError, RuntimeError) as exc:
         return {"kind": "soup", "members": [], "note": f"not built: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}"}
+                f"{str(exc).splitlines()[0] if str(exc) else ''}", "left_out": []}
     for member in section["members"]:  # the member's modality's hyperparameters
         name = member["backbone"]
         member["params"] = _own_params(member["params"],
@@ -398,7 +398,7 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
                                                    **target),
         )
     plots.update(front_plots(study, metric, (best or {}).get("references", {}),
-                             (best or {}).get("ensemble")))
+                             (best or {}).get("ensemble"), (best or {}).get("soup")))
     trial = None if best is None else TrialRecord.from_frozen(
         study.get_trials(deepcopy=False)[best["source"]["trial"]])
     plots.update(outcome_plots(study, metric, (best or {}).get("references", {}), trial))

@@ -54,7 +54,7 @@ LATENCY = ("one model's: the pick's measured latency_ms (the soup has the pick's
 
 def _not_built(why: str, left_out: dict[int, str] | None = None) -> dict[str, Any]:
     return {"kind": "soup", "members": [], "note": f"not built: {why}",
-            **({"left_out": _listed(left_out)} if left_out else {})}
+            "left_out": _listed(left_out or {})}
 
 
 def _listed(left_out: dict[int, str]) -> list[dict[str, Any]]:
@@ -180,7 +180,7 @@ def build_soup(study, *, metric: str, data, device: Any = "auto", space: Any = N
         pick: val and test with intervals, its costs), the pick's costs, ``latency``,
         ``tried``, ``left_out`` (``[{trial, why}]``), ``selection`` (how, forward passes, seconds),
         ``note`` and, with cost objectives, ``pareto``. Without an ingredient besides the
-        pick: ``{kind, members: [], note, left_out}`` saying why.
+        pick (or its weights): ``{kind, members: [], note, left_out}``, the note saying why.
 
     Raises:
         ValueError: ``max_ingredients`` < 1.
