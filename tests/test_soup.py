@@ -212,4 +212,6 @@ def test_a_search_with_a_soup_keeps_bounded_weights_and_writes_the_soup(
     record = json.loads((tmp_path / "model" / "autotransfer.json").read_text())["metrics"]
     assert record["soup"]["reused"] and record["soup"]["kept"] == [
         m["trial"] for m in section["members"]]
+    # the kept files are the trials' models: averaged again, they score what the section says
+    assert record["val"]["accuracy"] == pytest.approx(section["val_score_in_sample"], abs=1e-4)
     assert record["test"]["accuracy"] == pytest.approx(section["test_score"], abs=1e-4)

@@ -8,9 +8,10 @@ the weights only if the validation score of the average does not drop. Here the 
 are the completed trials of the pick's group (its backbone id, weights and tuning method: the
 same architecture and start; adapters were merged when the weights were kept) whose weights
 were kept, the pick first, then by their search validation score. Every other completed trial
-is named with the reason it is not an ingredient. Each candidate soup costs one forward pass
-over the validation split (soups are cached by their set of trials), the final one one more
-over the test split: seconds, against the minutes the trials trained.
+is named with the reason it is not an ingredient. Each candidate soup costs at most one forward
+pass over the validation split (only the rows a score asks for, each set of trials once; a
+single trial's probabilities are those it kept), the final soup one more over the test split:
+seconds, against the minutes the trials trained.
 
 What is reported, and why it is honest (the same procedure as the ensemble's,
 :mod:`.ensemble`):
@@ -204,7 +205,7 @@ def build_soup(study, *, metric: str, data, device: Any = "auto", space: Any = N
         ``val_score_in_sample``, ``single_val_score`` (one ingredient, same procedure),
         ``val_gain``, ``test_score`` and its interval (with a test split), ``single`` (the
         pick: val and test with intervals, its costs), the pick's costs, ``latency``,
-        ``tried``, ``left_out`` (``[{trial, why}]``), ``selection`` (how, forward passes, seconds),
+        ``tried``, ``left_out`` (``[{trial, why}]``), ``selection`` (how, rows run, seconds),
         ``note`` and, with cost objectives, ``pareto``. Without an ingredient besides the
         pick (or its weights): ``{kind, members: [], note, left_out}``, the note saying why.
 
