@@ -103,6 +103,8 @@ CASES = {
         "params.lr.type: must be float, int or categorical, got 'uniform'"),
     "unknown top-level key": (_with_space(GOOD_SPACE + "trials: 5\n"), "unknown key 'trials'"),
     "missing epochs": (_with_space("backbones: [timm/test_vit]\n"), "missing key 'epochs'"),
+    "soup key typo": (_with_space(GOOD_SPACE + "soup: {max_ingredient: 3}\n"),
+                      "space.yaml:3: unknown key 'max_ingredient' in soup"),
     "unknown pruner": (_with_space(GOOD_SPACE + "pruner: sometimes\n"),
                        "pruner: unknown pruner 'sometimes'; expected one of hyperband"),
     "backbone listed twice": (_with_space("backbones: [timm/test_vit, timm/test_vit]\nepochs: 1\n"),

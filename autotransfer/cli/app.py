@@ -270,6 +270,10 @@ def search(
         from autotransfer.study.results.ensemble import ensemble_line
 
         console.print(escape(ensemble_line(best["ensemble"])), highlight=False, soft_wrap=True)
+    if best.get("soup"):
+        from autotransfer.study.results.soup import soup_line
+
+        console.print(escape(soup_line(best["soup"])), highlight=False, soft_wrap=True)
     if keep_best and (out / "best-model").is_dir():
         console.print(f"best trial's model -> {out / 'best-model'} (autotransfer predict "
                       f"{out / 'best-model'} FILES)", highlight=False)
@@ -556,9 +560,9 @@ def train(
         False, "--ensemble", help="Refit every member of best.yaml's ensemble and the single "
         "pick instead: OUT/trial-N each, OUT/ensemble.json (weights) for predict."),
     soup: bool = typer.Option(
-        False, "--soup", help="Refit the study's trials that share the pick's backbone and "
-        "method on train and export their greedy weight soup (Wortsman et al. 2022) as one "
-        "model."),
+        False, "--soup", help="Export the greedy weight soup (Wortsman et al. 2022) of the "
+        "study's trials that share the pick's backbone and method as one model: from the "
+        "weights the search kept (best.yaml's soup section), else refit on train."),
 ) -> None:
     """Refit the best configuration, evaluate it on the test split, save the model.
 
@@ -568,7 +572,7 @@ def train(
 
     started = time.perf_counter()
     console.print(f"autotransfer train {best} on {refit_on} -> {out}"
-                  + (" (the ensemble)" if ensemble else ""))
+                  + (" (the ensemble)" if ensemble else " (the soup)" if soup else ""))
 
     def on_epoch(result) -> None:
         val = "" if result.accuracy != result.accuracy else f"  val acc {result.accuracy:.4f}"
@@ -647,9 +651,11 @@ def _train_ensemble(best: Path, **options) -> None:
 
 def _train_soup(best: Path, *, refit_on: str, **options) -> None:
     """``train --soup``: the ingredients refit, the soup's line, the trials left out."""
-    from autotransfer.model.soup import train_soup
+    from autotransfer.model.refit import read_best
+    from autotransfer.model.soup import kept_members, train_soup
 
-    if refit_on != "train":
+    if refit_on != "train" and (options.get("epochs") is not None
+                                or kept_members(read_best(best)) is None):
         console.print("  the soup chooses its ingredients on the validation split: each "
                       "refits on train (the search's split)", highlight=False)
     outcome = train_soup(best, refit_on="train", **options)
@@ -657,8 +663,10 @@ def _train_soup(best: Path, *, refit_on: str, **options) -> None:
         console.print(f"  trial {number} cannot be averaged: {escape(why)}", highlight=False)
     test = ("" if outcome.test is None
             else f", test {outcome.metric} {outcome.test[outcome.metric]:.4f}")
-    console.print(f"[bold green]soup of trials {'+'.join(map(str, outcome.kept))}[/] (of "
-                  f"{len(outcome.tried)} refit): val {outcome.metric} "
+    how = ("the search's kept weights, nothing trained" if outcome.reused
+           else f"of {len(outcome.tried)} refit")
+    console.print(f"[bold green]soup of trials {'+'.join(map(str, outcome.kept))}[/] ({how}): "
+                  f"val {outcome.metric} "
                   f"{outcome.val[outcome.metric]:.4f} (best ingredient alone "
                   f"{outcome.single_val:.4f}){test} -> {outcome.model_dir}", highlight=False)
 
@@ -777,13 +785,16 @@ def ensemble(
     max_members: int | None = typer.Option(
         None, min=1, help="At most N distinct trials (default: the space's ensemble setting, "
         "else 5)."),
-    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for ensemble.yaml; a "
-                             "best.yaml of this study there gets the ensemble section too."),
+    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for ensemble.yaml (and "
+                             "soup.yaml); a best.yaml of this study there gets the sections "
+                             "too."),
 ) -> None:
-    """Build the ensemble of a stored study's trials again, from the predictions they kept
-    (no trial runs, nothing trains)."""
+    """Build the ensemble of a stored study's trials again, from the predictions they kept,
+    and its weight soup when its space has a soup key, from the weights they kept (no trial
+    runs, nothing trains)."""
     from autotransfer.study.results.ensemble import ensemble_line
-    from autotransfer.study.results.report import ensemble_study
+    from autotransfer.study.results.report import ensemble_study, soup_study
+    from autotransfer.study.results.soup import soup_line
 
     started = time.perf_counter()
     section, written = ensemble_study(study, storage=storage, out=out, max_members=max_members)
@@ -792,6 +803,12 @@ def ensemble(
     console.print(escape(ensemble_line(section)), highlight=False, soft_wrap=True)
     console.print(f"{time.perf_counter() - started:.1f}s -> "
                   + ", ".join(str(p) for p in written), highlight=False)
+    started = time.perf_counter()
+    soup, written = soup_study(study, storage=storage, out=out)
+    if soup is not None:
+        console.print(escape(soup_line(soup)), highlight=False, soft_wrap=True)
+        console.print(f"{time.perf_counter() - started:.1f}s -> "
+                      + ", ".join(str(p) for p in dict.fromkeys(written)), highlight=False)
 
 
 for _command in app.registered_commands:  # every command's --help reads at 80 columns

@@ -21,6 +21,13 @@ ingredient's (the first of the greedy order).
 The export is one model folder in the zoo's own format (what ``train`` writes), with
 ``autotransfer.json``'s ``metrics.soup``: the ingredients tried and kept, each one's refit
 validation score, the soup's, and the ones left out with why.
+
+**Kept weights are reused.** When the search kept its trials' weights (space key ``soup``) and
+``best.yaml`` has the ``soup`` section it built from them, the soup is made from those files
+instead: its members (chosen by the search's greedy soup, on the search's split) are averaged,
+scored on the validation and test splits and exported; nothing trains
+(``SoupOutcome.reused``). A missing file, ``reuse=False`` or an ``epochs`` given refits as
+above.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ class SoupOutcome:
         val: ``{metric: value}`` of the soup on the validation split.
         test: the same on the test split (None without one).
         single_val: the best ingredient's validation score (what the soup is compared with).
+        reused: True when the soup was made from the weights the search kept (best.yaml's
+            ``soup`` section): no ingredient was refit.
     """
 
     model_dir: Path
@@ -56,6 +65,7 @@ class SoupOutcome:
     test: dict[str, float] | None
     single_val: float
     ingredients: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+    reused: bool = False  # made from the weights the search kept: nothing trained
 
 
 def ingredients_of(config: Any) -> tuple[list[dict[str, Any]], dict[int, str]]:
@@ -125,10 +135,22 @@ def _scores(model, preprocess, dataset, split: str, metric: str, device, batch_s
     return classification_scores(np.asarray(y), torch.cat(preds).numpy(), metric)
 
 
+def kept_members(config: Any) -> list[tuple[int, Path]] | None:
+    """``[(trial, kept weights file)]`` of ``best.yaml``'s ``soup`` section, when it lists
+    members whose files all exist; None otherwise (then the soup is refit)."""
+    section = getattr(config, "soup", None)
+    if section is None or not section.members:
+        return None
+    found = [(m.trial, Path(str((m.model_extra or {}).get("weights") or "")))
+             for m in section.members]
+    return found if all(path.is_file() for _, path in found) else None
+
+
 def train_soup(best: Any, *, out: str | Path, max_ingredients: int = 5,
-               refit_on: str = "train", device: str = "auto", **options: Any) -> SoupOutcome:
+               refit_on: str = "train", device: str = "auto", reuse: bool = True,
+               **options: Any) -> SoupOutcome:
     """Refit the trials that can be averaged with ``best.yaml``'s pick and export their greedy
-    soup (see the module docstring).
+    soup, or make it from the weights the search kept (see the module docstring).
 
     Args:
         best: a ``best.yaml`` path (or its parsed mapping) whose ``source`` names a readable
@@ -137,6 +159,8 @@ def train_soup(best: Any, *, out: str | Path, max_ingredients: int = 5,
         max_ingredients: refit at most this many trials, the best first (the pick always).
         refit_on: ``train`` only (the greedy choice needs the validation split).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        reuse: average the weights the search kept when ``best.yaml``'s ``soup`` section lists
+            them and every file exists (and ``epochs`` is not given); False: always refit.
         **options: :func:`~autotransfer.model.refit.train`'s (``data``, ``epochs``, the data
             options...), the same for every ingredient; ``trial`` and ``seed`` are each
             ingredient's own, ``export`` is not offered.
@@ -169,6 +193,11 @@ def train_soup(best: Any, *, out: str | Path, max_ingredients: int = 5,
         if options.pop(name, None) not in (None, (), []):
             raise OptionError(name, " cannot be given with soup")
     config = read_best(best)
+    kept = kept_members(config) if reuse and options.get("epochs") is None else None
+    if kept is not None:
+        options.pop("epochs", None)
+        options.pop("on_epoch", None)  # nothing trains
+        return _from_kept(config, kept, out=out, device=device, **options)
     ingredients, left_out = ingredients_of(config)
     for extra in ingredients[max_ingredients:]:
         left_out[extra["trial"]] = f"past max_ingredients={max_ingredients}"
@@ -231,3 +260,69 @@ def train_soup(best: Any, *, out: str | Path, max_ingredients: int = 5,
     return SoupOutcome(model_dir=model_dir, metric=metric, kept=soup, tried=ranked,
                        left_out=left_out, val=val, test=test, single_val=single_val,
                        ingredients=refit)
+
+
+def _from_kept(config: Any, kept: list[tuple[int, Path]], *, out: str | Path, device: str,
+               **options: Any) -> SoupOutcome:
+    """The soup of ``best.yaml``'s ``soup`` members from their kept weights: the pick's model
+    (its backbone, no adapters: they were merged when kept) with their uniform average loaded,
+    scored on the search's validation and test splits and exported. Nothing trains."""
+    import torch
+
+    from autotransfer.contract.collect import get_registry
+    from autotransfer.finetune.averaging import load_average
+    from autotransfer.finetune.device import device_for
+    from autotransfer.finetune.trainer import TransferModel
+    from autotransfer.model.export import export_model
+    from autotransfer.model.refit import refit_data
+    from autotransfer.outputs import check_out_dir
+    from autotransfer.space.schema import BackboneSpec
+
+    out = check_out_dir(out)
+    torch_device = device_for(device)
+    data = options.pop("data", None) or config.source.data
+    given = {k: v for k, v in options.items() if v is not None and (
+        k.endswith("_column") or k in ("modality", "columns", "data_store"))}
+    dataset = refit_data(config, data, config.backbone_id, options.get("data_options"), **given)
+    spec = BackboneSpec.model_validate({"id": config.backbone} if isinstance(config.backbone, str)
+                                       else config.backbone)
+    entry = get_registry().get(spec.id)
+    backbone = entry.load(pretrained=spec.pretrained, **spec.load_options(
+        entry, trust_remote_code=bool(options.get("trust_remote_code"))))
+    params = dict(config.params)
+    preprocess = backbone.configured(params)
+    model = TransferModel(backbone, dataset.n_classes, float(params.get("dropout") or 0.0))
+    states = [torch.load(path, map_location="cpu", weights_only=True) for _, path in kept]
+    metric = config.metric
+    batch_size = int(params.get("batch_size") or 64)
+    load_average(model, states[:1])  # the pick alone: what the soup is compared with
+    single_val = _scores(model, preprocess, dataset, "val", metric, torch_device,
+                         batch_size)[metric]
+    load_average(model, states)
+    val = _scores(model, preprocess, dataset, "val", metric, torch_device, batch_size)
+    test = (_scores(model, preprocess, dataset, "test", metric, torch_device, batch_size)
+            if dataset.test is not None else None)
+    section = config.soup
+    numbers = [n for n, _ in kept]
+    left_out = {int(item["trial"]): str(item["why"])
+                for item in (section.model_extra or {}).get("left_out") or []}
+    record = {
+        "method": "Wortsman et al. 2022 greedy soup across trials, from the weights the "
+                  "search kept (chosen by its greedy soup; nothing refit)",
+        "kept": numbers, "tried": [t["trial"] for t in (section.model_extra or {}).get("tried")
+                                   or [{"trial": n} for n in numbers]],
+        "left_out": {str(k): v for k, v in sorted(left_out.items())},
+        "single_val_score": single_val, "val_score": val[metric], "reused": True,
+        "weights": [str(path) for _, path in kept],
+    }
+    metrics: dict[str, Any] = {"metric": metric, "search_val_score": config.val_score,
+                               "refit_on": "none (the search's kept weights)", "val": val,
+                               "soup": record}
+    if test is not None:
+        metrics["test"] = test
+    model_dir = export_model(model, preprocess, out, classes=dataset.classes,
+                             modality=dataset.modality, backbone=spec.to_yaml(), params=params,
+                             metrics=metrics)
+    return SoupOutcome(model_dir=model_dir, metric=metric, kept=numbers, tried=record["tried"],
+                       left_out=left_out, val=val, test=test, single_val=single_val,
+                       reused=True)

@@ -11,6 +11,7 @@ typed result a search ends with.
 - ``result``: ``best.yaml`` as one typed model (what a search writes, ``train`` reads);
 - ``budget``: the ``budget`` key (how a small budget is spent);
 - ``ensemble``: the ``ensemble`` key (the ensemble of the study's trials built after it);
+- ``soup``: the ``soup`` key (trials keep their weights; the greedy soup built after it);
 - ``strategies``: pruners and samplers as named in a space;
 - ``recipes``: the training recipe a space names (``recipe``), checked without torch;
 - ``factories``: what the three read alike: a name, a name with settings, or an import path;

@@ -20,6 +20,11 @@ Version 2 added:
   builds from their kept predictions (:mod:`autotransfer.study.results.ensemble`: held-out
   ``val_score``, ``test_score`` beside the single pick's, both with intervals, the members'
   costs combined, a ``note``);
+- ``soup`` (``kind: soup``): the greedy weight soup of the study's trials that share the
+  pick's backbone and method, built from the weights they kept when the space has a ``soup``
+  key (:mod:`autotransfer.study.results.soup`: ``members`` with ``weights``, the kept files,
+  held-out ``val_score``, ``test_score`` beside the single pick's, one model's costs, the
+  trials ``left_out`` and why, a ``note``);
 - ``source.data_options`` as the search resolved them (the detected modality, the columns
   read), no longer as asked;
 - ``epochs`` is the number of epochs the pick trained (a continued trial's total; before
@@ -73,9 +78,10 @@ class Member(_Open):
 
 class Ensemble(_Open):
     """A result that is several models: an ensemble (their probabilities averaged with each
-    member's ``weight``) or a soup (their weights averaged; nothing writes one yet). Its
+    member's ``weight``) or a soup (their weights averaged uniformly into one model). Its
     scores, costs and ``note`` are extra keys
-    (:func:`autotransfer.study.results.ensemble.build_ensemble` lists them)."""
+    (:func:`autotransfer.study.results.ensemble.build_ensemble` and
+    :func:`autotransfer.study.results.soup.build_soup` list them)."""
 
     kind: Literal["ensemble", "soup"]
     members: list[Member] = Field(default_factory=list)
@@ -116,6 +122,7 @@ class BestResult(_Open):
     constraints: dict[str, float] | None = None
     pareto_front: list[Member] | None = None
     ensemble: Ensemble | None = None
+    soup: Ensemble | None = None  # kind: soup
     exports: list[Export] = Field(default_factory=list)
     source: Source = Field(default_factory=Source)
 

@@ -45,6 +45,7 @@ from autotransfer.space.objectives import (
 from autotransfer.space.recipes import DEFAULT as DEFAULT_RECIPE
 from autotransfer.space.recipes import as_param
 from autotransfer.space.recipes import resolve as resolve_recipe
+from autotransfer.space.soup import SoupPlan
 from autotransfer.space.strategies import build
 from autotransfer.space.yaml_file import describe, problem_lines, read_yaml
 
@@ -251,6 +252,8 @@ class SearchSpace(_Strict):
     budget: BudgetPlan = Field(default_factory=BudgetPlan)
     # the ensemble of the study's trials built after it (space.ensemble); false: None, none
     ensemble: EnsemblePlan | None = Field(default_factory=EnsemblePlan)
+    # the greedy weight soup of the study's trials (space.soup): trials keep their weights
+    soup: SoupPlan | None = None
 
     @field_validator("ensemble", mode="before")
     @classmethod
@@ -259,6 +262,15 @@ class SearchSpace(_Strict):
             return None
         if value is None:
             raise ValueError("expected false or {max_members: N}, got nothing")
+        return value
+
+    @field_validator("soup", mode="before")
+    @classmethod
+    def _soup_false_is_off(cls, value: Any) -> Any:
+        if value is False:
+            return None
+        if value is None:
+            raise ValueError("expected true, false or {max_ingredients: N}, got nothing")
         return value
 
     @field_validator("backbones", mode="before")

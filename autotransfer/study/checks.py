@@ -37,6 +37,7 @@ def _space_fingerprint(space: SearchSpace) -> str:
                          ("budget", BudgetPlan().model_dump(mode="json")),
                          ("latency", {"runtime": "pytorch", "precision": "fp32"}),
                          ("ensemble", EnsemblePlan().model_dump(mode="json")),
+                         ("soup", None),
                          ("recipe", "supervised")):
         if data.get(key) == default:  # spaces from before objectives keep their fingerprint
             data.pop(key, None)

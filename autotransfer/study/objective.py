@@ -58,6 +58,7 @@ class TrialContext:
     progress: Progress | None = None
     trust_remote_code: bool = False
     keep_best: str | None = None  # artifact folder of --keep-best
+    soup_dir: str | None = None  # where trials keep their weights for a soup (space soup)
     cache: Any = None  # an ActivationCache shared by the trials; None: --no-cache
     compile: bool = False  # torch.compile the trained part
     deadline: timebudget.Deadline | None = None  # --time-budget
@@ -315,4 +316,29 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
         keep_if_best(trial, trainer, backbone=spec.to_yaml(), params=params, score=result.score,
                      metric=space.metric, test=result.test, store_dir=ctx.keep_best,
                      cost=cost)
-    return trial_value(rule, result.score, cost)
+    value = trial_value(rule, result.score, cost)
+    if ctx.soup_dir is not None and space.soup is not None:  # last: it merges the adapters
+        _keep_weights(trial, trainer, spec, params, result.score, ctx)
+    return value
+
+
+def _keep_weights(trial, trainer, spec, params, score: float, ctx: TrialContext) -> None:
+    """Keep the trial's weights for a soup (:mod:`autotransfer.study.results.kept_weights`);
+    a file that cannot be written is said, and the trial still completes."""
+    import math
+
+    from autotransfer.space.objectives import get_objective
+    from autotransfer.study.results.kept_weights import keep_weights
+
+    assert ctx.space.soup is not None and ctx.soup_dir is not None
+    if not math.isfinite(score):
+        return
+    try:
+        keep_weights(trial, trainer.model, params, backbone=spec.id, pretrained=spec.pretrained,
+                     score=score, folder=ctx.soup_dir,
+                     max_ingredients=ctx.space.soup.max_ingredients,
+                     maximize=get_objective(ctx.space.metric).direction == "maximize",
+                     lock=ctx.lock)
+    except (OSError, RuntimeError) as exc:  # a full disk: the trial's result stands
+        if ctx.progress:
+            ctx.progress.note(trial.number, f"weights not kept for the soup: {describe(exc)}")

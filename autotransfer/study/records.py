@@ -64,6 +64,10 @@ CONFUSION = "confusion"  # {"val": [[...]], "test": [[...]]}: rows true, columns
 # {"format", "npz"}: each split's class probabilities and labels (finetune.predictions), what
 # an ensemble of the study's trials is built from (finetune.ensemble); absent before 0.x
 PREDICTIONS = "predictions"
+# the absolute path of the trial's weights (state_dict, adapters merged) kept for a weight soup
+# (space ``soup``; study.results.kept_weights); the file may since have been removed; "" when
+# the trial was not among its group's best when it completed (not written)
+KEPT_WEIGHTS = "kept_weights"
 # The trained model's costs (autotransfer.finetune.cost), measured after training, are stored
 # under each cost objective's key (autotransfer.space.objectives: latency_ms, throughput,
 # params_count, size_mb, peak_memory_mb, and any registered later).
@@ -184,6 +188,7 @@ class TrialRecord:
     continuations: list[dict[str, Any]] = field(default_factory=list)
     epochs_trained: int | None = None  # recorded when it finished
     averaging: dict[str, Any] | None = None  # what checkpoint averaging chose and bought
+    kept_weights: str | None = None  # where its weights were kept for a soup (maybe removed)
 
     @property
     def continued(self) -> int:
@@ -285,6 +290,7 @@ class TrialRecord:
             continuations=list(attrs.get(CONTINUATIONS) or []),
             epochs_trained=attrs.get(EPOCHS_TRAINED),
             averaging=attrs.get(AVERAGING) or None,
+            kept_weights=attrs.get(KEPT_WEIGHTS),
         )
 
 
@@ -399,6 +405,11 @@ class TrialWriter:
         """What checkpoint averaging chose (``epochs``) and bought (``gain`` over the last
         epoch, ``gain_over_best_epoch``); see :mod:`autotransfer.finetune.averaging`."""
         self._set(AVERAGING, averaging)
+
+    def kept_weights(self, path: str) -> None:
+        """Where the trained model's weights were kept for a weight soup (an absolute path;
+        ``""``: considered and not kept; :mod:`autotransfer.study.results.kept_weights`)."""
+        self._set(KEPT_WEIGHTS, path)
 
     def scored(self, confusion: dict[str, list[list[int]]],
                test_scores: dict[str, float] | None) -> None:

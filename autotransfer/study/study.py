@@ -57,6 +57,7 @@ from autotransfer.study.results.dashboard import StudyNote
 from autotransfer.study.results.report import (
     best_config,
     leaderboard,
+    soup_config,
     write_best,
     write_leaderboard_csv,
     write_report,
@@ -460,6 +461,7 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
         progress.note(-1, resumed)
     context = TrialContext(options.space, prepared.dataset, prepared.device, options.seed,
                            progress, options.trust_remote_code, keep_best=options.keep_dir,
+                           soup_dir=_soup_dir(options, study),
                            cache=make_cache(options.cache_options), compile=options.compile,
                            deadline=prepared.deadline, tracker=prepared.tracker,
                            costs_due=costs_wanted(options.space, references=options.references,
@@ -481,6 +483,16 @@ def _run_trials(prepared: Prepared, progress: Progress | None, sampler_seed: int
         callbacks=_callbacks(progress, prepared.note, prepared.lock) + recorder,
     )
     prepared.note.flush(study, prepared.lock)  # a worker process writes no results
+
+
+def _soup_dir(options: SearchOptions, study) -> str | None:
+    """Where this study's trials keep their weights for a soup (None: the space asks for
+    none; :mod:`autotransfer.study.results.kept_weights`)."""
+    if options.space is None or options.space.soup is None:
+        return None
+    from autotransfer.study.results.kept_weights import study_folder
+
+    return str(study_folder(options.out, study.study_name))
 
 
 def _budgeted(options: SearchOptions) -> bool:
@@ -532,9 +544,10 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
         if fetch_best(study, options.keep_dir, out_dir / "best-model") is not None:
             kept = StudyRecord.of(study).kept_model or {}
             exports = [{"path": "best-model", "trial": kept.get("trial")}]
+    soup = _soup_section(prepared)
     best = best_config(study, options.space, data=str(prepared.dataset.source),
                        storage=mask_url(options.storage), space_file=prepared.space_file,
-                       exports=exports)
+                       exports=exports, soup=soup)
     if best is not None and exports and exports[0]["trial"] != best["source"]["trial"]:
         best.pop("exports")  # the kept model is another trial's (kept before a tie rule)
     best_path = None
@@ -550,6 +563,21 @@ def write_results(prepared: Prepared, failed: list[str] | None = None) -> Search
         warnings.warn(f"report not written to {out_dir}: {first_line(exc)}", stacklevel=2)
     return SearchResult(study=study, best=best, best_path=best_path, leaderboard=rows,
                         worker_errors=failed or [])
+
+
+def _soup_section(prepared: Prepared) -> dict[str, Any] | None:
+    """best.yaml's ``soup`` section when the space asks for one (None otherwise), after the
+    kept weights are tidied (:func:`autotransfer.study.results.kept_weights.tidy`)."""
+    space = prepared.options.space
+    if space is None or space.soup is None:
+        return None
+    from autotransfer.space.objectives import get_objective
+    from autotransfer.study.results.kept_weights import tidy
+
+    tidy(prepared.study, max_ingredients=space.soup.max_ingredients,
+         maximize=get_objective(space.metric).direction == "maximize")
+    return soup_config(prepared.study, space, data=prepared.dataset, device=prepared.device,
+                       trust_remote_code=prepared.options.trust_remote_code)
 
 
 def run_worker(spec: WorkerSpec) -> None:

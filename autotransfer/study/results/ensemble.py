@@ -201,8 +201,9 @@ def _signed(name: str, value: float) -> float:
 
 
 def front_point(study, section: dict[str, Any]) -> dict[str, Any] | None:
-    """The ensemble as a point of a multi-objective study's Pareto front: its held-out
-    ``val_score`` and its combined costs on the study's objectives, and the front's trials
+    """The ensemble (or the soup: any section of that shape) as a point of a multi-objective
+    study's Pareto front: its held-out ``val_score`` and its combined costs on the study's
+    objectives, and the front's trials
     that dominate it (at least as good on every objective, better on one). None without cost
     objectives, or when a cost of the point is unknown.
 
@@ -236,8 +237,8 @@ def front_point(study, section: dict[str, Any]) -> dict[str, Any] | None:
             dominated_by.append(r.number)
     return {"objectives": values, "on_front": not dominated_by,
             "dominated_by": sorted(dominated_by),
-            "score": "the ensemble's held-out (cross-fitted) val_score; the trials' own "
-                     "validation scores"}
+            "score": f"the {section.get('kind', 'ensemble')}'s held-out (cross-fitted) "
+                     "val_score; the trials' own validation scores"}
 
 
 def _member(r: TrialRecord, weight: float, space: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """``pareto_front.{png,html}``: the validation score against the study's own cost objective,
 the front drawn, the reference trials marked, and the ensemble of trials (best.yaml's
-``ensemble`` section: its held-out score against its members' costs combined) as a star
+``ensemble`` section: its held-out score against its members' costs combined) and their weight
+soup (``soup``: its held-out score against the pick's costs) as stars
 (written with the report in multi-objective mode,
 and whenever the trials were measured and one of them is over a bound).
 
@@ -38,10 +39,12 @@ def _points(study, cost: Objective):
 
 
 def front_plots(study, metric: str, references: dict[str, dict[str, Any]],
-                ensemble: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+                ensemble: dict[str, Any] | None = None, soup: dict[str, Any] | None = None
+                ) -> dict[str, tuple[Any, Any]]:
     """name -> (plotly figure builder, matplotlib axes builder); empty unless the study has
-    several objectives or constraints and measured trials. ``ensemble``: best.yaml's section,
-    drawn as one point when it has members, a held-out ``val_score`` and the axis' cost."""
+    several objectives or constraints and measured trials. ``ensemble``, ``soup``: best.yaml's
+    sections, each drawn as one point when it has members, a held-out ``val_score`` and the
+    axis' cost."""
     rule = rule_of(study)
     cost = axis_objective(rule)
     if cost is None or not (rule.multi_objective or rule.constraints):
@@ -52,30 +55,32 @@ def front_plots(study, metric: str, references: dict[str, dict[str, Any]],
     marked = {ref["trial"]: kind for kind, ref in references.items()}
     refs = [r for r in records if r.reference or r.number in marked]
     step = len(rule.objectives) <= 2  # a staircase only for a 2-D front
-    point = ensemble_point(ensemble, cost)
-    return {"pareto_front": (lambda: _plotly(records, front, refs, metric, cost, step, point),
+    points = [p for p in (ensemble_point(ensemble, cost), ensemble_point(soup, cost))
+              if p is not None]
+    return {"pareto_front": (lambda: _plotly(records, front, refs, metric, cost, step, points),
                              lambda: _matplotlib(records, front, refs, metric, cost, step,
-                                                 point))}
+                                                 points))}
 
 
 def ensemble_point(section: dict[str, Any] | None, cost: Objective
-                   ) -> tuple[float, float, str] | None:
-    """``(cost, score, label)`` of an ensemble section on the plot's axes; None without
-    members, a held-out score or the cost."""
+                   ) -> tuple[float, float, str, str] | None:
+    """``(cost, score, label, kind)`` of an ensemble (or soup) section on the plot's axes;
+    None without members, a held-out score or the cost."""
     if not section or not section.get("members") or section.get("val_score") is None:
         return None
     x = section.get(cost.key)
     if x is None:
         return None
     trials = "+".join(str(m["trial"]) for m in section["members"])
-    return float(x), float(section["val_score"]), f"ensemble of trials {trials} (held-out val)"
+    kind = str(section.get("kind") or "ensemble")
+    return float(x), float(section["val_score"]), f"{kind} of trials {trials} (held-out val)", kind
 
 
 def _axis_title(cost: Objective) -> str:
     return f"{cost.name} ({cost.unit}, {cost.direction[:3]})" if cost.unit else cost.name
 
 
-def _plotly(records, front, refs, metric: str, cost: Objective, step: bool, point=None):
+def _plotly(records, front, refs, metric: str, cost: Objective, step: bool, points=()):
     import plotly.graph_objects as go
 
     def trace(rs, name, **style):
@@ -92,16 +97,16 @@ def _plotly(records, front, refs, metric: str, cost: Objective, step: bool, poin
         trace(refs, "references", mode="markers",
               marker={"symbol": "diamond-open", "size": 14}),
     ])
-    if point is not None:
-        figure.add_trace(go.Scatter(x=[point[0]], y=[point[1]], name="ensemble", text=[point[2]],
-                                    mode="markers", marker={"symbol": "star", "size": 16}))
+    for x, y, label, kind in points:
+        figure.add_trace(go.Scatter(x=[x], y=[y], name=kind, text=[label], mode="markers",
+                                    marker={"symbol": "star", "size": 16}))
     figure.update_layout(title=f"Score against {cost.name}", xaxis_title=_axis_title(cost),
                          yaxis_title=f"validation {metric}")
     return figure
 
 
 def _matplotlib(records, front, refs, metric: str, cost: Objective, step: bool,
-                point=None):
+                points=()):
     import matplotlib.pyplot as plt
 
     def xs(rs):
@@ -122,8 +127,8 @@ def _matplotlib(records, front, refs, metric: str, cost: Objective, step: bool,
     if refs:
         axes.scatter(xs(refs), [r.value for r in refs], s=140,
                      facecolors="none", edgecolors="k", marker="D", label="references")
-    if point is not None:
-        axes.scatter([point[0]], [point[1]], s=220, c="C2", marker="*", label="ensemble")
+    for (x, y, _label, kind), colour in zip(points, ("C2", "C4"), strict=False):
+        axes.scatter([x], [y], s=220, c=colour, marker="*", label=kind)
     axes.set_xlabel(_axis_title(cost))
     axes.set_ylabel(f"validation {metric}")
     axes.set_title(f"Score against {cost.name}")

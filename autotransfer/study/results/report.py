@@ -39,6 +39,7 @@ from autotransfer.study.results.intervals import (
     tie_note,
 )
 from autotransfer.study.results.scores import macro_f1, outcome_plots, per_class_scores
+from autotransfer.study.results.soup import build_soup, soup_row, study_data
 from autotransfer.study.selection import best_trial as selected
 from autotransfer.study.selection import front_of, ordered, rule_of, score_target
 from autotransfer.study.store.storage import make_storage, mask_url
@@ -111,10 +112,12 @@ def _own_params(params: dict[str, Any], backbone_id: str) -> dict[str, Any]:
 
 
 def best_config(study, space: SearchSpace, *, data: str, storage: str, space_file: str | None,
-                exports: list[dict[str, Any]] | None = None):
+                exports: list[dict[str, Any]] | None = None,
+                soup: dict[str, Any] | None = None):
     """The best completed trial as the ``best.yaml`` mapping (None when no trial completed),
     checked against :class:`autotransfer.space.result.BestResult` (``schema: 2``);
-    ``exports``: the model folders made from it (``[{path, trial}]``)."""
+    ``exports``: the model folders made from it (``[{path, trial}]``); ``soup``: its ``soup``
+    section (:func:`soup_config`, built where the data is loaded), None: none."""
     best = best_trial(study)
     if best is None:
         return None
@@ -141,6 +144,8 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     config.update(front_config(study, space))
     if space.ensemble is not None:  # predictions only: no trial is re-run
         config["ensemble"] = ensemble_config(study, space)
+    if soup is not None:
+        config["soup"] = soup
     config["source"] = {
         "study": study.study_name,
         "trial": best.number,
@@ -173,12 +178,32 @@ def ensemble_config(study, space: SearchSpace, max_members: int | None = None
     return section
 
 
+def soup_config(study, space: SearchSpace, *, data, device: Any = "auto",
+                trust_remote_code: bool = False) -> dict[str, Any]:
+    """best.yaml's ``soup`` section (:mod:`autotransfer.study.results.soup`) of ``study``
+    scored on ``data``, the search's data; one that cannot be built says why in its ``note``
+    rather than failing the results."""
+    size = space.soup.max_ingredients if space.soup is not None else 5
+    try:
+        section = build_soup(study, metric=space.metric, data=data, device=device, space=space,
+                             max_ingredients=size, trust_remote_code=trust_remote_code)
+    except (AutotransferError, ValueError, KeyError, OSError, RuntimeError) as exc:
+        return {"kind": "soup", "members": [], "note": f"not built: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}", "left_out": []}
+    for member in section["members"]:  # the member's modality's hyperparameters
+        name = member["backbone"]
+        member["params"] = _own_params(member["params"],
+                                       name if isinstance(name, str) else name["id"])
+    return section
+
+
 def with_ensemble(rows: list[dict[str, Any]], best: dict[str, Any] | None
                   ) -> list[dict[str, Any]]:
-    """The leaderboard rows to show: ``rows`` with best.yaml's ensemble (when one was built)
-    as a row after the first (``leaderboard.csv`` keeps one row per trial)."""
-    row = ensemble_row((best or {}).get("ensemble") or {})
-    return rows if row is None else [*rows[:1], row, *rows[1:]]
+    """The leaderboard rows to show: ``rows`` with best.yaml's ensemble and soup (those
+    built) as rows after the first (``leaderboard.csv`` keeps one row per trial)."""
+    extra = [row for row in (ensemble_row((best or {}).get("ensemble") or {}),
+                             soup_row((best or {}).get("soup") or {})) if row is not None]
+    return [*rows[:1], *extra, *rows[1:]] if extra else rows
 
 
 def training_of(best: TrialRecord, space: SearchSpace) -> dict[str, Any] | None:
@@ -373,7 +398,7 @@ def _plots(study, params_importance: dict[str, float], rows, metric: str, best=N
                                                    **target),
         )
     plots.update(front_plots(study, metric, (best or {}).get("references", {}),
-                             (best or {}).get("ensemble")))
+                             (best or {}).get("ensemble"), (best or {}).get("soup")))
     trial = None if best is None else TrialRecord.from_frozen(
         study.get_trials(deepcopy=False)[best["source"]["trial"]])
     plots.update(outcome_plots(study, metric, (best or {}).get("references", {}), trial))
@@ -534,17 +559,20 @@ def _front_lines(best: dict[str, Any] | None) -> list[str]:
         name = m["backbone"] if isinstance(m["backbone"], str) else m["backbone"]["id"]
         lines.append(f"| {m['trial']} | `{name}` | {fmt(m['val_score'])} | "
                      + "".join(f"{fmt(m.get(o.key), o.fmt)} | " for o in costs))
-    section = (best or {}).get("ensemble") or {}
-    point = section.get("pareto")
-    if section.get("members") and point:
-        trials = "+".join(str(m["trial"]) for m in section["members"])
-        where = ("on the front" if point["on_front"] else "dominated by trial(s) "
-                 + ", ".join(str(n) for n in point["dominated_by"]))
-        lines.append(f"| ensemble | trials {trials} | {fmt(section['val_score'])} (held-out) | "
-                     + "".join(f"{fmt(section.get(o.key), o.fmt)} | " for o in costs))
-        lines += ["", f"The ensemble of trials is {where} (its held-out validation score "
-                      "against its members' costs combined)."]
-    return lines
+    said = []
+    for kind, costs_are in (("ensemble", "its members' costs combined"),
+                            ("soup", "one model's costs, the pick's")):
+        section = (best or {}).get(kind) or {}
+        point = section.get("pareto")
+        if section.get("members") and point:
+            trials = "+".join(str(m["trial"]) for m in section["members"])
+            where = ("on the front" if point["on_front"] else "dominated by trial(s) "
+                     + ", ".join(str(n) for n in point["dominated_by"]))
+            lines.append(f"| {kind} | trials {trials} | {fmt(section['val_score'])} (held-out) | "
+                         + "".join(f"{fmt(section.get(o.key), o.fmt)} | " for o in costs))
+            said.append(f"The {kind} of trials is {where} (its held-out validation score "
+                        f"against {costs_are}).")
+    return [*lines, *(["", " ".join(said)] if said else [])]
 
 
 def _ci(interval, *, bare: bool = False) -> str:
@@ -683,6 +711,58 @@ def ensemble_study(study_name: str, *, storage: str, out: str | Path = ".",
         config = yaml.safe_load(best_path.read_text(encoding="utf-8")) or {}
         if isinstance(config, dict) and (config.get("source") or {}).get("study") == study_name:
             config["ensemble"] = section
+            write_best(BestResult.parse(config, str(best_path)).to_mapping(), best_path)
+            written.append(best_path)
+    return section, written
+
+
+def soup_study(study_name: str, *, storage: str, out: str | Path = ".",
+               device: str = "auto") -> tuple[dict[str, Any] | None, list[Path]]:
+    """Build the greedy soup of a stored study's trials again, from the weights they kept (no
+    trial runs, nothing trains; the search's data is read again to score it):
+    ``out/soup.yaml``, and the ``soup`` section of ``out/best.yaml`` when that file is this
+    study's. Returns the section (None when the study's space asks for no soup: nothing is
+    written) and the files written.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for the forward passes.
+
+    Raises:
+        StorageError: no such study (see :func:`stored_study`).
+        AutotransferError: the study recorded no space this version can read.
+        DataError: the study's data cannot be read any more.
+
+    Example:
+        >>> from autotransfer.study.results.report import soup_study
+        >>> section, files = soup_study("fashion-mnist-image-quick",
+        ...                             storage="sqlite:///demo.db")  # doctest: +SKIP
+    """
+    import time
+
+    study, space = stored_study(study_name, storage=storage)
+    if space is None:
+        raise AutotransferError(f"study {study_name!r} recorded no search space this version "
+                                "can read; the soup needs its metric")
+    if space.soup is None:
+        return None, []
+    started = time.perf_counter()
+    data = study_data(study, space, selected(study))
+    loaded = time.perf_counter() - started
+    section = soup_config(study, space, data=data, device=device)
+    if "selection" in section:
+        section["selection"]["data_seconds"] = round(loaded, 3)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "soup.yaml"]
+    written[0].write_text(
+        "# The greedy weight soup of a study's trials, built by `autotransfer ensemble`.\n"
+        + yaml.safe_dump({"study": study_name, "storage": mask_url(storage), "soup": section},
+                         sort_keys=False), encoding="utf-8")
+    best_path = out / "best.yaml"
+    if best_path.is_file():
+        config = yaml.safe_load(best_path.read_text(encoding="utf-8")) or {}
+        if isinstance(config, dict) and (config.get("source") or {}).get("study") == study_name:
+            config["soup"] = section
             write_best(BestResult.parse(config, str(best_path)).to_mapping(), best_path)
             written.append(best_path)
     return section, written
