@@ -267,11 +267,8 @@ class SearchSpace(_Strict):
     @field_validator("soup", mode="before")
     @classmethod
     def _soup_false_is_off(cls, value: Any) -> Any:
-        if value is False:
-            return None
-        if value is None:
-            raise ValueError("expected true, false or {max_ingredients: N}, got nothing")
-        return value
+        # None is the default (off), so a dumped space (model_dump) parses back
+        return None if value is False else value
 
     @field_validator("backbones", mode="before")
     @classmethod
