@@ -266,35 +266,51 @@ def _note(members: list[TrialRecord], pick: TrialRecord, section: dict[str, Any]
 
 def ensemble_line(section: dict[str, Any]) -> str:
     """The console's line for an ``ensemble`` section."""
+    members = ", ".join(f"{m['trial']} (weight {m['weight']:.2f})"
+                        for m in section.get("members") or [])
+    return combined_line(section, "ensemble", members, "single pick", "sum")
+
+
+def combined_line(section: dict[str, Any], kind: str, members: str, single_label: str,
+                  latency_label: str) -> str:
+    """The console's line for a section of several trials (``ensemble`` or ``soup``): its
+    held-out val beside one trial chosen the same way (``single_label``), its test beside the
+    single pick's, both with intervals, its latency (``latency_label`` says how it adds up)."""
     if not section.get("members"):
-        return f"ensemble: {section.get('note', 'not built')}"
+        return f"{kind}: {section.get('note', 'not built')}"
 
     def ci(interval) -> str:
         return "" if not interval else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
 
-    members = ", ".join(f"{m['trial']} (weight {m['weight']:.2f})" for m in section["members"])
     single = section["single"]
-    text = (f"ensemble of trials {members}: val {section['val_score']:.4f}"
-            f"{ci(section['val_score_ci95'])} held-out (single pick, same way: "
+    text = (f"{kind} of trials {members}: val {section['val_score']:.4f}"
+            f"{ci(section['val_score_ci95'])} held-out ({single_label}, same way: "
             f"{section['single_val_score']:.4f})")
     if section.get("test_score") is not None:
         text += (f"; test {section['test_score']:.4f}{ci(section['test_score_ci95'])} vs "
                  f"single pick {single['test_score']:.4f}{ci(single['test_score_ci95'])}")
     if section.get("latency_ms") is not None:
-        text += f"; latency {section['latency_ms']:.2f} ms (sum)"
+        text += f"; latency {section['latency_ms']:.2f} ms ({latency_label})"
     return f"{text}; {section['note']}"
 
 
 def ensemble_row(section: dict[str, Any]) -> dict[str, Any] | None:
     """A leaderboard row for an ``ensemble`` section (None when none was built): its trial is
     ``"ens"``, its state ``ensemble``, its val score the held-out one."""
+    return combined_row(section, "ens", "ensemble")
+
+
+def combined_row(section: dict[str, Any], trial: str, kind: str) -> dict[str, Any] | None:
+    """A leaderboard row for a section of several trials (None when none was built): its
+    trial is ``trial``, its state and method ``kind``, its val score the held-out one, its
+    costs the section's."""
     if not section.get("members"):
         return None
     numbers = "+".join(str(m["trial"]) for m in section["members"])
     return {
-        "trial": "ens", "state": "ensemble",
-        "backbone": f"ensemble of trials {numbers}",
-        "method": "ensemble", "freeze_fraction": None, "trainable_params": None, "lr": None,
+        "trial": trial, "state": kind,
+        "backbone": f"{kind} of trials {numbers}",
+        "method": kind, "freeze_fraction": None, "trainable_params": None, "lr": None,
         "val_score": section["val_score"], "test_score": section.get("test_score"),
         "epochs": "-", "seconds_per_epoch": None, "reason": section["note"], "reference": "",
         **{o.key: section.get(o.key) for o in objectives("cost")}, "feasible": "",

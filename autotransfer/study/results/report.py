@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -699,21 +700,28 @@ def ensemble_study(study_name: str, *, storage: str, out: str | Path = ".",
         raise AutotransferError(f"study {study_name!r} recorded no search space this version "
                                 "can read; the ensemble needs its metric")
     section = ensemble_config(study, space, max_members)
-    out = Path(out)
+    return section, _write_section(Path(out), "ensemble", section, study_name, storage,
+                                   "The ensemble of a study's trials")
+
+
+def _write_section(out: Path, key: str, section: dict[str, Any], study_name: str, storage: str,
+                   what: str) -> list[Path]:
+    """``out/KEY.yaml`` with ``section``, and ``section`` as ``out/best.yaml``'s ``key`` when
+    that file is this study's; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "ensemble.yaml"]
+    written = [out / f"{key}.yaml"]
     written[0].write_text(
-        "# The ensemble of a study's trials, built by `autotransfer ensemble`.\n"
-        + yaml.safe_dump({"study": study_name, "storage": mask_url(storage),
-                          "ensemble": section}, sort_keys=False), encoding="utf-8")
+        f"# {what}, built by `autotransfer ensemble`.\n"
+        + yaml.safe_dump({"study": study_name, "storage": mask_url(storage), key: section},
+                         sort_keys=False), encoding="utf-8")
     best_path = out / "best.yaml"
     if best_path.is_file():
         config = yaml.safe_load(best_path.read_text(encoding="utf-8")) or {}
         if isinstance(config, dict) and (config.get("source") or {}).get("study") == study_name:
-            config["ensemble"] = section
+            config[key] = section
             write_best(BestResult.parse(config, str(best_path)).to_mapping(), best_path)
             written.append(best_path)
-    return section, written
+    return written
 
 
 def soup_study(study_name: str, *, storage: str, out: str | Path = ".",
@@ -737,8 +745,6 @@ def soup_study(study_name: str, *, storage: str, out: str | Path = ".",
         >>> section, files = soup_study("fashion-mnist-image-quick",
         ...                             storage="sqlite:///demo.db")  # doctest: +SKIP
     """
-    import time
-
     study, space = stored_study(study_name, storage=storage)
     if space is None:
         raise AutotransferError(f"study {study_name!r} recorded no search space this version "
@@ -751,18 +757,5 @@ def soup_study(study_name: str, *, storage: str, out: str | Path = ".",
     section = soup_config(study, space, data=data, device=device)
     if "selection" in section:
         section["selection"]["data_seconds"] = round(loaded, 3)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "soup.yaml"]
-    written[0].write_text(
-        "# The greedy weight soup of a study's trials, built by `autotransfer ensemble`.\n"
-        + yaml.safe_dump({"study": study_name, "storage": mask_url(storage), "soup": section},
-                         sort_keys=False), encoding="utf-8")
-    best_path = out / "best.yaml"
-    if best_path.is_file():
-        config = yaml.safe_load(best_path.read_text(encoding="utf-8")) or {}
-        if isinstance(config, dict) and (config.get("source") or {}).get("study") == study_name:
-            config["soup"] = section
-            write_best(BestResult.parse(config, str(best_path)).to_mapping(), best_path)
-            written.append(best_path)
-    return section, written
+    return section, _write_section(Path(out), "soup", section, study_name, storage,
+                                   "The greedy weight soup of a study's trials")

@@ -40,9 +40,14 @@ from typing import Any
 import numpy as np
 
 from autotransfer.finetune import ensemble as halving
-from autotransfer.space.objectives import get_objective, objectives
+from autotransfer.space.objectives import get_objective
 from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
-from autotransfer.study.results.ensemble import combined_costs, front_point
+from autotransfer.study.results.ensemble import (
+    combined_costs,
+    combined_line,
+    combined_row,
+    front_point,
+)
 from autotransfer.study.results.intervals import intervals_of, score_ci95
 from autotransfer.study.results.kept_weights import load_weights, record_group
 from autotransfer.study.results.scores import confusion
@@ -405,38 +410,11 @@ def study_data(study, space, pick: TrialRecord | None = None):
 
 def soup_line(section: dict[str, Any]) -> str:
     """The console's line for a ``soup`` section."""
-    if not section.get("members"):
-        return f"soup: {section.get('note', 'not built')}"
-
-    def ci(interval) -> str:
-        return "" if not interval else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
-
-    trials = "+".join(str(m["trial"]) for m in section["members"])
-    single = section["single"]
-    text = (f"soup of trials {trials}: val {section['val_score']:.4f}"
-            f"{ci(section['val_score_ci95'])} held-out (one ingredient, same way: "
-            f"{section['single_val_score']:.4f})")
-    if section.get("test_score") is not None:
-        text += (f"; test {section['test_score']:.4f}{ci(section['test_score_ci95'])} vs "
-                 f"single pick {single['test_score']:.4f}{ci(single['test_score_ci95'])}")
-    if section.get("latency_ms") is not None:
-        text += f"; latency {section['latency_ms']:.2f} ms (one model)"
-    return f"{text}; {section['note']}"
+    trials = "+".join(str(m["trial"]) for m in section.get("members") or [])
+    return combined_line(section, "soup", trials, "one ingredient", "one model")
 
 
 def soup_row(section: dict[str, Any]) -> dict[str, Any] | None:
     """A leaderboard row for a ``soup`` section (None when none was built): its trial is
     ``"soup"``, its state ``soup``, its val score the held-out one, its costs the pick's."""
-    if not section.get("members"):
-        return None
-    numbers = "+".join(str(m["trial"]) for m in section["members"])
-    return {
-        "trial": "soup", "state": "soup",
-        "backbone": f"soup of trials {numbers}",
-        "method": "soup", "freeze_fraction": None, "trainable_params": None, "lr": None,
-        "val_score": section["val_score"], "test_score": section.get("test_score"),
-        "epochs": "-", "seconds_per_epoch": None, "reason": section["note"], "reference": "",
-        **{o.key: section.get(o.key) for o in objectives("cost")}, "feasible": "",
-        "val_score_ci95": section.get("val_score_ci95"),
-        "test_score_ci95": section.get("test_score_ci95"),
-    }
+    return combined_row(section, "soup", "soup")
