@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autotransfer.contract.collect import get_registry
 from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
+from autotransfer.space.objectives import get_objective
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.budget import rules as control
 from autotransfer.study.budget import timebudget
@@ -22,6 +24,7 @@ from autotransfer.study.budget.measure import (
 from autotransfer.study.budget.prior import check_latency_before_load
 from autotransfer.study.records import EpochMetrics, TrialWriter, reference_of
 from autotransfer.study.references.trials import apply_reference
+from autotransfer.study.results.kept_weights import keep_weights
 from autotransfer.study.results.scores import confusion
 from autotransfer.study.selection import Rule
 from autotransfer.study.workers import stop_reason
@@ -325,11 +328,6 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
 def _keep_weights(trial, trainer, spec, params, score: float, ctx: TrialContext) -> None:
     """Keep the trial's weights for a soup (:mod:`autotransfer.study.results.kept_weights`);
     a file that cannot be written is said, and the trial still completes."""
-    import math
-
-    from autotransfer.space.objectives import get_objective
-    from autotransfer.study.results.kept_weights import keep_weights
-
     assert ctx.space.soup is not None and ctx.soup_dir is not None
     if not math.isfinite(score):
         return
