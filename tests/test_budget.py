@@ -17,9 +17,9 @@ from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.manager import pm
 from autotransfer.errors import SpaceError
+from autotransfer.finetune.records import StudyRecord, set_pending_references
 from autotransfer.space.schema import parse_space
 from autotransfer.study.budget import backbone_cost, timebudget
-from autotransfer.study.records import StudyRecord, set_pending_references
 from autotransfer.study.references.order import deferred, order_references
 from autotransfer.study.references.queue import release_pending
 from autotransfer.study.store.storage import make_storage

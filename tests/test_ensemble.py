@@ -18,9 +18,9 @@ from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.manager import pm
 from autotransfer.errors import SpaceError
 from autotransfer.finetune import ensemble, predictions
+from autotransfer.finetune.records import trial_records
 from autotransfer.space.objectives import accuracy
 from autotransfer.space.schema import parse_space
-from autotransfer.study.records import trial_records
 from autotransfer.study.study import search
 from autotransfer_timm import backbone_from_timm
 from conftest import write_images
@@ -106,7 +106,7 @@ def test_predictions_round_trip_in_float16_and_their_size_is_small():
 
 
 def test_an_ensemble_s_costs_are_its_members_costs_combined():
-    from autotransfer.study.records import TrialRecord
+    from autotransfer.finetune.records import TrialRecord
     from autotransfer.study.results.ensemble import combined_costs
 
     def record(number, **costs):

@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from autotransfer.study import records
-from autotransfer.study.records import (
+from autotransfer.finetune import records
+from autotransfer.finetune.records import (
     EpochMetrics,
     StudyRecord,
     TrialRecord,

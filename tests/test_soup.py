@@ -14,8 +14,8 @@ from optuna.trial import TrialState, create_trial
 
 from autotransfer.cli import main
 from autotransfer.errors import SpaceError
+from autotransfer.finetune.records import trial_records
 from autotransfer.space.schema import parse_space
-from autotransfer.study.records import trial_records
 from autotransfer.study.results.kept_weights import keep_weights, study_folder, tidy
 from autotransfer.study.results.soup import build_soup, greedy
 from test_ensemble import PARAMS, three_splits, tiny_zoo  # noqa: F401 (fixtures)

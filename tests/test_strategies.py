@@ -10,10 +10,10 @@ import pytest
 
 from autotransfer.contract.collect import get_strategies
 from autotransfer.errors import PluginError, SpaceError
+from autotransfer.finetune.records import trial_records
 from autotransfer.plugin import Strategy, hookimpl
 from autotransfer.space.schema import parse_space
 from autotransfer.space.strategies import build
-from autotransfer.study.records import trial_records
 from autotransfer.study.study import search
 from autotransfer.testing import FakeZoo, registered_plugin
 

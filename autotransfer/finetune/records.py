@@ -6,6 +6,11 @@ back as a :class:`TrialRecord`; every user attribute of the study goes through
 ``study/_tell.py``, the one place that writes a trial's state and values: to change what a
 trial records, change this module (and the readers see the new field as an attribute).
 
+It lives in ``finetune``, below both ``study`` (which writes and reads the records) and
+``model`` (whose refit and soup read a study's trials back), so that neither reads a trial's
+``user_attrs`` by key; it imports only :mod:`autotransfer.finetune.predictions` and
+:mod:`autotransfer.space.objectives` (it was ``autotransfer.study.records`` before #35).
+
 The stored keys are those of autotransfer 0.1 (``peak_memory_mb`` included, though the value is
 in MiB), so studies written before this module stay readable.
 """
