@@ -14,8 +14,8 @@ trial has started training (``first_step``), byte sizes as users write them (``s
 the one schema of what a search stores in Optuna (``records``: ``TrialRecord``, ``TrialWriter``,
 ``StudyRecord``; here, below study and model, so that both read trials through it).
 
-May import: ``autotransfer.data``, ``autotransfer.space``, ``autotransfer.contract``, ``autotransfer.errors`` and public
-libraries; never study, model or cli.
+May import: ``autotransfer.data``, ``autotransfer.space``, ``autotransfer.contract``,
+``autotransfer.errors`` and public libraries; never study, model or cli.
 
 The user API ``autotransfer.train(best_yaml, out=...)`` that refits a model is
 :func:`autotransfer.model.refit.train`.

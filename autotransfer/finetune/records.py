@@ -188,6 +188,8 @@ class TrialRecord:
     values: tuple[float, ...] | None = None  # every objective's value (the metric's first)
     costs: dict[str, float] = field(default_factory=dict)  # cost objective name -> measured
     measure_seconds: float | None = None
+    latency_threads: int | None = None  # torch's intra-op threads while latency was measured
+    latency_runtime: str | None = None  # what measured it: pytorch, onnxruntime fp32 / int8
     violations: dict[str, float] = field(default_factory=dict)  # value - bound, per bound
     # each change of the planned length (a continuation, or its end by the time budget)
     continuations: list[dict[str, Any]] = field(default_factory=list)
@@ -291,6 +293,8 @@ class TrialRecord:
             values=tuple(values) if values else None,
             costs=costs_of(attrs),
             measure_seconds=attrs.get(MEASURE_SECONDS),
+            latency_threads=attrs.get(LATENCY_THREADS),
+            latency_runtime=attrs.get(LATENCY_RUNTIME),
             violations=dict(attrs.get(VIOLATIONS) or {}),
             continuations=list(attrs.get(CONTINUATIONS) or []),
             epochs_trained=attrs.get(EPOCHS_TRAINED),
