@@ -103,9 +103,11 @@ def search_process(data: Path, space: Path, work: Path, seed: int, cache: bool,
         (row,) = list(csv.DictReader(handle))
     import optuna
 
+    from autotransfer.finetune.records import TrialRecord
+
     trial = optuna.load_study(study_name=name, storage=f"sqlite:///{work / name}.db").trials[0]
-    return (seconds, float(row["val_score"]), trial.user_attrs.get("activation_cache", "?"),
-            cpu)
+    return (seconds, float(row["val_score"]), TrialRecord.from_frozen(trial).activation_cache
+            or "?", cpu)
 
 
 def augmented(args) -> None:

@@ -128,6 +128,7 @@ def main() -> None:
 
     import autotransfer
     from autotransfer.demo import export_fashion_mnist
+    from autotransfer.finetune.records import TrialRecord, trial_records
     from autotransfer.space.schema import parse_space
 
     load_before = _uptime()
@@ -152,8 +153,8 @@ def main() -> None:
                                  transfer_effect=False)
     seconds = time.perf_counter() - started
     study, best = result.study, result.best
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    shares = [t.user_attrs["measure_seconds"] / t.duration.total_seconds() for t in complete]
+    complete = trial_records(study, ("complete",))
+    shares = [t.measure_seconds / t.duration_seconds for t in complete]
     front = best["pareto_front"]
 
     def name(member) -> str:
@@ -165,8 +166,8 @@ def main() -> None:
 
     latencies = {}
     for t in complete:
-        key = t.user_attrs["backbone"] + (f"@{pixels_of(t.number)}" if args.image_sizes else "")
-        latencies[key] = t.user_attrs["latency_ms"]
+        key = t.backbone + (f"@{pixels_of(t.number)}" if args.image_sizes else "")
+        latencies[key] = t.costs["latency_ms"]
     run = {"seed": args.seed, "image_sizes": args.image_sizes or str(args.image_size),
            "per_class": args.per_class, "epochs": args.epochs, "uptime_before": load_before,
            "search_seconds": round(seconds),
@@ -180,8 +181,8 @@ def main() -> None:
            "front_backbones": len({name(m) for m in front}),
            "measure_share_median": statistics.median(shares),
            "measure_share_max": max(shares),
-           "measure_share_total": (sum(t.user_attrs["measure_seconds"] for t in complete)
-                                   / sum(t.duration.total_seconds() for t in complete)),
+           "measure_share_total": (sum(t.measure_seconds for t in complete)
+                                   / sum(t.duration_seconds for t in complete)),
            "models": []}
     print(f"search (seed {args.seed}): {len(study.trials)} trials ({len(complete)} complete) in "
           f"{seconds:.0f}s on {args.device}, image_size {run['image_sizes']}, {args.per_class} "
@@ -210,11 +211,11 @@ def main() -> None:
             model_dir = work / f"model-{number}"
             autotransfer.train(result.best_path, out=model_dir, trial=number, epochs=1,
                                refit_on="train", device=args.device)
-        attrs = study.trials[number].user_attrs
-        threads = attrs.get("latency_threads", torch.get_num_threads())
+        record = TrialRecord.from_frozen(study.trials[number])
+        threads = record.latency_threads or torch.get_num_threads()
         timing = _interleaved_in_fresh_process(model_dir, args, threads, pixels)
         plain, styled = timing["plain_ms"], timing["recorded_style_ms"]
-        recorded = attrs["latency_ms"]
+        recorded = record.costs["latency_ms"]
         size = (model_dir / "model.safetensors").stat().st_size / 1e6
         pair = statistics.median(r / p for r, p in zip(styled, plain, strict=True))
         figures = {
@@ -227,12 +228,12 @@ def main() -> None:
             "recorded_over_plain_quietest": recorded / min(plain),
             "recorded_over_plain_median_round": recorded / statistics.median(plain),
             "interleaved_ratio_median": pair,
-            "size_mb_recorded": attrs["size_mb"], "safetensors_mb": size,
+            "size_mb_recorded": record.costs["size_mb"], "safetensors_mb": size,
         }
         run["models"].append(figures)
         print(f"trial {number} ({name(member)} at {pixels} px, {timing['threads']} thread(s)): "
               f"size_mb recorded "
-              f"{attrs['size_mb']:.3f}, model.safetensors {size:.3f} MB")
+              f"{record.costs['size_mb']:.3f}, model.safetensors {size:.3f} MB")
         print(f"trial {number}: recorded {recorded:.3f} ms; plain loop on the exported model: "
               f"quietest round {min(plain):.3f} ms, median round {statistics.median(plain):.3f} "
               f"ms (rounds {min(plain):.3f}-{max(plain):.3f}); recorded/plain "

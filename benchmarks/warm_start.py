@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prescreen import export_digits  # noqa: E402
 
 from autotransfer import demo  # noqa: E402
+from autotransfer.finetune.records import StudyRecord, TrialRecord
 from autotransfer.space.schema import parse_space
 from autotransfer.study.study import search
 
@@ -109,10 +110,10 @@ def main() -> None:
                         out=work / "target-out", seed=args.seed, **extra)
         total = time.perf_counter() - start
         curves[label] = curve(result.study)
-        kept = result.study.user_attrs.get("prescreen", {}).get("kept")
+        kept = (StudyRecord.of(result.study).prescreen or {}).get("kept")
         print(f"{label}: {total:.0f}s in all" + (f"; kept {kept}" if kept else ""), flush=True)
         for t in result.study.trials:
-            source = t.user_attrs.get("warm_start")
+            source = TrialRecord.from_frozen(t).warm_start
             print(f"  trial {t.number} {t.params['backbone']:42s} {t.state.name:8s} "
                   f"{t.value if t.value is not None else float('nan'):.4f}"
                   + (f"  (warm start from {source['study']!r} trial {source['trial']})"

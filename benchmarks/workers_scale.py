@@ -133,7 +133,11 @@ class ConnectionPeak:
 
 def study_figures(storage, study_name: str) -> dict:
     """Count, RUNNING, duplicates among overlapping trials, and the gap between trials."""
+    from autotransfer.finetune.records import TrialRecord
     from autotransfer.study.workers import tally
+
+    def retry_of(trial) -> int | None:
+        return TrialRecord.from_frozen(trial).retry_of
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials()
@@ -143,12 +147,12 @@ def study_figures(storage, study_name: str) -> dict:
         for b in finished[i + 1:]:
             overlap = (a.datetime_start < b.datetime_complete
                        and b.datetime_start < a.datetime_complete)
-            if overlap and a.params == b.params and a.user_attrs.get("retry_of") != b.number \
-                    and b.user_attrs.get("retry_of") != a.number:
+            if overlap and a.params == b.params and retry_of(a) != b.number \
+                    and retry_of(b) != a.number:
                 duplicates += 1
     by_worker: dict = {}
     for t in sorted(finished, key=lambda t: t.datetime_start):
-        by_worker.setdefault(t.user_attrs.get("worker"), []).append(t)
+        by_worker.setdefault(TrialRecord.from_frozen(t).worker, []).append(t)
     gaps, lengths = [], []
     for runs in by_worker.values():
         for before, after in zip(runs, runs[1:], strict=False):

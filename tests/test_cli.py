@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from autotransfer.cli import main
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.space.hyperparameters import HYPERPARAMETERS
-from autotransfer.study.records import TrialRecord
 from autotransfer.study.results.intervals import val_examples
 from conftest import cli_error as _error
 from conftest import write_images

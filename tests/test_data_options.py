@@ -110,8 +110,8 @@ def test_the_study_records_what_was_read_and_a_resume_with_other_options_says_so
 
     from autotransfer.data import DataWarning
     from autotransfer.data.dataset import LabelledData
+    from autotransfer.finetune.records import StudyRecord
     from autotransfer.study.checks import record_data_options
-    from autotransfer.study.records import StudyRecord
 
     table = tmp_path / "reviews.csv"
     table.write_text("body,label\ngood,pos\n", encoding="utf-8")

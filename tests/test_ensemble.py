@@ -3,7 +3,6 @@ is known, the kept predictions, and the plumbing (best.yaml, the leaderboard row
 ``autotransfer ensemble``) on tiny models built from a config."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +17,9 @@ from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.manager import pm
 from autotransfer.errors import SpaceError
 from autotransfer.finetune import ensemble, predictions
+from autotransfer.finetune.records import trial_records
 from autotransfer.space.objectives import accuracy
 from autotransfer.space.schema import parse_space
-from autotransfer.study.records import trial_records
 from autotransfer.study.study import search
 from autotransfer_timm import backbone_from_timm
 from conftest import write_images
@@ -106,7 +105,7 @@ def test_predictions_round_trip_in_float16_and_their_size_is_small():
 
 
 def test_an_ensemble_s_costs_are_its_members_costs_combined():
-    from autotransfer.study.records import TrialRecord
+    from autotransfer.finetune.records import TrialRecord
     from autotransfer.study.results.ensemble import combined_costs
 
     def record(number, **costs):
@@ -308,60 +307,3 @@ def test_train_ensemble_adds_a_pick_that_is_not_a_member_and_refuses_no_ensemble
     best["ensemble"] = {"kind": "ensemble", "members": [], "note": "not built: no trial"}
     with pytest.raises(SpaceError, match="no ensemble with members .not built: no trial"):
         train_ensemble(best, out=tmp_path / "none")
-
-
-# --- the greedy weight soup across trials (train --soup) ------------------------------------
-
-
-def test_load_average_is_the_uniform_mean_of_float_entries_and_keeps_integer_buffers():
-    from autotransfer.finetune.averaging import load_average
-
-    model = torch.nn.BatchNorm1d(2)
-    states = [{"weight": torch.tensor([1.0, 3.0]), "num_batches_tracked": torch.tensor(4)},
-              {"weight": torch.tensor([3.0, 5.0]), "num_batches_tracked": torch.tensor(9)}]
-    load_average(model, states)
-    assert model.weight.tolist() == [2.0, 4.0] and int(model.num_batches_tracked) == 4
-    assert model.bias.tolist() == [0.0, 0.0]  # a key the states lack keeps the model's
-
-
-def _study_for_soup(storage: str) -> None:
-    """Trials 0 and 1 (tiny/a, full fine-tuning) can be averaged with each other; trial 2 has
-    another backbone, trial 3 another method."""
-    import optuna
-    from optuna.distributions import FloatDistribution
-    from optuna.trial import create_trial
-
-    study = optuna.create_study(study_name="s", storage=storage)
-    for value, backbone, params in ((0.6, "tiny/a", {**PARAMS, "lr": 0.01}),
-                                    (0.5, "tiny/a", {**PARAMS, "lr": 0.003}),
-                                    (0.7, "tiny/b", {**PARAMS, "lr": 0.01}),
-                                    (0.4, "tiny/a", {**PARAMS, "lr": 0.01, "method": "bitfit"})):
-        study.add_trial(create_trial(
-            value=value, params={"lr": params["lr"]},
-            distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)},
-            user_attrs={"backbone": backbone, "params": params}))
-
-
-def test_train_soup_averages_the_trials_of_the_pick_s_backbone_and_names_the_others(
-        tiny_zoo, three_splits, tmp_path, capsys):
-    storage = f"sqlite:///{tmp_path}/s.db"
-    _study_for_soup(storage)
-    best = yaml.safe_load(Path(_best_with_ensemble(tmp_path, three_splits)).read_text())
-    best["source"]["storage"] = storage
-    path = tmp_path / "best.yaml"
-    path.write_text(yaml.safe_dump(best))
-
-    main(["train", str(path), "--soup", "--out", str(tmp_path / "soup"), "--device", "cpu"])
-    said = capsys.readouterr().out
-    assert "trial 2 cannot be averaged: backbone tiny/b" in said
-    assert "trial 3 cannot be averaged: method bitfit" in said
-    record = json.loads((tmp_path / "soup" / "autotransfer.json").read_text())["metrics"]
-    soup = record["soup"]
-    assert sorted(soup["tried"]) == [0, 1] and soup["kept"][0] == soup["tried"][0]
-    # greedy: the soup never scores below its best ingredient on validation
-    assert soup["val_score"] >= soup["single_val_score"]
-    assert record["test"]["accuracy"] is not None
-    # one plain model folder: predict reads it as any train output
-    main(["predict", str(tmp_path / "soup"), str(three_splits / "test"), "--json",
-          "--device", "cpu"])
-    assert len(json.loads(capsys.readouterr().out)) == 12

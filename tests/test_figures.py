@@ -11,7 +11,7 @@ import matplotlib
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from autotransfer.study.records import STUDY_RUN_STARTS
+from autotransfer.finetune.records import STUDY_RUN_STARTS
 from autotransfer.study.results.intervals import tie_note
 from autotransfer.study.results.report import _plots, importances, leaderboard, write_report
 from autotransfer.study.results.scores import best_so_far

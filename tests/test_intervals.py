@@ -86,24 +86,3 @@ def test_intervals_of_a_record():
     found = intervals_of(_record(0, 80), "accuracy")
     assert found["val_score_ci95"] == [round(v, 4) for v in wilson(80, 100)]
     assert found["test_score_ci95"] == [round(v, 4) for v in wilson(50, 100)]
-
-
-def test_references_follow_the_prescreen_rank_then_the_cost():
-    from autotransfer.study.references.order import order_references
-
-    planned = [(kind, {"backbone": b}) for kind in ("linear_probe", "default")
-               for b in ("slow", "fast", "best")]
-    prescreen = {"by": "logme", "scores": {"slow": {"logme": 0.5, "seconds": 9.0},
-                                           "fast": {"logme": 0.5, "seconds": 1.0},
-                                           "best": {"logme": 0.9, "seconds": 5.0}}}
-    found = [(k, p["backbone"]) for k, p in order_references(planned, prescreen)]
-    assert found == [("linear_probe", "best"), ("linear_probe", "fast"), ("linear_probe", "slow"),
-                     ("default", "best"), ("default", "fast"), ("default", "slow")]
-    assert order_references(planned, None) == planned  # no pre-screen: the space's order
-
-
-def test_only_the_linear_probe_escapes_the_rungs():
-    from autotransfer.study.references.order import prunable
-
-    assert not prunable("linear_probe")
-    assert prunable("default") and prunable(None)

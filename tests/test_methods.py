@@ -7,7 +7,12 @@ import torch
 from autotransfer.contract.collect import get_backbone
 from autotransfer.data import load_data
 from autotransfer.errors import SpaceError
-from autotransfer.finetune.methods import get_method, register_method, selective
+from autotransfer.finetune.methods import (
+    get_method,
+    register_method,
+    selective,
+    unregister_method,
+)
 from autotransfer.finetune.trainer import Trainer
 from autotransfer.space.hyperparameters import defaults
 from autotransfer.space.schema import parse_space
@@ -125,13 +130,13 @@ def test_an_adapter_trial_trains_adapters_only_and_exports_a_plain_timm_model(
 
 @pytest.fixture
 def biasnorm():
-    from autotransfer.finetune.methods import METHODS
-    from autotransfer.space.methods import METHOD_NAMES
-
-    yield register_method(selective("biasnorm", "biases and norms",
-                                    lambda name, param, owner: name.endswith("bias")
-                                    or "norm" in name))
-    METHODS.pop("biasnorm"), METHOD_NAMES.pop("biasnorm")
+    # through the public API only (register_method / unregister_method), as a caller would
+    try:
+        yield register_method(selective("biasnorm", "biases and norms",
+                                        lambda name, param, owner: name.endswith("bias")
+                                        or "norm" in name))
+    finally:
+        unregister_method("biasnorm")
 
 
 def test_a_method_registered_from_outside_the_core_runs_a_trial(data, biasnorm):
@@ -343,3 +348,17 @@ def test_an_adapter_with_every_group_frozen_says_it_trains_the_head_alone(data, 
                       "leaves.* trains the head alone, as a linear probe"):
         trainer = _trainer(data, method, freeze_fraction=1.0)
     assert _trainable(trainer) == {"head.1.weight", "head.1.bias"}
+
+
+def test_an_unregistered_method_is_unknown_again_and_a_builtin_cannot_be_unregistered():
+    register_method(selective("onlybias", "biases", lambda name, param, owner:
+                              name.endswith("bias")))
+    assert get_method("onlybias").name == "onlybias"
+    unregister_method("onlybias")
+    with pytest.raises(SpaceError, match="unknown tuning method 'onlybias'"):
+        get_method("onlybias")
+    with pytest.raises(SpaceError, match="method"):
+        _space({"method": "onlybias"})
+    with pytest.raises(ValueError, match="cannot remove a builtin method, got name='lora'"):
+        unregister_method("lora")
+    assert get_method("lora").name == "lora"

@@ -14,9 +14,9 @@ from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.manager import pm
 from autotransfer.errors import SpaceError
+from autotransfer.finetune.records import TrialWriter
 from autotransfer.space.schema import parse_space
 from autotransfer.study import selection
-from autotransfer.study.records import TrialWriter
 from autotransfer.study.study import search
 from autotransfer_packaged import load_packaged
 

@@ -13,9 +13,9 @@ from autotransfer.cli import main
 from autotransfer.contract.backbone import BackboneEntry
 from autotransfer.contract.collect import reset_registry
 from autotransfer.contract.manager import pm
+from autotransfer.finetune.records import StudyRecord
 from autotransfer.space.hyperparameters import for_modality
 from autotransfer.space.schema import parse_space
-from autotransfer.study.records import StudyRecord
 from autotransfer.study.references.trials import enqueue_references, reference_params
 from autotransfer.study.results.scores import (
     chance_level,

@@ -8,11 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import optuna
 import pytest
 
 from autotransfer.contract.manager import hook_names
-from autotransfer.testing import DeterministicPruner
 
 PLUGINS = {
     "good_zoo": """
@@ -103,22 +101,6 @@ def test_trace_switch_prints_hook_calls(site):
     env_run = _run(site, "backbones", "good/", AUTOTRANSFER_LOAD_PLUGINS="good_zoo",
                    AUTOTRANSFER_TRACE_HOOKS="1")
     assert re.search(r"autotransfer trace: +register_backbones \[hook\]", env_run.stderr)
-
-
-def test_deterministic_pruner_prunes_exactly_the_trials_it_is_told():
-    study = optuna.create_study(pruner=DeterministicPruner({1: 2}))
-
-    def objective(trial):
-        for step in range(1, 4):
-            trial.report(float(step), step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return 1.0
-
-    study.optimize(objective, n_trials=3)
-    states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE", "PRUNED", "COMPLETE"]
-    assert max(study.trials[1].intermediate_values) == 2
 
 
 def test_every_hook_is_documented_with_its_signature_and_tested():

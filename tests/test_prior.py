@@ -137,7 +137,7 @@ def test_a_ranked_space_s_max_latency_ms_keeps_candidates_within_twice_the_bound
 
 def test_a_latency_bound_prunes_a_backbone_whose_prior_is_far_over_it_before_loading(
         fake_constant):
-    from autotransfer.study.records import TrialRecord
+    from autotransfer.finetune.records import TrialRecord
     from autotransfer.study.selection import Rule
 
     study = optuna.create_study()
@@ -198,7 +198,7 @@ def _tiny(pretrained=True):
 
 def test_where_the_prior_covers_every_backbone_the_cost_aware_start_skips_the_timed_step(
         fake_constant, class_folders, tmp_path, monkeypatch):
-    from autotransfer.study.records import StudyRecord
+    from autotransfer.finetune.records import StudyRecord
     from autotransfer.study.study import search
     from autotransfer.study.warm_start import costs_wanted
 

@@ -130,8 +130,8 @@ def _ranked_space(**rule):
 def test_a_ranked_space_expands_offline_to_what_loads_here_and_a_resume_keeps_it(monkeypatch):
     import optuna
 
+    from autotransfer.finetune.records import StudyRecord
     from autotransfer.study.ranked import expand_space
-    from autotransfer.study.records import StudyRecord
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     study = optuna.create_study()

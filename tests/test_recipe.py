@@ -386,3 +386,14 @@ def test_spawned_workers_build_a_plugins_recipe_through_its_entry_point(fashion_
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
     assert sorted(_marks(marks)) == sorted(t.user_attrs["worker_pid"] for t in trials)
     assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # spawned workers
+
+
+def test_load_average_is_the_uniform_mean_of_float_entries_and_keeps_integer_buffers():
+    from autotransfer.finetune.averaging import load_average
+
+    model = torch.nn.BatchNorm1d(2)
+    states = [{"weight": torch.tensor([1.0, 3.0]), "num_batches_tracked": torch.tensor(4)},
+              {"weight": torch.tensor([3.0, 5.0]), "num_batches_tracked": torch.tensor(9)}]
+    load_average(model, states)
+    assert model.weight.tolist() == [2.0, 4.0] and int(model.num_batches_tracked) == 4
+    assert model.bias.tolist() == [0.0, 0.0]  # a key the states lack keeps the model's

@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from autotransfer.study import records
-from autotransfer.study.records import (
+from autotransfer.finetune import records
+from autotransfer.finetune.records import (
     EpochMetrics,
     StudyRecord,
     TrialRecord,
@@ -137,3 +137,34 @@ def test_the_data_fingerprint_is_a_study_record():
     records.set_data_fingerprint(study, {"train": [4, "abc"]})
     assert StudyRecord.of(study).data_fingerprint == {"train": [4, "abc"]}
     assert study.user_attrs["data_fingerprint"] == {"train": [4, "abc"]}  # the stored key kept
+
+
+def test_the_measured_costs_and_how_latency_was_measured_read_back():
+    study = _study()
+
+    def objective(trial):
+        TrialWriter(trial).measured({"latency_ms": 1.5, "size_mb": 2.0, "latency_threads": 4,
+                                     "latency_runtime": "onnxruntime fp32"}, seconds=0.25)
+        return 0.5
+
+    study.optimize(objective, n_trials=1)
+    record = trial_records(study)[0]
+    assert record.costs == {"latency_ms": 1.5, "size_mb": 2.0}
+    assert (record.latency_threads, record.latency_runtime) == (4, "onnxruntime fp32")
+    assert record.measure_seconds == 0.25
+
+
+def test_only_the_records_module_reads_user_attrs():
+    # #35: refit, soup and the benchmarks read trials through TrialRecord and studies through
+    # StudyRecord; a read by key elsewhere bypasses the one schema (its keys, 0.1's fallbacks).
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    read = re.compile(r"\.user_attrs\s*(\[|\.get\(|\.items\(|\.keys\(|\.values\()"
+                      r"|= *\w+\.user_attrs\b")
+    readers = sorted(
+        str(path.relative_to(root)) for folder in ("autotransfer", "plugins", "benchmarks")
+        for path in (root / folder).rglob("*.py")
+        if path != root / "autotransfer/finetune/records.py" and read.search(path.read_text()))
+    assert readers == []

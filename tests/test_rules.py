@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from autotransfer.study.budget import rules, timebudget
-from autotransfer.study.records import (
+from autotransfer.finetune.records import (
     REFERENCE,
     TrialRecord,
     TrialWriter,
     set_reference_until,
 )
+from autotransfer.study.budget import rules, timebudget
 from autotransfer.study.workers import _STOP
 
 

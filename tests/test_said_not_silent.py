@@ -50,8 +50,8 @@ class _AlwaysLast(optuna.samplers.RandomSampler):
 
 
 def test_a_backbone_over_the_params_bound_is_not_drawn_again():
+    from autotransfer.finetune.records import TrialWriter
     from autotransfer.study.budget.infeasible import InfeasibleWarning, exclude_infeasible
-    from autotransfer.study.records import TrialWriter
 
     space = parse_space({"backbones": ["packaged/mobilenetv2_100",
                                        "packaged/tf_efficientnet_lite0"],
@@ -80,7 +80,7 @@ def test_the_study_note_agrees_with_the_trials_when_none_is_feasible(class_folde
     """Two trials completed over a latency bound: the note said "no completed trial yet";
     it says how many completed and that none meets the bounds, naming the least violating."""
     from autotransfer.data import load_data
-    from autotransfer.study.records import TrialWriter
+    from autotransfer.finetune.records import TrialWriter
     from autotransfer.study.results.dashboard import StudyNote
     from autotransfer.study.selection import Rule, start_selection, violations
 

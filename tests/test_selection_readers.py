@@ -7,9 +7,9 @@ from __future__ import annotations
 import optuna
 import sqlalchemy
 
+from autotransfer.finetune.records import REFERENCE, TrialWriter
 from autotransfer.space.schema import parse_space
 from autotransfer.study import selection, warm_start
-from autotransfer.study.records import REFERENCE, TrialWriter
 from autotransfer.study.store import history
 
 BACKBONES = ["packaged/mobilenetv2_100", "packaged/tf_efficientnet_lite0"]
@@ -87,7 +87,7 @@ def test_ordered_is_the_pick_then_successive_fronts():
         TrialWriter(trial).measured(cost, 0.0)
         TrialWriter(trial).violations(selection.violations(rule, cost))
         study.tell(trial, values)
-    from autotransfer.study.records import trial_records
+    from autotransfer.finetune.records import trial_records
 
     found = [r.number for r in selection.ordered(trial_records(study, ("complete",)), rule)]
     assert found == [0, 2, 4, 1]  # front {0, 2}, then {4}, then {1}; 3 never

@@ -4,6 +4,7 @@ leaderboard row, ``train --soup`` from the kept weights, and a pick nothing can 
 with. Tiny models built from a config (tests/test_ensemble.py's zoo)."""
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -14,11 +15,16 @@ from optuna.trial import TrialState, create_trial
 
 from autotransfer.cli import main
 from autotransfer.errors import SpaceError
+from autotransfer.finetune.records import trial_records
 from autotransfer.space.schema import parse_space
-from autotransfer.study.records import trial_records
 from autotransfer.study.results.kept_weights import keep_weights, study_folder, tidy
 from autotransfer.study.results.soup import build_soup, greedy
-from test_ensemble import PARAMS, three_splits, tiny_zoo  # noqa: F401 (fixtures)
+from test_ensemble import (  # noqa: F401 (fixtures)
+    PARAMS,
+    _best_with_ensemble,
+    three_splits,
+    tiny_zoo,
+)
 from test_objectives import _measured_study
 
 
@@ -215,3 +221,49 @@ def test_a_search_with_a_soup_keeps_bounded_weights_and_writes_the_soup(
     # the kept files are the trials' models: averaged again, they score what the section says
     assert record["val"]["accuracy"] == pytest.approx(section["val_score_in_sample"], abs=1e-4)
     assert record["test"]["accuracy"] == pytest.approx(section["test_score"], abs=1e-4)
+
+
+# --- train --soup refits the trials it can average (no kept weights) ------------------------
+
+
+def _study_for_soup(storage: str) -> None:
+    """Trials 0 and 1 (tiny/a, full fine-tuning) can be averaged with each other; trial 2 has
+    another backbone, trial 3 another method."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(study_name="s", storage=storage)
+    for value, backbone, params in ((0.6, "tiny/a", {**PARAMS, "lr": 0.01}),
+                                    (0.5, "tiny/a", {**PARAMS, "lr": 0.003}),
+                                    (0.7, "tiny/b", {**PARAMS, "lr": 0.01}),
+                                    (0.4, "tiny/a", {**PARAMS, "lr": 0.01, "method": "bitfit"})):
+        study.add_trial(create_trial(
+            value=value, params={"lr": params["lr"]},
+            distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)},
+            user_attrs={"backbone": backbone, "params": params}))
+
+
+def test_train_soup_averages_the_trials_of_the_pick_s_backbone_and_names_the_others(
+        tiny_zoo, three_splits, tmp_path, capsys):  # noqa: F811
+    storage = f"sqlite:///{tmp_path}/s.db"
+    _study_for_soup(storage)
+    best = yaml.safe_load(Path(_best_with_ensemble(tmp_path, three_splits)).read_text())
+    best["source"]["storage"] = storage
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(best))
+
+    main(["train", str(path), "--soup", "--out", str(tmp_path / "soup"), "--device", "cpu"])
+    said = capsys.readouterr().out
+    assert "trial 2 cannot be averaged: backbone tiny/b" in said
+    assert "trial 3 cannot be averaged: method bitfit" in said
+    record = json.loads((tmp_path / "soup" / "autotransfer.json").read_text())["metrics"]
+    soup = record["soup"]
+    assert sorted(soup["tried"]) == [0, 1] and soup["kept"][0] == soup["tried"][0]
+    # greedy: the soup never scores below its best ingredient on validation
+    assert soup["val_score"] >= soup["single_val_score"]
+    assert record["test"]["accuracy"] is not None
+    # one plain model folder: predict reads it as any train output
+    main(["predict", str(tmp_path / "soup"), str(three_splits / "test"), "--json",
+          "--device", "cpu"])
+    assert len(json.loads(capsys.readouterr().out)) == 12

@@ -10,12 +10,12 @@ import pytest
 
 from autotransfer.contract.collect import get_strategies
 from autotransfer.errors import PluginError, SpaceError
+from autotransfer.finetune.records import trial_records
 from autotransfer.plugin import Strategy, hookimpl
 from autotransfer.space.schema import parse_space
 from autotransfer.space.strategies import build
-from autotransfer.study.records import trial_records
 from autotransfer.study.study import search
-from autotransfer.testing import FakeZoo, registered_plugin
+from autotransfer.testing import DeterministicPruner, FakeZoo, registered_plugin
 
 
 class EveryOtherPruner(optuna.pruners.BasePruner):
@@ -122,3 +122,20 @@ def test_a_plugin_does_not_replace_a_builtin_name():
 
     with registered_plugin(Shadow(), "shadow"):
         assert isinstance(build("pruner", "median", epochs=2), optuna.pruners.MedianPruner)
+
+
+def test_deterministic_pruner_prunes_exactly_the_trials_it_is_told():
+    # autotransfer.testing's pruner fake (optuna's DeterministicPruner idea), for plugin tests
+    study = optuna.create_study(pruner=DeterministicPruner({1: 2}))
+
+    def objective(trial):
+        for step in range(1, 4):
+            trial.report(float(step), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 1.0
+
+    study.optimize(objective, n_trials=3)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert max(study.trials[1].intermediate_values) == 2

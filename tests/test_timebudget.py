@@ -13,10 +13,10 @@ from optuna.trial import TrialState, create_trial
 
 from autotransfer.contract.collect import get_backbone
 from autotransfer.data import load_data
+from autotransfer.finetune import records
 from autotransfer.finetune.trainer import Trainer
 from autotransfer.space.hyperparameters import defaults
 from autotransfer.space.schema import parse_space
-from autotransfer.study import records
 from autotransfer.study.budget import timebudget
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.store.storage import StudyLock, make_storage

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from autotransfer.study.records import TrialRecord
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.study.results.intervals import val_examples
 from autotransfer.study.store.storage import StudyLock, make_storage
 from autotransfer.study.workers import cpu_threads, tally

@@ -187,8 +187,8 @@ def search(
 ) -> None:
     """Search for the best backbone, freezing depth and learning rates for DATA."""
     from autotransfer.cli.process import reexec_with_tcmalloc
+    from autotransfer.finetune.records import trial_records
     from autotransfer.study.checks import check_space
-    from autotransfer.study.records import trial_records
     from autotransfer.study.results.report import backbone_id, state_counts
     from autotransfer.study.store.storage import mask_url
     from autotransfer.study.study import search as run_search

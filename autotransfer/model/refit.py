@@ -11,6 +11,7 @@ import yaml
 
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, OptionError, SpaceError, first_line
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.listing import few
 from autotransfer.outputs import check_out_dir
 from autotransfer.space.result import BestResult
@@ -123,13 +124,13 @@ def _stored_trial(source: dict[str, Any], number: int) -> dict[str, Any]:
         done = [t.number for t in trials if t.state.name == "COMPLETE"]
         raise OptionError("trial", f" {number} is not a completed trial of {where}; completed: "
                                    f"{done[:20]}")
-    attrs = found.user_attrs
-    backbone: Any = attrs["backbone"]
-    if not attrs.get("pretrained", True):
+    record = TrialRecord.from_frozen(found)
+    backbone: Any = record.backbone
+    if not record.pretrained:
         backbone = {"id": backbone, "pretrained": False}
-    return {"backbone": backbone, "params": dict(attrs.get("params") or found.params),
-            "val_score": float(found.values[0]), "epochs_trained": attrs.get("epochs_trained"),
-            "continued_to": [int(c["epochs"]) for c in attrs.get("continuations") or []
+    return {"backbone": backbone, "params": dict(record.params or record.sampled),
+            "val_score": float(record.value), "epochs_trained": record.epochs_trained,
+            "continued_to": [int(c["epochs"]) for c in record.continuations
                              if c.get("rule") == "continuation"]}
 
 
@@ -414,8 +415,10 @@ def _averaged_epochs(source: dict[str, Any]) -> list[int] | None:
 
     try:
         study = optuna.load_study(study_name=source["study"], storage=source["storage"])
-        trial = study.trials[int(source["trial"])]
-        return [int(e) for e in trial.user_attrs["averaging"]["epochs"]]
+        averaging = TrialRecord.from_frozen(study.trials[int(source["trial"])]).averaging
+        if not averaging:
+            raise LookupError("it recorded no averaging")
+        return [int(e) for e in averaging["epochs"]]
     except Exception as exc:  # a masked password, a storage that moved, an older trial
         warnings.warn(f"cannot read which epochs trial {source.get('trial')} averaged "
                       f"({type(exc).__name__}: {first_line(exc)}); the refit on train+val does "

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from autotransfer.errors import OptionError, first_line
+from autotransfer.finetune.records import TrialRecord
 
 
 @dataclass
@@ -97,12 +98,12 @@ def ingredients_of(config: Any) -> tuple[list[dict[str, Any]], dict[int, str]]:
     for t in trials:
         if t.state.name != "COMPLETE":
             continue
-        attrs = t.user_attrs
-        params = dict(attrs.get("params") or t.params)
+        record = TrialRecord.from_frozen(t)
+        params = dict(record.params or record.sampled)
         method = params.get("method", "finetune")
-        pretrained = bool(attrs.get("pretrained", True))
-        if attrs.get("backbone") != pick_id or pretrained != pick_pretrained:
-            left_out[t.number] = (f"backbone {attrs.get('backbone')}"
+        pretrained = record.pretrained
+        if record.backbone != pick_id or pretrained != pick_pretrained:
+            left_out[t.number] = (f"backbone {record.backbone}"
                                   + ("" if pretrained else " (random weights)")
                                   + f", not the pick's {pick_id}: another architecture or "
                                     "start")
@@ -112,7 +113,7 @@ def ingredients_of(config: Any) -> tuple[list[dict[str, Any]], dict[int, str]]:
             continue
         backbone: Any = pick_id if pretrained else {"id": pick_id, "pretrained": False}
         found.append({"trial": t.number, "backbone": backbone, "params": params,
-                      "val_score": float(t.values[0])})
+                      "val_score": float(record.value)})
     found.sort(key=lambda f: (f["trial"] != source.trial, -f["val_score"], f["trial"]))
     return found, left_out
 

@@ -5,7 +5,6 @@ Modules at this level:
 - ``study``: the search (``search`` = prepare -> run -> write results);
 - ``options``: ``SearchOptions``, the validated options of a search;
 - ``objective``: a trial's objective (build, fine-tune, record);
-- ``records``: the one schema of what a search stores in Optuna (``TrialRecord``);
 - ``selection``: the one place that says which trial is best;
 - ``workers``: the trial loop every worker runs, and local worker processes;
 - ``warm_start``: preparing a study (pre-screen, warm start, history);

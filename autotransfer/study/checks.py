@@ -11,17 +11,17 @@ from autotransfer.contract.collect import get_registry
 from autotransfer.data.fingerprint import changes, data_fingerprint
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, StorageError
-from autotransfer.listing import few
-from autotransfer.space.budget import BudgetPlan
-from autotransfer.space.ensemble import EnsemblePlan
-from autotransfer.space.schema import SearchSpace, load_space
-from autotransfer.study.records import (
+from autotransfer.finetune.records import (
     StudyRecord,
     set_data_fingerprint,
     set_data_options,
     set_study_origin,
     trial_records,
 )
+from autotransfer.listing import few
+from autotransfer.space.budget import BudgetPlan
+from autotransfer.space.ensemble import EnsemblePlan
+from autotransfer.space.schema import SearchSpace, load_space
 
 __all__ = ["check_backbones", "check_local_weights", "check_space"]
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from autotransfer.contract.collect import get_registry
 from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
+from autotransfer.finetune.records import EpochMetrics, TrialWriter, reference_of
 from autotransfer.space.objectives import get_objective
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.budget import rules as control
@@ -22,7 +23,6 @@ from autotransfer.study.budget.measure import (
     trial_value,
 )
 from autotransfer.study.budget.prior import check_latency_before_load
-from autotransfer.study.records import EpochMetrics, TrialWriter, reference_of
 from autotransfer.study.references.trials import apply_reference
 from autotransfer.study.results.kept_weights import keep_weights
 from autotransfer.study.results.scores import confusion

@@ -29,8 +29,8 @@ import numpy as np
 from autotransfer.contract.collect import get_registry
 from autotransfer.data import LabelledData, iterate_batches
 from autotransfer.errors import AutotransferError, OptionError, first_line
+from autotransfer.finetune.records import StudyRecord, set_prescreen
 from autotransfer.study.options import PRESCREEN_METHODS
-from autotransfer.study.records import StudyRecord, set_prescreen
 
 DEFAULT_BY = "logme"
 DEFAULT_SAMPLES = 300

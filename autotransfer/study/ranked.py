@@ -21,11 +21,11 @@ from autotransfer.contract.collect import get_ranking_entries
 from autotransfer.contract.hub_ranking import TIMEOUT_S
 from autotransfer.contract.ranking import RankingEntry, parse_count, rank
 from autotransfer.errors import HubUnreachable, SpaceError, first_line
+from autotransfer.finetune.records import StudyRecord, set_ranked
 from autotransfer.listing import few
 from autotransfer.space.schema import BackboneSpec, RankedBackbones, SearchSpace
 from autotransfer.study.budget import prior
 from autotransfer.study.budget.prior import MARGIN, describe, over_bound, prior_of
-from autotransfer.study.records import StudyRecord, set_ranked
 
 
 def offline() -> bool:

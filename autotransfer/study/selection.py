@@ -6,7 +6,7 @@ Three steps, in this order:
    (bounds on the costs of :mod:`autotransfer.space.objectives`: an upper bound on a
    minimised one such as ``latency_ms``, a lower bound on a maximised one such as
    ``throughput``; a trial records how far past each bound it is,
-   :data:`~autotransfer.study.records.VIOLATIONS`). An infeasible trial is never best.
+   :data:`~autotransfer.finetune.records.VIOLATIONS`). An infeasible trial is never best.
 2. **Pareto front**: the feasible trials no other feasible trial dominates on the study's
    objectives (the metric first, then ``objectives``' costs; directions from
    :func:`autotransfer.space.objectives.get_objective`). With one objective, the front is the
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from autotransfer.finetune.records import StudyRecord, TrialRecord, set_selection, trial_records
 from autotransfer.space.objectives import get_objective, objectives
-from autotransfer.study.records import StudyRecord, TrialRecord, set_selection, trial_records
 from autotransfer.study.results.intervals import pick_best
 
 

@@ -25,6 +25,12 @@ from autotransfer.data import (
 from autotransfer.data.checks import check_modality
 from autotransfer.data.options import DataOptions
 from autotransfer.errors import AutotransferError, first_line
+from autotransfer.finetune.records import (
+    StudyRecord,
+    TrialRecord,
+    add_run_start,
+    set_write_seconds,
+)
 from autotransfer.outputs import check_out_dir
 from autotransfer.space.defaults import default_space
 from autotransfer.space.schema import SearchSpace, load_space
@@ -45,12 +51,6 @@ from autotransfer.study.objective import TrialContext, make_cache, make_objectiv
 from autotransfer.study.options import SearchOptions
 from autotransfer.study.progress import Progress
 from autotransfer.study.ranked import expand_space
-from autotransfer.study.records import (
-    StudyRecord,
-    TrialRecord,
-    add_run_start,
-    set_write_seconds,
-)
 from autotransfer.study.references.share import start_share
 from autotransfer.study.references.trials import conclude
 from autotransfer.study.results.dashboard import StudyNote

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.errors import first_line
+from autotransfer.finetune.records import StudyRecord, set_warm_start, warm_start_attrs
 from autotransfer.study.loadable import keep_loadable, load_failures
-from autotransfer.study.records import StudyRecord, set_warm_start, warm_start_attrs
 from autotransfer.study.selection import Rule
 from autotransfer.study.store import history as transfer_history
 from autotransfer.study.store.history import SCALARS, load_datasets, load_transfers

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotransfer.errors import AutotransferError
-from autotransfer.study.records import TrialRecord, TrialWriter, next_worker_number
+from autotransfer.finetune.records import TrialRecord, TrialWriter, next_worker_number
 from autotransfer.study.references.queue import release_pending
 from autotransfer.study.store.lost_trials import fail_lost_trials, say_waiting
 from autotransfer.study.store.storage import StudyLock, worker_name

@@ -22,8 +22,8 @@ from autotransfer.finetune.methods._registry import (
     get_method,
     merge_method,
     register_method,
+    unregister_method,
 )
 
 __all__ = ["METHODS", "Tuned", "TuningMethod", "apply_method", "get_method", "merge_method",
-           "register_method",
-           "selective"]
+           "register_method", "selective", "unregister_method"]

@@ -14,9 +14,10 @@ from autotransfer.finetune.freezing import freeze
 from autotransfer.finetune.methods._base import Tuned, TuningMethod
 from autotransfer.finetune.methods.builtin import BUILTIN
 from autotransfer.space.hyperparameters import HYPERPARAMETERS
-from autotransfer.space.methods import declare_method, traits_of
+from autotransfer.space.methods import declare_method, forget_method, traits_of
 
 METHODS: dict[str, TuningMethod] = {m.name: m for m in BUILTIN}
+BUILTIN_NAMES = frozenset(METHODS)
 
 
 def register_method(method: TuningMethod) -> TuningMethod:
@@ -34,6 +35,19 @@ def register_method(method: TuningMethod) -> TuningMethod:
     declare_method(method.name, method.help, method.hyperparameters, traits_of(method))
     METHODS[method.name] = method
     return method
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method passed to :func:`register_method`, its name, traits and hyperparameters
+    (a test's or a caller's own; unknown names are ignored).
+
+    Raises:
+        ValueError: ``name`` is a builtin method (finetune, bitfit, layernorm, lora, ia3).
+    """
+    if name in BUILTIN_NAMES:
+        raise ValueError(f"unregister_method cannot remove a builtin method, got {name=}")
+    if METHODS.pop(name, None) is not None:
+        forget_method(name)
 
 
 def get_method(name: str) -> TuningMethod:

@@ -33,9 +33,9 @@ from typing import Any
 
 from autotransfer.contract.collect import get_registry
 from autotransfer.errors import BackboneError, first_line
+from autotransfer.finetune.records import StudyRecord, set_costs
 from autotransfer.space.hyperparameters import HYPERPARAMETERS
 from autotransfer.space.methods import method_traits
-from autotransfer.study.records import StudyRecord, set_costs
 
 WARMUP_BATCHES = 3  # the first batches of a process ran 4x slower than the next ones
 TIMED_BATCHES = 3

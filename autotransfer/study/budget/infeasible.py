@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler
 
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.study.budget.cost_aware import DelegatingSampler, whole_study
-from autotransfer.study.records import TrialRecord
 
 #: Tuning methods that add parameters (their count over the bound says nothing of the others).
 ADDS_PARAMETERS = frozenset({"lora", "ia3"})

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotransfer.finetune.records import TrialWriter
 from autotransfer.study.budget import timebudget
-from autotransfer.study.records import TrialWriter
 from autotransfer.study.selection import Rule, objective_values, violations
 
 #: The share of the trial so far that measuring may take, and its bounds in seconds.

@@ -238,7 +238,7 @@ def study_priors(study, space, modality: str, device: Any = "cpu") -> dict[str, 
     """:func:`label_priors`, recorded in ``study`` the first time (``StudyRecord.priors``) so
     that a resume and every worker draw with the same figures; read back when the record
     covers the space's labels."""
-    from autotransfer.study.records import StudyRecord, set_priors
+    from autotransfer.finetune.records import StudyRecord, set_priors
 
     labels = {b.label for b in space.backbones}
     recorded = StudyRecord.of(study).priors
@@ -268,7 +268,7 @@ def check_latency_before_load(trial, backbone_id: str, modality: str, device: An
         return
     import optuna
 
-    from autotransfer.study.records import TrialWriter
+    from autotransfer.finetune.records import TrialWriter
     from autotransfer.study.selection import violations
 
     assert prior is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import warnings
 
+from autotransfer.finetune.records import TrialWriter
 from autotransfer.space.schema import SearchSpace
 from autotransfer.space.strategies import PRUNERS, SAMPLERS, build, split
-from autotransfer.study.records import TrialWriter
 
 __all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "pruner_says", "report_epoch",
            "resumed_line"]

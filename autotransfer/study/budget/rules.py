@@ -9,7 +9,7 @@ later rules are not asked. :func:`enforce` acts on it by the rule's ``action``:
 
 - ``"prune"``: the trial is recorded as pruned (by a start rule: not started, so that it does
   not count towards ``--trials``) with the reason and the rule's name
-  (``TrialRecord.prune_reason`` and ``TrialRecord.rule``, :mod:`autotransfer.study.records`),
+  (``TrialRecord.prune_reason`` and ``TrialRecord.rule``, :mod:`autotransfer.finetune.records`),
   and Optuna's ``TrialPruned`` ends it;
 - ``"interrupt"``: the run was told to stop; the trial fails as interrupted
   (``KeyboardInterrupt``, recorded by the objective);
@@ -60,10 +60,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from autotransfer.finetune.records import reference_of
 from autotransfer.study.budget import timebudget
 from autotransfer.study.budget.backbone_cost import estimate_for
 from autotransfer.study.budget.pruners import pruner_says
-from autotransfer.study.records import reference_of
 from autotransfer.study.references import share as reference_share
 from autotransfer.study.references.order import prunable
 from autotransfer.study.results.scores import divergence
@@ -163,7 +163,7 @@ def enforce(rules: Sequence[TrialRule], view: Any, record, *,
     """Run ``rules`` on ``view`` and act on the first reason (see the module docstring).
 
     Args:
-        record: the trial's :class:`~autotransfer.study.records.TrialWriter`.
+        record: the trial's :class:`~autotransfer.finetune.records.TrialWriter`.
         starting: the start rules (a pruned trial is recorded as not started).
 
     Returns:

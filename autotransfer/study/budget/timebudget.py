@@ -5,7 +5,7 @@
 included:
 
 - the deadline is an absolute wall-clock time stored with the study (``StudyRecord.deadline``
-  in :mod:`autotransfer.study.records`), so that every worker of the study, local
+  in :mod:`autotransfer.finetune.records`), so that every worker of the study, local
   (``--workers N``) or on another machine sharing the storage, stops by the same time;
 - a few seconds before it are kept for writing ``best.yaml``, the leaderboard and the report
   (the reserve: the measured time of the last write, 1.5x, plus 2 s; a default until measured);
@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from autotransfer.finetune.records import StudyRecord, TrialRecord, set_deadline, trial_records
 from autotransfer.study.budget.backbone_cost import estimate_for
-from autotransfer.study.records import StudyRecord, TrialRecord, set_deadline, trial_records
 
 MAX_SKIPS = 3  # consecutive configurations too slow to start before a worker stops
 FLOOR_GRACE = 3.0  # seconds past the deadline a first linear probe may end (see above)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from autotransfer.study.records import (
+from autotransfer.finetune.records import (
     StudyRecord,
     TrialRecord,
     reference_attrs,

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotransfer.finetune.records import StudyRecord, reference_of, set_reference_until
 from autotransfer.study.budget import timebudget
 from autotransfer.study.budget.backbone_cost import estimate_for
-from autotransfer.study.records import StudyRecord, reference_of, set_reference_until
 
 
 def start_share(study, lock, *, started: float, budget: float | None, share: float) -> None:

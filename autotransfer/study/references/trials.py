@@ -27,15 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from autotransfer.contract.collect import get_registry
-from autotransfer.space.methods import METHOD_TRAITS, method_traits
-from autotransfer.space.schema import (
-    HYPERPARAMETERS,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-    SearchSpace,
-)
-from autotransfer.study.records import (
+from autotransfer.finetune.records import (
     StudyRecord,
     reference_attrs,
     reference_of,
@@ -43,6 +35,14 @@ from autotransfer.study.records import (
     set_references,
     set_transfer_effect,
     trial_records,
+)
+from autotransfer.space.methods import METHOD_TRAITS, method_traits
+from autotransfer.space.schema import (
+    HYPERPARAMETERS,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    SearchSpace,
 )
 from autotransfer.study.references.order import deferred, order_references
 from autotransfer.study.references.queue import requeue_interrupted

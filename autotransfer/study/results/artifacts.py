@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from autotransfer.study.records import StudyRecord, set_kept_model
+from autotransfer.finetune.records import StudyRecord, set_kept_model
 from autotransfer.study.selection import is_best_so_far
 
 

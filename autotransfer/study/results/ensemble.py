@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.finetune import ensemble as selection
+from autotransfer.finetune.records import TrialRecord, trial_records
 from autotransfer.space.objectives import get_objective, objectives
-from autotransfer.study.records import TrialRecord, trial_records
 from autotransfer.study.results.intervals import intervals_of, score_ci95
 from autotransfer.study.results.scores import confusion
 from autotransfer.study.selection import best_trial, rule_of

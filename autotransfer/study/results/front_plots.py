@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotransfer.finetune.records import trial_records
 from autotransfer.space.objectives import Objective, cost_names, get_objective
-from autotransfer.study.records import trial_records
 from autotransfer.study.selection import front_of, rule_of
 
 

@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from autotransfer.study.records import TrialRecord, TrialWriter, trial_records
+from autotransfer.finetune.records import TrialRecord, TrialWriter, trial_records
 
 #: The folder under the search's ``out`` that holds the kept weights.
 FOLDER = "soup"

@@ -23,12 +23,12 @@ from autotransfer.errors import (
     SpaceError,
     StorageError,
 )
+from autotransfer.finetune.records import StudyRecord, TrialRecord, reference_of, trial_records
 from autotransfer.space.hyperparameters import for_modality
 from autotransfer.space.objectives import Objective, cost_names, get_objective, objectives
 from autotransfer.space.result import SCHEMA, BestResult
 from autotransfer.space.schema import SearchSpace, parse_space
 from autotransfer.study.budget.timebudget import now
-from autotransfer.study.records import StudyRecord, TrialRecord, reference_of, trial_records
 from autotransfer.study.references.trials import best_references, transfer_effect_of
 from autotransfer.study.results.backbone_plot import backbone_matplotlib, backbone_plotly
 from autotransfer.study.results.ensemble import build_ensemble, ensemble_row

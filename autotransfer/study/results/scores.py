@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.finetune.records import StudyRecord, trial_records
 from autotransfer.space.objectives import get_objective
-from autotransfer.study.records import StudyRecord, trial_records
 from autotransfer.study.selection import best_so_far as feasible_best
 
 # a trial whose epoch loss exceeds this many times its first step's loss has diverged
@@ -124,7 +124,7 @@ def outcome_plots(study, metric: str, references: dict[str, dict[str, Any]],
                   best_trial) -> dict[str, tuple[Any, Any]]:
     """name -> (plotly figure builder, matplotlib axes builder) of ``best_so_far`` and the best
     trial's validation ``confusion_matrix`` (when recorded); ``best_trial`` is its
-    :class:`~autotransfer.study.records.TrialRecord` (or None)."""
+    :class:`~autotransfer.finetune.records.TrialRecord` (or None)."""
     plots: dict[str, tuple[Any, Any]] = {}
     seconds, best, startups = best_so_far(study)
     if seconds:

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.finetune import ensemble as halving
+from autotransfer.finetune.records import StudyRecord, TrialRecord, trial_records
 from autotransfer.space.objectives import get_objective
-from autotransfer.study.records import StudyRecord, TrialRecord, trial_records
 from autotransfer.study.results.ensemble import (
     combined_costs,
     combined_line,

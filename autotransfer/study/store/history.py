@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from autotransfer.contract.collect import get_registry
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.space.objectives import get_objective, objectives
-from autotransfer.study.records import TrialRecord
 from autotransfer.study.selection import Rule, ordered, violations
 from autotransfer.study.store.migrations import migrate, migration
 

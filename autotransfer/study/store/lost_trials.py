@@ -17,7 +17,7 @@ import os
 import socket
 import warnings
 
-from autotransfer.study.records import FAIL_REASON, INTERRUPTED, TrialRecord
+from autotransfer.finetune.records import FAIL_REASON, INTERRUPTED, TrialRecord
 from autotransfer.study.store.storage import MAX_RETRY
 
 

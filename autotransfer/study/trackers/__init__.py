@@ -19,8 +19,8 @@ import importlib
 import math
 from pathlib import Path
 
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.space.objectives import cost_names, get_objective
-from autotransfer.study.records import TrialRecord
 from autotransfer.study.trackers._base import Guarded, Tracker, TrackingWarning, TrialEnd
 
 __all__ = ["TRACKERS", "Guarded", "Tracker", "TrackingWarning", "TrialEnd", "epoch_scores",

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from autotransfer.study.records import TrialRecord
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.study.store.storage import mask_url
 from autotransfer.study.trackers import run_name, trial_end, unix_seconds
 from autotransfer.study.trackers._base import TrackingWarning, TrialEnd, require, study_key, warn

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from autotransfer.study.records import TrialRecord
+from autotransfer.finetune.records import TrialRecord
 from autotransfer.study.store.storage import mask_url
 from autotransfer.study.trackers import run_name
 from autotransfer.study.trackers._base import TrialEnd, require, study_key

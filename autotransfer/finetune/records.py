@@ -6,6 +6,11 @@ back as a :class:`TrialRecord`; every user attribute of the study goes through
 ``study/_tell.py``, the one place that writes a trial's state and values: to change what a
 trial records, change this module (and the readers see the new field as an attribute).
 
+It lives in ``finetune``, below both ``study`` (which writes and reads the records) and
+``model`` (whose refit and soup read a study's trials back), so that neither reads a trial's
+``user_attrs`` by key; it imports only :mod:`autotransfer.finetune.predictions` and
+:mod:`autotransfer.space.objectives` (it was ``autotransfer.study.records`` before #35).
+
 The stored keys are those of autotransfer 0.1 (``peak_memory_mb`` included, though the value is
 in MiB), so studies written before this module stay readable.
 """
@@ -183,6 +188,8 @@ class TrialRecord:
     values: tuple[float, ...] | None = None  # every objective's value (the metric's first)
     costs: dict[str, float] = field(default_factory=dict)  # cost objective name -> measured
     measure_seconds: float | None = None
+    latency_threads: int | None = None  # torch's intra-op threads while latency was measured
+    latency_runtime: str | None = None  # what measured it: pytorch, onnxruntime fp32 / int8
     violations: dict[str, float] = field(default_factory=dict)  # value - bound, per bound
     # each change of the planned length (a continuation, or its end by the time budget)
     continuations: list[dict[str, Any]] = field(default_factory=list)
@@ -286,6 +293,8 @@ class TrialRecord:
             values=tuple(values) if values else None,
             costs=costs_of(attrs),
             measure_seconds=attrs.get(MEASURE_SECONDS),
+            latency_threads=attrs.get(LATENCY_THREADS),
+            latency_runtime=attrs.get(LATENCY_RUNTIME),
             violations=dict(attrs.get(VIOLATIONS) or {}),
             continuations=list(attrs.get(CONTINUATIONS) or []),
             epochs_trained=attrs.get(EPOCHS_TRAINED),
