@@ -67,6 +67,7 @@ def test_a_metric_and_a_cost_registered_outside_the_core_show_everywhere(outside
         rows = list(csv.DictReader(handle))
     assert all(float(r["trainable"]) > 0 for r in rows)
     assert (tmp_path / "out" / "pareto_front.png").is_file()
+    assert (tmp_path / "out" / "report.md").is_file()  # an interval the metric cannot give
 
 
 def test_balanced_accuracy_and_peak_memory_are_one_entry_each(tmp_path):

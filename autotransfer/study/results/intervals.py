@@ -124,6 +124,9 @@ def score_ci95(confusion: Sequence[Sequence[int]] | None, metric: str) -> list[f
     Wilson; ``macro_f1``: bootstrap; another registered metric: a bootstrap of its
     ``compute``) from a split's confusion matrix; None without one.
 
+    None too when the interval is undefined (a bootstrap whose resamples all give NaN, as
+    Cohen's kappa does on a split where one class is predicted).
+
     Raises:
         ValueError: ``metric`` is not a registered metric.
     """
@@ -139,6 +142,8 @@ def score_ci95(confusion: Sequence[Sequence[int]] | None, metric: str) -> list[f
         low, high = bootstrap_macro_f1(matrix)
     else:
         low, high = bootstrap_metric(matrix, get_objective(metric).compute)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
     return [round(low, 4), round(high, 4)]
 
 
