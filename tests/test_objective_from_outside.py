@@ -164,35 +164,3 @@ def test_a_plugins_objectives_are_named_in_a_space_and_searched_from_the_cli(fas
 
     with pytest.raises(SpaceError, match="unknown metric 'cohen_kappa'"):  # the plugin is gone
         parse_space({"backbones": ["timm/test_vit"], "epochs": 1, "metric": "cohen_kappa"})
-
-
-@pytest.mark.slow
-def test_spawned_workers_load_a_plugins_objectives_through_its_entry_point(fashion_mnist,
-                                                                           tmp_path):
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    import optuna
-
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "kappa_plugin.py").write_text(textwrap.dedent(OBJECTIVES_PLUGIN))
-    info = site / "kappa_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kappa-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[autotransfer]\nkappa = kappa_plugin:plugin\n")
-    (tmp_path / "space.yaml").write_text(SPACE_OBJECTIVES)
-    storage = f"sqlite:///{tmp_path}/s.db"
-    run = subprocess.run(
-        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search",
-         str(fashion_mnist), "--space", "space.yaml", "--trials", "2", "--workers", "2",
-         "--storage", storage, "--study", "w", "--out", "out", "--device", "cpu",
-         "--no-references"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
-    assert run.returncode == 0, run.stderr
-    trials = optuna.load_study(study_name="w", storage=storage).trials
-    _check_objective_trials(trials)
-    assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # spawned workers

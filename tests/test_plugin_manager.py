@@ -130,3 +130,57 @@ def test_entry_facts_are_typed_fields_and_old_metadata_keys_are_read():
     with pytest.raises(PluginError, match=r"z/bad: imagenet_top1 must be a % in \[0, 100\], "
                                           "got 718.0"):
         BackboneEntry("z/bad", "image", loader=tiny_cnn_backbone, imagenet_top1=718.0)
+
+
+SPACE_OF_THREE_PLUGINS = """
+backbones: [{id: timm/test_vit, pretrained: false}]
+epochs: 1
+objectives: [cohen_kappa, trainable]
+recipe: {type: head_l2, weight: 0.5, marks: MARKS}
+params:
+  method: biasplus
+  bias_norms: true
+  image_size: 32
+  lr: 3.0e-3
+"""
+
+
+@pytest.mark.slow
+def test_spawned_workers_load_a_plugins_objective_method_and_recipe_through_entry_points(
+        fashion_mnist, tmp_path):
+    """``--workers 2`` spawns fresh processes: each must find, through the installed entry
+    points alone, the metric and cost, the tuning method and the training recipe that the space
+    names (one search for the three hooks: each spawned search costs a minute)."""
+    import optuna
+
+    from test_objective_from_outside import OBJECTIVES_PLUGIN, _check_objective_trials
+    from test_recipe import PLUGIN, RECIPE_PLUGIN, _marks
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for module, source in (("kappa_plugin", OBJECTIVES_PLUGIN), ("biasplus_plugin", PLUGIN),
+                           ("headl2_plugin", RECIPE_PLUGIN)):
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{module}-1.0.dist-info"
+        info.mkdir()
+        name = module.removesuffix("_plugin")
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-plugin\n"
+                                       "Version: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[autotransfer]\n{name} = {module}:plugin\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "space.yaml").write_text(SPACE_OF_THREE_PLUGINS.replace("MARKS", str(marks)))
+    storage = f"sqlite:///{tmp_path}/s.db"
+    run = subprocess.run(
+        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search",
+         str(fashion_mnist), "--space", "space.yaml", "--trials", "2", "--workers", "2",
+         "--storage", storage, "--study", "w", "--out", "out", "--device", "cpu",
+         "--no-references"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
+    assert run.returncode == 0, run.stderr
+    trials = optuna.load_study(study_name="w", storage=storage).trials
+    _check_objective_trials(trials)  # two completed; the plugin's metric and cost as values
+    assert {t.user_attrs["params"]["method"] for t in trials} == {"biasplus"}
+    assert sorted(_marks(marks)) == sorted(t.user_attrs["worker_pid"] for t in trials)
+    assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # spawned workers

@@ -4,9 +4,6 @@ boundaries, greedy checkpoint averaging, and tuning methods offered by a plugin'
 
 import math
 import os
-import subprocess
-import sys
-import textwrap
 import types
 
 import optuna
@@ -219,33 +216,6 @@ def test_the_frozen_prefix_is_frozen_once_for_every_method(data, biasplus):
         n.endswith("bias") for n in trains - {"head.1.weight"})
 
 
-@pytest.mark.slow
-def test_spawned_workers_load_a_plugins_method_through_its_entry_point(fashion_mnist,
-                                                                        tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "biasplus_plugin.py").write_text(textwrap.dedent(PLUGIN))
-    info = site / "biasplus_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: biasplus-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[autotransfer]\nbiasplus = biasplus_plugin:plugin\n")
-    (tmp_path / "space.yaml").write_text(SPACE_PLUGIN.replace(
-        "{type: categorical, choices: [finetune, biasplus]}", "biasplus"))
-    storage = f"sqlite:///{tmp_path}/s.db"
-    run = subprocess.run(
-        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search",
-         str(fashion_mnist), "--space", "space.yaml", "--trials", "2", "--workers", "2",
-         "--storage", storage, "--study", "w", "--out", "out", "--device", "cpu",
-         "--no-references"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
-    assert run.returncode == 0, run.stderr
-    trials = optuna.load_study(study_name="w", storage=storage).trials
-    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
-    assert {t.user_attrs["params"]["method"] for t in trials} == {"biasplus"}
-    assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # spawned workers
-
-
 def test_a_tuning_method_declares_its_traits():
     from autotransfer.finetune.methods import METHODS
     from autotransfer.space.methods import method_traits
@@ -358,34 +328,6 @@ def test_a_spaces_recipe_is_checked_when_the_space_is_read(head_l2):
 def test_without_the_plugin_its_recipe_is_unknown_again():
     with pytest.raises(SpaceError, match="unknown training recipe 'head_l2'"):
         parse_space({"backbones": ["timm/test_vit"], "epochs": 1, "recipe": "head_l2"})
-
-
-@pytest.mark.slow
-def test_spawned_workers_build_a_plugins_recipe_through_its_entry_point(fashion_mnist,
-                                                                         tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "headl2_plugin.py").write_text(textwrap.dedent(RECIPE_PLUGIN))
-    info = site / "headl2_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: headl2-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[autotransfer]\nhead_l2 = headl2_plugin:plugin\n")
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    (tmp_path / "space.yaml").write_text(SPACE_RECIPE.replace("MARKS", str(marks)))
-    storage = f"sqlite:///{tmp_path}/s.db"
-    run = subprocess.run(
-        [sys.executable, "-c", "from autotransfer.cli import main; main()", "search",
-         str(fashion_mnist), "--space", "space.yaml", "--trials", "2", "--workers", "2",
-         "--storage", storage, "--study", "w", "--out", "out", "--device", "cpu",
-         "--no-references"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
-    assert run.returncode == 0, run.stderr
-    trials = optuna.load_study(study_name="w", storage=storage).trials
-    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
-    assert sorted(_marks(marks)) == sorted(t.user_attrs["worker_pid"] for t in trials)
-    assert os.getpid() not in {t.user_attrs["worker_pid"] for t in trials}  # spawned workers
 
 
 def test_load_average_is_the_uniform_mean_of_float_entries_and_keeps_integer_buffers():
