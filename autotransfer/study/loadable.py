@@ -2,7 +2,8 @@
 
 A space whose hub backbones cannot be reached (offline, no local weights) used to spin failing
 trials until the budget ran out (76 in 56 s, #41). Each backbone that has not loaded yet in this
-study is loaded once (the cost step's load counts, :mod:`.budget.backbone_cost`; one with
+study is loaded once, or looked up when its zoo can tell without building it
+(``BackboneEntry.available``: the packaged zoo's files) (the cost step's load counts, :mod:`.budget.backbone_cost`; one with
 ``pretrained: false`` fetches nothing and is not); those that
 fail are named once and left out of the space, and a space where none loads stops the search
 before its first trial with one line that says what loads without a hub.
@@ -23,15 +24,20 @@ def load_failures(space, *, trust_remote_code: bool = False,
                   skip: frozenset[str] = frozenset()) -> dict[str, str]:
     """``{label: why}`` for each pretrained backbone of ``space`` (but ``skip``'s ids) whose
     weights do not load: the loader's one-line error (a :class:`BackboneError`, which names the
-    fix). A backbone with ``pretrained: false`` has no weights to fetch: it is not loaded."""
+    fix). A backbone with ``pretrained: false`` has no weights to fetch: it is not loaded; one
+    whose entry says where its weights are (``BackboneEntry.available``: a packaged file) is
+    looked up, not loaded."""
     failed: dict[str, str] = {}
     for spec in space.backbones:
         if spec.id in skip or not spec.pretrained:
             continue
         entry = get_registry().get(spec.id)
         try:
-            entry.load(pretrained=spec.pretrained,
-                       **spec.load_options(entry, trust_remote_code=trust_remote_code))
+            options = spec.load_options(entry, trust_remote_code=trust_remote_code)
+            if entry.available is not None:  # the zoo can tell without building the model
+                entry.available(**options)
+                continue
+            entry.load(pretrained=spec.pretrained, **options)
         except BackboneError as exc:
             failed[spec.label] = first_line(exc, 1000)
         except Exception as exc:  # a plugin's loader may raise anything: named, never a crash
