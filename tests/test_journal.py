@@ -116,7 +116,7 @@ def test_three_workers_on_one_journal_file_reach_the_exact_total(tmp_path):
 def test_sigterm_to_journal_workers_leaves_nothing_running(tmp_path):
     # SIGTERM to the process group (Slurm's and Kubernetes' preemption), then the same command
     # again (the requeued job): the study completes at exactly --trials, none RUNNING.
-    args = [*_setup(tmp_path, epochs=150), "--trials", "4", "--workers", "2"]
+    args = [*_setup(tmp_path, epochs=40), "--trials", "4", "--workers", "2"]
     process = subprocess.Popen(_command(*args), cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 300

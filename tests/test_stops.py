@@ -64,7 +64,7 @@ def _start_and_wait(args, tmp_path, n_epoch_lines: int, **popen):
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_stop_a_search_like_ctrl_c(name, tmp_path):
     signum = getattr(signal, name)
-    args = _setup(tmp_path, epochs=150)
+    args = _setup(tmp_path, epochs=40)  # trial 0 completes, trial 1 is stopped mid-way
     process = _start_and_wait([*args, "--trials", "3"], tmp_path, 2)  # in trial 1
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
@@ -184,7 +184,7 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_at_once(tmp_path):
 
 
 def test_a_resumed_search_after_sigkill_does_not_wait_for_the_heartbeat(tmp_path):
-    args = _setup(tmp_path, epochs=150)
+    args = _setup(tmp_path, epochs=40)
     process = _start_and_wait([*args, "--trials", "3"], tmp_path, 2)
     process.kill()  # no handler runs: trial 1 stays RUNNING
     process.communicate(timeout=60)
