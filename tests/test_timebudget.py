@@ -137,6 +137,25 @@ def test_the_running_trial_stops_at_a_batch_boundary(class_folders, tmp_path, cl
         "time budget: stopped in epoch 1/2, before its first score")
 
 
+def test_a_stopped_multi_objective_trial_completes_with_its_measured_costs(
+        class_folders, tmp_path, clock):
+    """Costs are measured after training: a trial the time budget finishes is measured like
+    any completed one (latency, an objective, even with the time spent), so it has every
+    objective's value; nothing is reported to Optuna (it refuses several objectives' reports)."""
+    space = parse_space({**SPACE, "objectives": ["accuracy", "latency_ms"]})
+    result = search(class_folders, space, storage=f"sqlite:///{tmp_path}/s.db", study_name="s",
+                    out=tmp_path / "out", progress=Jumps(clock, ("epoch", 1, 1)),
+                    history=False, trials=3, time_budget=1000)
+    first, stopped = result.study.trials
+    assert first.state == stopped.state == TrialState.COMPLETE
+    assert stopped.user_attrs["epochs_trained"] == 1
+    assert stopped.user_attrs["continuations"][0]["rule"] == "time_budget"
+    record = records.TrialRecord.from_frozen(stopped)
+    assert stopped.values[0] == record.scores["accuracy"]  # epoch 1's
+    assert stopped.values[1] == record.costs["latency_ms"] > 0
+    assert stopped.intermediate_values == {}
+
+
 class AfterEpoch(Jumps):
     """A progress view that counts the epochs done, so that a batch check can jump the clock
     inside a chosen epoch."""
