@@ -229,3 +229,99 @@ def test_the_picks_line_says_its_epochs_continuations_and_what_averaging_bought(
         "the pick trained 5 epochs, continued 1 time (planned 3 -> 6); time budget: "
         "continuation ended after epoch 5/6, the next needs ~9s and 4s are left; checkpoint "
         "averaging of epochs [5, 4]: +0.0125 val over its last epoch")
+
+
+# -- a trial the time budget stops (issue 36: an anytime search keeps what it has seen) -------
+
+
+class _Clock:
+    """A wall clock for the time budget that stands still until a test moves it."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _JumpAfter:
+    """A progress view that moves the clock past the deadline after ``epoch`` of trial
+    ``number``."""
+
+    def __init__(self, clock: _Clock, number: int, epoch: int) -> None:
+        self.clock, self.at = clock, (number, epoch)
+
+    def trial_started(self, number, backbone, params) -> None:
+        pass
+
+    def epoch_done(self, number, result, epochs) -> None:
+        if (number, result.epoch) == self.at:
+            self.clock.t += 1e6
+
+    def trial_done(self, number, state, value, reason) -> None:
+        pass
+
+    def note(self, number, message) -> None:
+        pass
+
+
+@pytest.fixture
+def schedules(monkeypatch):
+    """Every lr schedule a Trainer plans, in order (its total and warm-up steps)."""
+    from autotransfer.finetune import trainer as trainer_module
+
+    made = []
+
+    class Recorded(trainer_module.WarmupCosine):
+        def __init__(self, total_steps, warmup_steps):
+            super().__init__(total_steps, warmup_steps)
+            made.append((total_steps, warmup_steps))
+
+    monkeypatch.setattr(trainer_module, "WarmupCosine", Recorded)
+    return made
+
+
+def test_a_trial_the_deadline_stops_after_one_epoch_completes_and_train_replays_its_plan(
+        tiny_zoo, images, tmp_path, monkeypatch, schedules):
+    """Trial 0 completes its 3 epochs; the deadline passes after trial 1's first: trial 1
+    completes with that epoch's score (not pruned), and its refit plans the cosine over 3
+    epochs as the trial did, and stops after 1."""
+    from autotransfer.study.budget import timebudget
+
+    clock = _Clock()
+    monkeypatch.setattr(timebudget, "now", clock)
+    space = {**SPACE, "epochs": 3,
+             "params": {**SPACE["params"], "warmup_fraction": 0.1,
+                        "lr": {"type": "categorical", "choices": [1e-2, 1e-3]}}}
+    del space["max_epochs"]
+    storage = f"sqlite:///{tmp_path}/s.db"
+    queued = optuna.create_study(study_name="c", storage=storage, direction="maximize")
+    queued.enqueue_trial({"backbone": "tiny/a", "lr": 1e-3})
+    queued.enqueue_trial({"backbone": "tiny/a", "lr": 1e-2})
+    study = _search(images, tmp_path, space, trials=3, time_budget=1000,
+                    progress=_JumpAfter(clock, 1, 1))
+    first, trial = study.trials  # nothing started after the deadline
+    assert first.state.name == "COMPLETE" and first.user_attrs["epochs_trained"] == 3
+    assert trial.state.name == "COMPLETE"
+    assert trial.value == trial.intermediate_values[1]  # its one epoch's score
+    assert trial.user_attrs["epochs_trained"] == 1
+    (end,) = trial.user_attrs["continuations"]
+    assert (end["after"], end["epochs"], end["rule"]) == (1, 1, "time_budget")
+    assert end["reason"].startswith("time budget: stopped after epoch 1/3, the next needs ~")
+    assert schedules == [(3 * 4, 1)] * 2  # 64 training images in batches of 16: 4 steps
+    best_yaml = tmp_path / "out" / "best.yaml"
+    best = yaml.safe_load(best_yaml.read_text())
+    assert best["source"]["trial"] == 1  # the test's premise: 1e-3 barely learns in 3 epochs
+    assert best["epochs"] == 1 and best["val_score"] == trial.value
+    assert best["training"] == {"epochs": 1, "lengths": [3], "continuations": 0,
+                                "ended": end["reason"]}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "The pick trained 1 epoch, not continued; time budget: stopped after epoch 1/3" in report
+    again = train(best_yaml, out=tmp_path / "model", device="cpu", refit_on="train")
+    assert schedules[2:] == [(3 * 4, 1)]  # the cosine planned over 3 epochs, as the trial's
+    assert again.epochs == 1 and len(again.history) == 1  # and stopped after the first
+    metrics = json.loads((tmp_path / "model" / "autotransfer.json").read_text())["metrics"]
+    assert (metrics["epochs"], metrics["lengths"]) == (1, [3])
+    assert again.val["accuracy"] == trial.value  # the same plan, the same model

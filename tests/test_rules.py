@@ -314,7 +314,7 @@ def test_a_continued_trial_is_reported_but_never_pruned_and_the_deadline_finishe
     assert rules.ContinuationEnd.action == "finish" and rules.ContinuationEnd().epochs(view) == 4
     assert trial.reports[-1] == (0.8, 4)  # the pruner's view still has this epoch
     not_continued = epoch_view(FakeTrial(), ctx, epoch=2, planned=3)
-    assert rules.ContinuationEnd()(not_continued) is None  # TimeBudgetStop prunes that one
+    assert rules.ContinuationEnd()(not_continued) is None  # TimeBudgetStop's, that one
 
 
 def test_enforce_returns_a_plan_verdict_and_records_it_on_the_trial():
@@ -351,5 +351,28 @@ def test_the_time_budget_finishes_a_trial_while_none_has_completed(clock):
     assert rules.FirstResult.action == "finish" and rule.epochs(view) == 2
     assert trial.reports == [(0.9, 2)]
     study.add_trial(optuna.trial.create_trial(value=0.5))
-    assert rule(view) is None  # TimeBudgetStop prunes it
+    assert rule(view) is None  # TimeBudgetStop finishes it, with its own reason
     assert rules.TimeBudgetStop()(view) is not None
+
+
+def test_the_time_budget_finishes_a_scored_trial_at_this_epoch_rather_than_pruning_it(clock):
+    """TimeBudgetStop: a trial whose next epoch cannot end in time completes with this epoch
+    (a plan verdict to its epoch, recorded with the reason), whatever the study has; the score
+    is reported first, so the pruner's view of the trial has this epoch."""
+    study = _study_with_best(0.95)  # a better trial has completed
+    deadline = timebudget.Deadline(at=clock.t + 20.0, reserve=5.0)  # 15 s left for trials
+    trial = FakeTrial(study=study)
+    view = epoch_view(trial, context(deadline), epoch=2, pace=20.0, score=0.9)
+    assert rules.TimeBudgetStop.action == "finish"
+    real = study.ask()
+    verdict = rules.enforce([rules.TimeBudgetStop()], view, TrialWriter(real))
+    assert (verdict.rule, verdict.action, verdict.epochs) == ("time_budget", "finish", 2)
+    assert verdict.reason == "time budget: stopped after epoch 2/3, the next needs ~20s and 15s " \
+                             "are left"
+    assert trial.reports == [(0.9, 2)]
+    study.tell(real, 0.9)
+    record = TrialRecord.from_frozen(study.trials[-1])
+    assert record.state == "complete" and record.prune_reason is None
+    assert record.ended == record.reason == verdict.reason
+    assert rules.TimeBudgetStop()(epoch_view(FakeTrial(study=study), context(deadline), epoch=2,
+                                             pace=10.0)) is None  # the next epoch fits

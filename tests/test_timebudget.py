@@ -78,20 +78,22 @@ def _search(root, data, progress, **options):
                   out=root / "out", progress=progress, history=False, **options)
 
 
-def test_the_running_trial_stops_at_an_epoch_boundary_pruned_with_its_last_score(
+def test_the_running_trial_stops_at_an_epoch_boundary_and_completes_with_its_last_score(
         class_folders, tmp_path, clock):
     result = _search(tmp_path, class_folders, Jumps(clock, ("epoch", 1, 1)), trials=3,
                      time_budget=1000)
     trials = result.study.trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]  # no third
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]  # no third
     stopped = trials[1]
     assert stopped.value == stopped.intermediate_values[1]  # the last score is its value
-    assert stopped.user_attrs["prune_reason"].startswith(
-        "time budget: stopped after epoch 1/2, the next needs ~")
+    assert stopped.user_attrs["epochs_trained"] == 1
+    (end,) = stopped.user_attrs["continuations"]
+    assert (end["after"], end["epochs"], end["rule"]) == (1, 1, "time_budget")
+    assert end["reason"].startswith("time budget: stopped after epoch 1/2, the next needs ~")
+    assert "prune_reason" not in stopped.user_attrs
     rows = {r["trial"]: r for r in result.leaderboard}
-    assert rows[1]["state"] == "pruned" and rows[1]["reason"].startswith("time budget")
-    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
-    assert best["source"]["trial"] == 0
+    assert rows[1]["state"] == "complete" and rows[1]["reason"] == end["reason"]
+    assert rows[0]["reason"] == ""  # it ran its planned length
     assert "time budget: stopped after epoch 1/2" in (tmp_path / "out" / "leaderboard.csv"
                                                       ).read_text()
     attrs = result.study.user_attrs
@@ -133,6 +135,66 @@ def test_the_running_trial_stops_at_a_batch_boundary(class_folders, tmp_path, cl
     assert stopped.state == TrialState.PRUNED and stopped.value is None
     assert stopped.user_attrs["prune_reason"] == (
         "time budget: stopped in epoch 1/2, before its first score")
+
+
+def test_a_stopped_multi_objective_trial_completes_with_its_measured_costs(
+        class_folders, tmp_path, clock):
+    """Costs are measured after training: a trial the time budget finishes is measured like
+    any completed one (latency, an objective, even with the time spent), so it has every
+    objective's value; nothing is reported to Optuna (it refuses several objectives' reports)."""
+    space = parse_space({**SPACE, "objectives": ["accuracy", "latency_ms"]})
+    result = search(class_folders, space, storage=f"sqlite:///{tmp_path}/s.db", study_name="s",
+                    out=tmp_path / "out", progress=Jumps(clock, ("epoch", 1, 1)),
+                    history=False, trials=3, time_budget=1000)
+    first, stopped = result.study.trials
+    assert first.state == stopped.state == TrialState.COMPLETE
+    assert stopped.user_attrs["epochs_trained"] == 1
+    assert stopped.user_attrs["continuations"][0]["rule"] == "time_budget"
+    record = records.TrialRecord.from_frozen(stopped)
+    assert stopped.values[0] == record.scores["accuracy"]  # epoch 1's
+    assert stopped.values[1] == record.costs["latency_ms"] > 0
+    assert stopped.intermediate_values == {}
+
+
+class AfterEpoch(Jumps):
+    """A progress view that counts the epochs done, so that a batch check can jump the clock
+    inside a chosen epoch."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.done = 0
+
+    def epoch_done(self, number, result, epochs) -> None:
+        self.done = result.epoch
+
+
+def test_a_trial_stopped_inside_a_later_epoch_completes_with_its_last_scored_epoch(
+        class_folders, tmp_path, clock, monkeypatch):
+    progress, checks = AfterEpoch(clock), []
+    check = timebudget.Deadline.check
+
+    def jump_at_the_second_batch_of_epoch_2(self) -> None:
+        if progress.done == 1:
+            checks.append(1)
+            if len(checks) == 2:
+                clock.jump(1e6)
+        check(self)
+
+    monkeypatch.setattr(timebudget.Deadline, "check", jump_at_the_second_batch_of_epoch_2)
+    result = _search(tmp_path, class_folders, progress, trials=1, time_budget=1000)
+    (stopped,) = result.study.trials
+    assert len(checks) == 2 and progress.done == 1  # stopped inside epoch 2
+    assert stopped.state == TrialState.COMPLETE
+    assert stopped.value == stopped.intermediate_values[1]  # epoch 1's score
+    assert stopped.user_attrs["epochs_trained"] == 1
+    assert stopped.user_attrs["continuations"] == [{
+        "after": 1, "epochs": 1, "rule": "time_budget",
+        "reason": "time budget: stopped inside epoch 2/2; completed with epoch 1"}]
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert best["epochs"] == 1
+    assert best["training"] == {"epochs": 1, "lengths": [2], "continuations": 0,
+                                "ended": "time budget: stopped inside epoch 2/2; completed "
+                                         "with epoch 1"}
 
 
 def test_the_trainer_stops_before_the_batch_its_check_refuses(class_folders):
@@ -305,8 +367,8 @@ def test_the_floor_default_finishes_in_the_grace_only_when_its_last_epoch_ends_t
         class_folders, tmp_path, clock, monkeypatch, past):
     """Through a real search (a linear probe, then the best-ranked default of 2 epochs): after
     the default's first epoch the clock is moved ``past`` seconds beyond the time for trials.
-    1 s past, its last epoch ends within the grace and it completes; 10 s past, it does not:
-    it is stopped after epoch 1, as any trial is."""
+    1 s past, its last epoch ends within the grace and it completes both epochs; 10 s past,
+    it does not: it is stopped after epoch 1, as any trial is, and completes with it."""
     real = timebudget.floor_grace
     calls = []
 
@@ -331,10 +393,11 @@ def test_the_floor_default_finishes_in_the_grace_only_when_its_last_epoch_ends_t
         assert default.state == TrialState.COMPLETE, default.user_attrs.get("prune_reason")
         assert sorted(default.intermediate_values) == [1, 2]
     else:
-        assert not granted and default.state == TrialState.PRUNED
-        assert default.user_attrs["prune_reason"].startswith("time budget: stopped after epoch 1")
-    assert len([t for t in result.study.trials if t.state == TrialState.COMPLETE]) == (
-        2 if granted else 1)  # nothing starts after it
+        assert not granted and default.state == TrialState.COMPLETE
+        assert sorted(default.intermediate_values) == [1]
+        assert records.TrialRecord.from_frozen(default).ended.startswith(
+            "time budget: stopped after epoch 1")
+    assert len(result.study.trials) == 2  # nothing starts after it
 
 
 def test_a_trial_not_started_does_not_count_towards_trials(clock):

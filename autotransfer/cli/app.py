@@ -109,8 +109,9 @@ def search(
     ),
     time_budget: float | None = typer.Option(
         None, help="End the whole run, start-up and final writes included, within S seconds: "
-        "the running trial stops at an epoch or batch boundary (pruned, reason 'time budget'); "
-        "shared by every worker of the study."
+        "the running trial stops at an epoch or batch boundary and completes with its last "
+        "scored epoch (reason 'time budget'; pruned if it had none); shared by every worker "
+        "of the study."
     ),
     storage: str = typer.Option(DEFAULT_STORAGE, help="SQLAlchemy URL of the study database, or journal:///path/study.log."),
     study: str | None = typer.Option(None, help="Study name; an existing study resumes."),
@@ -534,8 +535,9 @@ def train(
     refit_on: RefitOn = typer.Option("train+val", help="train+val (default) or train (the search's "
                                  "split, which reproduces its validation score)."),
     epochs: int | None = typer.Option(
-        None, help="Epochs (default: what the picked trial trained, its continuations "
-                   "replayed)."),
+        None, help="Epochs (default: what the picked trial trained, replayed: its "
+                   "continuations, and the planned length's schedule of a trial the time "
+                   "budget stopped early)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     seed: int | None = typer.Option(
         None, help="Seed of the training (default: the best trial's, which it repeats)."

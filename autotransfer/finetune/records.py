@@ -208,9 +208,18 @@ class TrialRecord:
         return not any(v > 0 for v in self.violations.values())
 
     @property
+    def ended(self) -> str:
+        """Why the trial ended before its planned length with what it had (the time budget's
+        stop after a scored epoch, recorded as a plan change); "" when it did not."""
+        ends = [c.get("reason") or "" for c in self.continuations
+                if c.get("rule") != "continuation"]
+        return ends[-1] if ends else ""
+
+    @property
     def reason(self) -> str:
-        """Why the trial failed or was pruned; "" when it did neither."""
-        return self.fail_reason or self.prune_reason or ""
+        """Why the trial failed or was pruned, or why it completed before its planned length
+        (:attr:`ended`); "" when none of these."""
+        return self.fail_reason or self.prune_reason or self.ended
 
     def probabilities(self) -> dict[str, tuple[Any, Any]]:
         """``{split: (class probabilities (N, C) float32, labels (N,))}`` the trained model

@@ -160,7 +160,9 @@ def train(
         data: the dataset; default: the one the search used (``source.data`` in ``best.yaml``).
         refit_on: ``train+val`` (default: the validation split joins the training data) or
             ``train`` (the search's exact split, so the validation score is reproduced).
-        epochs: default: the search's epochs per trial.
+        epochs: default: what the picked trial trained, replayed (``best.yaml``'s ``epochs``
+            and ``training``: each planned length, the lr schedule of each, and the epoch the
+            time budget stopped it at); given, a plain fit of that many epochs.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds the training; default: the best trial's own (the search's seed plus the
             trial number), so that ``refit_on="train"`` repeats the trial. The split always
@@ -260,8 +262,9 @@ def train(
                       and params.get("average_checkpoints") else None)
     trainer = _refit_trainer(backbone, dataset, params, torch_device, metric, seed,
                              evaluate_val=refit_on == "train", average_epochs=average_epochs)
+    # the pick's plan replayed: its planned lengths (the lr cosine's), stopped where it stopped
     result = (trainer.fit(lengths[0], _replaying(trainer, lengths, epochs, on_epoch))
-              if len(lengths) > 1 else trainer.fit(epochs, on_epoch))
+              if lengths else trainer.fit(epochs, on_epoch))
     val = None
     if refit_on == "train":
         val = dict(result.history[-1].scores)
@@ -276,7 +279,7 @@ def train(
     }
     if val is not None:
         metrics["val"] = val
-    if result.continuations:  # the search trial's plan, replayed
+    if result.continuations or result.epochs < result.lengths[-1]:  # the trial's plan, replayed
         metrics["lengths"] = result.lengths
     if result.averaging is not None:  # the soup of the search's trial, chosen or replayed
         metrics["averaging"] = result.averaging
@@ -391,8 +394,9 @@ def _refit_trainer(backbone, dataset, params, device, metric, seed, *, evaluate_
 def _replaying(trainer, lengths: list[int], epochs: int, on_epoch):
     """An ``on_epoch`` that re-plans ``trainer`` as the search's trial was: at the end of each
     planned length in ``lengths`` to the next one (its continuations, the schedule re-planned
-    alike: ``Trainer.replan``), and to an end after ``epochs`` (a continuation the time budget
-    ended early), then calls ``on_epoch``."""
+    alike: ``Trainer.replan``), and to an end after ``epochs`` (a trial the time budget
+    stopped before its planned length: the cosine of that length, cut where the trial was),
+    then calls ``on_epoch``."""
     def step(result) -> None:
         later = [n for n in lengths if n > result.epoch]
         if result.epoch == trainer.epochs and later:

@@ -207,6 +207,25 @@ def _stopped_by_budget(record: TrialWriter, ctx: TrialContext, done: int, epochs
     return optuna.TrialPruned(reason)
 
 
+def _completed_from(trainer, kept: dict, record: TrialWriter, ctx: TrialContext,
+                    number: int):
+    """The ``TrainResult`` of a trial that the time budget stopped inside an epoch after at
+    least one was scored: the trainer rewound to ``kept``, its last epoch end's checkpoint
+    (``Trainer.rewind``), and finished there, the stop recorded as a plan change (the rule
+    ``time_budget``, or ``continuation_end`` for a continued trial) that ``train`` replays."""
+    inside, planned = trainer.epoch + 1, trainer.epochs
+    continued = len(trainer.lengths) > 1
+    trainer.rewind(kept)
+    what = "continuation ended" if continued else "stopped"
+    reason = (f"time budget: {what} inside epoch {inside}/{planned}; completed with epoch "
+              f"{trainer.epoch}")
+    record.replanned(after=trainer.epoch, epochs=trainer.epoch, reason=reason,
+                     rule="continuation_end" if continued else "time_budget")
+    if ctx.progress:
+        ctx.progress.note(number, reason)
+    return trainer.finish()
+
+
 def _record_epoch(trial, record: TrialWriter, trainer, result: EpochResult, ctx: TrialContext,
                   seconds: list[float], marks: list[float]) -> None:
     """An epoch's record, console line and tracker report (``seconds``: each epoch's training
@@ -234,8 +253,9 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
     """One trial's training; the model and optimizer are freed when this returns. After each
     epoch: record it, then run the epoch rules (:mod:`autotransfer.study.budget.rules`); a
     plan verdict (a continuation, or its end) re-plans the trainer (``Trainer.replan``). Under a
-    time budget a continued trial keeps a checkpoint of its last epoch end, so that a stop
-    inside an epoch completes it from there (``Trainer.rewind``) instead of pruning it.
+    time budget a trial keeps a checkpoint of its last epoch end (one copy of its weights and
+    optimiser state), so that a stop inside a later epoch completes it from there
+    (:func:`_completed_from`) instead of pruning it; a stop before its first score prunes it.
 
     Long (as a reason): the trial's one story, from load to its value, with its epoch hook.
     """
@@ -284,21 +304,16 @@ def _fine_tune(trial, entry, spec, params, ctx: TrialContext) -> float | tuple[f
                 ctx.deadline.grace = 0.0  # the floor's grace was for its first length
             if ctx.progress:
                 ctx.progress.note(trial.number, verdict.reason)
-        if ctx.deadline is not None and len(trainer.lengths) > 1 and trainer.epoch < trainer.epochs:
+        if ctx.deadline is not None and trainer.epoch < trainer.epochs:
             kept[:] = [trainer.checkpoint()]
 
     try:
         result = trainer.fit(space.epochs, on_epoch)
-    except timebudget.TimeBudgetSpent:  # at a batch boundary: pruned with its last score
-        if not kept:
+    except timebudget.TimeBudgetSpent:  # at a batch boundary
+        if not kept:  # before its first score: pruned
             raise _stopped_by_budget(record, ctx, len(seconds),
                                      trainer.epochs or space.epochs) from None
-        inside = trainer.epoch + 1
-        trainer.rewind(kept[0])  # a continued trial completes from its last epoch end
-        record.replanned(after=trainer.epoch, epochs=trainer.epoch, rule="continuation_end",
-                         reason=f"time budget: continuation ended inside epoch {inside}; "
-                                f"completed with epoch {trainer.epoch}")
-        result = trainer.finish()
+        result = _completed_from(trainer, kept[0], record, ctx, trial.number)
     record.finished(n_groups=result.n_groups, n_frozen_groups=result.n_frozen_groups,
                     trainable_parameters=result.n_trainable,
                     test_score=None if result.test is None else result.test[space.metric],

@@ -39,7 +39,8 @@ class SearchOptions:
             running then finishes, and the results are written after it).
         time_budget: the whole call, from now to the last file written, ends within this many
             seconds (:mod:`autotransfer.study.budget.timebudget`): the running trial stops at an
-            epoch or batch boundary, pruned with its last score (reason ``time budget: ...``),
+            epoch or batch boundary and completes with its last scored epoch (pruned before
+            its first score; reason ``time budget: ...``),
             a trial that cannot reach its first report in time does not start, and the
             deadline is stored with the study so that every worker of it stops by the same time.
         storage: an SQLAlchemy URL; the study resumes when its name exists there, and workers

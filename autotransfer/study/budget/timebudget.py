@@ -10,8 +10,11 @@ included:
 - a few seconds before it are kept for writing ``best.yaml``, the leaderboard and the report
   (the reserve: the measured time of the last write, 1.5x, plus 2 s; a default until measured);
 - a trial stops at an epoch boundary when its next epoch cannot end in time, and at a batch
-  boundary (training, or computing the activation cache) when its next batch cannot; it is
-  recorded as pruned with its last score and the reason ``time budget: ...``;
+  boundary (training, or computing the activation cache) when its next batch cannot. After an
+  epoch was scored it completes with the model of its last epoch end (a stop inside an epoch
+  rewinds to it) and that epoch's score, its reason ``time budget: ...`` and the epochs it
+  trained recorded (``train`` replays them: the planned length's schedule, stopped there): a
+  search keeps the best model it has seen. Before its first score it is pruned;
 - a trial does not start when its configuration cannot reach its first report (load, cache,
   one epoch, validation) in the time left, estimated from the study's trials that did, or
   before any did, from its backbone's measured cost (:mod:`autotransfer.study.budget.backbone_cost`;

@@ -209,10 +209,12 @@ def with_ensemble(rows: list[dict[str, Any]], best: dict[str, Any] | None
 
 def training_of(best: TrialRecord, space: SearchSpace) -> dict[str, Any] | None:
     """best.yaml's ``training``: how long the pick trained and what its recipe bought, when
-    there is something to say (a continuation, or checkpoint averaging): ``epochs`` trained,
-    ``lengths`` (each planned length, the space's ``epochs`` first), ``continuations`` and
-    ``averaging`` (the trial's record: the epochs averaged and the ``gain`` over its last
-    epoch, :mod:`autotransfer.finetune.averaging`). None otherwise."""
+    there is something to say (a continuation, a stop by the time budget before the planned
+    length, or checkpoint averaging): ``epochs`` trained, ``lengths`` (each planned length,
+    the space's ``epochs`` first: ``train`` plans its lr schedule by them and stops after
+    ``epochs``), ``continuations``, ``ended`` (why it stopped early) and ``averaging`` (the
+    trial's record: the epochs averaged and the ``gain`` over its last epoch,
+    :mod:`autotransfer.finetune.averaging`). None otherwise."""
     averaging = best.averaging
     if not best.continuations and averaging is None:
         return None
@@ -220,9 +222,8 @@ def training_of(best: TrialRecord, space: SearchSpace) -> dict[str, Any] | None:
                                if c.get("rule") == "continuation")]
     training: dict[str, Any] = {"epochs": best.epochs_trained or space.epochs,
                                 "lengths": lengths, "continuations": best.continued}
-    ended = [c["reason"] for c in best.continuations if c.get("rule") != "continuation"]
-    if ended:
-        training["ended"] = ended[-1]
+    if best.ended:
+        training["ended"] = best.ended
     if averaging is not None:
         training["averaging"] = averaging
     return training
@@ -240,10 +241,10 @@ def training_summary(best: dict[str, Any]) -> str:
     if n:
         line += (f", continued {n} time{'s' * (n != 1)} (planned "
                  f"{' -> '.join(str(x) for x in lengths)})")
-        if training.get("ended"):
-            line += f"; {training['ended']}"
     else:
         line += ", not continued"
+    if training.get("ended"):  # the time budget stopped it before its planned length
+        line += f"; {training['ended']}"
     averaging = training.get("averaging")
     if averaging and "gain" in averaging:
         line += (f"; checkpoint averaging of epochs {averaging['epochs']}: "
