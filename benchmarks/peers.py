@@ -385,6 +385,7 @@ def plot(rows: list[dict], out: Path) -> None:
             if r.get("val") is not None:
                 ax.plot([r["wall"]], [r["val"]], "x", color=colors[r["tool"]])
         ax.axvline(budget, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlim(left=0)
         ax.set_title(f"{modality}, {budget:g} s budget")
         ax.set_xlabel("seconds since launch")
         ax.set_ylabel("best val so far")
