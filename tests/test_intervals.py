@@ -86,3 +86,54 @@ def test_intervals_of_a_record():
     found = intervals_of(_record(0, 80), "accuracy")
     assert found["val_score_ci95"] == [round(v, 4) for v in wilson(80, 100)]
     assert found["test_score_ci95"] == [round(v, 4) for v in wilson(50, 100)]
+
+
+def test_the_paired_gain_of_two_models_on_the_same_examples_has_its_bootstrap_interval():
+    import numpy as np
+
+    from autotransfer.study.results.intervals import paired_gain
+
+    labels = np.arange(200) % 4
+    wrong = (labels + 1) % 4
+    better = np.where(np.arange(200) < 180, labels, wrong)  # 90% right
+    worse = np.where(np.arange(200) < 140, labels, wrong)  # 70%, wrong on a superset
+    found = paired_gain(np.eye(4)[better], worse, labels, "accuracy")  # probabilities or classes
+    assert found["gain"] == pytest.approx(0.2)
+    low, high = found["ci95"]
+    # paired: only the 40 examples where they differ vary, so the interval is about +-0.056
+    # (sqrt(0.2 * 0.8 / 200) * 1.96) around 0.2; two unpaired samples would give +-0.076
+    assert 0.13 < low < 0.2 < high < 0.27
+    assert paired_gain(worse, worse, labels, "accuracy") == {"gain": 0.0, "ci95": [0.0, 0.0]}
+    with pytest.raises(ValueError, match="both models must score the same examples"):
+        paired_gain(better[:10], worse, labels, "accuracy")
+
+
+def test_best_yaml_says_the_search_gain_over_the_best_reference_with_paired_intervals():
+    import numpy as np
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from autotransfer.finetune.predictions import encode
+    from autotransfer.finetune.records import TrialRecord
+    from autotransfer.study.results.report import search_gain
+
+    labels = np.arange(100) % 2
+    probe = np.eye(2)[np.where(np.arange(100) < 60, labels, 1 - labels)]  # 60% right
+    pick = np.eye(2)[np.where(np.arange(100) < 90, labels, 1 - labels)]  # 90% right
+    study = optuna.create_study(direction="maximize")
+    for value, probs, attrs in ((0.6, probe, {"reference": "linear_probe"}), (0.9, pick, {})):
+        study.add_trial(optuna.trial.create_trial(
+            params={"backbone": "b"}, distributions={"backbone": CategoricalDistribution(["b"])},
+            value=value, user_attrs={**attrs, "predictions": encode(
+                {"val": (probs, labels), "test": (probs, labels)})}))
+    references = {"linear_probe": {"backbone": "b", "val_score": 0.6, "test_score": 0.6,
+                                   "trial": 0}}
+    best = TrialRecord.from_frozen(study.trials[1])
+    gain = search_gain(study, best, references, "accuracy")
+    assert gain["reference"] == "linear_probe" and gain["trial"] == 0
+    assert gain["val"] == pytest.approx(0.3) and gain["test"] == pytest.approx(0.3)
+    assert gain["val_ci95"][0] > 0.15 and gain["test_ci95"][1] < 0.45
+    # the pick is the reference itself, or a trial kept no predictions: nothing to say
+    assert search_gain(study, TrialRecord.from_frozen(study.trials[0]), references,
+                       "accuracy") is None
+    assert search_gain(study, best, {}, "accuracy") is None

@@ -106,9 +106,7 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
         lines.append(f"  best {kind.replace('_', ' ')}: {escape(ref['backbone'])} val "
                      f"{ref['val_score']:.4f}{test} (trial {ref['trial']})")
     if references:
-        top = max(references.values(), key=lambda ref: ref["val_score"])
-        lines.append(f"  gain of the search over the best reference: "
-                     f"{best['val_score'] - top['val_score']:+.4f} val")
+        lines.append(f"  gain of the search over the best reference: {_gain_text(best)}")
     effect = best.get("transfer_effect")
     if effect:
         test = f", test {effect['test']:+.4f}" if effect["test"] is not None else ""
@@ -117,6 +115,24 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
         lines.append(f"  transfer effect: val {effect['val']:+.4f}{test} (from scratch: val "
                      f"{effect['scratch_val_score']:.4f}{scratch})")
     return lines
+
+
+def _gain_text(best: dict[str, Any]) -> str:
+    """The pick's gain over the best reference: val (and test), each with its paired 95%
+    interval when best.yaml has ``search_gain``."""
+    references = best.get("references") or {}
+    top = max(references.values(), key=lambda ref: ref["val_score"])
+    gain = best.get("search_gain")
+    if not gain:
+        return f"{best['val_score'] - top['val_score']:+.4f} val"
+
+    def one(split: str) -> str:
+        interval = gain.get(f"{split}_ci95")
+        return (f"{gain[split]:+.4f} {split}"
+                + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else ""))
+
+    return (", ".join(one(s) for s in ("val", "test") if gain.get(s) is not None)
+            + " (paired 95% intervals; the val gain is optimistic, the search chose on val)")
 
 
 def ensemble_table(section: dict[str, Any]) -> Table:

@@ -116,6 +116,8 @@ class BestResult(_Open):
     test_macro_f1: float | None = None
     test_per_class: dict[str, dict[str, Any]] | None = None
     references: dict[str, Any] = Field(default_factory=dict)
+    # the pick's gain over the best reference, with paired-bootstrap 95% intervals
+    search_gain: dict[str, Any] | None = None
     transfer_effect: dict[str, Any] | None = None
     objectives: list[str] | None = None
     pick: str | None = None

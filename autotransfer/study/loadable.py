@@ -3,10 +3,10 @@
 A space whose hub backbones cannot be reached (offline, no local weights) used to spin failing
 trials until the budget ran out (76 in 56 s, #41). Each backbone that has not loaded yet in this
 study is loaded once, or looked up when its zoo can tell without building it
-(``BackboneEntry.available``: the packaged zoo's files) (the cost step's load counts, :mod:`.budget.backbone_cost`; one with
-``pretrained: false`` fetches nothing and is not); those that
-fail are named once and left out of the space, and a space where none loads stops the search
-before its first trial with one line that says what loads without a hub.
+(``BackboneEntry.available``: the packaged zoo's files); the cost step's load counts
+(:mod:`.budget.backbone_cost`), and one with ``pretrained: false`` fetches nothing and is not
+loaded. Those that fail are named once and left out of the space, and a space where none loads
+stops the search before its first trial with one line that says what loads without a hub.
 """
 
 from __future__ import annotations

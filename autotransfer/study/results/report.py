@@ -37,6 +37,7 @@ from autotransfer.study.results.intervals import (
     RULE,
     indistinguishable_lines,
     intervals_of,
+    paired_gain,
     tie_note,
 )
 from autotransfer.study.results.scores import macro_f1, outcome_plots, per_class_scores
@@ -141,7 +142,7 @@ def best_config(study, space: SearchSpace, *, data: str, storage: str, space_fil
     training = training_of(best, space)
     if training is not None:
         config["training"] = training
-    config.update(outcome(study, best))
+    config.update(outcome(study, best, space.metric))
     config.update(front_config(study, space))
     if space.ensemble is not None:  # predictions only: no trial is re-run
         config["ensemble"] = ensemble_config(study, space)
@@ -282,9 +283,10 @@ def _front_costs(rule) -> list[Objective]:
     return [get_objective(n) for n in dict.fromkeys(shown) if n in cost_names()]
 
 
-def outcome(study, best: TrialRecord) -> dict[str, Any]:
+def outcome(study, best: TrialRecord, metric: str | None = None) -> dict[str, Any]:
     """best.yaml's ``macro_f1`` and ``per_class`` (val), ``test_macro_f1`` and
-    ``test_per_class``, ``references`` and ``transfer_effect`` (each when known)."""
+    ``test_per_class``, ``references``, ``search_gain`` (:func:`search_gain`, with
+    ``metric``) and ``transfer_effect`` (each when known)."""
     found: dict[str, Any] = {}
     for split, prefix in (("val", ""), ("test", "test_")):
         if best.confusion.get(split):
@@ -294,11 +296,40 @@ def outcome(study, best: TrialRecord) -> dict[str, Any]:
     if "macro_f1" not in found and best.scores.get("macro_f1") is not None:
         found["macro_f1"] = best.scores["macro_f1"]  # recorded before per-class scores
     found["references"] = best_references(study)
+    gain = search_gain(study, best, found["references"], metric)
+    if gain is not None:
+        found["search_gain"] = gain
     effect = transfer_effect_of(study)
     if effect is not None:
         found["transfer_effect"] = {k: effect[k] for k in
                                     ("val", "test", "scratch_val_score", "scratch_test_score")}
     return found
+
+
+def search_gain(study, best: TrialRecord, references: dict[str, Any],
+                metric: str | None) -> dict[str, Any] | None:
+    """What the search bought over its best reference (by validation score), on the examples
+    both scored: ``{reference, trial, val, val_ci95, test, test_ci95}``, each gain with the
+    95% interval of a paired bootstrap (:func:`autotransfer.study.results.intervals.
+    paired_gain`). The val gain is optimistic (the search chose the pick on it); the test
+    gain is not. None without references, when the pick is the best reference, or when
+    either trial kept no predictions (a study recorded before they were kept)."""
+    if not references or metric in (None, "score"):
+        return None
+    kind, top = max(references.items(), key=lambda item: item[1]["val_score"])
+    if top["trial"] == best.number:
+        return None
+    other = TrialRecord.from_frozen(study.get_trials(deepcopy=False)[top["trial"]])
+    try:
+        mine, theirs = best.probabilities(), other.probabilities()
+    except ValueError:
+        return None
+    found: dict[str, Any] = {"reference": kind, "trial": top["trial"]}
+    for split in ("val", "test"):
+        if split in mine and split in theirs:
+            gain = paired_gain(mine[split][0], theirs[split][0], mine[split][1], metric)
+            found[split], found[f"{split}_ci95"] = gain["gain"], gain["ci95"]
+    return found if "val" in found else None
 
 
 def best_trial(study) -> TrialRecord | None:
@@ -618,8 +649,13 @@ def _summary_table(best: dict[str, Any]) -> list[str]:
         gain = best["val_score"] - top["val_score"]
         test_gain = (None if top["test_score"] is None or best.get("test_score") is None
                      else best["test_score"] - top["test_score"])
+        paired = best.get("search_gain") or {}
+        val_ci, test_ci = (_ci(paired.get(f"{s}_ci95"), bare=True) for s in ("val", "test"))
         notes.append(f"Gain of the search over the best reference: val {gain:+.4f}"
-                     + (f", test {test_gain:+.4f}" if test_gain is not None else "") + ".")
+                     + (f" (paired 95% interval {val_ci})" if paired.get("val_ci95") else "")
+                     + (f", test {test_gain:+.4f}" if test_gain is not None else "")
+                     + (f" (paired 95% interval {test_ci})" if paired.get("test_ci95") else "")
+                     + ".")
     if effect:
         notes.append(f"Transfer effect (pretrained minus scratch): val {effect['val']:+.4f}"
                      + (f", test {effect['test']:+.4f}" if effect["test"] is not None else "")
