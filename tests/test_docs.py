@@ -136,20 +136,41 @@ def _keys_table(heading_text: str) -> list[str]:
             if line.startswith("| `")]
 
 
-def _finished_study(tmp_path):
+def _finished_study(tmp_path, *, probe: bool = False):
+    """A study of one completed default-configuration trial (``probe``: a sampled trial and a
+    worse linear probe, both keeping their predictions, so that best.yaml has a search gain)."""
+    import numpy as np
     import optuna
     from optuna.distributions import CategoricalDistribution
 
+    from autotransfer.finetune.predictions import encode
+
+    labels = np.array([0] * 5 + [1] * 5)
+
+    def kept(right: int):  # the first `right` examples predicted right
+        preds = np.where(np.arange(10) < right, labels, 1 - labels)
+        return encode({"val": (np.eye(2)[preds], labels), "test": (np.eye(2)[preds], labels)})
+
     study = optuna.create_study(direction="maximize", study_name="s")
     params = {"freeze_fraction": 0.5, "lr": 1e-3}
+    distributions = {"backbone": CategoricalDistribution(["packaged/mobilenetv2_100"])}
     study.add_trial(optuna.trial.create_trial(
-        params={"backbone": "packaged/mobilenetv2_100"},
-        distributions={"backbone": CategoricalDistribution(["packaged/mobilenetv2_100"])},
+        params={"backbone": "packaged/mobilenetv2_100"}, distributions=distributions,
         value=0.8, intermediate_values={1: 0.7, 2: 0.8},
         user_attrs={"params": params, "test_score": 0.75, "classes": ["a", "b"],
-                    "seconds_per_epoch": 1.0, "reference": "default",
-                    "confusion": {"val": [[4, 1], [1, 4]], "test": [[3, 1], [1, 3]]}},
+                    "seconds_per_epoch": 1.0,
+                    "confusion": {"val": [[4, 1], [1, 4]], "test": [[3, 1], [1, 3]]},
+                    **({"predictions": kept(8)} if probe else {"reference": "default"})},
     ))
+    if probe:
+        study.add_trial(optuna.trial.create_trial(
+            params={"backbone": "packaged/mobilenetv2_100"}, distributions=distributions,
+            value=0.6, intermediate_values={1: 0.6},
+            user_attrs={"params": {**params, "freeze_fraction": 1.0}, "test_score": 0.6,
+                        "classes": ["a", "b"], "seconds_per_epoch": 1.0,
+                        "reference": "linear_probe", "predictions": kept(6),
+                        "confusion": {"val": [[3, 2], [2, 3]], "test": [[3, 2], [2, 3]]}},
+        ))
     study.set_user_attr("transfer_effect", {"trial": 0, "val": 0.3, "test": 0.25,
                                             "scratch_val_score": 0.5, "scratch_test_score": 0.5})
     return study
@@ -167,7 +188,7 @@ def test_best_yaml_keys_on_the_concepts_page_are_the_written_keys(tmp_path):
     from autotransfer.study.results.report import best_config
 
     space = parse_space({"backbones": ["packaged/mobilenetv2_100"], "epochs": 2})
-    config = best_config(_finished_study(tmp_path), space, data="d", storage="s",
+    config = best_config(_finished_study(tmp_path, probe=True), space, data="d", storage="s",
                          space_file="f")
     assert _keys_table("**`best.yaml`**") == list(config)
 
