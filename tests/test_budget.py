@@ -69,7 +69,7 @@ def test_the_budget_switches_default_to_everything_on_and_parse():
     off = parse_space({**SPACE, "budget": yaml.safe_load(
         "{reference_order: listed, reference_share: 1, rungs: off, cost_aware: false}")})
     assert off.budget.model_dump() == {"reference_order": "listed", "reference_share": 1.0,
-                                       "rungs": "off", "cost_aware": False}
+                                       "rungs": "off", "cost_aware": False, "patience": None}
 
 
 @pytest.mark.parametrize("budget, message", [
@@ -159,13 +159,17 @@ def test_without_a_budget_the_timed_step_waits_for_the_linear_probes(
                     storage=f"sqlite:///{tmp_path}/s.db", study_name="s",
                     out=tmp_path / "out", history=False)
     trials = result.study.trials
-    assert [t.user_attrs.get("reference") for t in trials[:2]] == ["linear_probe"] * 2
     assert len(stamps) == 2 and set(StudyRecord.of(result.study).costs) == {"tiny/a", "tiny/b"}
     if budget is None:  # after both probes, before the first default trains
+        assert [t.user_attrs.get("reference") for t in trials[:2]] == ["linear_probe"] * 2
         assert min(stamps) > max(t.datetime_complete.timestamp() for t in trials[:2])
         assert max(stamps) < trials[2].user_attrs["first_batch_at"]
-    else:  # the start rule reads them before the first trial
-        assert max(stamps) < trials[0].datetime_start.timestamp()
+    else:  # the first fine-tune runs first, untimed (its first epoch measures it), then the
+        # probes; the step runs after them, before the next first fine-tune trains
+        kinds = [t.user_attrs.get("reference") for t in trials]
+        assert kinds == ["default", "linear_probe", "linear_probe", "default"]
+        assert min(stamps) > max(t.datetime_complete.timestamp() for t in trials[:3])
+        assert max(stamps) < trials[3].user_attrs["first_batch_at"]
 
 
 def test_the_timed_step_leaves_out_a_process_s_slow_first_batches(tiny_zoo, class_folders):

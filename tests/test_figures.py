@@ -134,7 +134,7 @@ def test_report_says_when_the_best_is_not_distinguishable_from_the_default(tmp_p
             "val_score": 101 / N, "val_score_ci95": [0.77, 0.89], "references": references,
             "source": {"trial": 1}}
     report = write_report(study, tmp_path / "out", metric="accuracy", best=best).read_text()
-    assert ("Not distinguishable from the best default (trial 0, `a/one`): their 95% "
+    assert ("Not distinguishable from the best first fine-tune (trial 0, `a/one`): their 95% "
             "intervals overlap, a gain of 1 of 120 validation examples.") in report
     assert "honest" not in report  # there is no test split
 

@@ -121,7 +121,7 @@ def test_references_run_first_count_towards_trials_and_are_marked(tiny_zoo, clas
     assert not {"max_length", "pooling", "clip_seconds"} & set(best["params"])
     report = (tmp_path / "out" / "report.md").read_text()
     head = report.split("## Best configuration")[0]
-    assert "| best linear probe |" in head and "| best default |" in head
+    assert "| best linear probe |" in head and "| best first fine-tune |" in head
     assert "Gain of the search over the best reference" in head
     # every score carries its 95% interval; the report says the best val is optimistic
     low, high = best["val_score_ci95"]

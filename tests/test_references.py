@@ -151,7 +151,7 @@ def test_a_reference_that_cannot_fit_its_share_does_not_start_and_the_floor_hold
     reasons = [reason for _, state, reason in lines.done if reason.startswith("reference share")]
     assert reasons == [skipped[0].user_attrs["prune_reason"]]
     label = skipped[0].params["backbone"]
-    assert f"the default of {label} not started, it needs ~50s (1 epochs at the measured " \
+    assert f"the first fine-tune of {label} not started, it needs ~50s (1 epochs at the measured " \
            "cost) and 30s of the references' share (33% of the budget) are left" in reasons[0]
     ran = [t for t in trials if t.user_attrs.get("reference") and t.state == TrialState.COMPLETE]
     assert sorted(t.user_attrs["reference"] for t in ran) == ["default", "linear_probe",
@@ -171,5 +171,5 @@ def test_a_share_of_one_lets_every_reference_that_fits_the_budget_start(
                     storage=f"sqlite:///{tmp_path}/s.db", study_name="s", out=tmp_path / "out",
                     history=False)
     kinds = [t.user_attrs.get("reference") for t in result.study.get_trials()]
-    assert kinds == ["linear_probe", "linear_probe", "default", "default"]
+    assert kinds == ["default", "linear_probe", "linear_probe", "default"]  # the first first
     assert not any(t.user_attrs.get("not_started") for t in result.study.get_trials())

@@ -48,9 +48,11 @@ def clock(monkeypatch):
     return clock
 
 
-def context(deadline=None, *, floor=False, epochs=3, notes=None, max_epochs=None):
+def context(deadline=None, *, floor=False, epochs=3, notes=None, max_epochs=None,
+            patience=None):
     space = SimpleNamespace(epochs=epochs, metric="accuracy", epoch_cap=max_epochs or epochs,
-                            budget=SimpleNamespace(cost_aware=True, reference_share=0.3))
+                            budget=SimpleNamespace(cost_aware=True, reference_share=0.3,
+                                                   patience=patience))
     progress = None if notes is None else SimpleNamespace(
         note=lambda number, line: notes.append(line))
     return SimpleNamespace(space=space, deadline=deadline, floor=floor, grace_said=False,
@@ -135,7 +137,7 @@ def test_floor_grace_renews_the_floors_grace_at_the_epochs_pace_and_says_so_once
     assert rules.FloorGrace()(epoch_view(ctx=ctx, epoch=1, pace=99.0)) is None
     assert deadline.grace == deadline.reserve + timebudget.FLOOR_GRACE
     assert rules.FloorGrace()(epoch_view(ctx=ctx, epoch=2, pace=3.0)) is None
-    assert notes == ["time budget: this default configuration is the floor, so it may end up "
+    assert notes == ["time budget: this first fine-tune is the floor, so it may end up "
                      "to 3s past the budget"]
     other = timebudget.Deadline(at=1010.0, reserve=5.0)
     rules.FloorGrace()(epoch_view(ctx=context(other, floor=False), epoch=1))
@@ -176,7 +178,7 @@ def test_reference_share_start_stops_a_reference_past_its_share_but_not_the_floo
     trial = _study_trial("default", defaults_before=1)  # the second default: not the floor
     set_reference_until(trial.study, 990.0)  # the share ended 10 s ago
     reason = rules.ReferenceShareStart()(start_view(trial, context(), "default"))
-    assert reason.startswith("reference share: the default of fake/tiny-cnn not started")
+    assert reason.startswith("reference share: the first fine-tune of fake/tiny-cnn not started")
     first = _study_trial("default")
     set_reference_until(first.study, 990.0)
     assert rules.ReferenceShareStart()(start_view(first, context(), "default")) is None
@@ -243,7 +245,7 @@ def test_the_default_lists_keep_todays_order():
     assert [r.name for r in rules.START_RULES] == ["time_budget", "reference_share",
                                                    "floor_grace"]
     assert [r.name for r in rules.EPOCH_RULES] == ["stop_signal", "divergence", "floor_grace",
-                                                   "continuation_end", "first_result",
+                                                   "plateau", "continuation_end", "first_result",
                                                    "time_budget", "pruner", "continuation"]
 
 
@@ -376,3 +378,47 @@ def test_the_time_budget_finishes_a_scored_trial_at_this_epoch_rather_than_pruni
     assert record.ended == record.reason == verdict.reason
     assert rules.TimeBudgetStop()(epoch_view(FakeTrial(study=study), context(deadline), epoch=2,
                                              pace=10.0)) is None  # the next epoch fits
+
+
+# -- early stopping on a plateau --------------------------------------------------------------
+
+
+def _plateau_view(scores, *, patience=2, planned=12, kind=None, trial=None):
+    ctx = context(epochs=3, max_epochs=12, patience=patience)
+    return epoch_view(trial or FakeTrial(kind=kind), ctx, epoch=len(scores), score=scores[-1],
+                      scores=scores, planned=planned)
+
+
+def test_plateau_since_finds_the_last_improvement_by_more_than_min_delta():
+    assert rules.plateau_since([0.5]) == (1, 0.5)
+    assert rules.plateau_since([0.5, 0.7, 0.7005, 0.69]) == (2, 0.7)  # 0.7005: within delta
+    assert rules.plateau_since([0.5, 0.7, 0.6, 0.75]) == (4, 0.75)
+    with pytest.raises(ValueError, match="scores is empty"):
+        rules.plateau_since([])
+
+
+def test_plateau_finishes_a_trial_after_patience_epochs_without_improvement():
+    rule = rules.Plateau()
+    assert rule(_plateau_view([0.5, 0.7, 0.69])) is None  # 1 epoch since the best, patience 2
+    trial = FakeTrial()
+    view = _plateau_view([0.5, 0.7, 0.69, 0.7], trial=trial)
+    assert rule(view) == ("plateau: accuracy has not beaten 0.7000 (epoch 2) by more than "
+                          "0.001 for 2 epochs (patience 2); finished after epoch 4 of 12")
+    assert rule.action == "finish" and rule.epochs(view) == 4
+    assert trial.reports == [(0.7, 4)]  # the pruner's view has the epoch it ended on
+    # off by default; never a linear probe; never at the planned last epoch (it ends there)
+    assert rule(_plateau_view([0.5, 0.7, 0.69, 0.7], patience=None)) is None
+    assert rule(_plateau_view([0.5, 0.7, 0.69, 0.7], kind="linear_probe")) is None
+    assert rule(_plateau_view([0.5, 0.7, 0.69, 0.7], planned=4)) is None
+
+
+def test_a_plateau_completes_the_trial_with_its_reason_recorded():
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    view = _plateau_view([0.5, 0.7, 0.69, 0.7])
+    verdict = rules.enforce(rules.EPOCH_RULES, view, TrialWriter(trial))
+    assert (verdict.action, verdict.epochs, verdict.rule) == ("finish", 4, "plateau")
+    study.tell(trial, 0.7)  # the objective completes it with what it has
+    record = TrialRecord.from_frozen(study.trials[0])
+    assert record.state == "complete" and record.continued == 0
+    assert record.ended == verdict.reason and verdict.reason.startswith("plateau: ")

@@ -169,8 +169,9 @@ def search(
     ),
     references: bool = typer.Option(
         True, "--references/--no-references",
-        help="First run a linear probe and the default configuration of each backbone "
-        "(they count towards --trials).",
+        help="Also run a linear probe and a first fine-tune (a recipe known to work for its "
+        "family) of each backbone; under --time-budget the best-ranked first fine-tune runs "
+        "first (they count towards --trials).",
     ),
     transfer_effect: bool | None = typer.Option(
         None, "--transfer-effect/--no-transfer-effect",

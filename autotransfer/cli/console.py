@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autotransfer.cli.leaderboard import _ci, leaderboard_table
+from autotransfer.finetune.records import reference_name
 from autotransfer.study.results.report import fmt, training_summary
 
 __all__ = ["ConsoleProgress", "ensemble_table", "leaderboard_table"]
@@ -103,7 +104,7 @@ def _outcome_lines(best: dict[str, Any]) -> list[str]:
     references = best.get("references") or {}
     for kind, ref in references.items():
         test = f", test {ref['test_score']:.4f}" if ref["test_score"] is not None else ""
-        lines.append(f"  best {kind.replace('_', ' ')}: {escape(ref['backbone'])} val "
+        lines.append(f"  best {reference_name(kind)}: {escape(ref['backbone'])} val "
                      f"{ref['val_score']:.4f}{test} (trial {ref['trial']})")
     if references:
         lines.append(f"  gain of the search over the best reference: {_gain_text(best)}")

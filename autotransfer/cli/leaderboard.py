@@ -6,7 +6,7 @@ split, no measured latency) are left out, a zoo prefix that every backbone share
 in the title, and the secondary columns are left out, least useful first, until the table fits
 the width; the caption names them (``leaderboard.csv`` has every one). A column with one value
 in every row (``method: finetune`` in a search of one method) is said once in the title rather
-than dropped unseen, and a reference trial's method reads ``linear probe`` or ``... (default)``.
+than dropped unseen, and a reference trial's method reads ``linear probe`` or ``first fine-tune``.
 The backbone, the score and the state are never cut: at a width too narrow for them, the
 backbone folds onto a second line instead.
 """
@@ -69,7 +69,9 @@ def _method(row: dict[str, Any]) -> str:
     method = str(row.get("method", ""))
     if kind == "linear_probe":
         return "linear probe"
-    return f"{method} (default)" if kind == "default" else method
+    if kind == "default":  # the stored kind of a first fine-tune
+        return "first fine-tune" if method == "finetune" else f"{method} (first fine-tune)"
+    return method
 
 
 def _table(cells: list[dict[str, str]], columns: list[str], title: str, caption: str | None,

@@ -339,6 +339,17 @@ def reference_of(trial) -> str | None:
     return trial.user_attrs.get(REFERENCE)
 
 
+#: what the console and the docs call a reference kind (the stored kind ``default`` is the
+#: first fine-tune: :mod:`autotransfer.space.first_finetune`; databases keep the name)
+REFERENCE_NAMES = {"linear_probe": "linear probe", "default": "first fine-tune"}
+
+
+def reference_name(kind: str) -> str:
+    """What the console calls reference ``kind``: ``"first fine-tune"`` for ``"default"``,
+    ``"linear probe"``, or a method's name (``"lora"``)."""
+    return REFERENCE_NAMES.get(kind, kind.replace("_", " "))
+
+
 def trial_records(study, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
     """The records of the study's trials (of ``states``, e.g. ``("complete",)``), by number."""
     records = [TrialRecord.from_frozen(t) for t in study.get_trials(deepcopy=False)]

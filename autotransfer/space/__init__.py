@@ -5,6 +5,7 @@ typed result a search ends with.
 - ``yaml_file``: a space file's YAML read as its author meant (YAML 1.2 numbers, keys given
   twice refused, the line of each key) and its problems as lines;
 - ``hyperparameters``: the hyperparameters a space may name (defaults, ranges, help);
+- ``first_finetune``: the first fine-tune of each backbone family (the ``default`` reference);
 - ``methods``: the tuning methods a space may choose, and their hyperparameters;
 - ``method_names``: the names the ``method`` hyperparameter accepts (a leaf);
 - ``objectives``: what a search can optimise or bound, and how each is obtained;

@@ -8,11 +8,13 @@ same code measures what it buys (an ablation)::
       reference_share: 0.333    # at most this share of time_budget / timeout for references
       rungs: fitted             # or pruner: the space's pruner as set; off: no pruning at all
       cost_aware: true          # false: no measured cost in the start rule or the sampler
+      patience: null            # 3: a trial whose score has not improved for 3 epochs ends
 
 What each one does: :mod:`autotransfer.study.references.order` (order),
 :mod:`autotransfer.study.references.share` (share), :mod:`autotransfer.study.budget.rungs`
-(rungs) and :mod:`autotransfer.study.budget.backbone_cost` (the measured costs that
-``cost_aware`` uses).
+(rungs), :mod:`autotransfer.study.budget.backbone_cost` (the measured costs that
+``cost_aware`` uses) and :class:`autotransfer.study.budget.rules.Plateau` (``patience``, the
+one mechanism off by default).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class BudgetPlan(BaseModel):
         cost_aware: the time budget's start rule falls back on each backbone's measured cost,
             and early sampled trials draw cheaper backbones first among those of similar
             promise.
+        patience: early stopping on a plateau: a trial whose validation score has not beaten
+            its best by more than 0.001 for this many epochs ends after that epoch and
+            completes with what it has (not pruned; the reason is recorded). None (the
+            default): every trial trains its planned length, so that a space's results stay
+            what they were and a cosine's last epochs, which often gain most, are never cut.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +60,7 @@ class BudgetPlan(BaseModel):
     reference_share: float = REFERENCE_SHARE
     rungs: str = "fitted"
     cost_aware: bool = True
+    patience: int | None = None
 
     @field_validator("reference_order", mode="before")
     @classmethod
@@ -85,11 +93,22 @@ class BudgetPlan(BaseModel):
             raise ValueError(f"must be true or false, got {value!r}")
         return value
 
+    @field_validator("patience", mode="before")
+    @classmethod
+    def _patience(cls, value: Any) -> Any:
+        if value is None or value is False:  # YAML's off
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"must be a whole number of epochs >= 1, or null (off), got "
+                             f"{value!r}")
+        return value
+
     def __str__(self) -> str:
         """The YAML flow mapping of these settings (the docs' default cell)."""
         return (f"{{reference_order: {self.reference_order}, reference_share: "
                 f"{self.reference_share:.3g}, rungs: {self.rungs}, cost_aware: "
-                f"{str(self.cost_aware).lower()}}}")
+                f"{str(self.cost_aware).lower()}, patience: "
+                f"{'null' if self.patience is None else self.patience}}}")
 
     def is_default(self) -> bool:
         """Every mechanism on, at its default setting."""

@@ -32,9 +32,11 @@ def _space_fingerprint(space: SearchSpace) -> str:
     data = space.model_dump(mode="json")
     if data.get("sampler") == "tpe":
         del data["sampler"]
+    if isinstance(data.get("budget"), dict) and data["budget"].get("patience") is None:
+        data["budget"].pop("patience", None)  # a budget key newer than the study
     for key, default in (("max_epochs", None), ("objectives", None), ("constraints", {}),
                          ("pick", None),
-                         ("budget", BudgetPlan().model_dump(mode="json")),
+                         ("budget", BudgetPlan().model_dump(mode="json", exclude={"patience"})),
                          ("latency", {"runtime": "pytorch", "precision": "fp32"}),
                          ("ensemble", EnsemblePlan().model_dump(mode="json")),
                          ("soup", None),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from autotransfer.contract.collect import get_registry
 from autotransfer.data import LabelledData
 from autotransfer.errors import first_line
-from autotransfer.finetune.records import EpochMetrics, TrialWriter, reference_of
+from autotransfer.finetune.records import EpochMetrics, TrialWriter, reference_name, reference_of
 from autotransfer.space.objectives import get_objective
 from autotransfer.space.schema import SearchSpace
 from autotransfer.study.budget import rules as control
@@ -90,7 +90,7 @@ def make_objective(ctx: TrialContext):
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         _release_memory(device)  # whatever the last trial left, before this one allocates
         record = TrialWriter(trial)
-        if ctx.costs_due and reference_of(trial) != "linear_probe":
+        if ctx.costs_due and reference_of(trial) != "linear_probe" and not _leads(trial):
             ctx.costs_due = False  # before the sampler draws (the cost-aware draw reads them)
             try:
                 _time_backbones(ctx, trial.study)
@@ -105,7 +105,7 @@ def make_objective(ctx: TrialContext):
         except Exception as exc:  # a sampler's fault still leaves the trial a reason
             record.failed(f"sampling failed: {describe(exc)}")
             raise
-        params = apply_reference(trial, params)
+        params = apply_reference(trial, params, space, spec.id)
         entry = registry.get(spec.id)
         record.started(backbone=spec.id, pretrained=spec.pretrained, params=params,
                        device=str(device), classes=data.classes, seed=ctx.seed)
@@ -115,7 +115,7 @@ def make_objective(ctx: TrialContext):
         control.enforce(ctx.start_rules, control.StartView(trial, spec, params, kind, ctx),
                         record, starting=True)
         if progress:
-            label = spec.label + (f" ({kind.replace('_', ' ')})" if kind else "")
+            label = spec.label + (f" ({reference_name(kind)})" if kind else "")
             progress.trial_started(trial.number, label, params)
             control.say_grace(ctx, trial.number)
         try:
@@ -134,6 +134,15 @@ def make_objective(ctx: TrialContext):
             _release_memory(device)
 
     return objective
+
+
+def _leads(trial) -> bool:
+    """Whether ``trial`` is the first fine-tune that a time budget (or timeout) runs before
+    the linear probes (:func:`autotransfer.study.warm_start.lead_backbone`): it starts without
+    the other backbones' timed steps, which the next trial that is not a probe runs."""
+    return reference_of(trial) == "default" and not any(
+        t.number < trial.number and reference_of(t) in ("default", "linear_probe")
+        for t in trial.study.get_trials(deepcopy=False))
 
 
 def _time_backbones(ctx: TrialContext, study) -> None:

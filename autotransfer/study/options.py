@@ -84,8 +84,9 @@ class SearchOptions:
             unless the environment sets ``AUTOTRANSFER_HISTORY=0``.
         warm_start: enqueue up to N best configurations of the most similar past datasets in
             the transfer history (once per study).
-        references: enqueue a linear probe and the default configuration of each backbone
-            before any trial is sampled (once per study;
+        references: enqueue a linear probe and the first fine-tune of each backbone
+            (:mod:`autotransfer.space.first_finetune`) before any trial is sampled (once per
+            study;
             :mod:`autotransfer.study.references.trials`).
         transfer_effect: train the best configuration again from random weights at the end
             and report the difference; None: when at least 8 trials completed.

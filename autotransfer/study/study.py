@@ -319,6 +319,8 @@ def prepare(options: SearchOptions, progress: Progress | None = None, *,
         trust_remote_code=options.trust_remote_code, references=options.references,
         trials=options.trials, defer_history=options.workers == 1,
         budgeted=_budgeted(options),
+        budget_seconds=options.time_budget if options.time_budget is not None
+        else options.timeout,
     )
     prepared.options = replace(prepared.options, space=space)
     return prepared

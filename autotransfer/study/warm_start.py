@@ -23,7 +23,8 @@ from autotransfer.study.workers import tally
 
 def prepare_study(study, study_storage, lock, space, dataset, progress, *, prescreen,
                   prescreen_by, history, warm_start, device, seed, trust_remote_code,
-                  references=False, trials=None, budgeted=False, defer_history=False):
+                  references=False, trials=None, budgeted=False, defer_history=False,
+                  budget_seconds=None):
     """Before the first trial: ``prescreen=K`` narrows the space to the K backbones that rank
     best on frozen features, ``warm_start=N`` enqueues the best configurations of the most
     similar past datasets, then ``references`` enqueues the reference trials in the room that
@@ -95,8 +96,20 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
         if not chosen and StudyRecord.of(study).warm_start == []:
             say(-1, "warm start: no past configuration fits this space")
     cost = None
-    if costs_before_trials(space, references=references, budgeted=budgeted,
-                           trials=None if chosen else trials):
+    lead = lead_backbone(space, StudyRecord.of(study).prescreen, references=references,
+                         budgeted=budgeted,
+                         seconds=_lead_seconds(study, space, dataset, device, budget_seconds,
+                                               say=lambda line: say(-1, line)),
+                         within=None if budget_seconds is None else LEAD_SHARE * budget_seconds)
+    if lead is not None and timed_first:  # no timed step before the first fine-tune: its own
+        # first epoch measures it; the others are timed before the first trial after the probes
+        space = probed(space)
+        lead = space.backbone(lead.label) if lead.label in {b.label for b in space.backbones} \
+            else None
+        say(-1, "cost: the backbones are timed after the first fine-tune and the linear probes"
+                + ("" if lead is None else f" (it runs {lead.label} first)"))
+    elif costs_before_trials(space, references=references, budgeted=budgeted,
+                             trials=None if chosen else trials):
         from autotransfer.study.budget.backbone_cost import label_seconds, measure_costs
 
         failed: dict[str, str] = {}
@@ -110,11 +123,78 @@ def prepare_study(study, study_storage, lock, space, dataset, progress, *, presc
     if references:
         from autotransfer.study.references.trials import enqueue_references
 
-        for line in enqueue_references(study, lock, space, trials, cost=cost):
+        for line in enqueue_references(study, lock, space, trials, cost=cost,
+                                       lead=None if lead is None else lead.label):
             say(-1, line)
     if not history:
         recorder = None
     return space, recorder
+
+
+#: Under a time budget the search starts with the best-ranked backbone whose first fine-tune's
+#: first epoch, by the device prior, takes at most this share of the budget (else the cheapest)
+LEAD_SHARE = 0.25
+
+
+def lead_backbone(space, prescreen: dict[str, Any] | None, *, references: bool,
+                  budgeted: bool, seconds: dict[str, float] | None = None,
+                  within: float | None = None):
+    """Under a time budget (or timeout) with the references on in ranked order: the backbone
+    whose first fine-tune the search starts with, before the linear probes; None otherwise
+    (the references run as without a budget, the probes first).
+
+    Args:
+        prescreen: the study's pre-screen record, or None.
+        seconds: each backbone label's estimated seconds for one epoch of its first fine-tune
+            (:func:`_lead_seconds`, from the device prior), where known.
+        within: the seconds that epoch may take: the best-ranked backbone
+            (:func:`autotransfer.study.references.order.best_ranked`) among those that fit
+            (or whose estimate is unknown) leads; when none fits, the cheapest.
+    """
+    if not (references and budgeted and space.budget.reference_order == "ranked"):
+        return None
+    from autotransfer.study.references.order import best_ranked
+    from autotransfer.study.references.trials import reference_params
+
+    firsts = [params["backbone"] for kind, params in reference_params(space)
+              if kind == "default"]
+    if seconds and within is not None and firsts:
+        fit = [label for label in firsts if seconds.get(label, 0.0) <= within]
+        firsts = fit or [min(firsts, key=lambda label: seconds.get(label, float("inf")))]
+    label = best_ranked(firsts, prescreen, [b.label for b in space.backbones])
+    return None if label is None else space.backbone(label)
+
+
+def _lead_seconds(study, space, dataset, device, budget: float | None, say
+                  ) -> dict[str, float]:
+    """Each backbone label's seconds for one epoch of its first fine-tune by the device prior
+    (:func:`autotransfer.study.budget.prior.study_priors`: ms per image at batch 1), counting a
+    trained image as three forward passes (forward and backward) of its unfrozen part and a
+    frozen or validation image as one: ``ms * (3 * (1 - f) * n_train + f * n_train + n_val)``.
+    ``{}`` without a budget, with one backbone, or when no prior can be made."""
+    if budget is None or len(space.backbones) < 2:
+        return {}
+    from autotransfer.study.budget.prior import study_priors
+    from autotransfer.study.references.trials import first_finetune_values
+
+    try:
+        priors = study_priors(study, space, dataset.modality, device)
+    except Exception:  # noqa: BLE001 - no prior: the best-ranked backbone leads
+        return {}
+    n_train, n_val = len(dataset.train), len(dataset.val)
+    found = {}
+    for spec in space.backbones:
+        if spec.label not in priors:
+            continue
+        values, unnamed = first_finetune_values(space, spec.id)
+        frozen = min(1.0, max(0.0, float({**space.resolve(values), **unnamed}[
+            "freeze_fraction"])))
+        images = 3 * (1 - frozen) * n_train + frozen * n_train + n_val
+        found[spec.label] = priors[spec.label] / 1000 * images
+    if found:
+        say("first fine-tune: one epoch by the device prior: " + ", ".join(
+            f"{label} ~{seconds:.0f}s" for label, seconds in found.items()))
+    return found
 
 
 def resumed_line(study, trials: int | None) -> str | None:

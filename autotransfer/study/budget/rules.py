@@ -47,6 +47,8 @@ The rules, in their order:
   :class:`ReferenceShareStart` (:func:`autotransfer.study.references.share.not_starting`),
   :class:`FloorGraceStart` (the best-ranked default's grace, never stops);
 - epoch: :class:`StopSignal`, :class:`Divergence`, :class:`FloorGrace` (never stops),
+  :class:`Plateau` (early stopping, the space's ``budget.patience``; before the time
+  budget's rules, so that a plateaued trial completes rather than being pruned),
   :class:`ContinuationEnd`, :class:`FirstResult` (the time budget finishes a trial while
   none has completed), :class:`TimeBudgetStop` (it finishes any other), :class:`Pruner`
   (the space's pruner, fitted to the expected trials by
@@ -203,7 +205,7 @@ def say_grace(ctx, number: int) -> None:
     if ctx.progress is None or ctx.deadline is None or ctx.deadline.grace <= 0 or ctx.grace_said:
         return
     ctx.grace_said = True
-    what = ("this default configuration is the floor, so it" if ctx.floor else
+    what = ("this first fine-tune is the floor, so it" if ctx.floor else
             "nothing has completed yet, so this linear probe")
     ctx.progress.note(number, f"time budget: {what} may end up to "
                       f"{timebudget.FLOOR_GRACE:.0f}s past the budget")
@@ -419,6 +421,63 @@ def improves(scores: Sequence[float], min_delta: float = MIN_DELTA) -> bool:
     return not earlier or last > max(earlier) + min_delta
 
 
+def plateau_since(scores: Sequence[float], min_delta: float = MIN_DELTA) -> tuple[int, float]:
+    """``(epoch, score)`` of the last improvement in ``scores`` (each epoch's validation
+    score, the first epoch 1): the epoch whose score beat the best before it by more than
+    ``min_delta`` (the first epoch always counts as one).
+
+    Raises:
+        ValueError: ``scores`` is empty.
+    """
+    if not scores:
+        raise ValueError("scores is empty: a plateau needs at least one epoch's score")
+    best, at = scores[0], 1
+    for epoch, score in enumerate(scores[1:], start=2):
+        if score > best + min_delta:
+            best, at = score, epoch
+    return at, best
+
+
+class Plateau:
+    """Finished after this epoch: early stopping on a plateau (the space's ``budget.patience``;
+    off by default). A trial whose validation score has not beaten its best earlier one by
+    more than ``min_delta`` for ``patience`` epochs (:func:`plateau_since`) ends and completes
+    with what it has: it is not pruned, and the reason is recorded on the trial with the rule's
+    name (``TrialRecord.continuations``; :attr:`TrialRecord.ended
+    <autotransfer.finetune.records.TrialRecord.ended>`). It matters most to a continued
+    trial (``max_epochs`` above ``epochs``), whose continuation would otherwise run to its
+    planned length. Never a linear probe (seconds a head fit) nor a trial at its planned last
+    epoch (it ends there anyway, as planned).
+
+    Args:
+        min_delta: see :func:`plateau_since` (default :data:`MIN_DELTA`).
+    """
+
+    name: ClassVar[str] = "plateau"
+    action: ClassVar[str] = "finish"
+
+    def __init__(self, min_delta: float = MIN_DELTA) -> None:
+        self.min_delta = min_delta
+
+    def epochs(self, view: EpochView) -> int:
+        return int(view.result.epoch)
+
+    def __call__(self, view: EpochView) -> str | None:
+        patience = view.ctx.space.budget.patience
+        result = view.result
+        if (patience is None or view.kind == "linear_probe" or result.epoch >= view.epochs):
+            return None
+        scores = list(view.scores) or [result.score]
+        at, best = plateau_since(scores, self.min_delta)
+        if len(scores) - at < patience:
+            return None
+        if not view.multi_objective:  # the pruner's view of the trial has every epoch
+            view.trial.report(result.score, result.epoch)
+        return (f"plateau: {view.ctx.space.metric} has not beaten {best:.4f} (epoch {at}) by "
+                f"more than {self.min_delta:g} for {len(scores) - at} epochs (patience "
+                f"{patience}); finished after epoch {result.epoch} of {view.epochs}")
+
+
 class Continuation:
     """Continued (freeze-thaw; see the module docstring): a trial at its planned last epoch
     that leads (:func:`leads`), still improves (:func:`improves` by ``min_delta``) and has
@@ -462,5 +521,6 @@ class Continuation:
 
 START_RULES: tuple[TrialRule, ...] = (TimeBudgetStart(), ReferenceShareStart(),
                                       FloorGraceStart())
-EPOCH_RULES: tuple[TrialRule, ...] = (StopSignal(), Divergence(), FloorGrace(), ContinuationEnd(),
-                                      FirstResult(), TimeBudgetStop(), Pruner(), Continuation())
+EPOCH_RULES: tuple[TrialRule, ...] = (StopSignal(), Divergence(), FloorGrace(), Plateau(),
+                                      ContinuationEnd(), FirstResult(), TimeBudgetStop(), Pruner(),
+                                      Continuation())

@@ -1,7 +1,9 @@
 """The order reference trials run in: promise, then measured cost, cheapest informative first.
 
 Reference trials are the floor of a search; under a small budget they may be all it runs, so
-the most informative cheap ones go first (the space's ``budget.reference_order: ranked``):
+the most informative cheap ones go first (the space's ``budget.reference_order: ranked``).
+Under a time budget the search starts with the best-ranked backbone's first fine-tune
+(:func:`lead_first`, :func:`best_ranked`), then the rest in this order:
 
 - linear probes come before default configurations (a probe fits a head on cached frozen
   features: seconds), ordered by the pre-screen's score when the study has one, else by cost;
@@ -67,6 +69,38 @@ def order_references(planned: list[tuple[str, dict[str, Any]]],
         return (rank, promise(kind, label), seconds(label), place)
 
     return [pair for _, pair in sorted(enumerate(planned), key=key)]
+
+
+def best_ranked(candidates: list[str], prescreen: dict[str, Any] | None,
+                labels: list[str]) -> str | None:
+    """The best-ranked of ``candidates`` (backbone labels): the pre-screen's best score when
+    the study has one, else the first in ``labels`` (the space's backbones in its order: a
+    ranked space lists its best candidate first); never by measured cost, so that it is known
+    before any backbone is timed. None without candidates."""
+    scores = (prescreen or {}).get("scores") or {}
+    by = (prescreen or {}).get("by", "logme")
+
+    def rank(label: str) -> tuple[float, int]:
+        value = scores.get(label, {}).get(by)
+        promise = -value if isinstance(value, (int, float)) else float("inf")
+        return (promise, labels.index(label) if label in labels else len(labels))
+
+    return min(candidates, key=rank) if candidates else None
+
+
+def lead_first(planned: list[tuple[str, dict[str, Any]]], lead: str
+               ) -> list[tuple[str, dict[str, Any]]]:
+    """``planned`` with the first fine-tune (kind ``default``) of backbone label ``lead``
+    (:func:`best_ranked`, among those a time budget can afford:
+    :func:`autotransfer.study.warm_start.lead_backbone`) moved to the front, before the
+    linear probes: under a time budget it is where the search starts
+    (:mod:`autotransfer.space.first_finetune`), and the probes, which each need a feature pass
+    over the data, follow it. ``planned`` without that first fine-tune is returned as it is."""
+    place = next((i for i, (kind, params) in enumerate(planned)
+                  if kind == "default" and params["backbone"] == lead), None)
+    if place is None:
+        return planned
+    return [planned[place], *planned[:place], *planned[place + 1:]]
 
 
 def deferred(kind: str, prescreen: dict[str, Any] | None, order: str = "ranked") -> bool:

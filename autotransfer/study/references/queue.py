@@ -24,6 +24,7 @@ from autotransfer.finetune.records import (
     StudyRecord,
     TrialRecord,
     reference_attrs,
+    reference_name,
     reference_of,
     set_pending_references,
 )
@@ -98,6 +99,6 @@ def requeue_interrupted(study, room: int | None) -> list[str]:
         kind = str(reference_of(trial))
         params = trial.system_attrs["fixed_params"]
         study.enqueue_trial(params, user_attrs=reference_attrs(kind))
-        lines.append(f"reference: enqueued again the {kind.replace('_', ' ')} of "
+        lines.append(f"reference: enqueued again the {reference_name(kind)} of "
                      f"{params.get('backbone')} (trial {trial.number} was interrupted)")
     return lines

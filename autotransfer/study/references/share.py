@@ -13,11 +13,12 @@ reason, one console line, names the backbone and the estimate. The sampled trial
 time instead. A reference without a measured cost starts while the share lasts.
 
 Two references are the floor and always start (the time budget's own start rule still
-applies): the linear probes (a head fit on cached frozen features, seconds) and the first
-default configuration, the one the probes ranked best. At a quarter of an exhaustive grid's
-compute on the demo data the share had dropped exactly that default, which was the grid's
-best configuration (benchmarks/oracle.py: val 0.815 with it dropped, 0.855 with it run, 3
-seeds); it takes part in the rungs, so a weak one costs only its first rung.
+applies): the linear probes (a head fit on cached frozen features, seconds) and the study's
+first first fine-tune (kind ``default``): the best-ranked one, which under a time budget runs
+before the probes (:func:`autotransfer.study.references.order.lead_first`). At a quarter of
+an exhaustive grid's compute on the demo data the share had dropped exactly that default, which
+was the grid's best configuration (benchmarks/oracle.py: val 0.815 with it dropped, 0.855
+with it run, 3 seeds); it takes part in the rungs, so a weak one costs only its first rung.
 
 The floor stays: the pick is never below the best reference that ran
 (:mod:`autotransfer.study.selection`).
@@ -27,7 +28,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer.finetune.records import StudyRecord, reference_of, set_reference_until
+from autotransfer.finetune.records import (
+    StudyRecord,
+    reference_name,
+    reference_of,
+    set_reference_until,
+)
 from autotransfer.study.budget import timebudget
 from autotransfer.study.budget.backbone_cost import estimate_for
 
@@ -62,7 +68,7 @@ def not_starting(study, kind: str | None, backbone: str, backbone_id: str,
     need = estimate_for(study, backbone_id, params, epochs)
     if left > 0 and (need is None or need <= left):
         return None
-    what = kind.replace("_", " ")
+    what = reference_name(kind)
     if need is None:
         return (f"reference share: the {what} of {backbone} not started, the references' "
                 f"share ({share:.0%} of the budget) is spent")

@@ -2,12 +2,14 @@
 
 Reference trials are enqueued once per study before any trial is sampled (Optuna's
 ``Study.enqueue_trial``), per backbone of the space: a *linear probe* (``freeze_fraction: 1``,
-every other hyperparameter at its default) and the space's *default configuration* (every
-searched hyperparameter at its documented default, clipped into the searched range). They are
+every other hyperparameter at its default) and its *first fine-tune* (kind ``default``, the
+stored name of the earlier "default configuration": the settings of the backbone's family,
+:mod:`autotransfer.space.first_finetune`, clipped into the searched range, a fixed value kept,
+the documented defaults for the rest; :func:`first_finetune_values`). They are
 ordinary trials: the sampler learns from them and they count towards ``--trials``. When the
 space's ``method`` includes a method that asks for a reference (``TuningMethod.reference``:
 ``lora`` does), and its default is another method, a reference of that method per backbone
-joins them: the default configuration with ``method`` set to it (LoRA at the default rank),
+joins them: the first fine-tune with ``method`` set to it (LoRA at the default rank),
 whose kind is the method's name. Their trial holds ``user_attrs["reference"]``
 (``linear_probe``, ``default`` or the method's name, e.g. ``lora``). The pruner
 never stops a linear probe, so the floor always has a score; the other references take part in
@@ -26,16 +28,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from autotransfer.contract.backbone import split_id
 from autotransfer.contract.collect import get_registry
 from autotransfer.finetune.records import (
     StudyRecord,
     reference_attrs,
+    reference_name,
     reference_of,
     set_pending_references,
     set_references,
     set_transfer_effect,
     trial_records,
 )
+from autotransfer.space.first_finetune import KNOWN_ZOOS, FirstFinetune, first_finetune
 from autotransfer.space.methods import METHOD_TRAITS, method_traits
 from autotransfer.space.schema import (
     HYPERPARAMETERS,
@@ -44,7 +49,7 @@ from autotransfer.space.schema import (
     IntDistribution,
     SearchSpace,
 )
-from autotransfer.study.references.order import deferred, order_references
+from autotransfer.study.references.order import deferred, lead_first, order_references
 from autotransfer.study.references.queue import requeue_interrupted
 from autotransfer.study.results.scores import chance_level, chance_warning
 from autotransfer.study.selection import best_trial, rule_of, top
@@ -56,33 +61,78 @@ KINDS = ("linear_probe", "default", *(n for n, t in METHOD_TRAITS.items() if t.r
 TRANSFER_EFFECT_FROM = 8
 
 
-def _default_in(name: str, spec: Any) -> Any:
-    """The documented default of ``name``, moved into ``spec``'s range when it lies outside."""
-    default = HYPERPARAMETERS[name].default
+def _value_in(spec: Any, value: Any) -> Any:
+    """``value`` moved into ``spec`` where it lies outside: clipped to a range, the nearest
+    numeric choice, else the first choice; None (``image_size``: the backbone's own size) is
+    the largest of a searched range, the nearest to it."""
     if isinstance(spec, CategoricalDistribution):
-        return default if default in spec.choices else spec.choices[0]
-    if default is None:  # image_size: the backbone's own size; the largest searched is nearest
+        if value in spec.choices:
+            return value
+        numbers = [c for c in spec.choices
+                   if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return min(numbers, key=lambda choice: abs(float(choice) - value))
+        return spec.choices[0]
+    if value is None:
         return spec.high
-    return type(spec.low)(min(max(default, spec.low), spec.high))
+    return type(spec.low)(min(max(value, spec.low), spec.high))
+
+
+def _searched(space: SearchSpace) -> dict[str, Any]:
+    return {n: s for n, s in space.params.items() if isinstance(s, BaseModel)}
+
+
+def first_finetune_of(backbone_id: str) -> FirstFinetune:
+    """The first fine-tune of ``backbone_id``'s family
+    (:func:`autotransfer.space.first_finetune.first_finetune`; the registry says the modality
+    of a zoo of several; an id it does not know gets the generic row)."""
+    zoo = split_id(backbone_id)[0]
+    modality = None
+    if zoo in KNOWN_ZOOS and KNOWN_ZOOS[zoo] is None:
+        try:
+            modality = get_registry().get(backbone_id).modality
+        except Exception:  # noqa: BLE001 - an id the registry does not know: generic
+            modality = None
+    return first_finetune(backbone_id, modality)
+
+
+def first_finetune_values(space: SearchSpace, backbone_id: str
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first fine-tune of ``backbone_id`` in ``space``: ``(searched, unnamed)``.
+
+    ``searched``: a value for each hyperparameter the space searches, the family's setting
+    (:mod:`autotransfer.space.first_finetune`) or else the documented default, moved into the
+    searched range; what the reference trial is enqueued with. ``unnamed``: the family's
+    settings of the hyperparameters the space names nowhere (neither searched nor fixed), which
+    :func:`apply_reference` sets on the trial; a hyperparameter the space fixes stays fixed.
+    """
+    settings = first_finetune_of(backbone_id).settings
+    searched = {name: _value_in(spec, settings.get(name, HYPERPARAMETERS[name].default))
+                for name, spec in _searched(space).items()}
+    unnamed = {name: value for name, value in settings.items() if name not in space.params}
+    return searched, unnamed
 
 
 def reference_params(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     """``(kind, enqueued params)`` of every reference trial: the linear probes of all backbones
-    first, then their default configurations (a default that equals the probe is left out)."""
-    searched = {n: s for n, s in space.params.items() if isinstance(s, BaseModel)}
-    defaults = {name: _default_in(name, spec) for name, spec in searched.items()}
+    first (every other hyperparameter at its documented default), then their first fine-tunes
+    (kind ``default``, :func:`first_finetune_values`; one that freezes the whole backbone
+    equals the probe and is left out), then the references of the methods that ask for one."""
+    searched = _searched(space)
+    defaults = {name: _value_in(spec, HYPERPARAMETERS[name].default)
+                for name, spec in searched.items()}
     probe = dict(defaults)
     if "freeze_fraction" in searched:
         probe["freeze_fraction"] = _clip(searched["freeze_fraction"], 1.0)
-    same = space.resolve(defaults)["freeze_fraction"] >= 1.0
     found = [("linear_probe", {"backbone": b.label, **probe}) for b in space.backbones]
-    if not same:
-        found += [("default", {"backbone": b.label, **defaults}) for b in space.backbones]
-    default_method = space.resolve(defaults)["method"]
+    firsts = {b.label: first_finetune_values(space, b.id) for b in space.backbones}
+    found += [("default", {"backbone": label, **values})
+              for label, (values, unnamed) in firsts.items()
+              if {**space.resolve(values), **unnamed}["freeze_fraction"] < 1.0]
     for method in space.methods:
-        if method_traits(method).reference and method != default_method:
-            same_but = {**defaults, "method": method}
-            found += [(method, {"backbone": b.label, **same_but}) for b in space.backbones]
+        for label, (values, _unnamed) in firsts.items():
+            if method_traits(method).reference and method != space.resolve(values)["method"]:
+                found.append((method, {"backbone": label, **values, "method": method}))
     return [(kind, _of_method(params)) for kind, params in found]
 
 
@@ -102,12 +152,16 @@ def _clip(spec: FloatDistribution | IntDistribution | CategoricalDistribution,
 
 
 def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
-                       cost: dict[str, float] | None = None) -> list[str]:
+                       cost: dict[str, float] | None = None,
+                       lead: str | None = None) -> list[str]:
     """Enqueue the reference trials on ``study`` (once per study, as many as ``trials`` leaves
     room for, in the order of :func:`autotransfer.study.references.order.order_references`;
     ``cost`` is each backbone label's measured seconds per epoch). References that wait for
     the linear probes' scores are recorded as pending instead
-    (:mod:`autotransfer.study.references.queue` enqueues them). Returns one line per
+    (:mod:`autotransfer.study.references.queue` enqueues them). ``lead`` (a time budget, in
+    ranked order: :func:`autotransfer.study.warm_start.lead_backbone`): the label of the
+    backbone whose first fine-tune goes first, before the linear probes
+    (:func:`autotransfer.study.references.order.lead_first`). Returns one line per
     enqueued reference, and one for those held back. On a resumed study, the references a
     stop interrupted are enqueued again instead
     (:func:`autotransfer.study.references.queue.requeue_interrupted`)."""
@@ -120,10 +174,17 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
                 study, None if trials is None else max(0, trials - now.counted - now.waiting))
         planned = order_references(reference_params(space), record.prescreen, cost=cost,
                                    order=order)
+        first = None
+        if lead is not None and order == "ranked":
+            planned = lead_first(planned, lead)
+            first = planned[0] if planned and planned[0][0] == "default" else None
+
+        def waits(item: tuple[str, dict[str, Any]]) -> bool:
+            return item is not first and deferred(item[0], record.prescreen, order)
+
         room = len(planned) if trials is None else max(0, trials - tally(study).counted)
-        held = [(k, p) for k, p in planned if deferred(k, record.prescreen, order)]
-        chosen = [(k, p) for k, p in planned if not deferred(k, record.prescreen, order)]
-        chosen = chosen[:room]
+        held = [item for item in planned if waits(item)]
+        chosen = [item for item in planned if not waits(item)][:room]
         held = held if room > len(chosen) else []  # the room left is counted at release
         for kind, params in chosen:
             study.enqueue_trial(params, user_attrs=reference_attrs(kind))
@@ -131,20 +192,28 @@ def enqueue_references(study, lock, space: SearchSpace, trials: int | None, *,
             set_pending_references(study, [[kind, params, (cost or {}).get(params["backbone"])]
                                            for kind, params in held])
         set_references(study, [kind for kind, _ in chosen + held])
-    lines = [f"reference: enqueued the {kind.replace('_', ' ')} of {params['backbone']}"
-             for kind, params in chosen]
+    lines = [f"reference: enqueued the {reference_name(kind)} of {params['backbone']}"
+             + (" first, before the linear probes" if item is first else "")
+             for item in chosen for kind, params in [item]]
     if held:
-        lines.append(f"reference: {len(held)} default configuration(s) wait for the linear "
+        lines.append(f"reference: {len(held)} first fine-tune(s) wait for the linear "
                      "probes' scores, which order them")
     return lines
 
 
-def apply_reference(trial, params: dict[str, Any]) -> dict[str, Any]:
-    """A linear probe freezes the whole backbone even where the space fixes
-    ``freeze_fraction`` or keeps it below 1."""
-    if reference_of(trial) == "linear_probe":
+def apply_reference(trial, params: dict[str, Any], space: SearchSpace | None = None,
+                    backbone_id: str | None = None) -> dict[str, Any]:
+    """A reference trial's hyperparameters from the sampled ``params``: a linear probe
+    freezes the whole backbone even where the space fixes ``freeze_fraction`` or keeps it
+    below 1; a first fine-tune (and a method's reference, built from it) takes its family's
+    settings of the hyperparameters that ``space`` names nowhere (:func:`first_finetune_values`;
+    ``average_checkpoints: 3``, say, where the space leaves it at its default)."""
+    kind = reference_of(trial)
+    if kind == "linear_probe":
         return {**params, "freeze_fraction": 1.0}
-    return params
+    if kind is None or space is None or backbone_id is None:
+        return params
+    return _of_method({**params, **first_finetune_values(space, backbone_id)[1]})
 
 
 def best_references(study) -> dict[str, dict[str, Any]]:

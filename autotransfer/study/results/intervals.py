@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.finetune.records import reference_name
 from autotransfer.space.objectives import get_objective
 
 #: Bootstrap resamples for a macro-F1 interval, and the seed of the bootstrap.
@@ -302,7 +303,7 @@ def indistinguishable_lines(best, references: dict[str, Any], record_of,
             size = f"a gain of {round(gain * n)} of {n} validation examples"
         else:
             size = f"a gain of {gain:+.4f} macro-F1 on {n} validation examples"
-        lines.append(f"Not distinguishable from the best {kind.replace('_', ' ')} (trial "
+        lines.append(f"Not distinguishable from the best {reference_name(kind)} (trial "
                      f"{ref['trial']}, `{ref['backbone']}`): their 95% intervals overlap, "
                      f"{size}.")
     return lines

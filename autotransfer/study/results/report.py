@@ -23,7 +23,13 @@ from autotransfer.errors import (
     SpaceError,
     StorageError,
 )
-from autotransfer.finetune.records import StudyRecord, TrialRecord, reference_of, trial_records
+from autotransfer.finetune.records import (
+    StudyRecord,
+    TrialRecord,
+    reference_name,
+    reference_of,
+    trial_records,
+)
 from autotransfer.space.hyperparameters import for_modality
 from autotransfer.space.objectives import Objective, cost_names, get_objective, objectives
 from autotransfer.space.result import SCHEMA, BestResult
@@ -637,7 +643,7 @@ def _summary_table(best: dict[str, Any]) -> list[str]:
              row("best", name, best["val_score"], best.get("test_score"), trial)]
     refs = best.get("references", {})
     for kind, ref in refs.items():
-        lines.append(row(f"best {kind.replace('_', ' ')}", ref["backbone"], ref["val_score"],
+        lines.append(row(f"best {reference_name(kind)}", ref["backbone"], ref["val_score"],
                          ref["test_score"], ref["trial"]))
     effect = best.get("transfer_effect")
     if effect:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer.finetune.records import StudyRecord, trial_records
+from autotransfer.finetune.records import StudyRecord, reference_name, trial_records
 from autotransfer.space.objectives import get_objective
 from autotransfer.study.selection import best_so_far as feasible_best
 
@@ -153,7 +153,7 @@ def _best_so_far_plotly(seconds, best, references, metric, startups=()):
                          annotation_text=STARTUP if i == 0 else None)
     for kind, ref in references.items():
         figure.add_hline(y=ref["val_score"], line_dash="dash",
-                         annotation_text=f"{kind.replace('_', ' ')} ({ref['backbone']})")
+                         annotation_text=f"{reference_name(kind)} ({ref['backbone']})")
     figure.update_layout(title="Best so far",
                          xaxis_title="wall-clock seconds since the search started",
                          yaxis_title=f"best validation {metric}")
@@ -169,7 +169,7 @@ def _best_so_far_matplotlib(seconds, best, references, metric, startups=()):
     axes.step(seconds, best, where="post", marker="o", label="best so far")
     for i, (kind, ref) in enumerate(references.items()):
         axes.axhline(ref["val_score"], linestyle="--", color=f"C{i + 1}",
-                     label=f"{kind.replace('_', ' ')} ({ref['backbone']})")
+                     label=f"{reference_name(kind)} ({ref['backbone']})")
     axes.set_xlim(left=0)
     axes.set_xlabel("wall-clock seconds since the search started")
     axes.set_ylabel(f"best validation {metric}")
