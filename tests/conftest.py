@@ -112,7 +112,21 @@ def cli_error(capsys, *args: str) -> str:
     return err
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's loadgroup reads the groups
 def pytest_collection_modifyitems(items):
     """The slow tests first (a stable sort): under pytest-xdist a worker that draws a long test
-    near the end of the run leaves the other core idle; longest first keeps both busy."""
+    near the end of the run leaves the other core idle; longest first keeps both busy.
+
+    And the tests that share a module-scoped fixture (a real search, an export) in one
+    ``xdist_group`` per module, so that ``--dist loadgroup`` runs them on one worker and the
+    fixture is built once, not once per worker (it was built twice: 25 s and more each)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        definitions = getattr(item, "_fixtureinfo", None)
+        shared = definitions and any(
+            defs and defs[-1].scope == "module" for defs in definitions.name2fixturedefs.values())
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"module:{item.module.__name__}"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
