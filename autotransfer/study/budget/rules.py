@@ -15,9 +15,10 @@ later rules are not asked. :func:`enforce` acts on it by the rule's ``action``:
   (``KeyboardInterrupt``, recorded by the objective);
 - ``"continue"`` (a freeze-thaw continuation): the trial trains on past its planned length, to
   the length the rule's ``epochs(view)`` gives, from the same trainer state;
-- ``"finish"``: the trial ends after this epoch and completes with what it has (a trial that
-  the time budget stops after an evaluated epoch: an anytime search keeps the best model it
-  has seen, so the time budget never prunes a trial that has a score).
+- ``"finish"`` (the rules that subclass :class:`FinishHere`): the trial ends after this epoch
+  and completes with what it has (a trial that the time budget stops after an evaluated
+  epoch: an anytime search keeps the best model it has seen, so the time budget never prunes
+  a trial that has a score).
 
 These last two change the trial's plan: :func:`enforce` records them on the trial
 (``TrialRecord.continuations``) and returns the :class:`Verdict`, whose ``epochs`` the objective
@@ -304,7 +305,26 @@ class FloorGrace:
         return None
 
 
-class TimeBudgetStop:
+class FinishHere:
+    """What the rules of action ``"finish"`` share: the trial ends after this epoch, its plan's
+    length is that epoch (:meth:`epochs`), and :meth:`finish` reports the epoch's score to
+    Optuna before the rule gives its reason (the pruner's view of the trial has every epoch),
+    except for a multi-objective trial (Optuna refuses its reports)."""
+
+    action: ClassVar[str] = "finish"
+
+    def epochs(self, view: EpochView) -> int:
+        return int(view.result.epoch)
+
+    @staticmethod
+    def finish(view: EpochView, reason: str) -> str:
+        """``reason``, once the epoch's score is reported."""
+        if not view.multi_objective:
+            view.trial.report(view.result.score, view.result.epoch)
+        return reason
+
+
+class TimeBudgetStop(FinishHere):
     """Finished after this epoch: the next epoch, as long as this one, cannot end in the time
     left (:func:`autotransfer.study.budget.timebudget.stopping_after`). The trial completes
     with the model it has and its score (its last epoch's, or its checkpoint average's, as for
@@ -316,24 +336,18 @@ class TimeBudgetStop:
     first score is pruned (at a batch boundary, by the objective)."""
 
     name: ClassVar[str] = "time_budget"
-    action: ClassVar[str] = "finish"
 
     def __call__(self, view: EpochView) -> str | None:
         deadline, result = view.ctx.deadline, view.result
         stop = timebudget.stopping_after(deadline, result.epoch, view.epochs, view.pace)
         if stop is not None:
-            if not view.multi_objective:
-                view.trial.report(result.score, result.epoch)
-            return stop
+            return self.finish(view, stop)
         if deadline is not None:
             deadline.epoch_ended()
         return None
 
-    def epochs(self, view: EpochView) -> int:
-        return int(view.result.epoch)
 
-
-class ContinuationEnd:
+class ContinuationEnd(FinishHere):
     """Finished after this epoch: a continued trial whose next epoch, as long as this one,
     cannot end in the time left (:func:`autotransfer.study.budget.timebudget.stopping_after`).
     It completed its first planned length before it was continued, so the time budget ends it
@@ -341,7 +355,6 @@ class ContinuationEnd:
     not continued alike, with their own reason)."""
 
     name: ClassVar[str] = "continuation_end"
-    action: ClassVar[str] = "finish"
 
     def __call__(self, view: EpochView) -> str | None:
         if not view.continued:
@@ -350,15 +363,10 @@ class ContinuationEnd:
         stop = timebudget.stopping_after(view.ctx.deadline, result.epoch, view.epochs, view.pace)
         if stop is None:
             return None
-        if not view.multi_objective:  # the pruner's view of the trial has every epoch
-            view.trial.report(result.score, result.epoch)
-        return stop.replace("stopped after", "continuation ended after", 1)
-
-    def epochs(self, view: EpochView) -> int:
-        return int(view.result.epoch)
+        return self.finish(view, stop.replace("stopped after", "continuation ended after", 1))
 
 
-class FirstResult:
+class FirstResult(FinishHere):
     """Finished after this epoch: the time budget stops a trial (as :class:`TimeBudgetStop`
     would, which finishes it alike) while no trial of the study has completed; its reason says
     that it is the study's first result, so the search ends with one rather than ``no trial
@@ -368,20 +376,14 @@ class FirstResult:
     ended in an error."""
 
     name: ClassVar[str] = "first_result"
-    action: ClassVar[str] = "finish"
 
     def __call__(self, view: EpochView) -> str | None:
         result = view.result
         stop = timebudget.stopping_after(view.ctx.deadline, result.epoch, view.epochs, view.pace)
         if stop is None or timebudget.completed(view.trial.study):
             return None
-        if not view.multi_objective:
-            view.trial.report(result.score, result.epoch)
-        return (stop.replace("stopped after", "finished after", 1)
-                + "; no trial had completed, so it is the study's first result")
-
-    def epochs(self, view: EpochView) -> int:
-        return int(view.result.epoch)
+        return self.finish(view, stop.replace("stopped after", "finished after", 1)
+                           + "; no trial had completed, so it is the study's first result")
 
 
 class Pruner:
@@ -438,7 +440,7 @@ def plateau_since(scores: Sequence[float], min_delta: float = MIN_DELTA) -> tupl
     return at, best
 
 
-class Plateau:
+class Plateau(FinishHere):
     """Finished after this epoch: early stopping on a plateau (the space's ``budget.patience``;
     off by default). A trial whose validation score has not beaten its best earlier one by
     more than ``min_delta`` for ``patience`` epochs (:func:`plateau_since`) ends and completes
@@ -454,13 +456,9 @@ class Plateau:
     """
 
     name: ClassVar[str] = "plateau"
-    action: ClassVar[str] = "finish"
 
     def __init__(self, min_delta: float = MIN_DELTA) -> None:
         self.min_delta = min_delta
-
-    def epochs(self, view: EpochView) -> int:
-        return int(view.result.epoch)
 
     def __call__(self, view: EpochView) -> str | None:
         patience = view.ctx.space.budget.patience
@@ -471,11 +469,10 @@ class Plateau:
         at, best = plateau_since(scores, self.min_delta)
         if len(scores) - at < patience:
             return None
-        if not view.multi_objective:  # the pruner's view of the trial has every epoch
-            view.trial.report(result.score, result.epoch)
-        return (f"plateau: {view.ctx.space.metric} has not beaten {best:.4f} (epoch {at}) by "
-                f"more than {self.min_delta:g} for {len(scores) - at} epochs (patience "
-                f"{patience}); finished after epoch {result.epoch} of {view.epochs}")
+        return self.finish(view, f"plateau: {view.ctx.space.metric} has not beaten {best:.4f} "
+                                 f"(epoch {at}) by more than {self.min_delta:g} for "
+                                 f"{len(scores) - at} epochs (patience {patience}); finished "
+                                 f"after epoch {result.epoch} of {view.epochs}")
 
 
 class Continuation:
