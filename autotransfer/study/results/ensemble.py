@@ -48,6 +48,15 @@ CROSS_FITTING = ("two fixed halves of the validation split (stratified by class,
                  "and the reverse")
 
 
+def single_section(pick: TrialRecord, metric: str) -> dict[str, Any]:
+    """The single pick an ensemble or a soup is set beside: its trial, val and test scores with
+    their 95% intervals, and its costs."""
+    intervals = intervals_of(pick, metric)
+    return {"trial": pick.number, "val_score": pick.value,
+            "val_score_ci95": intervals["val_score_ci95"], "test_score": pick.test_score,
+            "test_score_ci95": intervals["test_score_ci95"], **combined_costs([pick])}
+
+
 def combined_costs(members: list[TrialRecord]) -> dict[str, float]:
     """The members' measured costs combined, by objective key (see the module docstring):
     only the costs every member measured."""
@@ -174,12 +183,7 @@ def build_ensemble(study, *, metric: str, max_members: int = 5, space: Any = Non
         test, test_ci = _score(compute, test_labels, final.predict(np.stack(test_probs)),
                                metric, n_classes)
         section.update(test_score=test, test_score_ci95=test_ci)
-    pick_ci = intervals_of(pick, metric)
-    section["single"] = {"trial": pick.number, "val_score": pick.value,
-                         "val_score_ci95": pick_ci["val_score_ci95"],
-                         "test_score": pick.test_score,
-                         "test_score_ci95": pick_ci["test_score_ci95"],
-                         **combined_costs([pick])}
+    section["single"] = single_section(pick, metric)
     section.update(combined_costs(members))
     section["selection"] = {
         "method": "Caruana et al. 2004 greedy ensemble selection with replacement",

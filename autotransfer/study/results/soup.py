@@ -47,8 +47,9 @@ from autotransfer.study.results.ensemble import (
     combined_line,
     combined_row,
     front_point,
+    single_section,
 )
-from autotransfer.study.results.intervals import intervals_of, score_ci95
+from autotransfer.study.results.intervals import score_ci95
 from autotransfer.study.results.kept_weights import load_weights, record_group
 from autotransfer.study.results.scores import confusion
 from autotransfer.study.selection import best_trial
@@ -282,12 +283,7 @@ def build_soup(study, *, metric: str, data, device: Any = "auto", space: Any = N
         test, test_ci = _score(compute, test_labels, soups.probabilities(
             tuple(final), "test").argmax(-1), metric, n_classes)
         section.update(test_score=test, test_score_ci95=test_ci)
-    pick_ci = intervals_of(pick, metric)
-    section["single"] = {"trial": pick.number, "val_score": pick.value,
-                         "val_score_ci95": pick_ci["val_score_ci95"],
-                         "test_score": pick.test_score,
-                         "test_score_ci95": pick_ci["test_score_ci95"],
-                         **combined_costs([pick])}
+    section["single"] = single_section(pick, metric)
     section.update(combined_costs([pick]))
     section["latency"] = LATENCY
     section["tried"] = [{"trial": n, "with_soup": round(v, 5)} for n, v in tried.items()]
