@@ -105,18 +105,25 @@ def bootstrap_metric(confusion: Sequence[Sequence[int]], compute, *, resamples: 
                      level: float = LEVEL) -> tuple[float, float]:
     """A percentile-bootstrap interval of ``compute(labels, preds)`` (any metric) from a
     confusion matrix, resampling the examples with replacement; seeded, so repeatable."""
-    from scipy.stats import bootstrap
 
     true, pred = pairs(confusion)
     if len(true) < 2:
         raise ValueError(f"a bootstrap needs at least 2 examples, got {len(true)}")
+    return _resampled(len(true), lambda index: compute(true[index], pred[index]),
+                      resamples=resamples, seed=seed, level=level)
+
+
+def _resampled(n: int, statistic, *, resamples: int, seed: int,
+               level: float) -> tuple[float, float]:
+    """scipy's seeded percentile bootstrap of ``statistic(index)`` over ``n`` examples drawn
+    with replacement (``index``: the drawn examples' positions)."""
+    from scipy.stats import bootstrap
+
     with warnings.catch_warnings():  # a resample may miss a class: the metric's own warning
         warnings.simplefilter("ignore")
-        result = bootstrap(
-            (np.arange(len(true)),), lambda index: compute(true[index], pred[index]),
-            n_resamples=resamples, confidence_level=level, method="percentile",
-            vectorized=False, rng=np.random.default_rng(seed),
-        )
+        result = bootstrap((np.arange(n),), statistic, n_resamples=resamples,
+                           confidence_level=level, method="percentile", vectorized=False,
+                           rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -137,7 +144,6 @@ def paired_gain(pick, other, labels, metric: str, *, resamples: int = BOOTSTRAP_
         ValueError: the arrays do not describe the same ``N`` examples, or ``metric`` is not
             a registered metric.
     """
-    from scipy.stats import bootstrap
 
     compute = get_objective(metric).compute
     labels = np.asarray(labels)
@@ -149,14 +155,9 @@ def paired_gain(pick, other, labels, metric: str, *, resamples: int = BOOTSTRAP_
     gain = float(compute(labels, a) - compute(labels, b))
     if len(labels) < 2:
         return {"gain": gain, "ci95": None}
-    with warnings.catch_warnings():  # a resample may miss a class: the metric's own warning
-        warnings.simplefilter("ignore")
-        result = bootstrap(
-            (np.arange(len(labels)),),
-            lambda i: compute(labels[i], a[i]) - compute(labels[i], b[i]),
-            n_resamples=resamples, confidence_level=level, method="percentile",
-            vectorized=False, rng=np.random.default_rng(seed))
-    low, high = result.confidence_interval.low, result.confidence_interval.high
+    low, high = _resampled(len(labels),
+                           lambda i: compute(labels[i], a[i]) - compute(labels[i], b[i]),
+                           resamples=resamples, seed=seed, level=level)
     if not (np.isfinite(low) and np.isfinite(high)):
         return {"gain": gain, "ci95": None}
     return {"gain": round(gain, 6), "ci95": [round(float(low), 4), round(float(high), 4)]}
